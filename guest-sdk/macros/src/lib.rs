@@ -1,0 +1,205 @@
+//! Attribute macros behind `#[sluice_guest::interceptor]`,
+//! `#[sluice_guest::decoder]` and `#[sluice_guest::router]`.
+//!
+//! Do not depend on this crate directly: use the re-exports of `sluice-guest`,
+//! whose docs describe what the macros accept. The generated code refers to
+//! `::sluice_guest::__private`, so it only compiles in a crate that depends on
+//! `sluice-guest`.
+//!
+//! Each macro re-emits the annotated function unchanged and appends:
+//!
+//! - a hidden type check that the function fits `sluice_guest::Handler`
+//!   (so a wrong signature is reported on native builds too, and the function
+//!   counts as used);
+//! - for `wasm32` only, a private module that runs
+//!   `wit_bindgen::generate!` for the plugin's world (reusing the SDK's
+//!   `types` and `host` bindings), implements the exported interface by
+//!   handing each batch to the SDK driver, and calls `export!`.
+
+use proc_macro::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
+
+/// The WIT directory of the repository, next to `guest-sdk/`.
+const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+
+/// One plugin kind: a world of `wit/worlds.wit` and its export.
+struct Kind {
+    /// World name in `wit/worlds.wit`.
+    world: &'static str,
+    /// Exported interface (Rust module name of the generated bindings).
+    interface: &'static str,
+    /// Exported function.
+    function: &'static str,
+}
+
+/// Marks the function that processes each event of an interceptor plugin.
+///
+/// See `sluice_guest::interceptor` for the accepted signatures.
+#[proc_macro_attribute]
+pub fn interceptor(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(
+        &Kind {
+            world: "interceptor",
+            interface: "interceptor",
+            function: "intercept",
+        },
+        attr,
+        item,
+    )
+}
+
+/// Marks the function that decodes each event of a decoder plugin.
+///
+/// See `sluice_guest::decoder` for the accepted signatures.
+#[proc_macro_attribute]
+pub fn decoder(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(
+        &Kind {
+            world: "decoder",
+            interface: "decoder",
+            function: "decode",
+        },
+        attr,
+        item,
+    )
+}
+
+/// Marks the function that routes each event of a router plugin.
+///
+/// See `sluice_guest::router` for the accepted signatures.
+#[proc_macro_attribute]
+pub fn router(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(
+        &Kind {
+            world: "router",
+            interface: "router",
+            function: "route",
+        },
+        attr,
+        item,
+    )
+}
+
+fn expand(kind: &Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
+    if let Some(tt) = attr.into_iter().next() {
+        return compile_error(
+            tt.span(),
+            &format!(
+                "#[sluice_guest::{}] takes no arguments; read configuration with sluice_guest::config()",
+                kind.world
+            ),
+        );
+    }
+    let name = match function_name(item.clone()) {
+        Ok(name) => name,
+        Err((span, message)) => return compile_error(span, &message),
+    };
+    let module = name.trim_start_matches("r#");
+    let wit_dir = std::fs::canonicalize(WIT_DIR)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| WIT_DIR.to_owned());
+    let generated = format!(
+        r#"
+#[doc(hidden)]
+#[allow(dead_code)]
+const _: fn() = || {{ ::sluice_guest::__private::assert_handler({name}); }};
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+#[allow(unsafe_code, unused, missing_docs, unreachable_pub, clippy::all)]
+mod __sluice_guest_{module} {{
+    ::sluice_guest::__private::wit_bindgen::generate!({{
+        path: {wit_dir:?},
+        world: "{world}",
+        with: {{
+            "sluice:plugin/types@0.1.0": ::sluice_guest::__private::types,
+            "sluice:plugin/host@0.1.0": ::sluice_guest::__private::host,
+        }},
+        runtime_path: "::sluice_guest::__private::wit_bindgen::rt",
+    }});
+
+    struct Plugin;
+
+    impl exports::sluice::plugin::{interface}::Guest for Plugin {{
+        fn {function}(
+            batch: ::sluice_guest::__private::types::Batch,
+        ) -> ::core::result::Result<
+            ::sluice_guest::__private::types::BatchResult,
+            ::sluice_guest::__private::types::PluginError,
+        > {{
+            ::sluice_guest::__private::run(batch, super::{name})
+        }}
+    }}
+
+    export!(Plugin);
+}}
+"#,
+        world = kind.world,
+        interface = kind.interface,
+        function = kind.function,
+    );
+    let generated: TokenStream = match generated.parse() {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            return compile_error(
+                Span::call_site(),
+                &format!("sluice_guest: generated invalid code: {e}"),
+            );
+        }
+    };
+    let mut out = item;
+    out.extend(generated);
+    out
+}
+
+/// Finds the name of the `fn` item in `item`.
+fn function_name(item: TokenStream) -> Result<String, (Span, String)> {
+    let mut tokens = item.into_iter();
+    while let Some(tt) = tokens.next() {
+        if let TokenTree::Ident(ident) = &tt {
+            match ident.to_string().as_str() {
+                "fn" => {
+                    return match tokens.next() {
+                        Some(TokenTree::Ident(name)) => Ok(name.to_string()),
+                        _ => Err((ident.span(), "expected a function name after `fn`".into())),
+                    };
+                }
+                "async" => {
+                    return Err((
+                        ident.span(),
+                        "a sluice plugin function cannot be async".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Err((
+        Span::call_site(),
+        "#[sluice_guest::...] must be placed on a function".into(),
+    ))
+}
+
+/// `compile_error!("message")` at `span`.
+fn compile_error(span: Span, message: &str) -> TokenStream {
+    let mut path = TokenStream::new();
+    path.extend([
+        TokenTree::Punct(Punct::new(':', Spacing::Joint)),
+        TokenTree::Punct(Punct::new(':', Spacing::Alone)),
+        TokenTree::Ident(Ident::new("core", span)),
+        TokenTree::Punct(Punct::new(':', Spacing::Joint)),
+        TokenTree::Punct(Punct::new(':', Spacing::Alone)),
+        TokenTree::Ident(Ident::new("compile_error", span)),
+        TokenTree::Punct(Punct::new('!', Spacing::Alone)),
+    ]);
+    let mut literal = proc_macro::Literal::string(message);
+    literal.set_span(span);
+    let mut args = Group::new(Delimiter::Parenthesis, TokenTree::Literal(literal).into());
+    args.set_span(span);
+    let mut out: Vec<TokenTree> = path.into_iter().collect();
+    for tt in &mut out {
+        tt.set_span(span);
+    }
+    out.push(TokenTree::Group(args));
+    out.push(TokenTree::Punct(Punct::new(';', Spacing::Alone)));
+    out.into_iter().collect()
+}

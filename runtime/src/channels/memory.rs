@@ -1,0 +1,200 @@
+//! The `memory` channel: a bounded in-memory queue of batches.
+//!
+//! Bounded by events and by bytes (whichever fills first), like Flume's memory
+//! channel (`capacity`, `byteCapacity`) but without its failure mode: a full
+//! channel never rejects a batch; the sender waits. What the channel holds is
+//! lost if the process dies, but nothing in it has been committed at the
+//! source yet, so a Kafka source redelivers it (at-least-once).
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::event::Batch;
+
+/// Largest permit count tokio's semaphore accepts in one acquire.
+const MAX_PERMITS: usize = u32::MAX as usize >> 3;
+
+/// Capacity limits of a memory channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Most events held at once.
+    pub events: usize,
+    /// Most payload bytes held at once.
+    pub bytes: usize,
+}
+
+struct Limits {
+    events: Semaphore,
+    bytes: Semaphore,
+    capacity: Capacity,
+}
+
+/// The sending side; clone it per producer.
+#[derive(Clone)]
+pub struct ChannelSender {
+    tx: mpsc::UnboundedSender<(Batch, u32, u32)>,
+    limits: Arc<Limits>,
+}
+
+/// The receiving side, owned by one sink.
+pub struct ChannelReceiver {
+    rx: mpsc::UnboundedReceiver<(Batch, u32, u32)>,
+    limits: Arc<Limits>,
+}
+
+/// The receiver is gone (its sink stopped); the batch was not taken.
+#[derive(Debug)]
+pub struct Closed(pub Batch);
+
+/// Creates a memory channel with the given capacity.
+pub fn channel(capacity: Capacity) -> (ChannelSender, ChannelReceiver) {
+    let limits = Arc::new(Limits {
+        events: Semaphore::new(capacity.events.clamp(1, MAX_PERMITS)),
+        bytes: Semaphore::new(capacity.bytes.clamp(1, MAX_PERMITS)),
+        capacity,
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        ChannelSender {
+            tx,
+            limits: limits.clone(),
+        },
+        ChannelReceiver { rx, limits },
+    )
+}
+
+impl ChannelSender {
+    /// Queues a batch, waiting while the channel is full. A batch larger than
+    /// the whole capacity is admitted alone once the channel is empty, so an
+    /// oversized batch slows the pipeline down but never wedges it.
+    pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
+        let events = (batch.len().max(1)).min(self.limits.capacity.events.clamp(1, MAX_PERMITS)) as u32;
+        let bytes = (batch.events.data_len().max(1))
+            .min(self.limits.capacity.bytes.clamp(1, MAX_PERMITS)) as u32;
+        // Acquire in a fixed order (events, then bytes) so senders cannot deadlock.
+        let (Ok(e), Ok(b)) = (
+            self.limits.events.acquire_many(events).await,
+            self.limits.bytes.acquire_many(bytes).await,
+        ) else {
+            return Err(Closed(batch));
+        };
+        e.forget();
+        b.forget();
+        self.tx.send((batch, events, bytes)).map_err(|e| {
+            let (batch, events, bytes) = e.0;
+            self.limits.events.add_permits(events as usize);
+            self.limits.bytes.add_permits(bytes as usize);
+            Closed(batch)
+        })
+    }
+
+    /// Events currently held.
+    pub fn held_events(&self) -> usize {
+        self.limits
+            .capacity
+            .events
+            .clamp(1, MAX_PERMITS)
+            .saturating_sub(self.limits.events.available_permits())
+    }
+}
+
+impl ChannelReceiver {
+    /// The next batch; `None` once all senders are dropped and the channel is empty.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        let (batch, events, bytes) = self.rx.recv().await?;
+        self.limits.events.add_permits(events as usize);
+        self.limits.bytes.add_permits(bytes as usize);
+        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_batch::{BatchBuf, NewEvent};
+
+    use super::*;
+
+    fn batch(n: usize) -> Batch {
+        let mut b = BatchBuf::default();
+        for i in 0..n {
+            b.push(&NewEvent {
+                key: None,
+                body: b"0123456789",
+                headers: &[],
+                topic: "t",
+                partition: 0,
+                offset: i as i64,
+                timestamp: -1,
+            });
+        }
+        Batch::unacked(b)
+    }
+
+    #[tokio::test]
+    async fn full_channel_makes_sender_wait_until_drained() {
+        let (tx, mut rx) = channel(Capacity {
+            events: 10,
+            bytes: 1 << 20,
+        });
+        tx.send(batch(6)).await.unwrap();
+        let second = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(batch(6)).await.is_ok() }
+        });
+        // The second send cannot complete while 6 of 10 slots are taken.
+        tokio::time::timeout(Duration::from_millis(50), async {
+            while !second.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect_err("second send completed although the channel was full");
+        assert_eq!(tx.held_events(), 6);
+        assert_eq!(rx.recv().await.unwrap().len(), 6);
+        assert!(second.await.unwrap());
+        assert_eq!(rx.recv().await.unwrap().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn bytes_bound_applies_too() {
+        let (tx, mut rx) = channel(Capacity {
+            events: 1000,
+            bytes: 30,
+        });
+        tx.send(batch(1)).await.unwrap();
+        tx.send(batch(1)).await.unwrap();
+        let third = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(batch(1)).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        rx.recv().await.unwrap();
+        assert!(third.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn oversized_batch_is_admitted_alone_and_nothing_is_lost() {
+        let (tx, mut rx) = channel(Capacity {
+            events: 5,
+            bytes: 1 << 20,
+        });
+        tx.send(batch(50)).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn receiver_sees_end_after_senders_drop() {
+        let (tx, mut rx) = channel(Capacity {
+            events: 5,
+            bytes: 100,
+        });
+        tx.send(batch(2)).await.unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().await.unwrap().len(), 2);
+        assert!(rx.recv().await.is_none());
+    }
+}

@@ -1,0 +1,303 @@
+//! The `sluice` command line: `run`, `validate`, `plugin test`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use sluice_batch::{BatchBuf, NewEvent, OutcomeKind};
+
+use crate::config::{self, units::HumanDuration};
+use crate::plugin::{Limits, PluginEngine, PluginInstance};
+use crate::topology::{self, RunOptions};
+
+/// Sluice: Kafka and other sources into object stores and Kafka, with
+/// WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipelines of a configuration file until Ctrl-C.
+    Run {
+        /// The configuration file (TOML).
+        config: PathBuf,
+        /// Stop gracefully (flush files, commit offsets) once no event has
+        /// arrived for this long, e.g. `5s`: run as a batch job.
+        #[arg(long, value_parser = parse_duration)]
+        exit_when_idle: Option<Duration>,
+        /// Do not print the status line even on a terminal.
+        #[arg(long)]
+        no_status: bool,
+    },
+    /// Check a configuration file and exit: 0 if valid, 2 with every problem
+    /// (file:line:col, key, what is expected) if not.
+    Validate {
+        /// The configuration file (TOML).
+        config: PathBuf,
+    },
+    /// Work with plugin files.
+    Plugin {
+        /// What to do with a plugin.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// `sluice plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin on events from a JSON-lines file and print each outcome as
+    /// a JSON line: `{"index":0,"outcome":"modify","event":{...}}`.
+    Test {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+        /// A TOML file holding the plugin's config table.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Events, one JSON object per line: `body` (string, or any JSON value,
+        /// which is serialized), and optionally `key`, `headers` (object of
+        /// strings), `topic`, `partition`, `offset`, `timestamp` (ms).
+        #[arg(long)]
+        input: PathBuf,
+        /// Events per batch (all at once by default).
+        #[arg(long)]
+        batch_size: Option<usize>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<HumanDuration>().map(HumanDuration::get)
+}
+
+/// Runs the command line; the returned code is the process exit status.
+pub async fn main(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Validate { config } => match config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} sources, {} plugins, {} channels, {} sinks)",
+                    config.display(),
+                    c.sources.len(),
+                    c.plugins.len(),
+                    c.channels.len(),
+                    c.sinks.len()
+                );
+                Ok(0)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(2)
+            }
+        },
+        Command::Run {
+            config,
+            exit_when_idle,
+            no_status,
+        } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(2);
+                }
+            };
+            let metrics = topology::run(
+                config,
+                RunOptions {
+                    exit_when_idle,
+                    status_line: !no_status,
+                },
+            )
+            .await?;
+            let totals = topology::status::Totals::read(&metrics);
+            tracing::info!(
+                events_in = totals.events_in,
+                events_out = totals.events_out,
+                files = totals.files,
+                dead_lettered = totals.dead_lettered,
+                "stopped"
+            );
+            Ok(0)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    config,
+                    input,
+                    batch_size,
+                },
+        } => {
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            let failed = tokio::task::block_in_place(|| {
+                plugin_test(&plugin, config.as_deref(), &input, batch_size, &mut out)
+            })?;
+            Ok(if failed { 1 } else { 0 })
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputEvent {
+    #[serde(default)]
+    key: Option<String>,
+    body: serde_json::Value,
+    #[serde(default)]
+    headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    partition: i32,
+    #[serde(default)]
+    offset: Option<i64>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+/// Runs `plugin` over the events in `input`, writing one JSON line per event
+/// to `out`. Returns whether any batch failed as a whole.
+pub fn plugin_test(
+    plugin: &Path,
+    config: Option<&Path>,
+    input: &Path,
+    batch_size: Option<usize>,
+    out: &mut impl Write,
+) -> Result<bool> {
+    let config_json = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading plugin config {}", path.display()))?;
+            let table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("parsing plugin config {}", path.display()))?;
+            serde_json::to_string(&table)?
+        }
+        None => "{}".to_string(),
+    };
+    let engine = PluginEngine::new()?;
+    let loaded = engine.load(plugin, None)?;
+    let name = plugin
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into());
+    let mut instance = PluginInstance::new(engine, loaded, &name, config_json, Limits::default());
+
+    let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let mut events = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", input.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: InputEvent = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not an input event", input.display(), n + 1))?;
+        events.push(event);
+    }
+    let mut failed = false;
+    let size = batch_size.unwrap_or(events.len()).max(1);
+    for (chunk_no, chunk) in events.chunks(size).enumerate() {
+        let mut batch = BatchBuf::default();
+        for (i, e) in chunk.iter().enumerate() {
+            let body = match &e.body {
+                serde_json::Value::String(s) => s.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            let headers: Vec<(String, Vec<u8>)> = e
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v.into_bytes())
+                })
+                .collect();
+            let header_refs: Vec<(&str, &[u8])> =
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            batch.push(&NewEvent {
+                key: e.key.as_deref().map(str::as_bytes),
+                body: &body,
+                headers: &header_refs,
+                topic: e.topic.as_deref().unwrap_or("test"),
+                partition: e.partition,
+                offset: e.offset.unwrap_or((chunk_no * size + i) as i64),
+                timestamp: e.timestamp.unwrap_or(sluice_batch::NO_TIMESTAMP),
+            });
+        }
+        let base = chunk_no * size;
+        match instance.call(&batch) {
+            Ok(result) => {
+                for (i, o) in result.outcomes.iter().enumerate() {
+                    let original = batch.get(i).context("outcome without event")?;
+                    let mut line = serde_json::Map::new();
+                    line.insert("index".into(), (base + i).into());
+                    line.insert("outcome".into(), o.kind.as_str().into());
+                    match o.kind {
+                        OutcomeKind::RouteTo => {
+                            line.insert("route".into(), result.labels[o.label as usize].clone().into());
+                        }
+                        OutcomeKind::DeadLetter => {
+                            line.insert("reason".into(), result.labels[o.label as usize].clone().into());
+                        }
+                        _ => {}
+                    }
+                    if o.kind != OutcomeKind::Drop {
+                        let shown = if o.kind != OutcomeKind::DeadLetter {
+                            result.replacements.get(o.replacement as usize).unwrap_or(original)
+                        } else {
+                            original
+                        };
+                        line.insert("event".into(), event_json(&shown, &original));
+                    }
+                    writeln!(out, "{}", serde_json::Value::Object(line))?;
+                }
+            }
+            Err(failure) => {
+                failed = true;
+                for i in 0..batch.len() {
+                    let line = serde_json::json!({
+                        "index": base + i,
+                        "outcome": "failed",
+                        "reason": failure.to_string(),
+                    });
+                    writeln!(out, "{line}")?;
+                }
+            }
+        }
+    }
+    if events.is_empty() {
+        bail!("{} holds no events", input.display());
+    }
+    Ok(failed)
+}
+
+/// JSON form of an event as `plugin test` prints it (origin from `origin`).
+fn event_json(event: &sluice_batch::EventRef<'_>, origin: &sluice_batch::EventRef<'_>) -> serde_json::Value {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let headers: serde_json::Map<String, serde_json::Value> = event
+        .headers()
+        .map_while(Result::ok)
+        .map(|(k, v)| (k.to_owned(), text(v).into()))
+        .collect();
+    let ts = event.timestamp();
+    serde_json::json!({
+        "key": event.key().map(text),
+        "body": text(event.body()),
+        "headers": headers,
+        "topic": origin.topic(),
+        "partition": origin.partition(),
+        "offset": origin.offset(),
+        "timestamp": (ts != sluice_batch::NO_TIMESTAMP).then_some(ts),
+    })
+}

@@ -1,0 +1,24 @@
+//! Sluice: an ingestion runtime that moves events from Kafka (and other
+//! sources) into object stores and back into Kafka, running each team's
+//! processing as sandboxed WebAssembly components invoked once per batch.
+//!
+//! The pieces, in the order events flow through them:
+//!
+//! - [`sources`]: Kafka consumer (and the embedded demo broker) producing [`event::Batch`]es;
+//! - [`plugin`]: the wasmtime host running decoder → interceptors → router per batch;
+//! - [`channels`]: bounded buffers with backpressure between processing and sinks;
+//! - [`sinks`]: rolling object-store files, Kafka producer, logger, null;
+//! - [`topology`]: builds the graph from [`config`], runs it, shuts it down.
+//!
+//! Delivery is at-least-once end to end: a source commits an offset only after
+//! every sink that received an event up to it has made it durable (see [`event`]).
+
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod metrics;
+pub mod plugin;
+pub mod sinks;
+pub mod sources;
+pub mod topology;

@@ -1,0 +1,147 @@
+//! Store data of a plugin instance and the host side of the `host` interface.
+//!
+//! WASI p2 is linked (Python and Go guests import all of it) with a
+//! deny-by-default context: no preopened directories, no environment, no
+//! arguments, no sockets or name lookups. Guest stdout and stderr are captured
+//! line by line into the host log, tagged with the plugin's name.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{Host, Level};
+use super::limits::Limits;
+
+/// Everything a plugin's store holds.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory limiter of this instance.
+    pub limits: StoreLimits,
+    plugin: Arc<str>,
+    config_json: Arc<str>,
+}
+
+impl HostState {
+    /// State for an instance of plugin `plugin` with its config as JSON.
+    pub fn new(plugin: Arc<str>, config_json: Arc<str>, limits: &Limits) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .stdout(LogStream::new(plugin.clone(), "stdout"))
+            .stderr(LogStream::new(plugin.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            plugin,
+            config_json,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self) -> String {
+        self.config_json.to_string()
+    }
+}
+
+impl super::bindings::sluice::plugin::types::Host for HostState {}
+
+/// Guest stdout/stderr forwarded to the log one line at a time.
+#[derive(Clone)]
+struct LogStream {
+    plugin: Arc<str>,
+    stream: &'static str,
+    pending: Arc<Mutex<Vec<u8>>>,
+}
+
+/// A line longer than this is logged in pieces rather than buffered without bound.
+const MAX_LINE: usize = 8 << 10;
+
+impl LogStream {
+    fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+        Self {
+            plugin,
+            stream,
+            pending: Arc::default(),
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        tracing::info!(plugin = &*self.plugin, stream = self.stream, "{}", line.trim_end());
+    }
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend_from_slice(buf);
+        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            self.emit(&line);
+        }
+        if pending.len() > MAX_LINE {
+            let line = std::mem::take(&mut *pending);
+            self.emit(&line);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !pending.is_empty() {
+            let line = std::mem::take(&mut *pending);
+            self.emit(&line);
+        }
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,186 @@
+//! One live plugin instance and the per-batch call into it.
+//!
+//! The instance is created lazily and recreated after any trap: a component
+//! instance that trapped may hold broken state and wasmtime refuses to enter it
+//! again, while instantiating a compiled component costs well under a
+//! millisecond. The plugin's output is checked before the host uses it:
+//! malformed output fails the batch exactly like a trap.
+
+use std::sync::Arc;
+
+use sluice_batch::{BatchBuf, OutcomeEntry, decode_outcomes};
+use wasmtime::component::Func;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{BatchRef, BatchResult, GuestError};
+use super::engine::{LoadedPlugin, PluginEngine, export_of};
+use super::host::HostState;
+use super::limits::Limits;
+
+/// Why a batch could not be processed by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginFailure {
+    /// The plugin ran past its time budget and was interrupted.
+    #[error("exceeded its time budget of {0:?}")]
+    Timeout(std::time::Duration),
+    /// The plugin trapped (panic, out-of-bounds access, memory cap...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The plugin returned `plugin-error` for the whole batch.
+    #[error("failed the batch: {0}")]
+    Returned(String),
+    /// The plugin returned a result that breaks the contract.
+    #[error("returned malformed output: {0}")]
+    Malformed(String),
+    /// A fresh instance could not be created.
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl PluginFailure {
+    /// Short stable name, for metrics and headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Trap(_) => "trap",
+            Self::Returned(_) => "error",
+            Self::Malformed(_) => "malformed",
+            Self::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// A plugin's checked answer for one batch.
+#[derive(Debug, Clone)]
+pub struct PluginOutput {
+    /// One entry per input event.
+    pub outcomes: Vec<OutcomeEntry>,
+    /// Replacement events referenced by `outcomes`.
+    pub replacements: BatchBuf,
+    /// Route names and dead-letter reasons referenced by `outcomes`.
+    pub labels: Vec<String>,
+}
+
+struct Live {
+    store: Store<HostState>,
+    func: Func,
+}
+
+/// A named plugin with its limits and (lazily) a live instance.
+pub struct PluginInstance {
+    engine: PluginEngine,
+    plugin: LoadedPlugin,
+    name: Arc<str>,
+    config_json: Arc<str>,
+    limits: Limits,
+    live: Option<Live>,
+}
+
+impl PluginInstance {
+    /// Prepares plugin `name` from a loaded file; `config_json` is what its
+    /// `host.config` import returns.
+    pub fn new(
+        engine: PluginEngine,
+        plugin: LoadedPlugin,
+        name: &str,
+        config_json: String,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            engine,
+            plugin,
+            name: name.into(),
+            config_json: config_json.into(),
+            limits,
+            live: None,
+        }
+    }
+
+    /// The plugin's name in the configuration.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the plugin file this instance runs.
+    pub fn digest(&self) -> &str {
+        &self.plugin.digest
+    }
+
+    /// Creates the live instance now (normally done by the first call), so a
+    /// plugin that traps while starting is reported at startup.
+    pub fn warm_up(&mut self) -> Result<(), PluginFailure> {
+        if self.live.is_none() {
+            self.live = Some(self.instantiate()?);
+        }
+        Ok(())
+    }
+
+    fn instantiate(&self) -> Result<Live, PluginFailure> {
+        let fail = |e: wasmtime::Error| PluginFailure::Instantiate(format!("{e:#}"));
+        let mut store = Store::new(
+            self.engine.engine(),
+            HostState::new(self.name.clone(), self.config_json.clone(), &self.limits),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.limits.budget_ticks());
+        let instance = self
+            .engine
+            .linker()
+            .instantiate(&mut store, &self.plugin.component)
+            .map_err(fail)?;
+        let (iface, func_name) = export_of(self.plugin.kind);
+        let func = instance
+            .get_export_index(&mut store, None, &iface)
+            .and_then(|i| instance.get_export_index(&mut store, Some(&i), func_name))
+            .and_then(|f| instance.get_func(&mut store, f))
+            .ok_or_else(|| PluginFailure::Instantiate(format!("no export `{iface}#{func_name}`")))?;
+        Ok(Live { store, func })
+    }
+
+    /// Runs the plugin on `batch`. On any failure the instance is discarded
+    /// and the next call starts from a fresh one.
+    pub fn call(&mut self, batch: &BatchBuf) -> Result<PluginOutput, PluginFailure> {
+        if self.live.is_none() {
+            self.live = Some(self.instantiate()?);
+        }
+        let Some(live) = self.live.as_mut() else {
+            unreachable!("instance was just created");
+        };
+        live.store.set_epoch_deadline(self.limits.budget_ticks());
+        let typed = live
+            .func
+            .typed::<(BatchRef<'_>,), (Result<BatchResult, GuestError>,)>(&live.store)
+            .map_err(|e| PluginFailure::Instantiate(format!("export has the wrong signature: {e:#}")))?;
+        let arg = BatchRef {
+            data: &batch.data,
+            index: &batch.index,
+        };
+        let result = typed.call(&mut live.store, (arg,));
+        let result = match result {
+            Ok((Ok(r),)) => r,
+            Ok((Err(e),)) => return Err(PluginFailure::Returned(e.message)),
+            Err(e) => {
+                self.live = None;
+                return Err(match e.downcast_ref::<Trap>() {
+                    Some(Trap::Interrupt) => PluginFailure::Timeout(self.limits.time_budget),
+                    _ => PluginFailure::Trap(format!("{e:#}")),
+                });
+            }
+        };
+        let replacements = BatchBuf::from_parts(result.replacements.data, result.replacements.index)
+            .map_err(|e| PluginFailure::Malformed(format!("replacements: {e}")))?;
+        let outcomes = decode_outcomes(
+            &result.outcomes,
+            batch.len(),
+            replacements.len(),
+            result.labels.len(),
+        )
+        .map_err(|e| PluginFailure::Malformed(e.to_string()))?;
+        Ok(PluginOutput {
+            outcomes,
+            replacements,
+            labels: result.labels,
+        })
+    }
+}

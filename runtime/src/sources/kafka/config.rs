@@ -1,0 +1,317 @@
+//! Configuration of the `kafka` source, and the librdkafka property helpers the
+//! Kafka sink and the embedded broker share with it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::config::units::HumanDuration;
+
+/// The `bootstrap_servers` value that means "the embedded demo broker".
+pub const EMBEDDED: &str = "embedded";
+
+/// `[sources.<name>]` with `type = "kafka"`: a consumer-group member that
+/// turns records into batches and commits offsets only once the batches are
+/// delivered.
+///
+/// ```toml
+/// [sources.orders]
+/// type = "kafka"
+/// bootstrap_servers = "broker-1:9092,broker-2:9092"
+/// group_id = "sluice-orders"
+/// topics = ["orders"]
+/// batch_max_events = 1000
+/// batch_max_wait = "100ms"
+/// commit_interval = "1s"
+/// start_from = "earliest"
+/// [sources.orders.kafka]
+/// "session.timeout.ms" = 30000
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Comma-separated `host:port` list of brokers, or `"embedded"` for the
+    /// embedded demo broker (`[embedded_broker]`).
+    pub bootstrap_servers: String,
+    /// Consumer group; agents sharing it split the partitions between them.
+    pub group_id: String,
+    /// Topics to subscribe to. Exactly one of `topics` and `topic_pattern`.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Regular expression (librdkafka syntax) of the topics to subscribe to;
+    /// it is anchored at the start (a leading `^` is added if missing) and new
+    /// matching topics are picked up as they appear. Exactly one of `topics`
+    /// and `topic_pattern`.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// A batch is handed on as soon as it holds this many events.
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// ...or when this long has passed since its first event arrived.
+    #[serde(default = "default_batch_max_wait")]
+    pub batch_max_wait: HumanDuration,
+    /// How often delivered offsets are committed to the group.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: HumanDuration,
+    /// Where a group with no committed offset for a partition starts:
+    /// `"earliest"` (default) or `"latest"` (librdkafka's `auto.offset.reset`).
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// Extra librdkafka consumer properties (`"session.timeout.ms" = 30000`,
+    /// `"security.protocol" = "ssl"`, ...), passed through as strings; they
+    /// override Sluice's defaults. `enable.auto.commit` and
+    /// `enable.auto.offset.store` cannot be turned on: Sluice commits itself.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, KafkaValue>,
+}
+
+fn default_batch_max_events() -> usize {
+    1000
+}
+
+fn default_batch_max_wait() -> HumanDuration {
+    HumanDuration(Duration::from_millis(100))
+}
+
+fn default_commit_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+/// Where to start reading partitions without a committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// Only records produced after the consumer joined.
+    Latest,
+}
+
+impl StartFrom {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
+/// A librdkafka property value as written in TOML.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KafkaValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float (`"batch.num.messages"` never is, but TOML allows it).
+    Float(f64),
+    /// A string, passed as is.
+    Str(String),
+}
+
+impl fmt::Display for KafkaValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Properties Sluice sets from its own keys; the `kafka` table must not set them.
+const OWN_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "bootstrap_servers"),
+    ("group.id", "group_id"),
+];
+
+/// Consumer properties whose `true` would let librdkafka commit offsets of
+/// undelivered events.
+const COMMIT_KEYS: &[&str] = &["enable.auto.commit", "enable.auto.offset.store"];
+
+impl KafkaSourceConfig {
+    /// Checks what serde cannot; the message names the key and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err("`bootstrap_servers` is empty; list brokers as \"host:port,host:port\" or write \"embedded\"".into());
+        }
+        if self.group_id.trim().is_empty() {
+            return Err("`group_id` is empty; name the consumer group".into());
+        }
+        match (&self.topic_pattern, self.topics.is_empty()) {
+            (None, true) => {
+                return Err("set `topics` (a list of names) or `topic_pattern` (a regular expression)".into());
+            }
+            (Some(_), false) => {
+                return Err("`topics` and `topic_pattern` are both set; keep one".into());
+            }
+            (Some(p), true) if p.trim_start_matches('^').is_empty() => {
+                return Err("`topic_pattern` is empty".into());
+            }
+            _ => {}
+        }
+        if let Some(t) = self.topics.iter().find(|t| t.trim().is_empty()) {
+            return Err(format!("`topics` holds an empty name ({t:?})"));
+        }
+        if self.batch_max_events == 0 {
+            return Err("`batch_max_events` must be at least 1".into());
+        }
+        if self.batch_max_wait.get().is_zero() {
+            return Err("`batch_max_wait` must be longer than 0ms".into());
+        }
+        if self.commit_interval.get().is_zero() {
+            return Err("`commit_interval` must be longer than 0ms".into());
+        }
+        check_properties(&self.kafka)?;
+        for key in COMMIT_KEYS {
+            if let Some(v) = self.kafka.get(*key)
+                && v.to_string() != "false"
+            {
+                return Err(format!(
+                    "`kafka.\"{key}\"` cannot be enabled: Sluice commits offsets itself, only after delivery; remove it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The subscription as librdkafka takes it (patterns start with `^`).
+    pub fn subscription(&self) -> Vec<String> {
+        match &self.topic_pattern {
+            Some(p) if p.starts_with('^') => vec![p.clone()],
+            Some(p) => vec![format!("^{p}")],
+            None => self.topics.clone(),
+        }
+    }
+
+    /// The consumer configuration: Sluice's defaults, then the `kafka` table.
+    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", &self.group_id)
+            .set("client.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", self.start_from.as_str())
+            .set("statistics.interval.ms", "1000")
+            // librdkafka prefetches up to this much per partition queue while
+            // the source is blocked on backpressure; keep it modest.
+            .set("queued.max.messages.kbytes", "16384");
+        apply_properties(&mut config, &self.kafka);
+        config
+    }
+}
+
+/// Rejects `kafka` table keys that duplicate a Sluice key.
+pub fn check_properties(props: &BTreeMap<String, KafkaValue>) -> Result<(), String> {
+    for (prop, key) in OWN_KEYS {
+        if props.contains_key(*prop) {
+            return Err(format!(
+                "`kafka.\"{prop}\"` duplicates the `{key}` key; set `{key}` instead"
+            ));
+        }
+    }
+    if let Some(k) = props.keys().find(|k| k.trim().is_empty()) {
+        return Err(format!("`kafka` has an empty property name ({k:?})"));
+    }
+    Ok(())
+}
+
+/// Sets every property of a `kafka` table on `config`, overriding defaults.
+pub fn apply_properties(config: &mut ClientConfig, props: &BTreeMap<String, KafkaValue>) {
+    for (k, v) in props {
+        config.set(k, v.to_string());
+    }
+}
+
+/// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded
+/// broker's address, anything else is returned as is.
+pub fn resolve_bootstrap(value: &str, embedded: Option<&str>) -> Result<String, String> {
+    if value.trim() == EMBEDDED {
+        embedded.map(str::to_owned).ok_or_else(|| {
+            "`bootstrap_servers = \"embedded\"` but no embedded broker runs; add an `[embedded_broker]` table or name real brokers".to_owned()
+        })
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        bootstrap_servers = "broker-1:9092,broker-2:9092"
+        group_id = "sluice-orders"
+        topics = ["orders"]
+        batch_max_events = 500
+        batch_max_wait = "250ms"
+        commit_interval = "2s"
+        start_from = "latest"
+        [kafka]
+        "session.timeout.ms" = 30000
+        "check.crcs" = true
+        "security.protocol" = "plaintext"
+    "#;
+
+    #[test]
+    fn parses_the_example() {
+        let c: KafkaSourceConfig = toml::from_str(EXAMPLE).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.batch_max_events, 500);
+        assert_eq!(c.batch_max_wait.get(), Duration::from_millis(250));
+        assert_eq!(c.start_from, StartFrom::Latest);
+        let cc = c.client_config("b:9092", "sluice-test");
+        assert_eq!(cc.get("session.timeout.ms"), Some("30000"));
+        assert_eq!(cc.get("check.crcs"), Some("true"));
+        assert_eq!(cc.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(cc.get("enable.auto.commit"), Some("false"));
+        assert_eq!(cc.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c: KafkaSourceConfig =
+            toml::from_str("bootstrap_servers = \"embedded\"\ngroup_id = \"g\"\ntopic_pattern = \"logs-.*\"").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.batch_max_events, 1000);
+        assert_eq!(c.batch_max_wait.get(), Duration::from_millis(100));
+        assert_eq!(c.commit_interval.get(), Duration::from_secs(1));
+        assert_eq!(c.start_from, StartFrom::Earliest);
+        assert_eq!(c.subscription(), vec!["^logs-.*".to_owned()]);
+        assert_eq!(resolve_bootstrap(&c.bootstrap_servers, Some("127.0.0.1:1")).unwrap(), "127.0.0.1:1");
+        assert!(resolve_bootstrap(&c.bootstrap_servers, None).unwrap_err().contains("[embedded_broker]"));
+    }
+
+    #[test]
+    fn rejects_what_cannot_work() {
+        let base = "bootstrap_servers = \"b:9092\"\ngroup_id = \"g\"\n";
+        let check = |extra: &str| {
+            toml::from_str::<KafkaSourceConfig>(&format!("{base}{extra}"))
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate())
+        };
+        assert!(check("topics = [\"a\"]").is_ok());
+        assert!(check("").unwrap_err().contains("topic_pattern"));
+        assert!(check("topics = [\"a\"]\ntopic_pattern = \"b\"").unwrap_err().contains("keep one"));
+        assert!(check("topics = [\"a\"]\nbatch_max_events = 0").unwrap_err().contains("at least 1"));
+        assert!(check("topics = [\"a\"]\nbatch_max_wait = \"0ms\"").is_err());
+        assert!(check("topics = [\"a\"]\nunknown = 1").unwrap_err().contains("unknown"));
+        assert!(check("topics = [\"a\"]\nstart_from = \"middle\"").is_err());
+        assert!(
+            check("topics = [\"a\"]\n[kafka]\n\"enable.auto.commit\" = true")
+                .unwrap_err()
+                .contains("commits offsets itself")
+        );
+        assert!(check("topics = [\"a\"]\n[kafka]\n\"enable.auto.commit\" = false").is_ok());
+        assert!(check("topics = [\"a\"]\n[kafka]\n\"group.id\" = \"x\"").unwrap_err().contains("group_id"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The `kafka` source: a consumer-group member that hands records on in
+//! batches and commits an offset only once everything up to it is delivered.
+//!
+//! Like Flume's Kafka source, but at-least-once end to end: librdkafka's
+//! automatic commits and offset store are off. Records are batched by count
+//! (`batch_max_events`) and by time (`batch_max_wait`, started by a batch's
+//! first record) into the flat [`BatchBuf`](crate::event::BatchBuf), keeping
+//! key, all headers (values as bytes), topic, partition, offset and timestamp
+//! (create or log-append time in ms, else -1). Each batch carries an
+//! [`Ack`](crate::event::Ack) with a sequential id; every `commit_interval`
+//! the source commits, per partition, the offset after the longest prefix of
+//! delivered batches (see [`offsets`]). A batch reported undelivered blocks
+//! its partitions' commits for as long as this consumer owns them, so its
+//! events are read again after a restart or rebalance.
+//!
+//! - **Backpressure**: while the output is full the consumer is not polled;
+//!   librdkafka's prefetch is bounded by `queued.max.messages.kbytes`
+//!   (16 MiB per partition queue unless overridden).
+//! - **Rebalance**: on revocation the source commits what is delivered of the
+//!   revoked partitions (best effort) and forgets their pending offsets, so it
+//!   never commits for a partition it no longer owns. Batches of those
+//!   partitions still in flight are read again by the next owner: after a
+//!   rebalance, events may be duplicated, never lost. (Set
+//!   `kafka."partition.assignment.strategy" = "cooperative-sticky"` to revoke
+//!   only the partitions that move.)
+//! - **Shutdown**: the partial batch is handed on, the output dropped, and the
+//!   source waits until every batch handed on is reported, committing
+//!   meanwhile; then it commits synchronously and leaves the group.
+//! - **Errors**: broker and network errors are logged and counted;
+//!   librdkafka reconnects. Only a fatal consumer error stops the source.
+//!
+//! Metrics: `source.<name>.events`, `.bytes` (keys and bodies), `.batches`,
+//! `.commits` (commit requests sent), `.errors`, `.undelivered_batches`, and
+//! the gauge `.lag` (sum of the consumer lag of the assigned partitions, from
+//! librdkafka's statistics every `statistics.interval.ms`, default 1 s).
+
+mod config;
+pub(crate) mod offsets;
+mod source;
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    EMBEDDED, KafkaSourceConfig, KafkaValue, StartFrom, apply_properties, check_properties,
+    resolve_bootstrap,
+};
+pub use source::run;
+
+use rdkafka::config::RDKafkaLogLevel;
+
+/// Forwards a librdkafka log line of client `client` to `tracing`.
+pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", client, fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", client, fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", client, fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", client, fac, "{message}"),
+    }
+}

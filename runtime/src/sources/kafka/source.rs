@@ -1,0 +1,517 @@
+//! The running Kafka source: consume, batch, hand on, commit what is delivered.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, Offset, Statistics, Timestamp, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use super::config::{KafkaSourceConfig, resolve_bootstrap};
+use super::offsets::{Reported, Tp, Tracker};
+use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::metrics::{Counter, Gauge};
+use crate::sources::{SourceContext, SourceError};
+
+/// Runs a Kafka source until `ctx.shutdown` fires; see the module docs.
+pub async fn run(
+    config: KafkaSourceConfig,
+    output: mpsc::Sender<Batch>,
+    ctx: SourceContext,
+) -> Result<(), SourceError> {
+    let fail = |message: String| SourceError {
+        source_name: ctx.name.clone(),
+        message,
+    };
+    config
+        .validate()
+        .map_err(|m| fail(format!("invalid configuration: {m}")))?;
+    let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
+        .map_err(fail)?;
+    let context = SourceKafkaContext::new(&ctx);
+    let consumer: StreamConsumer<SourceKafkaContext> = config
+        .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
+        .create_with_context(context)
+        .map_err(|e| fail(format!("creating the consumer for `{bootstrap}`: {e}")))?;
+    let subscription = config.subscription();
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| fail(format!("subscribing to {topics:?}: {e}")))?;
+    info!(source = %ctx.name, %bootstrap, group = %config.group_id, ?topics, "kafka source started");
+
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let mut commit_tick = tokio::time::interval(config.commit_interval.get());
+    commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut source = Source {
+        consumer: Arc::new(consumer),
+        output: Some(output),
+        ack_tx: Some(ack_tx),
+        ack_rx,
+        commit_tick,
+        events: BatchBuf::default(),
+        deadline: None,
+        next_id: 0,
+        max_events: config.batch_max_events,
+        max_wait: config.batch_max_wait.get(),
+        metrics: SourceMetrics::new(&ctx),
+        ctx,
+    };
+    source.run().await
+}
+
+/// Counters of one source, registered once.
+struct SourceMetrics {
+    events: Counter,
+    bytes: Counter,
+    batches: Counter,
+    commits: Counter,
+    errors: Counter,
+    undelivered: Counter,
+}
+
+impl SourceMetrics {
+    fn new(ctx: &SourceContext) -> Self {
+        Self {
+            events: ctx.counter("events"),
+            bytes: ctx.counter("bytes"),
+            batches: ctx.counter("batches"),
+            commits: ctx.counter("commits"),
+            errors: ctx.counter("errors"),
+            undelivered: ctx.counter("undelivered_batches"),
+        }
+    }
+}
+
+/// Why the consume loop stopped.
+enum Stop {
+    /// The shutdown token fired.
+    Shutdown,
+    /// The processing stage dropped its receiver.
+    OutputClosed,
+    /// librdkafka reported a fatal error; the consumer is unusable.
+    Fatal(KafkaError),
+}
+
+struct Source {
+    /// The only strong reference, so the final commit can close it off the runtime.
+    consumer: Arc<StreamConsumer<SourceKafkaContext>>,
+    output: Option<mpsc::Sender<Batch>>,
+    ack_tx: Option<mpsc::UnboundedSender<AckReport>>,
+    ack_rx: mpsc::UnboundedReceiver<AckReport>,
+    commit_tick: Interval,
+    /// The batch being filled.
+    events: BatchBuf,
+    /// When the batch being filled must be handed on.
+    deadline: Option<Instant>,
+    next_id: u64,
+    max_events: usize,
+    max_wait: Duration,
+    metrics: SourceMetrics,
+    ctx: SourceContext,
+}
+
+impl Source {
+    async fn run(mut self) -> Result<(), SourceError> {
+        let stop = self.consume().await;
+        match &stop {
+            Stop::Shutdown => info!(source = %self.ctx.name, "kafka source stopping"),
+            Stop::OutputClosed => {
+                warn!(source = %self.ctx.name, "processing stage is gone; kafka source stopping")
+            }
+            Stop::Fatal(e) => {
+                error!(source = %self.ctx.name, error = %e, "fatal consumer error; kafka source stopping")
+            }
+        }
+        self.drain().await;
+        let Source {
+            consumer,
+            ctx,
+            metrics,
+            ..
+        } = self;
+        let closed = close(consumer, &ctx, &metrics).await;
+        let error = |message: String| SourceError {
+            source_name: ctx.name.clone(),
+            message,
+        };
+        match stop {
+            Stop::Fatal(e) => Err(error(format!("fatal consumer error: {e}"))),
+            Stop::OutputClosed if !ctx.shutdown.is_cancelled() => Err(error(
+                "the processing stage stopped receiving batches before shutdown".into(),
+            )),
+            _ => closed.map_err(error),
+        }
+    }
+
+    /// The consume loop: until shutdown, a fatal error or a closed output.
+    async fn consume(&mut self) -> Stop {
+        let consumer = self.consumer.clone();
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            let deadline = self.deadline;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(report) = self.ack_rx.recv() => self.on_report(report),
+                _ = self.commit_tick.tick() => self.commit(),
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    if !self.flush().await {
+                        return Stop::OutputClosed;
+                    }
+                }
+                message = consumer.recv() => {
+                    let full = match message {
+                        Ok(m) => self.add(&m),
+                        Err(e) => {
+                            if let Some(fatal) = self.on_error(e) {
+                                return Stop::Fatal(fatal);
+                            }
+                            false
+                        }
+                    };
+                    if full && !self.flush().await {
+                        return Stop::OutputClosed;
+                    }
+                }
+            }
+        }
+        // Hand on what was read before the shutdown.
+        if !self.flush().await {
+            return Stop::OutputClosed;
+        }
+        Stop::Shutdown
+    }
+
+    /// Appends a record to the open batch; `true` when the batch is full.
+    fn add(&mut self, m: &BorrowedMessage<'_>) -> bool {
+        let headers: Vec<(&str, &[u8])> = m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key, h.value.unwrap_or(&[]))).collect())
+            .unwrap_or_default();
+        let timestamp = match m.timestamp() {
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) if t >= 0 => t,
+            _ => -1,
+        };
+        let key = m.key();
+        let body = m.payload().unwrap_or(&[]);
+        self.events.push(&NewEvent {
+            key,
+            body,
+            headers: &headers,
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp,
+        });
+        self.consumer
+            .context()
+            .tracker()
+            .observe(m.topic(), m.partition(), m.offset());
+        self.metrics.events.fetch_add(1, Ordering::Relaxed);
+        self.metrics.bytes.fetch_add(
+            (body.len() + key.map_or(0, <[u8]>::len)) as u64,
+            Ordering::Relaxed,
+        );
+        if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.max_wait);
+        }
+        self.events.len() >= self.max_events
+    }
+
+    /// Hands the open batch on (if it holds anything), handling
+    /// acknowledgements and commits while the output is full. `false` if the
+    /// output is closed; the batch is then failed, never counted delivered.
+    async fn flush(&mut self) -> bool {
+        self.deadline = None;
+        if self.events.is_empty() {
+            return true;
+        }
+        let (Some(output), Some(ack_tx)) = (self.output.clone(), self.ack_tx.as_ref()) else {
+            return false;
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.consumer.context().tracker().seal(id);
+        let events = std::mem::take(&mut self.events);
+        self.events = BatchBuf::with_capacity(events.len(), events.data_len());
+        let batch = Batch {
+            events,
+            ack: Ack::new(id, ack_tx.clone()),
+        };
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        // While blocked here the consumer is not polled: backpressure.
+        let send = output.send(batch);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => {
+                    return match sent {
+                        Ok(()) => true,
+                        Err(mpsc::error::SendError(batch)) => {
+                            batch.ack.fail();
+                            self.output = None;
+                            false
+                        }
+                    };
+                }
+                Some(report) = self.ack_rx.recv() => self.on_report(report),
+                _ = self.commit_tick.tick() => self.commit(),
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: AckReport) {
+        let outcome = self
+            .consumer
+            .context()
+            .tracker()
+            .report(report.id, report.delivered);
+        if outcome == Reported::Failed {
+            self.metrics.undelivered.fetch_add(1, Ordering::Relaxed);
+            error!(
+                source = %self.ctx.name,
+                batch = report.id,
+                "a batch was not delivered; its partitions will not commit past it, \
+                 so its events are read again after a restart or rebalance"
+            );
+        }
+    }
+
+    /// Counts and logs a consumer error; returns it if it is fatal.
+    fn on_error(&self, e: KafkaError) -> Option<KafkaError> {
+        match e {
+            KafkaError::PartitionEOF(_) => None,
+            KafkaError::MessageConsumptionFatal(_) => Some(e),
+            e => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(source = %self.ctx.name, error = %e, "kafka consumer error; continuing");
+                None
+            }
+        }
+    }
+
+    /// Sends an asynchronous commit of everything newly committable.
+    fn commit(&mut self) {
+        let mut tracker = self.consumer.context().tracker();
+        let offsets = tracker.committable(false);
+        if offsets.is_empty() {
+            return;
+        }
+        match commit(&*self.consumer, &offsets, CommitMode::Async) {
+            Ok(()) => {
+                tracker.mark_committed(&offsets);
+                self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+                debug!(source = %self.ctx.name, ?offsets, "commit sent");
+            }
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(source = %self.ctx.name, error = %e, "sending a commit failed; retrying next interval");
+            }
+        }
+    }
+
+    /// After the consume loop: stop handing on, and wait until every batch
+    /// handed on is reported, committing meanwhile.
+    async fn drain(&mut self) {
+        self.output = None;
+        self.ack_tx = None;
+        // Keep serving the group (heartbeats are librdkafka's; rebalances and
+        // errors are ours) without fetching more records.
+        let consumer = self.consumer.clone();
+        if let Ok(assignment) = consumer.assignment()
+            && assignment.count() > 0
+            && let Err(e) = consumer.pause(&assignment)
+        {
+            debug!(source = %self.ctx.name, error = %e, "pausing partitions for shutdown");
+        }
+        loop {
+            tokio::select! {
+                biased;
+                report = self.ack_rx.recv() => match report {
+                    Some(report) => self.on_report(report),
+                    None => break,
+                },
+                _ = self.commit_tick.tick() => self.commit(),
+                message = consumer.recv() => {
+                    // Not handed on, so never committed: read again next time.
+                    if let Err(e) = message
+                        && self.on_error(e).is_some()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Commits synchronously and closes the consumer, off the async runtime
+/// (closing leaves the group and may run a last rebalance callback).
+async fn close(
+    consumer: Arc<StreamConsumer<SourceKafkaContext>>,
+    ctx: &SourceContext,
+    metrics: &SourceMetrics,
+) -> Result<(), String> {
+    let offsets = consumer.context().tracker().committable(true);
+    let commits = metrics.commits.clone();
+    let closed = tokio::task::spawn_blocking(move || {
+        let result = if offsets.is_empty() {
+            Ok(())
+        } else {
+            commit(&*consumer, &offsets, CommitMode::Sync)
+                .map(|()| {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    consumer.context().tracker().mark_committed(&offsets);
+                })
+                .map_err(|e| format!("final commit of {offsets:?} failed: {e}"))
+        };
+        drop(consumer);
+        result
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) => {
+            info!(source = %ctx.name, "kafka source stopped");
+            Ok(())
+        }
+        Ok(Err(message)) => {
+            metrics.errors.fetch_add(1, Ordering::Relaxed);
+            Err(message)
+        }
+        Err(e) => Err(format!("closing the consumer: {e}")),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d).await;
+    }
+}
+
+fn commit<C: Consumer<SourceKafkaContext> + ?Sized>(
+    consumer: &C,
+    offsets: &[(Tp, i64)],
+    mode: CommitMode,
+) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for ((topic, partition), next) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    consumer.commit(&tpl, mode)
+}
+
+/// librdkafka callbacks of a source: statistics (lag), rebalances, commit
+/// results, errors and logs. Holds the offset [`Tracker`], which rebalance
+/// callbacks need; they run inside `recv()` on the source's own task, so the
+/// lock is never contended.
+pub(crate) struct SourceKafkaContext {
+    name: String,
+    tracker: Mutex<Tracker>,
+    lag: Gauge,
+    errors: Counter,
+    commits: Counter,
+}
+
+impl SourceKafkaContext {
+    fn new(ctx: &SourceContext) -> Self {
+        Self {
+            name: ctx.name.clone(),
+            tracker: Mutex::new(Tracker::default()),
+            lag: ctx.metrics.gauge(&format!("source.{}.lag", ctx.name)),
+            errors: ctx.counter("errors"),
+            commits: ctx.counter("commits"),
+        }
+    }
+
+    fn tracker(&self) -> MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for SourceKafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::log_librdkafka(&self.name, level, fac, message);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.consumer_lag.max(0))
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        warn!(source = %self.name, %error, reason, "kafka client error; librdkafka retries");
+    }
+}
+
+impl ConsumerContext for SourceKafkaContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let tps: Vec<Tp> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        // Best effort: commit what is delivered before another member takes
+        // over; in-flight batches of these partitions are re-read by it.
+        let offsets = self.tracker().committable_of(&tps);
+        if !offsets.is_empty() {
+            match commit(consumer, &offsets, CommitMode::Sync) {
+                Ok(()) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(source = %self.name, error = %e, "commit on revocation failed");
+                }
+            }
+        }
+        self.tracker().revoke(&tps);
+        info!(source = %self.name, partitions = ?tps, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let tps: Vec<(&str, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic(), e.partition()))
+                    .collect();
+                info!(source = %self.name, partitions = ?tps, "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(source = %self.name, error = %e, "rebalance error");
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // Send everything again at the next interval.
+            self.tracker().forget_committed();
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            warn!(source = %self.name, error = %e, offsets = ?offsets.to_topic_map(), "offset commit failed");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The processing stage of one source: runs the plugin chain on each batch (on
+//! a blocking thread, off the async workers) and sends the pieces to channels.
+//!
+//! Routes name channels. An event routed to a name that is not a channel is
+//! dead-lettered with the reason, never dropped. If a channel is closed because
+//! its sink failed, the batch's acknowledgement is failed (its offsets will not
+//! be committed) and the runtime shuts down.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use sluice_batch::BatchBuf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::ChannelSender;
+use crate::event::{Ack, Batch};
+use crate::metrics::Metrics;
+use crate::plugin::Chain;
+use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
+
+/// Where a source's events can go.
+pub struct Dispatch {
+    /// The source's name (for metrics and logs).
+    pub source: String,
+    /// The source's `channels`.
+    pub default: Vec<ChannelSender>,
+    /// Every channel by name, for routes.
+    pub by_name: BTreeMap<String, ChannelSender>,
+    /// The source's `dead_letter` channel.
+    pub dead: Option<ChannelSender>,
+    /// Process metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Processes batches from `input` until it ends.
+pub async fn run(
+    mut chain: Chain,
+    mut input: mpsc::Receiver<Batch>,
+    dispatch: Dispatch,
+    shutdown: CancellationToken,
+) {
+    let dropped = dispatch
+        .metrics
+        .counter(&format!("source.{}.dropped_by_plugins", dispatch.source));
+    let dead_lettered = dispatch
+        .metrics
+        .counter(&format!("source.{}.dead_lettered", dispatch.source));
+    while let Some(batch) = input.recv().await {
+        let Batch { events, ack } = batch;
+        let output = if chain.is_empty() {
+            crate::plugin::ChainOutput {
+                default: events,
+                ..Default::default()
+            }
+        } else {
+            let moved = std::mem::take(&mut chain);
+            match tokio::task::spawn_blocking(move || {
+                let mut chain = moved;
+                let out = chain.process(events);
+                (chain, out)
+            })
+            .await
+            {
+                Ok((back, out)) => {
+                    chain = back;
+                    out
+                }
+                Err(e) => {
+                    tracing::error!(source = %dispatch.source, "plugin chain panicked: {e}; shutting down");
+                    ack.fail();
+                    shutdown.cancel();
+                    return;
+                }
+            }
+        };
+        dropped.fetch_add(output.dropped as u64, Ordering::Relaxed);
+        let mut dead = output.dead;
+        let mut sends: Vec<(&ChannelSender, BatchBuf)> = Vec::new();
+        if !output.default.is_empty() {
+            let n = dispatch.default.len();
+            let mut events = Some(output.default);
+            for (i, tx) in dispatch.default.iter().enumerate() {
+                let piece = if i + 1 == n {
+                    events.take().unwrap_or_default()
+                } else {
+                    events.clone().unwrap_or_default()
+                };
+                sends.push((tx, piece));
+            }
+        }
+        for (route, events) in output.routed {
+            match dispatch.by_name.get(&route) {
+                Some(tx) => sends.push((tx, events)),
+                None => {
+                    let reason = format!("route `{route}` names no channel");
+                    for event in events.iter() {
+                        dead.push_with_headers(
+                            &event,
+                            &[
+                                (DEAD_LETTER_REASON, reason.as_bytes()),
+                                (DEAD_LETTER_PLUGIN, b"router"),
+                            ],
+                        );
+                    }
+                }
+            }
+        }
+        if !dead.is_empty() {
+            dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
+            match &dispatch.dead {
+                Some(tx) => sends.push((tx, dead)),
+                None => {
+                    // Validation requires a dead-letter channel wherever plugins
+                    // run; without one, keep the batch uncommitted rather than lose it.
+                    tracing::error!(source = %dispatch.source, events = dead.len(), "no dead_letter channel; failing the batch");
+                    ack.fail();
+                }
+            }
+        }
+        for (tx, events) in sends {
+            let piece = Batch {
+                events,
+                ack: ack.clone(),
+            };
+            if let Err(closed) = tx.send(piece).await {
+                closed.0.ack.fail();
+                tracing::error!(source = %dispatch.source, "a channel's sink has stopped; shutting down");
+                shutdown.cancel();
+            }
+        }
+        drop::<Ack>(ack);
+    }
+}

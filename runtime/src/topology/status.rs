@@ -1,0 +1,101 @@
+//! The terminal status line (events/s in and out, consumer lag, files
+//! written, dead letters) and the idle detector behind `--exit-when-idle`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Totals the status line shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Events read by all sources.
+    pub events_in: u64,
+    /// Events written by all sinks.
+    pub events_out: u64,
+    /// Summed consumer lag of all Kafka sources.
+    pub lag: i64,
+    /// Files completed by all object-store sinks.
+    pub files: u64,
+    /// Events dead-lettered.
+    pub dead_lettered: u64,
+}
+
+impl Totals {
+    /// Reads the totals from `metrics`.
+    pub fn read(metrics: &Metrics) -> Self {
+        Self {
+            events_in: metrics.sum_suffix_prefixed("source.", ".events"),
+            events_out: metrics.sum_suffix_prefixed("sink.", ".events"),
+            lag: metrics.gauge_sum_suffix(".lag"),
+            files: metrics.sum_suffix(".files_written"),
+            dead_lettered: metrics.sum_suffix_prefixed("source.", ".dead_lettered"),
+        }
+    }
+}
+
+/// Prints the status line every second while stderr is a terminal.
+pub fn spawn(metrics: Arc<Metrics>, enabled: bool, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let mut last = Totals::read(&metrics);
+        let mut last_at = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => {
+                    eprintln!();
+                    return;
+                }
+            }
+            let now = Totals::read(&metrics);
+            let secs = last_at.elapsed().as_secs_f64().max(1e-3);
+            let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
+            eprint!(
+                "\r\x1b[2Kin {:>8.0} ev/s  out {:>8.0} ev/s  lag {:>7}  files {:>5}  dead-lettered {:>6}  (total in {})",
+                rate(now.events_in, last.events_in),
+                rate(now.events_out, last.events_out),
+                now.lag,
+                now.files,
+                now.dead_lettered,
+                now.events_in,
+            );
+            let _ = std::io::stderr().flush();
+            last = now;
+            last_at = Instant::now();
+        }
+    })
+}
+
+/// Cancels `shutdown` once `feed_done` has fired and no source has read an
+/// event for `idle`.
+pub async fn exit_when_idle(
+    metrics: Arc<Metrics>,
+    idle: Duration,
+    feed_done: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    feed_done.cancelled().await;
+    let mut seen = Totals::read(&metrics).events_in;
+    let mut since = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = Totals::read(&metrics).events_in;
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        } else if since.elapsed() >= idle {
+            tracing::info!(events = now, "no new events for {idle:?}; shutting down");
+            shutdown.cancel();
+            return;
+        }
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the first-party plugins as WebAssembly components into
+# target/wasm32-wasip2/plugin/*.wasm (installing the wasm32-wasip2 target if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+cargo build --target wasm32-wasip2 --profile plugin \
+  -p mask -p delimited -p header-router -p timestamp -p noop
+ls -l target/wasm32-wasip2/plugin/*.wasm

@@ -1,0 +1,126 @@
+//! Shared helpers of the end-to-end tests: where the real services are
+//! (`scripts/services.sh` starts them and exports their addresses), where the
+//! built plugins are, and small Kafka/S3 utilities.
+//!
+//! A test that needs a service it cannot find is skipped with a message when
+//! run ad hoc, and fails when `SLUICE_REQUIRE_SERVICES=1` (as in
+//! `scripts/test.sh` and CI), so CI can never pass by skipping.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+/// Addresses of the real services.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Kafka bootstrap servers (`host:port`).
+    pub kafka: String,
+    /// S3 endpoint URL.
+    pub s3: String,
+    /// A bucket that exists.
+    pub bucket: String,
+}
+
+/// The services from the environment, or `None` (with a message) when they
+/// are absent and not required.
+pub fn services() -> Option<Services> {
+    let kafka = std::env::var("SLUICE_TEST_KAFKA").ok();
+    let s3 = std::env::var("SLUICE_TEST_S3").ok();
+    match (kafka, s3) {
+        (Some(kafka), Some(s3)) => Some(Services {
+            kafka,
+            s3,
+            bucket: std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_else(|_| "sluice-test".into()),
+        }),
+        _ if std::env::var("SLUICE_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("SLUICE_TEST_KAFKA and SLUICE_TEST_S3 must be set (scripts/services.sh start)")
+        }
+        _ => {
+            eprintln!("skipped: no Kafka/S3 services; run scripts/test.sh to start them");
+            None
+        }
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a built first-party plugin (`scripts/build-plugins.sh`).
+pub fn plugin(name: &str) -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip2/plugin").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins.sh",
+        path.display()
+    );
+    path
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating admin client")?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .context("creating topic")?;
+    for r in results {
+        if let Err((name, code)) = r {
+            bail!("creating topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// An S3 client for the test server.
+pub fn s3(services: &Services) -> Result<AmazonS3> {
+    AmazonS3Builder::new()
+        .with_bucket_name(&services.bucket)
+        .with_endpoint(&services.s3)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .context("building S3 client")
+}
+
+/// Every object under `prefix` with its bytes, sorted by path.
+pub async fn read_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    use futures::TryStreamExt;
+    let prefix = object_store::path::Path::from(prefix);
+    let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+    let mut out = Vec::new();
+    for meta in metas {
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        out.push((meta.location.to_string(), bytes.to_vec()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A unique-enough suffix for topic, group and prefix names.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
