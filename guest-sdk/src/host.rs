@@ -127,7 +127,10 @@ fn parse<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
         let inner = strip_position(e.into_inner().to_string());
         if inner.starts_with("unknown field") {
             // The path ends with the unknown key itself, which the message names.
-            path = path.rsplit_once('.').map_or("", |(parent, _)| parent).to_owned();
+            path = path
+                .rsplit_once('.')
+                .map_or("", |(parent, _)| parent)
+                .to_owned();
         }
         if path.is_empty() || path == "." {
             Error::new(format!("invalid plugin config: {inner}"))
@@ -224,7 +227,9 @@ pub fn config<T: DeserializeOwned + 'static>() -> Result<&'static T, Error> {
     match value.downcast_ref::<Result<T, Error>>() {
         Some(Ok(config)) => Ok(config),
         Some(Err(e)) => Err(e.clone()),
-        None => Err(Error::new("internal error: config cache holds the wrong type")),
+        None => Err(Error::new(
+            "internal error: config cache holds the wrong type",
+        )),
     }
 }
 
@@ -255,7 +260,11 @@ mod tests {
             r#"invalid plugin config: n: invalid type: string "x", expected u32"#
         );
         let e = parse::<Conf>(r#"{"inner": {"flag": 1}}"#).unwrap_err();
-        assert!(e.message().starts_with("invalid plugin config: inner.flag: "), "{e}");
+        assert!(
+            e.message()
+                .starts_with("invalid plugin config: inner.flag: "),
+            "{e}"
+        );
         let e = parse::<Conf>(r#"{"m": 1}"#).unwrap_err();
         assert_eq!(
             e.message(),
@@ -263,7 +272,8 @@ mod tests {
         );
         let e = parse::<Conf>(r#"{"inner": {"flag": true, "x": 1}}"#).unwrap_err();
         assert!(
-            e.message().starts_with("invalid plugin config: inner: unknown field `x`"),
+            e.message()
+                .starts_with("invalid plugin config: inner: unknown field `x`"),
             "{e}"
         );
         assert_eq!(parse::<Conf>("{}").unwrap(), Conf { n: 0, inner: None });

@@ -115,6 +115,18 @@ impl<E: Into<Error>> IntoOutcome for Result<Outcome, E> {
 /// `FnMut(&mut Event) -> Outcome` or `FnMut(&mut Event) -> Result<Outcome, E>`.
 ///
 /// Implemented for all such functions and closures; you never implement it.
+/// Another signature is a compile error at the attribute:
+///
+/// ```compile_fail
+/// #[sluice_guest::interceptor]
+/// fn wrong(body: &[u8]) -> bool {
+///     body.is_empty()
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a sluice plugin function",
+    label = "expected `fn(&mut Event) -> Outcome` or `fn(&mut Event) -> Result<Outcome, E>`"
+)]
 pub trait Handler {
     /// Processes one event.
     fn handle(&mut self, event: &mut Event<'_>) -> Result<Outcome, Error>;

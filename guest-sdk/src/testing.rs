@@ -24,7 +24,9 @@
 
 use std::borrow::Cow;
 
-use sluice_batch::{BatchBuf, NO_REPLACEMENT, NO_TIMESTAMP, NewEvent, OutcomeKind, decode_outcomes};
+use sluice_batch::{
+    BatchBuf, NO_REPLACEMENT, NO_TIMESTAMP, NewEvent, OutcomeKind, decode_outcomes,
+};
 
 use crate::{Error, Handler, Outcome, driver, host};
 
@@ -259,7 +261,13 @@ mod tests {
         assert!(!out[0].modified);
         let e = &out[1].event;
         assert_eq!(
-            (e.key.as_deref(), e.header_str("h"), e.partition, e.offset, e.timestamp),
+            (
+                e.key.as_deref(),
+                e.header_str("h"),
+                e.partition,
+                e.offset,
+                e.timestamp
+            ),
             (Some(&b"k"[..]), Some("v"), 3, Some(77), Some(1000))
         );
     }

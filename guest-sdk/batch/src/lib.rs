@@ -319,17 +319,18 @@ pub struct EventRef<'a> {
 }
 
 impl<'a> EventRef<'a> {
-    /// Views event `i` of raw batch parts. `None` when out of range; ranges are
-    /// clamped to `data`, so a malformed index never panics.
+    /// Views event `i` of raw batch parts. `None` when out of range; a range
+    /// outside `data` reads as empty, so a malformed index never panics.
     pub fn at(data: &'a [u8], index: &'a [u32], i: usize) -> Option<Self> {
         let words = index.get(i * STRIDE..(i + 1) * STRIDE)?;
         Some(Self { data, words })
     }
 
     fn slice(&self, off: u32, len: u32) -> &'a [u8] {
-        let start = (off as usize).min(self.data.len());
-        let end = start.saturating_add(len as usize).min(self.data.len());
-        &self.data[start..end]
+        let start = off as usize;
+        self.data
+            .get(start..start.saturating_add(len as usize))
+            .unwrap_or_default()
     }
 
     /// The key, if the event has one.

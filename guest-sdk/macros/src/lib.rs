@@ -11,10 +11,13 @@
 //! - a hidden type check that the function fits `sluice_guest::Handler`
 //!   (so a wrong signature is reported on native builds too, and the function
 //!   counts as used);
-//! - for `wasm32` only, a private module that runs
-//!   `wit_bindgen::generate!` for the plugin's world (reusing the SDK's
-//!   `types` and `host` bindings), implements the exported interface by
-//!   handing each batch to the SDK driver, and calls `export!`.
+//! - for `wasm32` only, a private module that runs `wit_bindgen::generate!`
+//!   for the plugin's world of the contract (`wit/worlds.wit`: `interceptor`,
+//!   `decoder` or `router`, found through this crate's location in the
+//!   repository), reusing the SDK's `types` and `host` bindings; implements
+//!   the generated `Guest` trait of the exported interface (`intercept`,
+//!   `decode` or `route`) by handing each batch to the SDK driver; and calls
+//!   `export!`.
 
 use proc_macro::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 
@@ -25,7 +28,7 @@ const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
 struct Kind {
     /// World name in `wit/worlds.wit`.
     world: &'static str,
-    /// Exported interface (Rust module name of the generated bindings).
+    /// Interface the world exports (`wit/processors.wit`).
     interface: &'static str,
     /// Exported function.
     function: &'static str,
@@ -39,8 +42,8 @@ pub fn interceptor(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(
         &Kind {
             world: "interceptor",
-            interface: "interceptor",
-            function: "intercept",
+            interface: "intercept",
+            function: "process",
         },
         attr,
         item,
@@ -55,8 +58,8 @@ pub fn decoder(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(
         &Kind {
             world: "decoder",
-            interface: "decoder",
-            function: "decode",
+            interface: "decode",
+            function: "process",
         },
         attr,
         item,
@@ -71,8 +74,8 @@ pub fn router(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(
         &Kind {
             world: "router",
-            interface: "router",
-            function: "route",
+            interface: "route",
+            function: "process",
         },
         attr,
         item,
@@ -109,7 +112,7 @@ const _: fn() = || {{ ::sluice_guest::__private::assert_handler({name}); }};
 mod __sluice_guest_{module} {{
     ::sluice_guest::__private::wit_bindgen::generate!({{
         path: {wit_dir:?},
-        world: "{world}",
+        world: "sluice:plugin/{world}@0.1.0",
         with: {{
             "sluice:plugin/types@0.1.0": ::sluice_guest::__private::types,
             "sluice:plugin/host@0.1.0": ::sluice_guest::__private::host,

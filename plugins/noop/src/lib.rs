@@ -11,9 +11,9 @@
 //! with `invalid plugin config: unknown field ...`.
 //!
 //! ```toml
-//! [[sources.kafka.plugins]]
-//! name = "noop"
-//! path = "plugins/noop.wasm"
+//! [plugins.noop]
+//! type = "interceptor"
+//! path = "../target/wasm32-wasip2/plugin/noop.wasm"
 //! ```
 
 use serde::Deserialize;
@@ -39,7 +39,10 @@ mod tests {
     #[test]
     fn keeps_everything_unmodified() {
         let out = testing::run(keep, &[TestEvent::new("a"), TestEvent::new("b")]);
-        assert!(out.iter().all(|o| o.outcome == Outcome::Keep && !o.modified));
+        assert!(
+            out.iter()
+                .all(|o| o.outcome == Outcome::Keep && !o.modified)
+        );
         assert_eq!(out[1].event.body_str(), Some("b"));
     }
 
@@ -48,8 +51,41 @@ mod tests {
         testing::set_config(r#"{"level": 1}"#);
         let err = testing::try_run(keep, &[TestEvent::new("a")]).unwrap_err();
         assert!(
-            err.message().starts_with("invalid plugin config: unknown field `level`"),
+            err.message()
+                .starts_with("invalid plugin config: unknown field `level`"),
             "{err}"
         );
+    }
+
+    /// The `config` table of the TOML example in the crate docs, as the JSON
+    /// the host passes, so that the documented example stays valid.
+    fn doc_example_config() -> String {
+        let example: String = include_str!("lib.rs")
+            .lines()
+            .skip_while(|l| *l != "//! ```toml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| l.strip_prefix("//!").unwrap_or(l))
+            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+            .collect();
+        let doc: toml::Table = example
+            .parse()
+            .expect("the TOML example in the docs parses");
+        let plugin = doc["plugins"]
+            .as_table()
+            .and_then(|t| t.values().next())
+            .expect("the example has a [plugins.<name>] table");
+        let config = plugin
+            .get("config")
+            .cloned()
+            .unwrap_or_else(|| toml::Value::Table(Default::default()));
+        serde_json::to_string(&config).expect("TOML converts to JSON")
+    }
+
+    #[test]
+    fn doc_example_config_works() {
+        testing::set_config(&doc_example_config());
+        let out = testing::run(keep, &[TestEvent::new("a")]);
+        assert_eq!(out[0].outcome, Outcome::Keep);
     }
 }

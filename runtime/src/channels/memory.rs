@@ -7,6 +7,7 @@
 //! source yet, so a Kafka source redelivers it (at-least-once).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
@@ -25,6 +26,7 @@ pub struct Capacity {
 }
 
 struct Limits {
+    held: AtomicUsize,
     events: Semaphore,
     bytes: Semaphore,
     capacity: Capacity,
@@ -50,6 +52,7 @@ pub struct Closed(pub Batch);
 /// Creates a memory channel with the given capacity.
 pub fn channel(capacity: Capacity) -> (ChannelSender, ChannelReceiver) {
     let limits = Arc::new(Limits {
+        held: AtomicUsize::new(0),
         events: Semaphore::new(capacity.events.clamp(1, MAX_PERMITS)),
         bytes: Semaphore::new(capacity.bytes.clamp(1, MAX_PERMITS)),
         capacity,
@@ -81,8 +84,10 @@ impl ChannelSender {
         };
         e.forget();
         b.forget();
+        self.limits.held.fetch_add(batch.len(), Ordering::Relaxed);
         self.tx.send((batch, events, bytes)).map_err(|e| {
             let (batch, events, bytes) = e.0;
+            self.limits.held.fetch_sub(batch.len(), Ordering::Relaxed);
             self.limits.events.add_permits(events as usize);
             self.limits.bytes.add_permits(bytes as usize);
             Closed(batch)
@@ -91,11 +96,7 @@ impl ChannelSender {
 
     /// Events currently held.
     pub fn held_events(&self) -> usize {
-        self.limits
-            .capacity
-            .events
-            .clamp(1, MAX_PERMITS)
-            .saturating_sub(self.limits.events.available_permits())
+        self.limits.held.load(Ordering::Relaxed)
     }
 }
 
@@ -103,6 +104,7 @@ impl ChannelReceiver {
     /// The next batch; `None` once all senders are dropped and the channel is empty.
     pub async fn recv(&mut self) -> Option<Batch> {
         let (batch, events, bytes) = self.rx.recv().await?;
+        self.limits.held.fetch_sub(batch.len(), Ordering::Relaxed);
         self.limits.events.add_permits(events as usize);
         self.limits.bytes.add_permits(bytes as usize);
         Some(batch)

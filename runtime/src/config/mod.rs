@@ -59,9 +59,6 @@ use crate::sources::kafka::KafkaSourceConfig;
 pub struct Config {
     /// The file it was read from.
     pub file: PathBuf,
-    /// Directory for Sluice's own state; relative paths are resolved against
-    /// the configuration file's directory. Key `data_dir`, default `"data"`.
-    pub data_dir: PathBuf,
     /// The embedded demo broker (`[embedded_broker]`), for running without Kafka.
     pub embedded_broker: Option<EmbeddedBrokerConfig>,
     /// `[sources.<name>]`.
@@ -163,18 +160,22 @@ fn default_time_budget() -> HumanDuration {
 }
 
 /// `[channels.<name>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub enum ChannelDef {
-    /// A bounded in-memory queue (see [`crate::channels::memory`]).
-    Memory {
-        /// Most events held. Default 10000.
-        #[serde(default = "default_capacity_events")]
-        capacity_events: usize,
-        /// Most payload bytes held. Default `"64MiB"`.
-        #[serde(default = "default_capacity_bytes")]
-        capacity_bytes: ByteSize,
-    },
+    /// `type = "memory"`: a bounded in-memory queue (see [`crate::channels::memory`]).
+    Memory(MemoryChannelConfig),
+}
+
+/// Keys of a `memory` channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryChannelConfig {
+    /// Most events held. Default 10000.
+    #[serde(default = "default_capacity_events")]
+    pub capacity_events: usize,
+    /// Most payload bytes held. Default `"64MiB"`.
+    #[serde(default = "default_capacity_bytes")]
+    pub capacity_bytes: ByteSize,
 }
 
 fn default_capacity_events() -> usize {
@@ -208,7 +209,6 @@ pub enum SinkKind {
 }
 
 const TOP_LEVEL: &[&str] = &[
-    "data_dir",
     "embedded_broker",
     "sources",
     "plugins",
@@ -216,6 +216,7 @@ const TOP_LEVEL: &[&str] = &[
     "sinks",
 ];
 const SOURCE_TYPES: &[&str] = &["kafka"];
+const CHANNEL_TYPES: &[&str] = &["memory"];
 const SINK_TYPES: &[&str] = &["object_store", "kafka", "logger", "null"];
 
 /// Reads, interpolates and validates the configuration file at `path`.
@@ -247,6 +248,7 @@ pub fn parse(
         file: file.to_owned(),
         text: &text,
         errors: Vec::new(),
+        broken: Default::default(),
     };
     let config = loader.load();
     match config {
@@ -259,6 +261,9 @@ struct Loader<'a> {
     file: PathBuf,
     text: &'a str,
     errors: Vec<ConfigError>,
+    /// `section.name` of components that failed to load; references to them
+    /// are not reported again.
+    broken: std::collections::BTreeSet<String>,
 }
 
 impl Loader<'_> {
@@ -290,7 +295,9 @@ impl Loader<'_> {
                 let message = e.inner().to_string();
                 let message = message.trim().to_string();
                 if let Some(field) = unknown_field(&message) {
-                    full.push(field.to_owned());
+                    if full.last().map(String::as_str) != Some(field) {
+                        full.push(field.to_owned());
+                    }
                     let expected = message
                         .split_once(", expected ")
                         .map(|(_, exp)| format!("; expected {exp}"))
@@ -332,15 +339,12 @@ impl Loader<'_> {
             }
         }
         let base = self.file.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let data_dir = match root.get("data_dir") {
-            Some(v) => self
-                .typed::<PathBuf>(v.clone(), &["data_dir".into()])
-                .unwrap_or_default(),
-            None => PathBuf::from("data"),
-        };
         let embedded_broker = root.get("embedded_broker").and_then(|v| {
             let path = ["embedded_broker".to_string()];
             let cfg: EmbeddedBrokerConfig = self.typed(v.clone(), &path)?;
+            if let Err(e) = cfg.validate() {
+                self.error(&path, e);
+            }
             Some(cfg)
         });
 
@@ -351,15 +355,18 @@ impl Loader<'_> {
             def.path = base.join(&def.path);
             Some(def)
         });
-        let channels = self.section(&root, "channels", |l, name, table| {
+        let channels = self.section(&root, "channels", |l, name, mut table| {
             let path = ["channels".to_string(), name.to_string()];
-            l.typed::<ChannelDef>(toml::Value::Table(table), &path)
+            let kind = l.take_type(&mut table, &path, CHANNEL_TYPES)?;
+            match kind.as_str() {
+                "memory" => Some(ChannelDef::Memory(l.typed(toml::Value::Table(table), &path)?)),
+                other => unreachable!("type `{other}` was checked against CHANNEL_TYPES"),
+            }
         });
         let sinks = self.section(&root, "sinks", |l, name, table| l.sink(name, table));
 
         let config = Config {
             file: self.file.clone(),
-            data_dir: base.join(data_dir),
             embedded_broker,
             sources,
             plugins,
@@ -390,8 +397,13 @@ impl Loader<'_> {
                 self.error(&path, format!("expected a table, like `[{section}.{name}]`"));
                 continue;
             };
-            if let Some(built) = build(self, name, component.clone()) {
-                out.insert(name.clone(), built);
+            match build(self, name, component.clone()) {
+                Some(built) => {
+                    out.insert(name.clone(), built);
+                }
+                None => {
+                    self.broken.insert(format!("{section}.{name}"));
+                }
             }
         }
         out
@@ -518,6 +530,7 @@ impl Loader<'_> {
                 let mut path = key(&["sources", name, field]);
                 path.extend(idx);
                 match config.plugins.get(plugin) {
+                    None if self.broken.contains(&format!("plugins.{plugin}")) => {}
                     None => self.error(
                         &path,
                         format!("no plugin named `{plugin}`; define `[plugins.{plugin}]` (plugins defined: {})",
@@ -531,7 +544,9 @@ impl Loader<'_> {
                 }
             }
             for (i, channel) in source.channels.iter().enumerate() {
-                if !config.channels.contains_key(channel) {
+                if !config.channels.contains_key(channel)
+                    && !self.broken.contains(&format!("channels.{channel}"))
+                {
                     self.error(
                         &key(&["sources", name, "channels", &i.to_string()]),
                         format!("no channel named `{channel}` (channels defined: {})", names(config.channels.keys())),
@@ -540,7 +555,9 @@ impl Loader<'_> {
             }
             match &source.dead_letter {
                 Some(dl) => {
-                    if !config.channels.contains_key(dl) {
+                    if !config.channels.contains_key(dl)
+                        && !self.broken.contains(&format!("channels.{dl}"))
+                    {
                         self.error(
                             &key(&["sources", name, "dead_letter"]),
                             format!("no channel named `{dl}` (channels defined: {})", names(config.channels.keys())),
@@ -556,7 +573,9 @@ impl Loader<'_> {
         }
         let mut drained: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, sink) in &config.sinks {
-            if !config.channels.contains_key(&sink.channel) {
+            if self.broken.contains(&format!("channels.{}", sink.channel)) {
+                drained.insert(&sink.channel, name);
+            } else if !config.channels.contains_key(&sink.channel) {
                 self.error(
                     &key(&["sinks", name, "channel"]),
                     format!("no channel named `{}` (channels defined: {})", sink.channel, names(config.channels.keys())),
@@ -568,8 +587,9 @@ impl Loader<'_> {
                 );
             }
         }
+        let sink_broken = self.broken.iter().any(|b| b.starts_with("sinks."));
         for name in config.channels.keys() {
-            if !drained.contains_key(name.as_str()) {
+            if !drained.contains_key(name.as_str()) && !sink_broken {
                 self.error(
                     &key(&["channels", name]),
                     format!("no sink drains channel `{name}`; add a sink with `channel = \"{name}\"`"),

@@ -10,8 +10,8 @@ wasmtime::component::bindgen!({
     world: "imports",
 });
 
-pub use sluice::plugin::host::{Host, Level};
-pub use sluice::plugin::types::{BatchResult, PluginError as GuestError};
+pub use self::sluice::plugin::host::{Host, Level};
+pub use self::sluice::plugin::types::{BatchResult, PluginError as GuestError};
 
 /// The borrowed form of the WIT `batch` record, so a host batch is lowered into
 /// the guest without first being copied into owned vectors.

@@ -27,9 +27,9 @@ pub const PACKAGE_VERSION: &str = "0.1.0";
 /// Export interface and function name of each plugin kind.
 pub fn export_of(kind: PluginKind) -> (String, &'static str) {
     let (iface, func) = match kind {
-        PluginKind::Decoder => ("decoder", "decode"),
-        PluginKind::Interceptor => ("interceptor", "intercept"),
-        PluginKind::Router => ("router", "route"),
+        PluginKind::Decoder => ("decode", "process"),
+        PluginKind::Interceptor => ("intercept", "process"),
+        PluginKind::Router => ("route", "process"),
     };
     (format!("{PACKAGE}/{iface}@{PACKAGE_VERSION}"), func)
 }
@@ -149,7 +149,7 @@ impl PluginEngine {
                 let (iface, func) = export_of(*k);
                 ty.exports(&self.inner.engine).any(|(name, item)| {
                     name == iface
-                        && matches!(&item, ComponentItem::ComponentInstance(i)
+                        && matches!(&item.ty, ComponentItem::ComponentInstance(i)
                             if i.exports(&self.inner.engine).any(|(n, _)| n == func))
                 })
             })
@@ -171,7 +171,7 @@ impl PluginEngine {
             (None, [one]) => *one,
             (None, []) => {
                 return Err(invalid(format!(
-                    "it exports no Sluice plugin interface ({PACKAGE}/interceptor, decoder or router @{PACKAGE_VERSION})"
+                    "it exports no Sluice plugin interface ({PACKAGE}/intercept, decode or route @{PACKAGE_VERSION})"
                 )));
             }
             (None, _) => {

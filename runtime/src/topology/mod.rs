@@ -88,13 +88,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     let mut senders: BTreeMap<String, ChannelSender> = BTreeMap::new();
     let mut receivers: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
     for (name, def) in &config.channels {
-        let ChannelDef::Memory {
-            capacity_events,
-            capacity_bytes,
-        } = def;
+        let ChannelDef::Memory(memory_config) = def;
         let (tx, rx) = memory::channel(memory::Capacity {
-            events: *capacity_events,
-            bytes: capacity_bytes.get() as usize,
+            events: memory_config.capacity_events,
+            bytes: memory_config.capacity_bytes.get() as usize,
         });
         senders.insert(name.clone(), tx);
         receivers.insert(name.clone(), rx);

@@ -74,8 +74,13 @@ pub fn spawn(metrics: Arc<Metrics>, enabled: bool, shutdown: CancellationToken) 
     })
 }
 
+/// Longest `exit_when_idle` waits for the very first event (a consumer group
+/// join can take several seconds) before it considers an empty run idle.
+pub const FIRST_EVENT_GRACE: Duration = Duration::from_secs(60);
+
 /// Cancels `shutdown` once `feed_done` has fired and no source has read an
-/// event for `idle`.
+/// event for `idle`. Before the first event arrives, the wait is at least
+/// [`FIRST_EVENT_GRACE`], so a slow group join is not mistaken for idleness.
 pub async fn exit_when_idle(
     metrics: Arc<Metrics>,
     idle: Duration,
@@ -92,7 +97,7 @@ pub async fn exit_when_idle(
         if now != seen {
             seen = now;
             since = Instant::now();
-        } else if since.elapsed() >= idle {
+        } else if since.elapsed() >= if now == 0 { idle.max(FIRST_EVENT_GRACE) } else { idle } {
             tracing::info!(events = now, "no new events for {idle:?}; shutting down");
             shutdown.cancel();
             return;

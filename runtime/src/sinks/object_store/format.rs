@@ -187,7 +187,10 @@ fn encode_jsonl(event: &EventRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"value\":");
     let body = event.body();
     if is_json_container(body) {
-        out.extend(body.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        out.extend(
+            body.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
     } else {
         value_b64 = push_bytes_as_string(out, body);
     }
@@ -249,9 +252,7 @@ fn encode_jsonl(event: &EventRef<'_>, out: &mut Vec<u8>) {
 }
 
 /// Headers of `event` in order, keeping only the first of each name.
-fn first_headers<'a>(
-    event: &EventRef<'a>,
-) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+fn first_headers<'a>(event: &EventRef<'a>) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
     let all = event.headers();
     event
         .headers()
@@ -357,7 +358,12 @@ fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     match *chunks.remainder() {
         [a] => {
             let n = u32::from(a) << 16;
-            out.extend([ALPHABET[(n >> 18) as usize], ALPHABET[(n >> 12 & 63) as usize], b'=', b'=']);
+            out.extend([
+                ALPHABET[(n >> 18) as usize],
+                ALPHABET[(n >> 12 & 63) as usize],
+                b'=',
+                b'=',
+            ]);
         }
         [a, b] => {
             let n = u32::from(a) << 16 | u32::from(b) << 8;
@@ -400,7 +406,11 @@ mod tests {
         Format::Jsonl.encode(&b.get(0).unwrap(), &mut out);
         let line = String::from_utf8(out).unwrap();
         assert!(line.ends_with('\n'));
-        assert_eq!(line.matches('\n').count(), 1, "one line per event: {line:?}");
+        assert_eq!(
+            line.matches('\n').count(),
+            1,
+            "one line per event: {line:?}"
+        );
         let v = serde_json::from_str(&line).unwrap();
         (line, v)
     }
@@ -418,7 +428,11 @@ mod tests {
         let b = one(
             Some(b"k1"),
             b"{\"amount\": 67.88,\n \"tags\": [1, 2]}",
-            &[("source", b"pos"), ("source", b"dup"), ("q", b"say \"hi\"\t")],
+            &[
+                ("source", b"pos"),
+                ("source", b"dup"),
+                ("q", b"say \"hi\"\t"),
+            ],
             1_700_000_000_000,
         );
         let (line, v) = jsonl(&b);
@@ -439,10 +453,19 @@ mod tests {
 
     #[test]
     fn jsonl_strings_and_nulls() {
-        for body in [&b"plain text"[..], b"42", b"\"quoted\"", b"{not json", b"[1,2] trailing"] {
+        for body in [
+            &b"plain text"[..],
+            b"42",
+            b"\"quoted\"",
+            b"{not json",
+            b"[1,2] trailing",
+        ] {
             let b = one(None, body, &[], -1);
             let (_, v) = jsonl(&b);
-            assert_eq!(v["value"], Value::String(String::from_utf8(body.to_vec()).unwrap()));
+            assert_eq!(
+                v["value"],
+                Value::String(String::from_utf8(body.to_vec()).unwrap())
+            );
             assert_eq!(v["key"], Value::Null);
             assert_eq!(v["timestamp"], Value::Null);
             assert_eq!(v["headers"], json!({}));
@@ -455,7 +478,12 @@ mod tests {
 
     #[test]
     fn jsonl_marks_base64_fields() {
-        let b = one(Some(b"\xff"), b"\x00\x9f\x92\x96", &[("bin", b"\xc3\x28"), ("ok", b"v")], -1);
+        let b = one(
+            Some(b"\xff"),
+            b"\x00\x9f\x92\x96",
+            &[("bin", b"\xc3\x28"), ("ok", b"v")],
+            -1,
+        );
         let (_, v) = jsonl(&b);
         assert_eq!(v["key"], "/w==");
         assert_eq!(v["value"], "AJ+Slg==");
@@ -503,13 +531,17 @@ mod tests {
 
     #[test]
     fn gzip_and_zstd_round_trip_while_drained() {
-        let chunk: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let chunk: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let chunks: Vec<&[u8]> = vec![b"first\n", &chunk, b"last\n", &chunk];
         let expected = chunks.concat();
 
         let gz = compress(Compression::Gzip, &chunks);
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut plain).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .unwrap();
         assert_eq!(plain, expected);
         assert!(gz.len() < expected.len());
 

@@ -191,7 +191,13 @@ impl PathTemplate {
     /// Appends the directory for `event` to `out` (no leading or trailing `/`).
     /// `fallback_ms` is the wall clock used when the event carries no time.
     #[inline]
-    pub fn render(&self, event: &EventRef<'_>, fallback_ms: i64, cache: &mut TimeCache, out: &mut String) {
+    pub fn render(
+        &self,
+        event: &EventRef<'_>,
+        fallback_ms: i64,
+        cache: &mut TimeCache,
+        out: &mut String,
+    ) {
         let ms = if self.needs_time {
             event_time_ms(event, fallback_ms)
         } else {
@@ -202,7 +208,13 @@ impl PathTemplate {
         } else {
             TimeFields::default()
         };
-        self.render_with(out, event.topic(), event.partition(), |name| event.header(name), fields)
+        self.render_with(
+            out,
+            event.topic(),
+            event.partition(),
+            |name| event.header(name),
+            fields,
+        )
     }
 
     fn render_with<'a>(
@@ -266,7 +278,11 @@ pub fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
     }
     for chunk in value.utf8_chunks() {
         for c in chunk.valid().chars() {
-            out.push(if c == '/' || c == '\\' || c.is_control() { '_' } else { c });
+            out.push(if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            });
         }
         if !chunk.invalid().is_empty() {
             out.push('_');
@@ -303,7 +319,11 @@ fn parse_millis(value: &[u8]) -> Option<i64> {
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(value.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    Some(
+        value
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
+    )
 }
 
 /// Calendar fields of one second, UTC.
@@ -443,7 +463,10 @@ mod tests {
         assert_eq!(render("%{team}/x", headers, TS), "fraud/x");
         assert_eq!(render("%{evil}", headers, TS), ".._.._etc");
         assert_eq!(render("a/%{dots}/b", headers, TS), "a/__/b");
-        assert_eq!(render("a/%{empty}/%{absent}", headers, TS), "a/unknown/unknown");
+        assert_eq!(
+            render("a/%{empty}/%{absent}", headers, TS),
+            "a/unknown/unknown"
+        );
         assert_eq!(render("%{bin}", headers, TS), "a_b_c");
         let t = PathTemplate::parse("h=%{absent}", "none").unwrap();
         let b = batch(&[], TS);
@@ -463,7 +486,11 @@ mod tests {
     #[test]
     fn bad_templates_are_rejected_with_the_reason() {
         let err = |t: &str| PathTemplate::parse(t, "unknown").unwrap_err();
-        assert!(err("%{topic").contains("never closed"), "{}", err("%{topic"));
+        assert!(
+            err("%{topic").contains("never closed"),
+            "{}",
+            err("%{topic")
+        );
         assert!(err("%{}").contains("empty"));
         assert!(err("%q").contains("unknown escape `%q`"));
         assert!(err("abc%").contains("lone `%`"));
@@ -471,7 +498,11 @@ mod tests {
         assert!(err("../%{topic}").contains("only of dots"));
         assert!(err("a/./b").contains("only of dots"));
         assert!(err("a\tb").contains("control character"));
-        assert!(PathTemplate::parse("x", "a/b").unwrap_err().contains("missing_header_value"));
+        assert!(
+            PathTemplate::parse("x", "a/b")
+                .unwrap_err()
+                .contains("missing_header_value")
+        );
         assert!(PathTemplate::parse("x", "").is_err());
     }
 

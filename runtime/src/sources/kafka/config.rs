@@ -147,7 +147,10 @@ impl KafkaSourceConfig {
         }
         match (&self.topic_pattern, self.topics.is_empty()) {
             (None, true) => {
-                return Err("set `topics` (a list of names) or `topic_pattern` (a regular expression)".into());
+                return Err(
+                    "set `topics` (a list of names) or `topic_pattern` (a regular expression)"
+                        .into(),
+                );
             }
             (Some(_), false) => {
                 return Err("`topics` and `topic_pattern` are both set; keep one".into());
@@ -279,16 +282,25 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let c: KafkaSourceConfig =
-            toml::from_str("bootstrap_servers = \"embedded\"\ngroup_id = \"g\"\ntopic_pattern = \"logs-.*\"").unwrap();
+        let c: KafkaSourceConfig = toml::from_str(
+            "bootstrap_servers = \"embedded\"\ngroup_id = \"g\"\ntopic_pattern = \"logs-.*\"",
+        )
+        .unwrap();
         c.validate().unwrap();
         assert_eq!(c.batch_max_events, 1000);
         assert_eq!(c.batch_max_wait.get(), Duration::from_millis(100));
         assert_eq!(c.commit_interval.get(), Duration::from_secs(1));
         assert_eq!(c.start_from, StartFrom::Earliest);
         assert_eq!(c.subscription(), vec!["^logs-.*".to_owned()]);
-        assert_eq!(resolve_bootstrap(&c.bootstrap_servers, Some("127.0.0.1:1")).unwrap(), "127.0.0.1:1");
-        assert!(resolve_bootstrap(&c.bootstrap_servers, None).unwrap_err().contains("[embedded_broker]"));
+        assert_eq!(
+            resolve_bootstrap(&c.bootstrap_servers, Some("127.0.0.1:1")).unwrap(),
+            "127.0.0.1:1"
+        );
+        assert!(
+            resolve_bootstrap(&c.bootstrap_servers, None)
+                .unwrap_err()
+                .contains("[embedded_broker]")
+        );
     }
 
     #[test]
@@ -301,10 +313,22 @@ mod tests {
         };
         assert!(check("topics = [\"a\"]").is_ok());
         assert!(check("").unwrap_err().contains("topic_pattern"));
-        assert!(check("topics = [\"a\"]\ntopic_pattern = \"b\"").unwrap_err().contains("keep one"));
-        assert!(check("topics = [\"a\"]\nbatch_max_events = 0").unwrap_err().contains("at least 1"));
+        assert!(
+            check("topics = [\"a\"]\ntopic_pattern = \"b\"")
+                .unwrap_err()
+                .contains("keep one")
+        );
+        assert!(
+            check("topics = [\"a\"]\nbatch_max_events = 0")
+                .unwrap_err()
+                .contains("at least 1")
+        );
         assert!(check("topics = [\"a\"]\nbatch_max_wait = \"0ms\"").is_err());
-        assert!(check("topics = [\"a\"]\nunknown = 1").unwrap_err().contains("unknown"));
+        assert!(
+            check("topics = [\"a\"]\nunknown = 1")
+                .unwrap_err()
+                .contains("unknown")
+        );
         assert!(check("topics = [\"a\"]\nstart_from = \"middle\"").is_err());
         assert!(
             check("topics = [\"a\"]\n[kafka]\n\"enable.auto.commit\" = true")
@@ -312,6 +336,10 @@ mod tests {
                 .contains("commits offsets itself")
         );
         assert!(check("topics = [\"a\"]\n[kafka]\n\"enable.auto.commit\" = false").is_ok());
-        assert!(check("topics = [\"a\"]\n[kafka]\n\"group.id\" = \"x\"").unwrap_err().contains("group_id"));
+        assert!(
+            check("topics = [\"a\"]\n[kafka]\n\"group.id\" = \"x\"")
+                .unwrap_err()
+                .contains("group_id")
+        );
     }
 }

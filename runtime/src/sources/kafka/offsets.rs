@@ -68,6 +68,8 @@ pub(crate) struct Tracker {
     ready: HashMap<Tp, i64>,
     /// Per partition: the offset last sent in a commit.
     committed: HashMap<Tp, i64>,
+    /// Per partition: the highest offset the group confirmed committed.
+    confirmed: HashMap<Tp, i64>,
     /// Per partition: the first batch reported undelivered.
     poisoned: HashMap<Tp, u64>,
 }
@@ -137,14 +139,24 @@ impl Tracker {
         }
     }
 
-    /// Offsets that may be committed and were not yet: `(topic, partition,
-    /// next offset)`. With `all`, every committable offset (final commit).
-    pub(crate) fn committable(&mut self, all: bool) -> Vec<(Tp, i64)> {
+    /// Offsets that may be committed and were not sent yet: `(topic,
+    /// partition, next offset)`, sorted.
+    pub(crate) fn committable(&mut self) -> Vec<(Tp, i64)> {
         self.advance();
-        let mut out: Vec<(Tp, i64)> = self
-            .ready
+        Self::newer(&self.ready, &self.committed)
+    }
+
+    /// Offsets that may be committed and are not confirmed committed (sent
+    /// but unanswered, or never sent): what the final commit sends.
+    pub(crate) fn unconfirmed(&mut self) -> Vec<(Tp, i64)> {
+        self.advance();
+        Self::newer(&self.ready, &self.confirmed)
+    }
+
+    fn newer(ready: &HashMap<Tp, i64>, than: &HashMap<Tp, i64>) -> Vec<(Tp, i64)> {
+        let mut out: Vec<(Tp, i64)> = ready
             .iter()
-            .filter(|(tp, next)| all || self.committed.get(*tp).is_none_or(|c| c < *next))
+            .filter(|(tp, next)| than.get(*tp).is_none_or(|c| c < *next))
             .map(|(tp, next)| (tp.clone(), *next))
             .collect();
         out.sort();
@@ -158,14 +170,23 @@ impl Tracker {
         }
     }
 
+    /// Records offsets the group confirmed committed.
+    pub(crate) fn confirm(&mut self, offsets: &[(Tp, i64)]) {
+        for (tp, next) in offsets {
+            let c = self.confirmed.entry(tp.clone()).or_insert(*next);
+            *c = (*c).max(*next);
+        }
+    }
+
     /// A commit failed: send everything again next time.
     pub(crate) fn forget_committed(&mut self) {
         self.committed.clear();
     }
 
-    /// Committable offsets of the partitions in `tps` (before revoking them).
+    /// Unconfirmed committable offsets of the partitions in `tps` (before
+    /// revoking them).
     pub(crate) fn committable_of(&mut self, tps: &[Tp]) -> Vec<(Tp, i64)> {
-        let mut all = self.committable(false);
+        let mut all = self.unconfirmed();
         all.retain(|(tp, _)| tps.contains(tp));
         all
     }
@@ -182,6 +203,7 @@ impl Tracker {
             .retain(|_, b| !(b.delivered && b.offsets.0.is_empty()));
         self.ready.retain(|tp, _| owned(tp));
         self.committed.retain(|tp, _| owned(tp));
+        self.confirmed.retain(|tp, _| owned(tp));
         self.poisoned.retain(|tp, _| owned(tp));
     }
 
@@ -214,16 +236,18 @@ mod tests {
         cut(&mut tr, 0, &[(0, 0), (0, 1), (0, 2)]);
         cut(&mut tr, 1, &[(0, 3), (0, 4)]);
         cut(&mut tr, 2, &[(0, 5)]);
-        assert!(tr.committable(false).is_empty());
+        assert!(tr.committable().is_empty());
         tr.report(1, true);
-        assert!(tr.committable(false).is_empty(), "batch 0 still in flight");
+        assert!(tr.committable().is_empty(), "batch 0 still in flight");
         tr.report(0, true);
-        assert_eq!(tr.committable(false), vec![(tp("t", 0), 5)]);
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 5)]);
         tr.mark_committed(&[(tp("t", 0), 5)]);
-        assert!(tr.committable(false).is_empty());
-        assert_eq!(tr.committable(true), vec![(tp("t", 0), 5)]);
+        assert!(tr.committable().is_empty(), "sent already");
+        assert_eq!(tr.unconfirmed(), vec![(tp("t", 0), 5)], "not confirmed yet");
+        tr.confirm(&[(tp("t", 0), 5)]);
+        assert!(tr.unconfirmed().is_empty());
         tr.report(2, true);
-        assert_eq!(tr.committable(false), vec![(tp("t", 0), 6)]);
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 6)]);
         assert_eq!(tr.pending_batches(), 0);
     }
 
@@ -237,12 +261,9 @@ mod tests {
         tr.report(1, true);
         // Partition 1 is only in batches 1 and 2, both delivered; partition 0
         // waits for batch 0.
-        assert_eq!(tr.committable(false), vec![(tp("t", 1), 22)]);
+        assert_eq!(tr.committable(), vec![(tp("t", 1), 22)]);
         tr.report(0, true);
-        assert_eq!(
-            tr.committable(false),
-            vec![(tp("t", 0), 12), (tp("t", 1), 22)]
-        );
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 12), (tp("t", 1), 22)]);
     }
 
     #[test]
@@ -256,16 +277,10 @@ mod tests {
         tr.report(0, true);
         // Partition 0 stops before batch 1; partition 1 has nothing before it;
         // partition 2 was never in a failed batch.
-        assert_eq!(
-            tr.committable(false),
-            vec![(tp("t", 0), 1), (tp("t", 2), 1)]
-        );
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 1), (tp("t", 2), 1)]);
         cut(&mut tr, 3, &[(0, 3), (1, 2), (2, 1)]);
         tr.report(3, true);
-        assert_eq!(
-            tr.committable(false),
-            vec![(tp("t", 0), 1), (tp("t", 2), 2)]
-        );
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 1), (tp("t", 2), 2)]);
         assert_eq!(tr.pending_batches(), 0, "poisoned entries are not kept");
     }
 
@@ -276,7 +291,7 @@ mod tests {
         cut(&mut tr, 1, &[(0, 1)]);
         tr.report(1, false);
         tr.report(0, true);
-        assert_eq!(tr.committable(false), vec![(tp("t", 0), 1)]);
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 1)]);
     }
 
     #[test]
@@ -290,12 +305,12 @@ mod tests {
         tr.report(0, true);
         assert_eq!(tr.committable_of(&[tp("t", 1)]), vec![(tp("t", 1), 1)]);
         tr.revoke(&[tp("t", 0), tp("t", 1)]);
-        assert!(tr.committable(true).is_empty());
+        assert!(tr.unconfirmed().is_empty());
         // Re-assigned: reading resumes from the committed offsets, and the
         // poison is gone with the old assignment.
         cut(&mut tr, 2, &[(0, 1)]);
         tr.report(2, true);
-        assert_eq!(tr.committable(false), vec![(tp("t", 0), 2)]);
+        assert_eq!(tr.committable(), vec![(tp("t", 0), 2)]);
     }
 
     #[test]
@@ -304,6 +319,6 @@ mod tests {
         tr.seal(0); // empty batch: nothing to track
         assert_eq!(tr.report(0, true), Reported::Delivered);
         assert_eq!(tr.report(9, false), Reported::Failed);
-        assert!(tr.committable(true).is_empty());
+        assert!(tr.unconfirmed().is_empty());
     }
 }

@@ -51,7 +51,7 @@ pub async fn run(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let mut commit_tick = tokio::time::interval(config.commit_interval.get());
     commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut source = Source {
+    let source = Source {
         consumer: Arc::new(consumer),
         output: Some(output),
         ack_tx: Some(ack_tx),
@@ -102,7 +102,8 @@ enum Stop {
 }
 
 struct Source {
-    /// The only strong reference, so the final commit can close it off the runtime.
+    /// Cloned by the loops while they run; the last reference after `drain`,
+    /// so `close` can drop (close) it off the async runtime.
     consumer: Arc<StreamConsumer<SourceKafkaContext>>,
     output: Option<mpsc::Sender<Batch>>,
     ack_tx: Option<mpsc::UnboundedSender<AckReport>>,
@@ -138,7 +139,7 @@ impl Source {
             metrics,
             ..
         } = self;
-        let closed = close(consumer, &ctx, &metrics).await;
+        close(consumer, &ctx, &metrics).await;
         let error = |message: String| SourceError {
             source_name: ctx.name.clone(),
             message,
@@ -148,7 +149,7 @@ impl Source {
             Stop::OutputClosed if !ctx.shutdown.is_cancelled() => Err(error(
                 "the processing stage stopped receiving batches before shutdown".into(),
             )),
-            _ => closed.map_err(error),
+            _ => Ok(()),
         }
     }
 
@@ -303,7 +304,7 @@ impl Source {
     /// Sends an asynchronous commit of everything newly committable.
     fn commit(&mut self) {
         let mut tracker = self.consumer.context().tracker();
-        let offsets = tracker.committable(false);
+        let offsets = tracker.committable();
         if offsets.is_empty() {
             return;
         }
@@ -355,14 +356,18 @@ impl Source {
     }
 }
 
-/// Commits synchronously and closes the consumer, off the async runtime
-/// (closing leaves the group and may run a last rebalance callback).
+/// Commits synchronously what is not yet known committed, and closes the
+/// consumer, off the async runtime (closing leaves the group and may run a
+/// last rebalance callback). A failed final commit (typically "rebalance in
+/// progress" when members of a group stop together) is logged and counted,
+/// not returned: the events after the last successful commit are read again
+/// next time, which at-least-once allows.
 async fn close(
     consumer: Arc<StreamConsumer<SourceKafkaContext>>,
     ctx: &SourceContext,
     metrics: &SourceMetrics,
-) -> Result<(), String> {
-    let offsets = consumer.context().tracker().committable(true);
+) {
+    let offsets = consumer.context().tracker().unconfirmed();
     let commits = metrics.commits.clone();
     let closed = tokio::task::spawn_blocking(move || {
         let result = if offsets.is_empty() {
@@ -371,24 +376,23 @@ async fn close(
             commit(&*consumer, &offsets, CommitMode::Sync)
                 .map(|()| {
                     commits.fetch_add(1, Ordering::Relaxed);
-                    consumer.context().tracker().mark_committed(&offsets);
+                    let mut tracker = consumer.context().tracker();
+                    tracker.mark_committed(&offsets);
+                    tracker.confirm(&offsets);
                 })
                 .map_err(|e| format!("final commit of {offsets:?} failed: {e}"))
         };
         drop(consumer);
         result
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| Err(format!("closing the consumer: {e}")));
     match closed {
-        Ok(Ok(())) => {
-            info!(source = %ctx.name, "kafka source stopped");
-            Ok(())
-        }
-        Ok(Err(message)) => {
+        Ok(()) => info!(source = %ctx.name, "kafka source stopped"),
+        Err(message) => {
             metrics.errors.fetch_add(1, Ordering::Relaxed);
-            Err(message)
+            warn!(source = %ctx.name, %message, "kafka source stopped; events after the last commit will be read again");
         }
-        Err(e) => Err(format!("closing the consumer: {e}")),
     }
 }
 
@@ -477,6 +481,9 @@ impl ConsumerContext for SourceKafkaContext {
             match commit(consumer, &offsets, CommitMode::Sync) {
                 Ok(()) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
+                    let mut tracker = self.tracker();
+                    tracker.mark_committed(&offsets);
+                    tracker.confirm(&offsets);
                 }
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
@@ -491,10 +498,10 @@ impl ConsumerContext for SourceKafkaContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let tps: Vec<(&str, i32)> = tpl
+                let tps: Vec<(String, i32)> = tpl
                     .elements()
                     .iter()
-                    .map(|e| (e.topic(), e.partition()))
+                    .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
                 info!(source = %self.name, partitions = ?tps, "partitions assigned");
             }
@@ -507,6 +514,17 @@ impl ConsumerContext for SourceKafkaContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_ok() {
+            let confirmed: Vec<(Tp, i64)> = offsets
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect();
+            self.tracker().confirm(&confirmed);
+        }
         if let Err(e) = result {
             // Send everything again at the next interval.
             self.tracker().forget_committed();

@@ -1,0 +1,296 @@
+//! A validating JSON scanner that finds the values to mask without building a
+//! document, so the body can be edited in place (key order, spacing and every
+//! other byte kept) and a body with nothing to mask costs no allocation.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// Deepest nesting scanned; deeper documents are left unchanged.
+const MAX_NESTING: usize = 128;
+
+/// What a value to mask is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string, span including its quotes.
+    String,
+    /// A number, span of its digits.
+    Number,
+}
+
+/// One value to mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Edit {
+    /// Byte range of the value in the body.
+    pub span: Range<usize>,
+    /// Its type.
+    pub kind: Kind,
+}
+
+/// The strings and numbers at or below any of `paths` (key paths; arrays are
+/// looked through), in document order. `None` if `body` is not one JSON
+/// document. `paths` holds at most 64 entries.
+pub(crate) fn find_fields(body: &[u8], paths: &[Vec<String>]) -> Option<Vec<Edit>> {
+    debug_assert!(paths.len() <= 64);
+    let live = if paths.len() >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << paths.len()) - 1
+    };
+    let mut s = Scanner {
+        b: body,
+        i: 0,
+        paths,
+        edits: Vec::new(),
+    };
+    s.ws();
+    s.value(live, 0, false, 0)?;
+    s.ws();
+    (s.i == body.len()).then_some(s.edits)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    paths: &'a [Vec<String>],
+    edits: Vec<Edit>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.i += 1)
+    }
+
+    /// `live`: paths matched up to `depth` keys; `masked`: inside a match.
+    fn value(&mut self, live: u64, depth: usize, masked: bool, nesting: usize) -> Option<()> {
+        if nesting > MAX_NESTING {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => self.object(live, depth, masked, nesting + 1),
+            b'[' => self.array(live, depth, masked, nesting + 1),
+            b'"' => {
+                let span = self.string()?;
+                if masked {
+                    self.edits.push(Edit {
+                        span,
+                        kind: Kind::String,
+                    });
+                }
+                Some(())
+            }
+            b'-' | b'0'..=b'9' => {
+                let span = self.number()?;
+                if masked {
+                    self.edits.push(Edit {
+                        span,
+                        kind: Kind::Number,
+                    });
+                }
+                Some(())
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, live: u64, depth: usize, masked: bool, nesting: usize) -> Option<()> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            let (child_live, child_masked) = if masked || live == 0 {
+                (0, masked)
+            } else {
+                self.descend(live, depth, key)?
+            };
+            self.value(child_live, depth + 1, child_masked, nesting)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, live: u64, depth: usize, masked: bool, nesting: usize) -> Option<()> {
+        self.expect(b'[')?;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            self.value(live, depth, masked, nesting)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Which paths still match after key `key` (a string span) at `depth`,
+    /// and whether one ends there.
+    fn descend(&self, live: u64, depth: usize, key: Range<usize>) -> Option<(u64, bool)> {
+        let raw = &self.b[key.start + 1..key.end - 1];
+        let key: Cow<'_, str> = if raw.contains(&b'\\') {
+            Cow::Owned(serde_json::from_slice::<String>(&self.b[key]).ok()?)
+        } else {
+            Cow::Borrowed(std::str::from_utf8(raw).ok()?)
+        };
+        let mut next = 0u64;
+        let mut masked = false;
+        for (bit, path) in self.paths.iter().enumerate() {
+            if live & (1 << bit) == 0 || path.get(depth).map(String::as_str) != Some(&key) {
+                continue;
+            }
+            if path.len() == depth + 1 {
+                masked = true;
+            } else {
+                next |= 1 << bit;
+            }
+        }
+        Some((next, masked))
+    }
+
+    /// A string; returns its span including the quotes.
+    fn string(&mut self) -> Option<Range<usize>> {
+        let start = self.i;
+        self.expect(b'"')?;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(start..self.i);
+                }
+                b'\\' => self.i += 2,
+                0..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Option<Range<usize>> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(start..self.i)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(word)
+            .then(|| self.i += word.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(p: &[&str]) -> Vec<Vec<String>> {
+        p.iter()
+            .map(|s| s.split('.').map(str::to_owned).collect())
+            .collect()
+    }
+
+    fn spans<'b>(body: &'b str, p: &[&str]) -> Option<Vec<&'b str>> {
+        let edits = find_fields(body.as_bytes(), &paths(p))?;
+        Some(edits.iter().map(|e| &body[e.span.clone()]).collect())
+    }
+
+    #[test]
+    fn finds_values_by_path() {
+        let body = r#" { "a" : {"b": [1, "x", {"c": -2.5e3}]}, "c": "top", "d\u0061": 7 } "#;
+        assert_eq!(spans(body, &["a.b"]), Some(vec!["1", "\"x\"", "-2.5e3"]));
+        assert_eq!(spans(body, &["a.b.c"]), Some(vec!["-2.5e3"]));
+        assert_eq!(spans(body, &["c"]), Some(vec!["\"top\""]));
+        assert_eq!(spans(body, &["da"]), Some(vec!["7"]));
+        assert_eq!(spans(body, &["a"]), Some(vec!["1", "\"x\"", "-2.5e3"]));
+        assert_eq!(spans(body, &["zz"]), Some(vec![]));
+    }
+
+    #[test]
+    fn rejects_invalid_json() {
+        for bad in [
+            "",
+            "{",
+            "{\"a\" 1}",
+            "{\"a\": 01}",
+            "{\"a\": 1,}",
+            "[1 2]",
+            "{\"a\": tru}",
+            "{} x",
+            "\"a\nb\"",
+            "{\"a\": \"\\",
+        ] {
+            assert_eq!(find_fields(bad.as_bytes(), &paths(&["a"])), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_left_alone() {
+        let deep = "[".repeat(500) + &"]".repeat(500);
+        assert_eq!(find_fields(deep.as_bytes(), &paths(&["a"])), None);
+    }
+}

@@ -1,0 +1,825 @@
+//! The `kafka` sink: produces every event to a Kafka topic and releases a
+//! batch's acknowledgement only once the broker has acknowledged all of it.
+//!
+//! ```toml
+//! [sinks.auths]
+//! type = "kafka"
+//! bootstrap_servers = "broker-1:9092"
+//! topic = "flume.auths"        # fixed topic, and the fallback of topic_header
+//! topic_header = "topic"       # optional: the header that names the topic
+//! key_header = "card"          # optional: the header used as key
+//! headers = "all"              # forward the event's headers ("all" | "none")
+//! [sinks.auths.kafka]
+//! "linger.ms" = 10
+//! ```
+//!
+//! Like Flume's Kafka sink (including its `topic` header), with the producer
+//! idempotent and `acks=all` by default. Events of a batch are all in flight
+//! at once; several batches may be in flight together. The event's key is
+//! the record key (or the `key_header` value when that header is present), its
+//! timestamp the record timestamp when known, and its headers are forwarded
+//! unless `headers = "none"`.
+//!
+//! Nothing is dropped: a record that librdkafka fails to deliver (after its
+//! own retries, bounded by `message.timeout.ms`) is produced again with a
+//! growing backoff, counted in `sink.<name>.retries`, for as long as the
+//! channel is open. Once the channel has ended (shutdown), a record gets
+//! [`SHUTDOWN_ATTEMPTS`] more tries; if it still fails its batch is failed
+//! ([`Ack::fail`](crate::event::Ack::fail)) so the source never commits it.
+//! A full producer queue makes the sink wait for deliveries, not fail. An
+//! event with no topic (`topic_header` absent and no `topic`) cannot be
+//! produced: it is counted in `errors` and fails its batch.
+//!
+//! Metrics: `sink.<name>.events` and `.bytes` (bodies) delivered, `.errors`,
+//! `.retries`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::Deserialize;
+use tracing::{error, info, warn};
+
+use crate::channels::ChannelReceiver;
+use crate::event::{Batch, EventRef};
+use crate::metrics::Counter;
+use crate::sinks::{SinkContext, SinkError};
+use crate::sources::kafka::{KafkaValue, apply_properties, check_properties, resolve_bootstrap};
+
+/// Batches being produced at once.
+const MAX_IN_FLIGHT_BATCHES: usize = 4;
+/// Tries per record after the channel has ended, before its batch is failed.
+pub const SHUTDOWN_ATTEMPTS: u32 = 3;
+/// First and longest wait between tries of a failed record.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(30));
+/// Longest wait for the producer to flush when the channel ends.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `[sinks.<name>]` with `type = "kafka"`; see the module docs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Comma-separated `host:port` list of brokers, or `"embedded"` for the
+    /// embedded demo broker.
+    pub bootstrap_servers: String,
+    /// Topic to produce to; with `topic_header`, the topic of events without
+    /// that header. At least one of `topic` and `topic_header`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Header whose value names each event's topic (Flume's `topic` header).
+    #[serde(default)]
+    pub topic_header: Option<String>,
+    /// Header whose value becomes the record key; events without it keep
+    /// their own key.
+    #[serde(default)]
+    pub key_header: Option<String>,
+    /// Which event headers become record headers: `"all"` (default) or `"none"`.
+    #[serde(default)]
+    pub headers: HeadersMode,
+    /// Extra librdkafka producer properties (`"linger.ms" = 10`,
+    /// `"compression.type" = "zstd"`, ...), overriding Sluice's defaults
+    /// (`enable.idempotence = true`, `acks = "all"`).
+    #[serde(default)]
+    pub kafka: BTreeMap<String, KafkaValue>,
+}
+
+/// Which event headers are forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadersMode {
+    /// Every header, in order.
+    #[default]
+    All,
+    /// None.
+    None,
+}
+
+impl KafkaSinkConfig {
+    /// Checks what serde cannot; the message names the key and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err("`bootstrap_servers` is empty; list brokers as \"host:port,host:port\" or write \"embedded\"".into());
+        }
+        if self.topic.is_none() && self.topic_header.is_none() {
+            return Err("set `topic` (a fixed topic) or `topic_header` (a header naming the topic), or both".into());
+        }
+        for (key, value) in [
+            ("topic", &self.topic),
+            ("topic_header", &self.topic_header),
+            ("key_header", &self.key_header),
+        ] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("`{key}` is empty"));
+            }
+        }
+        check_properties(&self.kafka)
+    }
+
+    /// The producer configuration: Sluice's defaults, then the `kafka` table.
+    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("client.id", client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        apply_properties(&mut config, &self.kafka);
+        config
+    }
+}
+
+/// Runs the sink until its channel ends; see the module docs.
+pub async fn run(
+    config: KafkaSinkConfig,
+    mut input: ChannelReceiver,
+    ctx: SinkContext,
+) -> Result<(), SinkError> {
+    let fail = |message: String| SinkError {
+        sink: ctx.name.clone(),
+        message,
+    };
+    config
+        .validate()
+        .map_err(|m| fail(format!("invalid configuration: {m}")))?;
+    let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
+        .map_err(fail)?;
+    let producer: FutureProducer<SinkKafkaContext> = config
+        .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
+        .create_with_context(SinkKafkaContext {
+            name: ctx.name.clone(),
+            errors: ctx.counter("errors"),
+        })
+        .map_err(|e| fail(format!("creating the producer for `{bootstrap}`: {e}")))?;
+    info!(sink = %ctx.name, %bootstrap, "kafka sink started");
+    let shared = Arc::new(Shared {
+        producer,
+        route: Route {
+            topic: config.topic,
+            topic_header: config.topic_header,
+            key_header: config.key_header,
+            headers: config.headers,
+        },
+        closing: AtomicBool::new(false),
+        name: ctx.name.clone(),
+        events: ctx.counter("events"),
+        bytes: ctx.counter("bytes"),
+        errors: ctx.counter("errors"),
+        retries: ctx.counter("retries"),
+    });
+
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            batch = input.recv(), if open && in_flight.len() < MAX_IN_FLIGHT_BATCHES => match batch {
+                Some(batch) => in_flight.push(deliver(shared.clone(), Guard::new(batch))),
+                None => {
+                    open = false;
+                    shared.closing.store(true, Ordering::Release);
+                }
+            },
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            else => break,
+        }
+        if let Some((code, reason)) = shared.producer.client().fatal_error() {
+            // The producer is unusable. Fail what is in hand (dropping the
+            // deliveries fails their batches) and what is queued right now.
+            drop(in_flight);
+            while let Some(Some(batch)) = input.recv().now_or_never() {
+                batch.ack.fail();
+            }
+            return Err(fail(format!(
+                "the producer failed fatally: {code}: {reason}"
+            )));
+        }
+    }
+
+    // Every batch is settled; flush anything else librdkafka still holds.
+    let flusher = shared.clone();
+    let flushed = tokio::task::spawn_blocking(move || flusher.producer.flush(FLUSH_TIMEOUT)).await;
+    match flushed {
+        Ok(Ok(())) => {
+            info!(sink = %ctx.name, "kafka sink stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(fail(format!("flushing the producer: {e}"))),
+        Err(e) => Err(fail(format!("flushing the producer: {e}"))),
+    }
+}
+
+/// What every batch delivery needs.
+struct Shared {
+    producer: FutureProducer<SinkKafkaContext>,
+    route: Route,
+    /// The channel has ended: retries become bounded.
+    closing: AtomicBool,
+    name: String,
+    events: Counter,
+    bytes: Counter,
+    errors: Counter,
+    retries: Counter,
+}
+
+/// Where and how an event is produced.
+struct Route {
+    topic: Option<String>,
+    topic_header: Option<String>,
+    key_header: Option<String>,
+    headers: HeadersMode,
+}
+
+impl Route {
+    fn topic<'a>(&'a self, event: &EventRef<'a>) -> Option<&'a str> {
+        self.topic_header
+            .as_deref()
+            .and_then(|h| event.header(h))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|t| !t.is_empty())
+            .or(self.topic.as_deref())
+    }
+
+    fn key<'a>(&self, event: &EventRef<'a>) -> Option<&'a [u8]> {
+        self.key_header
+            .as_deref()
+            .and_then(|h| event.header(h))
+            .or_else(|| event.key())
+    }
+
+    fn headers(&self, event: &EventRef<'_>) -> Option<OwnedHeaders> {
+        if self.headers == HeadersMode::None || event.header_block().is_empty() {
+            return None;
+        }
+        let mut out = OwnedHeaders::new();
+        for (key, value) in event.headers().map_while(Result::ok) {
+            out = out.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        Some(out)
+    }
+}
+
+/// A batch being delivered. Dropped without [`Guard::delivered`] (a failure,
+/// or the sink's future being dropped), it fails the batch's ack, so nothing
+/// is ever counted delivered by accident.
+struct Guard {
+    batch: Batch,
+    delivered: bool,
+}
+
+impl Guard {
+    fn new(batch: Batch) -> Self {
+        Self {
+            batch,
+            delivered: false,
+        }
+    }
+
+    /// Releases the ack as delivered.
+    fn delivered(mut self) {
+        self.delivered = true;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.delivered {
+            self.batch.ack.fail();
+        }
+    }
+}
+
+/// Result of one try of one record.
+type Outcome = (usize, Result<(), KafkaError>);
+
+/// Produces every event of a batch, retrying failures; releases the ack when
+/// all are acknowledged, fails it otherwise.
+async fn deliver(shared: Arc<Shared>, guard: Guard) {
+    let batch = &guard.batch;
+    let mut todo: Vec<usize> = Vec::with_capacity(batch.len());
+    let mut unroutable = 0usize;
+    for (i, event) in batch.events.iter().enumerate() {
+        if shared.route.topic(&event).is_some() {
+            todo.push(i);
+        } else {
+            unroutable += 1;
+        }
+    }
+    if unroutable > 0 {
+        shared
+            .errors
+            .fetch_add(unroutable as u64, Ordering::Relaxed);
+        error!(
+            sink = %shared.name,
+            events = unroutable,
+            header = shared.route.topic_header.as_deref().unwrap_or(""),
+            "events without a topic header and no `topic` to fall back to; failing their batch"
+        );
+    }
+
+    let mut backoff = BACKOFF.0;
+    let mut closing_tries = 0u32;
+    loop {
+        let failed = produce_all(&shared, batch, &todo).await;
+        if failed.is_empty() {
+            break;
+        }
+        if shared.producer.client().fatal_error().is_some() {
+            return; // no retry can succeed; the guard fails the ack
+        }
+        if shared.closing.load(Ordering::Acquire) {
+            closing_tries += 1;
+            if closing_tries >= SHUTDOWN_ATTEMPTS {
+                error!(
+                    sink = %shared.name,
+                    events = failed.len(),
+                    "records still undelivered at shutdown; failing the batch so its offsets are not committed"
+                );
+                return; // the guard fails the ack
+            }
+        }
+        shared
+            .retries
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        warn!(sink = %shared.name, events = failed.len(), ?backoff, "retrying undelivered records");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF.1);
+        todo = failed;
+    }
+
+    if unroutable > 0 {
+        return; // delivered what could be, but the batch is not whole
+    }
+    let bytes: usize = batch.events.iter().map(|e| e.body().len()).sum();
+    shared
+        .events
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    guard.delivered();
+}
+
+/// One try of the records `todo`, all in flight together; returns those that failed.
+async fn produce_all(shared: &Shared, batch: &Batch, todo: &[usize]) -> Vec<usize> {
+    let mut pending = FuturesUnordered::new();
+    let mut failed = Vec::new();
+    let settle = |(i, r): Outcome, failed: &mut Vec<usize>| {
+        if let Err(e) = r {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            warn!(sink = %shared.name, error = %e, "record not delivered");
+            failed.push(i);
+        }
+    };
+    for &i in todo {
+        let Some(event) = batch.events.get(i) else {
+            continue;
+        };
+        let Some(topic) = shared.route.topic(&event) else {
+            continue;
+        };
+        let mut record = FutureRecord::to(topic).payload(event.body());
+        record.key = shared.route.key(&event);
+        record.headers = shared.route.headers(&event);
+        if event.timestamp() >= 0 {
+            record.timestamp = Some(event.timestamp());
+        }
+        loop {
+            match shared.producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(async move {
+                        let r = match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(e),
+                            Err(_) => Err(KafkaError::Canceled),
+                        };
+                        (i, r)
+                    });
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // Wait for a delivery to make room, then try again.
+                    record = r;
+                    match pending.next().await {
+                        Some(outcome) => settle(outcome, &mut failed),
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((e, _)) => {
+                    settle((i, Err(e)), &mut failed);
+                    break;
+                }
+            }
+        }
+    }
+    while let Some(outcome) = pending.next().await {
+        settle(outcome, &mut failed);
+    }
+    failed
+}
+
+/// Routes the producer's logs to `tracing` and counts its errors.
+struct SinkKafkaContext {
+    name: String,
+    errors: Counter,
+}
+
+impl rdkafka::ClientContext for SinkKafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::sources::kafka::log_librdkafka(&self.name, level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        warn!(sink = %self.name, %error, reason, "kafka client error; librdkafka retries");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    use tokio::sync::mpsc;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::channels::memory::{Capacity, channel};
+    use crate::event::{Ack, AckReport, BatchBuf, NewEvent};
+    use crate::metrics::Metrics;
+
+    const WAIT: Duration = Duration::from_secs(60);
+
+    fn event<'a>(
+        key: Option<&'a [u8]>,
+        body: &'a [u8],
+        headers: &'a [(&'a str, &'a [u8])],
+    ) -> NewEvent<'a> {
+        NewEvent {
+            key,
+            body,
+            headers,
+            topic: "origin",
+            partition: 0,
+            offset: 0,
+            timestamp: 1_700_000_000_000,
+        }
+    }
+
+    /// A record as read back.
+    #[derive(Debug, PartialEq)]
+    struct Record {
+        key: Option<Vec<u8>>,
+        body: Vec<u8>,
+        headers: Vec<(String, Vec<u8>)>,
+        timestamp: Option<i64>,
+    }
+
+    /// Reads `n` records of a one-partition topic from the beginning.
+    fn read_back(bootstrap: &str, topic: &str, n: usize) -> Vec<Record> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "sluice-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while out.len() < n && std::time::Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.unwrap();
+                out.push(Record {
+                    key: m.key().map(<[u8]>::to_vec),
+                    body: m.payload().unwrap_or(&[]).to_vec(),
+                    headers: m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or(&[]).to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis(),
+                });
+            }
+        }
+        out
+    }
+
+    fn context(name: &str, embedded: &str) -> (SinkContext, Arc<Metrics>) {
+        let metrics = Metrics::new();
+        let ctx = SinkContext {
+            name: name.to_owned(),
+            metrics: metrics.clone(),
+            embedded_bootstrap: Some(embedded.to_owned()),
+        };
+        (ctx, metrics)
+    }
+
+    fn config(toml_text: &str) -> KafkaSinkConfig {
+        let c: KafkaSinkConfig = toml::from_str(toml_text).unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    async fn reports(rx: &mut mpsc::UnboundedReceiver<AckReport>, n: usize) -> HashMap<u64, bool> {
+        let mut out = HashMap::new();
+        timeout(WAIT, async {
+            while out.len() < n {
+                let r = rx.recv().await.expect("ack report");
+                out.insert(r.id, r.delivered);
+            }
+        })
+        .await
+        .expect("every batch is reported");
+        out
+    }
+
+    #[test]
+    fn parses_the_example() {
+        let c = config(
+            r#"
+            bootstrap_servers = "broker-1:9092"
+            topic = "flume.auths"
+            topic_header = "topic"
+            key_header = "card"
+            headers = "all"
+            [kafka]
+            "linger.ms" = 10
+            "#,
+        );
+        let cc = c.client_config("b:1", "id");
+        assert_eq!(cc.get("linger.ms"), Some("10"));
+        assert_eq!(cc.get("enable.idempotence"), Some("true"));
+        assert_eq!(cc.get("acks"), Some("all"));
+        let bad = |t: &str| {
+            toml::from_str::<KafkaSinkConfig>(t)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate())
+        };
+        assert!(
+            bad("bootstrap_servers = \"b\"")
+                .unwrap_err()
+                .contains("topic_header")
+        );
+        assert!(bad("bootstrap_servers = \"b\"\ntopic = \"t\"\nheaders = \"some\"").is_err());
+        assert!(bad("bootstrap_servers = \"b\"\ntopic = \"t\"\nnope = 1").is_err());
+        assert!(bad("bootstrap_servers = \"b\"\ntopic_header = \"h\"").is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn produces_batches_and_acknowledges_them() {
+        let mock = MockCluster::new(1).unwrap();
+        for t in ["out", "auths", "refunds"] {
+            mock.create_topic(t, 1, 1).unwrap();
+        }
+        let (ctx, metrics) = context("auths", &mock.bootstrap_servers());
+        let sink_config = config(
+            "bootstrap_servers = \"embedded\"\ntopic = \"out\"\ntopic_header = \"route\"\n[kafka]\n\"linger.ms\" = 1",
+        );
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let sink = tokio::spawn(run(sink_config, rx, ctx));
+
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        let mut expected_out = Vec::new();
+        for id in 0..3u64 {
+            let mut events = BatchBuf::default();
+            for i in 0..30 {
+                let n = id * 100 + i;
+                let body = format!("event {n}");
+                let key = format!("key {n}");
+                let route: &[u8] = match i % 3 {
+                    0 => b"auths",
+                    1 => b"refunds",
+                    _ => b"",
+                };
+                let headers: Vec<(&str, &[u8])> = if route.is_empty() {
+                    vec![("n", body.as_bytes())]
+                } else {
+                    vec![("route", route), ("n", body.as_bytes())]
+                };
+                events.push(&event(Some(key.as_bytes()), body.as_bytes(), &headers));
+                if route.is_empty() {
+                    expected_out.push(Record {
+                        key: Some(key.clone().into_bytes()),
+                        body: body.clone().into_bytes(),
+                        headers: vec![("n".into(), body.clone().into_bytes())],
+                        timestamp: Some(1_700_000_000_000),
+                    });
+                }
+            }
+            tx.send(Batch {
+                events,
+                ack: Ack::new(id, ack_tx.clone()),
+            })
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        let reported = reports(&mut ack_rx, 3).await;
+        assert_eq!(reported, HashMap::from([(0, true), (1, true), (2, true)]));
+        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+
+        let bootstrap = mock.bootstrap_servers();
+        let (out, auths, refunds) = tokio::task::spawn_blocking(move || {
+            (
+                read_back(&bootstrap, "out", 30),
+                read_back(&bootstrap, "auths", 30),
+                read_back(&bootstrap, "refunds", 30),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            out, expected_out,
+            "fallback topic: bodies, keys, headers in order"
+        );
+        assert_eq!((auths.len(), refunds.len()), (30, 30));
+        assert!(
+            auths
+                .iter()
+                .all(|r| r.headers[0] == ("route".to_owned(), b"auths".to_vec()))
+        );
+        assert!(
+            refunds
+                .iter()
+                .all(|r| r.headers[0] == ("route".to_owned(), b"refunds".to_vec()))
+        );
+        assert_eq!(metrics.get("sink.auths.events"), 90);
+        assert!(metrics.get("sink.auths.bytes") > 0);
+        assert_eq!(metrics.get("sink.auths.errors"), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_from_a_header_and_headers_dropped() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("keyed", 1, 1).unwrap();
+        let (ctx, _metrics) = context("keyed", &mock.bootstrap_servers());
+        let sink_config = config(
+            "bootstrap_servers = \"embedded\"\ntopic = \"keyed\"\nkey_header = \"card\"\nheaders = \"none\"",
+        );
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let sink = tokio::spawn(run(sink_config, rx, ctx));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        let mut events = BatchBuf::default();
+        events.push(&event(Some(b"own"), b"a", &[("card", b"4111")]));
+        events.push(&event(Some(b"own"), b"b", &[]));
+        events.push(&event(None, b"c", &[]));
+        tx.send(Batch {
+            events,
+            ack: Ack::new(7, ack_tx),
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        assert!(reports(&mut ack_rx, 1).await[&7]);
+        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+        let bootstrap = mock.bootstrap_servers();
+        let got = tokio::task::spawn_blocking(move || read_back(&bootstrap, "keyed", 3))
+            .await
+            .unwrap();
+        let keys: Vec<Option<&[u8]>> = got.iter().map(|r| r.key.as_deref()).collect();
+        assert_eq!(keys, vec![Some(&b"4111"[..]), Some(&b"own"[..]), None]);
+        assert!(got.iter().all(|r| r.headers.is_empty()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_without_a_topic_fails_its_batch() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("routed", 1, 1).unwrap();
+        let (ctx, metrics) = context("routed", &mock.bootstrap_servers());
+        let sink_config = config("bootstrap_servers = \"embedded\"\ntopic_header = \"to\"");
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let sink = tokio::spawn(run(sink_config, rx, ctx));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        let mut good = BatchBuf::default();
+        good.push(&event(None, b"x", &[("to", b"routed")]));
+        let mut bad = BatchBuf::default();
+        bad.push(&event(None, b"y", &[("to", b"routed")]));
+        bad.push(&event(None, b"z", &[]));
+        for (id, events) in [(1, good), (2, bad)] {
+            tx.send(Batch {
+                events,
+                ack: Ack::new(id, ack_tx.clone()),
+            })
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        let reported = reports(&mut ack_rx, 2).await;
+        assert_eq!(reported, HashMap::from([(1, true), (2, false)]));
+        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(metrics.get("sink.routed.errors"), 1);
+    }
+
+    /// A sink on a one-partition topic whose records time out after 1 s.
+    fn flaky_sink(
+        mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        name: &str,
+    ) -> (SinkContext, Arc<Metrics>, KafkaSinkConfig) {
+        mock.create_topic(name, 1, 1).unwrap();
+        let (ctx, metrics) = context(name, &mock.bootstrap_servers());
+        let config = config(&format!(
+            "bootstrap_servers = \"embedded\"\ntopic = \"{name}\"\n[kafka]\n\"message.timeout.ms\" = 1000"
+        ));
+        (ctx, metrics, config)
+    }
+
+    fn one_event_batch(id: u64, ack_tx: &mpsc::UnboundedSender<AckReport>) -> Batch {
+        let mut events = BatchBuf::default();
+        events.push(&event(Some(b"k"), b"survives", &[]));
+        Batch {
+            events,
+            ack: Ack::new(id, ack_tx.clone()),
+        }
+    }
+
+    async fn wait_until(condition: impl Fn() -> bool) {
+        timeout(WAIT, async {
+            while !condition() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("condition reached in time");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_until_the_broker_is_back() {
+        let mock = MockCluster::new(1).unwrap();
+        let (ctx, metrics, sink_config) = flaky_sink(&mock, "flaky");
+        mock.broker_down(1).unwrap();
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let sink = tokio::spawn(run(sink_config, rx, ctx));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        tx.send(one_event_batch(1, &ack_tx)).await.unwrap();
+
+        // librdkafka gives up after message.timeout.ms; the sink tries again.
+        wait_until(|| metrics.get("sink.flaky.retries") >= 1).await;
+        assert!(
+            ack_rx.try_recv().is_err(),
+            "not acknowledged while undelivered"
+        );
+        mock.broker_up(1).unwrap();
+        assert!(reports(&mut ack_rx, 1).await[&1]);
+        drop(tx);
+        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+        assert!(metrics.get("sink.flaky.errors") >= 1);
+        assert_eq!(metrics.get("sink.flaky.events"), 1);
+        let bootstrap = mock.bootstrap_servers();
+        let got = tokio::task::spawn_blocking(move || read_back(&bootstrap, "flaky", 1))
+            .await
+            .unwrap();
+        assert_eq!(got[0].body, b"survives");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fails_the_batch_after_bounded_retries_at_shutdown() {
+        let mock = MockCluster::new(1).unwrap();
+        let (ctx, metrics, sink_config) = flaky_sink(&mock, "down");
+        mock.broker_down(1).unwrap();
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let sink = tokio::spawn(run(sink_config, rx, ctx));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        tx.send(one_event_batch(2, &ack_tx)).await.unwrap();
+        drop(tx); // shutdown: the channel ends
+        assert!(!reports(&mut ack_rx, 1).await[&2]);
+        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(metrics.get("sink.down.events"), 0);
+        // Tried SHUTDOWN_ATTEMPTS times in all; connection errors count too.
+        assert_eq!(
+            metrics.get("sink.down.retries"),
+            u64::from(SHUTDOWN_ATTEMPTS - 1)
+        );
+        assert!(metrics.get("sink.down.errors") >= u64::from(SHUTDOWN_ATTEMPTS));
+    }
+}

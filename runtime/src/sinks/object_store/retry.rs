@@ -1,0 +1,308 @@
+//! Retrying store operations while watching the input channel for shutdown.
+//!
+//! The sink has no shutdown token: it learns that the pipeline stops when its
+//! channel ends. So while an operation is failing, the backoff wait also
+//! polls the channel: batches that arrive are parked in the [`Inbox`] (at
+//! most [`MAX_PARKED`]; after that, senders feel backpressure), and the
+//! channel's end switches retries from "forever" to the bounded
+//! `shutdown_attempts`.
+//!
+//! Parked batches are written once the operation succeeds. If the sink is
+//! dropped with batches still parked (its task aborted), their
+//! acknowledgements are failed, never reported as delivered.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::channels::ChannelReceiver;
+use crate::event::Batch;
+use crate::metrics::Counter;
+
+/// Most batches taken off the channel while an operation is being retried.
+pub const MAX_PARKED: usize = 8;
+
+/// The sink's input, with the batches parked while an operation retried.
+pub struct Inbox {
+    rx: ChannelReceiver,
+    pending: VecDeque<Batch>,
+    closed: bool,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        for batch in &self.pending {
+            batch.ack.fail();
+        }
+    }
+}
+
+/// What the sink loop does next.
+pub enum Next {
+    /// Write this batch.
+    Batch(Batch),
+    /// A roll deadline passed.
+    Tick,
+    /// The channel ended: complete everything and stop.
+    Closed,
+}
+
+impl Inbox {
+    /// Wraps the sink's channel.
+    pub fn new(rx: ChannelReceiver) -> Self {
+        Self {
+            rx,
+            pending: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    /// Whether the channel has ended (the pipeline is shutting down).
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The next batch, or `Tick` once `deadline` passes, or `Closed`.
+    pub async fn next(&mut self, deadline: Option<tokio::time::Instant>) -> Next {
+        if let Some(batch) = self.pending.pop_front() {
+            return Next::Batch(batch);
+        }
+        if self.closed {
+            return Next::Closed;
+        }
+        let received = match deadline {
+            Some(deadline) => tokio::select! {
+                batch = self.rx.recv() => batch,
+                () = tokio::time::sleep_until(deadline) => return Next::Tick,
+            },
+            None => self.rx.recv().await,
+        };
+        match received {
+            Some(batch) => Next::Batch(batch),
+            None => {
+                self.closed = true;
+                Next::Closed
+            }
+        }
+    }
+
+    /// Waits `delay`, meanwhile parking batches or noticing the channel's end.
+    async fn wait(&mut self, delay: Duration) {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        while !self.closed && self.pending.len() < MAX_PARKED {
+            tokio::select! {
+                () = &mut sleep => return,
+                batch = self.rx.recv() => match batch {
+                    Some(batch) => self.pending.push_back(batch),
+                    None => self.closed = true,
+                },
+            }
+        }
+        sleep.await;
+    }
+}
+
+/// Retry policy and its metrics.
+pub struct Retrier {
+    initial: Duration,
+    max: Duration,
+    shutdown_attempts: u32,
+    retries: Counter,
+    write_errors: Counter,
+    rng: u64,
+    sink: String,
+}
+
+impl Retrier {
+    /// A policy doubling from `initial` to `max`; `shutdown_attempts` attempts
+    /// once the channel has ended.
+    pub fn new(
+        initial: Duration,
+        max: Duration,
+        shutdown_attempts: u32,
+        retries: Counter,
+        write_errors: Counter,
+        sink: String,
+    ) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+        Self {
+            initial,
+            max,
+            shutdown_attempts: shutdown_attempts.max(1),
+            retries,
+            write_errors,
+            rng: seed | 1,
+            sink,
+        }
+    }
+
+    /// Runs `op` until it succeeds: forever while the pipeline runs (with
+    /// exponential backoff and jitter), `shutdown_attempts` times once it is
+    /// shutting down. `op` gets the attempt number (0 first).
+    pub async fn run<T, Fut>(
+        &mut self,
+        inbox: &mut Inbox,
+        mut op: impl FnMut(u32) -> Fut,
+    ) -> Result<T, String>
+    where
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let mut backoff = self.initial;
+        let mut attempt = 0u32;
+        let mut attempts_in_shutdown = 0u32;
+        loop {
+            let closed_before = inbox.closed();
+            let result = op(attempt).await;
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            self.write_errors.fetch_add(1, Ordering::Relaxed);
+            if closed_before || inbox.closed() {
+                attempts_in_shutdown += 1;
+                if attempts_in_shutdown >= self.shutdown_attempts {
+                    return Err(format!("{error} (gave up after {} attempts)", attempt + 1));
+                }
+            }
+            let delay = self.jitter(backoff);
+            warn!(
+                sink = %self.sink,
+                attempt = attempt + 1,
+                retry_in_ms = delay.as_millis() as u64,
+                "{error}"
+            );
+            inbox.wait(delay).await;
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            attempt += 1;
+            backoff = (backoff * 2).min(self.max);
+        }
+    }
+
+    /// Between half and all of `backoff` ("equal jitter").
+    fn jitter(&mut self, backoff: Duration) -> Duration {
+        // xorshift64: plenty to spread retries of many agents.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let half = backoff / 2;
+        let nanos = half.as_nanos().min(u64::MAX as u128) as u64;
+        half + Duration::from_nanos(self.rng % nanos.saturating_add(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_batch::BatchBuf;
+
+    use super::*;
+    use crate::channels::memory::{Capacity, channel};
+
+    fn retrier(shutdown_attempts: u32) -> (Retrier, Counter, Counter) {
+        let retries = Counter::default();
+        let errors = Counter::default();
+        let r = Retrier::new(
+            Duration::from_millis(1),
+            Duration::from_millis(4),
+            shutdown_attempts,
+            retries.clone(),
+            errors.clone(),
+            "t".into(),
+        );
+        (r, retries, errors)
+    }
+
+    #[tokio::test]
+    async fn retries_until_success_and_counts() {
+        let (_tx, rx) = channel(Capacity {
+            events: 10,
+            bytes: 1000,
+        });
+        let mut inbox = Inbox::new(rx);
+        let (mut r, retries, errors) = retrier(1);
+        let value = r
+            .run(&mut inbox, |attempt| async move {
+                if attempt < 3 {
+                    Err(format!("boom {attempt}"))
+                } else {
+                    Ok(attempt)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 3);
+        assert_eq!(retries.load(Ordering::Relaxed), 3);
+        assert_eq!(errors.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn parks_a_batch_and_gives_up_after_shutdown() {
+        let (tx, rx) = channel(Capacity {
+            events: 10,
+            bytes: 1000,
+        });
+        let mut inbox = Inbox::new(rx);
+        tx.send(Batch::unacked(BatchBuf::default())).await.unwrap();
+        drop(tx);
+        let (mut r, _, errors) = retrier(3);
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let err = r
+            .run(&mut inbox, |_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async { Err::<(), _>("down".to_string()) }
+            })
+            .await
+            .unwrap_err();
+        assert!(err.contains("down") && err.contains("gave up"), "{err}");
+        assert!(inbox.closed());
+        // The first failure saw the channel open; three more in shutdown.
+        assert!(calls.load(Ordering::Relaxed) >= 3);
+        assert_eq!(
+            errors.load(Ordering::Relaxed),
+            u64::from(calls.load(Ordering::Relaxed))
+        );
+        assert!(matches!(inbox.next(None).await, Next::Batch(_)));
+        assert!(matches!(inbox.next(None).await, Next::Closed));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_inbox_fails_parked_batches() {
+        let (tx, rx) = channel(Capacity {
+            events: 10,
+            bytes: 1000,
+        });
+        let mut inbox = Inbox::new(rx);
+        let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(Batch {
+            events: BatchBuf::default(),
+            ack: crate::event::Ack::new(5, acks_tx),
+        })
+        .await
+        .unwrap();
+        inbox.wait(Duration::from_millis(1)).await;
+        assert_eq!(inbox.pending.len(), 1);
+        assert!(acks.try_recv().is_err());
+        drop(inbox);
+        let report = acks.try_recv().unwrap();
+        assert_eq!((report.id, report.delivered), (5, false));
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_full_backoff() {
+        let (mut r, _, _) = retrier(1);
+        for _ in 0..1000 {
+            let d = r.jitter(Duration::from_millis(100));
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
+                "{d:?}"
+            );
+        }
+    }
+}

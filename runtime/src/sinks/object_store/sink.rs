@@ -1,0 +1,434 @@
+//! The sink loop: route each event to its open file, roll files, release acks.
+//!
+//! Files are keyed by (rendered directory, topic, partition); the key is
+//! built in a reusable `String`, so looking up the file of an event
+//! allocates nothing. A file rolls (is completed) when
+//!
+//! - it reaches `roll_count` events or `roll_size` encoded bytes (checked
+//!   after every event, so one large batch can fill several files);
+//! - `roll_interval` has passed since it was opened, or `roll_idle` since it
+//!   was last written: checked before writing to it, after every batch, and
+//!   by a timer set to the earliest such deadline of all open files;
+//! - an event arrives whose offset is lower than the file's last offset
+//!   (a redelivery), so offsets in a file always ascend;
+//! - the channel ends (shutdown): every open file is completed.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::config::ObjectStoreSinkConfig;
+use super::path::{PathTemplate, TimeCache};
+use super::retry::{Inbox, Next, Retrier};
+use super::store::Destination;
+use super::writer::{FileSettings, OpenFile};
+use crate::channels::ChannelReceiver;
+use crate::event::{Ack, Batch};
+use crate::metrics::{Counter, Gauge};
+use crate::sinks::{SinkContext, SinkError};
+
+/// When files roll; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RollPolicy {
+    /// Since the file was opened.
+    pub interval: Option<Duration>,
+    /// Encoded bytes, before compression.
+    pub size: Option<u64>,
+    /// Events.
+    pub count: Option<u64>,
+    /// Since the file was last written.
+    pub idle: Option<Duration>,
+}
+
+impl RollPolicy {
+    fn from_config(config: &ObjectStoreSinkConfig) -> Self {
+        Self {
+            interval: config.roll_interval.map(|d| d.get()),
+            size: config.roll_size.map(|s| s.get()),
+            count: config.roll_count,
+            idle: config.roll_idle.map(|d| d.get()),
+        }
+    }
+
+    /// When time alone will roll the file.
+    pub fn deadline(&self, opened_at: Instant, last_write: Instant) -> Option<Instant> {
+        let by_age = self.interval.map(|d| opened_at + d);
+        let by_idle = self.idle.map(|d| last_write + d);
+        match (by_age, by_idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn expired(&self, file: &OpenFile, now: Instant) -> bool {
+        self.deadline(file.opened_at, file.last_write)
+            .is_some_and(|d| d <= now)
+    }
+
+    fn full(&self, file: &OpenFile) -> bool {
+        self.count.is_some_and(|c| file.events >= c)
+            || self.size.is_some_and(|s| file.raw_bytes >= s)
+    }
+
+    fn timed(&self) -> bool {
+        self.interval.is_some() || self.idle.is_some()
+    }
+}
+
+/// Fails a batch's ack if dropped before [`AckGuard::disarm`]: a sink task
+/// aborted mid-batch must not let the batch count as delivered.
+struct AckGuard<'a>(Option<&'a Ack>);
+
+impl AckGuard<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AckGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(ack) = self.0 {
+            ack.fail();
+        }
+    }
+}
+
+struct Metrics {
+    events: Counter,
+    bytes: Counter,
+    files_written: Counter,
+    open_files: Gauge,
+}
+
+/// The state of a running sink.
+pub struct Sink {
+    name: String,
+    settings: FileSettings,
+    policy: RollPolicy,
+    template: PathTemplate,
+    dest: Destination,
+    files: HashMap<String, OpenFile>,
+    retrier: Retrier,
+    metrics: Metrics,
+    // Hot-path scratch space, reused for every event.
+    key: String,
+    encoded: Vec<u8>,
+    time: TimeCache,
+    batch_seq: u64,
+    failures: u64,
+    last_error: Option<String>,
+}
+
+/// Runs the sink on `dest` until `input` ends; the config must be validated
+/// except for the part-size bounds (tests use small parts).
+pub async fn run(
+    config: ObjectStoreSinkConfig,
+    dest: Destination,
+    input: ChannelReceiver,
+    ctx: SinkContext,
+) -> Result<(), SinkError> {
+    let mut sink = Sink::new(&config, dest, &ctx)?;
+    let mut inbox = Inbox::new(input);
+    loop {
+        let deadline = sink.next_deadline();
+        match inbox.next(deadline).await {
+            Next::Batch(batch) => sink.write_batch(batch, &mut inbox).await,
+            Next::Tick => sink.roll_due(Instant::now(), &mut inbox).await,
+            Next::Closed => break,
+        }
+    }
+    sink.finish_all(&mut inbox).await;
+    sink.result()
+}
+
+impl Sink {
+    fn new(
+        config: &ObjectStoreSinkConfig,
+        dest: Destination,
+        ctx: &SinkContext,
+    ) -> Result<Self, SinkError> {
+        let template =
+            PathTemplate::parse(&config.path, &config.missing_header_value).map_err(|e| {
+                SinkError {
+                    sink: ctx.name.clone(),
+                    message: format!("`path`: {e}"),
+                }
+            })?;
+        Ok(Self {
+            name: ctx.name.clone(),
+            settings: FileSettings {
+                format: config.format,
+                compression: config.compression,
+                level: config.compression_level,
+                part_size: usize::try_from(config.upload_part_size.get())
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            },
+            policy: RollPolicy::from_config(config),
+            template,
+            dest,
+            files: HashMap::new(),
+            retrier: Retrier::new(
+                config.retry_backoff_initial.get(),
+                config.retry_backoff_max.get(),
+                config.shutdown_attempts,
+                ctx.counter("retries"),
+                ctx.counter("write_errors"),
+                ctx.name.clone(),
+            ),
+            metrics: Metrics {
+                events: ctx.counter("events"),
+                bytes: ctx.counter("bytes"),
+                files_written: ctx.counter("files_written"),
+                open_files: ctx.metrics.gauge(&format!("sink.{}.open_files", ctx.name)),
+            },
+            key: String::with_capacity(256),
+            encoded: Vec::with_capacity(4096),
+            time: TimeCache::default(),
+            batch_seq: 0,
+            failures: 0,
+            last_error: None,
+        })
+    }
+
+    /// The earliest time-based roll of any open file.
+    fn next_deadline(&self) -> Option<Instant> {
+        if !self.policy.timed() {
+            return None;
+        }
+        self.files
+            .values()
+            .filter_map(|f| self.policy.deadline(f.opened_at, f.last_write))
+            .min()
+    }
+
+    async fn write_batch(&mut self, batch: Batch, inbox: &mut Inbox) {
+        self.batch_seq += 1;
+        let seq = self.batch_seq;
+        let guard = AckGuard(Some(&batch.ack));
+        let now = Instant::now();
+        let wall_ms = chrono::Utc::now().timestamp_millis();
+        let (mut events, mut bytes) = (0u64, 0u64);
+
+        for event in batch.events.iter() {
+            // Key: "<dir>\0<topic>\0<partition>"; the directory is its prefix.
+            self.key.clear();
+            self.template
+                .render(&event, wall_ms, &mut self.time, &mut self.key);
+            let dir_len = self.key.len();
+            self.key.push('\0');
+            self.key.push_str(event.topic());
+            self.key.push('\0');
+            let _ = write!(self.key, "{}", event.partition());
+            let offset = event.offset();
+
+            let roll_first = self
+                .files
+                .get(self.key.as_str())
+                .is_some_and(|f| offset < f.last_offset || self.policy.expired(f, now));
+            if roll_first && let Some(file) = self.take_file() {
+                self.finish(file, inbox).await;
+            }
+            if !self.files.contains_key(self.key.as_str()) {
+                let dir = self.key[..dir_len].to_owned();
+                let name = self.settings.file_name(
+                    event.topic(),
+                    event.partition(),
+                    offset,
+                    self.template.missing(),
+                );
+                let opened = OpenFile::open(
+                    &self.dest,
+                    &self.settings,
+                    &dir,
+                    &name,
+                    offset,
+                    now,
+                    &mut self.retrier,
+                    inbox,
+                )
+                .await;
+                match opened {
+                    Ok(file) => {
+                        self.files.insert(self.key.clone(), file);
+                        self.metrics.open_files.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        batch.ack.fail();
+                        self.record_failure(format!("opening {name}: {e}"));
+                        continue;
+                    }
+                }
+            }
+            let Some(file) = self.files.get_mut(self.key.as_str()) else {
+                batch.ack.fail();
+                self.record_failure("internal error: open file vanished".into());
+                continue;
+            };
+
+            if file.batch_seq != seq {
+                file.acks.push(batch.ack.clone());
+                file.batch_seq = seq;
+            }
+            self.encoded.clear();
+            self.settings.format.encode(&event, &mut self.encoded);
+            if let Err(e) = file.append(&self.encoded, offset, now) {
+                if let Some(file) = self.take_file() {
+                    self.abandon(file, e).await;
+                }
+                continue;
+            }
+            events += 1;
+            bytes += self.encoded.len() as u64;
+
+            if self.policy.full(file) {
+                if let Some(file) = self.take_file() {
+                    self.finish(file, inbox).await;
+                }
+            } else if file.wants_flush(&self.settings)
+                && let Err(e) = file
+                    .flush(&self.dest, &self.settings, &mut self.retrier, inbox)
+                    .await
+                && let Some(file) = self.take_file()
+            {
+                self.abandon(file, e).await;
+            }
+        }
+
+        self.metrics.events.fetch_add(events, Ordering::Relaxed);
+        self.metrics.bytes.fetch_add(bytes, Ordering::Relaxed);
+        guard.disarm();
+        // The files hold their own clones of the ack now.
+        drop(batch);
+
+        let now = Instant::now();
+        if self.next_deadline().is_some_and(|d| d <= now) {
+            self.roll_due(now, inbox).await;
+        }
+    }
+
+    /// Removes the file of the current key from the open set.
+    fn take_file(&mut self) -> Option<OpenFile> {
+        let file = self.files.remove(self.key.as_str())?;
+        self.metrics.open_files.fetch_sub(1, Ordering::Relaxed);
+        Some(file)
+    }
+
+    /// Completes every file whose time is up.
+    async fn roll_due(&mut self, now: Instant, inbox: &mut Inbox) {
+        let mut due: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(_, f)| self.policy.expired(f, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.sort_unstable();
+        self.finish_keys(due, inbox).await;
+    }
+
+    /// Completes every open file (shutdown).
+    async fn finish_all(&mut self, inbox: &mut Inbox) {
+        let mut all: Vec<String> = self.files.keys().cloned().collect();
+        all.sort_unstable();
+        self.finish_keys(all, inbox).await;
+    }
+
+    async fn finish_keys(&mut self, keys: Vec<String>, inbox: &mut Inbox) {
+        for key in keys {
+            self.key = key;
+            if let Some(file) = self.take_file() {
+                self.finish(file, inbox).await;
+            }
+        }
+    }
+
+    /// Completes a file taken out of the open set; releases its acks once visible.
+    async fn finish(&mut self, mut file: OpenFile, inbox: &mut Inbox) {
+        match file
+            .complete(&self.dest, &self.settings, &mut self.retrier, inbox)
+            .await
+        {
+            Ok(size) => {
+                self.metrics.files_written.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    sink = %self.name,
+                    path = %file.display,
+                    events = file.events,
+                    bytes = size,
+                    raw_bytes = file.raw_bytes,
+                    first_offset = file.first_offset,
+                    last_offset = file.last_offset,
+                    "file completed"
+                );
+                std::mem::take(&mut file.acks).release();
+            }
+            Err(e) => self.abandon(file, e).await,
+        }
+    }
+
+    /// Gives a file up: its batches are reported as not delivered.
+    async fn abandon(&mut self, file: OpenFile, error: String) {
+        error!(
+            sink = %self.name,
+            path = %file.display,
+            events = file.events,
+            batches = file.acks.len(),
+            "giving up the file; its batches are reported as not delivered and will be read again after a restart: {error}"
+        );
+        self.failures += 1;
+        self.last_error = Some(format!("{}: {error}", file.display));
+        file.abandon(&self.dest).await;
+    }
+
+    fn record_failure(&mut self, error: String) {
+        error!(sink = %self.name, "{error}; the batch is reported as not delivered");
+        self.failures += 1;
+        self.last_error = Some(error);
+    }
+
+    fn result(&self) -> Result<(), SinkError> {
+        match &self.last_error {
+            None => Ok(()),
+            Some(last) => Err(SinkError {
+                sink: self.name.clone(),
+                message: format!(
+                    "{} write(s) failed for good; their batches were reported as not delivered, \
+                     so the source will read them again. Last error: {last}",
+                    self.failures
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_the_earliest_time_trigger() {
+        let t0 = Instant::now();
+        let p = RollPolicy {
+            interval: Some(Duration::from_secs(10)),
+            idle: Some(Duration::from_secs(3)),
+            ..RollPolicy::default()
+        };
+        // Written recently: the interval comes first.
+        assert_eq!(
+            p.deadline(t0, t0 + Duration::from_secs(8)),
+            Some(t0 + Duration::from_secs(10))
+        );
+        // Idle since opening: idle comes first.
+        assert_eq!(p.deadline(t0, t0), Some(t0 + Duration::from_secs(3)));
+        let count_only = RollPolicy {
+            count: Some(5),
+            ..RollPolicy::default()
+        };
+        assert_eq!(count_only.deadline(t0, t0), None);
+        assert!(!count_only.timed());
+    }
+}

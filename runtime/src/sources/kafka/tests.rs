@@ -1,0 +1,515 @@
+//! The Kafka source against librdkafka's in-process mock cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::units::HumanDuration;
+use crate::event::{Ack, Batch};
+use crate::metrics::Metrics;
+use crate::sources::SourceContext;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic(topic, partitions, 1).expect("topic");
+    mock
+}
+
+/// Produces records `k{i}`/`v{i}` for `i` in `range`; returns where each
+/// landed: (partition, offset).
+async fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) -> Vec<(i32, i64)> {
+    let n = range.len();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::with_capacity(n);
+    for i in range {
+        let key = format!("k{i}");
+        let body = format!("v{i}");
+        let kind = if i % 3 == 0 { "refund" } else { "auth" };
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "i",
+                value: Some(&i.to_string()),
+            })
+            .insert(Header {
+                key: "type",
+                value: Some(kind),
+            })
+            .insert(Header {
+                key: "null",
+                value: None::<&[u8]>,
+            });
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&body)
+            .headers(headers);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    let mut out = Vec::with_capacity(n);
+    for d in deliveries {
+        let d = d
+            .await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+        out.push((d.partition, d.offset));
+    }
+    out
+}
+
+fn context(name: &str) -> (SourceContext, Arc<Metrics>) {
+    // Logs show with a failing test (or `--nocapture`); RUST_LOG filters them.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
+    let metrics = Metrics::new();
+    let ctx = SourceContext {
+        name: name.to_owned(),
+        metrics: metrics.clone(),
+        shutdown: CancellationToken::new(),
+        embedded_bootstrap: None,
+    };
+    (ctx, metrics)
+}
+
+fn config(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    max_events: usize,
+    max_wait: &str,
+) -> KafkaSourceConfig {
+    KafkaSourceConfig {
+        bootstrap_servers: bootstrap.to_owned(),
+        group_id: group.to_owned(),
+        topics: vec![topic.to_owned()],
+        topic_pattern: None,
+        batch_max_events: max_events,
+        batch_max_wait: max_wait.parse::<HumanDuration>().unwrap(),
+        commit_interval: "50ms".parse().unwrap(),
+        start_from: StartFrom::Earliest,
+        kafka: Default::default(),
+    }
+}
+
+/// Committed offsets of `group` and high watermarks, per partition.
+fn committed_and_end(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> (Vec<i64>, Vec<i64>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let committed = (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect();
+    let end = (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect();
+    (committed, end)
+}
+
+/// Waits (bounded) until `condition` holds, checking every few milliseconds.
+async fn wait_until(condition: impl Fn() -> bool) {
+    timeout(WAIT, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("condition reached in time");
+}
+
+/// An event as received, owned.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    key: Option<Vec<u8>>,
+    body: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+}
+
+fn seen(batch: &Batch) -> Vec<Seen> {
+    batch
+        .events
+        .iter()
+        .map(|e| Seen {
+            key: e.key().map(<[u8]>::to_vec),
+            body: e.body().to_vec(),
+            headers: e
+                .headers()
+                .map(|h| h.map(|(k, v)| (k.to_owned(), v.to_vec())).unwrap())
+                .collect(),
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+            offset: e.offset(),
+            timestamp: e.timestamp(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_every_record_once_and_commits_the_end() {
+    const N: usize = 1500;
+    let mock = cluster("in", 3);
+    let bootstrap = mock.bootstrap_servers();
+    let placed = produce(&bootstrap, "in", 0..N).await;
+    let (ctx, metrics) = context("orders");
+    let (tx, mut rx) = mpsc::channel(4);
+    let source = tokio::spawn(run(
+        config(&bootstrap, "in", "g-all", 100, "20ms"),
+        tx,
+        ctx.clone(),
+    ));
+
+    let mut by_key: HashMap<Vec<u8>, Seen> = HashMap::new();
+    timeout(WAIT, async {
+        while by_key.len() < N {
+            let batch = rx.recv().await.expect("source ended early");
+            assert!(batch.len() <= 100);
+            for e in seen(&batch) {
+                let key = e.key.clone().expect("key");
+                assert!(by_key.insert(key, e).is_none(), "duplicate record");
+            }
+            // Dropping the batch acknowledges it.
+        }
+    })
+    .await
+    .expect("all records arrive");
+
+    for (i, (partition, offset)) in placed.iter().enumerate() {
+        let e = &by_key[format!("k{i}").as_bytes()];
+        assert_eq!(e.body, format!("v{i}").into_bytes());
+        assert_eq!(
+            (e.topic.as_str(), e.partition, e.offset),
+            ("in", *partition, *offset)
+        );
+        let kind: &[u8] = if i % 3 == 0 { b"refund" } else { b"auth" };
+        assert_eq!(
+            e.headers,
+            vec![
+                ("i".to_owned(), i.to_string().into_bytes()),
+                ("type".to_owned(), kind.to_vec()),
+                ("null".to_owned(), Vec::new()),
+            ]
+        );
+        assert!(
+            e.timestamp > 1_600_000_000_000,
+            "create time kept: {}",
+            e.timestamp
+        );
+    }
+
+    ctx.shutdown.cancel();
+    let rest = timeout(WAIT, async {
+        let mut n = 0;
+        while let Some(b) = rx.recv().await {
+            n += b.len();
+        }
+        n
+    })
+    .await
+    .expect("output closes after shutdown");
+    assert_eq!(rest, 0, "nothing left to hand on");
+    timeout(WAIT, source)
+        .await
+        .expect("source stops")
+        .unwrap()
+        .expect("source succeeds");
+
+    let (committed, end) = committed_and_end(&bootstrap, "g-all", "in", 3);
+    assert_eq!(committed, end);
+    assert_eq!(end.iter().sum::<i64>(), N as i64);
+    assert_eq!(metrics.get("source.orders.events"), N as u64);
+    assert!(metrics.get("source.orders.batches") >= (N / 100) as u64);
+    assert!(metrics.get("source.orders.commits") >= 1);
+    assert!(metrics.get("source.orders.bytes") > 0);
+    assert_eq!(metrics.get("source.orders.undelivered_batches"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_commits_past_an_unacknowledged_batch() {
+    let mock = cluster("held", 1);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "held", 0..100).await;
+    let (ctx, metrics) = context("held");
+    let (tx, mut rx) = mpsc::channel(16);
+    // Batches are cut by count only: ids 0..9 hold offsets 10*id..10*id+9.
+    let source = tokio::spawn(run(
+        config(&bootstrap, "held", "g-held", 10, "1h"),
+        tx,
+        ctx.clone(),
+    ));
+
+    let mut held: Option<Ack> = None;
+    timeout(WAIT, async {
+        let mut received = 0;
+        while received < 100 {
+            let batch = rx.recv().await.expect("source ended early");
+            assert_eq!(batch.len(), 10);
+            received += batch.len();
+            if batch.ack.id() == 3 {
+                assert_eq!(batch.events.get(0).unwrap().offset(), 30);
+                held = Some(batch.ack.clone());
+            }
+        }
+    })
+    .await
+    .expect("all records arrive");
+    let held = held.expect("batch 3 was seen");
+
+    // Batches 0..2 are delivered, 3 is not, 4..9 are: the commit stops at 30.
+    timeout(WAIT, async {
+        loop {
+            let b = bootstrap.clone();
+            let (committed, _) =
+                tokio::task::spawn_blocking(move || committed_and_end(&b, "g-held", "held", 1))
+                    .await
+                    .unwrap();
+            if committed[0] == 30 {
+                break;
+            }
+            assert!(
+                committed[0] < 30,
+                "committed past the held batch: {committed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the delivered prefix is committed");
+
+    // librdkafka's consumer lag counts from the committed offset: the held
+    // batch and everything after it.
+    let lag = metrics.gauge("source.held.lag");
+    wait_until(|| lag.load(std::sync::atomic::Ordering::Relaxed) == 70).await;
+
+    // Shutdown waits for the held batch; failing it lets the source finish
+    // without ever committing past it.
+    ctx.shutdown.cancel();
+    assert!(rx.recv().await.is_none(), "output closes after shutdown");
+    assert!(!source.is_finished(), "the source waits for the held batch");
+    held.fail();
+    drop(held);
+    timeout(WAIT, source)
+        .await
+        .expect("source stops")
+        .unwrap()
+        .expect("source succeeds");
+    let (committed, end) = committed_and_end(&bootstrap, "g-held", "held", 1);
+    assert_eq!((committed[0], end[0]), (30, 100));
+    assert_eq!(metrics.get("source.held.undelivered_batches"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_batches_by_count() {
+    let mock = cluster("count", 1);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "count", 0..35).await;
+    let (ctx, metrics) = context("count");
+    let (tx, mut rx) = mpsc::channel(16);
+    let source = tokio::spawn(run(
+        config(&bootstrap, "count", "g-count", 10, "1h"),
+        tx,
+        ctx.clone(),
+    ));
+
+    let mut sizes = Vec::new();
+    let mut offsets = Vec::new();
+    timeout(WAIT, async {
+        while sizes.len() < 3 {
+            let batch = rx.recv().await.expect("source ended early");
+            sizes.push(batch.len());
+            offsets.extend(batch.events.iter().map(|e| e.offset()));
+        }
+    })
+    .await
+    .expect("three full batches");
+    assert_eq!(sizes, vec![10, 10, 10]);
+
+    // The last 5 records wait for the (hour-long) timer, or for shutdown.
+    wait_until(|| metrics.get("source.count.events") == 35).await;
+    ctx.shutdown.cancel();
+    let last = timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .expect("partial batch on shutdown");
+    assert_eq!(last.len(), 5);
+    offsets.extend(last.events.iter().map(|e| e.offset()));
+    drop(last);
+    assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
+    assert_eq!(offsets, (0..35).collect::<Vec<i64>>());
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    let (committed, _) = committed_and_end(&bootstrap, "g-count", "count", 1);
+    assert_eq!(committed, vec![35]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_batches_by_time() {
+    let mock = cluster("time", 2);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "time", 0..7).await;
+    let (ctx, _metrics) = context("time");
+    let (tx, mut rx) = mpsc::channel(16);
+    let source = tokio::spawn(run(
+        config(&bootstrap, "time", "g-time", 1000, "200ms"),
+        tx,
+        ctx.clone(),
+    ));
+
+    // Far fewer records than `batch_max_events`: only the timer hands them on.
+    let mut received = 0;
+    timeout(WAIT, async {
+        while received < 7 {
+            received += rx.recv().await.expect("source ended early").len();
+        }
+    })
+    .await
+    .expect("the timer flushes the partial batch");
+    assert!(!ctx.shutdown.is_cancelled());
+    ctx.shutdown.cancel();
+    assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn embedded_without_a_broker_is_a_clear_error() {
+    let (ctx, _metrics) = context("demo");
+    let (tx, _rx) = mpsc::channel(1);
+    let err = run(config("embedded", "t", "g", 10, "1s"), tx, ctx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("[embedded_broker]"), "{err}");
+}
+
+/// Keys of the events a source handed on, shared with the collecting task.
+type Keys = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+/// Collects the keys of every batch a source hands on, acknowledging at once.
+fn collect_keys(mut rx: mpsc::Receiver<Batch>) -> (tokio::task::JoinHandle<()>, Keys) {
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = keys.clone();
+    let task = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            let mut keys = sink.lock().unwrap();
+            keys.extend(batch.events.iter().map(|e| e.key().unwrap().to_vec()));
+        }
+    });
+    (task, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stays_correct_when_a_second_member_joins() {
+    let mock = cluster("shared", 3);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "shared", 0..300).await;
+
+    let (ctx_a, _) = context("a");
+    let (tx_a, rx_a) = mpsc::channel(4);
+    // The mock coordinator waits up to a session timeout for members to
+    // rejoin; keep it short.
+    let member = || {
+        let mut c = config(&bootstrap, "shared", "g-shared", 50, "20ms");
+        c.kafka
+            .insert("session.timeout.ms".into(), KafkaValue::Int(6000));
+        c.kafka
+            .insert("heartbeat.interval.ms".into(), KafkaValue::Int(500));
+        c
+    };
+    let source_a = tokio::spawn(run(member(), tx_a, ctx_a.clone()));
+    let (task_a, keys_a) = collect_keys(rx_a);
+    wait_until(|| keys_a.lock().unwrap().len() >= 300).await;
+
+    // A second member joins: the group rebalances, the first member commits
+    // what it delivered and gives up partitions.
+    let (ctx_b, _) = context("b");
+    let (tx_b, rx_b) = mpsc::channel(4);
+    let source_b = tokio::spawn(run(member(), tx_b, ctx_b.clone()));
+    let (task_b, keys_b) = collect_keys(rx_b);
+    produce(&bootstrap, "shared", 300..600).await;
+
+    // Every record arrives at least once (duplicates are allowed around the
+    // rebalance), and the group ends up committed at the end of each partition.
+    let distinct = || {
+        let mut all: Vec<Vec<u8>> = keys_a.lock().unwrap().clone();
+        all.extend(keys_b.lock().unwrap().iter().cloned());
+        all.sort();
+        all.dedup();
+        all.len()
+    };
+    wait_until(|| distinct() == 600).await;
+    let (committed, end) = timeout(WAIT, async {
+        loop {
+            let b = bootstrap.clone();
+            let (committed, end) =
+                tokio::task::spawn_blocking(move || committed_and_end(&b, "g-shared", "shared", 3))
+                    .await
+                    .unwrap();
+            if committed == end {
+                break (committed, end);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the group commits the end of every partition");
+    assert_eq!(end.iter().sum::<i64>(), 600);
+    assert_eq!(committed, end);
+
+    ctx_a.shutdown.cancel();
+    ctx_b.shutdown.cancel();
+    for source in [source_a, source_b] {
+        timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    }
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+    let (committed, end) = committed_and_end(&bootstrap, "g-shared", "shared", 3);
+    assert_eq!(committed, end);
+}
