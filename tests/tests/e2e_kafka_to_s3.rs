@@ -58,8 +58,14 @@ async fn transactions_land_in_s3_decoded_masked_and_committed() -> anyhow::Resul
         cards.insert(card);
         ids.insert(id);
     }
+    // End offsets from the delivery reports: tansu 0.6 answers ListOffsets
+    // (`fetch_watermarks`) with values below the true end, so the producer's
+    // own acknowledgements are the reference.
+    let mut end_offsets: HashMap<i32, i64> = HashMap::new();
     for delivery in pending {
-        delivery.await?.map_err(|(e, _)| e)?;
+        let (partition, offset) = delivery.await?.map_err(|(e, _)| e)?;
+        let end = end_offsets.entry(partition).or_default();
+        *end = (*end).max(offset + 1);
     }
 
     // Run Sluice until it has been idle for a while (batch mode).
@@ -199,13 +205,11 @@ channel = "rejects"
         tpl.add_partition(&topic, p);
     }
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-    let mut total = 0;
     for p in 0..PARTITIONS {
-        let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+        let end = end_offsets.get(&p).copied().unwrap_or(0);
         let got = committed.find_partition(&topic, p).map(|e| e.offset());
-        assert_eq!(got, Some(Offset::Offset(high)), "partition {p}: committed offset is not the end offset");
-        total += high;
+        assert_eq!(got, Some(Offset::Offset(end)), "partition {p}: committed offset is not the end offset");
     }
-    assert_eq!(total as usize, EVENTS);
+    assert_eq!(end_offsets.values().sum::<i64>() as usize, EVENTS);
     Ok(())
 }

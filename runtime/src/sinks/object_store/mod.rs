@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Every key is documented on [`ObjectStoreSinkConfig`]; the template
-//! escapes in [`path`], the formats in [`format`].
+//! escapes in [`path`](mod@path), the formats in [`format`](mod@format).
 //!
 //! # Files
 //!

@@ -1,6 +1,6 @@
 //! The `path` template: the directory part of an object's key, rendered per event.
 //!
-//! A template is parsed once, at build time, into [`Segment`]s; rendering an
+//! A template is parsed once, at build time, into segments; rendering an
 //! event walks the segments and appends to a reusable `String` without
 //! allocating (substitutions are sanitised while they are copied).
 //!
