@@ -30,7 +30,8 @@ fn records(body_size: usize) -> Vec<Record> {
     (0..BATCH)
         .map(|i| {
             let mut body =
-                format!(r#"{{"id":"{i:08}","card":"4111111111{i:06}","amount":12.50,"note":""#).into_bytes();
+                format!(r#"{{"id":"{i:08}","card":"4111111111{i:06}","amount":12.50,"note":""#)
+                    .into_bytes();
             while body.len() < body_size - 2 {
                 body.push(b'x');
             }
@@ -45,7 +46,10 @@ fn records(body_size: usize) -> Vec<Record> {
 }
 
 fn stage(records: &[Record], chain: Option<&mut Chain>, out: &mut Vec<u8>) -> usize {
-    let bytes: usize = records.iter().map(|r| r.body.len() + r.key.len() + 16).sum();
+    let bytes: usize = records
+        .iter()
+        .map(|r| r.body.len() + r.key.len() + 16)
+        .sum();
     let mut batch = BatchBuf::with_capacity(records.len(), bytes);
     for r in records {
         batch.push(&NewEvent {
@@ -77,13 +81,23 @@ fn plugin_path(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/wasm32-wasip2/plugin")
         .join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} missing: run scripts/build-plugins.sh", path.display());
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/build-plugins.sh",
+        path.display()
+    );
     path
 }
 
 fn chain(engine: &PluginEngine, name: &str, config: &str) -> Chain {
     let loaded = engine.load(&plugin_path(name), None).expect("plugin loads");
-    let instance = PluginInstance::new(engine.clone(), loaded, name, config.into(), Limits::default());
+    let instance = PluginInstance::new(
+        engine.clone(),
+        loaded,
+        name,
+        config.into(),
+        Limits::default(),
+    );
     Chain::new(vec![Stage::new(instance, &Metrics::default())])
 }
 
@@ -104,7 +118,10 @@ fn bench(c: &mut Criterion) {
         });
         let mut mask = chain(&engine, "mask", r#"{"fields":["card"],"keep_last":4}"#);
         assert_eq!(stage(&input, Some(&mut mask), &mut out), BATCH);
-        assert!(!out.windows(16).any(|w| w.starts_with(b"4111111111")), "mask did not mask");
+        assert!(
+            !out.windows(16).any(|w| w.starts_with(b"4111111111")),
+            "mask did not mask"
+        );
         group.bench_with_input(BenchmarkId::new("mask", label), &input, |b, input| {
             b.iter(|| black_box(stage(input, Some(&mut mask), &mut out)))
         });

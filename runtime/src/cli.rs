@@ -115,6 +115,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
                 RunOptions {
                     exit_when_idle,
                     status_line: !no_status,
+                    ..Default::default()
                 },
             )
             .await?;
@@ -192,7 +193,8 @@ pub fn plugin_test(
         .unwrap_or_else(|| "plugin".into());
     let mut instance = PluginInstance::new(engine, loaded, &name, config_json, Limits::default());
 
-    let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let file =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let mut events = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", input.display()))?;
@@ -223,8 +225,10 @@ pub fn plugin_test(
                     (k.clone(), v.into_bytes())
                 })
                 .collect();
-            let header_refs: Vec<(&str, &[u8])> =
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let header_refs: Vec<(&str, &[u8])> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
             batch.push(&NewEvent {
                 key: e.key.as_deref().map(str::as_bytes),
                 body: &body,
@@ -245,16 +249,25 @@ pub fn plugin_test(
                     line.insert("outcome".into(), o.kind.as_str().into());
                     match o.kind {
                         OutcomeKind::RouteTo => {
-                            line.insert("route".into(), result.labels[o.label as usize].clone().into());
+                            line.insert(
+                                "route".into(),
+                                result.labels[o.label as usize].clone().into(),
+                            );
                         }
                         OutcomeKind::DeadLetter => {
-                            line.insert("reason".into(), result.labels[o.label as usize].clone().into());
+                            line.insert(
+                                "reason".into(),
+                                result.labels[o.label as usize].clone().into(),
+                            );
                         }
                         _ => {}
                     }
                     if o.kind != OutcomeKind::Drop {
                         let shown = if o.kind != OutcomeKind::DeadLetter {
-                            result.replacements.get(o.replacement as usize).unwrap_or(original)
+                            result
+                                .replacements
+                                .get(o.replacement as usize)
+                                .unwrap_or(original)
                         } else {
                             original
                         };
@@ -283,7 +296,10 @@ pub fn plugin_test(
 }
 
 /// JSON form of an event as `plugin test` prints it (origin from `origin`).
-fn event_json(event: &sluice_batch::EventRef<'_>, origin: &sluice_batch::EventRef<'_>) -> serde_json::Value {
+fn event_json(
+    event: &sluice_batch::EventRef<'_>,
+    origin: &sluice_batch::EventRef<'_>,
+) -> serde_json::Value {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let headers: serde_json::Map<String, serde_json::Value> = event
         .headers()

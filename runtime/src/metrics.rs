@@ -75,7 +75,12 @@ impl Metrics {
     /// All counters and gauges with their current values, sorted by name.
     pub fn snapshot(&self) -> BTreeMap<String, i128> {
         let mut out = BTreeMap::new();
-        for (k, v) in self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (k, v) in self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             out.insert(k.clone(), v.load(Ordering::Relaxed) as i128);
         }
         for (k, v) in self.gauges.lock().unwrap_or_else(|e| e.into_inner()).iter() {

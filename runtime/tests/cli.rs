@@ -20,7 +20,11 @@ fn validate_accepts_the_quickstart() {
         .arg(repo().join("conf/quickstart.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sources, 4 plugins"));
 }
 
@@ -28,16 +32,24 @@ fn validate_accepts_the_quickstart() {
 fn validate_names_file_line_col_and_key_of_a_misspelling() {
     util::plugin("mask");
     let text = std::fs::read_to_string(repo().join("conf/quickstart.toml")).unwrap();
-    let bad = text.replace("roll_interval = \"10s\"\nroll_size", "roll_intervall = \"10s\"\nroll_size");
+    let bad = text.replace(
+        "roll_interval = \"10s\"\nroll_size",
+        "roll_intervall = \"10s\"\nroll_size",
+    );
     assert_ne!(bad, text);
-    let line = bad.lines().position(|l| l.starts_with("roll_intervall")).unwrap() + 1;
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("roll_intervall"))
+        .unwrap()
+        + 1;
     let path = repo().join("conf/.misspelled-test.toml");
     std::fs::write(&path, bad).unwrap();
     let out = sluice().arg("validate").arg(&path).output().unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let expected = format!(".misspelled-test.toml:{line}:1: `sinks.lake.roll_intervall`: unknown key");
+    let expected =
+        format!(".misspelled-test.toml:{line}:1: `sinks.lake.roll_intervall`: unknown key");
     assert!(stderr.contains(&expected), "{stderr}");
 }
 
@@ -66,14 +78,19 @@ fn plugin_test_prints_masked_events() {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["outcome"], "modify");
-    let body: serde_json::Value = serde_json::from_str(lines[0]["event"]["body"].as_str().unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(lines[0]["event"]["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["card"], "************1111");
     assert_eq!(lines[1]["outcome"], "keep");
     assert_eq!(lines[1]["event"]["key"], "k");

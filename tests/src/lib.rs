@@ -58,7 +58,9 @@ pub fn repo_root() -> PathBuf {
 
 /// Path of a built first-party plugin (`scripts/build-plugins.sh`).
 pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip2/plugin").join(format!("{name}.wasm"));
+    let path = repo_root()
+        .join("target/wasm32-wasip2/plugin")
+        .join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: run scripts/build-plugins.sh",

@@ -19,8 +19,15 @@ const EVENTS: usize = 100_000;
 const PARTITIONS: i32 = 3;
 
 fn transaction(i: usize) -> (String, String, String) {
-    let id = format!("{:08x}-7a1e-4c0d-9e2b-{:012x}", i, i.wrapping_mul(2_654_435_761) % (1 << 48));
-    let card = format!("4{:015}", (i as u64).wrapping_mul(7_919_000_003) % 1_000_000_000_000_000);
+    let id = format!(
+        "{:08x}-7a1e-4c0d-9e2b-{:012x}",
+        i,
+        i.wrapping_mul(2_654_435_761) % (1 << 48)
+    );
+    let card = format!(
+        "4{:015}",
+        (i as u64).wrapping_mul(7_919_000_003) % 1_000_000_000_000_000
+    );
     // Spread over six hours of one day so the data lands in several partitions.
     let hour = i % 6;
     let line = format!(
@@ -36,7 +43,9 @@ fn transaction(i: usize) -> (String, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_land_in_s3_decoded_masked_and_committed() -> anyhow::Result<()> {
-    let Some(services) = services() else { return Ok(()) };
+    let Some(services) = services() else {
+        return Ok(());
+    };
     let topic = unique("card-tx");
     let group = unique("e2e");
     let prefix = unique("lake");
@@ -63,7 +72,9 @@ async fn transactions_land_in_s3_decoded_masked_and_committed() -> anyhow::Resul
     // own acknowledgements are the reference.
     let mut end_offsets: HashMap<i32, i64> = HashMap::new();
     for delivery in pending {
-        let (partition, offset) = delivery.await?.map_err(|(e, _)| e)?;
+        let rdkafka::producer::future_producer::Delivery {
+            partition, offset, ..
+        } = delivery.await?.map_err(|(e, _)| e)?;
         let end = end_offsets.entry(partition).or_default();
         *end = (*end).max(offset + 1);
     }
@@ -138,27 +149,46 @@ channel = "rejects"
             config,
             RunOptions {
                 exit_when_idle: Some(Duration::from_secs(3)),
-                status_line: false,
+                ..Default::default()
             },
         ),
     )
     .await??;
-    assert_eq!(metrics.get("sink.rejects.events"), 0, "no valid transaction may be dead-lettered");
+    assert_eq!(
+        metrics.get("sink.rejects.events"),
+        0,
+        "no valid transaction may be dead-lettered"
+    );
 
     // Read everything back.
     let store = s3(&services)?;
     let objects = read_all(&store, &prefix).await?;
-    assert!(objects.len() > 10, "size and interval rolls should give many files, got {}", objects.len());
+    assert!(
+        objects.len() > 10,
+        "size and interval rolls should give many files, got {}",
+        objects.len()
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (path, bytes) in &objects {
         let name = path.rsplit('/').next().unwrap_or_default();
-        assert!(!name.starts_with('.') && !name.starts_with('_'), "in-progress object visible: {path}");
-        let stem = name.strip_suffix(".jsonl").unwrap_or_else(|| panic!("unexpected object {path}"));
+        assert!(
+            !name.starts_with('.') && !name.starts_with('_'),
+            "in-progress object visible: {path}"
+        );
+        let stem = name
+            .strip_suffix(".jsonl")
+            .unwrap_or_else(|| panic!("unexpected object {path}"));
         let mut parts = stem.split('+');
         let (file_topic, file_partition, file_offset) = (
             parts.next().unwrap_or_default(),
-            parts.next().and_then(|p| p.parse::<i32>().ok()).expect("partition in name"),
-            parts.next().and_then(|p| p.parse::<i64>().ok()).expect("offset in name"),
+            parts
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .expect("partition in name"),
+            parts
+                .next()
+                .and_then(|p| p.parse::<i64>().ok())
+                .expect("offset in name"),
         );
         assert_eq!(file_topic, topic);
         let text = std::str::from_utf8(bytes)?;
@@ -173,26 +203,42 @@ channel = "rejects"
             assert_eq!(record["partition"], file_partition, "{path}:{n}");
             let offset = record["offset"].as_i64().expect("offset");
             if n == 0 {
-                assert_eq!(offset, file_offset, "{path}: first offset differs from the name");
+                assert_eq!(
+                    offset, file_offset,
+                    "{path}: first offset differs from the name"
+                );
             }
-            assert!(last_offset.is_none_or(|l| offset > l), "{path}: offsets not ascending");
+            assert!(
+                last_offset.is_none_or(|l| offset > l),
+                "{path}: offsets not ascending"
+            );
             last_offset = Some(offset);
             let value = &record["value"];
             let card = value["card"].as_str().expect("card");
             assert!(
-                card.len() == 16 && card[..12].chars().all(|c| c == '*') && card[12..].chars().all(|c| c.is_ascii_digit()),
+                card.len() == 16
+                    && card[..12].chars().all(|c| c == '*')
+                    && card[12..].chars().all(|c| c.is_ascii_digit()),
                 "{path}:{n}: card not masked to its last 4 digits: {card}"
             );
             let time = value["time"].as_str().expect("time");
             let (date, hour) = (&time[..10], &time[11..13]);
-            assert!(path.contains(&format!("/dt={date}/hr={hour}/")), "{path}:{n}: record time {time} in the wrong partition");
-            *seen.entry(value["id"].as_str().expect("id").to_owned()).or_default() += 1;
+            assert!(
+                path.contains(&format!("/dt={date}/hr={hour}/")),
+                "{path}:{n}: record time {time} in the wrong partition"
+            );
+            *seen
+                .entry(value["id"].as_str().expect("id").to_owned())
+                .or_default() += 1;
         }
     }
     let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
     let duplicated = seen.values().filter(|&&n| n > 1).count();
     assert_eq!(missing, 0, "{missing} transactions missing");
-    assert_eq!(duplicated, 0, "{duplicated} transactions written more than once");
+    assert_eq!(
+        duplicated, 0,
+        "{duplicated} transactions written more than once"
+    );
     assert_eq!(seen.len(), EVENTS);
 
     // The group's committed offsets equal the end offsets.
@@ -208,7 +254,11 @@ channel = "rejects"
     for p in 0..PARTITIONS {
         let end = end_offsets.get(&p).copied().unwrap_or(0);
         let got = committed.find_partition(&topic, p).map(|e| e.offset());
-        assert_eq!(got, Some(Offset::Offset(end)), "partition {p}: committed offset is not the end offset");
+        assert_eq!(
+            got,
+            Some(Offset::Offset(end)),
+            "partition {p}: committed offset is not the end offset"
+        );
     }
     assert_eq!(end_offsets.values().sum::<i64>() as usize, EVENTS);
     Ok(())

@@ -443,7 +443,10 @@ fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], FormatError> {
 }
 
 /// Appends the encoding of `headers` to `out`.
-pub fn encode_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>, out: &mut Vec<u8>) {
+pub fn encode_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    out: &mut Vec<u8>,
+) {
     for (name, value) in headers {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
@@ -499,7 +502,9 @@ pub fn decode_outcomes(
                 )));
             }
             if kind == OutcomeKind::Modify && w[2] == NO_REPLACEMENT {
-                return Err(FormatError(format!("event {i}: modify without a replacement")));
+                return Err(FormatError(format!(
+                    "event {i}: modify without a replacement"
+                )));
             }
             Ok(OutcomeEntry {
                 kind,
@@ -551,7 +556,10 @@ mod tests {
         assert_eq!(e1.topic(), "topic-2");
         assert_eq!(e1.header("a"), Some(&b"1"[..]));
         let all: Vec<_> = e1.headers().map(Result::unwrap).collect();
-        assert_eq!(all, vec![("a", &b"1"[..]), ("b", &b""[..]), ("a", &b"3"[..])]);
+        assert_eq!(
+            all,
+            vec![("a", &b"1"[..]), ("b", &b""[..]), ("a", &b"3"[..])]
+        );
         assert!(b.validate().is_ok());
     }
 
@@ -562,7 +570,10 @@ mod tests {
         out.push_ref(&b.get(1).unwrap(), Some(&b.get(0).unwrap()));
         let e = out.get(0).unwrap();
         assert_eq!(e.body(), b"two");
-        assert_eq!((e.topic(), e.partition(), e.offset()), ("t", 0, i64::MAX - 1));
+        assert_eq!(
+            (e.topic(), e.partition(), e.offset()),
+            ("t", 0, i64::MAX - 1)
+        );
         assert_eq!(e.timestamp(), 1_600_000_000_123);
     }
 

@@ -72,7 +72,8 @@ impl ChannelSender {
     /// the whole capacity is admitted alone once the channel is empty, so an
     /// oversized batch slows the pipeline down but never wedges it.
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
-        let events = (batch.len().max(1)).min(self.limits.capacity.events.clamp(1, MAX_PERMITS)) as u32;
+        let events =
+            (batch.len().max(1)).min(self.limits.capacity.events.clamp(1, MAX_PERMITS)) as u32;
         let bytes = (batch.events.data_len().max(1))
             .min(self.limits.capacity.bytes.clamp(1, MAX_PERMITS)) as u32;
         // Acquire in a fixed order (events, then bytes) so senders cannot deadlock.
@@ -108,6 +109,18 @@ impl ChannelReceiver {
         self.limits.events.add_permits(events as usize);
         self.limits.bytes.add_permits(bytes as usize);
         Some(batch)
+    }
+}
+
+impl Drop for ChannelReceiver {
+    /// A sink that stops early (it failed) drops its receiver with batches
+    /// still queued: fail their acknowledgements, so their offsets are never
+    /// committed and the events are redelivered rather than lost.
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok((batch, _, _)) = self.rx.try_recv() {
+            batch.ack.fail();
+        }
     }
 }
 
@@ -186,6 +199,22 @@ mod tests {
         });
         tx.send(batch(50)).await.unwrap();
         assert_eq!(rx.recv().await.unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn batches_left_in_a_dropped_channel_are_not_delivered() {
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let mut b = batch(3);
+        b.ack = crate::event::Ack::new(9, ack_tx);
+        tx.send(b).await.unwrap();
+        drop(rx);
+        let report = ack_rx.recv().await.unwrap();
+        assert_eq!(report.id, 9);
+        assert!(!report.delivered);
     }
 
     #[tokio::test]

@@ -47,11 +47,7 @@ pub fn interpolate(
                 Some((n, f)) => (n, Some(f)),
                 None => (inner, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(err(format!(
                     "`${{{inner}}}` is not a variable reference; names use letters, digits and `_` (write `$$` for a literal `$`)"
                 )));

@@ -28,7 +28,8 @@ pub fn key_offset(text: &str, path: &[String]) -> Option<usize> {
             match v {
                 DeValue::Table(t) => table = t,
                 DeValue::Array(items) => {
-                    let Some(item) = segment.parse::<usize>().ok().and_then(|i| items.get(i)) else {
+                    let Some(item) = segment.parse::<usize>().ok().and_then(|i| items.get(i))
+                    else {
                         break;
                     };
                     found = Some(item.span().start);
@@ -51,7 +52,8 @@ pub fn key_offset(text: &str, path: &[String]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const DOC: &str = "a = 1\n\n[sinks.lake]\ntype = \"null\"\n  roll_size = 5\nlist = [1, { x = 2 }]\n";
+    const DOC: &str =
+        "a = 1\n\n[sinks.lake]\ntype = \"null\"\n  roll_size = 5\nlist = [1, { x = 2 }]\n";
 
     #[test]
     fn finds_nested_keys() {

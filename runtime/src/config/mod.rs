@@ -208,13 +208,7 @@ pub enum SinkKind {
     Null(NullSinkConfig),
 }
 
-const TOP_LEVEL: &[&str] = &[
-    "embedded_broker",
-    "sources",
-    "plugins",
-    "channels",
-    "sinks",
-];
+const TOP_LEVEL: &[&str] = &["embedded_broker", "sources", "plugins", "channels", "sinks"];
 const SOURCE_TYPES: &[&str] = &["kafka"];
 const CHANNEL_TYPES: &[&str] = &["memory"];
 const SINK_TYPES: &[&str] = &["object_store", "kafka", "logger", "null"];
@@ -359,7 +353,9 @@ impl Loader<'_> {
             let path = ["channels".to_string(), name.to_string()];
             let kind = l.take_type(&mut table, &path, CHANNEL_TYPES)?;
             match kind.as_str() {
-                "memory" => Some(ChannelDef::Memory(l.typed(toml::Value::Table(table), &path)?)),
+                "memory" => Some(ChannelDef::Memory(
+                    l.typed(toml::Value::Table(table), &path)?,
+                )),
                 other => unreachable!("type `{other}` was checked against CHANNEL_TYPES"),
             }
         });
@@ -388,13 +384,19 @@ impl Loader<'_> {
             return out;
         };
         let Some(table) = value.as_table() else {
-            self.error(&[section.into()], format!("expected a table of named {section}"));
+            self.error(
+                &[section.into()],
+                format!("expected a table of named {section}"),
+            );
             return out;
         };
         for (name, value) in table {
             let path = [section.to_string(), name.clone()];
             let Some(component) = value.as_table() else {
-                self.error(&path, format!("expected a table, like `[{section}.{name}]`"));
+                self.error(
+                    &path,
+                    format!("expected a table, like `[{section}.{name}]`"),
+                );
                 continue;
             };
             match build(self, name, component.clone()) {
@@ -410,13 +412,21 @@ impl Loader<'_> {
     }
 
     /// Takes the `type` key out of a component table.
-    fn take_type(&mut self, table: &mut toml::Table, path: &[String], allowed: &[&str]) -> Option<String> {
+    fn take_type(
+        &mut self,
+        table: &mut toml::Table,
+        path: &[String],
+        allowed: &[&str],
+    ) -> Option<String> {
         match table.remove("type") {
             Some(toml::Value::String(t)) if allowed.contains(&t.as_str()) => Some(t),
             Some(toml::Value::String(t)) => {
                 let mut p = path.to_vec();
                 p.push("type".into());
-                self.error(&p, format!("unknown type `{t}`; expected one of {}", list(allowed)));
+                self.error(
+                    &p,
+                    format!("unknown type `{t}`; expected one of {}", list(allowed)),
+                );
                 None
             }
             Some(_) => {
@@ -426,7 +436,13 @@ impl Loader<'_> {
                 None
             }
             None => {
-                self.error(path, format!("missing required key `type`; expected one of {}", list(allowed)));
+                self.error(
+                    path,
+                    format!(
+                        "missing required key `type`; expected one of {}",
+                        list(allowed)
+                    ),
+                );
                 None
             }
         }
@@ -466,7 +482,10 @@ impl Loader<'_> {
         };
         let channels = channels.ok()?;
         if channels.as_ref().is_none_or(Vec::is_empty) {
-            self.error(&path, "missing required key `channels`: the channels that receive this source's events");
+            self.error(
+                &path,
+                "missing required key `channels`: the channels that receive this source's events",
+            );
         }
         Some(SourceDef {
             kind,
@@ -503,7 +522,10 @@ impl Loader<'_> {
             other => unreachable!("type `{other}` was checked against SINK_TYPES"),
         };
         let Some(channel) = channel else {
-            self.error(&path, "missing required key `channel`: the channel this sink drains");
+            self.error(
+                &path,
+                "missing required key `channel`: the channel this sink drains",
+            );
             return None;
         };
         Some(SinkDef { kind, channel })
@@ -524,7 +546,12 @@ impl Loader<'_> {
                         .enumerate()
                         .map(|(i, p)| ("interceptors", Some(i), p, PluginKind::Interceptor)),
                 )
-                .chain(source.router.iter().map(|p| ("router", None, p, PluginKind::Router)));
+                .chain(
+                    source
+                        .router
+                        .iter()
+                        .map(|p| ("router", None, p, PluginKind::Router)),
+                );
             for (field, index, plugin, want) in plugin_refs {
                 let idx = index.map(|i| i.to_string());
                 let mut path = key(&["sources", name, field]);
@@ -549,7 +576,10 @@ impl Loader<'_> {
                 {
                     self.error(
                         &key(&["sources", name, "channels", &i.to_string()]),
-                        format!("no channel named `{channel}` (channels defined: {})", names(config.channels.keys())),
+                        format!(
+                            "no channel named `{channel}` (channels defined: {})",
+                            names(config.channels.keys())
+                        ),
                     );
                 }
             }
@@ -578,7 +608,11 @@ impl Loader<'_> {
             } else if !config.channels.contains_key(&sink.channel) {
                 self.error(
                     &key(&["sinks", name, "channel"]),
-                    format!("no channel named `{}` (channels defined: {})", sink.channel, names(config.channels.keys())),
+                    format!(
+                        "no channel named `{}` (channels defined: {})",
+                        sink.channel,
+                        names(config.channels.keys())
+                    ),
                 );
             } else if let Some(other) = drained.insert(&sink.channel, name) {
                 self.error(
@@ -592,7 +626,9 @@ impl Loader<'_> {
             if !drained.contains_key(name.as_str()) && !sink_broken {
                 self.error(
                     &key(&["channels", name]),
-                    format!("no sink drains channel `{name}`; add a sink with `channel = \"{name}\"`"),
+                    format!(
+                        "no sink drains channel `{name}`; add a sink with `channel = \"{name}\"`"
+                    ),
                 );
             }
         }
@@ -606,7 +642,10 @@ impl Loader<'_> {
         }
         let needs_embedded = config.sources.values().any(|s| match &s.kind {
             SourceKind::Kafka(k) => k.bootstrap_servers == "embedded",
-        }) || config.sinks.values().any(|s| matches!(&s.kind, SinkKind::Kafka(k) if k.bootstrap_servers == "embedded"));
+        }) || config
+            .sinks
+            .values()
+            .any(|s| matches!(&s.kind, SinkKind::Kafka(k) if k.bootstrap_servers == "embedded"));
         if needs_embedded && config.embedded_broker.is_none() {
             self.error(
                 &key(&["sources"]),
@@ -627,7 +666,11 @@ fn missing_field(message: &str) -> Option<&str> {
 }
 
 fn list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {

@@ -53,7 +53,10 @@ fn a_misspelled_key_names_file_line_col_and_key() {
         shown.starts_with("conf/test.toml:11:1: `channels.lake.capacity_evnts`: unknown key"),
         "{shown}"
     );
-    assert!(shown.contains("capacity_events"), "should list expected keys: {shown}");
+    assert!(
+        shown.contains("capacity_events"),
+        "should list expected keys: {shown}"
+    );
 }
 
 #[test]
@@ -82,16 +85,30 @@ fn dangling_references_are_errors() {
     let errors = parse_str(&VALID.replace("channel = \"lake\"", "channel = \"laek\""))
         .unwrap_err()
         .0;
-    let err = errors.iter().find(|e| e.key == "sinks.lake.channel").expect("error on the sink");
-    assert!(err.message.contains("no channel named `laek`"), "{}", err.message);
+    let err = errors
+        .iter()
+        .find(|e| e.key == "sinks.lake.channel")
+        .expect("error on the sink");
+    assert!(
+        err.message.contains("no channel named `laek`"),
+        "{}",
+        err.message
+    );
     assert_eq!((err.line, err.col), (15, 1));
     // The channel it meant is now drained by nobody, which is reported too.
     assert!(errors.iter().any(|e| e.key == "channels.lake"));
 
-    let text = VALID.replace("channels = [\"lake\"]", "channels = [\"lake\"]\ninterceptors = [\"mask\"]\ndead_letter = \"lake\"");
+    let text = VALID.replace(
+        "channels = [\"lake\"]",
+        "channels = [\"lake\"]\ninterceptors = [\"mask\"]\ndead_letter = \"lake\"",
+    );
     let err = single_error(&text);
     assert_eq!(err.key, "sources.tx.interceptors.0");
-    assert!(err.message.contains("no plugin named `mask`"), "{}", err.message);
+    assert!(
+        err.message.contains("no plugin named `mask`"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -103,7 +120,10 @@ fn plugins_need_a_dead_letter_channel_and_an_existing_file() {
         "{VALID}\n[plugins.mask]\ntype = \"interceptor\"\npath = \"{}\"\n",
         wasm.display()
     )
-    .replace("channels = [\"lake\"]", "channels = [\"lake\"]\ninterceptors = [\"mask\"]");
+    .replace(
+        "channels = [\"lake\"]",
+        "channels = [\"lake\"]\ninterceptors = [\"mask\"]",
+    );
     let err = single_error(&text);
     assert_eq!(err.key, "sources.tx");
     assert!(err.message.contains("dead_letter"), "{}", err.message);

@@ -27,7 +27,11 @@ impl FromStr for HumanDuration {
         let s = s.trim();
         let split = s
             .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| format!("`{s}` has no unit; write it like \"500ms\", \"10s\", \"5m\", \"1h\" or \"1d\""))?;
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` has no unit; write it like \"500ms\", \"10s\", \"5m\", \"1h\" or \"1d\""
+                )
+            })?;
         let (num, unit) = s.split_at(split);
         let value: f64 = num
             .parse()
@@ -133,12 +137,33 @@ mod tests {
 
     #[test]
     fn parses_durations() {
-        assert_eq!("250ms".parse::<HumanDuration>().unwrap().get(), Duration::from_millis(250));
-        assert_eq!("10s".parse::<HumanDuration>().unwrap().get(), Duration::from_secs(10));
-        assert_eq!("1.5m".parse::<HumanDuration>().unwrap().get(), Duration::from_secs(90));
-        assert_eq!("1h".parse::<HumanDuration>().unwrap().get(), Duration::from_secs(3600));
-        assert!("10".parse::<HumanDuration>().unwrap_err().contains("no unit"));
-        assert!("10y".parse::<HumanDuration>().unwrap_err().contains("unknown unit"));
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "10s".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            "1.5m".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            "1h".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_secs(3600)
+        );
+        assert!(
+            "10".parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("no unit")
+        );
+        assert!(
+            "10y"
+                .parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("unknown unit")
+        );
     }
 
     #[test]

@@ -96,7 +96,9 @@ impl Chain {
                 break;
             }
             stage.batches.fetch_add(1, Ordering::Relaxed);
-            stage.events.fetch_add(current.len() as u64, Ordering::Relaxed);
+            stage
+                .events
+                .fetch_add(current.len() as u64, Ordering::Relaxed);
             let result = match stage.instance.call(&current) {
                 Ok(r) => r,
                 Err(failure) => {
@@ -125,7 +127,9 @@ impl Chain {
             let mut next = BatchBuf::with_capacity(current.len(), current.data_len());
             let mut next_routes = Vec::with_capacity(current.len());
             for (i, outcome) in result.outcomes.iter().enumerate() {
-                let Some(original) = current.get(i) else { break };
+                let Some(original) = current.get(i) else {
+                    break;
+                };
                 let route = routes.get(i).copied().flatten();
                 match outcome.kind {
                     OutcomeKind::Drop => {

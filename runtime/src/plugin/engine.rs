@@ -78,7 +78,8 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| invalid(format!("creating engine: {e:#}")))?;
+        let engine =
+            Engine::new(&config).map_err(|e| invalid(format!("creating engine: {e:#}")))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| invalid(format!("linking WASI: {e:#}")))?;
@@ -120,7 +121,11 @@ impl PluginEngine {
 
     /// Reads and compiles the plugin at `path`, checking it implements `expected`
     /// (or, with `None`, detecting which world it implements).
-    pub fn load(&self, path: &Path, expected: Option<PluginKind>) -> Result<LoadedPlugin, PluginError> {
+    pub fn load(
+        &self,
+        path: &Path,
+        expected: Option<PluginKind>,
+    ) -> Result<LoadedPlugin, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             path: path.display().to_string(),
             source,
@@ -143,17 +148,21 @@ impl PluginEngine {
         let component = Component::new(&self.inner.engine, bytes)
             .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
         let ty = component.component_type();
-        let exported: Vec<PluginKind> = [PluginKind::Decoder, PluginKind::Interceptor, PluginKind::Router]
-            .into_iter()
-            .filter(|k| {
-                let (iface, func) = export_of(*k);
-                ty.exports(&self.inner.engine).any(|(name, item)| {
-                    name == iface
-                        && matches!(&item.ty, ComponentItem::ComponentInstance(i)
+        let exported: Vec<PluginKind> = [
+            PluginKind::Decoder,
+            PluginKind::Interceptor,
+            PluginKind::Router,
+        ]
+        .into_iter()
+        .filter(|k| {
+            let (iface, func) = export_of(*k);
+            ty.exports(&self.inner.engine).any(|(name, item)| {
+                name == iface
+                    && matches!(&item.ty, ComponentItem::ComponentInstance(i)
                             if i.exports(&self.inner.engine).any(|(n, _)| n == func))
-                })
             })
-            .collect();
+        })
+        .collect();
         let kind = match (expected, exported.as_slice()) {
             (Some(want), found) if found.contains(&want) => want,
             (Some(want), found) => {
@@ -164,7 +173,11 @@ impl PluginEngine {
                     if found.is_empty() {
                         "no Sluice plugin interface".to_string()
                     } else {
-                        found.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                        found
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 )));
             }
@@ -175,14 +188,17 @@ impl PluginEngine {
                 )));
             }
             (None, _) => {
-                return Err(invalid("it exports more than one plugin interface; name its type explicitly".into()));
+                return Err(invalid(
+                    "it exports more than one plugin interface; name its type explicitly".into(),
+                ));
             }
         };
         // Fail now, not at the first batch, if an import cannot be satisfied.
-        self.inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("its imports cannot be satisfied by this host: {e:#}")))?;
+        self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "its imports cannot be satisfied by this host: {e:#}"
+            ))
+        })?;
         Ok(LoadedPlugin {
             component,
             kind,

@@ -101,7 +101,12 @@ impl LogStream {
 
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
-        tracing::info!(plugin = &*self.plugin, stream = self.stream, "{}", line.trim_end());
+        tracing::info!(
+            plugin = &*self.plugin,
+            stream = self.stream,
+            "{}",
+            line.trim_end()
+        );
     }
 }
 
@@ -118,7 +123,11 @@ impl StdoutStream for LogStream {
 }
 
 impl tokio::io::AsyncWrite for LogStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.extend_from_slice(buf);
         while let Some(nl) = pending.iter().position(|&b| b == b'\n') {

@@ -134,7 +134,9 @@ impl PluginInstance {
             .get_export_index(&mut store, None, &iface)
             .and_then(|i| instance.get_export_index(&mut store, Some(&i), func_name))
             .and_then(|f| instance.get_func(&mut store, f))
-            .ok_or_else(|| PluginFailure::Instantiate(format!("no export `{iface}#{func_name}`")))?;
+            .ok_or_else(|| {
+                PluginFailure::Instantiate(format!("no export `{iface}#{func_name}`"))
+            })?;
         Ok(Live { store, func })
     }
 
@@ -151,7 +153,9 @@ impl PluginInstance {
         let typed = live
             .func
             .typed::<(BatchRef<'_>,), (Result<BatchResult, GuestError>,)>(&live.store)
-            .map_err(|e| PluginFailure::Instantiate(format!("export has the wrong signature: {e:#}")))?;
+            .map_err(|e| {
+                PluginFailure::Instantiate(format!("export has the wrong signature: {e:#}"))
+            })?;
         let arg = BatchRef {
             data: &batch.data,
             index: &batch.index,
@@ -168,8 +172,9 @@ impl PluginInstance {
                 });
             }
         };
-        let replacements = BatchBuf::from_parts(result.replacements.data, result.replacements.index)
-            .map_err(|e| PluginFailure::Malformed(format!("replacements: {e}")))?;
+        let replacements =
+            BatchBuf::from_parts(result.replacements.data, result.replacements.index)
+                .map_err(|e| PluginFailure::Malformed(format!("replacements: {e}")))?;
         let outcomes = decode_outcomes(
             &result.outcomes,
             batch.len(),

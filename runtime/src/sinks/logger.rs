@@ -41,7 +41,11 @@ pub async fn run(
         for event in batch.events.iter() {
             let body = event.body();
             let shown = String::from_utf8_lossy(&body[..body.len().min(config.max_body)]);
-            let cut = if body.len() > config.max_body { "…" } else { "" };
+            let cut = if body.len() > config.max_body {
+                "…"
+            } else {
+                ""
+            };
             let headers: Vec<String> = event
                 .headers()
                 .map_while(Result::ok)

@@ -31,7 +31,8 @@ pub struct SourceContext {
 impl SourceContext {
     /// The source's counter `source.<name>.<what>`.
     pub fn counter(&self, what: &str) -> crate::metrics::Counter {
-        self.metrics.counter(&format!("source.{}.{what}", self.name))
+        self.metrics
+            .counter(&format!("source.{}.{what}", self.name))
     }
 }
 

@@ -41,15 +41,21 @@ pub struct RunOptions {
     pub exit_when_idle: Option<Duration>,
     /// Print a status line every second (when attached to a terminal).
     pub status_line: bool,
+    /// Cancel it to shut down gracefully (embedders, tests, benchmarks).
+    pub shutdown: CancellationToken,
+    /// Where the run's counters go; shared so callers can watch progress.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs `config` until Ctrl-C or idle, returning the final metrics.
 pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
-    let metrics = Metrics::new();
-    let shutdown = CancellationToken::new();
+    let metrics = options.metrics.clone();
+    let shutdown = options.shutdown.clone();
 
     let broker = match &config.embedded_broker {
-        Some(cfg) => Some(Arc::new(EmbeddedBroker::start(cfg).context("starting the embedded broker")?)),
+        Some(cfg) => Some(Arc::new(
+            EmbeddedBroker::start(cfg).context("starting the embedded broker")?,
+        )),
         None => None,
     };
     let embedded_bootstrap = broker.as_ref().map(|b| b.bootstrap_servers());
@@ -225,9 +231,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     Ok(metrics)
 }
 
-fn flatten<E: Into<anyhow::Error>>(
-    r: Result<Result<(), E>, tokio::task::JoinError>,
-) -> Result<()> {
+fn flatten<E: Into<anyhow::Error>>(r: Result<Result<(), E>, tokio::task::JoinError>) -> Result<()> {
     match r {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.into()),

@@ -97,7 +97,13 @@ pub async fn exit_when_idle(
         if now != seen {
             seen = now;
             since = Instant::now();
-        } else if since.elapsed() >= if now == 0 { idle.max(FIRST_EVENT_GRACE) } else { idle } {
+        } else if since.elapsed()
+            >= if now == 0 {
+                idle.max(FIRST_EVENT_GRACE)
+            } else {
+                idle
+            }
+        {
             tracing::info!(events = now, "no new events for {idle:?}; shutting down");
             shutdown.cancel();
             return;
