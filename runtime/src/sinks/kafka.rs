@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -190,12 +190,9 @@ pub async fn run(
             else => break,
         }
         if let Some((code, reason)) = shared.producer.client().fatal_error() {
-            // The producer is unusable. Fail what is in hand (dropping the
-            // deliveries fails their batches) and what is queued right now.
+            // The producer is unusable. Dropping the deliveries fails their
+            // batches; dropping `input` fails those still queued.
             drop(in_flight);
-            while let Some(Some(batch)) = input.recv().now_or_never() {
-                batch.ack.fail();
-            }
             return Err(fail(format!(
                 "the producer failed fatally: {code}: {reason}"
             )));
