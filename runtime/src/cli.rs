@@ -205,6 +205,9 @@ pub fn plugin_test(
             .with_context(|| format!("{}:{}: not an input event", input.display(), n + 1))?;
         events.push(event);
     }
+    if events.is_empty() {
+        bail!("{} holds no events", input.display());
+    }
     let mut failed = false;
     let size = batch_size.unwrap_or(events.len()).max(1);
     for (chunk_no, chunk) in events.chunks(size).enumerate() {
@@ -288,9 +291,6 @@ pub fn plugin_test(
                 }
             }
         }
-    }
-    if events.is_empty() {
-        bail!("{} holds no events", input.display());
     }
     Ok(failed)
 }

@@ -274,7 +274,7 @@ impl BatchBuf {
     /// Checks that the index is whole, every range lies inside `data`, every
     /// topic is UTF-8 and every header block parses.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if self.index.len() % STRIDE != 0 {
+        if !self.index.len().is_multiple_of(STRIDE) {
             return Err(FormatError(format!(
                 "index holds {} words, not a multiple of {STRIDE}",
                 self.index.len()

@@ -327,7 +327,7 @@ impl Loader<'_> {
         for key in root.keys() {
             if !TOP_LEVEL.contains(&key.as_str()) {
                 self.error(
-                    &[key.clone()],
+                    std::slice::from_ref(key),
                     format!("unknown key `{key}`; expected one of {}", list(TOP_LEVEL)),
                 );
             }
@@ -584,16 +584,16 @@ impl Loader<'_> {
                 }
             }
             match &source.dead_letter {
-                Some(dl) => {
+                Some(dl)
                     if !config.channels.contains_key(dl)
-                        && !self.broken.contains(&format!("channels.{dl}"))
-                    {
-                        self.error(
-                            &key(&["sources", name, "dead_letter"]),
-                            format!("no channel named `{dl}` (channels defined: {})", names(config.channels.keys())),
-                        );
-                    }
+                        && !self.broken.contains(&format!("channels.{dl}")) =>
+                {
+                    self.error(
+                        &key(&["sources", name, "dead_letter"]),
+                        format!("no channel named `{dl}` (channels defined: {})", names(config.channels.keys())),
+                    );
                 }
+                Some(_) => {}
                 None if source.chain().next().is_some() => self.error(
                     &key(&["sources", name]),
                     "missing required key `dead_letter`: a source with plugins needs a channel for events they dead-letter and for batches they fail",
