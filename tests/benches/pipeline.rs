@@ -56,8 +56,8 @@ fn main() -> anyhow::Result<()> {
 
         let raw = raw_consume(&kafka, &topic, events)?;
         println!("raw rdkafka consumer: {:.0} events/s", events as f64 / raw.as_secs_f64());
-        for (label, chain) in [("no plugin", false), ("mask plugin", true)] {
-            let took = sluice_run(&kafka, &topic, events, chain).await?;
+        for (label, plugin) in [("no plugin", None), ("noop plugin", Some("noop")), ("mask plugin", Some("mask"))] {
+            let took = sluice_run(&kafka, &topic, events, plugin).await?;
             println!(
                 "sluice {label} → files: {:.0} events/s, ratio to raw {:.2}",
                 events as f64 / took.as_secs_f64(),
