@@ -97,16 +97,22 @@ async fn sluice_run(
     kafka: &str,
     topic: &str,
     events: usize,
-    mask: bool,
+    interceptor: Option<&str>,
 ) -> anyhow::Result<Duration> {
     let out = tempfile::tempdir()?;
-    let chain = if mask {
-        format!(
-            "interceptors = [\"mask\"]\ndead_letter = \"dead\"\n\n[plugins.mask]\ntype = \"interceptor\"\npath = \"{}\"\nconfig = {{ fields = [\"card\"] }}\n\n[channels.dead]\ntype = \"memory\"\n\n[sinks.dead]\ntype = \"null\"\nchannel = \"dead\"\n",
-            plugin("mask").display()
-        )
-    } else {
-        String::new()
+    let chain = match interceptor {
+        Some(name) => {
+            let config = if name == "mask" {
+                "config = { fields = [\"card\"] }"
+            } else {
+                ""
+            };
+            format!(
+                "interceptors = [\"p\"]\ndead_letter = \"dead\"\n\n[plugins.p]\ntype = \"interceptor\"\npath = \"{}\"\n{config}\n\n[channels.dead]\ntype = \"memory\"\n\n[sinks.dead]\ntype = \"null\"\nchannel = \"dead\"\n",
+                plugin(name).display()
+            )
+        }
+        None => String::new(),
     };
     let text = format!(
         r#"
