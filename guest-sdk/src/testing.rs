@@ -172,6 +172,37 @@ pub struct TestOutput {
     pub modified: bool,
 }
 
+/// The `config` table of the first ```` ```toml ```` example in a crate's `//!`
+/// docs, as the JSON the host would pass, so a plugin can test that its
+/// documented example stays valid:
+/// `set_config(&doc_example_config(include_str!("lib.rs")))`.
+///
+/// Panics (failing the test) if there is no such example, it does not parse,
+/// or it has no `[plugins.<name>]` table; a missing `config` key gives `{}`.
+pub fn doc_example_config(crate_source: &str) -> String {
+    let example: String = crate_source
+        .lines()
+        .skip_while(|l| *l != "//! ```toml")
+        .skip(1)
+        .take_while(|l| *l != "//! ```")
+        .map(|l| l.strip_prefix("//!").unwrap_or(l))
+        .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+        .collect();
+    let doc: toml::Table = example
+        .parse()
+        .expect("the TOML example in the docs parses");
+    let plugin = doc
+        .get("plugins")
+        .and_then(|p| p.as_table())
+        .and_then(|t| t.values().next())
+        .expect("the example has a [plugins.<name>] table");
+    let config = plugin
+        .get("config")
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(Default::default()));
+    serde_json::to_string(&config).expect("TOML converts to JSON")
+}
+
 /// Runs `handler` over `events` as one batch; panics if the batch fails.
 pub fn run<H: Handler>(handler: H, events: &[TestEvent]) -> Vec<TestOutput> {
     try_run(handler, events).unwrap_or_else(|e| panic!("the batch failed: {e}"))

@@ -57,34 +57,11 @@ mod tests {
         );
     }
 
-    /// The `config` table of the TOML example in the crate docs, as the JSON
-    /// the host passes, so that the documented example stays valid.
-    fn doc_example_config() -> String {
-        let example: String = include_str!("lib.rs")
-            .lines()
-            .skip_while(|l| *l != "//! ```toml")
-            .skip(1)
-            .take_while(|l| *l != "//! ```")
-            .map(|l| l.strip_prefix("//!").unwrap_or(l))
-            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
-            .collect();
-        let doc: toml::Table = example
-            .parse()
-            .expect("the TOML example in the docs parses");
-        let plugin = doc["plugins"]
-            .as_table()
-            .and_then(|t| t.values().next())
-            .expect("the example has a [plugins.<name>] table");
-        let config = plugin
-            .get("config")
-            .cloned()
-            .unwrap_or_else(|| toml::Value::Table(Default::default()));
-        serde_json::to_string(&config).expect("TOML converts to JSON")
-    }
-
     #[test]
     fn doc_example_config_works() {
-        testing::set_config(&doc_example_config());
+        testing::set_config(&sluice_guest::testing::doc_example_config(include_str!(
+            "lib.rs"
+        )));
         let out = testing::run(keep, &[TestEvent::new("a")]);
         assert_eq!(out[0].outcome, Outcome::Keep);
     }
