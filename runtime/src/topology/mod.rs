@@ -225,7 +225,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         idle.abort();
     }
     status.abort();
-    if let Some(first) = errors.into_iter().next() {
+    let mut errors = errors.into_iter();
+    if let Some(first) = errors.next() {
+        for other in errors {
+            tracing::error!("also failed: {other:#}");
+        }
         return Err(first);
     }
     Ok(metrics)
