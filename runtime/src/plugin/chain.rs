@@ -139,14 +139,7 @@ impl Chain {
                     OutcomeKind::DeadLetter => {
                         stage.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         let reason = &result.labels[outcome.label as usize];
-                        out.dead.push_with_headers(
-                            &original,
-                            &[
-                                (DEAD_LETTER_REASON, reason.as_bytes()),
-                                (DEAD_LETTER_PLUGIN, stage.instance.name().as_bytes()),
-                                (DEAD_LETTER_DIGEST, stage.instance.digest().as_bytes()),
-                            ],
-                        );
+                        push_dead_letter(&mut out.dead, &original, reason, &stage.instance);
                     }
                     OutcomeKind::Keep | OutcomeKind::Modify | OutcomeKind::RouteTo => {
                         match result.replacements.get(outcome.replacement as usize) {
@@ -200,13 +193,23 @@ pub fn dead_letter_all(
 ) {
     let reason = format!("plugin `{}` {failure}", instance.name());
     for event in batch.iter() {
-        dead.push_with_headers(
-            &event,
-            &[
-                (DEAD_LETTER_REASON, reason.as_bytes()),
-                (DEAD_LETTER_PLUGIN, instance.name().as_bytes()),
-                (DEAD_LETTER_DIGEST, instance.digest().as_bytes()),
-            ],
-        );
+        push_dead_letter(dead, &event, &reason, instance);
     }
+}
+
+/// Appends `event` to `dead` with the headers naming `reason` and the plugin.
+fn push_dead_letter(
+    dead: &mut BatchBuf,
+    event: &sluice_batch::EventRef<'_>,
+    reason: &str,
+    instance: &PluginInstance,
+) {
+    dead.push_with_headers(
+        event,
+        &[
+            (DEAD_LETTER_REASON, reason.as_bytes()),
+            (DEAD_LETTER_PLUGIN, instance.name().as_bytes()),
+            (DEAD_LETTER_DIGEST, instance.digest().as_bytes()),
+        ],
+    );
 }
