@@ -78,6 +78,9 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Components built by componentize-js use `task.*` intrinsics of the
+        // async component model even for synchronous exports.
+        config.wasm_component_model_async(true);
         let engine =
             Engine::new(&config).map_err(|e| invalid(format!("creating engine: {e:#}")))?;
         let mut linker = Linker::<HostState>::new(&engine);

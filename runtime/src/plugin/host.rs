@@ -15,8 +15,9 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Host, Level};
+use super::bindings::{Host, Level, LookupError, LookupHost};
 use super::limits::Limits;
+use crate::lookup::Grants;
 
 /// Everything a plugin's store holds.
 pub struct HostState {
@@ -26,11 +27,12 @@ pub struct HostState {
     pub limits: StoreLimits,
     plugin: Arc<str>,
     config_json: Arc<str>,
+    grants: Grants,
 }
 
 impl HostState {
     /// State for an instance of plugin `plugin` with its config as JSON.
-    pub fn new(plugin: Arc<str>, config_json: Arc<str>, limits: &Limits) -> Self {
+    pub fn new(plugin: Arc<str>, config_json: Arc<str>, limits: &Limits, grants: Grants) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(LogStream::new(plugin.clone(), "stdout"))
             .stderr(LogStream::new(plugin.clone(), "stderr"))
@@ -47,7 +49,17 @@ impl HostState {
                 .build(),
             plugin,
             config_json,
+            grants,
         }
+    }
+
+    fn denied(&self, table: &str) -> LookupError {
+        tracing::warn!(
+            plugin = &*self.plugin,
+            table,
+            "lookup denied: no table of this name is granted to the plugin's team"
+        );
+        LookupError::Denied
     }
 }
 
@@ -78,6 +90,26 @@ impl Host for HostState {
 }
 
 impl super::bindings::sluice::plugin::types::Host for HostState {}
+
+impl LookupHost for HostState {
+    fn get_many(
+        &mut self,
+        table: String,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<String>>, LookupError> {
+        match self.grants.table(&table) {
+            Some(t) => Ok(t.get_many(&keys)),
+            None => Err(self.denied(&table)),
+        }
+    }
+
+    fn get(&mut self, table: String, key: String) -> Result<Option<String>, LookupError> {
+        match self.grants.table(&table) {
+            Some(t) => Ok(t.get(&key)),
+            None => Err(self.denied(&table)),
+        }
+    }
+}
 
 /// Guest stdout/stderr forwarded to the log one line at a time.
 #[derive(Clone)]

@@ -119,7 +119,12 @@ impl PluginInstance {
         let fail = |e: wasmtime::Error| PluginFailure::Instantiate(format!("{e:#}"));
         let mut store = Store::new(
             self.engine.engine(),
-            HostState::new(self.name.clone(), self.config_json.clone(), &self.limits),
+            HostState::new(
+                self.name.clone(),
+                self.config_json.clone(),
+                &self.limits,
+                crate::lookup::Grants::default(),
+            ),
         );
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
