@@ -7,5 +7,6 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 cargo build --target wasm32-wasip2 --profile plugin \
-  -p mask -p delimited -p header-router -p timestamp -p noop -p misbehave
+  -p mask -p delimited -p header-router -p timestamp -p noop -p misbehave \
+  -p travel-score -p hostile
 ls -l target/wasm32-wasip2/plugin/*.wasm

@@ -4,7 +4,8 @@
 //!
 //! Hot path: an event the function keeps without changing it costs one
 //! [`Event`] on the stack and three outcome words; nothing is copied or
-//! allocated per event.
+//! allocated per event. A plugin with a prepare function costs one more
+//! allocation per batch: the list of events the prepare function sees.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +26,8 @@ pub(crate) struct RawResult {
     pub labels: Vec<String>,
 }
 
-/// Runs `handler` over every event of the batch `(data, index)`.
+/// Runs `handler` over every event of the batch `(data, index)`, after its
+/// prepare function if it has one ([`Handler::PREPARES`]).
 pub(crate) fn process<H: Handler>(
     data: &[u8],
     index: &[u32],
@@ -41,12 +43,20 @@ pub(crate) fn process<H: Handler>(
     let mut outcomes = Vec::with_capacity(events * OUTCOME_STRIDE);
     let mut replacements = BatchBuf::default();
     let mut labels = Labels::default();
-    for i in 0..events {
-        let Some(orig) = EventRef::at(data, index, i) else {
-            break;
-        };
-        let mut event = Event::new(orig);
-        let outcome = handler.handle(&mut event)?;
+    // Lookup values prefetched for this batch are forgotten when it ends.
+    let _scope = crate::lookup::BatchScope::begin();
+    // With a prepare function, it sees every event first; the plugin
+    // function then gets the same (unmodified) views one by one.
+    let mut prepared: Option<Vec<Event<'_>>> = None;
+    if H::PREPARES {
+        let all: Vec<Event<'_>> = (0..events)
+            .map_while(|i| EventRef::at(data, index, i).map(Event::new))
+            .collect();
+        handler.prepare(&all)?;
+        prepared = Some(all);
+    }
+    let mut step = |event: &mut Event<'_>| -> Result<(), Error> {
+        let outcome = handler.handle(event)?;
         let (kind, label, replaced) = match outcome {
             Outcome::Keep if event.is_modified() => (OutcomeKind::Modify, 0, true),
             Outcome::Keep => (OutcomeKind::Keep, 0, false),
@@ -60,12 +70,25 @@ pub(crate) fn process<H: Handler>(
         };
         let replacement = if replaced {
             let at = replacements.len() as u32;
-            push_replacement(&mut replacements, &event);
+            push_replacement(&mut replacements, event);
             at
         } else {
             NO_REPLACEMENT
         };
         outcomes.extend_from_slice(&[kind as u32, label, replacement]);
+        Ok(())
+    };
+    if let Some(all) = prepared {
+        for mut event in all {
+            step(&mut event)?;
+        }
+    } else {
+        for i in 0..events {
+            let Some(orig) = EventRef::at(data, index, i) else {
+                break;
+            };
+            step(&mut Event::new(orig))?;
+        }
     }
     Ok(RawResult {
         outcomes,
@@ -336,6 +359,104 @@ mod tests {
         let allocations = counting::ALLOCATIONS.with(|n| n.get()) - before;
         assert_eq!(r.outcomes.len(), 3000);
         assert_eq!(allocations, 1, "only the outcome list is allocated");
+    }
+
+    #[test]
+    fn prepare_sees_the_whole_batch_before_the_plugin_function() {
+        use std::cell::RefCell;
+        let log = RefCell::new(Vec::new());
+        let b = batch(&["a", "b", "c"]);
+        let r = process(
+            &b.data,
+            &b.index,
+            crate::with_prepare(
+                |events: &[Event<'_>]| {
+                    let bodies: Vec<String> = events
+                        .iter()
+                        .map(|e| e.body_str().unwrap_or("").to_owned())
+                        .collect();
+                    assert!(events.iter().all(|e| !e.is_modified()));
+                    log.borrow_mut()
+                        .push(format!("prepare {}", bodies.join(",")));
+                },
+                |e: &mut Event<'_>| {
+                    log.borrow_mut()
+                        .push(format!("handle {}", e.body_str().unwrap_or("")));
+                    if e.body() == b"b" {
+                        e.set_body("B");
+                    }
+                    Outcome::Keep
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            log.into_inner(),
+            ["prepare a,b,c", "handle a", "handle b", "handle c"]
+        );
+        let entries = decode_outcomes(&r.outcomes, 3, r.replacements.len(), 0).unwrap();
+        assert_eq!(entries[1].kind, OutcomeKind::Modify);
+        assert_eq!(r.replacements.get(0).unwrap().body(), b"B");
+    }
+
+    #[test]
+    fn a_failing_prepare_fails_the_batch_before_any_event() {
+        let mut calls = 0;
+        let b = batch(&["a", "b"]);
+        let err = process(
+            &b.data,
+            &b.index,
+            crate::with_prepare(
+                |_: &[Event<'_>]| Err::<(), _>("lookup table `t` denied"),
+                |_: &mut Event<'_>| {
+                    calls += 1;
+                    Outcome::Keep
+                },
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(err.message(), "lookup table `t` denied");
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn prefetched_lookups_take_one_host_call_per_batch_and_end_with_it() {
+        use crate::{lookup, testing};
+        testing::set_lookup("t", [("a", "1"), ("c", "3")]);
+        let b = batch(&["a", "b", "c", "a"]);
+        let handler = || {
+            crate::with_prepare(
+                |events: &[Event<'_>]| {
+                    lookup::prefetch("t", events.iter().filter_map(|e| e.body_str()))
+                },
+                |e: &mut Event<'_>| -> Result<Outcome, Error> {
+                    let value = lookup::get("t", e.body_str().unwrap_or(""))?;
+                    e.set_header("v", value.unwrap_or_default());
+                    Ok(Outcome::Keep)
+                },
+            )
+        };
+        let r = process(&b.data, &b.index, handler()).unwrap();
+        let values: Vec<_> = r
+            .replacements
+            .iter()
+            .map(|e| e.header("v").unwrap().to_vec())
+            .collect();
+        assert_eq!(values, [&b"1"[..], b"", b"3", b"1"]);
+        let calls = testing::take_lookup_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].keys, ["a", "b", "c"]);
+
+        // The next batch sees the table as it is then.
+        testing::set_lookup("t", [("a", "new")]);
+        let r = process(&b.data, &b.index, handler()).unwrap();
+        assert_eq!(
+            r.replacements.get(0).unwrap().header("v"),
+            Some(&b"new"[..])
+        );
+        assert_eq!(testing::take_lookup_calls().len(), 1);
+        assert_eq!(lookup::get("t", "a").unwrap().as_deref(), Some("new"));
+        assert_eq!(testing::take_lookup_calls().len(), 1, "not cached after");
     }
 
     #[test]

@@ -130,6 +130,18 @@ impl<E: Into<Error>> IntoOutcome for Result<Outcome, E> {
 pub trait Handler {
     /// Processes one event.
     fn handle(&mut self, event: &mut Event<'_>) -> Result<Outcome, Error>;
+
+    /// Whether [`Handler::prepare`] must be called: only then does the driver
+    /// collect the batch's events first.
+    #[doc(hidden)]
+    const PREPARES: bool = false;
+
+    /// Called once per batch with all its events, before [`Handler::handle`].
+    #[doc(hidden)]
+    fn prepare(&mut self, events: &[Event<'_>]) -> Result<(), Error> {
+        let _ = events;
+        Ok(())
+    }
 }
 
 impl<F, R> Handler for F
@@ -140,5 +152,110 @@ where
     #[inline]
     fn handle(&mut self, event: &mut Event<'_>) -> Result<Outcome, Error> {
         self(event).into_outcome()
+    }
+}
+
+/// A prepare function: `fn(&[Event])`, `fn(&[Event]) -> Result<(), E>`
+/// with `E: Into<Error>`, or such a closure. It runs once per batch, with all
+/// the batch's events, before the plugin function runs for each of them:
+/// the place to [`prefetch`](crate::lookup::prefetch) the lookup keys of the
+/// whole batch. Returning `Err` fails the batch.
+///
+/// Attach it with `#[sluice_guest::interceptor(prepare = f)]` (likewise
+/// `decoder` and `router`), and in native tests with [`with_prepare`].
+/// Implemented for all such functions; you never implement it. Another
+/// signature is a compile error at the attribute:
+///
+/// ```compile_fail
+/// use sluice_guest::{Event, Outcome};
+///
+/// fn count(events: Vec<u8>) -> usize {
+///     events.len()
+/// }
+///
+/// #[sluice_guest::interceptor(prepare = count)]
+/// fn keep(_: &mut Event) -> Outcome {
+///     Outcome::Keep
+/// }
+/// ```
+///
+/// So is any other argument:
+///
+/// ```compile_fail
+/// use sluice_guest::{Event, Outcome};
+///
+/// #[sluice_guest::interceptor(prepare)]
+/// fn keep(_: &mut Event) -> Outcome {
+///     Outcome::Keep
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a sluice prepare function",
+    label = "expected `fn(&[Event])` or `fn(&[Event]) -> Result<(), E>`"
+)]
+pub trait Prepare {
+    /// Prepares the batch `events`.
+    fn prepare(&mut self, events: &[Event<'_>]) -> Result<(), Error>;
+}
+
+impl<F, R> Prepare for F
+where
+    F: FnMut(&[Event<'_>]) -> R,
+    R: IntoPrepared,
+{
+    #[inline]
+    fn prepare(&mut self, events: &[Event<'_>]) -> Result<(), Error> {
+        self(events).into_prepared()
+    }
+}
+
+/// A return type of a prepare function: `()` or `Result<(), E>` with
+/// `E: Into<Error>`.
+pub trait IntoPrepared {
+    /// `Ok`, or the failure of the batch.
+    fn into_prepared(self) -> Result<(), Error>;
+}
+
+impl IntoPrepared for () {
+    #[inline]
+    fn into_prepared(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error>> IntoPrepared for Result<(), E> {
+    #[inline]
+    fn into_prepared(self) -> Result<(), Error> {
+        self.map_err(Into::into)
+    }
+}
+
+/// The plugin function `handler` with the prepare function `prepare`, which
+/// runs once per batch before it (see [`Prepare`]). This is what
+/// `#[sluice_guest::interceptor(prepare = prepare)]` runs; use it to run the
+/// same in native tests: `testing::run(with_prepare(prepare, handler), &events)`.
+pub fn with_prepare<P: Prepare, H: Handler>(prepare: P, handler: H) -> WithPrepare<P, H> {
+    WithPrepare { prepare, handler }
+}
+
+/// A plugin function with a prepare function; made by [`with_prepare`].
+#[derive(Debug, Clone, Copy)]
+pub struct WithPrepare<P, H> {
+    prepare: P,
+    handler: H,
+}
+
+impl<P: Prepare, H: Handler> Handler for WithPrepare<P, H> {
+    const PREPARES: bool = true;
+
+    #[inline]
+    fn handle(&mut self, event: &mut Event<'_>) -> Result<Outcome, Error> {
+        self.handler.handle(event)
+    }
+
+    fn prepare(&mut self, events: &[Event<'_>]) -> Result<(), Error> {
+        // An inner handler with its own prepare function runs after this one.
+        self.prepare.prepare(events)?;
+        self.handler.prepare(events)
     }
 }

@@ -3,8 +3,10 @@
 //! [`run`] encodes [`TestEvent`]s into a flat batch exactly as the host does,
 //! runs the same driver as the wasm build, and decodes and checks the result
 //! like the host: a test exercises the real encoding. Configuration comes from
-//! [`set_config`] (per test thread; `{}` when unset) and log lines go to
-//! stderr.
+//! [`set_config`] (per test thread; `{}` when unset), lookup tables from
+//! [`set_lookup`] (per test thread; a table never set is denied), and log
+//! lines go to stderr. A plugin with a prepare function runs with it through
+//! [`crate::with_prepare`].
 //!
 //! ```
 //! use sluice_guest::testing::{self, TestEvent};
@@ -28,7 +30,7 @@ use sluice_batch::{
     BatchBuf, NO_REPLACEMENT, NO_TIMESTAMP, NewEvent, OutcomeKind, decode_outcomes,
 };
 
-use crate::{Error, Handler, Outcome, driver, host};
+use crate::{Error, Handler, Outcome, driver, host, lookup};
 
 /// Sets the configuration JSON that [`crate::config`] and
 /// [`crate::config_json`] return on this thread, as the host would pass the
@@ -38,6 +40,55 @@ use crate::{Error, Handler, Outcome, driver, host};
 /// configuration.
 pub fn set_config(json: &str) {
     host::imp::set_config(json.to_owned());
+}
+
+/// Sets the lookup table `table` on this thread to `rows` (key, value),
+/// replacing any earlier contents: [`crate::lookup`] answers from it as the
+/// host would from a table the plugin's team is granted. A table never set
+/// (or removed with [`remove_lookup`]) is denied, like an ungranted one.
+///
+/// Values are what the host would pass: a CSV row as a JSON object of its
+/// columns (all strings), a JSON line as is.
+///
+/// ```
+/// use sluice_guest::{lookup, testing};
+///
+/// testing::set_lookup("customers", [("4111", r#"{"home_lat":"48.85","home_lon":"2.35"}"#)]);
+/// assert!(lookup::get("customers", "4111").unwrap().is_some());
+/// assert!(lookup::get("payroll", "4111").is_err());
+/// ```
+pub fn set_lookup<K, V>(table: &str, rows: impl IntoIterator<Item = (K, V)>)
+where
+    K: Into<String>,
+    V: Into<String>,
+{
+    let rows = rows
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    lookup::imp::set_table(table, rows);
+}
+
+/// Removes the lookup table `table` from this thread: it is denied from now on.
+pub fn remove_lookup(table: &str) {
+    lookup::imp::remove_table(table);
+}
+
+/// One call that would have reached the host's lookup interface (`get` is a
+/// call with one key). Listed by [`take_lookup_calls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupCall {
+    /// The table asked for.
+    pub table: String,
+    /// The keys asked for, in order.
+    pub keys: Vec<String>,
+}
+
+/// The lookup calls made on this thread since the last call of this
+/// function, oldest first, and forgets them: a test can check that a plugin
+/// batches its look-ups (prefetched answers are not host calls).
+pub fn take_lookup_calls() -> Vec<LookupCall> {
+    lookup::imp::take_calls()
 }
 
 /// An event to feed to [`run`], and the resulting event in a [`TestOutput`].

@@ -10,14 +10,18 @@
 //!
 //! - a hidden type check that the function fits `sluice_guest::Handler`
 //!   (so a wrong signature is reported on native builds too, and the function
-//!   counts as used);
+//!   counts as used), and likewise that the `prepare = <function>` argument,
+//!   if given, fits `sluice_guest::Prepare`;
+//! - with `prepare`, for `wasm32` only, a hidden function next to the plugin
+//!   function returning `sluice_guest::with_prepare(<prepare>, <function>)`
+//!   (so the prepare path resolves where the user wrote it);
 //! - for `wasm32` only, a private module that runs `wit_bindgen::generate!`
 //!   for the plugin's world of the contract (`wit/worlds.wit`: `interceptor`,
 //!   `decoder` or `router`, found through this crate's location in the
-//!   repository), reusing the SDK's `types` and `host` bindings; implements
-//!   the generated `Guest` trait of the exported interface (`intercept`,
-//!   `decode` or `route`) by handing each batch to the SDK driver; and calls
-//!   `export!`.
+//!   repository), reusing the SDK's `types`, `host` and `lookup` bindings;
+//!   implements the generated `Guest` trait of the exported interface
+//!   (`intercept`, `decode` or `route`) by handing each batch to the SDK
+//!   driver; and calls `export!`.
 
 use proc_macro::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 
@@ -83,20 +87,31 @@ pub fn router(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn expand(kind: &Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
-    if let Some(tt) = attr.into_iter().next() {
-        return compile_error(
-            tt.span(),
-            &format!(
-                "#[sluice_guest::{}] takes no arguments; read configuration with sluice_guest::config()",
-                kind.world
-            ),
-        );
-    }
+    let prepare = match prepare_argument(kind, attr) {
+        Ok(prepare) => prepare,
+        Err((span, message)) => return compile_error(span, &message),
+    };
     let name = match function_name(item.clone()) {
         Ok(name) => name,
         Err((span, message)) => return compile_error(span, &message),
     };
     let module = name.trim_start_matches("r#");
+    let (prepare_check, handler_fn, handler) = match &prepare {
+        None => (String::new(), String::new(), format!("super::{name}")),
+        Some(prepare) => (
+            format!("::sluice_guest::__private::assert_prepare({prepare});"),
+            format!(
+                r#"
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+fn __sluice_guest_{module}_handler() -> impl ::sluice_guest::Handler {{
+    ::sluice_guest::with_prepare({prepare}, {name})
+}}
+"#
+            ),
+            format!("super::__sluice_guest_{module}_handler()"),
+        ),
+    };
     let wit_dir = std::fs::canonicalize(WIT_DIR)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| WIT_DIR.to_owned());
@@ -104,8 +119,8 @@ fn expand(kind: &Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
         r#"
 #[doc(hidden)]
 #[allow(dead_code)]
-const _: fn() = || {{ ::sluice_guest::__private::assert_handler({name}); }};
-
+const _: fn() = || {{ ::sluice_guest::__private::assert_handler({name}); {prepare_check} }};
+{handler_fn}
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 #[allow(unsafe_code, unused, missing_docs, unreachable_pub, clippy::all)]
@@ -116,6 +131,7 @@ mod __sluice_guest_{module} {{
         with: {{
             "sluice:plugin/types@0.1.0": ::sluice_guest::__private::types,
             "sluice:plugin/host@0.1.0": ::sluice_guest::__private::host,
+            "sluice:plugin/lookup@0.1.0": ::sluice_guest::__private::lookup,
         }},
         runtime_path: "::sluice_guest::__private::wit_bindgen::rt",
     }});
@@ -129,7 +145,7 @@ mod __sluice_guest_{module} {{
             ::sluice_guest::__private::types::BatchResult,
             ::sluice_guest::__private::types::PluginError,
         > {{
-            ::sluice_guest::__private::run(batch, super::{name})
+            ::sluice_guest::__private::run(batch, {handler})
         }}
     }}
 
@@ -152,6 +168,42 @@ mod __sluice_guest_{module} {{
     let mut out = item;
     out.extend(generated);
     out
+}
+
+/// The function path of the attribute's only accepted argument,
+/// `prepare = <function>`; `None` without arguments.
+fn prepare_argument(kind: &Kind, attr: TokenStream) -> Result<Option<String>, (Span, String)> {
+    let usage = || {
+        format!(
+            "#[sluice_guest::{}] takes only `prepare = <function>` (a fn(&[Event]) run once per batch); \
+             read configuration with sluice_guest::config()",
+            kind.world
+        )
+    };
+    let mut tokens = attr.into_iter();
+    let Some(first) = tokens.next() else {
+        return Ok(None);
+    };
+    match &first {
+        TokenTree::Ident(ident) if ident.to_string() == "prepare" => {}
+        other => return Err((other.span(), usage())),
+    }
+    match tokens.next() {
+        Some(TokenTree::Punct(p)) if p.as_char() == '=' => {}
+        Some(other) => return Err((other.span(), usage())),
+        None => return Err((first.span(), usage())),
+    }
+    let rest: Vec<TokenTree> = tokens.collect();
+    if let Some(comma) = rest
+        .iter()
+        .find(|tt| matches!(tt, TokenTree::Punct(p) if p.as_char() == ','))
+    {
+        return Err((comma.span(), usage()));
+    }
+    if rest.is_empty() {
+        return Err((first.span(), usage()));
+    }
+    Ok(Some(rest.into_iter().collect::<TokenStream>().to_string()))
 }
 
 /// Finds the name of the `fn` item in `item`.

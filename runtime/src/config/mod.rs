@@ -36,6 +36,7 @@
 pub mod error;
 pub mod interpolate;
 pub mod locate;
+pub mod team;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use team::{BreakerConfig, Capabilities, DEFAULT_TEAM, FailurePolicy, TeamDef};
 use units::{ByteSize, HumanDuration};
+
+use crate::lookup::config::{FileLookupConfig, KafkaLookupConfig};
+use crate::plugin::Limits;
 
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerSinkConfig;
@@ -59,6 +64,14 @@ use crate::sources::kafka::KafkaSourceConfig;
 pub struct Config {
     /// The file it was read from.
     pub file: PathBuf,
+    /// Key `data_dir`: where Sluice keeps state between runs (compiled
+    /// plugin cache, status files, control requests), relative to the
+    /// configuration file. Default `.sluice` beside the file.
+    pub data_dir: PathBuf,
+    /// `[teams.<name>]`, plus the implicit [`DEFAULT_TEAM`].
+    pub teams: BTreeMap<String, TeamDef>,
+    /// `[lookups.<name>]`: tables plugins read through the `lookup` interface.
+    pub lookups: BTreeMap<String, LookupDef>,
     /// The embedded demo broker (`[embedded_broker]`), for running without Kafka.
     pub embedded_broker: Option<EmbeddedBrokerConfig>,
     /// `[sources.<name>]`.
@@ -87,6 +100,9 @@ pub struct SourceDef {
     /// Key `dead_letter`: channel for dead-lettered events and failed batches;
     /// required when the source has plugins.
     pub dead_letter: Option<String>,
+    /// Key `team`: the team whose pipeline this is ([`DEFAULT_TEAM`] if
+    /// absent). It may use that team's plugins and plugins shared with it.
+    pub team: Option<String>,
 }
 
 impl SourceDef {
@@ -137,26 +153,85 @@ pub struct PluginDef {
     /// `decoder`, `interceptor` or `router`.
     #[serde(rename = "type")]
     pub kind: PluginKind,
-    /// The component file (`.wasm`), relative to the configuration file.
+    /// The component file (`.wasm`): relative to the team's `plugin_dir`, or
+    /// to the configuration file for plugins without a team. Watched: a new
+    /// version is checked and swapped in at a batch boundary.
     pub path: PathBuf,
+    /// The team owning the plugin; its limits, grants and policy apply.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Other teams whose sources may use this plugin (`["*"]`: every team).
+    /// Default none: only the owning team's sources.
+    #[serde(default)]
+    pub shared_with: Vec<String>,
+    /// Pins the plugin to one version: the hex SHA-256 of the file. A file
+    /// with another digest is refused, at startup and on reload.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// Table passed to the plugin as JSON through the `host.config` import.
     #[serde(default)]
     pub config: toml::Table,
-    /// Cap on the plugin instance's linear memory. Default `"64MiB"`.
-    #[serde(default = "default_memory_limit")]
-    pub memory_limit: ByteSize,
-    /// Longest a plugin may spend on one batch before it is interrupted.
-    /// Default `"2s"`.
-    #[serde(default = "default_time_budget")]
-    pub time_budget: HumanDuration,
+    /// Overrides the team's `memory_limit` for this plugin.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// Overrides the team's `time_budget` for this plugin.
+    #[serde(default)]
+    pub time_budget: Option<HumanDuration>,
+    /// Overrides the team's `on_failure` for this plugin.
+    #[serde(default)]
+    pub on_failure: Option<FailurePolicy>,
+    /// Overrides the team's `circuit_breaker` for this plugin.
+    #[serde(default)]
+    pub circuit_breaker: Option<BreakerConfig>,
 }
 
-fn default_memory_limit() -> ByteSize {
-    ByteSize(64 << 20)
+impl PluginDef {
+    /// The owning team's name.
+    pub fn team(&self) -> &str {
+        self.team.as_deref().unwrap_or(DEFAULT_TEAM)
+    }
 }
 
-fn default_time_budget() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(2))
+/// A plugin's effective settings: its own keys over its team's.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// The owning team.
+    pub team: String,
+    /// Memory cap and time budget.
+    pub limits: Limits,
+    /// Failure policy.
+    pub on_failure: FailurePolicy,
+    /// Circuit breaker.
+    pub breaker: BreakerConfig,
+    /// What the plugin may reach.
+    pub capabilities: Capabilities,
+}
+
+impl Config {
+    /// The effective settings of plugin `name` (which must exist).
+    pub fn plugin_settings(&self, name: &str) -> PluginSettings {
+        let def = &self.plugins[name];
+        let team = &self.teams[def.team()];
+        PluginSettings {
+            team: def.team().to_owned(),
+            limits: Limits {
+                memory_bytes: def.memory_limit.unwrap_or(team.memory_limit).get() as usize,
+                time_budget: def.time_budget.unwrap_or(team.time_budget).get(),
+            },
+            on_failure: def.on_failure.unwrap_or(team.on_failure),
+            breaker: def.circuit_breaker.unwrap_or(team.circuit_breaker),
+            capabilities: team.capabilities(),
+        }
+    }
+}
+
+/// `[lookups.<name>]`.
+#[derive(Debug, Clone)]
+pub enum LookupDef {
+    /// `type = "file"`: a CSV or JSON-lines file, reloaded when it changes.
+    File(FileLookupConfig),
+    /// `type = "kafka"`: a compacted topic, followed from its beginning.
+    Kafka(Box<KafkaLookupConfig>),
 }
 
 /// `[channels.<name>]`.
@@ -208,7 +283,17 @@ pub enum SinkKind {
     Null(NullSinkConfig),
 }
 
-const TOP_LEVEL: &[&str] = &["embedded_broker", "sources", "plugins", "channels", "sinks"];
+const TOP_LEVEL: &[&str] = &[
+    "data_dir",
+    "embedded_broker",
+    "teams",
+    "lookups",
+    "sources",
+    "plugins",
+    "channels",
+    "sinks",
+];
+const LOOKUP_TYPES: &[&str] = &["file", "kafka"];
 const SOURCE_TYPES: &[&str] = &["kafka"];
 const CHANNEL_TYPES: &[&str] = &["memory"];
 const SINK_TYPES: &[&str] = &["object_store", "kafka", "logger", "null"];
@@ -342,11 +427,80 @@ impl Loader<'_> {
             Some(cfg)
         });
 
+        let data_dir = match root.get("data_dir") {
+            Some(v) => self
+                .typed::<PathBuf>(v.clone(), &["data_dir".to_string()])
+                .map(|d| base.join(d)),
+            None => Some(base.join(".sluice")),
+        }
+        .unwrap_or_else(|| base.join(".sluice"));
+        let mut teams = self.section(&root, "teams", |l, name, table| {
+            let path = ["teams".to_string(), name.to_string()];
+            if name == DEFAULT_TEAM {
+                l.error(&path, format!("`{DEFAULT_TEAM}` is the implicit team of plugins and sources without `team`; choose another name"));
+                return None;
+            }
+            let mut def: TeamDef = l.typed(toml::Value::Table(table), &path)?;
+            def.plugin_dir = base.join(&def.plugin_dir);
+            if def.max_instances == 0 {
+                l.error(&[path[0].clone(), path[1].clone(), "max_instances".into()], "must be at least 1");
+            }
+            Some(def)
+        });
+        teams.insert(
+            DEFAULT_TEAM.to_string(),
+            TeamDef::default_team(base.clone()),
+        );
+        let lookups = self.section(&root, "lookups", |l, name, mut table| {
+            let path = ["lookups".to_string(), name.to_string()];
+            let kind = l.take_type(&mut table, &path, LOOKUP_TYPES)?;
+            let value = toml::Value::Table(table);
+            match kind.as_str() {
+                "file" => {
+                    let mut cfg: FileLookupConfig = l.typed(value, &path)?;
+                    cfg.path = base.join(&cfg.path);
+                    if let Err((key, e)) = cfg.validate() {
+                        l.error(&[path[0].clone(), path[1].clone(), key.into()], e);
+                    }
+                    Some(LookupDef::File(cfg))
+                }
+                "kafka" => {
+                    let cfg: KafkaLookupConfig = l.typed(value, &path)?;
+                    Some(LookupDef::Kafka(Box::new(cfg)))
+                }
+                other => unreachable!("type `{other}` was checked against LOOKUP_TYPES"),
+            }
+        });
         let sources = self.section(&root, "sources", |l, name, table| l.source(name, table));
         let plugins = self.section(&root, "plugins", |l, name, table| {
             let path = ["plugins".to_string(), name.to_string()];
             let mut def: PluginDef = l.typed(toml::Value::Table(table), &path)?;
-            def.path = base.join(&def.path);
+            let key = |k: &str| vec![path[0].clone(), path[1].clone(), k.to_string()];
+            if let Some(pin) = &def.sha256
+                && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                l.error(&key("sha256"), "expected the 64 hex digits of a SHA-256 digest (`sha256sum FILE`)");
+            }
+            match teams.get(def.team()) {
+                Some(team) if def.team.is_some() => {
+                    let escapes = def.path.is_absolute()
+                        || def.path.components().any(|c| matches!(c, std::path::Component::ParentDir));
+                    if escapes {
+                        l.error(&key("path"), format!(
+                            "a team plugin's path must lie inside the team's plugin_dir `{}`: give it relative, without `..`",
+                            team.plugin_dir.display()
+                        ));
+                    }
+                    def.path = team.plugin_dir.join(&def.path);
+                }
+                Some(_) => def.path = base.join(&def.path),
+                None => {
+                    if !l.broken.contains(&format!("teams.{}", def.team())) {
+                        l.error(&key("team"), format!("no team named `{}` (teams defined: {})", def.team(), names(teams.keys().filter(|t| *t != DEFAULT_TEAM))));
+                    }
+                    return None;
+                }
+            }
             Some(def)
         });
         let channels = self.section(&root, "channels", |l, name, mut table| {
@@ -363,6 +517,9 @@ impl Loader<'_> {
 
         let config = Config {
             file: self.file.clone(),
+            data_dir,
+            teams,
+            lookups,
             embedded_broker,
             sources,
             plugins,
@@ -470,6 +627,7 @@ impl Loader<'_> {
         let router = self.take::<String>(&mut table, "router", &path);
         let channels = self.take::<Vec<String>>(&mut table, "channels", &path);
         let dead_letter = self.take::<String>(&mut table, "dead_letter", &path);
+        let team = self.take::<String>(&mut table, "team", &path);
         let kind = match kind?.as_str() {
             "kafka" => {
                 let cfg: KafkaSourceConfig = self.typed(toml::Value::Table(table), &path)?;
@@ -494,6 +652,7 @@ impl Loader<'_> {
             router: router.ok()?,
             channels: channels.unwrap_or_default(),
             dead_letter: dead_letter.ok()?,
+            team: team.ok()?,
         })
     }
 
@@ -552,11 +711,33 @@ impl Loader<'_> {
                         .iter()
                         .map(|p| ("router", None, p, PluginKind::Router)),
                 );
+            let team = source.team.as_deref().unwrap_or(DEFAULT_TEAM);
+            if !config.teams.contains_key(team) && !self.broken.contains(&format!("teams.{team}")) {
+                self.error(
+                    &key(&["sources", name, "team"]),
+                    format!(
+                        "no team named `{team}` (teams defined: {})",
+                        names(config.teams.keys().filter(|t| *t != DEFAULT_TEAM))
+                    ),
+                );
+            }
             for (field, index, plugin, want) in plugin_refs {
                 let idx = index.map(|i| i.to_string());
                 let mut path = key(&["sources", name, field]);
                 path.extend(idx);
                 match config.plugins.get(plugin) {
+                    Some(def)
+                        if def.team() != team
+                            && !def.shared_with.iter().any(|t| t == team || t == "*") =>
+                    {
+                        self.error(
+                            &path,
+                            format!(
+                                "plugin `{plugin}` belongs to team `{}` and is not shared with team `{team}`; add `shared_with = [\"{team}\"]` to `[plugins.{plugin}]`",
+                                def.team()
+                            ),
+                        )
+                    }
                     None if self.broken.contains(&format!("plugins.{plugin}")) => {}
                     None => self.error(
                         &path,
@@ -629,6 +810,33 @@ impl Loader<'_> {
                     format!(
                         "no sink drains channel `{name}`; add a sink with `channel = \"{name}\"`"
                     ),
+                );
+            }
+        }
+        for (name, team) in &config.teams {
+            for (i, table) in team.lookups.iter().enumerate() {
+                if !config.lookups.contains_key(table)
+                    && !self.broken.contains(&format!("lookups.{table}"))
+                {
+                    self.error(
+                        &key(&["teams", name, "lookups", &i.to_string()]),
+                        format!(
+                            "no lookup table named `{table}` (lookups defined: {})",
+                            names(config.lookups.keys())
+                        ),
+                    );
+                }
+            }
+            let instances = config
+                .sources
+                .values()
+                .flat_map(|s| s.chain())
+                .filter(|p| config.plugins.get(*p).is_some_and(|d| d.team() == name))
+                .count();
+            if instances > team.max_instances {
+                self.error(
+                    &key(&["teams", name, "max_instances"]),
+                    format!("team `{name}` needs {instances} plugin instances (one per plugin per source using it) but `max_instances` is {}", team.max_instances),
                 );
             }
         }

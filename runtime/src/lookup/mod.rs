@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+pub mod config;
+pub mod file;
+pub mod kafka;
+
 /// One named table, shared by every plugin instance granted it.
 #[derive(Debug)]
 pub struct LookupTable {

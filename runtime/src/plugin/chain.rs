@@ -1,19 +1,51 @@
-//! A source's plugin chain (decoder → interceptors → router) and how per-event
-//! outcomes are applied.
+//! A source's plugin chain (decoder → interceptors → router), how per-event
+//! outcomes are applied, and what happens when a plugin fails.
 //!
 //! Each stage sees the events the previous stage passed on. A route chosen by
 //! any stage sticks unless a later stage routes again. Dead-lettered events
-//! leave the chain with headers saying which plugin sent them there and why;
-//! the original event (not a half-processed replacement) is what is kept, so it
-//! can be replayed. When a plugin fails a whole batch (trap, timeout, memory
-//! cap, plugin error, malformed output) every event of that batch is
-//! dead-lettered the same way: nothing is dropped, and the runtime goes on.
+//! leave the chain with headers saying which plugin (and version) sent them
+//! there, why, and where they came from; the original event (not a
+//! half-processed replacement) is what is kept, so it can be replayed.
+//!
+//! # Versions and lineage
+//!
+//! A stage built from a [`PluginSlot`] checks for a new version before each
+//! batch and switches to it there, never inside a batch. Every event that
+//! leaves the chain carries a `sluice.lineage` header naming the version of
+//! each plugin that processed it (`name@<first 16 hex digits of sha256>`,
+//! `;`-separated), so "which files did the buggy version write?" is a query.
+//!
+//! # Failures
+//!
+//! When a plugin fails a batch (trap, timeout, memory cap, plugin error,
+//! malformed output) the stage's [`FailurePolicy`] decides:
+//!
+//! - `dead-letter`: the batch is split in halves and each half retried, down
+//!   to single events, so only the events that make the plugin fail are
+//!   dead-lettered and the rest go on. Bisection is bounded: after
+//!   [`MAX_ISOLATION_FAILURES`] failed sub-calls, or once it has spent four
+//!   time budgets, the sub-batches still failing are dead-lettered whole.
+//! - `pass-through`: the batch goes on as if the plugin had kept every event.
+//! - `pause`: the chain stops and hands the batch back ([`ChainOutput::paused`]);
+//!   the processor holds it until a new version arrives or an operator
+//!   resumes the source, then runs it again from the first stage.
+//!
+//! A circuit breaker counts consecutive failed batches; at the configured
+//! number it opens and, until a new version arrives or the cool-down passes,
+//! the policy is applied without calling the plugin (dead-letter then
+//! dead-letters whole batches). After the cool-down one batch is tried: a
+//! success closes the breaker, a failure opens it again.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use sluice_batch::{BatchBuf, NO_REPLACEMENT, OutcomeKind};
+use sluice_batch::{BatchBuf, EventRef, NO_REPLACEMENT, OutcomeEntry, OutcomeKind};
 
-use super::instance::{PluginFailure, PluginInstance};
+use super::engine::PluginEngine;
+use super::instance::{PluginFailure, PluginInstance, PluginOutput};
+use super::registry::PluginSlot;
+use crate::config::{BreakerConfig, FailurePolicy};
 use crate::metrics::{Counter, Metrics};
 
 /// Header naming why an event was dead-lettered.
@@ -22,20 +54,46 @@ pub const DEAD_LETTER_REASON: &str = "sluice.dead_letter.reason";
 pub const DEAD_LETTER_PLUGIN: &str = "sluice.dead_letter.plugin";
 /// Header with the SHA-256 of that plugin's file.
 pub const DEAD_LETTER_DIGEST: &str = "sluice.dead_letter.plugin_digest";
+/// Header with the event's origin, `topic/partition/offset`.
+pub const DEAD_LETTER_ORIGIN: &str = "sluice.dead_letter.origin";
+/// Header naming the plugin versions that processed an event.
+pub const LINEAGE: &str = "sluice.lineage";
 
-/// One plugin of a chain with its counters.
+/// Most failed sub-calls spent isolating the bad events of one batch.
+pub const MAX_ISOLATION_FAILURES: u32 = 64;
+
+/// How a stage handles failures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StagePolicy {
+    /// What to do with a failed batch.
+    pub on_failure: FailurePolicy,
+    /// When to stop calling the plugin.
+    pub breaker: BreakerConfig,
+}
+
+/// One plugin of a chain with its counters and failure state.
 pub struct Stage {
     /// The plugin.
     pub instance: PluginInstance,
+    slot: Option<(Arc<PluginSlot>, PluginEngine)>,
+    generation: u64,
+    policy: StagePolicy,
+    failures_in_row: u32,
+    open_until: Option<Instant>,
+    last_failure: Option<PluginFailure>,
     batches: Counter,
     events: Counter,
     dropped: Counter,
     dead_lettered: Counter,
     failures: Counter,
+    passed_through: Counter,
+    breaker_opened: Counter,
+    swaps: Counter,
 }
 
 impl Stage {
-    /// Wraps an instance, registering `plugin.<name>.*` counters.
+    /// Wraps a fixed instance (no reloads, default policy), registering
+    /// `plugin.<name>.*` counters.
     pub fn new(instance: PluginInstance, metrics: &Metrics) -> Self {
         let c = |what: &str| metrics.counter(&format!("plugin.{}.{what}", instance.name()));
         Self {
@@ -44,9 +102,266 @@ impl Stage {
             dropped: c("dropped"),
             dead_lettered: c("dead_lettered"),
             failures: c("failures"),
+            passed_through: c("passed_through"),
+            breaker_opened: c("breaker_opened"),
+            swaps: c("swaps"),
+            slot: None,
+            generation: 0,
+            policy: StagePolicy::default(),
+            failures_in_row: 0,
+            open_until: None,
+            last_failure: None,
             instance,
         }
     }
+
+    /// A stage running the current version of `slot` and following it to
+    /// new versions at batch boundaries.
+    pub fn from_slot(
+        slot: Arc<PluginSlot>,
+        engine: &PluginEngine,
+        policy: StagePolicy,
+        metrics: &Metrics,
+    ) -> Self {
+        let generation = slot.current().generation;
+        let mut stage = Self::new(slot.instance(engine), metrics);
+        stage.slot = Some((slot, engine.clone()));
+        stage.generation = generation;
+        stage.policy = policy;
+        stage
+    }
+
+    /// Sets the failure policy.
+    pub fn with_policy(mut self, policy: StagePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The generation this stage runs (0 for a fixed instance).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The plugin's slot, if the stage follows one.
+    pub fn slot(&self) -> Option<&Arc<PluginSlot>> {
+        self.slot.as_ref().map(|(s, _)| s)
+    }
+
+    /// Switches to the slot's current version if it changed. A new version
+    /// closes the circuit breaker.
+    pub fn refresh(&mut self) {
+        let Some((slot, _)) = &self.slot else {
+            return;
+        };
+        let current = slot.current();
+        if current.generation == self.generation {
+            return;
+        }
+        self.instance = self.instance.with_version(current.loaded.clone());
+        self.generation = current.generation;
+        self.failures_in_row = 0;
+        self.open_until = None;
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs the plugin on `batch` under the stage's policy. `Err` means the
+    /// policy is `pause` and the batch must be held.
+    fn call(&mut self, batch: &BatchBuf) -> Result<PluginOutput, PluginFailure> {
+        if let Some(until) = self.open_until {
+            if Instant::now() < until {
+                let failure = self
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| PluginFailure::Returned("circuit breaker open".into()));
+                let reason = format!(
+                    "plugin `{}` circuit breaker open after {} consecutive failed batches; last: {failure}",
+                    self.instance.name(),
+                    self.failures_in_row
+                );
+                return self.apply_policy(batch, failure, Some(reason));
+            }
+            // Half-open: this batch decides.
+        }
+        match self.instance.call(batch) {
+            Ok(out) => {
+                self.failures_in_row = 0;
+                self.open_until = None;
+                Ok(out)
+            }
+            Err(failure) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.failures_in_row += 1;
+                self.last_failure = Some(failure.clone());
+                let breaker = self.policy.breaker;
+                if breaker.failures > 0 && self.failures_in_row >= breaker.failures {
+                    if self.open_until.is_none() {
+                        self.breaker_opened.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.open_until = Some(Instant::now() + breaker.cool_down.get());
+                    tracing::error!(
+                        plugin = self.instance.name(),
+                        failures = self.failures_in_row,
+                        cool_down = ?breaker.cool_down.get(),
+                        "circuit breaker open: applying `{}` without calling the plugin until a new version arrives or the cool-down passes",
+                        self.policy.on_failure.as_str()
+                    );
+                }
+                tracing::warn!(
+                    plugin = self.instance.name(),
+                    events = batch.len(),
+                    policy = self.policy.on_failure.as_str(),
+                    "plugin {failure}"
+                );
+                self.apply_policy(batch, failure, None)
+            }
+        }
+    }
+
+    /// Applies the failure policy to a batch the plugin failed (or was not
+    /// called on, with `whole` giving the reason, while the breaker is open).
+    fn apply_policy(
+        &mut self,
+        batch: &BatchBuf,
+        failure: PluginFailure,
+        whole: Option<String>,
+    ) -> Result<PluginOutput, PluginFailure> {
+        match self.policy.on_failure {
+            FailurePolicy::PassThrough => {
+                self.passed_through
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(keep_all(batch.len()))
+            }
+            FailurePolicy::Pause => Err(failure),
+            FailurePolicy::DeadLetter => Ok(match whole {
+                Some(reason) => dead_letter_all(batch.len(), reason),
+                None => {
+                    let mut budget = Isolation {
+                        failures_left: MAX_ISOLATION_FAILURES,
+                        deadline: Instant::now()
+                            + 4 * self
+                                .instance
+                                .sandbox()
+                                .limits
+                                .time_budget
+                                .max(Duration::from_millis(10)),
+                    };
+                    self.isolate(batch, failure, &mut budget)
+                }
+            }),
+        }
+    }
+
+    /// Finds the events of `batch` that make the plugin fail by bisection.
+    fn isolate(
+        &mut self,
+        batch: &BatchBuf,
+        failure: PluginFailure,
+        budget: &mut Isolation,
+    ) -> PluginOutput {
+        if batch.len() <= 1 || budget.failures_left == 0 || Instant::now() >= budget.deadline {
+            return dead_letter_all(
+                batch.len(),
+                format!("plugin `{}` {failure}", self.instance.name()),
+            );
+        }
+        let mid = batch.len() / 2;
+        let mut out = PluginOutput {
+            outcomes: Vec::with_capacity(batch.len()),
+            replacements: BatchBuf::default(),
+            labels: Vec::new(),
+        };
+        for half in [slice(batch, 0..mid), slice(batch, mid..batch.len())] {
+            let part = match self.instance.call(&half) {
+                Ok(o) => o,
+                Err(f) => {
+                    budget.failures_left = budget.failures_left.saturating_sub(1);
+                    self.isolate(&half, f, budget)
+                }
+            };
+            append_output(&mut out, part);
+        }
+        out
+    }
+}
+
+struct Isolation {
+    failures_left: u32,
+    deadline: Instant,
+}
+
+/// A copy of the events of `batch` in `range`.
+fn slice(batch: &BatchBuf, range: std::ops::Range<usize>) -> BatchBuf {
+    let mut out = BatchBuf::with_capacity(
+        range.len(),
+        batch.data_len() / batch.len().max(1) * range.len(),
+    );
+    for i in range {
+        if let Some(e) = batch.get(i) {
+            out.push_ref(&e, None);
+        }
+    }
+    out
+}
+
+/// Appends the outcomes of `part` to `out`, renumbering its replacements and labels.
+fn append_output(out: &mut PluginOutput, part: PluginOutput) {
+    let rbase = out.replacements.len() as u32;
+    let lbase = out.labels.len() as u32;
+    for e in part.replacements.iter() {
+        out.replacements.push_ref(&e, None);
+    }
+    out.labels.extend(part.labels);
+    out.outcomes
+        .extend(part.outcomes.into_iter().map(|o| OutcomeEntry {
+            kind: o.kind,
+            label: o.label + lbase,
+            replacement: if o.replacement == NO_REPLACEMENT {
+                NO_REPLACEMENT
+            } else {
+                o.replacement + rbase
+            },
+        }));
+}
+
+fn keep_all(n: usize) -> PluginOutput {
+    PluginOutput {
+        outcomes: vec![
+            OutcomeEntry {
+                kind: OutcomeKind::Keep,
+                label: 0,
+                replacement: NO_REPLACEMENT,
+            };
+            n
+        ],
+        replacements: BatchBuf::default(),
+        labels: Vec::new(),
+    }
+}
+
+fn dead_letter_all(n: usize, reason: String) -> PluginOutput {
+    PluginOutput {
+        outcomes: vec![
+            OutcomeEntry {
+                kind: OutcomeKind::DeadLetter,
+                label: 0,
+                replacement: NO_REPLACEMENT,
+            };
+            n
+        ],
+        replacements: BatchBuf::default(),
+        labels: vec![reason],
+    }
+}
+
+/// A batch held because a plugin with the `pause` policy failed it.
+#[derive(Debug)]
+pub struct Paused {
+    /// The chain's input batch, to run again from the first stage.
+    pub batch: BatchBuf,
+    /// The plugin that failed.
+    pub plugin: String,
+    /// Why.
+    pub failure: PluginFailure,
 }
 
 /// What a chain made of one batch.
@@ -60,18 +375,25 @@ pub struct ChainOutput {
     pub dead: BatchBuf,
     /// Events dropped on purpose by a plugin.
     pub dropped: usize,
+    /// Set when a `pause` plugin failed: nothing else is set then.
+    pub paused: Option<Paused>,
 }
 
 /// The ordered plugins of one source.
 #[derive(Default)]
 pub struct Chain {
     stages: Vec<Stage>,
+    /// Whether a stage may pause, so the input must be kept for a retry.
+    may_pause: bool,
 }
 
 impl Chain {
     /// A chain running `stages` in order.
     pub fn new(stages: Vec<Stage>) -> Self {
-        Self { stages }
+        let may_pause = stages
+            .iter()
+            .any(|s| s.policy.on_failure == FailurePolicy::Pause);
+        Self { stages, may_pause }
     }
 
     /// Whether the chain has no plugins.
@@ -87,34 +409,38 @@ impl Chain {
     /// Runs every stage over `batch` and sorts the result by destination.
     pub fn process(&mut self, batch: BatchBuf) -> ChainOutput {
         let mut out = ChainOutput::default();
+        let original = self.may_pause.then(|| batch.clone());
         let mut current = batch;
         // Route of each event of `current`, as an index into `route_names`.
         let mut routes: Vec<Option<u32>> = Vec::new();
         let mut route_names: Vec<String> = Vec::new();
+        let mut lineage = String::new();
         for stage in &mut self.stages {
             if current.is_empty() {
                 break;
             }
+            stage.refresh();
+            if !lineage.is_empty() {
+                lineage.push(';');
+            }
+            lineage.push_str(stage.instance.name());
+            lineage.push('@');
+            lineage.push_str(stage.instance.loaded().short_digest());
             stage.batches.fetch_add(1, Ordering::Relaxed);
             stage
                 .events
                 .fetch_add(current.len() as u64, Ordering::Relaxed);
-            let result = match stage.instance.call(&current) {
+            let result = match stage.call(&current) {
                 Ok(r) => r,
                 Err(failure) => {
-                    stage.failures.fetch_add(1, Ordering::Relaxed);
-                    stage
-                        .dead_lettered
-                        .fetch_add(current.len() as u64, Ordering::Relaxed);
-                    tracing::warn!(
-                        plugin = stage.instance.name(),
-                        events = current.len(),
-                        "plugin {failure}; dead-lettering the batch"
-                    );
-                    dead_letter_all(&mut out.dead, &current, &stage.instance, &failure);
-                    current.clear();
-                    routes.clear();
-                    break;
+                    return ChainOutput {
+                        paused: Some(Paused {
+                            batch: original.unwrap_or_default(),
+                            plugin: stage.instance.name().to_owned(),
+                            failure,
+                        }),
+                        ..Default::default()
+                    };
                 }
             };
             let untouched = result
@@ -168,15 +494,35 @@ impl Chain {
             current = next;
             routes = next_routes;
         }
+        let lineage = lineage.as_bytes();
+        let stamp = !lineage.is_empty();
+        let stamped = |into: &mut BatchBuf, event: &EventRef<'_>| {
+            if stamp {
+                into.push_with_headers(event, &[(LINEAGE, lineage)]);
+            } else {
+                into.push_ref(event, None);
+            }
+        };
         if routes.iter().all(Option::is_none) {
-            out.default = current;
+            if stamp {
+                let mut default = BatchBuf::with_capacity(
+                    current.len(),
+                    current.data_len() + current.len() * (lineage.len() + 24),
+                );
+                for event in current.iter() {
+                    stamped(&mut default, &event);
+                }
+                out.default = default;
+            } else {
+                out.default = current;
+            }
             return out;
         }
         let mut routed: Vec<BatchBuf> = vec![BatchBuf::default(); route_names.len()];
         for (i, event) in current.iter().enumerate() {
             match routes[i] {
-                Some(r) => routed[r as usize].push_ref(&event, None),
-                None => out.default.push_ref(&event, None),
+                Some(r) => stamped(&mut routed[r as usize], &event),
+                None => stamped(&mut out.default, &event),
             }
         }
         out.routed = route_names.into_iter().zip(routed).collect();
@@ -184,32 +530,22 @@ impl Chain {
     }
 }
 
-/// Dead-letters every event of `batch` because `instance` failed it.
-pub fn dead_letter_all(
-    dead: &mut BatchBuf,
-    batch: &BatchBuf,
-    instance: &PluginInstance,
-    failure: &PluginFailure,
-) {
-    let reason = format!("plugin `{}` {failure}", instance.name());
-    for event in batch.iter() {
-        push_dead_letter(dead, &event, &reason, instance);
-    }
-}
-
-/// Appends `event` to `dead` with the headers naming `reason` and the plugin.
+/// Appends `event` to `dead` with the headers naming `reason`, the plugin and
+/// version, and the event's origin.
 fn push_dead_letter(
     dead: &mut BatchBuf,
-    event: &sluice_batch::EventRef<'_>,
+    event: &EventRef<'_>,
     reason: &str,
     instance: &PluginInstance,
 ) {
+    let origin = format!("{}/{}/{}", event.topic(), event.partition(), event.offset());
     dead.push_with_headers(
         event,
         &[
             (DEAD_LETTER_REASON, reason.as_bytes()),
             (DEAD_LETTER_PLUGIN, instance.name().as_bytes()),
             (DEAD_LETTER_DIGEST, instance.digest().as_bytes()),
+            (DEAD_LETTER_ORIGIN, origin.as_bytes()),
         ],
     );
 }

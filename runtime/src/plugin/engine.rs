@@ -1,13 +1,22 @@
 //! The process-wide wasmtime engine, its linker, and loading plugin files.
 //!
 //! Loading reads the file, hashes it (the digest identifies the plugin version
-//! in logs and, later, in output lineage), compiles it and checks that it
-//! exports the interface of the expected world before anything runs it.
+//! in logs and in output lineage), compiles it and checks that it exports the
+//! interface of the expected world before anything runs it.
+//!
+//! Compiled code is cached by content digest in the data directory
+//! (`cache/<sha256>-<engine>.cwasm`, where `<engine>` identifies the wasmtime
+//! version and settings), so a restart loads machine code instead of running
+//! Cranelift again. The cache directory is trusted like the binary itself:
+//! wasmtime checks that an artifact was made by a compatible engine, not that
+//! nobody tampered with it.
 
-use std::path::Path;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
@@ -41,8 +50,30 @@ pub struct PluginEngine {
     inner: Arc<EngineInner>,
 }
 
+/// How to build a [`PluginEngine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Interrupt calls that exceed their time budget. Only benchmarks turn
+    /// this off, to measure what it costs.
+    pub epoch_interruption: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            epoch_interruption: true,
+        }
+    }
+}
+
 struct EngineInner {
     engine: Engine,
+    cache_dir: Option<PathBuf>,
+    /// Identifies the engine's code format in cache file names.
+    compat: String,
     linker: Linker<HostState>,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
@@ -66,18 +97,35 @@ pub struct LoadedPlugin {
     pub kind: PluginKind,
     /// Hex SHA-256 of the file's bytes.
     pub digest: String,
+    /// Whether the code came from the compile cache.
+    pub cached: bool,
+    /// Time spent compiling or loading the cached code.
+    pub compile_time: Duration,
+}
+
+impl LoadedPlugin {
+    /// The first 16 hex digits of the digest: enough to tell versions apart
+    /// in headers and logs.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..16.min(self.digest.len())]
+    }
 }
 
 impl PluginEngine {
-    /// Creates the engine and starts its epoch ticker thread.
+    /// Creates the engine (no compile cache) and starts its epoch ticker thread.
     pub fn new() -> Result<Self, PluginError> {
+        Self::with_options(EngineOptions::default())
+    }
+
+    /// Creates an engine as `options` say.
+    pub fn with_options(options: EngineOptions) -> Result<Self, PluginError> {
         let invalid = |message: String| PluginError::Invalid {
             path: "<engine>".into(),
             message,
         };
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(options.epoch_interruption);
         // Components built by componentize-js use `task.*` intrinsics of the
         // async component model even for synchronous exports.
         config.wasm_component_model_async(true);
@@ -88,6 +136,11 @@ impl PluginEngine {
             .map_err(|e| invalid(format!("linking WASI: {e:#}")))?;
         Imports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| invalid(format!("linking the host interface: {e:#}")))?;
+        let compat = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let engine = engine.clone();
@@ -105,6 +158,8 @@ impl PluginEngine {
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
+                cache_dir: options.cache_dir,
+                compat,
                 linker,
                 stop,
                 ticker: Some(ticker),
@@ -147,9 +202,12 @@ impl PluginEngine {
             path: name.to_owned(),
             message,
         };
-        let digest = hex::encode(Sha256::digest(bytes));
-        let component = Component::new(&self.inner.engine, bytes)
+        let digest = digest(bytes);
+        let started = Instant::now();
+        let (component, cached) = self
+            .compile_cached(bytes, &digest)
             .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let compile_time = started.elapsed();
         let ty = component.component_type();
         let exported: Vec<PluginKind> = [
             PluginKind::Decoder,
@@ -206,6 +264,57 @@ impl PluginEngine {
             component,
             kind,
             digest,
+            cached,
+            compile_time,
         })
     }
+
+    /// The cache file of a component with `digest`, if caching is on.
+    pub fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        self.inner
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest}-{}.cwasm", self.inner.compat)))
+    }
+
+    /// Compiles `bytes`, or loads the cached machine code of the same digest.
+    /// A cache that cannot be read or written only costs a compile.
+    fn compile_cached(&self, bytes: &[u8], digest: &str) -> wasmtime::Result<(Component, bool)> {
+        let engine = &self.inner.engine;
+        let Some(path) = self.cache_path(digest) else {
+            return Ok((Component::new(engine, bytes)?, false));
+        };
+        if path.is_file() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with the same compatibility hash (it is in the name), in
+            // the operator's data directory; wasmtime re-checks the header.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable compile cache entry: {e:#}")
+                }
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(e) = write_atomically(&path, &component.serialize()?) {
+            tracing::warn!(path = %path.display(), "could not write the compile cache: {e}");
+        }
+        Ok((component, false))
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// reader never sees half a file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Hex SHA-256 of a plugin file: its version identity.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }

@@ -2,8 +2,10 @@
 //!
 //! WASI p2 is linked (Python and Go guests import all of it) with a
 //! deny-by-default context: no preopened directories, no environment, no
-//! arguments, no sockets or name lookups. Guest stdout and stderr are captured
-//! line by line into the host log, tagged with the plugin's name.
+//! arguments, no sockets or name lookups, and a wall clock stuck at the Unix
+//! epoch. A team's [`Sandbox`] grants more: named environment variables, the
+//! real wall clock, lookup tables. Guest stdout and stderr are captured line
+//! by line into the host log, tagged with the plugin's name.
 
 use std::io;
 use std::pin::Pin;
@@ -13,11 +15,37 @@ use std::task::{Context, Poll};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Host, Level, LookupError, LookupHost};
 use super::limits::Limits;
 use crate::lookup::Grants;
+
+/// What one plugin instance may reach: its limits and its team's grants.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// Memory cap and time budget.
+    pub limits: Limits,
+    /// Lookup tables it may read.
+    pub grants: Grants,
+    /// Environment variables it sees (name, value).
+    pub env: Arc<[(String, String)]>,
+    /// Whether it sees the real wall clock.
+    pub clock: bool,
+}
+
+/// The wall clock of a plugin without the `clock` grant: always the epoch.
+struct EpochClock;
+
+impl HostWallClock for EpochClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
 
 /// Everything a plugin's store holds.
 pub struct HostState {
@@ -32,14 +60,20 @@ pub struct HostState {
 
 impl HostState {
     /// State for an instance of plugin `plugin` with its config as JSON.
-    pub fn new(plugin: Arc<str>, config_json: Arc<str>, limits: &Limits, grants: Grants) -> Self {
-        let wasi = WasiCtxBuilder::new()
-            .stdout(LogStream::new(plugin.clone(), "stdout"))
+    pub fn new(plugin: Arc<str>, config_json: Arc<str>, sandbox: &Sandbox) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(LogStream::new(plugin.clone(), "stdout"))
             .stderr(LogStream::new(plugin.clone(), "stderr"))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .build();
+            .envs(&sandbox.env);
+        if !sandbox.clock {
+            wasi.wall_clock(EpochClock);
+        }
+        let limits = &sandbox.limits;
+        let grants = sandbox.grants.clone();
+        let wasi = wasi.build();
         Self {
             wasi,
             table: ResourceTable::new(),

@@ -14,7 +14,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{BatchRef, BatchResult, GuestError};
 use super::engine::{LoadedPlugin, PluginEngine, export_of};
-use super::host::HostState;
+use super::host::{HostState, Sandbox};
 use super::limits::Limits;
 
 /// Why a batch could not be processed by a plugin.
@@ -72,7 +72,7 @@ pub struct PluginInstance {
     plugin: LoadedPlugin,
     name: Arc<str>,
     config_json: Arc<str>,
-    limits: Limits,
+    sandbox: Sandbox,
     live: Option<Live>,
 }
 
@@ -91,7 +91,45 @@ impl PluginInstance {
             plugin,
             name: name.into(),
             config_json: config_json.into(),
-            limits,
+            sandbox: Sandbox {
+                limits,
+                ..Sandbox::default()
+            },
+            live: None,
+        }
+    }
+
+    /// Runs the plugin in `sandbox` (limits and grants) instead of the
+    /// default one (no grants).
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self.live = None;
+        self
+    }
+
+    /// The sandbox the plugin runs in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The loaded plugin version.
+    pub fn loaded(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
+    /// The plugin's configuration as JSON.
+    pub fn config_json(&self) -> &Arc<str> {
+        &self.config_json
+    }
+
+    /// The same plugin (name, config, sandbox) running another version.
+    pub fn with_version(&self, plugin: LoadedPlugin) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            plugin,
+            name: self.name.clone(),
+            config_json: self.config_json.clone(),
+            sandbox: self.sandbox.clone(),
             live: None,
         }
     }
@@ -119,16 +157,11 @@ impl PluginInstance {
         let fail = |e: wasmtime::Error| PluginFailure::Instantiate(format!("{e:#}"));
         let mut store = Store::new(
             self.engine.engine(),
-            HostState::new(
-                self.name.clone(),
-                self.config_json.clone(),
-                &self.limits,
-                crate::lookup::Grants::default(),
-            ),
+            HostState::new(self.name.clone(), self.config_json.clone(), &self.sandbox),
         );
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.limits.budget_ticks());
+        store.set_epoch_deadline(self.sandbox.limits.budget_ticks());
         let instance = self
             .engine
             .linker()
@@ -154,7 +187,8 @@ impl PluginInstance {
         let Some(live) = self.live.as_mut() else {
             unreachable!("instance was just created");
         };
-        live.store.set_epoch_deadline(self.limits.budget_ticks());
+        live.store
+            .set_epoch_deadline(self.sandbox.limits.budget_ticks());
         let typed = live
             .func
             .typed::<(BatchRef<'_>,), (Result<BatchResult, GuestError>,)>(&live.store)
@@ -172,7 +206,9 @@ impl PluginInstance {
             Err(e) => {
                 self.live = None;
                 return Err(match e.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => PluginFailure::Timeout(self.limits.time_budget),
+                    Some(Trap::Interrupt) => {
+                        PluginFailure::Timeout(self.sandbox.limits.time_budget)
+                    }
                     _ => PluginFailure::Trap(format!("{e:#}")),
                 });
             }

@@ -7,15 +7,17 @@
 //!
 //! - [`bindings`]: the only `bindgen!` call; the rest of the host never names
 //!   generated types except through it.
-//! - [`host`]: the store data, the `host` import (log, config) and the
-//!   deny-by-default WASI context.
+//! - [`host`]: the store data, the `host` and `lookup` imports, and the
+//!   deny-by-default WASI context with a team's grants ([`Sandbox`]).
 //! - [`limits`]: memory cap and per-batch time budget.
 //! - [`engine`]: compiling components and checking which world they implement.
 //! - [`instance`]: calling a plugin on a batch, recovering from traps.
-//! - [`chain`]: applying per-event outcomes across the plugins of a source.
-//!
-//! Hot reload and per-team policies build on these pieces: a reload swaps the
-//! [`PluginInstance`] a chain holds between two batches.
+//! - [`chain`]: applying per-event outcomes across the plugins of a source,
+//!   failure policies, circuit breaker, lineage.
+//! - [`registry`]: the current version of every plugin; checking and
+//!   publishing new ones.
+//! - [`reload`]: the file watcher that drives reloads (plugins, lookup files,
+//!   resume requests).
 
 pub mod bindings;
 pub mod chain;
@@ -23,11 +25,15 @@ pub mod engine;
 pub mod host;
 pub mod instance;
 pub mod limits;
+pub mod registry;
+pub mod reload;
 
-pub use chain::{Chain, ChainOutput, Stage};
-pub use engine::{LoadedPlugin, PluginEngine};
+pub use chain::{Chain, ChainOutput, Stage, StagePolicy};
+pub use engine::{EngineOptions, LoadedPlugin, PluginEngine};
+pub use host::Sandbox;
 pub use instance::{PluginFailure, PluginInstance, PluginOutput};
 pub use limits::Limits;
+pub use registry::{PluginSlot, Registry, ReloadOutcome, SlotSpec};
 
 /// Errors from loading a plugin (the file, not a batch).
 #[derive(Debug, thiserror::Error)]

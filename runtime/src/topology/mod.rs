@@ -5,6 +5,10 @@
 //! runs the source's plugin [`Chain`](crate::plugin::Chain) on a blocking thread
 //! and dispatches the result to channels → one sink task per channel.
 //!
+//! Plugins are loaded once into a [`Registry`] of versions (compiled code is
+//! cached in `data_dir`), each source's chain follows it, and a file watcher
+//! swaps in new versions while everything runs (see [`crate::plugin::reload`]).
+//!
 //! Shutdown (Ctrl-C, or `--exit-when-idle`) runs in dependency order: sources
 //! stop reading and flush their partial batch, processors finish what they
 //! hold and drop their channel senders, channels drain, sinks make everything
@@ -20,14 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelReceiver, ChannelSender, memory};
+use crate::config::LookupDef;
 use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
+use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
-use crate::plugin::{Chain, Limits, PluginEngine, PluginInstance, Stage};
+use crate::plugin::reload::{self, WatchSet, WatchedTable};
+use crate::plugin::{
+    Chain, EngineOptions, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec, Stage, StagePolicy,
+};
 use crate::sinks::{self, SinkContext};
 use crate::sources::embedded::EmbeddedBroker;
 use crate::sources::{self, SourceContext};
@@ -75,20 +84,81 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         feed_done.cancel();
     }
 
-    // Plugins: compile each file once; every source gets its own instances.
-    let engine = PluginEngine::new().context("starting the plugin engine")?;
-    let mut loaded = BTreeMap::new();
-    for (name, def) in &config.plugins {
-        let plugin = tokio::task::block_in_place(|| engine.load(&def.path, Some(def.kind)))
-            .with_context(|| format!("plugin `{name}`"))?;
-        tracing::info!(plugin = %name, digest = %&plugin.digest[..12], kind = def.kind.as_str(), "plugin loaded");
-        let config_json = serde_json::to_string(&def.config).context("encoding plugin config")?;
-        let limits = Limits {
-            memory_bytes: def.memory_limit.get() as usize,
-            time_budget: def.time_budget.get(),
-        };
-        loaded.insert(name.clone(), (plugin, config_json, limits));
+    // State directory, lookup tables, plugins.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let engine = PluginEngine::with_options(EngineOptions {
+        cache_dir: Some(config.data_dir.join("cache")),
+        ..Default::default()
+    })
+    .context("starting the plugin engine")?;
+    let mut tables: BTreeMap<String, Arc<LookupTable>> = BTreeMap::new();
+    let mut watched_tables = Vec::new();
+    let mut followers = Vec::new();
+    for (name, def) in &config.lookups {
+        let table = Arc::new(LookupTable::new(name));
+        match def {
+            LookupDef::File(cfg) => {
+                let map = tokio::task::block_in_place(|| crate::lookup::file::load(cfg))
+                    .map_err(|e| anyhow!("lookup `{name}`: {e}"))?;
+                tracing::info!(table = %name, keys = map.len(), "lookup table loaded");
+                table.replace(map);
+                watched_tables.push(WatchedTable {
+                    config: cfg.clone(),
+                    table: table.clone(),
+                });
+            }
+            LookupDef::Kafka(cfg) => {
+                let bootstrap = match (cfg.bootstrap_servers.as_str(), &embedded_bootstrap) {
+                    ("embedded", Some(b)) => b.clone(),
+                    (other, _) => other.to_owned(),
+                };
+                let follower = tokio::task::block_in_place(|| {
+                    crate::lookup::kafka::follow(cfg, &bootstrap, table.clone(), &metrics)
+                })
+                .map_err(|e| anyhow!(e))?;
+                followers.push(follower);
+            }
+        }
+        tables.insert(name.clone(), table);
     }
+    let mut registry = Registry::new(Some(config.data_dir.join("status").join("plugins.json")));
+    for (name, def) in &config.plugins {
+        let settings = config.plugin_settings(name);
+        let sandbox = Sandbox {
+            limits: settings.limits,
+            grants: Grants::new(
+                settings
+                    .capabilities
+                    .lookups
+                    .iter()
+                    .filter_map(|t| tables.get(t).cloned()),
+            ),
+            env: settings
+                .capabilities
+                .env
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+                .collect(),
+            clock: settings.capabilities.clock,
+        };
+        let spec = SlotSpec {
+            name: name.clone(),
+            kind: def.kind,
+            path: def.path.clone(),
+            team: settings.team.clone(),
+            pin: def.sha256.clone(),
+            config_json: serde_json::to_string(&def.config).context("encoding plugin config")?,
+            sandbox,
+        };
+        let slot = tokio::task::block_in_place(|| PluginSlot::load(&engine, spec, &metrics))
+            .map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
+        let v = slot.current();
+        tracing::info!(plugin = %name, team = %settings.team, digest = v.loaded.short_digest(), kind = def.kind.as_str(),
+            cached = v.loaded.cached, compile_ms = v.loaded.compile_time.as_millis() as u64, "plugin loaded");
+        registry.insert(slot);
+    }
+    registry.write_status();
 
     // Channels.
     let mut senders: BTreeMap<String, ChannelSender> = BTreeMap::new();
@@ -126,29 +196,37 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     }
 
     // Sources and their processors.
+    let mut resume_handles = BTreeMap::new();
     let mut source_tasks = JoinSet::new();
     let mut processor_tasks = JoinSet::new();
     for (name, def) in &config.sources {
         let mut stages = Vec::new();
         for plugin in def.chain() {
-            let (loaded_plugin, config_json, limits) = &loaded[plugin];
-            let mut instance = PluginInstance::new(
-                engine.clone(),
-                loaded_plugin.clone(),
-                plugin,
-                config_json.clone(),
-                *limits,
-            );
-            tokio::task::block_in_place(|| instance.warm_up())
-                .map_err(|e| anyhow!("plugin `{plugin}` {e}"))?;
-            stages.push(Stage::new(instance, &metrics));
+            let settings = config.plugin_settings(plugin);
+            let policy = StagePolicy {
+                on_failure: settings.on_failure,
+                breaker: settings.breaker,
+            };
+            stages.push(Stage::from_slot(
+                registry
+                    .get(plugin)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?,
+                &engine,
+                policy,
+                &metrics,
+            ));
         }
+        let resume = Arc::new(Notify::new());
+        resume_handles.insert(name.clone(), resume.clone());
         let dispatch = Dispatch {
             source: name.clone(),
             default: def.channels.iter().map(|c| senders[c].clone()).collect(),
             by_name: senders.clone(),
             dead: def.dead_letter.as_ref().map(|c| senders[c].clone()),
             metrics: metrics.clone(),
+            registry: registry.clone(),
+            resume,
         };
         let (tx, rx) = mpsc::channel(2);
         let ctx = SourceContext {
@@ -169,6 +247,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     // Only processors hold senders now: channels end when processors finish.
     drop(senders);
     drop(receivers);
+
+    // Hot reload: from here on, a changed plugin or lookup file is picked up.
+    let _watcher = reload::watch(WatchSet {
+        registry: registry.clone(),
+        engine: engine.clone(),
+        tables: watched_tables,
+        resume_dir: config.data_dir.join("control").join("resume"),
+        resume: resume_handles,
+    })
+    .map_err(|e| anyhow!(e))?;
+    let _followers = followers;
 
     let status = status::spawn(metrics.clone(), options.status_line, shutdown.clone());
     let idle = options.exit_when_idle.map(|idle| {

@@ -1,6 +1,12 @@
 //! The processing stage of one source: runs the plugin chain on each batch (on
 //! a blocking thread, off the async workers) and sends the pieces to channels.
 //!
+//! When a plugin with the `pause` policy fails a batch, the processor holds
+//! that batch and stops taking new ones (the bounded queue from the source
+//! fills and the source stops reading), until a new version of the plugin is
+//! published or an operator resumes the source (`sluice resume`); then the
+//! held batch runs again from the first stage. Nothing is dropped or reordered.
+//!
 //! Routes name channels. An event routed to a name that is not a channel is
 //! dead-lettered with the reason, never dropped. If a channel is closed because
 //! its sink failed, the batch's acknowledgement is failed (its offsets will not
@@ -11,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sluice_batch::BatchBuf;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::ChannelSender;
@@ -19,6 +25,7 @@ use crate::event::{Ack, Batch};
 use crate::metrics::Metrics;
 use crate::plugin::Chain;
 use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
+use crate::plugin::registry::Registry;
 
 /// Where a source's events can go.
 pub struct Dispatch {
@@ -32,6 +39,10 @@ pub struct Dispatch {
     pub dead: Option<ChannelSender>,
     /// Process metrics.
     pub metrics: Arc<Metrics>,
+    /// Versions of the plugins, to wait for a new one while paused.
+    pub registry: Registry,
+    /// Notified when an operator resumes this source.
+    pub resume: Arc<Notify>,
 }
 
 /// Processes batches from `input` until it ends.
@@ -47,16 +58,23 @@ pub async fn run(
     let dead_lettered = dispatch
         .metrics
         .counter(&format!("source.{}.dead_lettered", dispatch.source));
+    let paused_gauge = dispatch
+        .metrics
+        .gauge(&format!("source.{}.paused", dispatch.source));
+    let pauses = dispatch
+        .metrics
+        .counter(&format!("source.{}.pauses", dispatch.source));
     while let Some(batch) = input.recv().await {
-        let Batch { events, ack } = batch;
-        let output = if chain.is_empty() {
-            crate::plugin::ChainOutput {
-                default: events,
-                ..Default::default()
+        let Batch { mut events, ack } = batch;
+        let output = loop {
+            if chain.is_empty() {
+                break crate::plugin::ChainOutput {
+                    default: events,
+                    ..Default::default()
+                };
             }
-        } else {
             let moved = std::mem::take(&mut chain);
-            match tokio::task::spawn_blocking(move || {
+            let mut output = match tokio::task::spawn_blocking(move || {
                 let mut chain = moved;
                 let out = chain.process(events);
                 (chain, out)
@@ -73,7 +91,37 @@ pub async fn run(
                     shutdown.cancel();
                     return;
                 }
+            };
+            let Some(paused) = output.paused.take() else {
+                break output;
+            };
+            pauses.fetch_add(1, Ordering::Relaxed);
+            paused_gauge.store(1, Ordering::Relaxed);
+            tracing::error!(
+                source = %dispatch.source,
+                plugin = %paused.plugin,
+                "plugin {}; source paused until a new version of `{}` arrives or `sluice resume` is run",
+                paused.failure,
+                paused.plugin
+            );
+            let mut new_version = match dispatch.registry.get(&paused.plugin) {
+                Some(slot) => slot.subscribe(),
+                None => tokio::sync::watch::channel(0).1,
+            };
+            new_version.mark_unchanged();
+            tokio::select! {
+                _ = new_version.changed() => tracing::info!(source = %dispatch.source, "new plugin version; resuming"),
+                _ = dispatch.resume.notified() => tracing::info!(source = %dispatch.source, "resumed by the operator"),
+                _ = shutdown.cancelled() => {
+                    // The held batch is not acknowledged: its offsets stay
+                    // uncommitted and it is read again after a restart.
+                    ack.fail();
+                    paused_gauge.store(0, Ordering::Relaxed);
+                    return;
+                }
             }
+            paused_gauge.store(0, Ordering::Relaxed);
+            events = paused.batch;
         };
         dropped.fetch_add(output.dropped as u64, Ordering::Relaxed);
         let mut dead = output.dead;

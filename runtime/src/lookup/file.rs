@@ -1,0 +1,120 @@
+//! Loading a lookup table from a CSV or JSON-lines file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::config::{FileFormat, FileLookupConfig};
+
+/// Reads the whole table; the error names the file and line.
+pub fn load(config: &FileLookupConfig) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(&config.path)
+        .map_err(|e| format!("reading lookup file {}: {e}", config.path.display()))?;
+    match config.format() {
+        Some(FileFormat::Csv) => parse_csv(&config.path, &text, &config.key),
+        Some(FileFormat::Jsonl) => parse_jsonl(&config.path, &text, &config.key),
+        None => Err(format!(
+            "lookup file {}: unknown format",
+            config.path.display()
+        )),
+    }
+}
+
+fn parse_csv(path: &Path, text: &str, key: &str) -> Result<HashMap<String, String>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{}: reading the header row: {e}", path.display()))?
+        .clone();
+    let key_col = headers.iter().position(|h| h == key).ok_or_else(|| {
+        format!(
+            "{}: no column `{key}` in the header row ({})",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let mut map = HashMap::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+        let Some(k) = record.get(key_col) else {
+            continue;
+        };
+        let row: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(h, v)| (h.to_owned(), serde_json::Value::String(v.to_owned())))
+            .collect();
+        map.insert(k.to_owned(), serde_json::Value::Object(row).to_string());
+    }
+    Ok(map)
+}
+
+fn parse_jsonl(path: &Path, text: &str, key: &str) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{}:{}: not a JSON object: {e}", path.display(), n + 1))?;
+        let k = match value.get(key) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ serde_json::Value::Number(_)) => v.to_string(),
+            _ => {
+                return Err(format!(
+                    "{}:{}: no string or number field `{key}`",
+                    path.display(),
+                    n + 1
+                ));
+            }
+        };
+        map.insert(k, line.to_owned());
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_become_json_objects_keyed_by_the_column() {
+        let map = parse_csv(
+            Path::new("c.csv"),
+            "card,home_lat,recent\n4111, 52.5 ,1433;1201\n5500,48.1,\n",
+            "card",
+        )
+        .unwrap();
+        assert_eq!(map.len(), 2);
+        let row: serde_json::Value = serde_json::from_str(&map["4111"]).unwrap();
+        assert_eq!(row["home_lat"], "52.5");
+        assert_eq!(row["recent"], "1433;1201");
+    }
+
+    #[test]
+    fn csv_without_the_key_column_is_an_error_naming_it() {
+        let err = parse_csv(Path::new("c.csv"), "a,b\n1,2\n", "card").unwrap_err();
+        assert!(err.contains("no column `card`"), "{err}");
+    }
+
+    #[test]
+    fn jsonl_lines_are_values_and_numbers_are_keys_too() {
+        let map = parse_jsonl(
+            Path::new("s.jsonl"),
+            "{\"store\":\"1433\",\"lat\":1}\n\n{\"store\":17,\"lat\":2}\n",
+            "store",
+        )
+        .unwrap();
+        assert_eq!(map["1433"], "{\"store\":\"1433\",\"lat\":1}");
+        assert!(map.contains_key("17"));
+    }
+
+    #[test]
+    fn a_bad_jsonl_line_names_its_line_number() {
+        let err =
+            parse_jsonl(Path::new("s.jsonl"), "{\"store\":\"1\"}\nnope\n", "store").unwrap_err();
+        assert!(err.starts_with("s.jsonl:2:"), "{err}");
+    }
+}

@@ -1,0 +1,438 @@
+//! The versions of every configured plugin, and swapping in new ones.
+//!
+//! Each configured plugin has a [`PluginSlot`] holding its current
+//! [`PluginVersion`] behind an [`ArcSwap`]. A reload ([`PluginSlot::reload`],
+//! driven by the file watcher in [`super::reload`]) runs entirely off the hot
+//! path: read the file, refuse it if its digest differs from a pinned one,
+//! compile it (or load the cached code), check that it implements the
+//! expected world, instantiate it in the plugin's sandbox, and run its
+//! self-test batch if it ships one. Only a version that passed every check is
+//! published. The chains pick it up at their next batch boundary
+//! ([`super::chain::Stage`]), so every batch, and so every event, is
+//! processed by exactly one version of each plugin.
+//!
+//! A self-test is a file beside the plugin named `<stem>.selftest.jsonl`, in
+//! the input format of `sluice plugin test` (one JSON object per line with
+//! `body` and optionally `key`, `headers`). The candidate must process it as
+//! one batch without trapping, timing out, failing it or returning malformed
+//! output.
+//!
+//! The registry writes `status/plugins.json` in the data directory whenever a
+//! version changes; `sluice plugin list` prints it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use sluice_batch::{BatchBuf, NewEvent};
+use tokio::sync::watch;
+
+use super::engine::{LoadedPlugin, PluginEngine};
+use super::host::Sandbox;
+use super::instance::PluginInstance;
+use crate::config::PluginKind;
+use crate::metrics::{Counter, Metrics};
+
+/// One published version of a plugin.
+#[derive(Clone)]
+pub struct PluginVersion {
+    /// The compiled, checked component.
+    pub loaded: LoadedPlugin,
+    /// 1 for the version loaded at startup, +1 per swap.
+    pub generation: u64,
+    /// When it was published.
+    pub since: SystemTime,
+}
+
+/// What a reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The file has the digest of the running version: nothing to do.
+    Unchanged,
+    /// The new version passed every check and is now current.
+    Swapped {
+        /// Its generation.
+        generation: u64,
+        /// Its digest.
+        digest: String,
+    },
+    /// The file was refused; the running version keeps serving.
+    Rejected(String),
+    /// The file is gone; the running version keeps serving.
+    Missing,
+}
+
+/// A configured plugin and its current version.
+pub struct PluginSlot {
+    name: String,
+    kind: PluginKind,
+    path: PathBuf,
+    team: String,
+    pin: Option<String>,
+    config_json: Arc<str>,
+    sandbox: Sandbox,
+    current: ArcSwap<PluginVersion>,
+    generation: watch::Sender<u64>,
+    last_error: Mutex<Option<String>>,
+    /// Serialises reloads of this slot.
+    reloading: Mutex<()>,
+    reloads: Counter,
+    rejected: Counter,
+    missing: Counter,
+}
+
+/// Everything needed to create a slot.
+pub struct SlotSpec {
+    /// The plugin's name in the configuration.
+    pub name: String,
+    /// The world it must implement.
+    pub kind: PluginKind,
+    /// Its file.
+    pub path: PathBuf,
+    /// The owning team.
+    pub team: String,
+    /// The pinned SHA-256, if any.
+    pub pin: Option<String>,
+    /// Its `config` table as JSON.
+    pub config_json: String,
+    /// Its limits and grants.
+    pub sandbox: Sandbox,
+}
+
+impl PluginSlot {
+    /// Loads and checks the file of `spec` (the same checks as a reload);
+    /// the error says why the plugin cannot start.
+    pub fn load(
+        engine: &PluginEngine,
+        spec: SlotSpec,
+        metrics: &Metrics,
+    ) -> Result<Arc<Self>, String> {
+        let bytes = std::fs::read(&spec.path)
+            .map_err(|e| format!("reading plugin {}: {e}", spec.path.display()))?;
+        let config_json: Arc<str> = spec.config_json.into();
+        let loaded = check(
+            engine,
+            &spec.name,
+            spec.kind,
+            &spec.path,
+            &bytes,
+            spec.pin.as_deref(),
+            &config_json,
+            &spec.sandbox,
+        )?;
+        let counter = |what: &str| metrics.counter(&format!("plugin.{}.{what}", spec.name));
+        let (generation, _) = watch::channel(1);
+        Ok(Arc::new(Self {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            path: spec.path,
+            team: spec.team,
+            pin: spec.pin,
+            config_json,
+            sandbox: spec.sandbox,
+            current: ArcSwap::from_pointee(PluginVersion {
+                loaded,
+                generation: 1,
+                since: SystemTime::now(),
+            }),
+            generation,
+            last_error: Mutex::new(None),
+            reloading: Mutex::new(()),
+            reloads: counter("reloads"),
+            rejected: counter("reloads_rejected"),
+            missing: counter("file_missing"),
+        }))
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The running version.
+    pub fn current(&self) -> Arc<PluginVersion> {
+        self.current.load_full()
+    }
+
+    /// Changes whenever a new version is published.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// A fresh instance of the running version, in the plugin's sandbox.
+    pub fn instance(&self, engine: &PluginEngine) -> PluginInstance {
+        PluginInstance::new(
+            engine.clone(),
+            self.current().loaded.clone(),
+            &self.name,
+            self.config_json.to_string(),
+            self.sandbox.limits,
+        )
+        .with_sandbox(self.sandbox.clone())
+    }
+
+    /// Checks the file as it is now and publishes it if it is a new, good
+    /// version. Never disturbs the running version otherwise.
+    pub fn reload(&self, engine: &PluginEngine) -> ReloadOutcome {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.missing.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %self.name, path = %self.path.display(), "plugin file deleted; the running version keeps serving");
+                return ReloadOutcome::Missing;
+            }
+            Err(e) => return self.reject(format!("reading {}: {e}", self.path.display())),
+        };
+        let digest = super::engine::digest(&bytes);
+        if digest == self.current().loaded.digest {
+            return ReloadOutcome::Unchanged;
+        }
+        let loaded = match check(
+            engine,
+            &self.name,
+            self.kind,
+            &self.path,
+            &bytes,
+            self.pin.as_deref(),
+            &self.config_json,
+            &self.sandbox,
+        ) {
+            Ok(l) => l,
+            Err(reason) => return self.reject(reason),
+        };
+        let generation = self.current().generation + 1;
+        let digest = loaded.digest.clone();
+        self.current.store(Arc::new(PluginVersion {
+            loaded,
+            generation,
+            since: SystemTime::now(),
+        }));
+        self.generation.send_replace(generation);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            plugin = %self.name,
+            digest = &digest[..16],
+            generation,
+            checked_in_ms = started.elapsed().as_millis() as u64,
+            "new plugin version live from the next batch"
+        );
+        ReloadOutcome::Swapped { generation, digest }
+    }
+
+    fn reject(&self, reason: String) -> ReloadOutcome {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(plugin = %self.name, path = %self.path.display(), "new plugin file refused, the running version keeps serving: {reason}");
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+        ReloadOutcome::Rejected(reason)
+    }
+
+    /// The slot's status row.
+    pub fn status(&self) -> PluginStatus {
+        let v = self.current();
+        PluginStatus {
+            plugin: self.name.clone(),
+            team: self.team.clone(),
+            kind: self.kind.as_str().to_owned(),
+            path: self.path.display().to_string(),
+            digest: v.loaded.digest.clone(),
+            generation: v.generation,
+            since_unix_ms: v
+                .since
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            pinned: self.pin.is_some(),
+            last_rejection: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// Every check a plugin file must pass before it runs.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    engine: &PluginEngine,
+    name: &str,
+    kind: PluginKind,
+    path: &Path,
+    bytes: &[u8],
+    pin: Option<&str>,
+    config_json: &Arc<str>,
+    sandbox: &Sandbox,
+) -> Result<LoadedPlugin, String> {
+    if let Some(pin) = pin {
+        let digest = super::engine::digest(bytes);
+        if !digest.eq_ignore_ascii_case(pin) {
+            return Err(format!(
+                "its sha256 {digest} does not match the pinned sha256 {pin}"
+            ));
+        }
+    }
+    let loaded = engine
+        .load_bytes(&path.display().to_string(), bytes, Some(kind))
+        .map_err(|e| e.to_string())?;
+    let mut instance = PluginInstance::new(
+        engine.clone(),
+        loaded.clone(),
+        name,
+        config_json.to_string(),
+        sandbox.limits,
+    )
+    .with_sandbox(sandbox.clone());
+    instance
+        .warm_up()
+        .map_err(|e| format!("it does not start: {e}"))?;
+    if let Some(batch) = self_test_batch(path)? {
+        instance
+            .call(&batch)
+            .map_err(|e| format!("its self-test batch failed: {e}"))?;
+    }
+    Ok(loaded)
+}
+
+/// The self-test file of the plugin at `path`.
+pub fn self_test_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{stem}.selftest.jsonl"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelfTestEvent {
+    body: serde_json::Value,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// Reads the self-test batch beside `path`, if there is one.
+fn self_test_batch(path: &Path) -> Result<Option<BatchBuf>, String> {
+    let file = self_test_path(path);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading its self-test {}: {e}", file.display())),
+    };
+    let mut batch = BatchBuf::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: SelfTestEvent = serde_json::from_str(line)
+            .map_err(|e| format!("its self-test {}:{}: {e}", file.display(), n + 1))?;
+        let body = match &event.body {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let headers: Vec<(&str, &[u8])> = event
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        batch.push(&NewEvent {
+            key: event.key.as_deref().map(str::as_bytes),
+            body: body.as_bytes(),
+            headers: &headers,
+            topic: "selftest",
+            partition: 0,
+            offset: n as i64,
+            timestamp: sluice_batch::NO_TIMESTAMP,
+        });
+    }
+    Ok(Some(batch))
+}
+
+/// One row of `status/plugins.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// Plugin name.
+    pub plugin: String,
+    /// Owning team.
+    pub team: String,
+    /// `decoder`, `interceptor` or `router`.
+    pub kind: String,
+    /// Its file.
+    pub path: String,
+    /// SHA-256 of the running version.
+    pub digest: String,
+    /// Generation of the running version (1 at startup).
+    pub generation: u64,
+    /// When it went live (ms since the Unix epoch).
+    pub since_unix_ms: u64,
+    /// Whether the plugin is pinned to a digest.
+    pub pinned: bool,
+    /// Why the last refused file was refused, if the latest file was refused.
+    pub last_rejection: Option<String>,
+}
+
+/// All slots of a run, by plugin name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    slots: BTreeMap<String, Arc<PluginSlot>>,
+    status_file: Option<PathBuf>,
+}
+
+impl Registry {
+    /// A registry writing its status to `status_file`.
+    pub fn new(status_file: Option<PathBuf>) -> Self {
+        Self {
+            slots: BTreeMap::new(),
+            status_file,
+        }
+    }
+
+    /// Adds a slot.
+    pub fn insert(&mut self, slot: Arc<PluginSlot>) {
+        self.slots.insert(slot.name().to_owned(), slot);
+    }
+
+    /// The slot of plugin `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<PluginSlot>> {
+        self.slots.get(name)
+    }
+
+    /// Every slot.
+    pub fn slots(&self) -> impl Iterator<Item = &Arc<PluginSlot>> {
+        self.slots.values()
+    }
+
+    /// Writes the status file (through a rename, so readers never see half of it).
+    pub fn write_status(&self) {
+        let Some(path) = &self.status_file else {
+            return;
+        };
+        let rows: Vec<PluginStatus> = self.slots.values().map(|s| s.status()).collect();
+        let result = serde_json::to_vec_pretty(&rows)
+            .map_err(std::io::Error::other)
+            .and_then(|json| super::engine::write_atomically(path, &json));
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), "could not write the plugin status file: {e}");
+        }
+    }
+}
+
+/// Reads a status file written by a running Sluice.
+pub fn read_status(path: &Path) -> Result<Vec<PluginStatus>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "reading {}: {e} (is Sluice running with this configuration?)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))
+}

@@ -1,0 +1,186 @@
+//! Watching plugin directories, lookup files and the control directory, and
+//! acting on changes off the hot path.
+//!
+//! One debounced watcher (notify, [`DEBOUNCE`]) covers the directory of every
+//! plugin file and file lookup table, plus `<data_dir>/control/resume/`.
+//! Directories are watched rather than files so that a plugin replaced by a
+//! rename (the safe way to deploy: write `x.wasm.tmp`, `mv` it over
+//! `x.wasm`), deleted, or created again is seen. Events arrive on the
+//! watcher's own thread, where plugins are compiled and checked
+//! ([`PluginSlot::reload`]) while batches keep flowing.
+//!
+//! An operator resumes a paused source by creating a file named after it in
+//! `control/resume/` (`sluice resume` does that); the file is removed once
+//! the source is notified.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify::event::EventKind;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::Notify;
+
+use super::engine::PluginEngine;
+use super::registry::{PluginSlot, Registry};
+use crate::lookup::LookupTable;
+use crate::lookup::config::FileLookupConfig;
+
+/// How long the watcher waits for a burst of events on one file to settle.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// A file lookup table and where it comes from.
+pub struct WatchedTable {
+    /// Its configuration.
+    pub config: FileLookupConfig,
+    /// The live table.
+    pub table: Arc<LookupTable>,
+}
+
+/// What the watcher acts on.
+pub struct WatchSet {
+    /// Every plugin slot.
+    pub registry: Registry,
+    /// The engine compiling new versions.
+    pub engine: PluginEngine,
+    /// File lookup tables.
+    pub tables: Vec<WatchedTable>,
+    /// `control/resume/` in the data directory.
+    pub resume_dir: PathBuf,
+    /// Resume signal of each source, by name.
+    pub resume: BTreeMap<String, Arc<Notify>>,
+}
+
+/// Keeps the watcher running; dropping it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+/// Starts watching everything in `set`.
+pub fn watch(set: WatchSet) -> Result<Watcher, String> {
+    std::fs::create_dir_all(&set.resume_dir)
+        .map_err(|e| format!("creating {}: {e}", set.resume_dir.display()))?;
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    for slot in set.registry.slots() {
+        dirs.insert(parent(slot.path()));
+    }
+    for t in &set.tables {
+        dirs.insert(parent(&t.config.path));
+    }
+    dirs.insert(set.resume_dir.clone());
+    let set = Arc::new(set);
+    let handler = {
+        let set = set.clone();
+        move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                let mut changed: BTreeSet<PathBuf> = BTreeSet::new();
+                for event in events {
+                    if matches!(event.kind, EventKind::Access(_)) {
+                        continue;
+                    }
+                    changed.extend(event.paths.iter().cloned());
+                }
+                handle(&set, &changed);
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("watching plugin and lookup files: {e}");
+                }
+            }
+        }
+    };
+    let mut debouncer = new_debouncer(DEBOUNCE, None, handler)
+        .map_err(|e| format!("starting the file watcher: {e}"))?;
+    for dir in &dirs {
+        debouncer
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("watching {}: {e}", dir.display()))?;
+    }
+    // A resume request left from before the start is honoured now.
+    handle(&set, &BTreeSet::from([set.resume_dir.clone()]));
+    Ok(Watcher {
+        _debouncer: debouncer,
+    })
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Acts on a set of changed paths.
+fn handle(set: &WatchSet, changed: &BTreeSet<PathBuf>) {
+    let mut swapped = false;
+    for slot in set.registry.slots() {
+        if changed.iter().any(|p| same_file(p, slot.path())) {
+            swapped |= reload_slot(slot, &set.engine);
+        }
+    }
+    if swapped {
+        set.registry.write_status();
+    }
+    for t in &set.tables {
+        if changed.iter().any(|p| same_file(p, &t.config.path)) {
+            match crate::lookup::file::load(&t.config) {
+                Ok(map) => {
+                    let keys = map.len();
+                    t.table.replace(map);
+                    tracing::info!(table = t.table.name(), keys, "lookup table reloaded");
+                }
+                Err(e) => tracing::error!(
+                    table = t.table.name(),
+                    "lookup file not reloaded, the previous content stays: {e}"
+                ),
+            }
+        }
+    }
+    if changed
+        .iter()
+        .any(|p| p.starts_with(&set.resume_dir) || p == &set.resume_dir)
+    {
+        resume_requested(set);
+    }
+}
+
+/// Reloads one slot; whether the status file must be rewritten (a refusal
+/// changes its `last_rejection` too).
+fn reload_slot(slot: &Arc<PluginSlot>, engine: &PluginEngine) -> bool {
+    !matches!(
+        slot.reload(engine),
+        super::registry::ReloadOutcome::Unchanged
+    )
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || (a.file_name() == b.file_name()
+            && a.parent()
+                .and_then(|p| p.canonicalize().ok())
+                .zip(b.parent().and_then(|p| p.canonicalize().ok()))
+                .is_some_and(|(x, y)| x == y))
+}
+
+fn resume_requested(set: &WatchSet) {
+    let Ok(entries) = std::fs::read_dir(&set.resume_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match set.resume.get(&name) {
+            Some(notify) => {
+                // Only a processor waiting now is resumed: a request while
+                // nothing is paused must not pre-empt a later pause.
+                notify.notify_waiters();
+                tracing::info!(source = %name, "resume requested");
+            }
+            None => {
+                tracing::warn!(source = %name, "resume requested for a source that does not exist")
+            }
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+}
