@@ -35,3 +35,50 @@ pub fn batch(bodies: &[&str]) -> BatchBuf {
     }
     b
 }
+
+/// `component` with a custom section appended: a file with the same
+/// behaviour and a different digest (a "new version" for swap tests).
+pub fn variant(component: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"sluice-test-variant";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Waits until `cond` holds, checking every 10 ms; panics with `what` after
+/// `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Replaces `path` with `bytes` the way a deployment should: write a
+/// temporary file beside it, then rename it over the old one.
+pub fn deploy(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("deploying");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}

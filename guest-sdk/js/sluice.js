@@ -1,0 +1,594 @@
+// sluice.js: the Sluice guest SDK for JavaScript plugins (ES module).
+//
+// A plugin is an ES module that exports one function, called once per event:
+//
+//   import { keep, drop } from './sdk/sluice.js';
+//
+//   export function process(event, config) {
+//     if (event.text() === 'drop me') return drop();
+//     event.setHeader('seen-by', config.name ?? 'me');
+//     return keep(); // a changed event is sent on as a `modify`
+//   }
+//
+// and optionally `configure(raw)`, called once with the plugin's `config`
+// table (a parsed JSON object) before the first event; what it returns is the
+// `config` argument of `process` (by default the table itself). Throwing in
+// `configure` fails the batch with "invalid plugin config: <message>"; throwing
+// in `process` fails the batch with the error's message.
+//
+// Build with `node sdk/componentize.mjs` (see componentize.mjs): it wraps the
+// module so that it exports the world's interface (`intercept`, `decode` or
+// `route`) through `exportsFor` below. Authors never see the flat batch: this
+// module decodes it (wit/types.wit documents the layout) into `Event` objects
+// and encodes the per-event outcomes into the `batch-result`.
+//
+// componentize-js maps `list<u8>` to Uint8Array and `list<u32>` to Uint32Array
+// in both directions, so a batch crosses the boundary as two bulk copies.
+
+import { config as hostConfig, log as hostLog } from 'sluice:plugin/host@0.1.0';
+import { get as hostGet, getMany as hostGetMany } from 'sluice:plugin/lookup@0.1.0';
+
+/** 32-bit words per event in a batch index. */
+export const STRIDE = 13;
+/** Words per event in `batch-result.outcomes`. */
+const OUTCOME_STRIDE = 3;
+const NONE = 0xffffffff;
+
+const KEEP = 0;
+const DROP = 1;
+const MODIFY = 2;
+const ROUTE_TO = 3;
+const DEAD_LETTER = 4;
+
+const utf8 = new TextDecoder('utf-8');
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+
+function toBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return encoder.encode(value);
+  if (ArrayBuffer.isView(value)) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError(`expected a string or bytes, got ${typeof value}`);
+}
+
+// ---------------------------------------------------------------------------
+// Outcomes
+
+const KEEP_OUTCOME = Object.freeze({ kind: KEEP });
+const DROP_OUTCOME = Object.freeze({ kind: DROP });
+
+/** Pass the event on: unchanged, or as changed through the `Event` setters. */
+export function keep() {
+  return KEEP_OUTCOME;
+}
+
+/** Discard the event on purpose (counted by the host). */
+export function drop() {
+  return DROP_OUTCOME;
+}
+
+/**
+ * Pass on `event` instead of the original: the `Event` given to `process`
+ * (after its setters), or a plain object with any of `body`, `key`, `headers`
+ * (array of [name, value] or object) and `timestamp`; missing fields are the
+ * original's.
+ */
+export function modify(event) {
+  if (event === undefined || event === null) {
+    throw new TypeError('modify(event) needs the new version of the event');
+  }
+  return { kind: MODIFY, event };
+}
+
+/**
+ * Send the event to the channel `label` of the source; with `event`, send that
+ * version (as for `modify`), otherwise the event as changed through its setters.
+ */
+export function routeTo(label, event) {
+  return { kind: ROUTE_TO, label: String(label), event };
+}
+
+/** Send the original event to the dead-letter channel with `reason`. */
+export function deadLetter(reason) {
+  return { kind: DEAD_LETTER, label: String(reason) };
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+/** Decodes a header block into [name, Uint8Array value] pairs. */
+function decodeHeaders(data, off, len) {
+  const out = [];
+  const end = off + len;
+  let i = off;
+  while (i < end) {
+    if (end - i < 4) throw new Error('reading batch: header block truncated in a length');
+    const n = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] * 0x1000000);
+    i += 4;
+    if (end - i < n) throw new Error('reading batch: header block truncated');
+    const name = utf8.decode(data.subarray(i, i + n));
+    i += n;
+    if (end - i < 4) throw new Error('reading batch: header block truncated in a length');
+    const m = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] * 0x1000000);
+    i += 4;
+    if (end - i < m) throw new Error('reading batch: header block truncated');
+    out.push([name, data.subarray(i, i + m)]);
+    i += m;
+  }
+  return out;
+}
+
+/**
+ * One event of a batch. Reading is lazy: a field is decoded when first used.
+ * Byte fields (`body`, `key`, header values) are Uint8Array views into the
+ * batch; do not keep them past the call.
+ */
+export class Event {
+  constructor(data, index, i) {
+    this._data = data;
+    this._index = index;
+    this._w = i * STRIDE;
+    this._body = undefined;
+    this._text = undefined;
+    this._key = undefined;
+    this._headers = undefined;
+    this._timestamp = undefined;
+    this._modified = false;
+  }
+
+  /** The payload, as a Uint8Array. */
+  get body() {
+    if (this._body === undefined) {
+      const ix = this._index;
+      const w = this._w;
+      const off = ix[w + 2];
+      this._body = this._data.subarray(off, off + ix[w + 3]);
+    }
+    return this._body;
+  }
+
+  set body(value) {
+    this.setBody(value);
+  }
+
+  /**
+   * The payload as a string. Invalid UTF-8 becomes U+FFFD, or with
+   * `{ strict: true }` makes the result `null`.
+   */
+  text(options) {
+    if (options !== undefined && options.strict) {
+      try {
+        return utf8Strict.decode(this.body);
+      } catch {
+        return null;
+      }
+    }
+    if (this._text === undefined) this._text = utf8.decode(this.body);
+    return this._text;
+  }
+
+  /** The payload parsed as JSON (throws if it is not JSON). */
+  json() {
+    return JSON.parse(this.text());
+  }
+
+  /** The key as a Uint8Array, or `null` when the event has none. */
+  get key() {
+    if (this._key === undefined) {
+      const ix = this._index;
+      const w = this._w;
+      const len = ix[w + 1];
+      this._key = len === NONE ? null : this._data.subarray(ix[w], ix[w] + len);
+    }
+    return this._key;
+  }
+
+  set key(value) {
+    this.setKey(value);
+  }
+
+  /** The key as a string, or `null`. */
+  keyText() {
+    const key = this.key;
+    return key === null ? null : utf8.decode(key);
+  }
+
+  /** All headers in order, as [name, Uint8Array value] pairs; names may repeat. */
+  get headers() {
+    if (this._headers === undefined) {
+      const ix = this._index;
+      const w = this._w;
+      this._headers = ix[w + 5] === 0 ? [] : decodeHeaders(this._data, ix[w + 4], ix[w + 5]);
+    }
+    return this._headers;
+  }
+
+  /** The value of the first header `name` as a string, or `undefined`. */
+  header(name) {
+    const value = this.headerBytes(name);
+    return value === undefined ? undefined : utf8.decode(value);
+  }
+
+  /** The value of the first header `name` as a Uint8Array, or `undefined`. */
+  headerBytes(name) {
+    const headers = this.headers;
+    for (let i = 0; i < headers.length; i++) {
+      if (headers[i][0] === name) return headers[i][1];
+    }
+    return undefined;
+  }
+
+  /** The origin topic. */
+  get topic() {
+    const ix = this._index;
+    const w = this._w;
+    return utf8.decode(this._data.subarray(ix[w + 6], ix[w + 6] + ix[w + 7]));
+  }
+
+  /** The origin partition. */
+  get partition() {
+    return this._index[this._w + 8] | 0;
+  }
+
+  /** The origin offset (a Number: exact below 2^53). */
+  get offset() {
+    const ix = this._index;
+    return (ix[this._w + 10] | 0) * 0x100000000 + ix[this._w + 9];
+  }
+
+  /** Milliseconds since the Unix epoch, or `null` when unknown. */
+  get timestamp() {
+    if (this._timestamp !== undefined) return this._timestamp;
+    const ix = this._index;
+    const ms = (ix[this._w + 12] | 0) * 0x100000000 + ix[this._w + 11];
+    return ms === -1 ? null : ms;
+  }
+
+  set timestamp(ms) {
+    this.setTimestamp(ms);
+  }
+
+  /** Whether a setter changed the event. */
+  get modified() {
+    return this._modified;
+  }
+
+  /** Replaces the payload (a string is encoded as UTF-8). */
+  setBody(value) {
+    this._body = toBytes(value);
+    this._text = typeof value === 'string' ? value : undefined;
+    this._modified = true;
+    return this;
+  }
+
+  /** Replaces the key; `null` removes it. */
+  setKey(value) {
+    this._key = value === null || value === undefined ? null : toBytes(value);
+    this._modified = true;
+    return this;
+  }
+
+  /**
+   * Sets header `name`: replaces the first header of that name (removing any
+   * later ones of the same name) or appends a new one.
+   */
+  setHeader(name, value) {
+    const bytes = toBytes(value);
+    const headers = this.headers.slice();
+    const first = headers.findIndex((h) => h[0] === name);
+    if (first < 0) {
+      headers.push([name, bytes]);
+      this._headers = headers;
+    } else {
+      headers[first] = [name, bytes];
+      this._headers = headers.filter((h, i) => i <= first || h[0] !== name);
+    }
+    this._modified = true;
+    return this;
+  }
+
+  /** Appends a header, keeping any of the same name. */
+  addHeader(name, value) {
+    this._headers = this.headers.concat([[name, toBytes(value)]]);
+    this._modified = true;
+    return this;
+  }
+
+  /** Removes every header `name`; returns whether there was one. */
+  removeHeader(name) {
+    if (this.headerBytes(name) === undefined) return false;
+    this._headers = this.headers.filter((h) => h[0] !== name);
+    this._modified = true;
+    return true;
+  }
+
+  /** Sets the timestamp (ms since the Unix epoch; `null` for unknown). */
+  setTimestamp(ms) {
+    this._timestamp = ms === null || ms === undefined ? null : Math.trunc(ms);
+    this._modified = true;
+    return this;
+  }
+
+  /** A plain-object view, for logging and tests. */
+  toJSON() {
+    return {
+      key: this.keyText(),
+      body: this.text(),
+      headers: Object.fromEntries(this.headers.map(([n, v]) => [n, utf8.decode(v)])),
+      topic: this.topic,
+      partition: this.partition,
+      offset: this.offset,
+      timestamp: this.timestamp,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding the result
+
+/** A growable flat batch (the `replacements` of a result). */
+class BatchWriter {
+  constructor(capacity) {
+    this.data = new Uint8Array(capacity > 64 ? capacity : 64);
+    this.len = 0;
+    this.index = [];
+  }
+
+  reserve(n) {
+    if (this.len + n <= this.data.length) return;
+    let size = this.data.length * 2;
+    while (size < this.len + n) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.data.subarray(0, this.len));
+    this.data = grown;
+  }
+
+  bytes(b) {
+    this.reserve(b.length);
+    this.data.set(b, this.len);
+    this.len += b.length;
+  }
+
+  string(s) {
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    this.reserve(s.length * 3);
+    this.len += encoder.encodeInto(s, this.data.subarray(this.len)).written;
+  }
+
+  u32(n) {
+    this.reserve(4);
+    const d = this.data;
+    const i = this.len;
+    d[i] = n & 0xff;
+    d[i + 1] = (n >>> 8) & 0xff;
+    d[i + 2] = (n >>> 16) & 0xff;
+    d[i + 3] = (n >>> 24) & 0xff;
+    this.len = i + 4;
+  }
+
+  /** Appends the current state of `event` (an Event of the batch, or a plain object). */
+  push(orig, event) {
+    const ix = orig._index;
+    const w = orig._w;
+    const src = orig._data;
+    const start = this.index.length;
+    // key
+    let key = orig.key;
+    let body = orig.body;
+    let headers;
+    let timestamp;
+    if (event instanceof Event) {
+      key = event.key;
+      body = event.body;
+      headers = event._headers;
+      timestamp = event._timestamp;
+    } else {
+      if ('key' in event) key = event.key === null || event.key === undefined ? null : toBytes(event.key);
+      if ('body' in event) body = toBytes(event.body);
+      if ('headers' in event) {
+        headers = Array.isArray(event.headers) ? event.headers : Object.entries(event.headers);
+      }
+      if ('timestamp' in event) timestamp = event.timestamp === undefined ? null : event.timestamp;
+    }
+    if (key === null) {
+      this.index.push(0, NONE);
+    } else {
+      this.index.push(this.len, key.length);
+      this.bytes(key);
+    }
+    this.index.push(this.len, body.length);
+    this.bytes(body);
+    const hstart = this.len;
+    if (headers === undefined) {
+      // Unchanged: copy the encoded block as it is.
+      this.bytes(src.subarray(ix[w + 4], ix[w + 4] + ix[w + 5]));
+    } else {
+      for (let i = 0; i < headers.length; i++) {
+        const name = encoder.encode(String(headers[i][0]));
+        const value = toBytes(headers[i][1]);
+        this.u32(name.length);
+        this.bytes(name);
+        this.u32(value.length);
+        this.bytes(value);
+      }
+    }
+    this.index.push(hstart, this.len - hstart);
+    // The host keeps the original's origin; copy it anyway for a valid batch.
+    const tstart = this.len;
+    this.bytes(src.subarray(ix[w + 6], ix[w + 6] + ix[w + 7]));
+    this.index.push(tstart, this.len - tstart, ix[w + 8], ix[w + 9], ix[w + 10]);
+    if (timestamp === undefined) {
+      this.index.push(ix[w + 11], ix[w + 12]);
+    } else if (timestamp === null) {
+      this.index.push(NONE, NONE);
+    } else {
+      this.index.push(timestamp >>> 0, Math.floor(timestamp / 0x100000000) >>> 0);
+    }
+    return (start / STRIDE) | 0;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The per-batch driver
+
+let configured = false;
+let configValue;
+
+function currentConfig(configure) {
+  if (configured) return configValue;
+  let raw;
+  try {
+    raw = JSON.parse(hostConfig());
+  } catch (e) {
+    throw new Error(`invalid plugin config: not JSON: ${e.message}`);
+  }
+  if (configure !== undefined) {
+    try {
+      configValue = configure(raw);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      throw new Error(
+        message.startsWith('invalid plugin config') ? message : `invalid plugin config: ${message}`,
+      );
+    }
+  } else {
+    configValue = raw;
+  }
+  configured = true;
+  return configValue;
+}
+
+/**
+ * Runs `handler(event, config)` over every event of a `batch`
+ * (`{ data: Uint8Array, index: Uint32Array }`) and returns the `batch-result`.
+ */
+export function processBatch(batch, handler, configure) {
+  const data = batch.data;
+  const index = batch.index;
+  if (index.length % STRIDE !== 0) {
+    throw new Error(`reading batch: index holds ${index.length} words, not a multiple of ${STRIDE}`);
+  }
+  const config = currentConfig(configure);
+  const events = index.length / STRIDE;
+  const outcomes = new Uint32Array(events * OUTCOME_STRIDE);
+  let replacements = null;
+  const labels = [];
+  let labelIds = null;
+  for (let i = 0; i < events; i++) {
+    const event = new Event(data, index, i);
+    const outcome = handler(event, config);
+    let kind = outcome === undefined ? KEEP : outcome.kind;
+    let label = 0;
+    let replacement = NONE;
+    let version = event._modified ? event : null;
+    switch (kind) {
+      case KEEP:
+        if (version !== null) kind = MODIFY;
+        break;
+      case DROP:
+        version = null;
+        break;
+      case MODIFY:
+        version = outcome.event;
+        break;
+      case ROUTE_TO:
+      case DEAD_LETTER:
+        if (labelIds === null) labelIds = new Map();
+        label = labelIds.get(outcome.label);
+        if (label === undefined) {
+          label = labels.length;
+          labels.push(outcome.label);
+          labelIds.set(outcome.label, label);
+        }
+        if (kind === DEAD_LETTER) version = null;
+        else if (outcome.event !== undefined) version = outcome.event;
+        break;
+      default:
+        throw new Error(
+          `event ${i}: process() returned ${JSON.stringify(outcome)}; return keep(), drop(), modify(e), routeTo(label) or deadLetter(reason)`,
+        );
+    }
+    if (version !== null) {
+      if (replacements === null) replacements = new BatchWriter(data.length);
+      replacement = replacements.push(event, version);
+    }
+    const o = i * OUTCOME_STRIDE;
+    outcomes[o] = kind;
+    outcomes[o + 1] = label;
+    outcomes[o + 2] = replacement;
+  }
+  return {
+    outcomes,
+    replacements:
+      replacements === null
+        ? { data: new Uint8Array(0), index: new Uint32Array(0) }
+        : {
+            data: replacements.data.subarray(0, replacements.len),
+            index: Uint32Array.from(replacements.index),
+          },
+    labels,
+  };
+}
+
+/**
+ * The export object for a world (`{ process(batch) }`) from a plugin module
+ * exporting `process(event, config)` and optionally `configure(raw)`.
+ * componentize.mjs calls this; a failure becomes the WIT `plugin-error`.
+ */
+export function exportsFor(plugin) {
+  const handler = plugin.process;
+  if (typeof handler !== 'function') {
+    throw new TypeError('the plugin module must export `function process(event, config)`');
+  }
+  const configure = typeof plugin.configure === 'function' ? plugin.configure : undefined;
+  return {
+    process(batch) {
+      try {
+        return processBatch(batch, handler, configure);
+      } catch (e) {
+        // componentize-js maps a thrown value to the `err` case of the
+        // result, reading the `plugin-error` record's `message` from it.
+        throw { message: e instanceof Error ? e.message : String(e) };
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Host services
+
+/** Writes to the host log, tagged with the plugin's name. */
+export const log = {
+  trace: (message) => hostLog('trace', String(message)),
+  debug: (message) => hostLog('debug', String(message)),
+  info: (message) => hostLog('info', String(message)),
+  warn: (message) => hostLog('warn', String(message)),
+  error: (message) => hostLog('error', String(message)),
+};
+
+function lookupError(table, e) {
+  const reason = e && e.payload !== undefined ? e.payload : e;
+  return new Error(`looking up table \`${table}\`: ${reason && reason.message ? reason.message : reason}`);
+}
+
+/** The value of `key` in lookup table `table`, or `undefined`; throws if the table is not granted. */
+export function lookup(table, key) {
+  try {
+    const value = hostGet(table, key);
+    return value === null ? undefined : value;
+  } catch (e) {
+    throw lookupError(table, e);
+  }
+}
+
+/** The values of many keys of one table at once (`undefined` where absent). */
+export function lookupMany(table, keys) {
+  try {
+    return hostGetMany(table, keys).map((v) => (v === null ? undefined : v));
+  } catch (e) {
+    throw lookupError(table, e);
+  }
+}
