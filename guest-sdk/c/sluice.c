@@ -316,8 +316,31 @@ void sluice_result_dead_letter(sluice_result *r, const char *reason) {
 
 sluice_bytes sluice_strdup_bytes(const char *s) {
   size_t n = strlen(s);
+  sluice_bytes b = {NULL, 0};
+  if (n == 0) /* nothing to free: post-return frees only non-empty strings */
+    return b;
   uint8_t *p = xrealloc(NULL, n);
   memcpy(p, s, n);
-  sluice_bytes b = {p, n};
+  b.ptr = p;
+  b.len = n;
   return b;
+}
+
+void sluice_result_trim(sluice_result *r) {
+  if (r->n_outcomes == 0) {
+    free(r->outcomes);
+    r->outcomes = NULL;
+  }
+  if (r->data_len == 0) {
+    free(r->data);
+    r->data = NULL;
+  }
+  if (r->index_len == 0) {
+    free(r->index);
+    r->index = NULL;
+  }
+  if (r->n_labels == 0) {
+    free(r->labels);
+    r->labels = NULL;
+  }
 }

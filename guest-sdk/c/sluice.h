@@ -160,6 +160,7 @@ void sluice_result_dead_letter(sluice_result *r, const char *reason);
  * The generated post-return function frees the buffers with free(). */
 #define SLUICE_RESULT_INTO(r, generated)                                       \
   do {                                                                         \
+    sluice_result_trim(r);                                                     \
     (generated)->outcomes.ptr = (r)->outcomes;                                 \
     (generated)->outcomes.len = (r)->n_outcomes;                               \
     (generated)->replacements.data.ptr = (r)->data;                            \
@@ -183,6 +184,9 @@ void sluice_result_dead_letter(sluice_result *r, const char *reason);
     (generated)->len = sluice_s_.len;                                          \
   } while (0)
 sluice_bytes sluice_strdup_bytes(const char *s);
+/* Frees the result's empty buffers (the generated post-return function frees
+ * only lists of length > 0); used by SLUICE_RESULT_INTO. */
+void sluice_result_trim(sluice_result *r);
 
 /* Compares a view with a NUL-terminated string. */
 int sluice_bytes_eq(sluice_bytes b, const char *s);

@@ -27,7 +27,7 @@
 
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const EXPORTS = { interceptor: 'intercept', decoder: 'decode', router: 'route' };
@@ -98,7 +98,7 @@ function specifier(dir, file) {
 
 function inside(dir, file) {
   const rel = relative(dir, file);
-  return rel !== '' && !rel.startsWith('..') && !resolve(rel).startsWith('..');
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
 async function main() {

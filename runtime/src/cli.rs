@@ -1,4 +1,5 @@
-//! The `sluice` command line: `run`, `validate`, `plugin test`.
+//! The `sluice` command line: `run`, `validate`, `resume`, `plugin list`,
+//! `plugin test`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,14 @@ pub enum Command {
         /// The configuration file (TOML).
         config: PathBuf,
     },
+    /// Resume a source paused by a plugin with `on_failure = "pause"`, in
+    /// the Sluice running this configuration.
+    Resume {
+        /// The configuration file the running Sluice was started with.
+        config: PathBuf,
+        /// The source to resume.
+        source: String,
+    },
     /// Work with plugin files.
     Plugin {
         /// What to do with a plugin.
@@ -55,6 +64,15 @@ pub enum Command {
 /// `sluice plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Show the plugin versions running in the Sluice started with this
+    /// configuration: team, digest, generation, since when, last refusal.
+    List {
+        /// The configuration file.
+        config: PathBuf,
+        /// Print the status as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a plugin on events from a JSON-lines file and print each outcome as
     /// a JSON line: `{"index":0,"outcome":"modify","event":{...}}`.
     Test {
@@ -127,6 +145,61 @@ pub async fn main(cli: Cli) -> Result<i32> {
                 dead_lettered = totals.dead_lettered,
                 "stopped"
             );
+            Ok(0)
+        }
+        Command::Resume { config, source } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(2);
+                }
+            };
+            if !config.sources.contains_key(&source) {
+                bail!("no source named `{source}` in {}", config.file.display());
+            }
+            let dir = config.data_dir.join("control").join("resume");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join(&source), b"")
+                .with_context(|| format!("writing a resume request in {}", dir.display()))?;
+            println!("resume requested for source `{source}`");
+            Ok(0)
+        }
+        Command::Plugin {
+            command: PluginCommand::List { config, json },
+        } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(2);
+                }
+            };
+            let path = config.data_dir.join("status").join("plugins.json");
+            let rows = crate::plugin::registry::read_status(&path).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(0);
+            }
+            println!(
+                "{:<16} {:<12} {:<12} {:<16} {:>4}  {:<20}  last refusal",
+                "PLUGIN", "TEAM", "KIND", "DIGEST", "GEN", "LIVE SINCE (UTC)"
+            );
+            for r in rows {
+                let since = chrono::DateTime::from_timestamp_millis(r.since_unix_ms as i64)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{:<16} {:<12} {:<12} {:<16} {:>4}  {:<20}  {}",
+                    r.plugin,
+                    r.team,
+                    r.kind,
+                    &r.digest[..16.min(r.digest.len())],
+                    r.generation,
+                    since,
+                    r.last_rejection.as_deref().unwrap_or("-")
+                );
+            }
             Ok(0)
         }
         Command::Plugin {

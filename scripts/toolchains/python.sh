@@ -17,7 +17,7 @@ _sluice_python_install() (
   version="0.25"
   venv="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}/python/venv"
   if [[ -x "$venv/bin/componentize-py" ]] &&
-    "$venv/bin/python" -m pip show componentize-py 2>/dev/null | grep -q "^Version: $version\."; then
+    compgen -G "$venv/lib/python3*/site-packages/componentize_py-$version.*.dist-info" >/dev/null; then
     exit 0
   fi
   if ! command -v python3 >/dev/null; then

@@ -98,8 +98,16 @@ pub fn watch(set: WatchSet) -> Result<Watcher, String> {
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| format!("watching {}: {e}", dir.display()))?;
     }
-    // A resume request left from before the start is honoured now.
-    handle(&set, &BTreeSet::from([set.resume_dir.clone()]));
+    // Whatever changed between loading and watching (a plugin deployed
+    // during startup, a resume request left from before) is acted on now.
+    let mut all: BTreeSet<PathBuf> = set
+        .registry
+        .slots()
+        .map(|s| s.path().to_path_buf())
+        .collect();
+    all.extend(set.tables.iter().map(|t| t.config.path.clone()));
+    all.insert(set.resume_dir.clone());
+    handle(&set, &all);
     Ok(Watcher {
         _debouncer: debouncer,
     })

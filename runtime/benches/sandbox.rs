@@ -1,0 +1,319 @@
+//! `sandbox`: what hot swap and per-team sandboxing cost. A bench script
+//! (not criterion: it measures latencies and throughput under interference),
+//! printing one line per measurement:
+//!
+//! 1. **swap pause**: a chain runs batches of 1000 × 100 B events through
+//!    `noop` back to back while new builds are published; the latency of the
+//!    batch that switches versions (p50/p99) against ordinary batches.
+//! 2. **deploy → live**: from the `rename` of a new file into the watched
+//!    directory until the first batch processed by it (p50/p99).
+//! 3. **restart**: loading `mask` with an empty compile cache (cold compile)
+//!    and with a warm one.
+//! 4. **team isolation**: team B's `mask` throughput alone, then while team
+//!    A's plugin spins to its time budget on every batch (breaker off).
+//! 5. **epoch interruption**: `mask` ns/event with and without it.
+//!
+//! Build the plugins first (`scripts/build-plugins.sh`), then
+//! `cargo bench -p sluice --bench sandbox`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice::config::PluginKind;
+use sluice::metrics::Metrics;
+use sluice::plugin::reload::{self, WatchSet};
+use sluice::plugin::{
+    Chain, EngineOptions, Limits, PluginEngine, PluginInstance, PluginSlot, Registry, Sandbox,
+    SlotSpec, Stage, StagePolicy,
+};
+use sluice_batch::{BatchBuf, NewEvent};
+
+fn plugin(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/plugin")
+        .join(format!("{name}.wasm"))
+}
+
+fn batch(n: usize) -> BatchBuf {
+    let mut b = BatchBuf::default();
+    for i in 0..n {
+        let body = format!(
+            r#"{{"id":"{i:08}","card":"4111111111{i:06}","amount":12.50,"note":"xxxxxxxxxxxxxxxx"}}"#
+        );
+        b.push(&NewEvent {
+            key: None,
+            body: body.as_bytes(),
+            headers: &[],
+            topic: "t",
+            partition: 0,
+            offset: i as i64,
+            timestamp: 0,
+        });
+    }
+    b
+}
+
+fn variant(component: &[u8], n: usize) -> Vec<u8> {
+    let name = b"sluice-build";
+    let tag = format!("build-{n}");
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    out.push(payload.len() as u8);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn swap_pause_and_deploy_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.wasm");
+    let noop = std::fs::read(plugin("noop")).unwrap();
+    std::fs::write(&path, &noop).unwrap();
+    let engine = PluginEngine::with_options(EngineOptions {
+        cache_dir: Some(dir.path().join("cache")),
+        ..Default::default()
+    })
+    .unwrap();
+    let metrics = Metrics::default();
+    let slot = PluginSlot::load(
+        &engine,
+        SlotSpec {
+            name: "p".into(),
+            kind: PluginKind::Interceptor,
+            path: path.clone(),
+            team: "t".into(),
+            pin: None,
+            config_json: "{}".into(),
+            sandbox: Sandbox::default(),
+        },
+        &metrics,
+    )
+    .unwrap();
+    let mut registry = Registry::new(None);
+    registry.insert(slot.clone());
+    let _watcher = reload::watch(WatchSet {
+        registry,
+        engine: engine.clone(),
+        tables: Vec::new(),
+        resume_dir: dir.path().join("control"),
+        resume: BTreeMap::new(),
+    })
+    .unwrap();
+    let mut chain = Chain::new(vec![Stage::from_slot(
+        slot.clone(),
+        &engine,
+        StagePolicy::default(),
+        &metrics,
+    )]);
+    let input = batch(1000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let deployed_at = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let deployer = {
+        let stop = stop.clone();
+        let deployed_at = deployed_at.clone();
+        let slot = slot.clone();
+        std::thread::spawn(move || {
+            for n in 1..=30u64 {
+                std::thread::sleep(Duration::from_millis(150));
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, variant(&noop, n as usize)).unwrap();
+                deployed_at.lock().unwrap().push(Instant::now());
+                std::fs::rename(&tmp, &path).unwrap();
+                while slot.current().generation < n + 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let mut normal = Vec::new();
+    let mut swapping = Vec::new();
+    let mut live = Vec::new();
+    let mut generation = slot.current().generation;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let out = chain.process(input.clone());
+        let took = started.elapsed();
+        assert_eq!(out.default.len(), 1000);
+        let now = chain.stages()[0].generation();
+        if now != generation {
+            swapping.push(took);
+            if let Some(at) = deployed_at.lock().unwrap().get((now - 2) as usize) {
+                live.push(Instant::now().duration_since(*at));
+            }
+            generation = now;
+        } else {
+            normal.push(took);
+        }
+    }
+    deployer.join().unwrap();
+    normal.sort();
+    swapping.sort();
+    live.sort();
+    println!(
+        "swap pause: batch of 1000 with a version switch p50 {:?} p99 {:?}; ordinary batch p50 {:?} p99 {:?} ({} swaps, {} batches)",
+        pct(&swapping, 0.5),
+        pct(&swapping, 0.99),
+        pct(&normal, 0.5),
+        pct(&normal, 0.99),
+        swapping.len(),
+        normal.len()
+    );
+    println!(
+        "deploy -> live (rename to first batch on the new version, debounce {:?}): p50 {:?} p99 {:?}",
+        reload::DEBOUNCE,
+        pct(&live, 0.5),
+        pct(&live, 0.99)
+    );
+}
+
+fn restart_cached_vs_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = plugin("mask");
+    let mut cold = Vec::new();
+    let mut cached = Vec::new();
+    for i in 0..5 {
+        let cache = dir.path().join(format!("cache{i}"));
+        let engine = PluginEngine::with_options(EngineOptions {
+            cache_dir: Some(cache.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let l = engine.load(&mask, None).unwrap();
+        assert!(!l.cached);
+        cold.push(l.compile_time);
+        let engine = PluginEngine::with_options(EngineOptions {
+            cache_dir: Some(cache),
+            ..Default::default()
+        })
+        .unwrap();
+        let l = engine.load(&mask, None).unwrap();
+        assert!(l.cached);
+        cached.push(l.compile_time);
+    }
+    cold.sort();
+    cached.sort();
+    println!(
+        "restart: loading mask.wasm (963 KB) cold compile median {:?}, from the compile cache median {:?}",
+        cold[2], cached[2]
+    );
+}
+
+fn mask_chain(engine: &PluginEngine, metrics: &Metrics, name: &str) -> Chain {
+    let loaded = engine.load(&plugin("mask"), None).unwrap();
+    Chain::new(vec![Stage::new(
+        PluginInstance::new(
+            engine.clone(),
+            loaded,
+            name,
+            r#"{"fields":["card"]}"#.into(),
+            Limits::default(),
+        ),
+        metrics,
+    )])
+}
+
+fn throughput(chain: &mut Chain, input: &BatchBuf, for_: Duration) -> f64 {
+    let started = Instant::now();
+    let mut events = 0u64;
+    while started.elapsed() < for_ {
+        events += chain.process(input.clone()).default.len() as u64;
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+fn team_isolation() {
+    let engine = PluginEngine::new().unwrap();
+    let metrics = Metrics::default();
+    let input = batch(1000);
+    let mut b = mask_chain(&engine, &metrics, "b");
+    let alone = throughput(&mut b, &input, Duration::from_secs(4));
+    let stop = Arc::new(AtomicBool::new(false));
+    let spins = Arc::new(AtomicU64::new(0));
+    let spinner = {
+        let engine = engine.clone();
+        let stop = stop.clone();
+        let spins = spins.clone();
+        std::thread::spawn(move || {
+            let metrics = Metrics::default();
+            let loaded = engine.load(&plugin("misbehave"), None).unwrap();
+            let mut a = Chain::new(vec![Stage::new(
+                PluginInstance::new(
+                    engine.clone(),
+                    loaded,
+                    "a",
+                    r#"{"mode":"spin"}"#.into(),
+                    Limits {
+                        memory_bytes: 64 << 20,
+                        time_budget: Duration::from_millis(200),
+                    },
+                ),
+                &metrics,
+            )]);
+            let one = batch(1);
+            while !stop.load(Ordering::Relaxed) {
+                let out = a.process(one.clone());
+                assert_eq!(out.dead.len(), 1);
+                spins.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let contended = throughput(&mut b, &input, Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    println!(
+        "team isolation: team B mask {:.0} events/s alone, {:.0} events/s while team A spins to its 200 ms budget ({} interrupted batches): B keeps {:.1}% ({} cores)",
+        alone,
+        contended,
+        spins.load(Ordering::Relaxed),
+        100.0 * contended / alone,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+}
+
+fn epoch_cost() {
+    let metrics = Metrics::default();
+    let input = batch(1000);
+    let mut results = Vec::new();
+    for epoch in [false, true, false, true] {
+        let engine = PluginEngine::with_options(EngineOptions {
+            cache_dir: None,
+            epoch_interruption: epoch,
+        })
+        .unwrap();
+        let mut chain = mask_chain(&engine, &metrics, "m");
+        throughput(&mut chain, &input, Duration::from_millis(500));
+        let eps = throughput(&mut chain, &input, Duration::from_secs(3));
+        results.push((epoch, 1e9 / eps));
+    }
+    let avg = |e: bool| {
+        let v: Vec<f64> = results.iter().filter(|r| r.0 == e).map(|r| r.1).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    println!(
+        "epoch interruption on mask (1000 × ~100 B): {:.0} ns/event without, {:.0} ns/event with: {:+.1}%",
+        avg(false),
+        avg(true),
+        100.0 * (avg(true) / avg(false) - 1.0)
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs nothing here.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    swap_pause_and_deploy_latency();
+    restart_cached_vs_cold();
+    team_isolation();
+    epoch_cost();
+}
