@@ -14,7 +14,8 @@ rm -rf "$build"
 mkdir -p "$build"
 
 # Canonical-ABI glue for the world (types, host imports, the export shim, cabi_realloc).
-wit-bindgen c --world interceptor --out-dir "$build" "$root/wit" >/dev/null
+wit-bindgen c --world interceptor --out-dir "$build" "$root/wit" >/dev/null 2>&1 ||
+  wit-bindgen c --world interceptor --out-dir "$build" "$root/wit"
 
 # -O2 (-Oz saves ~10% size but costs speed); POSIX regex comes from wasi-libc.
 "$SLUICE_WASM_CC" $SLUICE_WASM_CFLAGS -O2 -Wall -Wextra -Wno-unused-parameter \

@@ -4,7 +4,7 @@
  * regular expressions) over the raw body.
  * Build: examples/c-mask/build.sh -> target/examples/c-mask.wasm */
 #include <regex.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,24 +31,39 @@ static config cfg;
 static int cfg_state; /* 0: not parsed, 1: ok, 2: failed (cfg_error says why) */
 static char *cfg_error;
 
-static void fail_config(const char *fmt, const char *a, const char *b) {
-  char msg[512];
-  snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
-  size_t n = strlen("invalid plugin config: ") + strlen(msg) + 1;
-  cfg_error = malloc(n);
-  snprintf(cfg_error, n, "invalid plugin config: %s", msg);
+/* Sets the config error to "invalid plugin config: " followed by the given
+ * strings (a NULL-terminated list). No printf: stdio would pull WASI imports in. */
+static void fail_config(const char *first, ...) {
+  buf msg = {0};
+  buf_put(&msg, "invalid plugin config: ", strlen("invalid plugin config: "));
+  va_list ap;
+  va_start(ap, first);
+  for (const char *part = first; part; part = va_arg(ap, const char *))
+    buf_put(&msg, part, strlen(part));
+  va_end(ap);
+  buf_putc(&msg, 0);
+  cfg_error = (char *)msg.p;
   cfg_state = 2;
+}
+
+static const char *fmt_size(size_t n, char out[24]) {
+  char *p = out + 23;
+  *p = 0;
+  do
+    *--p = (char)('0' + n % 10);
+  while (n /= 10);
+  return p;
 }
 
 /* A string array under `key`, or NULL (with the error set). */
 static const jv *string_list(const jv *v, const char *key) {
   if (v->t != JV_ARRAY) {
-    fail_config("%s: invalid type: %s, expected a sequence", key, jv_type_name(v));
+    fail_config(key, ": invalid type: ", jv_type_name(v), ", expected a list of strings", NULL);
     return NULL;
   }
   for (size_t i = 0; i < v->n; i++) {
     if (v->items[i].t != JV_STRING) {
-      fail_config("%s: invalid type: %s, expected a string", key, jv_type_name(&v->items[i]));
+      fail_config(key, ": invalid type: ", jv_type_name(&v->items[i]), ", expected a string", NULL);
       return NULL;
     }
   }
@@ -58,8 +73,7 @@ static const jv *string_list(const jv *v, const char *key) {
 static int add_fields(const jv *list) {
   if (list->n > MAX_FIELDS) {
     char n[24];
-    snprintf(n, sizeof n, "%zu", list->n);
-    fail_config("`fields` has %s entries; at most 64 are supported%s", n, "");
+    fail_config("`fields` has ", fmt_size(list->n, n), " entries; at most 64 are supported", NULL);
     return 0;
   }
   cfg.fields = calloc(list->n ? list->n : 1, sizeof *cfg.fields);
@@ -81,8 +95,8 @@ static int add_fields(const jv *list) {
     for (size_t k = 0; k <= len; k++) {
       if (k == len || copy[k] == '.') {
         if (k == start) {
-          fail_config("`fields` entry \"%s\" has an empty segment; write keys as `a` or `a.b`%s",
-                      text, "");
+          fail_config("`fields` entry \"", text,
+                      "\" has an empty segment; write keys as `a` or `a.b`", NULL);
           return 0;
         }
         p->seg[s] = copy + start;
@@ -94,14 +108,32 @@ static int add_fields(const jv *list) {
   return 1;
 }
 
+/* What went wrong in regcomp, in words; not regerror(), which would link
+ * snprintf and with it stdio and WASI imports. */
+static const char *regex_error(int rc) {
+  switch (rc) {
+  case REG_BADPAT: return "Invalid regular expression";
+  case REG_ECOLLATE: return "Invalid collating element";
+  case REG_ECTYPE: return "Invalid character class";
+  case REG_EESCAPE: return "Trailing backslash";
+  case REG_ESUBREG: return "Invalid back reference";
+  case REG_EBRACK: return "Missing ']'";
+  case REG_EPAREN: return "Missing ')'";
+  case REG_EBRACE: return "Missing '}'";
+  case REG_BADBR: return "Invalid contents of {}";
+  case REG_ERANGE: return "Invalid character range";
+  case REG_ESPACE: return "Out of memory";
+  case REG_BADRPT: return "Repetition not preceded by valid expression";
+  default: return "Unknown error";
+  }
+}
+
 static int add_patterns(const jv *list) {
   cfg.patterns = calloc(list->n ? list->n : 1, sizeof *cfg.patterns);
   for (size_t i = 0; i < list->n; i++) {
     int rc = regcomp(&cfg.patterns[i], list->items[i].s, REG_EXTENDED);
     if (rc != 0) {
-      char why[256];
-      regerror(rc, &cfg.patterns[i], why, sizeof why);
-      fail_config("patterns: invalid regex \"%s\": %s", list->items[i].s, why);
+      fail_config("patterns: invalid regex \"", list->items[i].s, "\": ", regex_error(rc), NULL);
       return 0;
     }
     cfg.npatterns = i + 1;
@@ -116,14 +148,14 @@ static void parse_config(void) {
   int ok = jv_parse(raw.ptr, raw.len, &root);
   interceptor_string_free(&raw);
   if (!ok) {
-    fail_config("not valid JSON%s%s", "", "");
+    fail_config("not valid JSON", NULL);
     return;
   }
   cfg.keep_last = 4;
   cfg.mask_char[0] = '*';
   cfg.mask_char_len = 1;
   if (root.t != JV_OBJECT) {
-    fail_config("invalid type: %s, expected a table%s", jv_type_name(&root), "");
+    fail_config("invalid type: ", jv_type_name(&root), ", expected a table", NULL);
     goto done;
   }
   for (size_t i = 0; i < root.n; i++) {
@@ -141,8 +173,8 @@ static void parse_config(void) {
       if (ok_num)
         n = strtoull(v->s, NULL, 10);
       if (!ok_num || n > 0xffffffffULL) {
-        fail_config("keep_last: invalid value: %s, expected a non-negative integer%s",
-                    v->t == JV_NUMBER ? v->s : jv_type_name(v), "");
+        fail_config("keep_last: invalid value: ", v->t == JV_NUMBER ? v->s : jv_type_name(v),
+                    ", expected a non-negative integer", NULL);
         goto done;
       }
       cfg.keep_last = (size_t)n;
@@ -150,23 +182,22 @@ static void parse_config(void) {
       uint32_t cp;
       if (v->t != JV_STRING || v->slen == 0 ||
           utf8_lossy_next((const uint8_t *)v->s, v->slen, &cp) != v->slen) {
-        fail_config("mask_char: invalid value: %s, expected a character%s",
-                    v->t == JV_STRING ? "a string of more than one character" : jv_type_name(v),
-                    "");
+        fail_config("mask_char: invalid value: ",
+                    v->t == JV_STRING ? "a string that is not one character" : jv_type_name(v),
+                    ", expected a single character", NULL);
         goto done;
       }
       memcpy(cfg.mask_char, v->s, v->slen);
       cfg.mask_char_len = v->slen;
     } else {
-      fail_config("unknown field `%s`, expected one of `fields`, `patterns`, `keep_last`, "
-                  "`mask_char`%s",
-                  key, "");
+      fail_config("unknown field `", key,
+                  "`, expected one of `fields`, `patterns`, `keep_last`, `mask_char`", NULL);
       goto done;
     }
   }
   if (cfg.nfields == 0 && cfg.npatterns == 0) {
-    fail_config("nothing to mask: set `fields` (JSON keys) or `patterns` (regexes), or both%s%s",
-                "", "");
+    fail_config("nothing to mask: set `fields` (JSON keys) or `patterns` (regexes), or both",
+                NULL);
     goto done;
   }
   cfg_state = 1;
@@ -308,6 +339,14 @@ static int mask_patterns(const uint8_t *body, size_t len, buf *out) {
   }
   buf_put(out, body + at, len - at);
   return 1;
+}
+
+/* wasi-libc's regex code has assert()s; libc's __assert_fail prints with
+ * fprintf, which would link stdio and import WASI (fd_write, ...) and the WASI
+ * adapter with it. This one traps instead: the component imports no WASI. */
+_Noreturn void __assert_fail(const char *expr, const char *file, int line, const char *func) {
+  (void)expr, (void)file, (void)line, (void)func;
+  __builtin_trap();
 }
 
 /* ---- the export ------------------------------------------------------- */

@@ -147,6 +147,12 @@ let tokenType = 0;
 let tokenStart = 0;
 let edits = [];
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function wellFormed(s) {
+  return typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s);
+}
+
 function ws() {
   let c = src.charCodeAt(pos);
   while (c === 32 || c === 9 || c === 10 || c === 13) c = src.charCodeAt(++pos);
@@ -201,6 +207,7 @@ function object(node, masked, nesting) {
         } catch {
           return false;
         }
+        if (!wellFormed(key)) return false; // a lone surrogate escape is invalid
       }
       const child = node.children.get(key);
       if (child !== undefined) {
@@ -258,6 +265,7 @@ function applyEdits(body, spans, config) {
       } catch {
         text = '';
       }
+      if (!wellFormed(text)) text = ''; // a lone surrogate escape is invalid
     }
     out += body.slice(at, start) + JSON.stringify(maskStr(text, config));
     at = end;
