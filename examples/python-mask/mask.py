@@ -141,7 +141,7 @@ def _mask_str(value, config):
 _TOKEN = re.compile(
     r'[ \t\n\r]*(?:("(?:[^"\\\x00-\x1f]|\\.)*")'
     r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
-    r"|(true|false|null)|([{}\[\]:,])|(.))",
+    r"|(true|false|null)|([{}\[\]:,])|([^ \t\n\r]))",
     re.S,
 )
 _STRING, _NUMBER, _LITERAL, _PUNCT = 1, 2, 3, 4

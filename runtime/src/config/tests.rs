@@ -160,3 +160,145 @@ fn unknown_top_level_sections_are_rejected() {
     assert_eq!(err.key, "sink");
     assert!(err.message.contains("`sinks`"), "{}", err.message);
 }
+
+const TEAMS: &str = r#"
+[teams.payments]
+plugin_dir = "plugins/payments"
+max_instances = 1
+lookups = ["customers"]
+
+[teams.risk]
+plugin_dir = "plugins/risk"
+
+[lookups.customers]
+type = "file"
+path = "data/customers.csv"
+key = "card"
+
+[sources.tx]
+type = "kafka"
+team = "payments"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+interceptors = ["mask"]
+channels = ["lake"]
+dead_letter = "lake"
+
+[plugins.mask]
+type = "interceptor"
+team = "payments"
+path = "mask.wasm"
+
+[channels.lake]
+type = "memory"
+
+[sinks.lake]
+type = "null"
+channel = "lake"
+"#;
+
+/// Errors of a config, ignoring the missing plugin files of these examples.
+fn errors_besides_files(text: &str) -> Vec<ConfigError> {
+    match parse_str(text) {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            e.0.into_iter()
+                .filter(|e| !e.message.contains("does not exist"))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn team_plugins_resolve_inside_the_team_directory_and_inherit_its_settings() {
+    let errors = errors_besides_files(TEAMS);
+    assert!(errors.is_empty(), "{errors:?}");
+    let config = parse_str(TEAMS).err().unwrap();
+    // Only the plugin file is missing, at the team's directory.
+    assert!(
+        config.0[0].message.contains("plugins/payments/mask.wasm"),
+        "{:?}",
+        config.0
+    );
+}
+
+#[test]
+fn a_plugin_of_another_team_needs_explicit_sharing() {
+    let text = TEAMS.replace(
+        "team = \"payments\"\nbootstrap",
+        "team = \"risk\"\nbootstrap",
+    );
+    let errors = errors_besides_files(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "sources.tx.interceptors.0");
+    assert!(
+        errors[0].message.contains("not shared with team `risk`"),
+        "{}",
+        errors[0].message
+    );
+    let shared = text.replace(
+        "path = \"mask.wasm\"",
+        "path = \"mask.wasm\"\nshared_with = [\"risk\"]",
+    );
+    assert!(errors_besides_files(&shared).is_empty());
+}
+
+#[test]
+fn team_and_plugin_keys_are_validated_with_their_key() {
+    let cases = [
+        (
+            TEAMS.replace("team = \"payments\"\npath", "team = \"nobody\"\npath"),
+            "plugins.mask.team",
+            "no team named `nobody`",
+        ),
+        (
+            TEAMS.replace("path = \"mask.wasm\"", "path = \"../risk/mask.wasm\""),
+            "plugins.mask.path",
+            "must lie inside the team's plugin_dir",
+        ),
+        (
+            TEAMS.replace(
+                "path = \"mask.wasm\"",
+                "path = \"mask.wasm\"\nsha256 = \"abc\"",
+            ),
+            "plugins.mask.sha256",
+            "64 hex digits",
+        ),
+        (
+            TEAMS.replace("lookups = [\"customers\"]", "lookups = [\"payroll\"]"),
+            "teams.payments.lookups.0",
+            "no lookup table named `payroll`",
+        ),
+        (
+            TEAMS.replace(
+                "interceptors = [\"mask\"]",
+                "interceptors = [\"mask\", \"mask\"]",
+            ),
+            "teams.payments.max_instances",
+            "needs 2 plugin instances",
+        ),
+        (
+            TEAMS.replace("[teams.risk]", "[teams.risk]\non_failure = \"explode\""),
+            "teams.risk.on_failure",
+            "unknown variant",
+        ),
+        (
+            TEAMS.replace(
+                "[teams.risk]",
+                "[teams.default]\nplugin_dir = \"x\"\n[teams.risk]",
+            ),
+            "teams.default",
+            "implicit team",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let errors = errors_besides_files(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == key && e.message.contains(message)),
+            "expected `{key}`: {message}; got {errors:?}"
+        );
+    }
+}
