@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"runtime/debug"
 )
 
 const (
@@ -329,15 +330,44 @@ func (r *Result) replacement(d *Draft) uint32 {
 	return uint32(len(r.Replacements.Index)/Stride - 1)
 }
 
+// The garbage collector must not run inside cabi_realloc, the function the host calls
+// to allocate guest memory for a call's arguments: a GC cycle that finishes there reads
+// the wall clock (gcMarkTermination -> time.now), and a component may not call an
+// import at that point, so the call traps with "cannot leave component instance". The
+// wit-bindgen Go runtime pauses only the monotonic clock around its allocations. So
+// automatic GC is off outside plugin code: init turns it off, and Run (or WithGC) turns
+// it on for the handler and off again before returning, which also waits for a running
+// GC cycle to finish. Memory allocated between calls (arguments, bindings) is collected
+// by the next cycle during a handler.
+const gcPercent = 100
+
+func init() { debug.SetGCPercent(-1) }
+
+// WithGC runs f with the garbage collector on. Run does this for its handler; wrap
+// any other work that allocates a lot in it.
+func WithGC(f func()) {
+	debug.SetGCPercent(gcPercent)
+	defer debug.SetGCPercent(-1)
+	f()
+}
+
 // Handler decides the outcome of one event by calling exactly one of r's outcome
 // methods. Returning an error fails the whole batch.
 type Handler func(e Event, r *Result) error
 
-// Run calls handler for every event of the batch, in order.
+// Run calls handler for every event of the batch, in order, with the garbage
+// collector on (see WithGC).
 func Run(b Batch, handler Handler) (*Result, error) {
 	if len(b.Index)%Stride != 0 {
 		return nil, fmt.Errorf("reading batch: index holds %d words, not a multiple of %d", len(b.Index), Stride)
 	}
+	var r *Result
+	var err error
+	WithGC(func() { r, err = run(b, handler) })
+	return r, err
+}
+
+func run(b Batch, handler Handler) (*Result, error) {
 	n := b.Len()
 	r := NewResult(n)
 	for i := 0; i < n; i++ {

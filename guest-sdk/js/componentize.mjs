@@ -109,6 +109,7 @@ async function main() {
   const sdk = join(dirname(fileURLToPath(import.meta.url)), 'sluice.js');
   const cwd = process.cwd();
   const root = resolve(opts.root ?? (inside(cwd, source) ? cwd : dirname(source)));
+  if (dirname(root) === root) usage('the root cannot be the filesystem root; pass a narrower --root');
   for (const file of [source, sdk]) {
     if (!inside(root, file)) {
       usage(`${file} is not under the root ${root}; pass --root with a directory holding both`);

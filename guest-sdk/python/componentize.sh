@@ -71,8 +71,15 @@ from sluice_plugin import exports_for
 
 $class = exports_for(plugin, "$world")
 PY
+# Importing the modules while componentizing writes __pycache__ beside them;
+# remove the ones this build created.
+new_caches=()
+for dir in "$plugin_dir" "$sdk"; do
+  [[ -e "$dir/__pycache__" ]] || new_caches+=("$dir/__pycache__")
+done
 componentize-py -d "$wit" -w "$world" componentize \
   -p "$build" -p "$build/bindings" -p "$sdk" -p "$plugin_dir" \
   sluice_entry -o "$out" >/dev/null
+rm -rf "${new_caches[@]}"
 size=$(($(wc -c <"$out") / 1024))
 echo "componentize.sh: wrote $out ($size KiB) in $((SECONDS - started)) s" >&2

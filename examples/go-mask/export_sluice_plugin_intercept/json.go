@@ -440,3 +440,121 @@ func (s *scanner) literal(word string) bool {
 	s.i += len(word)
 	return true
 }
+
+// jsonObject is a parsed JSON object, keys in document order.
+type jsonObject struct {
+	keys   []string
+	values []any
+}
+
+// jsonNumber is a parsed JSON number, as written.
+type jsonNumber string
+
+// parseJSON parses one JSON document (for the configuration) into nil, bool,
+// jsonNumber, string, []any or jsonObject; ok is false on a syntax error.
+func parseJSON(b []byte) (v any, ok bool) {
+	s := &scanner{b: b}
+	s.ws()
+	if v, ok = s.parseValue(0); !ok {
+		return nil, false
+	}
+	s.ws()
+	return v, s.i == len(b)
+}
+
+func (s *scanner) parseValue(nesting int) (any, bool) {
+	if nesting > maxNesting {
+		return nil, false
+	}
+	switch c := s.peek(); {
+	case c == '"':
+		a, b, ok := s.str()
+		if !ok {
+			return nil, false
+		}
+		text, ok := decodeString(s.b[a:b], nil)
+		return string(text), ok
+	case c == '-' || (c >= '0' && c <= '9'):
+		a, b, ok := s.number()
+		return jsonNumber(s.b[a:b]), ok
+	case c == 't':
+		return true, s.literal("true")
+	case c == 'f':
+		return false, s.literal("false")
+	case c == 'n':
+		return nil, s.literal("null")
+	case c == '[' || c == '{':
+		close := byte(']')
+		if c == '{' {
+			close = '}'
+		}
+		s.i++
+		var items []any
+		var obj jsonObject
+		s.ws()
+		if s.peek() == int(close) {
+			s.i++
+		} else {
+			for {
+				s.ws()
+				if c == '{' {
+					key, ok := s.parseValue(nesting + 1)
+					k, isStr := key.(string)
+					if !ok || !isStr {
+						return nil, false
+					}
+					s.ws()
+					if !s.expect(':') {
+						return nil, false
+					}
+					s.ws()
+					obj.keys = append(obj.keys, k)
+				}
+				item, ok := s.parseValue(nesting + 1)
+				if !ok {
+					return nil, false
+				}
+				if c == '{' {
+					obj.values = append(obj.values, item)
+				} else {
+					items = append(items, item)
+				}
+				s.ws()
+				if s.expect(',') {
+					continue
+				}
+				if !s.expect(close) {
+					return nil, false
+				}
+				break
+			}
+		}
+		if c == '{' {
+			return obj, true
+		}
+		if items == nil {
+			items = []any{}
+		}
+		return items, true
+	default:
+		return nil, false
+	}
+}
+
+// jsonTypeName names the type of a parsed value for error messages.
+func jsonTypeName(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case jsonNumber:
+		return "number " + string(v)
+	case string:
+		return "a string"
+	case []any:
+		return "a list"
+	default:
+		return "a table"
+	}
+}

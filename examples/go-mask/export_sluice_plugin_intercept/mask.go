@@ -5,8 +5,6 @@
 package export_sluice_plugin_intercept
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -31,47 +29,20 @@ func configError(format string, args ...any) error {
 	return fmt.Errorf("invalid plugin config: "+format, args...)
 }
 
-func typeName(raw json.RawMessage) string {
-	switch t := bytes.TrimSpace(raw); {
-	case len(t) == 0:
-		return "nothing"
-	case t[0] == '"':
-		return "a string"
-	case t[0] == '[':
-		return "a list"
-	case t[0] == '{':
-		return "a table"
-	case t[0] == 't' || t[0] == 'f':
-		return "a boolean"
-	case t[0] == 'n':
-		return "null"
-	default:
-		return "a number"
-	}
-}
-
-func stringList(key string, raw json.RawMessage) ([]string, error) {
-	var list []string
-	if err := json.Unmarshal(raw, &list); err != nil || list == nil {
-		return nil, configError("%s: invalid type: %s, expected a list of strings", key, typeName(raw))
-	}
-	return list, nil
-}
-
 // parseConfig parses the JSON the host gives (the plugin's `config` table).
+// (A small reader of its own instead of encoding/json, which adds ~1 MB to the wasm.)
 func parseConfig(text string) (*config, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(text), &raw); err != nil {
-		return nil, configError("expected a table: %v", err)
+	root, ok := parseJSON([]byte(text))
+	if !ok {
+		return nil, configError("not valid JSON")
+	}
+	obj, ok := root.(jsonObject)
+	if !ok {
+		return nil, configError("invalid type: %s, expected a table", jsonTypeName(root))
 	}
 	c := &config{keepLast: 4, maskChar: []byte("*")}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		v := raw[key]
+	for i, key := range obj.keys {
+		v := obj.values[i]
 		switch key {
 		case "fields":
 			list, err := stringList(key, v)
@@ -101,15 +72,16 @@ func parseConfig(text string) (*config, error) {
 				c.patterns = append(c.patterns, re)
 			}
 		case "keep_last":
-			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
-			if err != nil {
-				return nil, configError("keep_last: invalid value: %s, expected a non-negative integer", bytes.TrimSpace(v))
+			num, isNum := v.(jsonNumber)
+			n, err := strconv.ParseUint(string(num), 10, 32)
+			if !isNum || err != nil {
+				return nil, configError("keep_last: invalid value: %s, expected a non-negative integer", jsonTypeName(v))
 			}
 			c.keepLast = int(n)
 		case "mask_char":
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil || utf8.RuneCountInString(s) != 1 {
-				return nil, configError("mask_char: invalid value: %s, expected a single character", bytes.TrimSpace(v))
+			s, isStr := v.(string)
+			if !isStr || utf8.RuneCountInString(s) != 1 {
+				return nil, configError("mask_char: invalid value: %s, expected a single character", jsonTypeName(v))
 			}
 			c.maskChar = []byte(s)
 		default:
@@ -120,6 +92,20 @@ func parseConfig(text string) (*config, error) {
 		return nil, configError("nothing to mask: set `fields` (JSON keys) or `patterns` (regexes), or both")
 	}
 	return c, nil
+}
+
+func stringList(key string, v any) ([]string, error) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, configError("%s: invalid type: %s, expected a list of strings", key, jsonTypeName(v))
+	}
+	list := make([]string, len(items))
+	for i, item := range items {
+		if list[i], ok = item.(string); !ok {
+			return nil, configError("%s: invalid type: %s, expected a string", key, jsonTypeName(item))
+		}
+	}
+	return list, nil
 }
 
 // masker holds the configuration and scratch buffers reused across events.

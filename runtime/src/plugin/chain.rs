@@ -167,20 +167,20 @@ impl Stage {
     /// Runs the plugin on `batch` under the stage's policy. `Err` means the
     /// policy is `pause` and the batch must be held.
     fn call(&mut self, batch: &BatchBuf) -> Result<PluginOutput, PluginFailure> {
-        if let Some(until) = self.open_until {
-            if Instant::now() < until {
-                let failure = self
-                    .last_failure
-                    .clone()
-                    .unwrap_or_else(|| PluginFailure::Returned("circuit breaker open".into()));
-                let reason = format!(
-                    "plugin `{}` circuit breaker open after {} consecutive failed batches; last: {failure}",
-                    self.instance.name(),
-                    self.failures_in_row
-                );
-                return self.apply_policy(batch, failure, Some(reason));
-            }
-            // Half-open: this batch decides.
+        // Past the cool-down the breaker is half-open: this batch decides.
+        if let Some(until) = self.open_until
+            && Instant::now() < until
+        {
+            let failure = self
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| PluginFailure::Returned("circuit breaker open".into()));
+            let reason = format!(
+                "plugin `{}` circuit breaker open after {} consecutive failed batches; last: {failure}",
+                self.instance.name(),
+                self.failures_in_row
+            );
+            return self.apply_policy(batch, failure, Some(reason));
         }
         match self.instance.call(batch) {
             Ok(out) => {
