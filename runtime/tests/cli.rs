@@ -25,7 +25,7 @@ fn validate_accepts_the_quickstart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sources, 4 plugins"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sources, 5 plugins"));
 }
 
 #[test]

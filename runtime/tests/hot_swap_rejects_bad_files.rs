@@ -148,14 +148,14 @@ fn a_good_version_goes_live_and_bad_files_leave_it_serving() {
         "the old version keeps serving"
     );
     assert_eq!(lineage(&mut f), format!("p@{}", &v2[..16]));
-    let status = read_status(&f.status).unwrap();
-    assert!(
-        status[0]
-            .last_rejection
-            .as_deref()
-            .is_some_and(|r| r.contains("does not implement the `interceptor` world")),
-        "{status:?}"
-    );
+    // The status file (written after the refusal is counted) says why.
+    wait_until("the refusal in the status file", WAIT, || {
+        read_status(&f.status).is_ok_and(|s| {
+            s[0].last_rejection
+                .as_deref()
+                .is_some_and(|r| r.contains("does not implement the `interceptor` world"))
+        })
+    });
 
     // Deleted: the running version keeps serving.
     std::fs::remove_file(&f.path).unwrap();

@@ -22,7 +22,7 @@
 //! Values are at most [`MAX_VALUE`] bytes. Each event is then kept,
 //! modified. The plugin never panics: every failure is a header value.
 //! Without its prepare function (a native test calling the plugin function
-//! alone) it makes the attempts once, on the first event.
+//! alone) it makes the attempts only once per instance, on the first event.
 //!
 //! # Configuration
 //!

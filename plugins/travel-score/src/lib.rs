@@ -82,8 +82,9 @@
 //!
 //! An entry without a usable location (missing, not a number, out of range)
 //! counts as unknown; the first such entry is logged as a warning, once per
-//! plugin instance. `conf/data/` holds tables matching the quickstart's demo
-//! feed.
+//! plugin instance. `conf/data/customers.csv` and `conf/data/stores.jsonl`
+//! match the quickstart's demo feed (`[embedded_broker.feed]` with the default
+//! seed): all 500 cards of its pool and every store id from 1000 to 9999.
 //!
 //! # Details
 //!
