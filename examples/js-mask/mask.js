@@ -90,9 +90,10 @@ export function configure(raw) {
   if (fields.length > MAX_FIELDS) {
     throw new Error(`\`fields\` has ${fields.length} entries; at most ${MAX_FIELDS} are supported`);
   }
-  // The paths as a trie: node = { children: Map<key, node>, terminal }.
-  const root = { children: new Map(), terminal: false };
-  const firstKeys = new Set();
+  // The paths as a trie. A level is a prototype-less object mapping a key,
+  // quoted as in the body ('"card"'), to { terminal, next } where `terminal`
+  // says a path ends there and `next` is the level below (null if none).
+  const root = Object.create(null);
   for (const field of fields) {
     const path = field.split('.');
     if (path.some((segment) => segment === '')) {
@@ -100,23 +101,21 @@ export function configure(raw) {
         `\`fields\` entry ${JSON.stringify(field)} has an empty segment; write keys as \`a\` or \`a.b\``,
       );
     }
-    firstKeys.add(path[0]);
-    let node = root;
-    for (const segment of path) {
-      let child = node.children.get(segment);
-      if (child === undefined) {
-        child = { children: new Map(), terminal: false };
-        node.children.set(segment, child);
-      }
-      node = child;
-    }
-    node.terminal = true;
+    let level = root;
+    path.forEach((segment, i) => {
+      const key = `"${segment}"`;
+      let child = level[key];
+      if (child === undefined) child = level[key] = { terminal: false, next: null };
+      if (i === path.length - 1) child.terminal = true;
+      else level = child.next ??= Object.create(null);
+    });
   }
   if (fields.length > 0) {
     config.trie = root;
-    // A body can only match if it holds a first key as a plain JSON string
-    // (or has escapes, which may spell one).
-    config.quickKeys = [...firstKeys].map((k) => JSON.stringify(k));
+    // A body can only match if it holds a first key as a plain JSON string,
+    // or escapes (which may spell one).
+    const keys = Object.keys(root).map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    config.quick = new RegExp(`\\\\|${keys.join('|')}`);
   }
   return config;
 }
@@ -132,26 +131,132 @@ function maskStr(value, config) {
   return config.maskChar.repeat(hidden) + chars.slice(hidden).join('');
 }
 
-// A validating JSON scanner over the body string, like plugins/mask/src/json.rs:
-// it finds the spans of the values to mask so the body can be edited in place.
-// State lives in module variables to keep the hot path free of allocations.
-const TOKEN = /("(?:[^"\\\x00-\x1f]|\\[\s\S])*")|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|(true|false|null)|([{}[\]:,])/y;
+// Finding the values to mask. The rules are those of the Rust plugin's
+// validating scanner (plugins/mask/src/json.rs): the body must be one JSON
+// document (nested at most 128 deep), and the spans of the masked strings and
+// numbers are found so that the body can be edited in place.
+//
+// StarlingMonkey interprets JavaScript, where every call costs far more than a
+// native built-in doing a whole body at once, so the usual path is: JSON.parse
+// validates, one `split` cuts the body into strings and brackets, and a loop
+// over those pieces follows the key paths. When JSON.parse refuses a body with
+// escapes (the Rust scanner accepts any `\x` escape and decodes values later),
+// a token-by-token scanner decides instead.
+
 const STRING = 1;
 const NUMBER = 2;
 const LITERAL = 3;
 const PUNCT = 4;
-
-let src = '';
-let pos = 0;
-let tokenType = 0;
-let tokenStart = 0;
-let edits = [];
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 function wellFormed(s) {
   return typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s);
 }
+
+/** The trie entry of the key token `token` (quotes included) in `level`, or undefined; null for an invalid key. */
+function child(level, token) {
+  if (token.indexOf('\\') < 0) return level[token];
+  let key;
+  try {
+    key = JSON.parse(token);
+  } catch {
+    return null;
+  }
+  if (!wellFormed(key)) return null; // a lone surrogate escape is invalid
+  return level[`"${key}"`];
+}
+
+const PIECES = /("(?:[^"\\]|\\[\s\S])*"|[{}[\]])/;
+const NUMBERS = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/g;
+const KEY_GAP = /^[ \t\n\r]*:/;
+const BLANK = /^[ \t\n\r]*$/;
+
+/**
+ * The walk over a body JSON.parse accepted. `parts` alternates gaps (blanks,
+ * `:` and `,`, numbers, true/false/null) and tokens (strings and brackets).
+ */
+function walk(body, trie) {
+  const parts = body.split(PIECES);
+  const n = parts.length;
+  const edits = [];
+  // The enclosing containers: level of live paths, masked, is an object.
+  const levels = [];
+  const maskeds = [];
+  const objects = [];
+  let depth = 0;
+  let level = trie; // paths live for the keys of the current container
+  let masked = false; // the current container is inside a masked value
+  let inObject = false;
+  let valueLevel = trie; // the same for the value coming next
+  let valueMasked = false;
+  let pos = 0;
+  for (let i = 0; ; i += 2) {
+    const gap = parts[i];
+    if (valueMasked && gap.length > 0) {
+      // Numbers are the only values in a gap that get masked.
+      NUMBERS.lastIndex = 0;
+      let m;
+      while ((m = NUMBERS.exec(gap)) !== null) edits.push(pos + m.index, pos + m.index + m[0].length, NUMBER);
+    }
+    pos += gap.length;
+    if (i + 1 >= n) return edits;
+    const token = parts[i + 1];
+    const start = pos;
+    pos += token.length;
+    if (token === '{' || token === '[') {
+      // A value inside more than MAX_NESTING containers makes the body invalid.
+      if (depth > MAX_NESTING) return null;
+      levels[depth] = level;
+      maskeds[depth] = masked;
+      objects[depth] = inObject;
+      depth++;
+      if (depth > MAX_NESTING && !(BLANK.test(parts[i + 2]) && (parts[i + 3] === '}' || parts[i + 3] === ']'))) {
+        return null;
+      }
+      level = valueLevel;
+      masked = valueMasked;
+      inObject = token === '{';
+      if (inObject) {
+        valueLevel = null;
+        valueMasked = false;
+      }
+    } else if (token === '}' || token === ']') {
+      depth--;
+      level = levels[depth];
+      masked = maskeds[depth];
+      inObject = objects[depth];
+      valueLevel = inObject ? null : level;
+      valueMasked = inObject ? false : masked;
+    } else if (inObject && KEY_GAP.test(parts[i + 2])) {
+      // A key: which paths go on below it, and whether one ends here.
+      if (masked || level === null) {
+        valueLevel = null;
+        valueMasked = masked;
+      } else {
+        const entry = child(level, token);
+        if (entry === null) return null;
+        valueLevel = entry === undefined ? null : entry.next;
+        valueMasked = entry !== undefined && entry.terminal;
+      }
+    } else {
+      if (valueMasked) edits.push(start, pos, STRING);
+      if (inObject) {
+        valueLevel = null;
+        valueMasked = false;
+      }
+    }
+  }
+}
+
+// The token-by-token scanner, for bodies with escapes JSON.parse refuses.
+const TOKEN = /("(?:[^"\\\x00-\x1f]|\\[\s\S])*")|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|(true|false|null)|([{}[\]:,])/y;
+
+let src = '';
+let pos = 0;
+let tokenType = 0;
+let tokenStart = 0;
+let edits = [];
 
 function ws() {
   let c = src.charCodeAt(pos);
@@ -170,8 +275,8 @@ function next() {
   return true;
 }
 
-/** One value; `node`: trie node of the paths still live, `masked`: inside a match. */
-function value(node, masked, nesting) {
+/** One value; `level`: trie level of the paths still live, `masked`: inside a match. */
+function value(level, masked, nesting) {
   if (nesting > MAX_NESTING || !next()) return false;
   switch (tokenType) {
     case STRING:
@@ -182,14 +287,14 @@ function value(node, masked, nesting) {
       return true;
     default: {
       const c = src.charCodeAt(tokenStart);
-      if (c === 123) return object(node, masked, nesting + 1);
-      if (c === 91) return array(node, masked, nesting + 1);
+      if (c === 123) return object(level, masked, nesting + 1);
+      if (c === 91) return array(level, masked, nesting + 1);
       return false;
     }
   }
 }
 
-function object(node, masked, nesting) {
+function object(level, masked, nesting) {
   ws();
   if (src.charCodeAt(pos) === 125) {
     pos++;
@@ -197,26 +302,18 @@ function object(node, masked, nesting) {
   }
   for (;;) {
     if (!next() || tokenType !== STRING) return false;
-    let childNode = null;
+    let childLevel = null;
     let childMasked = masked;
-    if (!masked && node !== null) {
-      let key = src.slice(tokenStart + 1, pos - 1);
-      if (key.indexOf('\\') >= 0) {
-        try {
-          key = JSON.parse(src.slice(tokenStart, pos));
-        } catch {
-          return false;
-        }
-        if (!wellFormed(key)) return false; // a lone surrogate escape is invalid
-      }
-      const child = node.children.get(key);
-      if (child !== undefined) {
-        childMasked = child.terminal;
-        if (child.children.size > 0) childNode = child;
+    if (!masked && level !== null) {
+      const entry = child(level, src.slice(tokenStart, pos));
+      if (entry === null) return false;
+      if (entry !== undefined) {
+        childMasked = entry.terminal;
+        childLevel = entry.next;
       }
     }
     if (!next() || tokenType !== PUNCT || src.charCodeAt(tokenStart) !== 58) return false;
-    if (!value(childNode, childMasked, nesting)) return false;
+    if (!value(childLevel, childMasked, nesting)) return false;
     if (!next() || tokenType !== PUNCT) return false;
     const c = src.charCodeAt(tokenStart);
     if (c === 125) return true;
@@ -224,14 +321,14 @@ function object(node, masked, nesting) {
   }
 }
 
-function array(node, masked, nesting) {
+function array(level, masked, nesting) {
   ws();
   if (src.charCodeAt(pos) === 93) {
     pos++;
     return true;
   }
   for (;;) {
-    if (!value(node, masked, nesting)) return false;
+    if (!value(level, masked, nesting)) return false;
     if (!next() || tokenType !== PUNCT) return false;
     const c = src.charCodeAt(tokenStart);
     if (c === 93) return true;
@@ -239,8 +336,7 @@ function array(node, masked, nesting) {
   }
 }
 
-/** Flat [start, end, type] triples of the values to mask, or null if `body` is not one JSON document. */
-function findFields(body, trie) {
+function scan(body, trie) {
   src = body;
   pos = 0;
   edits = [];
@@ -249,6 +345,16 @@ function findFields(body, trie) {
   const found = ok && pos === body.length ? edits : null;
   src = '';
   return found;
+}
+
+/** Flat [start, end, type] triples of the values to mask, or null if `body` is not one JSON document. */
+function findFields(body, trie) {
+  try {
+    JSON.parse(body);
+  } catch {
+    return body.indexOf('\\') >= 0 ? scan(body, trie) : null;
+  }
+  return walk(body, trie);
 }
 
 /** `body` with the JSON values at `spans` replaced by masked strings. */
@@ -349,7 +455,7 @@ export function process(event, config) {
     return keep();
   }
   let body = null;
-  if (config.trie !== null && (text.indexOf('\\') >= 0 || config.quickKeys.some((k) => text.indexOf(k) >= 0))) {
+  if (config.trie !== null && config.quick.test(text)) {
     const spans = findFields(text, config.trie);
     if (spans !== null && spans.length > 0) body = applyEdits(text, spans, config);
   }

@@ -70,7 +70,10 @@ pub fn watch(set: WatchSet) -> Result<Watcher, String> {
         dirs.insert(parent(&t.config.path));
     }
     dirs.insert(set.resume_dir.clone());
-    let set = Arc::new(set);
+    let set = Arc::new(Guarded {
+        set,
+        one_at_a_time: std::sync::Mutex::new(()),
+    });
     let handler = {
         let set = set.clone();
         move |result: DebounceEventResult| match result {
@@ -101,12 +104,13 @@ pub fn watch(set: WatchSet) -> Result<Watcher, String> {
     // Whatever changed between loading and watching (a plugin deployed
     // during startup, a resume request left from before) is acted on now.
     let mut all: BTreeSet<PathBuf> = set
+        .set
         .registry
         .slots()
         .map(|s| s.path().to_path_buf())
         .collect();
-    all.extend(set.tables.iter().map(|t| t.config.path.clone()));
-    all.insert(set.resume_dir.clone());
+    all.extend(set.set.tables.iter().map(|t| t.config.path.clone()));
+    all.insert(set.set.resume_dir.clone());
     handle(&set, &all);
     Ok(Watcher {
         _debouncer: debouncer,
@@ -120,8 +124,21 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
+/// The watch set with a lock, so the startup pass and the watcher thread
+/// never reload the same file at once (a late, stale reload could otherwise
+/// overwrite a newer one).
+struct Guarded {
+    set: WatchSet,
+    one_at_a_time: std::sync::Mutex<()>,
+}
+
 /// Acts on a set of changed paths.
-fn handle(set: &WatchSet, changed: &BTreeSet<PathBuf>) {
+fn handle(guarded: &Guarded, changed: &BTreeSet<PathBuf>) {
+    let _lock = guarded
+        .one_at_a_time
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let set = &guarded.set;
     let mut swapped = false;
     for slot in set.registry.slots() {
         if changed.iter().any(|p| same_file(p, slot.path())) {
