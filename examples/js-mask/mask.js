@@ -90,10 +90,12 @@ export function configure(raw) {
   if (fields.length > MAX_FIELDS) {
     throw new Error(`\`fields\` has ${fields.length} entries; at most ${MAX_FIELDS} are supported`);
   }
-  // The paths as a trie. A level is a prototype-less object mapping a key,
-  // quoted as in the body ('"card"'), to { terminal, next } where `terminal`
-  // says a path ends there and `next` is the level below (null if none).
-  const root = Object.create(null);
+  // The paths as a trie of levels. A level maps a key, quoted as in a body
+  // ('"card"'), to { terminal, next }: whether a path ends there, and the
+  // level below (null if none). `byLen` lists the same entries by key length,
+  // so a key in a body is compared without cutting it out of the body.
+  const newLevel = () => ({ map: Object.create(null), byLen: [] });
+  const root = newLevel();
   for (const field of fields) {
     const path = field.split('.');
     if (path.some((segment) => segment === '')) {
@@ -104,19 +106,18 @@ export function configure(raw) {
     let level = root;
     path.forEach((segment, i) => {
       const key = `"${segment}"`;
-      let child = level[key];
-      if (child === undefined) child = level[key] = { terminal: false, next: null };
-      if (i === path.length - 1) child.terminal = true;
-      else level = child.next ??= Object.create(null);
+      let entry = level.map[key];
+      if (entry === undefined) {
+        entry = level.map[key] = { terminal: false, next: null };
+        (level.byLen[key.length] ??= []).push(key, entry);
+      }
+      if (i === path.length - 1) entry.terminal = true;
+      else level = entry.next ??= newLevel();
     });
   }
-  if (fields.length > 0) {
-    config.trie = root;
-    // A body can only match if it holds a first key as a plain JSON string,
-    // or escapes (which may spell one).
-    const keys = Object.keys(root).map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-    config.quick = new RegExp(`\\\\|${keys.join('|')}`);
-  }
+  if (fields.length > 0) config.trie = root;
+  // The masking character as it is written inside a JSON string, in UTF-8.
+  config.maskJson = new TextEncoder().encode(JSON.stringify(config.maskChar).slice(1, -1));
   return config;
 }
 
@@ -154,31 +155,59 @@ function wellFormed(s) {
   return typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s);
 }
 
-/** The trie entry of the key token `token` (quotes included) in `level`, or undefined; null for an invalid key. */
-function child(level, token) {
-  if (token.indexOf('\\') < 0) return level[token];
-  let key;
-  try {
-    key = JSON.parse(token);
-  } catch {
-    return null;
+/**
+ * The trie entry of the key whose token (quotes included) is text[start, end)
+ * in `level`: undefined if none, null if the key is invalid.
+ */
+function child(level, text, start, end, escapes) {
+  if (escapes) {
+    const slash = text.indexOf('\\', start);
+    if (slash >= 0 && slash < end) {
+      let key;
+      try {
+        key = JSON.parse(text.slice(start, end));
+      } catch {
+        return null;
+      }
+      if (!wellFormed(key)) return null; // a lone surrogate escape is invalid
+      return level.map[`"${key}"`];
+    }
   }
-  if (!wellFormed(key)) return null; // a lone surrogate escape is invalid
-  return level[`"${key}"`];
+  const candidates = level.byLen[end - start];
+  if (candidates === undefined) return undefined;
+  for (let k = 0; k < candidates.length; k += 2) {
+    if (text.startsWith(candidates[k], start)) return candidates[k + 1];
+  }
+  return undefined;
 }
 
-const PIECES = /("(?:[^"\\]|\\[\s\S])*"|[{}[\]])/;
-const NUMBERS = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/g;
-const KEY_GAP = /^[ \t\n\r]*:/;
-const BLANK = /^[ \t\n\r]*$/;
+/** Whether the quote at text[q] is escaped. */
+function escapedQuote(text, q) {
+  let k = q - 1;
+  while (text[k] === '\\') k--;
+  return (q - 1 - k) % 2 === 1;
+}
+
+const NUMBER_CHARS = Object.assign(Object.create(null), {
+  0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true,
+  '.': true, e: true, E: true, '+': true, '-': true,
+});
+
+/** Whether only whitespace stands between text[i] and a closing bracket. */
+function closesNext(text, i) {
+  let c = text[i];
+  while (c === ' ' || c === '\t' || c === '\n' || c === '\r') c = text[++i];
+  return c === '}' || c === ']';
+}
 
 /**
- * The walk over a body JSON.parse accepted. `parts` alternates gaps (blanks,
- * `:` and `,`, numbers, true/false/null) and tokens (strings and brackets).
+ * The walk over a body JSON.parse accepted, so its structure is sound: it
+ * looks at structural characters one by one and skips over strings with
+ * indexOf.
  */
-function walk(body, trie) {
-  const parts = body.split(PIECES);
-  const n = parts.length;
+function walk(text, trie) {
+  const n = text.length;
+  const escapes = text.indexOf('\\') >= 0;
   const edits = [];
   // The enclosing containers: level of live paths, masked, is an object.
   const levels = [];
@@ -188,65 +217,79 @@ function walk(body, trie) {
   let level = trie; // paths live for the keys of the current container
   let masked = false; // the current container is inside a masked value
   let inObject = false;
+  let expectKey = false;
   let valueLevel = trie; // the same for the value coming next
   let valueMasked = false;
-  let pos = 0;
-  for (let i = 0; ; i += 2) {
-    const gap = parts[i];
-    if (valueMasked && gap.length > 0) {
-      // Numbers are the only values in a gap that get masked.
-      NUMBERS.lastIndex = 0;
-      let m;
-      while ((m = NUMBERS.exec(gap)) !== null) edits.push(pos + m.index, pos + m.index + m[0].length, NUMBER);
-    }
-    pos += gap.length;
-    if (i + 1 >= n) return edits;
-    const token = parts[i + 1];
-    const start = pos;
-    pos += token.length;
-    if (token === '{' || token === '[') {
+  let i = 0;
+  while (i < n) {
+    const c = text[i];
+    if (c === '"') {
+      let end = text.indexOf('"', i + 1);
+      if (escapes) while (escapedQuote(text, end)) end = text.indexOf('"', end + 1);
+      end++;
+      if (expectKey) {
+        // Which paths go on below this key, and whether one ends here.
+        expectKey = false;
+        if (masked || level === null) {
+          valueLevel = null;
+          valueMasked = masked;
+        } else {
+          const entry = child(level, text, i, end, escapes);
+          if (entry === null) return null;
+          valueLevel = entry === undefined ? null : entry.next;
+          valueMasked = entry !== undefined && entry.terminal;
+        }
+      } else {
+        if (valueMasked) edits.push(i, end, STRING);
+        if (inObject) {
+          valueLevel = null;
+          valueMasked = false;
+        }
+      }
+      i = end;
+    } else if (c === '{' || c === '[') {
       // A value inside more than MAX_NESTING containers makes the body invalid.
       if (depth > MAX_NESTING) return null;
       levels[depth] = level;
       maskeds[depth] = masked;
       objects[depth] = inObject;
       depth++;
-      if (depth > MAX_NESTING && !(BLANK.test(parts[i + 2]) && (parts[i + 3] === '}' || parts[i + 3] === ']'))) {
-        return null;
-      }
+      if (depth > MAX_NESTING && !closesNext(text, i + 1)) return null;
       level = valueLevel;
       masked = valueMasked;
-      inObject = token === '{';
+      inObject = c === '{';
+      expectKey = inObject;
       if (inObject) {
         valueLevel = null;
         valueMasked = false;
       }
-    } else if (token === '}' || token === ']') {
+      i++;
+    } else if (c === '}' || c === ']') {
       depth--;
       level = levels[depth];
       masked = maskeds[depth];
       inObject = objects[depth];
+      expectKey = false;
       valueLevel = inObject ? null : level;
       valueMasked = inObject ? false : masked;
-    } else if (inObject && KEY_GAP.test(parts[i + 2])) {
-      // A key: which paths go on below it, and whether one ends here.
-      if (masked || level === null) {
-        valueLevel = null;
-        valueMasked = masked;
-      } else {
-        const entry = child(level, token);
-        if (entry === null) return null;
-        valueLevel = entry === undefined ? null : entry.next;
-        valueMasked = entry !== undefined && entry.terminal;
-      }
-    } else {
-      if (valueMasked) edits.push(start, pos, STRING);
+      i++;
+    } else if (c === ',') {
+      expectKey = inObject;
+      i++;
+    } else if (valueMasked && (c === '-' || (c >= '0' && c <= '9'))) {
+      const start = i;
+      i++;
+      while (i < n && NUMBER_CHARS[text[i]] === true) i++;
+      edits.push(start, i, NUMBER);
       if (inObject) {
         valueLevel = null;
         valueMasked = false;
       }
+    } else {
+      i++; // ':', whitespace, and the characters of numbers and literals
     }
   }
+  return edits;
 }
 
 // The token-by-token scanner, for bodies with escapes JSON.parse refuses.
@@ -305,7 +348,7 @@ function object(level, masked, nesting) {
     let childLevel = null;
     let childMasked = masked;
     if (!masked && level !== null) {
-      const entry = child(level, src.slice(tokenStart, pos));
+      const entry = child(level, src, tokenStart, pos, true);
       if (entry === null) return false;
       if (entry !== undefined) {
         childMasked = entry.terminal;
@@ -357,6 +400,17 @@ function findFields(body, trie) {
   return walk(body, trie);
 }
 
+/** The text a masked JSON string value stands for ('' if its escapes are invalid). */
+function decodeString(token) {
+  let text;
+  try {
+    text = JSON.parse(token);
+  } catch {
+    return '';
+  }
+  return wellFormed(text) ? text : ''; // a lone surrogate escape is invalid
+}
+
 /** `body` with the JSON values at `spans` replaced by masked strings. */
 function applyEdits(body, spans, config) {
   let out = '';
@@ -364,19 +418,80 @@ function applyEdits(body, spans, config) {
   for (let i = 0; i < spans.length; i += 3) {
     const start = spans[i];
     const end = spans[i + 1];
-    let text = body.slice(start, end);
-    if (spans[i + 2] === STRING) {
-      try {
-        text = JSON.parse(text);
-      } catch {
-        text = '';
-      }
-      if (!wellFormed(text)) text = ''; // a lone surrogate escape is invalid
-    }
+    const raw = body.slice(start, end);
+    const text = spans[i + 2] === STRING ? decodeString(raw) : raw;
     out += body.slice(at, start) + JSON.stringify(maskStr(text, config));
     at = end;
   }
   return out + body.slice(at);
+}
+
+/** `config.maskJson` repeated at least `count` times. */
+function maskRun(config, count) {
+  if (config.maskRun === undefined || config.maskRun.length < count * config.maskJson.length) {
+    const size = Math.max(64, count);
+    const run = new Uint8Array(size * config.maskJson.length);
+    for (let k = 0; k < size; k++) run.set(config.maskJson, k * config.maskJson.length);
+    config.maskRun = run;
+  }
+  return config.maskRun;
+}
+
+/**
+ * The same for an ASCII body (string offsets are byte offsets), building the
+ * new body's bytes directly: no strings are cut or encoded.
+ */
+function applyEditsAscii(bytes, text, spans, config) {
+  const m = config.maskJson.length;
+  const keepLast = config.keepLast;
+  // First the size, and what goes in place of each value: a count of
+  // characters to hide, or (for strings with escapes) the encoded string.
+  const plans = [];
+  let size = bytes.length;
+  for (let i = 0; i < spans.length; i += 3) {
+    const start = spans[i];
+    const end = spans[i + 1];
+    let n = end - start;
+    if (spans[i + 2] === STRING) {
+      const slash = text.indexOf('\\', start);
+      if (slash >= 0 && slash < end) {
+        const encoded = encoder.encode(JSON.stringify(maskStr(decodeString(text.slice(start, end)), config)));
+        plans.push(encoded);
+        size += encoded.length - n;
+        continue;
+      }
+      n -= 2;
+    }
+    const hidden = n <= keepLast ? n : n - keepLast;
+    plans.push(hidden);
+    size += 2 + hidden * m + (n - hidden) - (end - start);
+  }
+  const out = new Uint8Array(size);
+  let o = 0;
+  let at = 0;
+  for (let i = 0, e = 0; i < spans.length; i += 3, e++) {
+    const start = spans[i];
+    const end = spans[i + 1];
+    out.set(bytes.subarray(at, start), o);
+    o += start - at;
+    at = end;
+    const plan = plans[e];
+    if (typeof plan !== 'number') {
+      out.set(plan, o);
+      o += plan.length;
+      continue;
+    }
+    const from = spans[i + 2] === STRING ? start + 1 : start;
+    const to = spans[i + 2] === STRING ? end - 1 : end;
+    out[o++] = 34; // "
+    out.set(maskRun(config, plan).subarray(0, plan * m), o);
+    o += plan * m;
+    out.set(bytes.subarray(from + plan, to), o);
+    o += to - from - plan;
+    out[o++] = 34;
+  }
+  out.set(bytes.subarray(at), o);
+  return out;
 }
 
 /** Sorted, merged [start, end) pairs of every non-empty pattern match in `text`. */
@@ -443,9 +558,19 @@ function maskPatternsBytes(bytes, config) {
   return out;
 }
 
+/** Whether `text` starts (after whitespace) with an object or array: only those hold keys. */
+function startsContainer(text) {
+  let i = 0;
+  let c = text[0];
+  while (c === ' ' || c === '\t' || c === '\n' || c === '\r') c = text[++i];
+  return c === '{' || c === '[';
+}
+
+const STRICT = { strict: true };
+
 /** Masks the configured values of one event. */
 export function process(event, config) {
-  const text = event.text({ strict: true });
+  const text = event.text(STRICT);
   if (text === null) {
     // Not UTF-8: not JSON either, so only `patterns` apply.
     if (config.patterns.length > 0) {
@@ -455,9 +580,16 @@ export function process(event, config) {
     return keep();
   }
   let body = null;
-  if (config.trie !== null && config.quick.test(text)) {
+  if (config.trie !== null && startsContainer(text)) {
     const spans = findFields(text, config.trie);
-    if (spans !== null && spans.length > 0) body = applyEdits(text, spans, config);
+    if (spans !== null && spans.length > 0) {
+      const bytes = event.body;
+      if (bytes.length === text.length && config.patterns.length === 0) {
+        event.setBody(applyEditsAscii(bytes, text, spans, config));
+        return keep();
+      }
+      body = applyEdits(text, spans, config);
+    }
   }
   if (config.patterns.length > 0) {
     const masked = maskPatterns(body ?? text, config);

@@ -121,10 +121,26 @@ function decodeHeaders(data, off, len) {
   return out;
 }
 
+/** Changes made through the setters; `undefined` fields are unchanged. */
+class Changes {
+  constructor() {
+    this.modified = false;
+    this.key = undefined;
+    this.headers = undefined;
+    /** Headers decoded for reading only: the encoded block can be copied as is. */
+    this.headersRead = false;
+    this.timestamp = undefined;
+  }
+}
+
 /**
- * One event of a batch. Reading is lazy: a field is decoded when first used.
- * Byte fields (`body`, `key`, header values) are Uint8Array views into the
- * batch; do not keep them past the call.
+ * One event of a batch, valid during the `process` call it is given to.
+ * Reading is lazy: a field is decoded when first used. Byte fields (`body`,
+ * `key`, header values) are Uint8Array views into the batch; copy them to keep
+ * them past the call.
+ *
+ * (StarlingMonkey interprets JavaScript and every allocation counts, so an
+ * Event holds few fields and changes live in a separate object.)
  */
 export class Event {
   constructor(data, index, i) {
@@ -133,10 +149,12 @@ export class Event {
     this._w = i * STRIDE;
     this._body = undefined;
     this._text = undefined;
-    this._key = undefined;
-    this._headers = undefined;
-    this._timestamp = undefined;
-    this._modified = false;
+    this._changes = null;
+  }
+
+  _change() {
+    if (this._changes === null) this._changes = new Changes();
+    return this._changes;
   }
 
   /** The payload, as a Uint8Array. */
@@ -161,7 +179,9 @@ export class Event {
   text(options) {
     if (options !== undefined && options.strict) {
       try {
-        return utf8Strict.decode(this.body);
+        // Valid UTF-8 decodes the same either way: cache it for text().
+        this._text = utf8Strict.decode(this.body);
+        return this._text;
       } catch {
         return null;
       }
@@ -177,13 +197,11 @@ export class Event {
 
   /** The key as a Uint8Array, or `null` when the event has none. */
   get key() {
-    if (this._key === undefined) {
-      const ix = this._index;
-      const w = this._w;
-      const len = ix[w + 1];
-      this._key = len === NONE ? null : this._data.subarray(ix[w], ix[w] + len);
-    }
-    return this._key;
+    if (this._changes !== null && this._changes.key !== undefined) return this._changes.key;
+    const ix = this._index;
+    const w = this._w;
+    const len = ix[w + 1];
+    return len === NONE ? null : this._data.subarray(ix[w], ix[w] + len);
   }
 
   set key(value) {
@@ -198,12 +216,14 @@ export class Event {
 
   /** All headers in order, as [name, Uint8Array value] pairs; names may repeat. */
   get headers() {
-    if (this._headers === undefined) {
+    const changes = this._change();
+    if (changes.headers === undefined) {
       const ix = this._index;
       const w = this._w;
-      this._headers = ix[w + 5] === 0 ? [] : decodeHeaders(this._data, ix[w + 4], ix[w + 5]);
+      changes.headers = ix[w + 5] === 0 ? [] : decodeHeaders(this._data, ix[w + 4], ix[w + 5]);
+      changes.headersRead = true;
     }
-    return this._headers;
+    return changes.headers;
   }
 
   /** The value of the first header `name` as a string, or `undefined`. */
@@ -241,7 +261,7 @@ export class Event {
 
   /** Milliseconds since the Unix epoch, or `null` when unknown. */
   get timestamp() {
-    if (this._timestamp !== undefined) return this._timestamp;
+    if (this._changes !== null && this._changes.timestamp !== undefined) return this._changes.timestamp;
     const ix = this._index;
     const ms = (ix[this._w + 12] | 0) * 0x100000000 + ix[this._w + 11];
     return ms === -1 ? null : ms;
@@ -253,21 +273,22 @@ export class Event {
 
   /** Whether a setter changed the event. */
   get modified() {
-    return this._modified;
+    return this._changes !== null && this._changes.modified === true;
   }
 
   /** Replaces the payload (a string is encoded as UTF-8). */
   setBody(value) {
     this._body = toBytes(value);
     this._text = typeof value === 'string' ? value : undefined;
-    this._modified = true;
+    this._change().modified = true;
     return this;
   }
 
   /** Replaces the key; `null` removes it. */
   setKey(value) {
-    this._key = value === null || value === undefined ? null : toBytes(value);
-    this._modified = true;
+    const changes = this._change();
+    changes.key = value === null || value === undefined ? null : toBytes(value);
+    changes.modified = true;
     return this;
   }
 
@@ -279,36 +300,44 @@ export class Event {
     const bytes = toBytes(value);
     const headers = this.headers.slice();
     const first = headers.findIndex((h) => h[0] === name);
+    const changes = this._change();
     if (first < 0) {
       headers.push([name, bytes]);
-      this._headers = headers;
+      changes.headers = headers;
     } else {
       headers[first] = [name, bytes];
-      this._headers = headers.filter((h, i) => i <= first || h[0] !== name);
+      changes.headers = headers.filter((h, i) => i <= first || h[0] !== name);
     }
-    this._modified = true;
+    changes.headersRead = false;
+    changes.modified = true;
     return this;
   }
 
   /** Appends a header, keeping any of the same name. */
   addHeader(name, value) {
-    this._headers = this.headers.concat([[name, toBytes(value)]]);
-    this._modified = true;
+    const headers = this.headers.concat([[name, toBytes(value)]]);
+    const changes = this._change();
+    changes.headers = headers;
+    changes.headersRead = false;
+    changes.modified = true;
     return this;
   }
 
   /** Removes every header `name`; returns whether there was one. */
   removeHeader(name) {
     if (this.headerBytes(name) === undefined) return false;
-    this._headers = this.headers.filter((h) => h[0] !== name);
-    this._modified = true;
+    const changes = this._change();
+    changes.headers = this.headers.filter((h) => h[0] !== name);
+    changes.headersRead = false;
+    changes.modified = true;
     return true;
   }
 
   /** Sets the timestamp (ms since the Unix epoch; `null` for unknown). */
   setTimestamp(ms) {
-    this._timestamp = ms === null || ms === undefined ? null : Math.trunc(ms);
-    this._modified = true;
+    const changes = this._change();
+    changes.timestamp = ms === null || ms === undefined ? null : Math.trunc(ms);
+    changes.modified = true;
     return this;
   }
 
@@ -383,8 +412,12 @@ class BatchWriter {
     if (event instanceof Event) {
       key = event.key;
       body = event.body;
-      headers = event._headers;
-      timestamp = event._timestamp;
+      const changes = event._changes;
+      if (changes !== null) {
+        // Headers only read are copied as the encoded block.
+        if (!changes.headersRead) headers = changes.headers;
+        timestamp = changes.timestamp;
+      }
     } else {
       if ('key' in event) key = event.key === null || event.key === undefined ? null : toBytes(event.key);
       if ('body' in event) body = toBytes(event.body);
@@ -483,7 +516,7 @@ export function processBatch(batch, handler, configure) {
     let kind = outcome === undefined ? KEEP : outcome.kind;
     let label = 0;
     let replacement = NONE;
-    let version = event._modified ? event : null;
+    let version = event._changes !== null && event._changes.modified === true ? event : null;
     switch (kind) {
       case KEEP:
         if (version !== null) kind = MODIFY;

@@ -39,6 +39,12 @@ impl Metrics {
         map.entry(name.to_owned()).or_default().clone()
     }
 
+    /// Current value of a gauge (0 if never registered).
+    pub fn gauge_value(&self, name: &str) -> i64 {
+        let map = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(name).map_or(0, |g| g.load(Ordering::Relaxed))
+    }
+
     /// Current value of a counter (0 if never registered).
     pub fn get(&self, name: &str) -> u64 {
         let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
