@@ -45,7 +45,7 @@ function strings(raw, key) {
 
 /** Called once by the SDK with the plugin's config table. */
 export function configure(raw) {
-  const config = { trie: null, patterns: [], keepLast: 4, maskChar: '*' };
+  const config = { trie: null, patterns: [], keepLast: 4, maskChar: '*', maskJson: null, maskRun: null };
   let fields = [];
   for (const key of Object.keys(raw)) {
     const value = raw[key];
@@ -118,6 +118,7 @@ export function configure(raw) {
   if (fields.length > 0) config.trie = root;
   // The masking character as it is written inside a JSON string, in UTF-8.
   config.maskJson = new TextEncoder().encode(JSON.stringify(config.maskChar).slice(1, -1));
+  config.maskRun = new Uint8Array(0);
   return config;
 }
 
@@ -188,11 +189,6 @@ function escapedQuote(text, q) {
   return (q - 1 - k) % 2 === 1;
 }
 
-const NUMBER_CHARS = Object.assign(Object.create(null), {
-  0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true,
-  '.': true, e: true, E: true, '+': true, '-': true,
-});
-
 /** Whether only whitespace stands between text[i] and a closing bracket. */
 function closesNext(text, i) {
   let c = text[i];
@@ -200,19 +196,42 @@ function closesNext(text, i) {
   return c === '}' || c === ']';
 }
 
+// Character classes for the walk (characters outside strings are ASCII in a
+// valid body): 0 skipped (':', whitespace, letters of true/false/null).
+const QUOTE = 1;
+const OPEN = 2;
+const CLOSE = 3;
+const COMMA = 4;
+const DIGIT = 5; // or '-': a number starts
+const CLASS = new Uint8Array(128);
+CLASS[34] = QUOTE;
+CLASS[123] = OPEN;
+CLASS[91] = OPEN;
+CLASS[125] = CLOSE;
+CLASS[93] = CLOSE;
+CLASS[44] = COMMA;
+CLASS[45] = DIGIT;
+for (let c = 48; c <= 57; c++) CLASS[c] = DIGIT;
+/** Characters that continue a number: digits . e E + - */
+const NUMBER_PART = new Uint8Array(128);
+for (const c of '0123456789.eE+-') NUMBER_PART[c.charCodeAt(0)] = 1;
+
+// The walk's stacks, reused from body to body: for each enclosing container,
+// the level of live paths, whether it is masked, and whether it is an object.
+const levels = [];
+const maskeds = [];
+const objects = [];
+
 /**
  * The walk over a body JSON.parse accepted, so its structure is sound: it
- * looks at structural characters one by one and skips over strings with
- * indexOf.
+ * looks at the characters between strings one by one and skips over strings
+ * with indexOf. Returns the edits, or null past MAX_NESTING or on a key with a
+ * lone surrogate escape (invalid for the Rust plugin, accepted by JSON.parse).
  */
 function walk(text, trie) {
   const n = text.length;
   const escapes = text.indexOf('\\') >= 0;
   const edits = [];
-  // The enclosing containers: level of live paths, masked, is an object.
-  const levels = [];
-  const maskeds = [];
-  const objects = [];
   let depth = 0;
   let level = trie; // paths live for the keys of the current container
   let masked = false; // the current container is inside a masked value
@@ -222,8 +241,12 @@ function walk(text, trie) {
   let valueMasked = false;
   let i = 0;
   while (i < n) {
-    const c = text[i];
-    if (c === '"') {
+    const c = text.charCodeAt(i);
+    const k = CLASS[c];
+    if (k === 0) {
+      i++;
+    } else if (k === QUOTE) {
+      // A string: a key or a value.
       let end = text.indexOf('"', i + 1);
       if (escapes) while (escapedQuote(text, end)) end = text.indexOf('"', end + 1);
       end++;
@@ -239,15 +262,23 @@ function walk(text, trie) {
           valueLevel = entry === undefined ? null : entry.next;
           valueMasked = entry !== undefined && entry.terminal;
         }
+        // The ':' usually follows at once: skip it here.
+        i = text.charCodeAt(end) === 58 ? end + 1 : end;
       } else {
         if (valueMasked) edits.push(i, end, STRING);
         if (inObject) {
           valueLevel = null;
           valueMasked = false;
         }
+        // So does the ',' after a value.
+        if (text.charCodeAt(end) === 44) {
+          expectKey = inObject;
+          i = end + 1;
+        } else {
+          i = end;
+        }
       }
-      i = end;
-    } else if (c === '{' || c === '[') {
+    } else if (k === OPEN) {
       // A value inside more than MAX_NESTING containers makes the body invalid.
       if (depth > MAX_NESTING) return null;
       levels[depth] = level;
@@ -257,14 +288,14 @@ function walk(text, trie) {
       if (depth > MAX_NESTING && !closesNext(text, i + 1)) return null;
       level = valueLevel;
       masked = valueMasked;
-      inObject = c === '{';
+      inObject = c === 123;
       expectKey = inObject;
       if (inObject) {
         valueLevel = null;
         valueMasked = false;
       }
       i++;
-    } else if (c === '}' || c === ']') {
+    } else if (k === CLOSE) {
       depth--;
       level = levels[depth];
       masked = maskeds[depth];
@@ -273,20 +304,21 @@ function walk(text, trie) {
       valueLevel = inObject ? null : level;
       valueMasked = inObject ? false : masked;
       i++;
-    } else if (c === ',') {
+    } else if (k === COMMA) {
       expectKey = inObject;
       i++;
-    } else if (valueMasked && (c === '-' || (c >= '0' && c <= '9'))) {
+    } else {
+      // A number: masked as a whole, or skipped.
       const start = i;
       i++;
-      while (i < n && NUMBER_CHARS[text[i]] === true) i++;
-      edits.push(start, i, NUMBER);
-      if (inObject) {
-        valueLevel = null;
-        valueMasked = false;
+      while (NUMBER_PART[text.charCodeAt(i)] === 1) i++;
+      if (valueMasked) {
+        edits.push(start, i, NUMBER);
+        if (inObject) {
+          valueLevel = null;
+          valueMasked = false;
+        }
       }
-    } else {
-      i++; // ':', whitespace, and the characters of numbers and literals
     }
   }
   return edits;
@@ -428,66 +460,47 @@ function applyEdits(body, spans, config) {
 
 /** `config.maskJson` repeated at least `count` times. */
 function maskRun(config, count) {
-  if (config.maskRun === undefined || config.maskRun.length < count * config.maskJson.length) {
-    const size = Math.max(64, count);
-    const run = new Uint8Array(size * config.maskJson.length);
-    for (let k = 0; k < size; k++) run.set(config.maskJson, k * config.maskJson.length);
+  if (config.maskRun.length < count * config.maskJson.length) {
+    const run = new Uint8Array(count * 2 * config.maskJson.length);
+    for (let k = 0; k < count * 2; k++) run.set(config.maskJson, k * config.maskJson.length);
     config.maskRun = run;
   }
   return config.maskRun;
 }
 
 /**
- * The same for an ASCII body (string offsets are byte offsets), building the
- * new body's bytes directly: no strings are cut or encoded.
+ * The same for an ASCII body without escapes (string offsets are byte
+ * offsets, and a value's characters are its bytes), building the new body's
+ * bytes directly: no strings are cut or encoded.
  */
-function applyEditsAscii(bytes, text, spans, config) {
+function applyEditsAscii(bytes, spans, config) {
   const m = config.maskJson.length;
   const keepLast = config.keepLast;
-  // First the size, and what goes in place of each value: a count of
-  // characters to hide, or (for strings with escapes) the encoded string.
-  const plans = [];
   let size = bytes.length;
   for (let i = 0; i < spans.length; i += 3) {
-    const start = spans[i];
-    const end = spans[i + 1];
-    let n = end - start;
-    if (spans[i + 2] === STRING) {
-      const slash = text.indexOf('\\', start);
-      if (slash >= 0 && slash < end) {
-        const encoded = encoder.encode(JSON.stringify(maskStr(decodeString(text.slice(start, end)), config)));
-        plans.push(encoded);
-        size += encoded.length - n;
-        continue;
-      }
-      n -= 2;
-    }
+    let n = spans[i + 1] - spans[i];
+    if (spans[i + 2] === STRING) n -= 2;
     const hidden = n <= keepLast ? n : n - keepLast;
-    plans.push(hidden);
-    size += 2 + hidden * m + (n - hidden) - (end - start);
+    size += 2 + hidden * (m - 1) + (spans[i + 2] === STRING ? -2 : 0);
   }
   const out = new Uint8Array(size);
   let o = 0;
   let at = 0;
-  for (let i = 0, e = 0; i < spans.length; i += 3, e++) {
+  for (let i = 0; i < spans.length; i += 3) {
     const start = spans[i];
     const end = spans[i + 1];
     out.set(bytes.subarray(at, start), o);
     o += start - at;
     at = end;
-    const plan = plans[e];
-    if (typeof plan !== 'number') {
-      out.set(plan, o);
-      o += plan.length;
-      continue;
-    }
     const from = spans[i + 2] === STRING ? start + 1 : start;
     const to = spans[i + 2] === STRING ? end - 1 : end;
+    const n = to - from;
+    const hidden = n <= keepLast ? n : n - keepLast;
     out[o++] = 34; // "
-    out.set(maskRun(config, plan).subarray(0, plan * m), o);
-    o += plan * m;
-    out.set(bytes.subarray(from + plan, to), o);
-    o += to - from - plan;
+    out.set(maskRun(config, hidden).subarray(0, hidden * m), o);
+    o += hidden * m;
+    out.set(bytes.subarray(from + hidden, to), o);
+    o += n - hidden;
     out[o++] = 34;
   }
   out.set(bytes.subarray(at), o);
@@ -584,8 +597,8 @@ export function process(event, config) {
     const spans = findFields(text, config.trie);
     if (spans !== null && spans.length > 0) {
       const bytes = event.body;
-      if (bytes.length === text.length && config.patterns.length === 0) {
-        event.setBody(applyEditsAscii(bytes, text, spans, config));
+      if (bytes.length === text.length && config.patterns.length === 0 && text.indexOf('\\') < 0) {
+        event.setBody(applyEditsAscii(bytes, spans, config));
         return keep();
       }
       body = applyEdits(text, spans, config);

@@ -52,7 +52,7 @@ def _strings(raw, key):
 
 
 class Config:
-    __slots__ = ("trie", "quick_keys", "patterns", "keep_last", "mask_char")
+    __slots__ = ("trie", "quick_keys", "patterns", "keep_last", "mask_char", "mask_json")
 
     def __init__(self):
         self.trie = None  # {key: (children, terminal)}
@@ -60,6 +60,7 @@ class Config:
         self.patterns = []
         self.keep_last = 4
         self.mask_char = "*"
+        self.mask_json = "*"  # the masking character as written in a JSON string
 
 
 def configure(raw):
@@ -100,7 +101,8 @@ def configure(raw):
         )
     if len(fields) > MAX_FIELDS:
         raise ValueError(f"`fields` has {len(fields)} entries; at most {MAX_FIELDS} are supported")
-    # The paths as a trie: {key: [children, terminal]}.
+    # The paths as a trie of levels: a level maps a key, quoted as in a body
+    # ('"card"'), to [next level (a dict, empty if none), path ends here].
     root = {}
     for field in fields:
         path = field.split(".")
@@ -109,17 +111,18 @@ def configure(raw):
                 f"`fields` entry {json.dumps(field, ensure_ascii=False)} has an empty segment; "
                 "write keys as `a` or `a.b`"
             )
-        node = root
+        level = root
         for i, segment in enumerate(path):
-            child = node.setdefault(segment, [{}, False])
+            entry = level.setdefault(f'"{segment}"', [{}, False])
             if i == len(path) - 1:
-                child[1] = True
-            node = child[0]
+                entry[1] = True
+            level = entry[0]
     if fields:
         config.trie = root
         # A body can only match if it holds a first key as a plain JSON string
-        # (or has escapes, which may spell one).
-        config.quick_keys = tuple(json.dumps(k, ensure_ascii=False) for k in root)
+        # (or escapes, which may spell one).
+        config.quick_keys = tuple(root)
+    config.mask_json = json.dumps(config.mask_char, ensure_ascii=False)[1:-1]
     return config
 
 
@@ -134,20 +137,134 @@ def _mask_str(value, config):
     return config.mask_char * hidden + value[hidden:]
 
 
-# A validating JSON scanner, like plugins/mask/src/json.rs: it finds the spans
-# of the values to mask so the body can be edited in place. The body is cut
-# into tokens by one regex (the group number is the token type; the last group
-# catches anything that starts no token), then walked recursively.
+# Finding the values to mask. The rules are those of the Rust plugin's
+# validating scanner (plugins/mask/src/json.rs): the body must be one JSON
+# document (nested at most 128 deep), and the spans of the masked strings and
+# numbers are found so that the body can be edited in place.
+#
+# Python code is slow per step and native calls are not, so the usual path is:
+# json.loads validates, one regex split cuts the body into strings, brackets
+# and commas, and a loop over those pieces follows the key paths. When
+# json.loads refuses a body with escapes (the Rust scanner accepts any `\x`
+# escape and decodes values later), a token-by-token scanner decides instead.
+
+_STRING, _NUMBER, _LITERAL, _PUNCT = 1, 2, 3, 4
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _valid_json(text):
+    try:
+        _DECODER.decode(text)
+    except Exception:  # noqa: BLE001 - ValueError, RecursionError
+        return False
+    return True
+
+
+def _entry(level, token):
+    """The trie entry of key `token` (quotes included) in `level`: None if
+    absent, False if the key is invalid."""
+    if "\\" not in token:
+        return level.get(token)
+    try:
+        key = json.loads(token)
+        key.encode("utf-8")  # a lone surrogate escape is invalid
+    except ValueError:
+        return False
+    return level.get(f'"{key}"')
+
+
+_PIECES = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],])', re.S)
+_NUMBERS = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_BLANK = " \t\n\r"
+
+
+def _walk(text, trie):
+    """The walk over a body json.loads accepted, so its structure is sound.
+    `parts` alternates gaps (blanks, ':', numbers, literals) and tokens
+    (strings, brackets, commas). None past MAX_NESTING or on a key with a
+    lone surrogate escape."""
+    parts = _PIECES.split(text)
+    edits = []
+    stack = []  # (level, masked, in_object) of the enclosing containers
+    level, masked, in_object, expect_key = trie, False, False, False
+    value_level, value_masked = trie, False  # the same for the next value
+    n = len(parts)
+    for i in range(1, n, 2):
+        token = parts[i]
+        c = token[0]
+        if c == '"':
+            if expect_key:
+                # Which paths go on below this key, and whether one ends here.
+                expect_key = False
+                if masked or not level:
+                    value_level, value_masked = None, masked
+                else:
+                    entry = _entry(level, token)
+                    if entry is False:
+                        return None
+                    if entry is None:
+                        value_level, value_masked = None, False
+                    else:
+                        value_level, value_masked = entry
+            else:
+                if value_masked:
+                    # Offsets are only worked out for the values to mask.
+                    start = sum(map(len, parts[:i]))
+                    edits.append((start, start + len(token), _STRING))
+                if in_object:
+                    value_level, value_masked = None, False
+        elif c == "{" or c == "[":
+            # A value inside more than MAX_NESTING containers makes the body invalid.
+            if len(stack) > MAX_NESTING:
+                return None
+            stack.append((level, masked, in_object))
+            if len(stack) > MAX_NESTING and not (
+                parts[i + 1].strip(_BLANK) == "" and parts[i + 2] in ("}", "]")
+            ):
+                return None
+            level, masked, in_object = value_level, value_masked, c == "{"
+            expect_key = in_object
+            if in_object:
+                value_level, value_masked = None, False
+        elif c == "}" or c == "]":
+            level, masked, in_object = stack.pop()
+            expect_key = False
+            if in_object:
+                value_level, value_masked = None, False
+            else:
+                value_level, value_masked = level, masked
+        else:  # ,
+            expect_key = in_object
+        if value_masked and parts[i + 1]:
+            # Numbers are the only values in a gap that get masked.
+            gap = parts[i + 1]
+            for m in _NUMBERS.finditer(gap):
+                start = sum(map(len, parts[: i + 1]))
+                edits.append((start + m.start(), start + m.end(), _NUMBER))
+                if in_object:
+                    value_level, value_masked = None, False
+    return edits
+
+
+# The token-by-token scanner, for bodies with escapes json.loads refuses. The
+# body is cut into tokens by one regex (the group number is the token type;
+# the last group catches anything that starts no token), then walked
+# recursively.
 _TOKEN = re.compile(
     r'[ \t\n\r]*(?:("(?:[^"\\\x00-\x1f]|\\.)*")'
     r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
     r"|(true|false|null)|([{}\[\]:,])|([^ \t\n\r]))",
     re.S,
 )
-_STRING, _NUMBER, _LITERAL, _PUNCT = 1, 2, 3, 4
 
 
-def _value(text, toks, i, node, masked, nesting, edits):
+def _value(text, toks, i, level, masked, nesting, edits):
     if nesting > MAX_NESTING or i >= len(toks):
         return -1
     kind, start, end = toks[i]
@@ -160,13 +277,13 @@ def _value(text, toks, i, node, masked, nesting, edits):
     if kind == _PUNCT:
         c = text[start]
         if c == "{":
-            return _object(text, toks, i + 1, node, masked, nesting + 1, edits)
+            return _object(text, toks, i + 1, level, masked, nesting + 1, edits)
         if c == "[":
-            return _array(text, toks, i + 1, node, masked, nesting + 1, edits)
+            return _array(text, toks, i + 1, level, masked, nesting + 1, edits)
     return -1
 
 
-def _object(text, toks, i, node, masked, nesting, edits):
+def _object(text, toks, i, level, masked, nesting, edits):
     n = len(toks)
     if i < n and toks[i][0] == _PUNCT and text[toks[i][1]] == "}":
         return i + 1
@@ -174,24 +291,17 @@ def _object(text, toks, i, node, masked, nesting, edits):
         kind, start, end = toks[i]
         if kind != _STRING:
             return -1
-        child_node, child_masked = None, masked
-        if not masked and node is not None:
-            key = text[start + 1 : end - 1]
-            if "\\" in key:
-                try:
-                    key = json.loads(text[start:end])
-                    key.encode("utf-8")  # a lone surrogate escape is invalid
-                except ValueError:
-                    return -1
-            child = node.get(key)
-            if child is not None:
-                child_masked = child[1]
-                if child[0]:
-                    child_node = child[0]
+        child_level, child_masked = None, masked
+        if not masked and level:
+            entry = _entry(level, text[start:end])
+            if entry is False:
+                return -1
+            if entry is not None:
+                child_level, child_masked = entry
         i += 1
         if i >= n or toks[i][0] != _PUNCT or text[toks[i][1]] != ":":
             return -1
-        i = _value(text, toks, i + 1, child_node, child_masked, nesting, edits)
+        i = _value(text, toks, i + 1, child_level, child_masked, nesting, edits)
         if i < 0 or i >= n or toks[i][0] != _PUNCT:
             return -1
         c = text[toks[i][1]]
@@ -203,12 +313,12 @@ def _object(text, toks, i, node, masked, nesting, edits):
     return -1
 
 
-def _array(text, toks, i, node, masked, nesting, edits):
+def _array(text, toks, i, level, masked, nesting, edits):
     n = len(toks)
     if i < n and toks[i][0] == _PUNCT and text[toks[i][1]] == "]":
         return i + 1
     while True:
-        i = _value(text, toks, i, node, masked, nesting, edits)
+        i = _value(text, toks, i, level, masked, nesting, edits)
         if i < 0 or i >= n or toks[i][0] != _PUNCT:
             return -1
         c = text[toks[i][1]]
@@ -219,8 +329,7 @@ def _array(text, toks, i, node, masked, nesting, edits):
         i += 1
 
 
-def find_fields(text, trie):
-    """(start, end, kind) of the values to mask, or None if `text` is not one JSON document."""
+def _scan(text, trie):
     toks = [(m.lastindex, m.start(m.lastindex), m.end()) for m in _TOKEN.finditer(text)]
     edits = []
     # The tokens cover the text up to trailing whitespace, so walking all of
@@ -230,20 +339,35 @@ def find_fields(text, trie):
     return edits
 
 
+def find_fields(text, trie):
+    """(start, end, kind) of the values to mask, or None if `text` is not one JSON document."""
+    if _valid_json(text):
+        return _walk(text, trie)
+    return _scan(text, trie) if "\\" in text else None
+
+
 def _apply_edits(text, edits, config):
     out = []
     at = 0
+    keep_last = config.keep_last
     for start, end, kind in edits:
-        value = text[start:end]
-        if kind == _STRING:
-            try:
-                value = json.loads(value)
-                value.encode("utf-8")  # a lone surrogate escape is invalid
-            except ValueError:
-                value = ""
         out.append(text[at:start])
-        out.append(json.dumps(_mask_str(value, config), ensure_ascii=False))
         at = end
+        if kind == _STRING:
+            start += 1
+            end -= 1
+            if "\\" in text[start:end]:
+                try:
+                    value = json.loads(text[start - 1 : end + 1])
+                    value.encode("utf-8")  # a lone surrogate escape is invalid
+                except ValueError:
+                    value = ""
+                out.append(json.dumps(_mask_str(value, config), ensure_ascii=False))
+                continue
+        # Without escapes, the characters of the value are those written.
+        n = end - start
+        hidden = n if n <= keep_last else n - keep_last
+        out.append('"' + config.mask_json * hidden + text[start + hidden : end] + '"')
     out.append(text[at:])
     return "".join(out)
 

@@ -360,10 +360,11 @@ export class Event {
 
 /** A growable flat batch (the `replacements` of a result). */
 class BatchWriter {
-  constructor(capacity) {
+  constructor(events, capacity) {
     this.data = new Uint8Array(capacity > 64 ? capacity : 64);
     this.len = 0;
-    this.index = [];
+    this.index = new Uint32Array(events * STRIDE);
+    this.count = 0;
   }
 
   reserve(n) {
@@ -381,10 +382,12 @@ class BatchWriter {
     this.len += b.length;
   }
 
-  string(s) {
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    this.reserve(s.length * 3);
-    this.len += encoder.encodeInto(s, this.data.subarray(this.len)).written;
+  /** Copies src[off, off + n). */
+  copy(src, off, n) {
+    if (n === 0) return;
+    this.reserve(n);
+    this.data.set(src.subarray(off, off + n), this.len);
+    this.len += n;
   }
 
   u32(n) {
@@ -398,46 +401,61 @@ class BatchWriter {
     this.len = i + 4;
   }
 
-  /** Appends the current state of `event` (an Event of the batch, or a plain object). */
-  push(orig, event) {
+  /**
+   * Appends `version` of the event `orig`: `orig` itself after its setters,
+   * or a plain object (see `modify`). Returns its index in the batch.
+   */
+  push(orig, version) {
     const ix = orig._index;
     const w = orig._w;
     const src = orig._data;
-    const start = this.index.length;
-    // key
-    let key = orig.key;
-    let body = orig.body;
+    const out = this.index;
+    const at = this.count * STRIDE;
+    // undefined: as in the original.
+    let key;
+    let body;
     let headers;
     let timestamp;
-    if (event instanceof Event) {
-      key = event.key;
-      body = event.body;
-      const changes = event._changes;
+    if (version instanceof Event) {
+      body = version._body;
+      const changes = version._changes;
       if (changes !== null) {
+        key = changes.key;
         // Headers only read are copied as the encoded block.
         if (!changes.headersRead) headers = changes.headers;
         timestamp = changes.timestamp;
       }
     } else {
-      if ('key' in event) key = event.key === null || event.key === undefined ? null : toBytes(event.key);
-      if ('body' in event) body = toBytes(event.body);
-      if ('headers' in event) {
-        headers = Array.isArray(event.headers) ? event.headers : Object.entries(event.headers);
+      if ('key' in version) key = version.key === null || version.key === undefined ? null : toBytes(version.key);
+      if ('body' in version) body = toBytes(version.body);
+      if ('headers' in version) {
+        headers = Array.isArray(version.headers) ? version.headers : Object.entries(version.headers);
       }
-      if ('timestamp' in event) timestamp = event.timestamp === undefined ? null : event.timestamp;
+      if ('timestamp' in version) timestamp = version.timestamp === undefined ? null : version.timestamp;
     }
-    if (key === null) {
-      this.index.push(0, NONE);
+    if (key === undefined) {
+      out[at] = this.len;
+      out[at + 1] = ix[w + 1];
+      if (ix[w + 1] !== NONE) this.copy(src, ix[w], ix[w + 1]);
+    } else if (key === null) {
+      out[at] = 0;
+      out[at + 1] = NONE;
     } else {
-      this.index.push(this.len, key.length);
+      out[at] = this.len;
+      out[at + 1] = key.length;
       this.bytes(key);
     }
-    this.index.push(this.len, body.length);
-    this.bytes(body);
+    out[at + 2] = this.len;
+    if (body === undefined) {
+      out[at + 3] = ix[w + 3];
+      this.copy(src, ix[w + 2], ix[w + 3]);
+    } else {
+      out[at + 3] = body.length;
+      this.bytes(body);
+    }
     const hstart = this.len;
     if (headers === undefined) {
-      // Unchanged: copy the encoded block as it is.
-      this.bytes(src.subarray(ix[w + 4], ix[w + 4] + ix[w + 5]));
+      this.copy(src, ix[w + 4], ix[w + 5]);
     } else {
       for (let i = 0; i < headers.length; i++) {
         const name = encoder.encode(String(headers[i][0]));
@@ -448,19 +466,26 @@ class BatchWriter {
         this.bytes(value);
       }
     }
-    this.index.push(hstart, this.len - hstart);
-    // The host keeps the original's origin; copy it anyway for a valid batch.
-    const tstart = this.len;
-    this.bytes(src.subarray(ix[w + 6], ix[w + 6] + ix[w + 7]));
-    this.index.push(tstart, this.len - tstart, ix[w + 8], ix[w + 9], ix[w + 10]);
+    out[at + 4] = hstart;
+    out[at + 5] = this.len - hstart;
+    // The host keeps the original's origin (topic, partition, offset) for a
+    // replacement and ignores these: the topic is left empty.
+    out[at + 6] = 0;
+    out[at + 7] = 0;
+    out[at + 8] = ix[w + 8];
+    out[at + 9] = ix[w + 9];
+    out[at + 10] = ix[w + 10];
     if (timestamp === undefined) {
-      this.index.push(ix[w + 11], ix[w + 12]);
+      out[at + 11] = ix[w + 11];
+      out[at + 12] = ix[w + 12];
     } else if (timestamp === null) {
-      this.index.push(NONE, NONE);
+      out[at + 11] = NONE;
+      out[at + 12] = NONE;
     } else {
-      this.index.push(timestamp >>> 0, Math.floor(timestamp / 0x100000000) >>> 0);
+      out[at + 11] = timestamp >>> 0;
+      out[at + 12] = Math.floor(timestamp / 0x100000000) >>> 0;
     }
-    return (start / STRIDE) | 0;
+    return this.count++;
   }
 }
 
@@ -545,7 +570,7 @@ export function processBatch(batch, handler, configure) {
         );
     }
     if (version !== null) {
-      if (replacements === null) replacements = new BatchWriter(data.length);
+      if (replacements === null) replacements = new BatchWriter(events, data.length);
       replacement = replacements.push(event, version);
     }
     const o = i * OUTCOME_STRIDE;
@@ -560,7 +585,7 @@ export function processBatch(batch, handler, configure) {
         ? { data: new Uint8Array(0), index: new Uint32Array(0) }
         : {
             data: replacements.data.subarray(0, replacements.len),
-            index: Uint32Array.from(replacements.index),
+            index: replacements.index.subarray(0, replacements.count * STRIDE),
           },
     labels,
   };

@@ -151,7 +151,9 @@ class Event:
     :meth:`header` give strings.
     """
 
-    __slots__ = ("_data", "_w", "_index", "_body", "_key", "_headers", "_timestamp", "modified")
+    __slots__ = (
+        "_data", "_w", "_index", "_body", "_key", "_headers", "_headers_set", "_timestamp", "modified",
+    )  # fmt: skip
 
     def __init__(self, data, index, i):
         self._data = data
@@ -160,6 +162,7 @@ class Event:
         self._body = None
         self._key = False  # False: not read yet (None means "no key")
         self._headers = None
+        self._headers_set = False  # changed by a setter, not only read
         self._timestamp = False
         self.modified = False  # whether a setter changed the event
 
@@ -288,12 +291,14 @@ class Event:
         if not found:
             out.append((name, value))
         self._headers = out
+        self._headers_set = True
         self.modified = True
         return self
 
     def add_header(self, name, value):
         """Appends a header, keeping any of the same name."""
         self._headers = self.headers + [(name, _to_bytes(value))]
+        self._headers_set = True
         self.modified = True
         return self
 
@@ -302,6 +307,7 @@ class Event:
         if self.header_bytes(name) is None:
             return False
         self._headers = [(n, v) for n, v in self.headers if n != name]
+        self._headers_set = True
         self.modified = True
         return True
 
@@ -353,7 +359,7 @@ class _BatchWriter:
         if isinstance(version, Event):
             key = version.key
             body = version.body
-            headers = version._headers
+            headers = version._headers if version._headers_set else None
             timestamp = version._timestamp
         else:
             key = orig.key
@@ -370,15 +376,14 @@ class _BatchWriter:
             if "timestamp" in version:
                 timestamp = version["timestamp"]
         at = len(self.index) // STRIDE
-        entry = []
         if key is None:
-            entry += (0, _NONE)
+            key_at, key_len = 0, _NONE
         else:
-            entry += (len(data), len(key))
+            key_at, key_len = len(data), len(key)
             data += key
-        entry += (len(data), len(body))
+        body_at = len(data)
         data += body
-        start = len(data)
+        headers_at = len(data)
         if headers is None:
             # Unchanged: copy the encoded block as it is.
             data += src[ix[w + 4] : ix[w + 4] + ix[w + 5]]
@@ -390,17 +395,17 @@ class _BatchWriter:
                 data += name
                 data += _U32.pack(len(value))
                 data += value
-        entry += (start, len(data) - start)
-        # The host keeps the original's origin; copy it for a valid batch.
-        start = len(data)
-        data += src[ix[w + 6] : ix[w + 6] + ix[w + 7]]
-        entry += (start, len(data) - start, ix[w + 8], ix[w + 9], ix[w + 10])
         if timestamp is False:
-            entry += (ix[w + 11], ix[w + 12])
+            ts_low, ts_high = ix[w + 11], ix[w + 12]
         else:
             ms = (-1 if timestamp is None else int(timestamp)) & 0xFFFFFFFFFFFFFFFF
-            entry += (ms & 0xFFFFFFFF, ms >> 32)
-        self.index += entry
+            ts_low, ts_high = ms & 0xFFFFFFFF, ms >> 32
+        # The host keeps the original's origin (topic, partition, offset) for
+        # a replacement and ignores these: the topic is left empty.
+        self.index += (
+            key_at, key_len, body_at, len(body), headers_at, len(data) - headers_at,
+            0, 0, ix[w + 8], ix[w + 9], ix[w + 10], ts_low, ts_high,
+        )  # fmt: skip
         return at
 
 

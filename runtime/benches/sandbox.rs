@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice::config::PluginKind;
+use sluice::config::{BreakerConfig, PluginKind};
 use sluice::metrics::Metrics;
 use sluice::plugin::reload::{self, WatchSet};
 use sluice::plugin::{
@@ -246,19 +246,29 @@ fn team_isolation() {
         std::thread::spawn(move || {
             let metrics = Metrics::default();
             let loaded = engine.load(&plugin("misbehave"), None).unwrap();
-            let mut a = Chain::new(vec![Stage::new(
-                PluginInstance::new(
-                    engine.clone(),
-                    loaded,
-                    "a",
-                    r#"{"mode":"spin"}"#.into(),
-                    Limits {
-                        memory_bytes: 64 << 20,
-                        time_budget: Duration::from_millis(200),
+            let mut a = Chain::new(vec![
+                Stage::new(
+                    PluginInstance::new(
+                        engine.clone(),
+                        loaded,
+                        "a",
+                        r#"{"mode":"spin"}"#.into(),
+                        Limits {
+                            memory_bytes: 64 << 20,
+                            time_budget: Duration::from_millis(200),
+                        },
+                    ),
+                    &metrics,
+                )
+                .with_policy(StagePolicy {
+                    // Breaker off: the plugin really spins to its budget on every batch.
+                    breaker: BreakerConfig {
+                        failures: 0,
+                        ..Default::default()
                     },
-                ),
-                &metrics,
-            )]);
+                    ..Default::default()
+                }),
+            ]);
             let one = batch(1);
             while !stop.load(Ordering::Relaxed) {
                 let out = a.process(one.clone());
