@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sluice_batch::{BatchBuf, NewEvent, OutcomeKind};
 
 use crate::config::{self, units::HumanDuration};
+use crate::golden::{self, Golden};
 use crate::plugin::{Limits, PluginEngine, PluginInstance};
 use crate::topology::{self, RunOptions};
 
@@ -89,6 +90,14 @@ pub enum PluginCommand {
         /// Events per batch (all at once by default).
         #[arg(long)]
         batch_size: Option<usize>,
+        /// Golden file: instead of printing the outcomes, compare them with
+        /// this file; print `ok: N events match FILE`, or a line diff on
+        /// stderr and exit 1. Line endings and a final newline do not matter.
+        #[arg(long, value_name = "FILE")]
+        expected: Option<PathBuf>,
+        /// With `--expected`: (re)write the golden file with the outcomes.
+        #[arg(long, requires = "expected")]
+        update: bool,
     },
 }
 
@@ -209,14 +218,60 @@ pub async fn main(cli: Cli) -> Result<i32> {
                     config,
                     input,
                     batch_size,
+                    expected,
+                    update,
                 },
         } => {
-            let out = std::io::stdout();
-            let mut out = out.lock();
+            let Some(expected) = expected else {
+                let out = std::io::stdout();
+                let mut out = out.lock();
+                let failed = tokio::task::block_in_place(|| {
+                    plugin_test(&plugin, config.as_deref(), &input, batch_size, &mut out)
+                })?;
+                return Ok(if failed { 1 } else { 0 });
+            };
+            let mut out = Vec::new();
             let failed = tokio::task::block_in_place(|| {
                 plugin_test(&plugin, config.as_deref(), &input, batch_size, &mut out)
             })?;
-            Ok(if failed { 1 } else { 0 })
+            Ok(report_golden(
+                golden::check(&out, &expected, update)?,
+                &expected,
+                failed,
+            ))
+        }
+    }
+}
+
+/// Prints the result of a golden-file check and returns the exit status:
+/// 0 on a match or an update, 1 on a mismatch.
+fn report_golden(result: Golden, path: &Path, failed: bool) -> i32 {
+    match result {
+        Golden::Match { lines } => {
+            println!("ok: {lines} events match {}", path.display());
+            0
+        }
+        Golden::Updated { lines } => {
+            println!("updated {}: {lines} events", path.display());
+            if failed {
+                eprintln!(
+                    "note: a batch failed as a whole; the golden file records `failed` outcomes"
+                );
+            }
+            0
+        }
+        Golden::Mismatch(diff) => {
+            eprint!("{}", diff.text);
+            eprintln!(
+                "mismatch: the output ({} lines) differs from {} ({} lines) in {} changed lines, \
+                 first at line {}; if the new output is right, rerun with --update",
+                diff.actual_lines,
+                path.display(),
+                diff.expected_lines,
+                diff.changed,
+                diff.first_line
+            );
+            1
         }
     }
 }

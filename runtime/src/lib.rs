@@ -17,6 +17,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod golden;
 pub mod lookup;
 pub mod metrics;
 pub mod plugin;

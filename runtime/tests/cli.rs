@@ -95,3 +95,66 @@ fn plugin_test_prints_masked_events() {
     assert_eq!(lines[1]["outcome"], "keep");
     assert_eq!(lines[1]["event"]["key"], "k");
 }
+
+#[test]
+fn plugin_test_compares_with_a_golden_file_and_updates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, "{\"body\":\"a\"}\n{\"body\":\"b\"}\n").unwrap();
+    let golden = dir.path().join("expected.jsonl");
+    let run = |extra: &[&str]| {
+        sluice()
+            .args(["plugin", "test"])
+            .arg(util::plugin("noop"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--expected")
+            .arg(&golden)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // No golden file yet: a clear error.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("create it with --update"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // --update writes exactly what plain `plugin test` prints.
+    let out = run(&["--update"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("updated "));
+    let plain = sluice()
+        .args(["plugin", "test"])
+        .arg(util::plugin("noop"))
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(std::fs::read(&golden).unwrap(), plain.stdout);
+
+    // A match prints one line.
+    let out = run(&[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim_end(),
+        format!("ok: 2 events match {}", golden.display())
+    );
+
+    // A mismatch: nothing on stdout, a diff with line numbers on stderr, exit 1.
+    let text = std::fs::read_to_string(&golden).unwrap();
+    std::fs::write(&golden, text.replace("\"body\":\"b\"", "\"body\":\"B\"")).unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("@@ -1,2 +1,2 @@"), "{stderr}");
+    assert!(stderr.contains("-{\"event\":{\"body\":\"B\""), "{stderr}");
+    assert!(stderr.contains("+{\"event\":{\"body\":\"b\""), "{stderr}");
+    assert!(stderr.contains("first difference: line 2"), "{stderr}");
+}
