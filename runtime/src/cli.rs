@@ -1,5 +1,5 @@
 //! The `sluice` command line: `run`, `validate`, `resume`, `plugin list`,
-//! `plugin test`.
+//! `plugin test`, `plugin new`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use sluice_batch::{BatchBuf, NewEvent, OutcomeKind};
 use crate::config::{self, units::HumanDuration};
 use crate::golden::{self, Golden};
 use crate::plugin::{Limits, PluginEngine, PluginInstance};
+use crate::scaffold;
 use crate::topology::{self, RunOptions};
 
 /// Sluice: Kafka and other sources into object stores and Kafka, with
@@ -98,6 +99,24 @@ pub enum PluginCommand {
         /// With `--expected`: (re)write the golden file with the outcomes.
         #[arg(long, requires = "expected")]
         update: bool,
+    },
+    /// Create a plugin project: a tiny interceptor (adds the header
+    /// `processed-by: NAME`, drops events whose body is `drop me`) with a
+    /// `build.sh` producing `NAME/NAME.wasm`, a golden test in `test/`, the
+    /// language's helper in `sdk/` and the WIT contract in `wit/`.
+    New {
+        /// The language of the project.
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// The plugin's name, kebab-case (`my-filter`); the directory created.
+        name: String,
+        /// Where to create `NAME/` (the current directory by default).
+        #[arg(long, value_name = "PARENT", default_value = ".")]
+        dir: PathBuf,
+        /// Rust only: the `sluice-guest` SDK directory the project depends on
+        /// (by default the `guest-sdk/` this binary was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
     },
 }
 
@@ -239,6 +258,43 @@ pub async fn main(cli: Cli) -> Result<i32> {
                 &expected,
                 failed,
             ))
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    lang,
+                    name,
+                    dir,
+                    sdk_path,
+                },
+        } => {
+            let created = scaffold::create(&scaffold::NewPlugin {
+                lang,
+                name: name.clone(),
+                parent: dir,
+                sdk_path,
+            })
+            .with_context(|| format!("creating the {lang} plugin `{name}`"))?;
+            println!(
+                "created {} ({lang}, {} files)",
+                created.dir.display(),
+                created.files.len()
+            );
+            if lang == scaffold::Lang::Rust && !created.sdk_path.join("Cargo.toml").is_file() {
+                eprintln!(
+                    "warning: no Rust guest SDK at {}; pass --sdk-path or edit the `sluice-guest` \
+                     path in Cargo.toml",
+                    created.sdk_path.display()
+                );
+            }
+            println!("next:");
+            println!("  cd {}", created.dir.display());
+            println!("  ./build.sh");
+            println!(
+                "  sluice plugin test {name}.wasm --config test/config.toml --input test/input.jsonl \
+                 --expected test/expected.jsonl"
+            );
+            Ok(0)
         }
     }
 }

@@ -10,6 +10,9 @@
 //! - [`sinks`]: rolling object-store files, Kafka producer, logger, null;
 //! - [`topology`]: builds the graph from [`config`], runs it, shuts it down.
 //!
+//! For plugin authors: [`scaffold`] (`sluice plugin new`) and [`golden`]
+//! (`sluice plugin test --expected`).
+//!
 //! Delivery is at-least-once end to end: a source commits an offset only after
 //! every sink that received an event up to it has made it durable (see [`event`]).
 
@@ -21,6 +24,7 @@ pub mod golden;
 pub mod lookup;
 pub mod metrics;
 pub mod plugin;
+pub mod scaffold;
 pub mod sinks;
 pub mod sources;
 pub mod topology;
