@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# README command 2: the whole test suite. Builds the plugins, starts a real
-# Kafka broker (tansu) and a real S3 server (moto) on loopback, runs every
-# test of the workspace against them, and stops them again.
+# README command 2: the whole test suite. Installs the plugin toolchains
+# (skipping what is present), builds the Rust plugins and the examples in the
+# other languages, starts a real Kafka broker (tansu) and a real S3 server
+# (moto) on loopback, runs every test of the workspace against them, and
+# stops them again. Every language and service is required here: a missing
+# one fails the run instead of skipping its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/toolchains.sh all
 scripts/build-plugins.sh
+scripts/build-examples.sh
 scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source target/services.env
 export SLUICE_REQUIRE_SERVICES=1
+export SLUICE_REQUIRE_LANGS=1
+export SLUICE_TOOLCHAINS_SCRIPTS="$PWD/scripts/toolchains"
 cargo test --workspace --no-fail-fast -- --test-threads="${SLUICE_TEST_THREADS:-2}"
