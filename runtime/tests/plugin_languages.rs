@@ -521,6 +521,17 @@ fn scaffold(lang: &str) {
         &format!("sluice plugin new --lang {lang}"),
     );
     let dir = tmp.path().join(&name);
+    for needed in [
+        "build.sh",
+        "test/config.toml",
+        "test/input.jsonl",
+        "test/expected.jsonl",
+    ] {
+        assert!(
+            dir.join(needed).is_file(),
+            "the {lang} template (guest-sdk/templates/{lang}/) has no {needed}"
+        );
+    }
     let mut build = Command::new("bash");
     build.arg("build.sh").current_dir(&dir).env(
         "SLUICE_TOOLCHAINS_SCRIPTS",
