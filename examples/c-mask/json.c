@@ -248,13 +248,14 @@ typedef struct {
 
 static int peek(const scanner *s) { return s->i < s->n ? s->b[s->i] : -1; }
 
+/* The loops below keep the position in a local: stores through s->i could
+ * alias the uint8_t reads, which would force a reload and store per byte. */
 static void ws(scanner *s) {
-  while (s->i < s->n) {
-    uint8_t c = s->b[s->i];
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-      break;
-    s->i++;
-  }
+  const uint8_t *b = s->b;
+  size_t i = s->i, n = s->n;
+  while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+    i++;
+  s->i = i;
 }
 
 static int expect(scanner *s, uint8_t c) {
@@ -278,32 +279,33 @@ static void push_edit(scanner *s, size_t start, size_t end, int is_string) {
 
 /* A string; sets its span including the quotes. */
 static int scan_string(scanner *s, size_t *start, size_t *end) {
-  *start = s->i;
-  if (!expect(s, '"'))
+  const uint8_t *b = s->b;
+  size_t i = s->i, n = s->n;
+  *start = i;
+  if (i >= n || b[i] != '"')
     return 0;
+  i++;
   for (;;) {
-    int c = peek(s);
-    if (c < 0)
+    while (i < n && b[i] != '"' && b[i] != '\\' && b[i] > 0x1f)
+      i++;
+    if (i >= n || b[i] <= 0x1f)
       return 0;
-    if (c == '"') {
-      s->i++;
-      *end = s->i;
+    if (b[i] == '"') {
+      s->i = i + 1;
+      *end = i + 1;
       return 1;
     }
-    if (c == '\\')
-      s->i += 2;
-    else if (c <= 0x1f)
-      return 0;
-    else
-      s->i++;
+    i += 2; /* a backslash and the byte it escapes */
   }
 }
 
 static size_t digits(scanner *s) {
-  size_t start = s->i;
-  while (s->i < s->n && s->b[s->i] >= '0' && s->b[s->i] <= '9')
-    s->i++;
-  return s->i - start;
+  const uint8_t *b = s->b;
+  size_t start = s->i, i = start, n = s->n;
+  while (i < n && b[i] >= '0' && b[i] <= '9')
+    i++;
+  s->i = i;
+  return i - start;
 }
 
 static int scan_number(scanner *s, size_t *start, size_t *end) {

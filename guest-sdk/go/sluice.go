@@ -246,8 +246,9 @@ type Result struct {
 	// Replacements are the new versions of events referenced from Outcomes.
 	Replacements Batch
 	// Labels are route names and dead-letter reasons, each once.
-	Labels []string
-	labels map[string]uint32
+	Labels    []string
+	labels    map[string]uint32
+	inputData int // bytes of the input batch: capacity hint for Replacements.Data
 }
 
 // NewResult prepares a result for a batch of events events.
@@ -300,6 +301,13 @@ func (r *Result) appendData(b []byte) uint32 {
 }
 
 func (r *Result) replacement(d *Draft) uint32 {
+	if r.Replacements.Data == nil {
+		// First replacement: room for as much data as the input holds, so that
+		// a batch whose events are all replaced does not grow (and copy) its
+		// buffers over and over.
+		r.Replacements.Data = make([]byte, 0, max(r.inputData, 64))
+		r.Replacements.Index = make([]uint32, 0, max(cap(r.Outcomes)/OutcomeStride*Stride, Stride))
+	}
 	var w [Stride]uint32
 	if d.hasKey {
 		w[0], w[1] = r.appendData(d.key), uint32(len(d.key))
@@ -370,6 +378,7 @@ func Run(b Batch, handler Handler) (*Result, error) {
 func run(b Batch, handler Handler) (*Result, error) {
 	n := b.Len()
 	r := NewResult(n)
+	r.inputData = len(b.Data)
 	for i := 0; i < n; i++ {
 		before := len(r.Outcomes)
 		if err := handler(b.Event(i), r); err != nil {

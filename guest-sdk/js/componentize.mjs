@@ -155,6 +155,8 @@ async function main() {
 }
 
 main().catch((e) => {
-  console.error(`componentize: ${e && e.stack ? e.stack : e}`);
+  // The message says what failed (componentize-js includes the engine's own
+  // report); the stack only with SLUICE_DEBUG set.
+  console.error(`componentize: ${process.env.SLUICE_DEBUG && e && e.stack ? e.stack : e && e.message ? e.message : e}`);
   process.exit(1);
 });

@@ -23,7 +23,18 @@
 // and encodes the per-event outcomes into the `batch-result`.
 //
 // componentize-js maps `list<u8>` to Uint8Array and `list<u32>` to Uint32Array
-// in both directions, so a batch crosses the boundary as two bulk copies.
+// in both directions (typed-array views are accepted for results), so a batch
+// crosses the boundary as two bulk copies. Its mapping of
+// `result<batch-result, plugin-error>`: returning a value is `ok`; a thrown
+// value is `err`, read as the `plugin-error` record (its `message`);
+// `exportsFor` turns every failure into such a throw.
+//
+// Speed: componentize-js embeds StarlingMonkey (SpiderMonkey), which interprets
+// JavaScript; every call and allocation costs on the order of a microsecond and
+// regular expressions are slow. This module keeps the per-event path lean
+// (lazy fields, typed arrays, no per-event regex); plugin code should do the
+// same: prefer JSON.parse, indexOf and typed arrays to per-character loops.
+// A replacement's origin topic is written empty: the host keeps the original's.
 
 import { config as hostConfig, log as hostLog } from 'sluice:plugin/host@0.1.0';
 import { get as hostGet, getMany as hostGetMany } from 'sluice:plugin/lookup@0.1.0';

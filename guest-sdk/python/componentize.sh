@@ -23,6 +23,11 @@ usage() {
   exit 2
 }
 
+die() {
+  echo "componentize.sh: $1" >&2
+  exit 1
+}
+
 wit="" world="interceptor" build="" out="" plugin=""
 while (($#)); do
   case "$1" in
@@ -45,7 +50,7 @@ case "$world" in
   *) usage "unknown world $world" ;;
 esac
 command -v componentize-py >/dev/null ||
-  usage "componentize-py is not on PATH; source scripts/toolchains/python.sh (or pip install componentize-py)"
+  die "componentize-py is not on PATH; source scripts/toolchains/python.sh (or pip install componentize-py)"
 
 started=$SECONDS
 sdk="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,7 +59,7 @@ module="$(basename "$plugin" .py)"
 if [[ -z "$wit" ]]; then
   dir="$plugin_dir"
   while [[ ! -f "$dir/wit/worlds.wit" ]]; do
-    [[ "$dir" != / ]] || usage "no WIT directory found; pass --wit"
+    [[ "$dir" != / ]] || die "no WIT directory found; pass --wit"
     dir="$(dirname "$dir")"
   done
   wit="$dir/wit"

@@ -24,7 +24,10 @@ documents the layout): this module decodes it into :class:`Event` objects and
 encodes the per-event outcomes into the ``batch-result``.
 
 componentize-py maps ``list<u8>`` to ``bytes`` and ``list<u32>`` to a ``list``
-of ``int``.
+of ``int``; an export returning ``result<T, E>`` returns ``T`` and raises
+``componentize_py_types.Err(E)`` for the error, which :func:`exports_for` does
+for every failure. A replacement's origin topic is written empty: the host
+keeps the original's.
 """
 
 import json

@@ -225,15 +225,14 @@ func (s *scanner) peek() int {
 	return -1
 }
 
+// The hot loops below work on locals (b, i): Go's wasm code keeps locals in
+// registers-like wasm locals, fields in memory.
 func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+	b, i := s.b, s.i
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
+	s.i = i
 }
 
 func (s *scanner) expect(c byte) bool {
@@ -372,34 +371,35 @@ func (s *scanner) descend(live uint64, depth, ks, ke int) (next uint64, masked, 
 }
 
 func (s *scanner) str() (start, end int, ok bool) {
-	start = s.i
-	if !s.expect('"') {
+	b, i := s.b, s.i
+	start = i
+	if i >= len(b) || b[i] != '"' {
 		return 0, 0, false
 	}
+	i++
 	for {
-		c := s.peek()
-		switch {
-		case c < 0:
-			return 0, 0, false
-		case c == '"':
-			s.i++
-			return start, s.i, true
-		case c == '\\':
-			s.i += 2
-		case c <= 0x1f:
-			return 0, 0, false
-		default:
-			s.i++
+		for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] > 0x1f {
+			i++
 		}
+		if i >= len(b) || b[i] <= 0x1f {
+			return 0, 0, false
+		}
+		if b[i] == '"' {
+			s.i = i + 1
+			return start, i + 1, true
+		}
+		i += 2 // a backslash and the byte it escapes
 	}
 }
 
 func (s *scanner) digits() int {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
+	b, i := s.b, s.i
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
 	}
-	return s.i - start
+	n := i - s.i
+	s.i = i
+	return n
 }
 
 func (s *scanner) number() (start, end int, ok bool) {

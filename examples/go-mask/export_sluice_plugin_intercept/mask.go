@@ -110,11 +110,11 @@ func stringList(key string, v any) ([]string, error) {
 
 // masker holds the configuration and scratch buffers reused across events.
 type masker struct {
-	cfg            *config
-	scan           scanner
-	bufA, bufB     []byte
-	text, masked   []byte
-	ranges         [][2]int
+	cfg          *config
+	scan         scanner
+	bufA, bufB   []byte
+	text, masked []byte
+	ranges       [][2]int
 }
 
 // maskText appends text masked: all but its last keepLast characters become the
