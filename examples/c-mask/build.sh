@@ -17,7 +17,7 @@ mkdir -p "$build"
 wit-bindgen c --world interceptor --out-dir "$build" "$root/wit" >/dev/null 2>&1 ||
   wit-bindgen c --world interceptor --out-dir "$build" "$root/wit"
 
-# -O2 (-Oz saves ~10% size but costs speed); POSIX regex comes from wasi-libc.
+# POSIX regex (regcomp/regexec) comes from wasi-libc.
 "$SLUICE_WASM_CC" $SLUICE_WASM_CFLAGS -O2 -Wall -Wextra -Wno-unused-parameter \
   -I"$root/guest-sdk/c" -I"$build" \
   "$here/mask.c" "$here/json.c" "$root/guest-sdk/c/sluice.c" \

@@ -365,7 +365,7 @@ bool exports_sluice_plugin_intercept_process(exports_sluice_plugin_intercept_bat
     return false;
   }
   sluice_result result;
-  sluice_result_init(&result, n);
+  sluice_result_init(&result, &batch);
   for (size_t i = 0; i < n; i++) {
     sluice_event ev = sluice_batch_event(&batch, i);
     sluice_bytes body = sluice_event_body(&ev);

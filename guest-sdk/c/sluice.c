@@ -191,8 +191,11 @@ void sluice_draft_free(sluice_draft *d) {
 
 /* ---- result ----------------------------------------------------------- */
 
-void sluice_result_init(sluice_result *r, size_t events) {
+void sluice_result_init(sluice_result *r, const sluice_batch *b) {
+  size_t events = sluice_batch_len(b);
   memset(r, 0, sizeof *r);
+  r->input_data = b->data_len;
+  r->input_events = events;
   r->cap_outcomes = events * SLUICE_OUTCOME_STRIDE;
   r->outcomes = xrealloc(NULL, r->cap_outcomes * sizeof *r->outcomes);
 }
@@ -246,6 +249,14 @@ static void append32(sluice_result *r, uint32_t v) {
 /* Appends the draft to the replacements; returns its index there. */
 static uint32_t push_replacement(sluice_result *r, const sluice_draft *d) {
   uint32_t w[SLUICE_STRIDE];
+  if (!r->data) {
+    /* First replacement: room for as much as the input holds, so a batch whose
+     * events are all replaced does not grow (and copy) its buffers over and over. */
+    r->data_cap = r->input_data + 64;
+    r->data = xrealloc(NULL, r->data_cap);
+    r->index_cap = (r->input_events ? r->input_events : 1) * SLUICE_STRIDE;
+    r->index = xrealloc(r->index, r->index_cap * sizeof *r->index);
+  }
   if (d->has_key) {
     w[0] = append(r, d->key.ptr, d->key.len);
     w[1] = (uint32_t)d->key.len;

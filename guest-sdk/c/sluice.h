@@ -138,10 +138,11 @@ typedef struct {
   size_t index_len, index_cap;
   sluice_bytes *labels; /* owned copies (ptr is malloc'd) */
   size_t n_labels, cap_labels;
+  size_t input_data, input_events; /* capacity hints for the replacements */
 } sluice_result;
 
-/* Prepares a result for `events` input events (a capacity hint). */
-void sluice_result_init(sluice_result *r, size_t events);
+/* Prepares the result for batch `b` (its sizes are capacity hints). */
+void sluice_result_init(sluice_result *r, const sluice_batch *b);
 /* Frees a result that was not handed over (e.g. when failing the batch). */
 void sluice_result_free(sluice_result *r);
 /* Pass the event on unchanged. */

@@ -11,7 +11,7 @@
 #   go-pkg/V/     the Go module go.bytecodealliance.org/pkg that `wit-bindgen go` output imports,
 #                 taken from the source of the crate wit-bindgen-go V (src/pkg); use it from a
 #                 go.mod `replace` (no Go module proxy needed)
-# Exports: PATH (go), GOTOOLCHAIN=local, GOPROXY=off, GOFLAGS=-mod=mod,
+# Exports: PATH (go), GOTOOLCHAIN=local, GOPROXY=off (all Go modules are local),
 # SLUICE_GO_PKG (directory of go.bytecodealliance.org/pkg), and everything wasm-tools.sh exports.
 # Warm (everything present) this takes well under a second.
 
@@ -68,12 +68,12 @@ _sluice_tc="${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}"
 for _sluice_goroot in "$_sluice_tc"/go/lib/python3*/site-packages/go; do :; done
 case ":$PATH:" in *":$_sluice_goroot/bin:"*) ;; *) PATH="$_sluice_goroot/bin:$PATH" ;; esac
 export PATH
-export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local GOPROXY=off
 export SLUICE_GO_PKG="$_sluice_tc/go-pkg/$SLUICE_WIT_BINDGEN_VERSION"
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   echo "export PATH=\"$PATH\""
   echo "export SLUICE_WASI_ADAPTER_REACTOR=\"$SLUICE_WASI_ADAPTER_REACTOR\""
-  echo "export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod"
+  echo "export GOTOOLCHAIN=local GOPROXY=off"
   echo "export SLUICE_GO_PKG=\"$SLUICE_GO_PKG\""
 fi
 unset _sluice_tc _sluice_goroot

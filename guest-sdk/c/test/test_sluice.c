@@ -100,7 +100,7 @@ int main(void) {
 
   /* building */
   sluice_result r;
-  sluice_result_init(&r, 4);
+  sluice_result_init(&r, &b);
   sluice_draft d;
   sluice_draft_init(&d, &e);
   sluice_draft_set_body(&d, (const uint8_t *)"HELLO", 5);

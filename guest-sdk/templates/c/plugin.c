@@ -17,7 +17,7 @@ bool exports_sluice_plugin_intercept_process(exports_sluice_plugin_intercept_bat
   SLUICE_BATCH_FROM(&batch, in);
   size_t n = sluice_batch_len(&batch);
   sluice_result result;
-  sluice_result_init(&result, n);
+  sluice_result_init(&result, &batch);
   for (size_t i = 0; i < n; i++) {
     sluice_event ev = sluice_batch_event(&batch, i);
     if (sluice_bytes_eq(sluice_event_body(&ev), "drop me")) {
