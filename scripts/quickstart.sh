@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: builds what the quickstart needs (wasm target, plugins,
 # the sluice binary) and runs conf/quickstart.toml — card transactions from an
-# embedded broker, decoded, masked, routed — writing rolled files under out/quickstart.
+# embedded broker, decoded, scored against lookup tables (travel-score), masked, routed — writing rolled files under out/quickstart.
 # It stops by itself once the demo feed is done and every file is committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,6 @@ target/debug/sluice validate conf/quickstart.toml
 target/debug/sluice run conf/quickstart.toml --exit-when-idle "${SLUICE_IDLE:-3s}"
 echo
 echo "files written under $SLUICE_OUT:"
-find "$SLUICE_OUT" -type f | sort | head -n 40
+find "$SLUICE_OUT" -type f -not -path "*/state/*" | sort | head -n 40
+echo "running plugin versions (sluice plugin list):"
+target/debug/sluice plugin list conf/quickstart.toml
