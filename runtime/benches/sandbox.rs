@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use sluice::config::{BreakerConfig, PluginKind};
 use sluice::metrics::Metrics;
+use sluice::plugin::engine::tagged_build;
 use sluice::plugin::reload::{self, WatchSet};
 use sluice::plugin::{
     Chain, EngineOptions, Limits, PluginEngine, PluginInstance, PluginSlot, Registry, Sandbox,
@@ -54,19 +55,6 @@ fn batch(n: usize) -> BatchBuf {
         });
     }
     b
-}
-
-fn variant(component: &[u8], n: usize) -> Vec<u8> {
-    let name = b"sluice-build";
-    let tag = format!("build-{n}");
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    let mut out = component.to_vec();
-    out.push(0);
-    out.push(payload.len() as u8);
-    out.extend_from_slice(&payload);
-    out
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -125,7 +113,7 @@ fn swap_pause_and_deploy_latency() {
             for n in 1..=30u64 {
                 std::thread::sleep(Duration::from_millis(150));
                 let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, variant(&noop, n as usize)).unwrap();
+                std::fs::write(&tmp, tagged_build(&noop, &format!("build-{n}"))).unwrap();
                 deployed_at.lock().unwrap().push(Instant::now());
                 std::fs::rename(&tmp, &path).unwrap();
                 while slot.current().generation < n + 1 {

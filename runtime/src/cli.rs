@@ -1,14 +1,13 @@
 //! The `sluice` command line: `run`, `validate`, `resume`, `plugin list`,
 //! `plugin test`, `plugin new`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use serde::Deserialize;
-use sluice_batch::{BatchBuf, NewEvent, OutcomeKind};
+use sluice_batch::{BatchBuf, OutcomeKind};
 
 use crate::config::{self, units::HumanDuration};
 use crate::golden::{self, Golden};
@@ -332,24 +331,6 @@ fn report_golden(result: Golden, path: &Path, failed: bool) -> i32 {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputEvent {
-    #[serde(default)]
-    key: Option<String>,
-    body: serde_json::Value,
-    #[serde(default)]
-    headers: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    topic: Option<String>,
-    #[serde(default)]
-    partition: i32,
-    #[serde(default)]
-    offset: Option<i64>,
-    #[serde(default)]
-    timestamp: Option<i64>,
-}
-
 /// Runs `plugin` over the events in `input`, writing one JSON line per event
 /// to `out`. Returns whether any batch failed as a whole.
 pub fn plugin_test(
@@ -377,18 +358,10 @@ pub fn plugin_test(
         .unwrap_or_else(|| "plugin".into());
     let mut instance = PluginInstance::new(engine, loaded, &name, config_json, Limits::default());
 
-    let file =
-        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
-    let mut events = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", input.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: InputEvent = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not an input event", input.display(), n + 1))?;
-        events.push(event);
-    }
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let events = crate::plugin::input::parse(&input.display().to_string(), &text)
+        .map_err(anyhow::Error::msg)?;
     if events.is_empty() {
         bail!("{} holds no events", input.display());
     }
@@ -397,34 +370,7 @@ pub fn plugin_test(
     for (chunk_no, chunk) in events.chunks(size).enumerate() {
         let mut batch = BatchBuf::default();
         for (i, e) in chunk.iter().enumerate() {
-            let body = match &e.body {
-                serde_json::Value::String(s) => s.clone().into_bytes(),
-                other => other.to_string().into_bytes(),
-            };
-            let headers: Vec<(String, Vec<u8>)> = e
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), v.into_bytes())
-                })
-                .collect();
-            let header_refs: Vec<(&str, &[u8])> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-                .collect();
-            batch.push(&NewEvent {
-                key: e.key.as_deref().map(str::as_bytes),
-                body: &body,
-                headers: &header_refs,
-                topic: e.topic.as_deref().unwrap_or("test"),
-                partition: e.partition,
-                offset: e.offset.unwrap_or((chunk_no * size + i) as i64),
-                timestamp: e.timestamp.unwrap_or(sluice_batch::NO_TIMESTAMP),
-            });
+            e.push_to(&mut batch, chunk_no * size + i);
         }
         let base = chunk_no * size;
         match instance.call(&batch) {

@@ -14,12 +14,13 @@ use std::time::Duration;
 use sluice::config::PluginKind;
 use sluice::metrics::Metrics;
 use sluice::plugin::chain::LINEAGE;
+use sluice::plugin::engine::tagged_build as variant;
 use sluice::plugin::registry::read_status;
 use sluice::plugin::reload::{self, WatchSet};
 use sluice::plugin::{
     Chain, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec, Stage, StagePolicy,
 };
-use util::{batch, deploy, plugin, variant, wait_until};
+use util::{batch, deploy, plugin, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -4,12 +4,10 @@
 
 mod util;
 
-use std::time::Duration;
-
 use sluice::metrics::Metrics;
 use sluice::plugin::chain::DEAD_LETTER_REASON;
-use sluice::plugin::{Chain, Limits, PluginEngine, PluginInstance, Stage};
-use util::{batch, plugin};
+use sluice::plugin::{Chain, PluginEngine};
+use util::{batch, limits};
 
 fn chain(
     engine: &PluginEngine,
@@ -17,18 +15,11 @@ fn chain(
     name: &str,
     file: &str,
     config: &str,
-    limits: Limits,
+    limits: sluice::plugin::Limits,
 ) -> Chain {
-    let loaded = engine.load(&plugin(file), None).expect("plugin loads");
-    let instance = PluginInstance::new(engine.clone(), loaded, name, config.into(), limits);
-    Chain::new(vec![Stage::new(instance, metrics)])
-}
-
-fn limits(ms: u64) -> Limits {
-    Limits {
-        memory_bytes: 32 << 20,
-        time_budget: Duration::from_millis(ms),
-    }
+    Chain::new(vec![util::stage(
+        engine, metrics, name, file, config, limits,
+    )])
 }
 
 #[test]

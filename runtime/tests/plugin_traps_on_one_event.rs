@@ -16,7 +16,7 @@ use sluice::plugin::chain::{
     DEAD_LETTER_DIGEST, DEAD_LETTER_ORIGIN, DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON,
 };
 use sluice::plugin::{Chain, Limits, PluginEngine, PluginInstance, Stage, StagePolicy};
-use util::{batch, plugin};
+use util::{batch, limits, plugin};
 
 fn chain(engine: &PluginEngine, metrics: &Metrics, config: &str, limits: Limits) -> Chain {
     chain_with(
@@ -37,10 +37,6 @@ fn chain_with(
     on_failure: FailurePolicy,
     breaker_failures: u32,
 ) -> Chain {
-    let loaded = engine
-        .load(&plugin("misbehave"), None)
-        .expect("plugin loads");
-    let instance = PluginInstance::new(engine.clone(), loaded, "bad", config.into(), limits);
     let policy = StagePolicy {
         on_failure,
         breaker: BreakerConfig {
@@ -48,14 +44,8 @@ fn chain_with(
             cool_down: HumanDuration(Duration::from_secs(60)),
         },
     };
-    Chain::new(vec![Stage::new(instance, metrics).with_policy(policy)])
-}
-
-fn limits(ms: u64) -> Limits {
-    Limits {
-        memory_bytes: 32 << 20,
-        time_budget: Duration::from_millis(ms),
-    }
+    let stage = util::stage(engine, metrics, "bad", "misbehave", config, limits);
+    Chain::new(vec![stage.with_policy(policy)])
 }
 
 #[test]

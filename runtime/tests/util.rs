@@ -36,32 +36,6 @@ pub fn batch(bodies: &[&str]) -> BatchBuf {
     b
 }
 
-/// `component` with a custom section appended: a file with the same
-/// behaviour and a different digest (a "new version" for swap tests).
-pub fn variant(component: &[u8], tag: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"sluice-test-variant";
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    let mut out = component.to_vec();
-    out.push(0);
-    leb(payload.len(), &mut out);
-    out.extend_from_slice(&payload);
-    out
-}
-
 /// Waits until `cond` holds, checking every 10 ms; panics with `what` after
 /// `timeout`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
@@ -81,4 +55,28 @@ pub fn deploy(path: &std::path::Path, bytes: &[u8]) {
     let tmp = path.with_extension("deploying");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A stage running the built plugin `file` as `name` with `config` (JSON)
+/// and `limits`, default policy.
+pub fn stage(
+    engine: &sluice::plugin::PluginEngine,
+    metrics: &sluice::metrics::Metrics,
+    name: &str,
+    file: &str,
+    config: &str,
+    limits: sluice::plugin::Limits,
+) -> sluice::plugin::Stage {
+    let loaded = engine.load(&plugin(file), None).expect("plugin loads");
+    let instance =
+        sluice::plugin::PluginInstance::new(engine.clone(), loaded, name, config.into(), limits);
+    sluice::plugin::Stage::new(instance, metrics)
+}
+
+/// Limits of 32 MiB and a time budget of `ms` milliseconds.
+pub fn limits(ms: u64) -> sluice::plugin::Limits {
+    sluice::plugin::Limits {
+        memory_bytes: 32 << 20,
+        time_budget: std::time::Duration::from_millis(ms),
+    }
 }

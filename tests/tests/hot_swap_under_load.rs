@@ -17,19 +17,9 @@ use sluice_tests::{create_topic, plugin, services, unique};
 const EVENTS: usize = 200_000;
 const SWAPS: usize = 50;
 
-/// The same component with a custom section appended: identical behaviour,
-/// different digest.
+/// Build `n` of the stage plugin: same behaviour, its own digest.
 fn build(component: &[u8], n: usize) -> Vec<u8> {
-    let name = b"sluice-build";
-    let tag = format!("build-{n}");
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    let mut out = component.to_vec();
-    out.push(0);
-    out.push(payload.len() as u8);
-    out.extend_from_slice(&payload);
-    out
+    sluice::plugin::engine::tagged_build(component, &format!("build-{n}"))
 }
 
 fn digest16(bytes: &[u8]) -> String {

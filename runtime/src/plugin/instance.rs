@@ -99,6 +99,17 @@ impl PluginInstance {
         }
     }
 
+    /// Prepares plugin `name` to run in `sandbox` (limits and grants).
+    pub fn sandboxed(
+        engine: PluginEngine,
+        plugin: LoadedPlugin,
+        name: &str,
+        config_json: String,
+        sandbox: Sandbox,
+    ) -> Self {
+        Self::new(engine, plugin, name, config_json, sandbox.limits).with_sandbox(sandbox)
+    }
+
     /// Runs the plugin in `sandbox` (limits and grants) instead of the
     /// default one (no grants).
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {

@@ -11,6 +11,7 @@
 //!   deny-by-default WASI context with a team's grants ([`Sandbox`]).
 //! - [`limits`]: memory cap and per-batch time budget.
 //! - [`engine`]: compiling components and checking which world they implement.
+//! - [`input`]: the JSON-lines test events of `plugin test` and self-tests.
 //! - [`instance`]: calling a plugin on a batch, recovering from traps.
 //! - [`chain`]: applying per-event outcomes across the plugins of a source,
 //!   failure policies, circuit breaker, lineage.
@@ -23,6 +24,7 @@ pub mod bindings;
 pub mod chain;
 pub mod engine;
 pub mod host;
+pub mod input;
 pub mod instance;
 pub mod limits;
 pub mod registry;

@@ -12,8 +12,7 @@
 //! processed by exactly one version of each plugin.
 //!
 //! A self-test is a file beside the plugin named `<stem>.selftest.jsonl`, in
-//! the input format of `sluice plugin test` (one JSON object per line with
-//! `body` and optionally `key`, `headers`). The candidate must process it as
+//! the input format of `sluice plugin test` ([`super::input`]). The candidate must process it as
 //! one batch without trapping, timing out, failing it or returning malformed
 //! output.
 //!
@@ -28,7 +27,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use sluice_batch::{BatchBuf, NewEvent};
+use sluice_batch::BatchBuf;
 use tokio::sync::watch;
 
 use super::engine::{LoadedPlugin, PluginEngine};
@@ -170,14 +169,13 @@ impl PluginSlot {
 
     /// A fresh instance of the running version, in the plugin's sandbox.
     pub fn instance(&self, engine: &PluginEngine) -> PluginInstance {
-        PluginInstance::new(
+        PluginInstance::sandboxed(
             engine.clone(),
             self.current().loaded.clone(),
             &self.name,
             self.config_json.to_string(),
-            self.sandbox.limits,
+            self.sandbox.clone(),
         )
-        .with_sandbox(self.sandbox.clone())
     }
 
     /// Checks the file as it is now and publishes it if it is a new, good
@@ -285,14 +283,13 @@ fn check(
     let loaded = engine
         .load_bytes(&path.display().to_string(), bytes, Some(kind))
         .map_err(|e| e.to_string())?;
-    let mut instance = PluginInstance::new(
+    let mut instance = PluginInstance::sandboxed(
         engine.clone(),
         loaded.clone(),
         name,
         config_json.to_string(),
-        sandbox.limits,
-    )
-    .with_sandbox(sandbox.clone());
+        sandbox.clone(),
+    );
     instance
         .warm_up()
         .map_err(|e| format!("it does not start: {e}"))?;
@@ -310,16 +307,6 @@ pub fn self_test_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{stem}.selftest.jsonl"))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SelfTestEvent {
-    body: serde_json::Value,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-}
-
 /// Reads the self-test batch beside `path`, if there is one.
 fn self_test_batch(path: &Path) -> Result<Option<BatchBuf>, String> {
     let file = self_test_path(path);
@@ -328,31 +315,11 @@ fn self_test_batch(path: &Path) -> Result<Option<BatchBuf>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("reading its self-test {}: {e}", file.display())),
     };
+    let events = super::input::parse(&file.display().to_string(), &text)
+        .map_err(|e| format!("its self-test {e}"))?;
     let mut batch = BatchBuf::default();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: SelfTestEvent = serde_json::from_str(line)
-            .map_err(|e| format!("its self-test {}:{}: {e}", file.display(), n + 1))?;
-        let body = match &event.body {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let headers: Vec<(&str, &[u8])> = event
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_bytes()))
-            .collect();
-        batch.push(&NewEvent {
-            key: event.key.as_deref().map(str::as_bytes),
-            body: body.as_bytes(),
-            headers: &headers,
-            topic: "selftest",
-            partition: 0,
-            offset: n as i64,
-            timestamp: sluice_batch::NO_TIMESTAMP,
-        });
+    for (i, event) in events.iter().enumerate() {
+        event.push_to(&mut batch, i);
     }
     Ok(Some(batch))
 }
