@@ -6,6 +6,7 @@
 //! run ad hoc, and fails when `SLUICE_REQUIRE_SERVICES=1` (as in
 //! `scripts/test.sh` and CI), so CI can never pass by skipping.
 
+pub mod broker;
 pub mod faults;
 
 use std::path::PathBuf;
@@ -127,4 +128,34 @@ pub fn unique(prefix: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Creates `bucket` on the S3 server at `endpoint` (`http://host:port`, a
+/// moto server, which takes unsigned requests); an existing bucket is fine.
+pub async fn create_bucket(endpoint: &str, bucket: &str) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hostport = endpoint
+        .strip_prefix("http://")
+        .with_context(|| format!("S3 endpoint {endpoint:?} is not an http:// URL"))?
+        .trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(hostport)
+        .await
+        .with_context(|| format!("connecting to {hostport}"))?;
+    let request = format!(
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .context("creating a bucket: no answer")??;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split(' ').nth(1).unwrap_or_default();
+    if status != "200" && status != "409" {
+        bail!(
+            "creating bucket {bucket}: {}",
+            answer.lines().next().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
