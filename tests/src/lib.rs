@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod faults;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,374 @@
+//! A stream of numbered events for the fault tests, and the tally of what
+//! reached the output.
+//!
+//! [`Producer`] sends events `ev-00000000`, `ev-00000001`, ... (the id is the
+//! key and the body) at a steady rate, so a pipeline started before it is
+//! mid-stream whenever the test injects a fault. [`Tally`] reads the `jsonl`
+//! objects a sink wrote, incrementally (an object is read again only if its
+//! size or ETag changed, e.g. overwritten by a retried upload), and tells
+//! apart the two ways an id can appear twice:
+//!
+//! - *redelivered*: the same record (same partition and offset) written more
+//!   than once: the pipeline read or wrote it again. This is what
+//!   exactly-once delivery rules out.
+//! - *reproduced*: the same id at different offsets: the producer's retry
+//!   stored it twice in Kafka (e.g. across a broker restart). Not the
+//!   pipeline's doing; reported separately.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use object_store::ObjectStore;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// **Exactly-once switch of the fault tests.** When `true` (or when
+/// `SLUICE_FAULTS_EXACTLY_ONCE=1`), the tests configure their object_store
+/// sink with `exactly_once = true` and also require zero redelivered
+/// records; otherwise they require zero lost and only report duplicates.
+/// Turn it on once the sink's `exactly_once` option has landed.
+pub const EXACTLY_ONCE: bool = false;
+
+/// Whether the fault tests run the sink in exactly-once mode; see [`EXACTLY_ONCE`].
+pub fn exactly_once() -> bool {
+    EXACTLY_ONCE || std::env::var("SLUICE_FAULTS_EXACTLY_ONCE").as_deref() == Ok("1")
+}
+
+/// The sink config line for [`exactly_once`] (empty when off).
+pub fn exactly_once_line() -> &'static str {
+    if exactly_once() {
+        "exactly_once = true"
+    } else {
+        ""
+    }
+}
+
+/// The id (key and body) of event `i`.
+pub fn id(i: usize) -> String {
+    format!("ev-{i:08}")
+}
+
+/// The number in an id made by [`id`].
+pub fn parse_id(id: &str) -> Option<usize> {
+    id.strip_prefix("ev-")?.parse().ok()
+}
+
+/// What a [`Producer`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Produced {
+    /// Events acknowledged by the broker.
+    pub acked: usize,
+    /// One past the highest acknowledged offset, per partition.
+    pub end_offsets: BTreeMap<i32, i64>,
+}
+
+/// Events produced in the background at a steady rate.
+#[derive(Debug)]
+pub struct Producer {
+    sent: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Result<Produced>>,
+}
+
+impl Producer {
+    /// Sends `total` events to `topic` at about `per_second`, in slices of
+    /// 1/20 s. The producer is idempotent and retries for up to 5 minutes,
+    /// so a broker restart delays deliveries but does not fail them.
+    pub fn spawn(bootstrap: &str, topic: &str, total: usize, per_second: usize) -> Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "20")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "300000")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .context("creating the producer")?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let topic = topic.to_owned();
+        let task = tokio::spawn(async move {
+            let slice = (per_second / 20).max(1);
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            let mut pending = Vec::with_capacity(total);
+            let mut i = 0;
+            while i < total {
+                tick.tick().await;
+                for _ in 0..slice.min(total - i) {
+                    let key = id(i);
+                    let record = FutureRecord::to(&topic).key(&key).payload(&key);
+                    pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+                    i += 1;
+                }
+                counter.store(i as u64, Ordering::Relaxed);
+            }
+            // End offsets from the delivery reports: tansu 0.6 answers
+            // ListOffsets with values below the true end.
+            let mut out = Produced::default();
+            for delivery in pending {
+                let d = delivery
+                    .await
+                    .context("delivery report dropped")?
+                    .map_err(|(e, _)| e)
+                    .context("producing")?;
+                out.acked += 1;
+                let end = out.end_offsets.entry(d.partition).or_default();
+                *end = (*end).max(d.offset + 1);
+            }
+            Ok(out)
+        });
+        Ok(Self { sent, task })
+    }
+
+    /// Events handed to the client so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed) as usize
+    }
+
+    /// Waits until every event is acknowledged.
+    pub async fn finish(self) -> Result<Produced> {
+        self.task.await.context("producer task")?
+    }
+}
+
+/// One record found in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Seen {
+    partition: i32,
+    offset: i64,
+}
+
+/// The ids in a sink's `jsonl` output; see the module docs.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Object → (size, ETag, its records).
+    objects: HashMap<String, (u64, Option<String>, Vec<(usize, Seen)>)>,
+    reads: u64,
+}
+
+/// Numbers of a [`Tally`] against the ids `0..total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Objects in the output.
+    pub objects: usize,
+    /// Records in the output.
+    pub records: usize,
+    /// Distinct ids in `0..total` present.
+    pub present: usize,
+    /// Ids in `0..total` absent.
+    pub lost: usize,
+    /// Extra copies of records (same partition and offset) beyond the first.
+    pub redelivered: usize,
+    /// Ids present at more than one offset (stored twice by the producer).
+    pub reproduced: usize,
+}
+
+impl Tally {
+    /// Reads objects under `prefix` that are new or changed since the last call.
+    pub async fn refresh(&mut self, store: &dyn ObjectStore, prefix: &str) -> Result<()> {
+        use futures::TryStreamExt;
+        let prefix = object_store::path::Path::from(prefix);
+        let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+        let mut live = std::collections::HashSet::new();
+        for meta in metas {
+            let key = meta.location.to_string();
+            let name = key.rsplit('/').next().unwrap_or_default();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            live.insert(key.clone());
+            if self
+                .objects
+                .get(&key)
+                .is_some_and(|(size, etag, _)| *size == meta.size && *etag == meta.e_tag)
+            {
+                continue;
+            }
+            let bytes = store.get(&meta.location).await?.bytes().await?;
+            self.reads += 1;
+            let mut records = Vec::new();
+            for (n, line) in std::str::from_utf8(&bytes)?.lines().enumerate() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).with_context(|| format!("{key}:{n}"))?;
+                let value = v["value"]
+                    .as_str()
+                    .with_context(|| format!("{key}:{n}: value"))?;
+                let i = parse_id(value).with_context(|| format!("{key}:{n}: id {value:?}"))?;
+                let seen = Seen {
+                    partition: v["partition"].as_i64().context("partition")? as i32,
+                    offset: v["offset"].as_i64().context("offset")?,
+                };
+                records.push((i, seen));
+            }
+            self.objects.insert(key, (meta.size, meta.e_tag, records));
+        }
+        self.objects.retain(|k, _| live.contains(k));
+        Ok(())
+    }
+
+    /// Counts against the ids `0..total`.
+    pub fn summary(&self, total: usize) -> Summary {
+        let mut by_id: HashMap<usize, HashMap<Seen, usize>> = HashMap::new();
+        let mut records = 0;
+        for (_, _, recs) in self.objects.values() {
+            for (i, seen) in recs {
+                records += 1;
+                *by_id.entry(*i).or_default().entry(*seen).or_default() += 1;
+            }
+        }
+        let present = (0..total).filter(|i| by_id.contains_key(i)).count();
+        Summary {
+            objects: self.objects.len(),
+            records,
+            present,
+            lost: total - present,
+            redelivered: by_id
+                .values()
+                .flat_map(|at| at.values())
+                .map(|n| n - 1)
+                .sum(),
+            reproduced: by_id.values().filter(|at| at.len() > 1).count(),
+        }
+    }
+
+    /// Up to `n` ids of `0..total` that are absent, for failure messages.
+    pub fn some_lost(&self, total: usize, n: usize) -> Vec<String> {
+        let present: std::collections::HashSet<usize> = self
+            .objects
+            .values()
+            .flat_map(|(_, _, recs)| recs.iter().map(|(i, _)| *i))
+            .collect();
+        (0..total)
+            .filter(|i| !present.contains(i))
+            .take(n)
+            .map(id)
+            .collect()
+    }
+}
+
+/// A deadline for polling loops: `tick` sleeps between polls and fails
+/// once the time is up.
+///
+/// ```no_run
+/// # async fn f(done: impl Fn() -> bool) -> anyhow::Result<()> {
+/// use std::time::Duration;
+/// let mut wait = sluice_tests::stream::Deadline::new("the output", Duration::from_secs(60));
+/// while !done() {
+///     wait.tick(Duration::from_millis(100)).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Deadline {
+    what: String,
+    limit: Duration,
+    at: Instant,
+}
+
+impl Deadline {
+    /// `limit` from now, waiting for `what` (for the error message).
+    pub fn new(what: &str, limit: Duration) -> Self {
+        Self {
+            what: what.to_owned(),
+            limit,
+            at: Instant::now() + limit,
+        }
+    }
+
+    /// Sleeps `every`, or fails if the deadline has passed.
+    pub async fn tick(&mut self, every: Duration) -> Result<()> {
+        if Instant::now() >= self.at {
+            bail!("timed out after {:?} waiting for {}", self.limit, self.what);
+        }
+        tokio::time::sleep(every).await;
+        Ok(())
+    }
+}
+
+/// The offsets `group` has committed on `topic`'s partitions `0..partitions`.
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<BTreeMap<i32, Option<i64>>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok((0..partitions)
+        .map(|p| {
+            let offset = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            (p, offset)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::PutPayload;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+
+    use super::*;
+
+    fn line(i: usize, partition: i32, offset: i64) -> String {
+        format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\",\"topic\":\"t\",\"partition\":{partition},\"offset\":{offset},\"timestamp\":null,\"headers\":{{}}}}\n",
+            id(i),
+            id(i)
+        )
+    }
+
+    #[tokio::test]
+    async fn tells_redelivered_from_reproduced_and_lost() -> Result<()> {
+        let store = InMemory::new();
+        let put = |name: &str, text: String| {
+            let store = &store;
+            let path = Path::from(format!("out/{name}"));
+            async move { store.put(&path, PutPayload::from(text.into_bytes())).await }
+        };
+        put("t+0+0.jsonl", line(0, 0, 0) + &line(1, 0, 1)).await?;
+        put(".t+0+2.jsonl.inprogress", line(9, 0, 9)).await?;
+        let mut tally = Tally::default();
+        tally.refresh(&store, "out").await?;
+        let s = tally.summary(4);
+        assert_eq!((s.objects, s.records, s.present, s.lost), (1, 2, 2, 2));
+        assert_eq!(tally.some_lost(4, 10), vec![id(2), id(3)]);
+        // Offset 1 again (redelivered), id 2 at two offsets (reproduced).
+        put(
+            "t+0+1.jsonl",
+            line(1, 0, 1) + &line(2, 0, 2) + &line(2, 0, 3),
+        )
+        .await?;
+        tally.refresh(&store, "out").await?;
+        let s = tally.summary(4);
+        assert_eq!(
+            (s.present, s.lost, s.redelivered, s.reproduced),
+            (3, 1, 1, 1)
+        );
+        let reads = tally.reads;
+        tally.refresh(&store, "out").await?;
+        assert_eq!(tally.reads, reads, "unchanged objects are not read again");
+        // An overwritten object is read again.
+        put("t+0+1.jsonl", line(3, 1, 0)).await?;
+        tally.refresh(&store, "out").await?;
+        let s = tally.summary(4);
+        assert_eq!(
+            (s.present, s.lost, s.redelivered, s.reproduced),
+            (3, 1, 0, 0)
+        );
+        Ok(())
+    }
+}
