@@ -141,11 +141,19 @@ struct Seen {
     offset: i64,
 }
 
+/// One object of the output as last read.
+#[derive(Debug)]
+struct Object {
+    size: u64,
+    e_tag: Option<String>,
+    /// Its records: id number and where it was read from.
+    records: Vec<(usize, Seen)>,
+}
+
 /// The ids in a sink's `jsonl` output; see the module docs.
 #[derive(Debug, Default)]
 pub struct Tally {
-    /// Object → (size, ETag, its records).
-    objects: HashMap<String, (u64, Option<String>, Vec<(usize, Seen)>)>,
+    objects: HashMap<String, Object>,
     reads: u64,
 }
 
@@ -183,7 +191,7 @@ impl Tally {
             if self
                 .objects
                 .get(&key)
-                .is_some_and(|(size, etag, _)| *size == meta.size && *etag == meta.e_tag)
+                .is_some_and(|o| o.size == meta.size && o.e_tag == meta.e_tag)
             {
                 continue;
             }
@@ -203,7 +211,14 @@ impl Tally {
                 };
                 records.push((i, seen));
             }
-            self.objects.insert(key, (meta.size, meta.e_tag, records));
+            self.objects.insert(
+                key,
+                Object {
+                    size: meta.size,
+                    e_tag: meta.e_tag,
+                    records,
+                },
+            );
         }
         self.objects.retain(|k, _| live.contains(k));
         Ok(())
@@ -213,8 +228,8 @@ impl Tally {
     pub fn summary(&self, total: usize) -> Summary {
         let mut by_id: HashMap<usize, HashMap<Seen, usize>> = HashMap::new();
         let mut records = 0;
-        for (_, _, recs) in self.objects.values() {
-            for (i, seen) in recs {
+        for o in self.objects.values() {
+            for (i, seen) in &o.records {
                 records += 1;
                 *by_id.entry(*i).or_default().entry(*seen).or_default() += 1;
             }
@@ -239,7 +254,7 @@ impl Tally {
         let present: std::collections::HashSet<usize> = self
             .objects
             .values()
-            .flat_map(|(_, _, recs)| recs.iter().map(|(i, _)| *i))
+            .flat_map(|o| o.records.iter().map(|(i, _)| *i))
             .collect();
         (0..total)
             .filter(|i| !present.contains(i))
