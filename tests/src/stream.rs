@@ -71,6 +71,7 @@ pub struct Produced {
 #[derive(Debug)]
 pub struct Producer {
     sent: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<Result<Produced>>,
 }
 
@@ -88,44 +89,58 @@ impl Producer {
             .create()
             .context("creating the producer")?;
         let sent = Arc::new(AtomicU64::new(0));
-        let counter = sent.clone();
+        let acked = Arc::new(AtomicU64::new(0));
+        let (sent_count, acked_count) = (sent.clone(), acked.clone());
         let topic = topic.to_owned();
-        let task = tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sender = tokio::spawn(async move {
             let slice = (per_second / 20).max(1);
             let mut tick = tokio::time::interval(Duration::from_millis(50));
-            let mut pending = Vec::with_capacity(total);
             let mut i = 0;
             while i < total {
                 tick.tick().await;
                 for _ in 0..slice.min(total - i) {
                     let key = id(i);
                     let record = FutureRecord::to(&topic).key(&key).payload(&key);
-                    pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+                    let delivery = producer.send_result(record).map_err(|(e, _)| e)?;
+                    let _ = tx.send(delivery);
                     i += 1;
                 }
-                counter.store(i as u64, Ordering::Relaxed);
+                sent_count.store(i as u64, Ordering::Relaxed);
             }
+            // Keep the producer (and its queue) alive until every delivery
+            // is reported.
+            Ok::<_, anyhow::Error>(producer)
+        });
+        let task = tokio::spawn(async move {
             // End offsets from the delivery reports: tansu 0.6 answers
             // ListOffsets with values below the true end.
             let mut out = Produced::default();
-            for delivery in pending {
+            while let Some(delivery) = rx.recv().await {
                 let d = delivery
                     .await
                     .context("delivery report dropped")?
                     .map_err(|(e, _)| e)
                     .context("producing")?;
                 out.acked += 1;
+                acked_count.fetch_add(1, Ordering::Relaxed);
                 let end = out.end_offsets.entry(d.partition).or_default();
                 *end = (*end).max(d.offset + 1);
             }
+            let _producer = sender.await.context("producer task")??;
             Ok(out)
         });
-        Ok(Self { sent, task })
+        Ok(Self { sent, acked, task })
     }
 
     /// Events handed to the client so far.
     pub fn sent(&self) -> usize {
         self.sent.load(Ordering::Relaxed) as usize
+    }
+
+    /// Events acknowledged by the broker so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::Relaxed) as usize
     }
 
     /// Waits until every event is acknowledged.
@@ -328,6 +343,48 @@ pub fn committed_offsets(
             (p, offset)
         })
         .collect())
+}
+
+/// Every record of `topic` (partitions `0..partitions`), read from the
+/// beginning by a plain consumer: id number → where it is stored. Stops once
+/// `expected` records are read or nothing came for `quiet`. Tells a broker
+/// that lost acknowledged records from a pipeline that skipped some.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    quiet: Duration,
+) -> Result<HashMap<usize, Vec<(i32, i64)>>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::StreamConsumer;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique("audit"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out: HashMap<usize, Vec<(i32, i64)>> = HashMap::new();
+    let mut records = 0;
+    while records < expected {
+        let Ok(message) = tokio::time::timeout(quiet, consumer.recv()).await else {
+            break;
+        };
+        let m = message?;
+        records += 1;
+        if let Some(i) = m
+            .payload()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(parse_id)
+        {
+            out.entry(i).or_default().push((m.partition(), m.offset()));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
