@@ -111,7 +111,24 @@ impl Broker {
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
         self.starts += 1;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of
+            // the parent. The broker dies with the thread that started it
+            // (a tokio worker, which lives as long as the runtime), so also
+            // when the test is killed before `Drop` runs.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .arg("broker")
             .args(["--cluster-id", &self.cluster])
             .args(["--storage-engine", &format!("s3://{BROKER_BUCKET}/")])

@@ -2,9 +2,15 @@
 //! a steady rate to a 3-partition topic on a tansu broker of the test's own
 //! ([`Broker`], persistent `s3://` storage on moto) while a Sluice pipeline
 //! (kafka source → memory channel → object_store sink to moto) consumes
-//! them. Three times, when the source has read another quarter of the
-//! events, the broker is killed with SIGKILL, left down for a few seconds
+//! them. Three times, when another quarter of the events has been
+//! produced (the producer keeps producing through the outage), the broker is killed with SIGKILL, left down for a few seconds
 //! and started again on the same port.
+//!
+//! The producer is not idempotent (see [`Producer::spawn`] for why), so its
+//! retries across a restart may store an id twice at different offsets;
+//! those are counted as *reproduced*, apart from the records the pipeline
+//! itself wrote twice (*redelivered*). If ids are missing, the test reads the
+//! topic back and says whether the broker lost them or the pipeline did.
 //!
 //! Asserts: zero lost; zero redelivered when the sink runs exactly-once
 //! ([`sluice_tests::stream::EXACTLY_ONCE`]), otherwise duplicates are
@@ -27,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 50_000;
 const PARTITIONS: i32 = 3;
-/// Produced over about 17 s, so every restart hits a running stream.
-const PER_SECOND: usize = 3_000;
+/// Produced over about 50 s, so every restart hits a running stream and
+/// each restart has recovered before the next.
+const PER_SECOND: usize = 1_000;
 const RESTARTS: usize = 3;
 /// How long the broker stays down each time.
 const DOWN: Duration = Duration::from_secs(3);
@@ -112,15 +119,18 @@ s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http =
             ..Default::default()
         },
     ));
-    let producer = Producer::spawn(&broker.bootstrap(), &topic, EVENTS, PER_SECOND)?;
+    let producer = Producer::spawn(&broker.bootstrap(), &topic, EVENTS, PER_SECOND, false)?;
     let store = s3(&services)?;
     let mut tally = Tally::default();
     let read = || metrics.get("source.in.events") as usize;
 
     let mut recoveries = Vec::new();
     for k in 1..=RESTARTS {
-        let mut wait = Deadline::new("the source to read on", Duration::from_secs(120));
-        while read() < EVENTS * k / (RESTARTS + 1) {
+        // Kill once another quarter of the events is produced: the rest
+        // is still to come, so the stream is running when the broker dies
+        // and there is new data to recover with after the restart.
+        let mut wait = Deadline::new("the producer to go on", Duration::from_secs(120));
+        while producer.sent() < EVENTS * k / (RESTARTS + 1) {
             anyhow::ensure!(
                 !run.is_finished(),
                 "pipeline stopped: {:?}",
@@ -128,6 +138,10 @@ s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http =
             );
             wait.tick(Duration::from_millis(50)).await?;
         }
+        anyhow::ensure!(
+            producer.sent() < EVENTS,
+            "restart {k} comes after the last event was produced; slow PER_SECOND down"
+        );
         broker.kill();
         // The outage itself (not a synchronisation): the broker is down this long.
         tokio::time::sleep(DOWN).await;
@@ -151,7 +165,15 @@ s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http =
                 break restarted.elapsed();
             }
             if let Err(e) = wait.tick(Duration::from_millis(100)).await {
-                return Err(e.context(format!("restart {k}: broker log:\n{}", broker.log_tail(30))));
+                return Err(e.context(format!(
+                    "restart {k}: {} read (before restart {read_before}), {} ids in the output \
+                     (before restart {present_before}), {} sent, {} acked; broker log:\n{}",
+                    read(),
+                    tally.summary(EVENTS).present,
+                    producer.sent(),
+                    producer.acked(),
+                    broker.log_tail(30)
+                )));
             }
         };
         recoveries.push(Recovery {
@@ -232,12 +254,14 @@ s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http =
             .collect();
         println!(
             "broker_restart: {} of {} lost ids are stored in the topic (the pipeline skipped them), \
-             {} are not (the broker lost acknowledged records); topic holds {} distinct ids. In Kafka: {:?}",
+             {} are not (the broker lost acknowledged records); topic holds {} distinct ids. In Kafka: {:?}\n\
+             broker log:\n{}",
             in_kafka.len(),
             lost.len(),
             lost.len() - in_kafka.len(),
             stored.len(),
             &in_kafka[..in_kafka.len().min(10)],
+            broker.log_tail(40),
         );
     }
     assert_eq!(

@@ -93,7 +93,7 @@ s3 = {{ endpoint = "{endpoint}", region = "us-east-1", path_style = true, allow_
             ..Default::default()
         },
     ));
-    let producer = Producer::spawn(&services.kafka, &topic, EVENTS, PER_SECOND)?;
+    let producer = Producer::spawn(&services.kafka, &topic, EVENTS, PER_SECOND, true)?;
 
     // The output is read straight from moto, not through the proxy.
     let store = s3(&services)?;
