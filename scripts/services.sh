@@ -5,6 +5,10 @@
 #   - a moto S3 server (PyPI `moto[server]`) with bucket `sluice-test`.
 # `start` writes their addresses to target/services.env; `stop` ends only the
 # processes it started, by the PIDs it recorded.
+# The fault tests (tests/tests/broker_restart.rs) also start tansu brokers of
+# their own, with `s3://` storage on this moto server (bucket `sluice-tansu`,
+# which they create), through the binary named by SLUICE_TANSU; tansu's
+# `dynostore` feature provides both the memory and the s3 engines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=target/services
@@ -59,6 +63,7 @@ PY
 export SLUICE_TEST_KAFKA=127.0.0.1:$kport
 export SLUICE_TEST_S3=http://127.0.0.1:$s3port
 export SLUICE_TEST_S3_BUCKET=sluice-test
+export SLUICE_TANSU=$(command -v tansu)
 ENV
   echo "services up: kafka 127.0.0.1:$kport, s3 http://127.0.0.1:$s3port"
 }
