@@ -19,6 +19,7 @@
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod golden;
 pub mod lookup;
