@@ -69,6 +69,8 @@ pub struct SourceLink {
     idle: Condvar,
     stores: Mutex<Vec<Arc<dyn PositionStore>>>,
     group: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
+    rewinds: Mutex<Vec<(Tp, i64)>>,
+    rewind_wanted: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for SourceLink {
@@ -108,6 +110,8 @@ impl SourceLink {
             idle: Condvar::new(),
             stores: Mutex::new(Vec::new()),
             group: Mutex::new(None),
+            rewinds: Mutex::new(Vec::new()),
+            rewind_wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -226,6 +230,28 @@ impl SourceLink {
             link: self,
             tp: tp.clone(),
         })
+    }
+
+    /// Asks the source to read `tp` again from `offset`: a sink lost a
+    /// commit race (another writer extended the partition's chain) or had to
+    /// drop what it held. The source seeks and starts a new epoch for `tp`,
+    /// so everything read before is stale.
+    pub fn request_rewind(&self, tp: Tp, offset: i64) {
+        self.rewinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((tp, offset));
+        self.rewind_wanted.notify_one();
+    }
+
+    /// Waits until a rewind is requested.
+    pub async fn rewind_requested(&self) {
+        self.rewind_wanted.notified().await;
+    }
+
+    /// The requested rewinds, oldest first.
+    pub fn take_rewinds(&self) -> Vec<(Tp, i64)> {
+        std::mem::take(&mut *self.rewinds.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Publishes the consumer's current group metadata (after each rebalance).

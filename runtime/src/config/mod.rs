@@ -283,6 +283,44 @@ pub enum SinkKind {
     Null(NullSinkConfig),
 }
 
+impl SinkKind {
+    /// Whether the sink delivers exactly once (and so needs its source's
+    /// [`SourceLink`](crate::delivery::SourceLink)).
+    pub fn exactly_once(&self) -> bool {
+        match self {
+            SinkKind::ObjectStore(c) => c.exactly_once,
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    /// The source feeding an exactly-once sink: the one source listing its
+    /// channel in `channels` (checked when the config loads).
+    pub fn exactly_once_source(&self, sink: &str) -> Option<&str> {
+        let def = self.sinks.get(sink).filter(|d| d.kind.exactly_once())?;
+        let mut feeders = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.channels.contains(&def.channel));
+        match (feeders.next(), feeders.next()) {
+            (Some((name, _)), None) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Channels a source may not route to: those of exactly-once sinks fed
+    /// by another source (their events would be foreign to the sink's
+    /// committed positions).
+    pub fn channels_closed_to(&self, source: &str) -> Vec<String> {
+        self.sinks
+            .iter()
+            .filter(|(name, _)| self.exactly_once_source(name).is_some_and(|s| s != source))
+            .map(|(_, def)| def.channel.clone())
+            .collect()
+    }
+}
+
 const TOP_LEVEL: &[&str] = &[
     "data_dir",
     "embedded_broker",
@@ -845,6 +883,49 @@ impl Loader<'_> {
                 self.error(
                     &key(&["plugins", name, "path"]),
                     format!("plugin file `{}` does not exist (build plugins with `scripts/build-plugins.sh`)", plugin.path.display()),
+                );
+            }
+        }
+        for (name, sink) in &config.sinks {
+            if !sink.kind.exactly_once() {
+                continue;
+            }
+            let feeders: Vec<&String> = config
+                .sources
+                .iter()
+                .filter(|(_, s)| s.channels.contains(&sink.channel))
+                .map(|(n, _)| n)
+                .collect();
+            let dead: Vec<&String> = config
+                .sources
+                .iter()
+                .filter(|(_, s)| s.dead_letter.as_ref() == Some(&sink.channel))
+                .map(|(n, _)| n)
+                .collect();
+            if feeders.len() != 1 {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!(
+                        "an exactly-once sink needs its channel `{}` in the `channels` of exactly one source (it keeps one committed position per partition of that source); it is in {}",
+                        sink.channel,
+                        if feeders.is_empty() { "none".to_string() } else { names(feeders.into_iter()) }
+                    ),
+                );
+            } else if !dead.is_empty() {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!(
+                        "channel `{}` of an exactly-once sink cannot be the `dead_letter` channel of {}",
+                        sink.channel,
+                        names(dead.into_iter())
+                    ),
+                );
+            } else if let Some(source) = config.sources.get(feeders[0])
+                && !matches!(source.kind, SourceKind::Kafka(_))
+            {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!("an exactly-once sink needs a `kafka` source (one that can re-read from a committed position); source `{}` is not", feeders[0]),
                 );
             }
         }

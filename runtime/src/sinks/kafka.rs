@@ -523,6 +523,7 @@ mod tests {
             name: name.to_owned(),
             metrics: metrics.clone(),
             embedded_bootstrap: Some(embedded.to_owned()),
+            link: None,
         };
         (ctx, metrics)
     }

@@ -24,6 +24,8 @@ pub struct SinkContext {
     pub metrics: Arc<Metrics>,
     /// Bootstrap servers of the embedded demo broker, if one runs.
     pub embedded_bootstrap: Option<String>,
+    /// For an exactly-once sink: the link to the one Kafka source feeding it.
+    pub link: Option<Arc<crate::delivery::SourceLink>>,
 }
 
 impl SinkContext {

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::{ChannelReceiver, ChannelSender, memory};
 use crate::config::LookupDef;
 use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
+use crate::delivery::SourceLink;
 use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
 use crate::plugin::reload::{self, WatchSet, WatchedTable};
@@ -173,6 +174,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         receivers.insert(name.clone(), rx);
     }
 
+    // One ownership link per source, shared with its exactly-once sinks.
+    let links: BTreeMap<String, Arc<SourceLink>> = config
+        .sources
+        .keys()
+        .map(|name| (name.clone(), SourceLink::new(name)))
+        .collect();
+
     // Sinks.
     let mut sink_tasks = JoinSet::new();
     for (name, def) in &config.sinks {
@@ -183,6 +191,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             name: name.clone(),
             metrics: metrics.clone(),
             embedded_bootstrap: embedded_bootstrap.clone(),
+            link: config
+                .exactly_once_source(name)
+                .and_then(|s| links.get(s).cloned()),
         };
         let kind = def.kind.clone();
         sink_tasks.spawn(async move {
@@ -222,7 +233,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         let dispatch = Dispatch {
             source: name.clone(),
             default: def.channels.iter().map(|c| senders[c].clone()).collect(),
-            by_name: senders.clone(),
+            by_name: {
+                let closed = config.channels_closed_to(name);
+                senders
+                    .iter()
+                    .filter(|(c, _)| !closed.contains(c))
+                    .map(|(c, s)| (c.clone(), s.clone()))
+                    .collect()
+            },
             dead: def.dead_letter.as_ref().map(|c| senders[c].clone()),
             metrics: metrics.clone(),
             registry: registry.clone(),
@@ -236,9 +254,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             embedded_bootstrap: embedded_bootstrap.clone(),
         };
         let kind = def.kind.clone();
+        let link = links[name].clone();
         source_tasks.spawn(async move {
             match kind {
-                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx).await,
+                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx, link).await,
             }
         });
         let failed = shutdown.clone();

@@ -21,6 +21,16 @@ use crate::sources::SourceContext;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The source without exactly-once sinks: a link nobody else holds.
+async fn run(
+    config: KafkaSourceConfig,
+    output: mpsc::Sender<Batch>,
+    ctx: SourceContext,
+) -> Result<(), crate::sources::SourceError> {
+    let link = crate::delivery::SourceLink::new(&ctx.name);
+    super::run(config, output, ctx, link).await
+}
+
 fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
     let mock = MockCluster::new(1).expect("mock cluster");
     mock.create_topic(topic, partitions, 1).expect("topic");
