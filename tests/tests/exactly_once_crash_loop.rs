@@ -49,15 +49,9 @@ fn agent_process() {
         .expect("runtime");
     rt.block_on(async {
         let config = sluice::config::load(std::path::Path::new(&config_path)).expect("config");
-        sluice::topology::run(
-            config,
-            sluice::topology::RunOptions {
-                exit_when_idle: Some(Duration::from_secs(8)),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pipeline");
+        sluice::topology::run(config, sluice::topology::RunOptions::default())
+            .await
+            .expect("pipeline");
     });
 }
 
@@ -170,6 +164,29 @@ async fn commit_records(store: &dyn ObjectStore, prefix: &str) -> Result<usize> 
         .count())
 }
 
+/// Where the committed chain of a partition ends (0 if nothing is committed).
+async fn committed_end(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<i64> {
+    let dir =
+        object_store::path::Path::from(format!("{prefix}/_sluice/commits/{topic}+{partition}"));
+    let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+    let Some(last) = metas
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with(".json"))
+        .map(|m| m.location.clone())
+        .max()
+    else {
+        return Ok(0);
+    };
+    let body = store.get(&last).await?.bytes().await?;
+    let record: serde_json::Value = serde_json::from_slice(&body)?;
+    record["end"].as_i64().context("record without `end`")
+}
+
 /// Waits until a restarted agent commits something new; returns how long it took.
 async fn time_to_recover(
     store: &dyn ObjectStore,
@@ -246,28 +263,46 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         })?);
     }
     let placed = producer.await??;
-    // Let the survivors finish: they exit once idle.
+    // Wait until every partition's committed chain reaches its end offset,
+    // then stop the agents (SIGKILL again: what is committed is final).
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for &(p, o) in &placed {
+        let e = ends.entry(p).or_default();
+        *e = (*e).max(o + 1);
+    }
     let deadline = Instant::now() + Duration::from_secs(240);
-    for agent in &mut running {
-        loop {
-            if let Some(status) = agent.child.try_wait()? {
-                if !status.success() {
-                    bail!(
-                        "an agent failed ({status}); log:\n{}",
-                        tail(&std::fs::read_to_string(&log).unwrap_or_default())
-                    );
-                }
-                break;
+    loop {
+        let mut done = true;
+        for (&p, &end) in &ends {
+            if committed_end(&store, &prefix, &topic, p).await? < end {
+                done = false;
             }
-            if Instant::now() > deadline {
-                let _ = agent.child.kill();
+        }
+        if done {
+            break;
+        }
+        for agent in &mut running {
+            if let Some(status) = agent.child.try_wait()? {
                 bail!(
-                    "an agent did not finish; log:\n{}",
+                    "an agent stopped by itself ({status}); log:\n{}",
                     tail(&std::fs::read_to_string(&log).unwrap_or_default())
                 );
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        if Instant::now() > deadline {
+            for agent in &mut running {
+                let _ = agent.child.kill();
+            }
+            bail!(
+                "the committed output did not reach the end offsets {ends:?} in time; log:\n{}",
+                tail(&std::fs::read_to_string(&log).unwrap_or_default())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for agent in &mut running {
+        agent.child.kill()?;
+        agent.child.wait()?;
     }
 
     // Every visible object, i.e. everything outside `_sluice/`.
