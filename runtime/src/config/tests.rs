@@ -302,3 +302,53 @@ fn team_and_plugin_keys_are_validated_with_their_key() {
         );
     }
 }
+
+const EXACTLY_ONCE: &str = r#"
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+channels = ["lake"]
+
+[channels.lake]
+type = "memory"
+
+[sinks.lake]
+type = "object_store"
+channel = "lake"
+url = "file:///tmp/lake"
+roll_interval = "10s"
+exactly_once = true
+"#;
+
+#[test]
+fn an_exactly_once_sink_fed_by_one_kafka_source_loads() {
+    let config = parse_str(EXACTLY_ONCE).unwrap();
+    assert_eq!(config.exactly_once_source("lake"), Some("tx"));
+    assert!(config.channels_closed_to("tx").is_empty());
+    assert_eq!(config.channels_closed_to("other"), vec!["lake".to_string()]);
+}
+
+#[test]
+fn an_exactly_once_sink_fed_by_two_sources_is_rejected_at_its_key() {
+    let text = format!(
+        "{EXACTLY_ONCE}\n[sources.tx2]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ngroup_id = \"g2\"\ntopics = [\"u\"]\nchannels = [\"lake\"]\n"
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.lake.exactly_once");
+    assert_eq!(err.line, 17, "{err}");
+    assert!(err.message.contains("exactly one source"), "{err}");
+    assert!(err.message.contains("`tx2`"), "{err}");
+}
+
+#[test]
+fn an_exactly_once_channel_cannot_take_dead_letters() {
+    let text = EXACTLY_ONCE.replace(
+        "channels = [\"lake\"]\n",
+        "channels = [\"lake\"]\ndead_letter = \"lake\"\n",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.lake.exactly_once");
+    assert!(err.message.contains("dead_letter"), "{err}");
+}

@@ -57,6 +57,8 @@ mod store;
 mod writer;
 
 #[cfg(test)]
+mod exactly_once_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
