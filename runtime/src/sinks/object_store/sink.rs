@@ -279,7 +279,8 @@ impl Sink {
                 ctx.counter("retries"),
                 ctx.counter("write_errors"),
                 ctx.name.clone(),
-            ),
+            )
+            .with_disk_full(ctx.counter("disk_full")),
             metrics: Metrics {
                 events: ctx.counter("events"),
                 bytes: ctx.counter("bytes"),
