@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::{ChannelReceiver, ChannelSender, memory};
 use crate::config::LookupDef;
 use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
+use crate::delivery::SourceLink;
 use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
 use crate::plugin::reload::{self, WatchSet, WatchedTable};
@@ -173,16 +174,36 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         receivers.insert(name.clone(), rx);
     }
 
+    // Delivery links: one per Kafka source, shared with the sinks it feeds.
+    let links: BTreeMap<String, Arc<SourceLink>> = config
+        .sources
+        .iter()
+        .map(|(name, def)| match def.kind {
+            SourceKind::Kafka(_) => (name.clone(), SourceLink::new(name)),
+        })
+        .collect();
+
     // Sinks.
     let mut sink_tasks = JoinSet::new();
     for (name, def) in &config.sinks {
         let rx = receivers
             .remove(&def.channel)
             .ok_or_else(|| anyhow!("channel `{}` has no receiver", def.channel))?;
+        let link = match config.sources_feeding(&def.channel)[..] {
+            [source] => links.get(source).cloned(),
+            _ => None,
+        };
+        if let (SinkKind::Kafka(k), Some(link)) = (&def.kind, &link)
+            && k.exactly_once
+        {
+            // The sink's transactions commit the source's offsets.
+            link.set_offsets_in_transactions();
+        }
         let ctx = SinkContext {
             name: name.clone(),
             metrics: metrics.clone(),
             embedded_bootstrap: embedded_bootstrap.clone(),
+            link,
         };
         let kind = def.kind.clone();
         sink_tasks.spawn(async move {
@@ -236,9 +257,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             embedded_bootstrap: embedded_bootstrap.clone(),
         };
         let kind = def.kind.clone();
+        let link = links[name].clone();
         source_tasks.spawn(async move {
             match kind {
-                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx).await,
+                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx, link).await,
             }
         });
         let failed = shutdown.clone();

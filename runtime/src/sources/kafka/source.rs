@@ -17,15 +17,21 @@ use tracing::{debug, error, info, warn};
 
 use super::config::{KafkaSourceConfig, resolve_bootstrap};
 use super::offsets::{Reported, Tp, Tracker};
+use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::metrics::{Counter, Gauge};
 use crate::sources::{SourceContext, SourceError};
 
+/// Longest wait, in a revocation, for sinks' commits of the revoked partitions.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs a Kafka source until `ctx.shutdown` fires; see the module docs.
+/// `link` tells the sinks downstream which partitions this source owns now.
 pub async fn run(
     config: KafkaSourceConfig,
     output: mpsc::Sender<Batch>,
     ctx: SourceContext,
+    link: Arc<SourceLink>,
 ) -> Result<(), SourceError> {
     let fail = |message: String| SourceError {
         source_name: ctx.name.clone(),
@@ -36,7 +42,7 @@ pub async fn run(
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(fail)?;
-    let context = SourceKafkaContext::new(&ctx);
+    let context = SourceKafkaContext::new(&ctx, link);
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
         .create_with_context(context)
@@ -59,6 +65,7 @@ pub async fn run(
         commit_tick,
         events: BatchBuf::default(),
         deadline: None,
+        epoch: 0,
         next_id: 0,
         max_events: config.batch_max_events,
         max_wait: config.batch_max_wait.get(),
@@ -113,6 +120,8 @@ struct Source {
     events: BatchBuf,
     /// When the batch being filled must be handed on.
     deadline: Option<Instant>,
+    /// The link's epoch when the batch being filled was started.
+    epoch: u64,
     next_id: u64,
     max_events: usize,
     max_wait: Duration,
@@ -170,6 +179,11 @@ impl Source {
                     }
                 }
                 message = consumer.recv() => {
+                    // SourceLink: a batch is read within one epoch; a
+                    // rebalance (in `recv`) cuts it.
+                    if !self.events.is_empty() && self.link().epoch() != self.epoch && !self.flush().await {
+                        return Stop::OutputClosed;
+                    }
                     let full = match message {
                         Ok(m) => self.add(&m),
                         Err(e) => {
@@ -224,6 +238,7 @@ impl Source {
         );
         if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.max_wait);
+            self.epoch = self.link().epoch(); // SourceLink
         }
         self.events.len() >= self.max_events
     }
@@ -246,7 +261,7 @@ impl Source {
         self.events = BatchBuf::with_capacity(events.len(), events.data_len());
         let batch = Batch {
             events,
-            ack: Ack::new(id, ack_tx.clone()),
+            ack: Ack::in_epoch(id, self.epoch, ack_tx.clone()),
         };
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         // While blocked here the consumer is not polled: backpressure.
@@ -301,8 +316,15 @@ impl Source {
         }
     }
 
+    fn link(&self) -> &SourceLink {
+        &self.consumer.context().link
+    }
+
     /// Sends an asynchronous commit of everything newly committable.
     fn commit(&mut self) {
+        if self.link().offsets_in_transactions() {
+            return; // SourceLink: a transactional sink commits them.
+        }
         let mut tracker = self.consumer.context().tracker();
         let offsets = tracker.committable();
         if offsets.is_empty() {
@@ -367,7 +389,11 @@ async fn close(
     ctx: &SourceContext,
     metrics: &SourceMetrics,
 ) {
-    let offsets = consumer.context().tracker().unconfirmed();
+    let offsets = if consumer.context().link.offsets_in_transactions() {
+        Vec::new() // SourceLink: a transactional sink commits them.
+    } else {
+        consumer.context().tracker().unconfirmed()
+    };
     let commits = metrics.commits.clone();
     let closed = tokio::task::spawn_blocking(move || {
         let result = if offsets.is_empty() {
@@ -420,6 +446,7 @@ fn commit<C: Consumer<SourceKafkaContext> + ?Sized>(
 /// lock is never contended.
 pub(crate) struct SourceKafkaContext {
     name: String,
+    link: Arc<SourceLink>,
     tracker: Mutex<Tracker>,
     lag: Gauge,
     errors: Counter,
@@ -427,9 +454,10 @@ pub(crate) struct SourceKafkaContext {
 }
 
 impl SourceKafkaContext {
-    fn new(ctx: &SourceContext) -> Self {
+    fn new(ctx: &SourceContext, link: Arc<SourceLink>) -> Self {
         Self {
             name: ctx.name.clone(),
+            link,
             tracker: Mutex::new(Tracker::default()),
             lag: ctx.metrics.gauge(&format!("source.{}.lag", ctx.name)),
             errors: ctx.counter("errors"),
@@ -477,7 +505,7 @@ impl ConsumerContext for SourceKafkaContext {
         // Best effort: commit what is delivered before another member takes
         // over; in-flight batches of these partitions are re-read by it.
         let offsets = self.tracker().committable_of(&tps);
-        if !offsets.is_empty() {
+        if !offsets.is_empty() && !self.link.offsets_in_transactions() {
             match commit(consumer, &offsets, CommitMode::Sync) {
                 Ok(()) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
@@ -492,10 +520,15 @@ impl ConsumerContext for SourceKafkaContext {
             }
         }
         self.tracker().revoke(&tps);
+        // SourceLink: sinks stop committing these; wait for commits running.
+        let busy = self.link.revoke(&tps, REVOKE_WAIT);
+        if !busy.is_empty() {
+            warn!(source = %self.name, partitions = ?busy, "sink commits of revoked partitions still running");
+        }
         info!(source = %self.name, partitions = ?tps, "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let tps: Vec<(String, i32)> = tpl
@@ -503,6 +536,9 @@ impl ConsumerContext for SourceKafkaContext {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
+                // SourceLink: a new epoch for these, and the new generation.
+                self.link.assign(&tps);
+                self.link.set_group_metadata(consumer.group_metadata());
                 info!(source = %self.name, partitions = ?tps, "partitions assigned");
             }
             Rebalance::Error(e) => {
