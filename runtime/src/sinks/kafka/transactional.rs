@@ -307,21 +307,28 @@ enum Commit {
 
 impl Txn {
     fn fatal_message(&self, what: &str, e: &KafkaError) -> String {
-        let fenced = matches!(e, KafkaError::Transaction(rd) if matches!(rd.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch))
-            || matches!(
-                self.producer.client().fatal_error(),
-                Some((
-                    RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch,
-                    _
-                ))
-            );
-        if fenced {
+        let fenced_code = |c: RDKafkaErrorCode| {
+            matches!(
+                c,
+                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
+            )
+        };
+        // The client's fatal error names the cause; `e` may be a symptom
+        // (a purged record).
+        let cause = match self.producer.client().fatal_error() {
+            Some((code, reason)) => (Some(code), format!("{reason} ({code:?})")),
+            None => match e {
+                KafkaError::Transaction(rd) => (Some(rd.code()), e.to_string()),
+                _ => (None, e.to_string()),
+            },
+        };
+        if cause.0.is_some_and(fenced_code) {
             format!(
-                "{what}: the producer was fenced: another producer started with transactional.id `{}`; each agent needs its own `transactional_id`, and a restarted agent replaces its predecessor ({e})",
-                self.transactional_id
+                "{what}: the producer was fenced: another producer started with transactional.id `{}`; each agent needs its own `transactional_id` (a restarted agent replaces its predecessor): {}",
+                self.transactional_id, cause.1
             )
         } else {
-            format!("{what}: fatal producer error: {e}")
+            format!("{what}: fatal producer error: {}", cause.1)
         }
     }
 
@@ -655,4 +662,327 @@ fn jitter(d: Duration) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());
     d.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    //! On librdkafka's mock cluster, which speaks the transactional protocol
+    //! (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
+    //! EndTxn, fencing by producer epoch) but keeps no transaction state: it
+    //! neither stores offsets sent to a transaction nor hides aborted records
+    //! from `read_committed` readers. The tests therefore check what the sink
+    //! does (acks, retries, what it produces in which attempt), and the
+    //! end-to-end test `kafka_to_kafka_exactly_once` checks the outcome on a
+    //! real broker.
+
+    use std::collections::HashMap;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+    use rdkafka::message::Message;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use tokio::sync::mpsc;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::channels::ChannelSender;
+    use crate::channels::memory::{Capacity, channel};
+    use crate::event::{Ack, AckReport, BatchBuf, NewEvent};
+    use crate::metrics::Metrics;
+
+    const WAIT: Duration = Duration::from_secs(60);
+    type Mock = MockCluster<'static, DefaultProducerContext>;
+
+    fn mock() -> Mock {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("in", 3, 1).unwrap();
+        mock.create_topic("out", 1, 1).unwrap();
+        mock
+    }
+
+    /// A member of group `g` on `in`, for real group metadata.
+    async fn member(bootstrap: &str) -> (BaseConsumer, ConsumerGroupMetadata) {
+        let bootstrap = bootstrap.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "g")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            consumer.subscribe(&["in"]).unwrap();
+            let deadline = Instant::now() + WAIT;
+            while consumer.assignment().unwrap().count() == 0 {
+                assert!(Instant::now() < deadline, "no assignment");
+                let _ = consumer.poll(Duration::from_millis(50));
+            }
+            let metadata = consumer.group_metadata().unwrap();
+            (consumer, metadata)
+        })
+        .await
+        .unwrap()
+    }
+
+    struct Setup {
+        mock: Mock,
+        link: Arc<SourceLink>,
+        epoch: u64,
+        metrics: Arc<Metrics>,
+        tx: ChannelSender,
+        sink: tokio::task::JoinHandle<Result<(), SinkError>>,
+        acks: mpsc::UnboundedSender<AckReport>,
+        reports: mpsc::UnboundedReceiver<AckReport>,
+        _member: BaseConsumer,
+    }
+
+    async fn setup(mock: Mock, extra: &str) -> Setup {
+        let (member, metadata) = member(&mock.bootstrap_servers()).await;
+        let link = SourceLink::new("src");
+        let epoch = link.assign(&[tp(0), tp(1), tp(2)]);
+        link.set_group_metadata(Some(metadata));
+        link.set_offsets_in_transactions();
+        let metrics = Metrics::new();
+        let ctx = SinkContext {
+            name: "auths".into(),
+            metrics: metrics.clone(),
+            embedded_bootstrap: Some(mock.bootstrap_servers()),
+            link: Some(link.clone()),
+        };
+        let config: KafkaSinkConfig = toml::from_str(&format!(
+            "bootstrap_servers = \"embedded\"\ntopic = \"out\"\nexactly_once = true\ntransactional_id = \"t-1\"\n{extra}"
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let (tx, rx) = channel(Capacity {
+            events: 10_000,
+            bytes: 1 << 24,
+        });
+        let sink = tokio::spawn(super::super::run(config, rx, ctx));
+        let (acks, reports) = mpsc::unbounded_channel();
+        Setup {
+            mock,
+            link,
+            epoch,
+            metrics,
+            tx,
+            sink,
+            acks,
+            reports,
+            _member: member,
+        }
+    }
+
+    fn tp(p: i32) -> Tp {
+        ("in".into(), p)
+    }
+
+    /// Batch `id` read in `epoch`: events `(partition, offset)` with body
+    /// `p<partition>-<offset>`.
+    fn batch(s: &Setup, id: u64, epoch: u64, events: &[(i32, i64)]) -> Batch {
+        let mut buf = BatchBuf::default();
+        for (p, o) in events {
+            let body = format!("p{p}-{o}");
+            buf.push(&NewEvent {
+                key: None,
+                body: body.as_bytes(),
+                headers: &[],
+                topic: "in",
+                partition: *p,
+                offset: *o,
+                timestamp: -1,
+            });
+        }
+        Batch {
+            events: buf,
+            ack: Ack::in_epoch(id, epoch, s.acks.clone()),
+        }
+    }
+
+    async fn reports(rx: &mut mpsc::UnboundedReceiver<AckReport>, n: usize) -> HashMap<u64, bool> {
+        let mut out = HashMap::new();
+        timeout(WAIT, async {
+            while out.len() < n {
+                let r = rx.recv().await.expect("ack report");
+                out.insert(r.id, r.delivered);
+            }
+        })
+        .await
+        .expect("every batch is reported");
+        out
+    }
+
+    /// Bodies of every record in `out` (committed or not: the mock keeps no
+    /// transaction markers).
+    async fn output(mock: &Mock) -> Vec<String> {
+        let bootstrap = mock.bootstrap_servers();
+        tokio::task::spawn_blocking(move || {
+            let reader: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "reader")
+                .set("enable.partition.eof", "true")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("out", 0, Offset::Beginning)
+                .unwrap();
+            reader.assign(&tpl).unwrap();
+            let mut out = Vec::new();
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        out.push(String::from_utf8_lossy(m.payload().unwrap_or(&[])).into_owned())
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
+                    _ => {}
+                }
+            }
+            out
+        })
+        .await
+        .unwrap()
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_are_released_once_the_transaction_commits() {
+        let mut s = setup(mock(), "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0), (0, 1)]))
+            .await
+            .unwrap();
+        s.tx.send(batch(&s, 2, e, &[(2, 5), (1, 1)])).await.unwrap();
+        assert_eq!(
+            reports(&mut s.reports, 2).await,
+            HashMap::from([(1, true), (2, true)])
+        );
+        assert!(s.metrics.get("sink.auths.transactions_committed") >= 1);
+        // The end of the channel commits what is open.
+        s.tx.send(batch(&s, 3, e, &[(0, 2)])).await.unwrap();
+        drop(s.tx);
+        let r = timeout(WAIT, s.reports.recv()).await.unwrap().unwrap();
+        assert_eq!((r.id, r.delivered), (3, true));
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.events"), 6);
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 0);
+        assert_eq!(
+            sorted(output(&s.mock).await),
+            ["p0-0", "p0-1", "p0-2", "p1-0", "p1-1", "p2-5"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_stays_open_until_max_wait() {
+        let mut s = setup(mock(), "transaction_max_wait = \"2s\"").await;
+        let e = s.epoch;
+        let sent = Instant::now();
+        s.tx.send(batch(&s, 1, e, &[(0, 0)])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(s.reports.try_recv().is_err(), "released before the commit");
+        let r = timeout(WAIT, s.reports.recv()).await.unwrap().unwrap();
+        assert!(r.delivered);
+        assert!(sent.elapsed() >= Duration::from_secs(2));
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abortable_error_aborts_and_retries_without_duplicates() {
+        let mock = mock();
+        // AddPartitionsToTxn refused: nothing reaches the log, the
+        // transaction must be aborted, and the retry writes everything once.
+        mock.request_errors(
+            RDKafkaApiKey::AddPartitionsToTxn,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+        );
+        let mut s = setup(mock, "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0), (2, 0)]))
+            .await
+            .unwrap();
+        assert!(reports(&mut s.reports, 1).await[&1]);
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 1);
+        assert_eq!(s.metrics.get("sink.auths.retries"), 1);
+        assert_eq!(sorted(output(&s.mock).await), ["p0-0", "p1-0", "p2-0"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebalance_error_on_the_offsets_aborts_and_retries() {
+        let mock = mock();
+        // The group moved on (KIP-447 fencing): the offsets are refused.
+        mock.request_errors(
+            RDKafkaApiKey::TxnOffsetCommit,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION],
+        );
+        let mut s = setup(mock, "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0)])).await.unwrap();
+        assert!(
+            reports(&mut s.reports, 1).await[&1],
+            "acked once, after the retry"
+        );
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 1);
+        assert_eq!(s.metrics.get("sink.auths.retries"), 1);
+        assert_eq!(s.metrics.get("sink.auths.events"), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_of_revoked_partitions_are_dropped() {
+        let mut s = setup(mock(), "transaction_max_wait = \"30s\"").await;
+        let e1 = s.epoch;
+        s.tx.send(batch(&s, 1, e1, &[(0, 0), (1, 0), (1, 1)]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await; // produced
+        // Partition 1 moves away and comes back: what was read before is stale.
+        s.link.revoke(&[tp(1)], Duration::ZERO);
+        let e2 = s.link.assign(&[tp(1)]);
+        s.tx.send(batch(&s, 2, e1, &[(1, 2)])).await.unwrap(); // stale on arrival
+        s.tx.send(batch(&s, 3, e2, &[(1, 0), (0, 1)]))
+            .await
+            .unwrap();
+        drop(s.tx); // commit now
+        let got = reports(&mut s.reports, 3).await;
+        assert_eq!(got, HashMap::from([(1, true), (2, true), (3, true)]));
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.stale_events"), 3);
+        // Batch 1's partition-1 events were in the open transaction: it was
+        // aborted and went again without them.
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 1);
+        assert_eq!(s.metrics.get("sink.auths.events"), 3);
+        let out = output(&s.mock).await;
+        assert!(!out.contains(&"p1-2".to_owned()), "never produced: {out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_producer_stops_the_sink_and_fails_its_batches() {
+        let mut s = setup(mock(), "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0)])).await.unwrap();
+        assert!(reports(&mut s.reports, 1).await[&1]);
+        // A newer instance with the same transactional.id fences this one.
+        // (The mock hands a second producer a new producer id rather than
+        // bumping the epoch, so the broker's answer is injected.)
+        s.mock.request_errors(
+            RDKafkaApiKey::AddPartitionsToTxn,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+        );
+        s.tx.send(batch(&s, 2, e, &[(0, 1)])).await.unwrap();
+        let err = timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap_err();
+        assert!(err.to_string().contains("fenced"), "{err}");
+        assert!(
+            !reports(&mut s.reports, 1).await[&2],
+            "not counted delivered"
+        );
+    }
 }
