@@ -28,10 +28,14 @@
 //!   holds.
 //!
 //! The consumer's group metadata is published here too, for a transactional
-//! Kafka sink that sends offsets to its transaction.
+//! Kafka sink that sends offsets to its transaction. Such a sink writes the
+//! consumer group's committed offsets itself, atomically with its output; the
+//! topology then marks the link ([`SourceLink::set_offsets_in_transactions`])
+//! and the source stops committing offsets of its own, which would race the
+//! transactions' commits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,6 +75,7 @@ pub struct SourceLink {
     group: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
     rewinds: Mutex<Vec<(Tp, i64)>>,
     rewind_wanted: tokio::sync::Notify,
+    offsets_in_transactions: AtomicBool,
 }
 
 impl std::fmt::Debug for SourceLink {
@@ -112,6 +117,7 @@ impl SourceLink {
             group: Mutex::new(None),
             rewinds: Mutex::new(Vec::new()),
             rewind_wanted: tokio::sync::Notify::new(),
+            offsets_in_transactions: AtomicBool::new(false),
         })
     }
 
@@ -262,6 +268,18 @@ impl SourceLink {
     /// The consumer's group metadata, for `send_offsets_to_transaction`.
     pub fn group_metadata(&self) -> Option<Arc<ConsumerGroupMetadata>> {
         self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A transactional sink commits the source's offsets inside its
+    /// transactions: the source must not commit any itself. Set before the
+    /// source starts.
+    pub fn set_offsets_in_transactions(&self) {
+        self.offsets_in_transactions.store(true, Ordering::Release);
+    }
+
+    /// Whether offsets are committed by a transactional sink, not the source.
+    pub fn offsets_in_transactions(&self) -> bool {
+        self.offsets_in_transactions.load(Ordering::Acquire)
     }
 }
 

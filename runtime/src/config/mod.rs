@@ -208,6 +208,21 @@ pub struct PluginSettings {
 }
 
 impl Config {
+    /// The sources whose events may reach `channel`: those listing it in
+    /// `channels` or `dead_letter`, and those with a router (a router may
+    /// route to any channel by name).
+    pub fn sources_feeding(&self, channel: &str) -> Vec<&str> {
+        self.sources
+            .iter()
+            .filter(|(_, s)| {
+                s.router.is_some()
+                    || s.channels.iter().any(|c| c == channel)
+                    || s.dead_letter.as_deref() == Some(channel)
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// The effective settings of plugin `name` (which must exist).
     pub fn plugin_settings(&self, name: &str) -> PluginSettings {
         let def = &self.plugins[name];
@@ -838,6 +853,29 @@ impl Loader<'_> {
                     &key(&["sinks", name, "channel"]),
                     format!("channel `{}` is already drained by sink `{other}`; a channel has exactly one sink", sink.channel),
                 );
+            }
+        }
+        for (name, sink) in &config.sinks {
+            let SinkKind::Kafka(kafka) = &sink.kind else {
+                continue;
+            };
+            if !kafka.exactly_once || !config.channels.contains_key(&sink.channel) {
+                continue;
+            }
+            let path = key(&["sinks", name, "exactly_once"]);
+            match config.sources_feeding(&sink.channel)[..] {
+                [source] => match &config.sources[source].kind {
+                    SourceKind::Kafka(_) => {}
+                },
+                [] if self.broken.iter().any(|b| b.starts_with("sources.")) => {}
+                ref feeders => self.error(
+                    &path,
+                    format!(
+                        "`exactly_once = true` needs the sink's channel `{}` fed by exactly one `kafka` source (whose consumer offsets the transactions commit), but it is fed by {} (a source feeds a channel through `channels`, `dead_letter`, or any `router`); give this sink a channel of its own, or set `exactly_once = false`",
+                        sink.channel,
+                        if feeders.is_empty() { "none".to_owned() } else { feeders.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ") }
+                    ),
+                ),
             }
         }
         let sink_broken = self.broken.iter().any(|b| b.starts_with("sinks."));

@@ -352,3 +352,89 @@ fn an_exactly_once_channel_cannot_take_dead_letters() {
     assert_eq!(err.key, "sinks.lake.exactly_once");
     assert!(err.message.contains("dead_letter"), "{err}");
 }
+
+const EXACTLY_ONCE_KAFKA: &str = r#"
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+channels = ["auths"]
+
+[channels.auths]
+type = "memory"
+
+[sinks.auths]
+type = "kafka"
+channel = "auths"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "flume.auths"
+exactly_once = true
+transaction_max_events = 5000
+"#;
+
+#[test]
+fn an_exactly_once_kafka_sink_loads() {
+    let config = parse_str(EXACTLY_ONCE_KAFKA).unwrap();
+    let SinkKind::Kafka(k) = &config.sinks["auths"].kind else {
+        panic!("a kafka sink")
+    };
+    assert!(k.exactly_once);
+    assert_eq!(k.transaction_max_events(), 5000);
+    assert_eq!(config.sources_feeding("auths"), ["tx"]);
+}
+
+#[test]
+fn an_exactly_once_sink_needs_exactly_one_source() {
+    let second = r#"
+[sources.other]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g2"
+topics = ["u"]
+channels = ["auths"]
+"#;
+    let err = single_error(&format!("{EXACTLY_ONCE_KAFKA}{second}"));
+    assert_eq!(err.key, "sinks.auths.exactly_once");
+    assert_eq!((err.line, err.col), (17, 1));
+    assert!(err.message.contains("`other`, `tx`"), "{}", err.message);
+    assert!(
+        err.to_string()
+            .starts_with("conf/test.toml:17:1: `sinks.auths.exactly_once`"),
+        "{err}"
+    );
+
+    // A router may send events to any channel: its source counts as a feeder.
+    let text = EXACTLY_ONCE_KAFKA.replace(
+        "channels = [\"auths\"]\n",
+        "channels = [\"lake\"]\n\n[channels.lake]\ntype = \"memory\"\n\n[sinks.lake]\ntype = \"null\"\nchannel = \"lake\"\n",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.auths.exactly_once");
+    assert!(err.message.contains("fed by none"), "{}", err.message);
+}
+
+#[test]
+fn transaction_keys_are_checked() {
+    let err = single_error(&EXACTLY_ONCE_KAFKA.replace("exactly_once = true\n", ""));
+    assert_eq!(err.key, "sinks.auths");
+    assert!(
+        err.message.contains("`transaction_max_events`"),
+        "{}",
+        err.message
+    );
+    let err = single_error(
+        &EXACTLY_ONCE_KAFKA.replace("topic = \"flume.auths\"", "topic_header = \"to\""),
+    );
+    assert!(err.message.contains("needs `topic`"), "{}", err.message);
+    let err = single_error(&format!(
+        "{EXACTLY_ONCE_KAFKA}[sinks.auths.kafka]\n\"transactional.id\" = \"x\"\n"
+    ));
+    assert!(
+        err.message.contains("`transactional_id`"),
+        "{}",
+        err.message
+    );
+    let err = single_error(&EXACTLY_ONCE_KAFKA.replace("5000", "0"));
+    assert!(err.message.contains("at least 1"), "{}", err.message);
+}

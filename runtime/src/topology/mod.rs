@@ -174,11 +174,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         receivers.insert(name.clone(), rx);
     }
 
-    // One ownership link per source, shared with its exactly-once sinks.
+    // Delivery links: one per Kafka source, shared with the sinks it feeds.
     let links: BTreeMap<String, Arc<SourceLink>> = config
         .sources
-        .keys()
-        .map(|name| (name.clone(), SourceLink::new(name)))
+        .iter()
+        .map(|(name, def)| match def.kind {
+            SourceKind::Kafka(_) => (name.clone(), SourceLink::new(name)),
+        })
         .collect();
 
     // Sinks.
@@ -187,13 +189,24 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         let rx = receivers
             .remove(&def.channel)
             .ok_or_else(|| anyhow!("channel `{}` has no receiver", def.channel))?;
+        let link = match config.sources_feeding(&def.channel)[..] {
+            [source] => links.get(source).cloned(),
+            _ => None,
+        };
+        if let (SinkKind::Kafka(k), Some(link)) = (&def.kind, &link)
+            && k.exactly_once
+        {
+            // The sink's transactions commit the source's offsets.
+            link.set_offsets_in_transactions();
+        }
         let ctx = SinkContext {
             name: name.clone(),
             metrics: metrics.clone(),
             embedded_bootstrap: embedded_bootstrap.clone(),
             link: config
                 .exactly_once_source(name)
-                .and_then(|s| links.get(s).cloned()),
+                .and_then(|s| links.get(s).cloned())
+                .or(link),
         };
         let kind = def.kind.clone();
         sink_tasks.spawn(async move {

@@ -12,7 +12,7 @@ use super::commit::{CommitLog, Created, Record, Sealed, Staged};
 use super::store::Destination;
 use super::*;
 use crate::channels::memory::{Capacity, channel};
-use crate::delivery::{PositionStore, SourceLink};
+use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch};
 use crate::metrics::Metrics;
 

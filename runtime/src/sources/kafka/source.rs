@@ -25,7 +25,7 @@ use crate::metrics::{Counter, Gauge};
 use crate::sources::{SourceContext, SourceError};
 
 /// How long a revocation waits for an exactly-once sink's commit in progress.
-const REVOKE_WAIT: Duration = Duration::from_secs(60);
+const REVOKE_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a Kafka source until `ctx.shutdown` fires; see the module docs.
 /// `link` is shared with the exactly-once sinks it feeds ([`crate::delivery`]).
@@ -363,8 +363,15 @@ impl Source {
         }
     }
 
+    fn link(&self) -> &SourceLink {
+        &self.consumer.context().link
+    }
+
     /// Sends an asynchronous commit of everything newly committable.
     fn commit(&mut self) {
+        if self.link().offsets_in_transactions() {
+            return; // SourceLink: a transactional sink commits them.
+        }
         let mut tracker = self.consumer.context().tracker();
         let offsets = tracker.committable();
         if offsets.is_empty() {
@@ -429,7 +436,11 @@ async fn close(
     ctx: &SourceContext,
     metrics: &SourceMetrics,
 ) {
-    let offsets = consumer.context().tracker().unconfirmed();
+    let offsets = if consumer.context().link.offsets_in_transactions() {
+        Vec::new() // SourceLink: a transactional sink commits them.
+    } else {
+        consumer.context().tracker().unconfirmed()
+    };
     let commits = metrics.commits.clone();
     let closed = tokio::task::spawn_blocking(move || {
         let result = if offsets.is_empty() {
@@ -688,7 +699,7 @@ impl ConsumerContext for SourceKafkaContext {
         // Best effort: commit what is delivered before another member takes
         // over; in-flight batches of these partitions are re-read by it.
         let offsets = self.tracker().committable_of(&tps);
-        if !offsets.is_empty() {
+        if !offsets.is_empty() && !self.link.offsets_in_transactions() {
             match commit(consumer, &offsets, CommitMode::Sync) {
                 Ok(()) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
