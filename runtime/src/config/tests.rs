@@ -37,7 +37,9 @@ fn single_error(text: &str) -> ConfigError {
 fn a_valid_config_loads() {
     let config = parse_str(VALID).unwrap();
     assert_eq!(config.sources["tx"].channels, vec!["lake".to_string()]);
-    let ChannelDef::Memory(memory) = &config.channels["lake"];
+    let ChannelDef::Memory(memory) = &config.channels["lake"] else {
+        panic!("expected a memory channel");
+    };
     assert_eq!(memory.capacity_events, 500);
     assert_eq!(config.sinks["lake"].channel, "lake");
 }
@@ -140,7 +142,9 @@ fn plugins_need_a_dead_letter_channel_and_an_existing_file() {
 #[test]
 fn environment_variables_are_interpolated_or_reported() {
     let config = parse_str(&VALID.replace("127.0.0.1:9092", "${BROKER}")).unwrap();
-    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind;
+    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind else {
+        panic!("expected a kafka source");
+    };
     assert_eq!(kafka.bootstrap_servers, "10.0.0.1:9092");
     let err = single_error(&VALID.replace("127.0.0.1:9092", "${MISSING_BROKER}"));
     assert_eq!((err.line, err.col), (4, 22));
