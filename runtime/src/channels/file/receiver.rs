@@ -94,6 +94,7 @@ impl FileReceiver {
             if read.offset >= end {
                 // The segment is done: go on to the next one.
                 let segment = following.unwrap_or(written.segment);
+                debug!(channel = %self.shared.name, from = %read, end, to = segment, "segment read to its end");
                 self.shared.state().read = Position {
                     segment,
                     offset: HEADER_LEN,
@@ -118,6 +119,7 @@ impl FileReceiver {
                         st.by_ack.insert(id, read);
                         st.held_events = st.held_events.saturating_sub(events);
                     }
+                    tracing::trace!(channel = %self.shared.name, id, at = %read, first_offset = batch.get(0).map(|e| e.offset()), "record handed out");
                     let m = &self.shared.metrics;
                     m.events_out.fetch_add(events as u64, Ordering::Relaxed);
                     if read < self.replay_until {
@@ -214,6 +216,7 @@ pub(super) fn apply(shared: &Shared, reports: &[AckReport]) {
             let Some(start) = st.by_ack.remove(&report.id) else {
                 continue;
             };
+            tracing::trace!(channel = %shared.name, id = report.id, at = %start, delivered = report.delivered, "reported");
             st.outstanding.remove(&start);
             if !report.delivered {
                 shared
@@ -237,6 +240,7 @@ pub(super) fn apply(shared: &Shared, reports: &[AckReport]) {
             "writing the checkpoint failed; retried with the next acknowledgement");
         return;
     }
+    debug!(channel = %shared.name, checkpoint = %target, reports = reports.len(), "checkpoint advanced");
     let delivered: Vec<u64> = {
         let mut st = shared.state();
         st.checkpoint = target;

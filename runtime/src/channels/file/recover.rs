@@ -81,7 +81,7 @@ pub(super) fn recover(dir: &Path, channel: &str) -> Result<Recovered, String> {
         // unsynced segment: everything there was delivered.
         match &mut start {
             Some(s) if s.segment == id => s.offset = s.offset.clamp(HEADER_LEN, len),
-            Some(s) if s.segment < id => {
+            Some(s) if s.segment < id && !out.segments.contains_key(&s.segment) => {
                 // The checkpoint's segment is gone: start here.
                 *s = Position {
                     segment: id,

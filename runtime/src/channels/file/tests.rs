@@ -128,7 +128,7 @@ async fn a_crash_replays_everything_after_the_checkpoint_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (opened, _m) = open_at(dir.path(), &config(64 << 10, 1 << 30));
     let (ack_tx, _ack_rx) = mpsc::unbounded_channel();
-    for i in 0..40 {
+    for i in 0..200 {
         opened
             .sender
             .send(acked(i * 10, 10, i as u64, &ack_tx))
@@ -136,8 +136,8 @@ async fn a_crash_replays_everything_after_the_checkpoint_in_order() {
             .unwrap();
     }
     let mut rx = opened.receiver;
-    // The sink delivers the first 12 batches, holds 3 more in flight.
-    for _ in 0..12 {
+    // The sink delivers the first 120 batches, holds 3 more in flight.
+    for _ in 0..120 {
         drop(rx.recv().await.unwrap());
     }
     let held: Vec<Batch> = vec![
@@ -145,8 +145,8 @@ async fn a_crash_replays_everything_after_the_checkpoint_in_order() {
         rx.recv().await.unwrap(),
         rx.recv().await.unwrap(),
     ];
-    assert_eq!(offsets(&held[0])[0], 120);
-    // Wait until the 12 reports are applied and the checkpoint persisted
+    assert_eq!(offsets(&held[0])[0], 1200);
+    // Wait until the 120 reports are applied and the checkpoint persisted
     // before the first batch still in flight.
     timeout(WAIT, async {
         loop {
@@ -154,7 +154,10 @@ async fn a_crash_replays_everything_after_the_checkpoint_in_order() {
                 let st = opened.sender.handle_state();
                 (st.by_ack.len() == 3).then(|| *st.by_ack.values().min().unwrap())
             };
-            if first_held.is_some() && checkpoint::load(dir.path()).unwrap() == first_held {
+            let deleted = first_held.is_some_and(|at| {
+                wal::list_segments(dir.path()).unwrap().first() == Some(&at.segment)
+            });
+            if deleted && checkpoint::load(dir.path()).unwrap() == first_held {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -162,10 +165,18 @@ async fn a_crash_replays_everything_after_the_checkpoint_in_order() {
     })
     .await
     .expect("checkpoint reaches the first undelivered batch");
+    // The checkpoint lies inside a segment that has others after it.
+    let at = checkpoint::load(dir.path()).unwrap().unwrap();
+    let segments = wal::list_segments(dir.path()).unwrap();
+    assert_eq!(segments.first(), Some(&at.segment));
+    assert!(
+        segments.len() >= 2 && at.offset > wal::HEADER_LEN,
+        "{at} {segments:?}"
+    );
     let crashed = snapshot(dir.path());
     let (replayed, metrics) = replay_all(crashed.path()).await;
-    assert_eq!(replayed, (120..400).collect::<Vec<_>>());
-    assert_eq!(metrics.get("channel.wal.replayed_events"), 280);
+    assert_eq!(replayed, (1200..2000).collect::<Vec<_>>());
+    assert_eq!(metrics.get("channel.wal.replayed_events"), 800);
     drop(held);
 }
 
