@@ -392,3 +392,39 @@ fn checkpoint_position_stays_before_undelivered_records() {
     st.failed = Some(p(2, 8));
     assert_eq!(st.deliverable(), p(2, 8));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_pauses_intake_and_nothing_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (opened, metrics) = open_at(dir.path(), &config(64 << 10, 1 << 30));
+    // The next segment is "on" a device that is always full (ENOSPC).
+    let next = wal::segment_path(dir.path(), 1);
+    std::os::unix::fs::symlink("/dev/full", &next).unwrap();
+    let tx = opened.sender.clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..100 {
+            tx.send(Batch::unacked(events(i * 20, 20))).await.unwrap();
+        }
+    });
+    timeout(WAIT, async {
+        while metrics.get("channel.wal.disk_full") < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the full disk is counted");
+    assert!(
+        !writer.is_finished(),
+        "intake went on although the disk is full"
+    );
+    // Room again: the append is retried and intake resumes.
+    std::fs::remove_file(&next).unwrap();
+    timeout(WAIT, writer).await.unwrap().unwrap();
+    drop(opened.sender);
+    let mut rx = opened.receiver;
+    let mut seen = Vec::new();
+    while let Some(b) = timeout(WAIT, rx.recv()).await.unwrap() {
+        seen.extend(offsets(&b));
+    }
+    assert_eq!(seen, (0..2000).collect::<Vec<_>>());
+}
