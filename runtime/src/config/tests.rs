@@ -37,7 +37,9 @@ fn single_error(text: &str) -> ConfigError {
 fn a_valid_config_loads() {
     let config = parse_str(VALID).unwrap();
     assert_eq!(config.sources["tx"].channels, vec!["lake".to_string()]);
-    let ChannelDef::Memory(memory) = &config.channels["lake"];
+    let ChannelDef::Memory(memory) = &config.channels["lake"] else {
+        panic!("expected a memory channel");
+    };
     assert_eq!(memory.capacity_events, 500);
     assert_eq!(config.sinks["lake"].channel, "lake");
 }
@@ -140,7 +142,9 @@ fn plugins_need_a_dead_letter_channel_and_an_existing_file() {
 #[test]
 fn environment_variables_are_interpolated_or_reported() {
     let config = parse_str(&VALID.replace("127.0.0.1:9092", "${BROKER}")).unwrap();
-    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind;
+    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind else {
+        panic!("expected a kafka source");
+    };
     assert_eq!(kafka.bootstrap_servers, "10.0.0.1:9092");
     let err = single_error(&VALID.replace("127.0.0.1:9092", "${MISSING_BROKER}"));
     assert_eq!((err.line, err.col), (4, 22));
@@ -343,6 +347,17 @@ fn an_exactly_once_sink_fed_by_two_sources_is_rejected_at_its_key() {
 }
 
 #[test]
+fn an_exactly_once_sink_needs_a_memory_channel() {
+    let text = EXACTLY_ONCE.replace(
+        "[channels.lake]\ntype = \"memory\"",
+        "[channels.lake]\ntype = \"file\"",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.lake.exactly_once");
+    assert!(err.message.contains("`memory` channel"), "{err}");
+}
+
+#[test]
 fn an_exactly_once_channel_cannot_take_dead_letters() {
     let text = EXACTLY_ONCE.replace(
         "channels = [\"lake\"]\n",
@@ -437,4 +452,149 @@ fn transaction_keys_are_checked() {
     );
     let err = single_error(&EXACTLY_ONCE_KAFKA.replace("5000", "0"));
     assert!(err.message.contains("at least 1"), "{}", err.message);
+}
+
+const DURABLE: &str = r#"
+data_dir = "state"
+
+[sources.edge]
+type = "exec"
+command = ["vmstat", "1"]
+channels = ["wal"]
+
+[channels.wal]
+type = "file"
+max_bytes = "10MiB"
+
+[channels.buffer]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "sluice-buffer"
+group_id = "lake"
+
+[sinks.a]
+type = "null"
+channel = "wal"
+
+[sinks.b]
+type = "null"
+channel = "buffer"
+"#;
+
+#[test]
+fn durable_channels_and_the_exec_source_load() {
+    let config = parse_str(DURABLE).unwrap();
+    let ChannelDef::File(file) = &config.channels["wal"] else {
+        panic!("expected a file channel");
+    };
+    // The default directory lives under data_dir, relative to the file.
+    assert_eq!(
+        file.dir.as_deref(),
+        Some(Path::new("conf/state/channels/wal"))
+    );
+    assert_eq!(file.max_bytes.get(), 10 << 20);
+    let ChannelDef::Kafka(kafka) = &config.channels["buffer"] else {
+        panic!("expected a kafka channel");
+    };
+    assert_eq!(kafka.topic, "sluice-buffer");
+    let SourceKind::Exec(exec) = &config.sources["edge"].kind else {
+        panic!("expected an exec source");
+    };
+    assert_eq!(exec.command, vec!["vmstat".to_string(), "1".to_string()]);
+    assert!(exec.restart);
+}
+
+#[test]
+fn durable_channel_and_exec_keys_are_validated_with_file_line_col_and_key() {
+    let cases = [
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "max_bytes = 0"),
+            "channels.wal.max_bytes",
+            (11, 1),
+            "more than 0",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "segment_size = \"1KiB\""),
+            "channels.wal.segment_size",
+            (11, 1),
+            "64KiB",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "fsync_interval = \"1s\""),
+            "channels.wal.fsync_interval",
+            (11, 1),
+            "only applies",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "fsync = \"sometimes\""),
+            "channels.wal.fsync",
+            (11, 1),
+            "unknown variant",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "max_byte = 5"),
+            "channels.wal.max_byte",
+            (11, 1),
+            "unknown key",
+        ),
+        (
+            DURABLE.replace("topic = \"sluice-buffer\"", "topic = \"\""),
+            "channels.buffer.topic",
+            (16, 1),
+            "is empty",
+        ),
+        (
+            DURABLE.replace("group_id = \"lake\"", "group_id = \"lake\"\nbatch_max_events = 0"),
+            "channels.buffer.batch_max_events",
+            (18, 1),
+            "at least 1",
+        ),
+        (
+            DURABLE.replace("command = [\"vmstat\", \"1\"]", "command = []"),
+            "sources.edge.command",
+            (6, 1),
+            "is empty",
+        ),
+        (
+            DURABLE.replace(
+                "command = [\"vmstat\", \"1\"]",
+                "command = [\"vmstat\"]\nstderr = \"file\"",
+            ),
+            "sources.edge.stderr",
+            (7, 1),
+            "unknown variant",
+        ),
+        (
+            DURABLE.replace(
+                "command = [\"vmstat\", \"1\"]",
+                "command = [\"vmstat\"]\nmax_line_bytes = 0",
+            ),
+            "sources.edge.max_line_bytes",
+            (7, 1),
+            "between",
+        ),
+        (
+            DURABLE.replace(
+                "max_bytes = \"10MiB\"",
+                "dir = \"q\"\n\n[channels.wal2]\ntype = \"file\"\ndir = \"q\"\n[sinks.c]\ntype = \"null\"\nchannel = \"wal2\"",
+            ),
+            "channels.wal2.dir",
+            (15, 1),
+            "already uses",
+        ),
+    ];
+    for (text, key, (line, col), message) in cases {
+        let errors = parse_str(&text).expect_err(key).0;
+        let err = errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for `{key}`: {errors:?}"));
+        assert!(err.message.contains(message), "{key}: {}", err.message);
+        assert_eq!((err.line, err.col), (line, col), "{key}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("conf/test.toml:{line}:{col}: `{key}`")),
+            "{err}"
+        );
+    }
 }

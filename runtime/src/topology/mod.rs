@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{ChannelReceiver, ChannelSender, memory};
+use crate::channels::{ChannelReceiver, ChannelSender, file, kafka, memory};
 use crate::config::LookupDef;
 use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
 use crate::delivery::SourceLink;
@@ -42,6 +42,10 @@ use crate::sinks::{self, SinkContext};
 use crate::sources::embedded::EmbeddedBroker;
 use crate::sources::{self, SourceContext};
 use processor::Dispatch;
+
+/// Longest wait for a durable channel to record its sink's last
+/// acknowledgements at shutdown.
+const CHANNEL_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to run a topology.
 #[derive(Debug, Clone, Default)]
@@ -164,23 +168,48 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     // Channels.
     let mut senders: BTreeMap<String, ChannelSender> = BTreeMap::new();
     let mut receivers: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
+    let mut channel_tasks = Vec::new();
     for (name, def) in &config.channels {
-        let ChannelDef::Memory(memory_config) = def;
-        let (tx, rx) = memory::channel(memory::Capacity {
-            events: memory_config.capacity_events,
-            bytes: memory_config.capacity_bytes.get() as usize,
-        });
+        let (tx, rx) = match def {
+            ChannelDef::Memory(memory_config) => memory::channel(memory::Capacity {
+                events: memory_config.capacity_events,
+                bytes: memory_config.capacity_bytes.get() as usize,
+            }),
+            ChannelDef::File(file_config) => {
+                let dir = file_config
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("channels").join(name));
+                let opened =
+                    tokio::task::block_in_place(|| file::open(name, file_config, &dir, &metrics))
+                        .map_err(|e| anyhow!(e))?;
+                channel_tasks.push((name.clone(), opened.checkpointer));
+                (
+                    ChannelSender::File(opened.sender),
+                    ChannelReceiver::File(opened.receiver),
+                )
+            }
+            ChannelDef::Kafka(kafka_config) => {
+                let opened = tokio::task::block_in_place(|| {
+                    kafka::open(name, kafka_config, embedded_bootstrap.as_deref(), &metrics)
+                })
+                .map_err(|e| anyhow!(e))?;
+                channel_tasks.push((name.clone(), opened.committer));
+                (
+                    ChannelSender::Kafka(opened.sender),
+                    ChannelReceiver::Kafka(opened.receiver),
+                )
+            }
+        };
         senders.insert(name.clone(), tx);
         receivers.insert(name.clone(), rx);
     }
 
-    // Delivery links: one per Kafka source, shared with the sinks it feeds.
+    // Delivery links: one per source, shared with the sinks it feeds.
     let links: BTreeMap<String, Arc<SourceLink>> = config
         .sources
-        .iter()
-        .map(|(name, def)| match def.kind {
-            SourceKind::Kafka(_) => (name.clone(), SourceLink::new(name)),
-        })
+        .keys()
+        .map(|name| (name.clone(), SourceLink::new(name)))
         .collect();
 
     // Sinks.
@@ -271,6 +300,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         source_tasks.spawn(async move {
             match kind {
                 SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx, link).await,
+                SourceKind::Exec(c) => sources::exec::run(*c, tx, ctx).await,
             }
         });
         let failed = shutdown.clone();
@@ -335,6 +365,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         }
     }
     shutdown.cancel();
+    // Durable channels settle the acknowledgements of their sinks (last
+    // checkpoint, last offset commit) once every sink has stopped.
+    for (name, task) in channel_tasks {
+        match tokio::time::timeout(CHANNEL_SETTLE_TIMEOUT, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(anyhow!("channel `{name}`: {e}")),
+            Err(_) => {
+                tracing::warn!(channel = %name, "channel did not settle its acknowledgements in time; what it has not recorded is delivered again next time")
+            }
+        }
+    }
     if let Some(task) = feed_task {
         match task.await {
             Ok(Ok(n)) => tracing::info!(events = n, "embedded feed finished"),
