@@ -259,6 +259,16 @@ impl OpenFile {
         }
     }
 
+    /// Ends the compressed stream; its tail joins the buffered output.
+    fn finish_compression(&mut self) -> Result<(), String> {
+        let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
+        let tail = enc
+            .finish()
+            .map_err(|e| format!("finishing compression of {}: {e}", self.display))?;
+        self.enc = Compressor::None(tail);
+        Ok(())
+    }
+
     /// Finishes the file and makes it visible; returns its stored size.
     /// On error (only once the pipeline is shutting down and attempts ran
     /// out) the caller gives the file up with [`OpenFile::abandon`].
@@ -269,11 +279,7 @@ impl OpenFile {
         retrier: &mut Retrier,
         inbox: &mut Inbox,
     ) -> Result<u64, String> {
-        let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
-        let tail = enc
-            .finish()
-            .map_err(|e| format!("finishing compression of {}: {e}", self.display))?;
-        self.enc = Compressor::None(tail);
+        self.finish_compression()?;
         match dest {
             Destination::Local(local) => {
                 self.flush(dest, settings, retrier, inbox).await?;
@@ -352,11 +358,7 @@ impl OpenFile {
         retrier: &mut Retrier,
         inbox: &mut Inbox,
     ) -> Result<Sealed, String> {
-        let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
-        let tail = enc
-            .finish()
-            .map_err(|e| format!("finishing compression of {}: {e}", self.display))?;
-        self.enc = Compressor::None(tail);
+        self.finish_compression()?;
         let staged = self
             .staged()
             .ok_or_else(|| "internal error: exactly-once file without an upload".to_string())?;
