@@ -91,6 +91,11 @@ struct Run {
 
 impl Run {
     fn start(config: ObjectStoreSinkConfig, link: &Arc<SourceLink>) -> Self {
+        let dest = Destination::from_config(&config).unwrap();
+        Self::start_on(config, dest, link)
+    }
+
+    fn start_on(config: ObjectStoreSinkConfig, dest: Destination, link: &Arc<SourceLink>) -> Self {
         let metrics = Metrics::new();
         let ctx = SinkContext {
             name: "lake".into(),
@@ -98,7 +103,6 @@ impl Run {
             embedded_bootstrap: None,
             link: Some(link.clone()),
         };
-        let dest = Destination::from_config(&config).unwrap();
         let (tx, rx) = channel(Capacity {
             events: 1 << 20,
             bytes: 1 << 30,
@@ -294,4 +298,35 @@ async fn recovery_publishes_committed_files_and_a_second_writer_loses() {
         ..rec
     };
     assert_eq!(log.create(&other).await.unwrap(), Created::Conflict);
+}
+
+#[tokio::test]
+async fn a_partition_whose_write_fails_for_good_is_not_committed_but_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let config = config(dir.path(), "roll_count = 1000\nshutdown_attempts = 2");
+    let dest = Destination::from_config(&config).unwrap();
+    let Destination::Local(local) = &dest else {
+        panic!("not local")
+    };
+    let faults = local.faults.fail_next.clone();
+    let mut run = Run::start_on(config, dest, &link);
+    run.send(events(0..10), 1, epoch).await;
+    run.until("events", 10).await;
+    // Every write from now on fails: the shutdown's attempts run out.
+    faults.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+    run.tx = None;
+    let result = tokio::time::timeout(WAIT, &mut run.task)
+        .await
+        .expect("sink did not stop")
+        .unwrap();
+    assert!(result.is_err(), "the sink reports the failure");
+    assert!(record(dir.path(), 0).is_none(), "nothing committed");
+    assert!(visible(dir.path()).is_empty());
+    assert_eq!(
+        link.take_rewinds(),
+        vec![(tp(), 0)],
+        "read again from the start"
+    );
 }

@@ -135,6 +135,9 @@ struct PartState {
     start: Option<i64>,
     /// Keys of the open files.
     keys: Vec<String>,
+    /// A write failed for good: nothing of it may be committed until the
+    /// source reads the partition again (a new epoch).
+    broken: bool,
 }
 
 /// What to do with one event in exactly-once mode.
@@ -165,12 +168,13 @@ impl Exactly {
                 last: -1,
                 start: None,
                 keys: Vec::new(),
+                broken: false,
             };
             if !keys.is_empty() {
                 return Admit::Reset(keys);
             }
         }
-        if state.next.is_some_and(|n| offset < n) || offset <= state.last {
+        if state.broken || state.next.is_some_and(|n| offset < n) || offset <= state.last {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Admit::Skip;
         }
@@ -384,6 +388,7 @@ impl Sink {
                                 batch.ack.fail();
                                 self.record_failure(format!("recording staging of {name}: {e}"));
                                 file.abandon(&self.dest).await;
+                                self.break_partition(&tp.0, tp.1, offset).await;
                                 continue;
                             }
                             if let Some(eo) = &mut self.eo {
@@ -400,6 +405,8 @@ impl Sink {
                     Err(e) => {
                         batch.ack.fail();
                         self.record_failure(format!("opening {name}: {e}"));
+                        self.break_partition(event.topic(), event.partition(), offset)
+                            .await;
                         continue;
                     }
                 }
@@ -420,6 +427,8 @@ impl Sink {
                 if let Some(file) = self.take_file() {
                     self.abandon(file, e).await;
                 }
+                self.break_partition(event.topic(), event.partition(), offset)
+                    .await;
                 continue;
             }
             events += 1;
@@ -447,6 +456,8 @@ impl Sink {
                 && let Some(file) = self.take_file()
             {
                 self.abandon(file, e).await;
+                self.break_partition(event.topic(), event.partition(), offset)
+                    .await;
             }
         }
 
@@ -524,6 +535,46 @@ impl Sink {
         }
     }
 
+    /// Exactly-once: a write of the partition failed for good (only possible
+    /// once the pipeline shuts down: writes are retried while it runs), so
+    /// its open files have a hole and none of them may be committed. They are
+    /// dropped, the partition's events are skipped from now on, and the
+    /// source is asked to read it again from the committed position.
+    async fn break_partition(&mut self, topic: &str, partition: i32, offset: i64) {
+        let Some(eo) = &mut self.eo else { return };
+        let tp = (topic.to_owned(), partition);
+        let Some(state) = eo.parts.get_mut(&tp) else {
+            return;
+        };
+        let keys = std::mem::take(&mut state.keys);
+        state.broken = true;
+        state.start = None;
+        let first = keys
+            .iter()
+            .filter_map(|k| self.files.get(k))
+            .map(|f| f.first_offset)
+            .min()
+            .unwrap_or(offset)
+            .min(offset);
+        let from = state.next.unwrap_or(first);
+        let link = eo.link.clone();
+        let key = std::mem::take(&mut self.key);
+        self.drop_files(keys).await;
+        self.key = key;
+        link.request_rewind(tp, from);
+    }
+
+    /// Exactly-once: a commit of `tp` from `start` failed for good and its
+    /// files were given up; skip the partition until the source reads it
+    /// again from `start`.
+    fn read_again(&mut self, tp: &Tp, start: i64) {
+        let Some(eo) = &mut self.eo else { return };
+        if let Some(state) = eo.parts.get_mut(tp) {
+            state.broken = true;
+        }
+        eo.link.request_rewind(tp.clone(), start);
+    }
+
     /// Exactly-once: seals every open file of `tp`, creates the commit
     /// record, publishes the files and releases their batches.
     async fn commit_partition(&mut self, tp: &Tp, inbox: &mut Inbox) {
@@ -568,7 +619,7 @@ impl Sink {
                     for file in files {
                         self.abandon(file, e.clone()).await;
                     }
-                    return;
+                    return self.read_again(tp, start);
                 }
             }
         }
@@ -589,7 +640,7 @@ impl Sink {
                 for file in files {
                     self.abandon(file, e.clone()).await;
                 }
-                return;
+                return self.read_again(tp, start);
             }
         }
         // Committed: from here on, recovery would publish these files too.
