@@ -10,15 +10,17 @@
 //! once. Prints events, kills, lost, duplicated and the time each restart
 //! took to commit output again.
 //!
-//! The broker must support transactions. `SLUICE_TEST_KAFKA` is probed first
-//! ([`sluice_tests::probe_transactions`]); tansu 0.6.0 has no EndTxn, so
+//! The broker must support transactions. `SLUICE_TEST_KAFKA_TXN` names one
+//! (`scripts/services.sh start` runs a single-node KRaft Apache Kafka there
+//! when it has the broker's jars); it is probed
+//! ([`sluice_tests::probe_transactions`]) and must pass. Without it
+//! `SLUICE_TEST_KAFKA` is probed instead; tansu 0.6.0 has no EndTxn, so
 //! there the test falls back to librdkafka's mock cluster, which speaks the
 //! protocol but keeps no transaction state (offsets sent to transactions are
 //! not stored, aborted records stay visible): it then checks only that no
 //! event is lost across the kills and reports the duplicates it cannot
-//! avoid. `SLUICE_REQUIRE_TXN=1` makes a broker without transactions a
-//! failure instead. Point `SLUICE_TEST_KAFKA` at an Apache Kafka or Redpanda
-//! broker for the exactly-once check.
+//! avoid. `SLUICE_REQUIRE_TXN=1` makes the absence of a transactional broker
+//! a failure instead of a fallback.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +46,16 @@ const PARTITIONS: i32 = 3;
 async fn exactly_once_across_kills() -> Result<()> {
     let bin_dir = tempfile::tempdir()?;
     let binary = sluice_binary(bin_dir.path())?;
-    let broker = std::env::var("SLUICE_TEST_KAFKA").ok();
+    let require = std::env::var("SLUICE_REQUIRE_TXN").as_deref() == Ok("1");
+    let txn_broker = std::env::var("SLUICE_TEST_KAFKA_TXN").ok();
+    if txn_broker.is_none() && require {
+        bail!(
+            "SLUICE_REQUIRE_TXN=1 but SLUICE_TEST_KAFKA_TXN is not set (scripts/services.sh start)"
+        );
+    }
+    // The transactional broker must pass the probe; another one may fail it.
+    let must_pass = txn_broker.is_some();
+    let broker = txn_broker.or_else(|| std::env::var("SLUICE_TEST_KAFKA").ok());
     let transactional = match &broker {
         Some(b) => {
             let b = b.clone();
@@ -57,9 +68,9 @@ async fn exactly_once_across_kills() -> Result<()> {
             })
             .await??;
             if !gaps.is_empty() {
-                eprintln!("SLUICE_TEST_KAFKA lacks {gaps:?}");
-                if std::env::var("SLUICE_REQUIRE_TXN").as_deref() == Ok("1") {
-                    bail!("SLUICE_REQUIRE_TXN=1 but the broker lacks {gaps:?}");
+                eprintln!("{} lacks {gaps:?}", broker.as_deref().unwrap_or_default());
+                if must_pass || require {
+                    bail!("the transactional broker lacks {gaps:?}");
                 }
             }
             gaps.is_empty()

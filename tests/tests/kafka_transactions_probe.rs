@@ -1,4 +1,5 @@
-//! Probes whether the broker at `SLUICE_TEST_KAFKA` supports what the
+//! Probes whether the broker at `SLUICE_TEST_KAFKA_TXN` (the Apache Kafka
+//! broker of `scripts/services.sh`), or else `SLUICE_TEST_KAFKA`, supports what the
 //! exactly-once Kafka sink needs: a transactional producer (InitProducerId
 //! with a `transactional.id`, AddPartitionsToTxn, AddOffsetsToTxn,
 //! TxnOffsetCommit, EndTxn) and consumers reading `read_committed` (aborted
@@ -9,7 +10,9 @@
 //! transaction can be neither committed nor aborted; librdkafka's mock
 //! cluster speaks the whole protocol but keeps no transaction state (offsets
 //! sent to a transaction are not stored, aborted records stay visible to
-//! `read_committed`). The broker probe fails only with `SLUICE_REQUIRE_TXN=1`.
+//! `read_committed`). The probe of `SLUICE_TEST_KAFKA_TXN` must pass; that of
+//! `SLUICE_TEST_KAFKA` fails only with `SLUICE_REQUIRE_TXN=1`, which also
+//! makes a missing `SLUICE_TEST_KAFKA_TXN` a failure.
 //!
 //! Run: `scripts/services.sh start; source target/services.env;
 //! cargo test -p sluice-tests --test kafka_transactions_probe -- --nocapture`.
@@ -18,8 +21,15 @@ use sluice_tests::{create_topic, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_supports_transactions_and_read_committed() -> anyhow::Result<()> {
-    let Ok(bootstrap) = std::env::var("SLUICE_TEST_KAFKA") else {
-        eprintln!("skipped: SLUICE_TEST_KAFKA is not set");
+    let require = std::env::var("SLUICE_REQUIRE_TXN").as_deref() == Ok("1");
+    let txn = std::env::var("SLUICE_TEST_KAFKA_TXN").ok();
+    assert!(
+        txn.is_some() || !require,
+        "SLUICE_REQUIRE_TXN=1 but SLUICE_TEST_KAFKA_TXN is not set (scripts/services.sh start)"
+    );
+    let must_pass = txn.is_some() || require;
+    let Some(bootstrap) = txn.or_else(|| std::env::var("SLUICE_TEST_KAFKA").ok()) else {
+        eprintln!("skipped: neither SLUICE_TEST_KAFKA_TXN nor SLUICE_TEST_KAFKA is set");
         return Ok(());
     };
     let input = unique("probe-in");
@@ -32,7 +42,7 @@ async fn broker_supports_transactions_and_read_committed() -> anyhow::Result<()>
     })
     .await??;
     eprintln!("broker lacks: {gaps:?}");
-    if std::env::var("SLUICE_REQUIRE_TXN").as_deref() == Ok("1") {
+    if must_pass {
         assert!(gaps.is_empty(), "the broker lacks {gaps:?}");
     }
     Ok(())
