@@ -12,6 +12,7 @@ target/debug/sluice validate conf/quickstart.toml
 target/debug/sluice run conf/quickstart.toml --exit-when-idle "${SLUICE_IDLE:-3s}"
 echo
 echo "files written under $SLUICE_OUT:"
-find "$SLUICE_OUT" -type f -not -path "*/state/*" | sort | head -n 40
+find "$SLUICE_OUT" -type f -not -path "*/state/*" -not -path "*/_sluice/*" | sort | head -n 40
+echo "exactly-once commit records (lake): $(find "$SLUICE_OUT" -path "*/_sluice/commits/*.json" | wc -l)"
 echo "running plugin versions (sluice plugin list):"
 target/debug/sluice plugin list conf/quickstart.toml

@@ -60,6 +60,7 @@ pub struct Ack(Arc<AckInner>);
 #[derive(Debug)]
 struct AckInner {
     id: u64,
+    epoch: u64,
     failed: AtomicBool,
     to: Option<mpsc::UnboundedSender<AckReport>>,
 }
@@ -67,8 +68,15 @@ struct AckInner {
 impl Ack {
     /// A finalizer that reports batch `id` to `to` when its last clone drops.
     pub fn new(id: u64, to: mpsc::UnboundedSender<AckReport>) -> Self {
+        Self::in_epoch(id, 0, to)
+    }
+
+    /// Like [`Ack::new`], for a batch read in ownership epoch `epoch`
+    /// (see [`crate::delivery`]).
+    pub fn in_epoch(id: u64, epoch: u64, to: mpsc::UnboundedSender<AckReport>) -> Self {
         Self(Arc::new(AckInner {
             id,
+            epoch,
             failed: AtomicBool::new(false),
             to: Some(to),
         }))
@@ -78,6 +86,7 @@ impl Ack {
     pub fn none() -> Self {
         Self(Arc::new(AckInner {
             id: 0,
+            epoch: 0,
             failed: AtomicBool::new(false),
             to: None,
         }))
@@ -91,6 +100,11 @@ impl Ack {
     /// The source's id of the batch.
     pub fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// The ownership epoch the batch was read in (0 for sources without one).
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch
     }
 }
 

@@ -4,9 +4,9 @@
 //!
 //! The pieces, in the order events flow through them:
 //!
-//! - [`sources`]: Kafka consumer (and the embedded demo broker) producing [`event::Batch`]es;
+//! - [`sources`]: Kafka consumer, command output (`exec`) and the embedded demo broker, producing [`event::Batch`]es;
 //! - [`plugin`]: the wasmtime host running decoder → interceptors → router per batch;
-//! - [`channels`]: bounded buffers with backpressure between processing and sinks;
+//! - [`channels`]: buffers with backpressure between processing and sinks: memory, file (write-ahead log) and Kafka;
 //! - [`sinks`]: rolling object-store files, Kafka producer, logger, null;
 //! - [`topology`]: builds the graph from [`config`], runs it, shuts it down.
 //!
@@ -19,6 +19,7 @@
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod golden;
 pub mod lookup;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
+pub use super::{ChannelReceiver, ChannelSender, Closed};
 use crate::event::Batch;
 
 /// Largest permit count tokio's semaphore accepts in one acquire.
@@ -34,23 +35,25 @@ struct Limits {
 
 /// The sending side; clone it per producer.
 #[derive(Clone)]
-pub struct ChannelSender {
+pub struct MemorySender {
     tx: mpsc::UnboundedSender<(Batch, u32, u32)>,
     limits: Arc<Limits>,
 }
 
 /// The receiving side, owned by one sink.
-pub struct ChannelReceiver {
+pub struct MemoryReceiver {
     rx: mpsc::UnboundedReceiver<(Batch, u32, u32)>,
     limits: Arc<Limits>,
 }
 
-/// The receiver is gone (its sink stopped); the batch was not taken.
-#[derive(Debug)]
-pub struct Closed(pub Batch);
-
 /// Creates a memory channel with the given capacity.
 pub fn channel(capacity: Capacity) -> (ChannelSender, ChannelReceiver) {
+    let (tx, rx) = memory_channel(capacity);
+    (ChannelSender::Memory(tx), ChannelReceiver::Memory(rx))
+}
+
+/// Creates a memory channel, returning its concrete ends.
+pub fn memory_channel(capacity: Capacity) -> (MemorySender, MemoryReceiver) {
     let limits = Arc::new(Limits {
         held: AtomicUsize::new(0),
         events: Semaphore::new(capacity.events.clamp(1, MAX_PERMITS)),
@@ -59,15 +62,15 @@ pub fn channel(capacity: Capacity) -> (ChannelSender, ChannelReceiver) {
     });
     let (tx, rx) = mpsc::unbounded_channel();
     (
-        ChannelSender {
+        MemorySender {
             tx,
             limits: limits.clone(),
         },
-        ChannelReceiver { rx, limits },
+        MemoryReceiver { rx, limits },
     )
 }
 
-impl ChannelSender {
+impl MemorySender {
     /// Queues a batch, waiting while the channel is full. A batch larger than
     /// the whole capacity is admitted alone once the channel is empty, so an
     /// oversized batch slows the pipeline down but never wedges it.
@@ -101,7 +104,7 @@ impl ChannelSender {
     }
 }
 
-impl ChannelReceiver {
+impl MemoryReceiver {
     /// The next batch; `None` once all senders are dropped and the channel is empty.
     pub async fn recv(&mut self) -> Option<Batch> {
         let (batch, events, bytes) = self.rx.recv().await?;
@@ -112,7 +115,7 @@ impl ChannelReceiver {
     }
 }
 
-impl Drop for ChannelReceiver {
+impl Drop for MemoryReceiver {
     /// A sink that stops early (it failed) drops its receiver with batches
     /// still queued: fail their acknowledgements, so their offsets are never
     /// committed and the events are redelivered rather than lost.

@@ -49,6 +49,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use team::{BreakerConfig, Capabilities, DEFAULT_TEAM, FailurePolicy, TeamDef};
 use units::{ByteSize, HumanDuration};
 
+use crate::channels::file::FileChannelConfig;
+use crate::channels::kafka::KafkaChannelConfig;
 use crate::lookup::config::{FileLookupConfig, KafkaLookupConfig};
 use crate::plugin::Limits;
 
@@ -57,6 +59,7 @@ use crate::sinks::logger::LoggerSinkConfig;
 use crate::sinks::null::NullSinkConfig;
 use crate::sinks::object_store::ObjectStoreSinkConfig;
 use crate::sources::embedded::EmbeddedBrokerConfig;
+use crate::sources::exec::ExecSourceConfig;
 use crate::sources::kafka::KafkaSourceConfig;
 
 /// A loaded, validated configuration.
@@ -121,6 +124,8 @@ impl SourceDef {
 pub enum SourceKind {
     /// `type = "kafka"`.
     Kafka(Box<KafkaSourceConfig>),
+    /// `type = "exec"`: the output lines of a command (see [`crate::sources::exec`]).
+    Exec(Box<ExecSourceConfig>),
 }
 
 /// What a plugin is for; the component must export the matching interface.
@@ -208,6 +213,21 @@ pub struct PluginSettings {
 }
 
 impl Config {
+    /// The sources whose events may reach `channel`: those listing it in
+    /// `channels` or `dead_letter`, and those with a router (a router may
+    /// route to any channel by name).
+    pub fn sources_feeding(&self, channel: &str) -> Vec<&str> {
+        self.sources
+            .iter()
+            .filter(|(_, s)| {
+                s.router.is_some()
+                    || s.channels.iter().any(|c| c == channel)
+                    || s.dead_letter.as_deref() == Some(channel)
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// The effective settings of plugin `name` (which must exist).
     pub fn plugin_settings(&self, name: &str) -> PluginSettings {
         let def = &self.plugins[name];
@@ -239,6 +259,11 @@ pub enum LookupDef {
 pub enum ChannelDef {
     /// `type = "memory"`: a bounded in-memory queue (see [`crate::channels::memory`]).
     Memory(MemoryChannelConfig),
+    /// `type = "file"`: a write-ahead log on local disk (see
+    /// [`crate::channels::file`]); its `dir` is resolved when loading.
+    File(FileChannelConfig),
+    /// `type = "kafka"`: a Kafka topic as the channel (see [`crate::channels::kafka`]).
+    Kafka(Box<KafkaChannelConfig>),
 }
 
 /// Keys of a `memory` channel.
@@ -283,6 +308,44 @@ pub enum SinkKind {
     Null(NullSinkConfig),
 }
 
+impl SinkKind {
+    /// Whether the sink delivers exactly once (and so needs its source's
+    /// [`SourceLink`](crate::delivery::SourceLink)).
+    pub fn exactly_once(&self) -> bool {
+        match self {
+            SinkKind::ObjectStore(c) => c.exactly_once,
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    /// The source feeding an exactly-once sink: the one source listing its
+    /// channel in `channels` (checked when the config loads).
+    pub fn exactly_once_source(&self, sink: &str) -> Option<&str> {
+        let def = self.sinks.get(sink).filter(|d| d.kind.exactly_once())?;
+        let mut feeders = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.channels.contains(&def.channel));
+        match (feeders.next(), feeders.next()) {
+            (Some((name, _)), None) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Channels a source may not route to: those of exactly-once sinks fed
+    /// by another source (their events would be foreign to the sink's
+    /// committed positions).
+    pub fn channels_closed_to(&self, source: &str) -> Vec<String> {
+        self.sinks
+            .iter()
+            .filter(|(name, _)| self.exactly_once_source(name).is_some_and(|s| s != source))
+            .map(|(_, def)| def.channel.clone())
+            .collect()
+    }
+}
+
 const TOP_LEVEL: &[&str] = &[
     "data_dir",
     "embedded_broker",
@@ -294,8 +357,8 @@ const TOP_LEVEL: &[&str] = &[
     "sinks",
 ];
 const LOOKUP_TYPES: &[&str] = &["file", "kafka"];
-const SOURCE_TYPES: &[&str] = &["kafka"];
-const CHANNEL_TYPES: &[&str] = &["memory"];
+const SOURCE_TYPES: &[&str] = &["kafka", "exec"];
+const CHANNEL_TYPES: &[&str] = &["memory", "file", "kafka"];
 const SINK_TYPES: &[&str] = &["object_store", "kafka", "logger", "null"];
 
 /// Reads, interpolates and validates the configuration file at `path`.
@@ -503,13 +566,37 @@ impl Loader<'_> {
             }
             Some(def)
         });
+        let mut file_dirs: BTreeMap<PathBuf, String> = BTreeMap::new();
         let channels = self.section(&root, "channels", |l, name, mut table| {
             let path = ["channels".to_string(), name.to_string()];
             let kind = l.take_type(&mut table, &path, CHANNEL_TYPES)?;
+            let key = |k: &str| vec![path[0].clone(), path[1].clone(), k.to_string()];
             match kind.as_str() {
                 "memory" => Some(ChannelDef::Memory(
                     l.typed(toml::Value::Table(table), &path)?,
                 )),
+                "file" => {
+                    let mut cfg: FileChannelConfig = l.typed(toml::Value::Table(table), &path)?;
+                    if let Err((k, e)) = cfg.validate() {
+                        l.error(&key(k), e);
+                    }
+                    let dir = match &cfg.dir {
+                        Some(d) => base.join(d),
+                        None => data_dir.join("channels").join(name),
+                    };
+                    if let Some(other) = file_dirs.insert(dir.clone(), name.to_owned()) {
+                        l.error(&key("dir"), format!("channel `{other}` already uses `{}`; give each file channel its own `dir`", dir.display()));
+                    }
+                    cfg.dir = Some(dir);
+                    Some(ChannelDef::File(cfg))
+                }
+                "kafka" => {
+                    let cfg: KafkaChannelConfig = l.typed(toml::Value::Table(table), &path)?;
+                    if let Err((k, e)) = cfg.validate() {
+                        l.error(&key(k), e);
+                    }
+                    Some(ChannelDef::Kafka(Box::new(cfg)))
+                }
                 other => unreachable!("type `{other}` was checked against CHANNEL_TYPES"),
             }
         });
@@ -635,6 +722,15 @@ impl Loader<'_> {
                     self.error(&path, e);
                 }
                 SourceKind::Kafka(Box::new(cfg))
+            }
+            "exec" => {
+                let cfg: ExecSourceConfig = self.typed(toml::Value::Table(table), &path)?;
+                if let Err((key, e)) = cfg.validate() {
+                    let mut p = path.to_vec();
+                    p.push(key.into());
+                    self.error(&p, e);
+                }
+                SourceKind::Exec(Box::new(cfg))
             }
             other => unreachable!("type `{other}` was checked against SOURCE_TYPES"),
         };
@@ -802,6 +898,33 @@ impl Loader<'_> {
                 );
             }
         }
+        for (name, sink) in &config.sinks {
+            let SinkKind::Kafka(kafka) = &sink.kind else {
+                continue;
+            };
+            if !kafka.exactly_once || !config.channels.contains_key(&sink.channel) {
+                continue;
+            }
+            let path = key(&["sinks", name, "exactly_once"]);
+            match config.sources_feeding(&sink.channel)[..] {
+                [source] => match &config.sources[source].kind {
+                    SourceKind::Kafka(_) => {}
+                    SourceKind::Exec(_) => self.error(
+                        &path,
+                        format!("`exactly_once = true` needs a `kafka` source, whose offsets the transactions commit; source `{source}` is an `exec` source, which cannot re-read (put a `file` channel after it for at-least-once instead)"),
+                    ),
+                },
+                [] if self.broken.iter().any(|b| b.starts_with("sources.")) => {}
+                ref feeders => self.error(
+                    &path,
+                    format!(
+                        "`exactly_once = true` needs the sink's channel `{}` fed by exactly one `kafka` source (whose consumer offsets the transactions commit), but it is fed by {} (a source feeds a channel through `channels`, `dead_letter`, or any `router`); give this sink a channel of its own, or set `exactly_once = false`",
+                        sink.channel,
+                        if feeders.is_empty() { "none".to_owned() } else { feeders.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ") }
+                    ),
+                ),
+            }
+        }
         let sink_broken = self.broken.iter().any(|b| b.starts_with("sinks."));
         for name in config.channels.keys() {
             if !drained.contains_key(name.as_str()) && !sink_broken {
@@ -848,12 +971,74 @@ impl Loader<'_> {
                 );
             }
         }
-        let needs_embedded = config.sources.values().any(|s| match &s.kind {
-            SourceKind::Kafka(k) => k.bootstrap_servers == "embedded",
-        }) || config
-            .sinks
-            .values()
-            .any(|s| matches!(&s.kind, SinkKind::Kafka(k) if k.bootstrap_servers == "embedded"));
+        for (name, sink) in &config.sinks {
+            let eo = sink.kind.exactly_once()
+                || matches!(&sink.kind, SinkKind::Kafka(k) if k.exactly_once);
+            if eo
+                && matches!(config.channels.get(&sink.channel), Some(c) if !matches!(c, ChannelDef::Memory(_)))
+            {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!(
+                        "an exactly-once sink needs a `memory` channel: its committed position (beside the output, or in the transaction) is what makes it durable, and it must see the source's own batches; channel `{}` is not a memory channel",
+                        sink.channel
+                    ),
+                );
+            }
+        }
+        for (name, sink) in &config.sinks {
+            if !sink.kind.exactly_once() {
+                continue;
+            }
+            let feeders: Vec<&String> = config
+                .sources
+                .iter()
+                .filter(|(_, s)| s.channels.contains(&sink.channel))
+                .map(|(n, _)| n)
+                .collect();
+            let dead: Vec<&String> = config
+                .sources
+                .iter()
+                .filter(|(_, s)| s.dead_letter.as_ref() == Some(&sink.channel))
+                .map(|(n, _)| n)
+                .collect();
+            if feeders.len() != 1 {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!(
+                        "an exactly-once sink needs its channel `{}` in the `channels` of exactly one source (it keeps one committed position per partition of that source); it is in {}",
+                        sink.channel,
+                        if feeders.is_empty() { "none".to_string() } else { names(feeders.into_iter()) }
+                    ),
+                );
+            } else if !dead.is_empty() {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!(
+                        "channel `{}` of an exactly-once sink cannot be the `dead_letter` channel of {}",
+                        sink.channel,
+                        names(dead.into_iter())
+                    ),
+                );
+            } else if let Some(source) = config.sources.get(feeders[0])
+                && !matches!(source.kind, SourceKind::Kafka(_))
+            {
+                self.error(
+                    &key(&["sinks", name, "exactly_once"]),
+                    format!("an exactly-once sink needs a `kafka` source (one that can re-read from a committed position); source `{}` is not", feeders[0]),
+                );
+            }
+        }
+        let needs_embedded =
+            config.sources.values().any(|s| match &s.kind {
+                SourceKind::Kafka(k) => k.bootstrap_servers == "embedded",
+                SourceKind::Exec(_) => false,
+            }) || config.sinks.values().any(
+                |s| matches!(&s.kind, SinkKind::Kafka(k) if k.bootstrap_servers == "embedded"),
+            ) || config
+                .channels
+                .values()
+                .any(|c| matches!(c, ChannelDef::Kafka(k) if k.bootstrap_servers == "embedded"));
         if needs_embedded && config.embedded_broker.is_none() {
             self.error(
                 &key(&["sources"]),

@@ -37,7 +37,9 @@ fn single_error(text: &str) -> ConfigError {
 fn a_valid_config_loads() {
     let config = parse_str(VALID).unwrap();
     assert_eq!(config.sources["tx"].channels, vec!["lake".to_string()]);
-    let ChannelDef::Memory(memory) = &config.channels["lake"];
+    let ChannelDef::Memory(memory) = &config.channels["lake"] else {
+        panic!("expected a memory channel");
+    };
     assert_eq!(memory.capacity_events, 500);
     assert_eq!(config.sinks["lake"].channel, "lake");
 }
@@ -140,7 +142,9 @@ fn plugins_need_a_dead_letter_channel_and_an_existing_file() {
 #[test]
 fn environment_variables_are_interpolated_or_reported() {
     let config = parse_str(&VALID.replace("127.0.0.1:9092", "${BROKER}")).unwrap();
-    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind;
+    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind else {
+        panic!("expected a kafka source");
+    };
     assert_eq!(kafka.bootstrap_servers, "10.0.0.1:9092");
     let err = single_error(&VALID.replace("127.0.0.1:9092", "${MISSING_BROKER}"));
     assert_eq!((err.line, err.col), (4, 22));
@@ -299,6 +303,298 @@ fn team_and_plugin_keys_are_validated_with_their_key() {
                 .iter()
                 .any(|e| e.key == key && e.message.contains(message)),
             "expected `{key}`: {message}; got {errors:?}"
+        );
+    }
+}
+
+const EXACTLY_ONCE: &str = r#"
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+channels = ["lake"]
+
+[channels.lake]
+type = "memory"
+
+[sinks.lake]
+type = "object_store"
+channel = "lake"
+url = "file:///tmp/lake"
+roll_interval = "10s"
+exactly_once = true
+"#;
+
+#[test]
+fn an_exactly_once_sink_fed_by_one_kafka_source_loads() {
+    let config = parse_str(EXACTLY_ONCE).unwrap();
+    assert_eq!(config.exactly_once_source("lake"), Some("tx"));
+    assert!(config.channels_closed_to("tx").is_empty());
+    assert_eq!(config.channels_closed_to("other"), vec!["lake".to_string()]);
+}
+
+#[test]
+fn an_exactly_once_sink_fed_by_two_sources_is_rejected_at_its_key() {
+    let text = format!(
+        "{EXACTLY_ONCE}\n[sources.tx2]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ngroup_id = \"g2\"\ntopics = [\"u\"]\nchannels = [\"lake\"]\n"
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.lake.exactly_once");
+    assert_eq!(err.line, 17, "{err}");
+    assert!(err.message.contains("exactly one source"), "{err}");
+    assert!(err.message.contains("`tx2`"), "{err}");
+}
+
+#[test]
+fn an_exactly_once_sink_needs_a_memory_channel() {
+    let text = EXACTLY_ONCE.replace(
+        "[channels.lake]\ntype = \"memory\"",
+        "[channels.lake]\ntype = \"file\"",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.lake.exactly_once");
+    assert!(err.message.contains("`memory` channel"), "{err}");
+}
+
+#[test]
+fn an_exactly_once_channel_cannot_take_dead_letters() {
+    let text = EXACTLY_ONCE.replace(
+        "channels = [\"lake\"]\n",
+        "channels = [\"lake\"]\ndead_letter = \"lake\"\n",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.lake.exactly_once");
+    assert!(err.message.contains("dead_letter"), "{err}");
+}
+
+const EXACTLY_ONCE_KAFKA: &str = r#"
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+channels = ["auths"]
+
+[channels.auths]
+type = "memory"
+
+[sinks.auths]
+type = "kafka"
+channel = "auths"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "flume.auths"
+exactly_once = true
+transaction_max_events = 5000
+"#;
+
+#[test]
+fn an_exactly_once_kafka_sink_loads() {
+    let config = parse_str(EXACTLY_ONCE_KAFKA).unwrap();
+    let SinkKind::Kafka(k) = &config.sinks["auths"].kind else {
+        panic!("a kafka sink")
+    };
+    assert!(k.exactly_once);
+    assert_eq!(k.transaction_max_events(), 5000);
+    assert_eq!(config.sources_feeding("auths"), ["tx"]);
+}
+
+#[test]
+fn an_exactly_once_sink_needs_exactly_one_source() {
+    let second = r#"
+[sources.other]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g2"
+topics = ["u"]
+channels = ["auths"]
+"#;
+    let err = single_error(&format!("{EXACTLY_ONCE_KAFKA}{second}"));
+    assert_eq!(err.key, "sinks.auths.exactly_once");
+    assert_eq!((err.line, err.col), (17, 1));
+    assert!(err.message.contains("`other`, `tx`"), "{}", err.message);
+    assert!(
+        err.to_string()
+            .starts_with("conf/test.toml:17:1: `sinks.auths.exactly_once`"),
+        "{err}"
+    );
+
+    // A router may send events to any channel: its source counts as a feeder.
+    let text = EXACTLY_ONCE_KAFKA.replace(
+        "channels = [\"auths\"]\n",
+        "channels = [\"lake\"]\n\n[channels.lake]\ntype = \"memory\"\n\n[sinks.lake]\ntype = \"null\"\nchannel = \"lake\"\n",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sinks.auths.exactly_once");
+    assert!(err.message.contains("fed by none"), "{}", err.message);
+}
+
+#[test]
+fn transaction_keys_are_checked() {
+    let err = single_error(&EXACTLY_ONCE_KAFKA.replace("exactly_once = true\n", ""));
+    assert_eq!(err.key, "sinks.auths");
+    assert!(
+        err.message.contains("`transaction_max_events`"),
+        "{}",
+        err.message
+    );
+    let err = single_error(
+        &EXACTLY_ONCE_KAFKA.replace("topic = \"flume.auths\"", "topic_header = \"to\""),
+    );
+    assert!(err.message.contains("needs `topic`"), "{}", err.message);
+    let err = single_error(&format!(
+        "{EXACTLY_ONCE_KAFKA}[sinks.auths.kafka]\n\"transactional.id\" = \"x\"\n"
+    ));
+    assert!(
+        err.message.contains("`transactional_id`"),
+        "{}",
+        err.message
+    );
+    let err = single_error(&EXACTLY_ONCE_KAFKA.replace("5000", "0"));
+    assert!(err.message.contains("at least 1"), "{}", err.message);
+}
+
+const DURABLE: &str = r#"
+data_dir = "state"
+
+[sources.edge]
+type = "exec"
+command = ["vmstat", "1"]
+channels = ["wal"]
+
+[channels.wal]
+type = "file"
+max_bytes = "10MiB"
+
+[channels.buffer]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "sluice-buffer"
+group_id = "lake"
+
+[sinks.a]
+type = "null"
+channel = "wal"
+
+[sinks.b]
+type = "null"
+channel = "buffer"
+"#;
+
+#[test]
+fn durable_channels_and_the_exec_source_load() {
+    let config = parse_str(DURABLE).unwrap();
+    let ChannelDef::File(file) = &config.channels["wal"] else {
+        panic!("expected a file channel");
+    };
+    // The default directory lives under data_dir, relative to the file.
+    assert_eq!(
+        file.dir.as_deref(),
+        Some(Path::new("conf/state/channels/wal"))
+    );
+    assert_eq!(file.max_bytes.get(), 10 << 20);
+    let ChannelDef::Kafka(kafka) = &config.channels["buffer"] else {
+        panic!("expected a kafka channel");
+    };
+    assert_eq!(kafka.topic, "sluice-buffer");
+    let SourceKind::Exec(exec) = &config.sources["edge"].kind else {
+        panic!("expected an exec source");
+    };
+    assert_eq!(exec.command, vec!["vmstat".to_string(), "1".to_string()]);
+    assert!(exec.restart);
+}
+
+#[test]
+fn durable_channel_and_exec_keys_are_validated_with_file_line_col_and_key() {
+    let cases = [
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "max_bytes = 0"),
+            "channels.wal.max_bytes",
+            (11, 1),
+            "more than 0",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "segment_size = \"1KiB\""),
+            "channels.wal.segment_size",
+            (11, 1),
+            "64KiB",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "fsync_interval = \"1s\""),
+            "channels.wal.fsync_interval",
+            (11, 1),
+            "only applies",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "fsync = \"sometimes\""),
+            "channels.wal.fsync",
+            (11, 1),
+            "unknown variant",
+        ),
+        (
+            DURABLE.replace("max_bytes = \"10MiB\"", "max_byte = 5"),
+            "channels.wal.max_byte",
+            (11, 1),
+            "unknown key",
+        ),
+        (
+            DURABLE.replace("topic = \"sluice-buffer\"", "topic = \"\""),
+            "channels.buffer.topic",
+            (16, 1),
+            "is empty",
+        ),
+        (
+            DURABLE.replace("group_id = \"lake\"", "group_id = \"lake\"\nbatch_max_events = 0"),
+            "channels.buffer.batch_max_events",
+            (18, 1),
+            "at least 1",
+        ),
+        (
+            DURABLE.replace("command = [\"vmstat\", \"1\"]", "command = []"),
+            "sources.edge.command",
+            (6, 1),
+            "is empty",
+        ),
+        (
+            DURABLE.replace(
+                "command = [\"vmstat\", \"1\"]",
+                "command = [\"vmstat\"]\nstderr = \"file\"",
+            ),
+            "sources.edge.stderr",
+            (7, 1),
+            "unknown variant",
+        ),
+        (
+            DURABLE.replace(
+                "command = [\"vmstat\", \"1\"]",
+                "command = [\"vmstat\"]\nmax_line_bytes = 0",
+            ),
+            "sources.edge.max_line_bytes",
+            (7, 1),
+            "between",
+        ),
+        (
+            DURABLE.replace(
+                "max_bytes = \"10MiB\"",
+                "dir = \"q\"\n\n[channels.wal2]\ntype = \"file\"\ndir = \"q\"\n[sinks.c]\ntype = \"null\"\nchannel = \"wal2\"",
+            ),
+            "channels.wal2.dir",
+            (15, 1),
+            "already uses",
+        ),
+    ];
+    for (text, key, (line, col), message) in cases {
+        let errors = parse_str(&text).expect_err(key).0;
+        let err = errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for `{key}`: {errors:?}"));
+        assert!(err.message.contains(message), "{key}: {}", err.message);
+        assert_eq!((err.line, err.col), (line, col), "{key}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("conf/test.toml:{line}:{col}: `{key}`")),
+            "{err}"
         );
     }
 }

@@ -32,6 +32,9 @@
 //!
 //! Metrics: `sink.<name>.events` and `.bytes` (bodies) delivered, `.errors`,
 //! `.retries`.
+//!
+//! With `exactly_once = true` the sink is transactional instead (Kafka →
+//! Kafka exactly-once): see [`transactional`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,10 +52,13 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use crate::channels::ChannelReceiver;
+use crate::config::units::HumanDuration;
 use crate::event::{Batch, EventRef};
 use crate::metrics::Counter;
 use crate::sinks::{SinkContext, SinkError};
 use crate::sources::kafka::{KafkaValue, apply_properties, check_properties, resolve_bootstrap};
+
+pub mod transactional;
 
 /// Batches being produced at once.
 const MAX_IN_FLIGHT_BATCHES: usize = 4;
@@ -84,6 +90,33 @@ pub struct KafkaSinkConfig {
     /// Which event headers become record headers: `"all"` (default) or `"none"`.
     #[serde(default)]
     pub headers: HeadersMode,
+    /// Exactly-once Kafka → Kafka: produce with transactions that also
+    /// commit the consumer offsets of the (single) Kafka source feeding this
+    /// sink's channel; see [`transactional`]. Readers of the output must use
+    /// `isolation.level = "read_committed"`. Needs `topic` (the topic of
+    /// events without a `topic_header`). Default `false`: at-least-once.
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// With `exactly_once`: the producer's `transactional.id`. Default
+    /// `sluice-<sink name>-<hostname>`. It must stay the same across restarts
+    /// of one agent (a restarted producer aborts what its killed predecessor
+    /// left open, at once) and differ between agents (a second live producer
+    /// with the same id fences the first, which then stops): set it, e.g.
+    /// `"sluice-auths-${AGENT_ID}"`, when several agents share a host.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// With `exactly_once`: how long the broker lets a transaction stay open
+    /// before aborting it (`transaction.timeout.ms`). Default `"60s"`.
+    #[serde(default)]
+    pub transaction_timeout: Option<HumanDuration>,
+    /// With `exactly_once`: a transaction is committed once it holds this
+    /// many events (whole channel batches are added). Default 10000.
+    #[serde(default)]
+    pub transaction_max_events: Option<usize>,
+    /// With `exactly_once`: ...or this long after its first batch. Default
+    /// `"100ms"`; it bounds the latency added before readers see the events.
+    #[serde(default)]
+    pub transaction_max_wait: Option<HumanDuration>,
     /// Extra librdkafka producer properties (`"linger.ms" = 10`,
     /// `"compression.type" = "zstd"`, ...), overriding Sluice's defaults
     /// (`enable.idempotence = true`, `acks = "all"`).
@@ -115,12 +148,84 @@ impl KafkaSinkConfig {
             ("topic", &self.topic),
             ("topic_header", &self.topic_header),
             ("key_header", &self.key_header),
+            ("transactional_id", &self.transactional_id),
         ] {
             if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
                 return Err(format!("`{key}` is empty"));
             }
         }
+        self.validate_transactions()?;
         check_properties(&self.kafka)
+    }
+
+    fn validate_transactions(&self) -> Result<(), String> {
+        let set = [
+            ("transactional_id", self.transactional_id.is_some()),
+            ("transaction_timeout", self.transaction_timeout.is_some()),
+            (
+                "transaction_max_events",
+                self.transaction_max_events.is_some(),
+            ),
+            ("transaction_max_wait", self.transaction_max_wait.is_some()),
+        ];
+        if !self.exactly_once {
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "`{key}` applies only to transactions; add `exactly_once = true` or remove it"
+                ));
+            }
+            return Ok(());
+        }
+        if self.topic.is_none() {
+            return Err("`exactly_once = true` needs `topic`: an event without a `topic_header` could not be produced, yet the transaction would commit its offset".into());
+        }
+        for key in ["transactional.id", "transaction.timeout.ms"] {
+            if self.kafka.contains_key(key) {
+                return Err(format!(
+                    "`kafka.\"{key}\"` is set by Sluice with `exactly_once`; use `{}` instead",
+                    if key == "transactional.id" {
+                        "transactional_id"
+                    } else {
+                        "transaction_timeout"
+                    }
+                ));
+            }
+        }
+        let timeout = self.transaction_timeout().as_millis();
+        if !(1_000..=i32::MAX as u128).contains(&timeout) {
+            return Err("`transaction_timeout` must be at least \"1s\"".into());
+        }
+        if self.transaction_max_events() == 0 {
+            return Err("`transaction_max_events` must be at least 1".into());
+        }
+        if self.transaction_max_wait() >= self.transaction_timeout() {
+            return Err("`transaction_max_wait` must be shorter than `transaction_timeout`".into());
+        }
+        Ok(())
+    }
+
+    /// `transaction_timeout` or its default.
+    pub fn transaction_timeout(&self) -> Duration {
+        self.transaction_timeout
+            .map_or(Duration::from_secs(60), HumanDuration::get)
+    }
+
+    /// `transaction_max_events` or its default.
+    pub fn transaction_max_events(&self) -> usize {
+        self.transaction_max_events.unwrap_or(10_000)
+    }
+
+    /// `transaction_max_wait` or its default.
+    pub fn transaction_max_wait(&self) -> Duration {
+        self.transaction_max_wait
+            .map_or(Duration::from_millis(100), HumanDuration::get)
+    }
+
+    /// `transactional_id`, or `sluice-<sink>-<hostname>`.
+    pub fn transactional_id(&self, sink: &str) -> String {
+        self.transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{sink}-{}", transactional::agent_id()))
     }
 
     /// The producer configuration: Sluice's defaults, then the `kafka` table.
@@ -132,6 +237,18 @@ impl KafkaSinkConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all");
         apply_properties(&mut config, &self.kafka);
+        config
+    }
+
+    /// [`Self::client_config`] plus the transactional settings.
+    pub fn transactional_config(&self, bootstrap: &str, sink: &str) -> ClientConfig {
+        let mut config = self.client_config(bootstrap, &format!("sluice-{sink}"));
+        config
+            .set("transactional.id", self.transactional_id(sink))
+            .set(
+                "transaction.timeout.ms",
+                self.transaction_timeout().as_millis().to_string(),
+            );
         config
     }
 }
@@ -151,6 +268,9 @@ pub async fn run(
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(fail)?;
+    if config.exactly_once {
+        return transactional::run(config, input, ctx, &bootstrap).await;
+    }
     let producer: FutureProducer<SinkKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
         .create_with_context(SinkKafkaContext {
@@ -523,6 +643,7 @@ mod tests {
             name: name.to_owned(),
             metrics: metrics.clone(),
             embedded_bootstrap: Some(embedded.to_owned()),
+            link: None,
         };
         (ctx, metrics)
     }

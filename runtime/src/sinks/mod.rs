@@ -13,6 +13,7 @@ pub mod object_store;
 
 use std::sync::Arc;
 
+use crate::delivery::SourceLink;
 use crate::metrics::Metrics;
 
 /// What every sink gets from the topology.
@@ -24,6 +25,9 @@ pub struct SinkContext {
     pub metrics: Arc<Metrics>,
     /// Bootstrap servers of the embedded demo broker, if one runs.
     pub embedded_bootstrap: Option<String>,
+    /// The link of the Kafka source feeding this sink's channel, when
+    /// exactly one Kafka source feeds it (see [`crate::delivery`]).
+    pub link: Option<Arc<SourceLink>>,
 }
 
 impl SinkContext {

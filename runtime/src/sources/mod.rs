@@ -7,6 +7,7 @@
 //! be acknowledged, commits, and returns.
 
 pub mod embedded;
+pub mod exec;
 pub mod kafka;
 
 use std::sync::Arc;

@@ -28,9 +28,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{ChannelReceiver, ChannelSender, memory};
+use crate::channels::{ChannelReceiver, ChannelSender, file, kafka, memory};
 use crate::config::LookupDef;
 use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
+use crate::delivery::SourceLink;
 use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
 use crate::plugin::reload::{self, WatchSet, WatchedTable};
@@ -41,6 +42,10 @@ use crate::sinks::{self, SinkContext};
 use crate::sources::embedded::EmbeddedBroker;
 use crate::sources::{self, SourceContext};
 use processor::Dispatch;
+
+/// Longest wait for a durable channel to record its sink's last
+/// acknowledgements at shutdown.
+const CHANNEL_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to run a topology.
 #[derive(Debug, Clone, Default)]
@@ -163,15 +168,49 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     // Channels.
     let mut senders: BTreeMap<String, ChannelSender> = BTreeMap::new();
     let mut receivers: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
+    let mut channel_tasks = Vec::new();
     for (name, def) in &config.channels {
-        let ChannelDef::Memory(memory_config) = def;
-        let (tx, rx) = memory::channel(memory::Capacity {
-            events: memory_config.capacity_events,
-            bytes: memory_config.capacity_bytes.get() as usize,
-        });
+        let (tx, rx) = match def {
+            ChannelDef::Memory(memory_config) => memory::channel(memory::Capacity {
+                events: memory_config.capacity_events,
+                bytes: memory_config.capacity_bytes.get() as usize,
+            }),
+            ChannelDef::File(file_config) => {
+                let dir = file_config
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("channels").join(name));
+                let opened =
+                    tokio::task::block_in_place(|| file::open(name, file_config, &dir, &metrics))
+                        .map_err(|e| anyhow!(e))?;
+                channel_tasks.push((name.clone(), opened.checkpointer));
+                (
+                    ChannelSender::File(opened.sender),
+                    ChannelReceiver::File(opened.receiver),
+                )
+            }
+            ChannelDef::Kafka(kafka_config) => {
+                let opened = tokio::task::block_in_place(|| {
+                    kafka::open(name, kafka_config, embedded_bootstrap.as_deref(), &metrics)
+                })
+                .map_err(|e| anyhow!(e))?;
+                channel_tasks.push((name.clone(), opened.committer));
+                (
+                    ChannelSender::Kafka(opened.sender),
+                    ChannelReceiver::Kafka(opened.receiver),
+                )
+            }
+        };
         senders.insert(name.clone(), tx);
         receivers.insert(name.clone(), rx);
     }
+
+    // Delivery links: one per source, shared with the sinks it feeds.
+    let links: BTreeMap<String, Arc<SourceLink>> = config
+        .sources
+        .keys()
+        .map(|name| (name.clone(), SourceLink::new(name)))
+        .collect();
 
     // Sinks.
     let mut sink_tasks = JoinSet::new();
@@ -179,10 +218,24 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         let rx = receivers
             .remove(&def.channel)
             .ok_or_else(|| anyhow!("channel `{}` has no receiver", def.channel))?;
+        let link = match config.sources_feeding(&def.channel)[..] {
+            [source] => links.get(source).cloned(),
+            _ => None,
+        };
+        if let (SinkKind::Kafka(k), Some(link)) = (&def.kind, &link)
+            && k.exactly_once
+        {
+            // The sink's transactions commit the source's offsets.
+            link.set_offsets_in_transactions();
+        }
         let ctx = SinkContext {
             name: name.clone(),
             metrics: metrics.clone(),
             embedded_bootstrap: embedded_bootstrap.clone(),
+            link: config
+                .exactly_once_source(name)
+                .and_then(|s| links.get(s).cloned())
+                .or(link),
         };
         let kind = def.kind.clone();
         sink_tasks.spawn(async move {
@@ -222,7 +275,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         let dispatch = Dispatch {
             source: name.clone(),
             default: def.channels.iter().map(|c| senders[c].clone()).collect(),
-            by_name: senders.clone(),
+            by_name: {
+                let closed = config.channels_closed_to(name);
+                senders
+                    .iter()
+                    .filter(|(c, _)| !closed.contains(c))
+                    .map(|(c, s)| (c.clone(), s.clone()))
+                    .collect()
+            },
             dead: def.dead_letter.as_ref().map(|c| senders[c].clone()),
             metrics: metrics.clone(),
             registry: registry.clone(),
@@ -236,9 +296,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             embedded_bootstrap: embedded_bootstrap.clone(),
         };
         let kind = def.kind.clone();
+        let link = links[name].clone();
         source_tasks.spawn(async move {
             match kind {
-                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx).await,
+                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx, link).await,
+                SourceKind::Exec(c) => sources::exec::run(*c, tx, ctx).await,
             }
         });
         let failed = shutdown.clone();
@@ -303,6 +365,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         }
     }
     shutdown.cancel();
+    // Durable channels settle the acknowledgements of their sinks (last
+    // checkpoint, last offset commit) once every sink has stopped.
+    for (name, task) in channel_tasks {
+        match tokio::time::timeout(CHANNEL_SETTLE_TIMEOUT, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(anyhow!("channel `{name}`: {e}")),
+            Err(_) => {
+                tracing::warn!(channel = %name, "channel did not settle its acknowledgements in time; what it has not recorded is delivered again next time")
+            }
+        }
+    }
     if let Some(task) = feed_task {
         match task.await {
             Ok(Ok(n)) => tracing::info!(events = n, "embedded feed finished"),

@@ -100,6 +100,17 @@ pub struct ObjectStoreSinkConfig {
     #[serde(default = "default_shutdown_attempts")]
     pub shutdown_attempts: u32,
 
+    /// Exactly-once delivery (default `false`: at-least-once). Every file
+    /// stays invisible (a hidden local file, an uncompleted multipart upload)
+    /// until a commit record under `_sluice/` names it; the committed
+    /// position of each partition is kept there and is where the source
+    /// resumes after a crash or rebalance. All open files of a partition roll
+    /// together. Needs the sink's channel fed by exactly one `kafka` source,
+    /// and on S3-compatible stores conditional PUT (`If-None-Match`), which
+    /// AWS S3, MinIO and moto support.
+    #[serde(default)]
+    pub exactly_once: bool,
+
     /// Options for `s3://` URLs (AWS S3, Alibaba OSS, MinIO, moto, ...).
     pub s3: Option<S3Options>,
 

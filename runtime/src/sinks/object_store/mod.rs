@@ -47,6 +47,7 @@
 //! `.files_written`, `.retries` (re-attempts of failed operations),
 //! `.write_errors` (failed attempts); gauge `sink.<name>.open_files`.
 
+mod commit;
 pub mod config;
 pub mod format;
 pub mod path;
@@ -55,6 +56,8 @@ mod sink;
 mod store;
 mod writer;
 
+#[cfg(test)]
+mod exactly_once_tests;
 #[cfg(test)]
 mod tests;
 

@@ -113,8 +113,16 @@ pub struct Retrier {
     shutdown_attempts: u32,
     retries: Counter,
     write_errors: Counter,
+    disk_full: Counter,
     rng: u64,
     sink: String,
+}
+
+/// Whether an error says the local disk (or the user's quota) is full.
+pub fn is_disk_full(error: &str) -> bool {
+    error.contains("os error 28") // ENOSPC
+        || error.contains("os error 122") // EDQUOT
+        || error.contains("No space left on device")
 }
 
 impl Retrier {
@@ -137,9 +145,19 @@ impl Retrier {
             shutdown_attempts: shutdown_attempts.max(1),
             retries,
             write_errors,
+            disk_full: Counter::default(),
             rng: seed | 1,
             sink,
         }
+    }
+
+    /// Counts failures caused by a full local disk in `counter` too. The
+    /// sink keeps retrying them like any other failure, so a full disk stops
+    /// intake (the channel fills, the source stops reading) instead of
+    /// dropping anything, and resumes by itself once space is freed.
+    pub fn with_disk_full(mut self, counter: Counter) -> Self {
+        self.disk_full = counter;
+        self
     }
 
     /// Runs `op` until it succeeds: forever while the pipeline runs (with
@@ -164,6 +182,10 @@ impl Retrier {
                 Err(error) => error,
             };
             self.write_errors.fetch_add(1, Ordering::Relaxed);
+            if is_disk_full(&error) {
+                self.disk_full.fetch_add(1, Ordering::Relaxed);
+                warn!(sink = %self.sink, "local disk full: intake is paused until space is freed; nothing is dropped");
+            }
             if closed_before || inbox.closed() {
                 attempts_in_shutdown += 1;
                 if attempts_in_shutdown >= self.shutdown_attempts {
@@ -217,6 +239,32 @@ mod tests {
             "t".into(),
         );
         (r, retries, errors)
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_counted_and_retried() {
+        let (_tx, rx) = channel(Capacity {
+            events: 10,
+            bytes: 1000,
+        });
+        let mut inbox = Inbox::new(rx);
+        let (r, retries, _errors) = retrier(1);
+        let full = Counter::default();
+        let mut r = r.with_disk_full(full.clone());
+        let value = r
+            .run(&mut inbox, |attempt| async move {
+                match attempt {
+                    0 => Err("writing x: No space left on device (os error 28)".to_string()),
+                    1 => Err("uploading: connection reset".to_string()),
+                    _ => Ok(attempt),
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 2);
+        assert_eq!(full.load(Ordering::Relaxed), 1);
+        assert_eq!(retries.load(Ordering::Relaxed), 2);
+        assert!(!is_disk_full("permission denied (os error 13)"));
     }
 
     #[tokio::test]

@@ -15,18 +15,21 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+use super::commit::{CommitLog, Created, Intent, Record};
 use super::config::ObjectStoreSinkConfig;
 use super::path::{PathTemplate, TimeCache};
 use super::retry::{Inbox, Next, Retrier};
 use super::store::Destination;
 use super::writer::{FileSettings, OpenFile};
 use crate::channels::ChannelReceiver;
+use crate::delivery::{SourceLink, Tp};
 use crate::event::{Ack, Batch};
 use crate::metrics::{Counter, Gauge};
 use crate::sinks::{SinkContext, SinkError};
@@ -104,14 +107,90 @@ struct Metrics {
     open_files: Gauge,
 }
 
+/// Exactly-once state: the source's ownership link, the commit log, and
+/// per partition what is open (see `commit.rs`). In this mode all open files
+/// of a partition roll together, in one commit record, whenever any of them
+/// is due (like Kafka Connect's S3 sink, which rotates all files of a
+/// topic-partition at once): a record covers a contiguous range of offsets,
+/// so the committed position is one number per partition.
+struct Exactly {
+    link: Arc<SourceLink>,
+    log: Arc<CommitLog>,
+    parts: HashMap<Tp, PartState>,
+    commits: Counter,
+    stale: Counter,
+    skipped: Counter,
+    conflicts: Counter,
+}
+
+#[derive(Debug, Default)]
+struct PartState {
+    /// Epoch the state belongs to.
+    since: u64,
+    /// Committed position: events below it are already in committed files.
+    next: Option<i64>,
+    /// Offset of the last event written into the open files (-1: none).
+    last: i64,
+    /// Start of the next record.
+    start: Option<i64>,
+    /// Keys of the open files.
+    keys: Vec<String>,
+    /// A write failed for good: nothing of it may be committed until the
+    /// source reads the partition again (a new epoch).
+    broken: bool,
+}
+
+/// What to do with one event in exactly-once mode.
+enum Admit {
+    Write,
+    Skip,
+    /// The partition was reassigned since its files were opened: drop them first.
+    Reset(Vec<String>),
+}
+
+impl Exactly {
+    fn admit(&mut self, topic: &str, partition: i32, offset: i64, epoch: u64) -> Admit {
+        let Some(since) = self
+            .link
+            .owned_since(topic, partition)
+            .filter(|&s| epoch >= s)
+        else {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+            return Admit::Skip;
+        };
+        let tp = (topic.to_owned(), partition);
+        let state = self.parts.entry(tp.clone()).or_default();
+        if state.since != since {
+            let keys = std::mem::take(&mut state.keys);
+            *state = PartState {
+                since,
+                next: self.log.position(&tp),
+                last: -1,
+                start: None,
+                keys: Vec::new(),
+                broken: false,
+            };
+            if !keys.is_empty() {
+                return Admit::Reset(keys);
+            }
+        }
+        if state.broken || state.next.is_some_and(|n| offset < n) || offset <= state.last {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return Admit::Skip;
+        }
+        Admit::Write
+    }
+}
+
 /// The state of a running sink.
 pub struct Sink {
     name: String,
     settings: FileSettings,
     policy: RollPolicy,
     template: PathTemplate,
-    dest: Destination,
+    dest: Arc<Destination>,
     files: HashMap<String, OpenFile>,
+    eo: Option<Exactly>,
     retrier: Retrier,
     metrics: Metrics,
     // Hot-path scratch space, reused for every event.
@@ -132,6 +211,9 @@ pub async fn run(
     ctx: SinkContext,
 ) -> Result<(), SinkError> {
     let mut sink = Sink::new(&config, dest, &ctx)?;
+    if sink.eo.is_some() {
+        info!(sink = %ctx.name, url = %config.url, "exactly-once: files become visible only with their commit record");
+    }
     let mut inbox = Inbox::new(input);
     loop {
         let deadline = sink.next_deadline();
@@ -151,6 +233,26 @@ impl Sink {
         dest: Destination,
         ctx: &SinkContext,
     ) -> Result<Self, SinkError> {
+        let dest = Arc::new(dest);
+        let eo = if config.exactly_once {
+            let link = ctx.link.clone().ok_or_else(|| SinkError {
+                sink: ctx.name.clone(),
+                message: "`exactly_once` needs its channel fed by exactly one kafka source".into(),
+            })?;
+            let log = Arc::new(CommitLog::new(&ctx.name, dest.clone()));
+            link.register(log.clone());
+            Some(Exactly {
+                link,
+                log,
+                parts: HashMap::new(),
+                commits: ctx.counter("commits"),
+                stale: ctx.counter("stale_events"),
+                skipped: ctx.counter("skipped_committed_events"),
+                conflicts: ctx.counter("commit_conflicts"),
+            })
+        } else {
+            None
+        };
         let template =
             PathTemplate::parse(&config.path, &config.missing_header_value).map_err(|e| {
                 SinkError {
@@ -167,9 +269,11 @@ impl Sink {
                 part_size: usize::try_from(config.upload_part_size.get())
                     .unwrap_or(usize::MAX)
                     .max(1),
+                exactly_once: config.exactly_once,
             },
             policy: RollPolicy::from_config(config),
             template,
+            eo,
             dest,
             files: HashMap::new(),
             retrier: Retrier::new(
@@ -179,7 +283,8 @@ impl Sink {
                 ctx.counter("retries"),
                 ctx.counter("write_errors"),
                 ctx.name.clone(),
-            ),
+            )
+            .with_disk_full(ctx.counter("disk_full")),
             metrics: Metrics {
                 events: ctx.counter("events"),
                 bytes: ctx.counter("bytes"),
@@ -226,10 +331,23 @@ impl Sink {
             let _ = write!(self.key, "{}", event.partition());
             let offset = event.offset();
 
-            let roll_first = self
-                .files
-                .get(self.key.as_str())
-                .is_some_and(|f| offset < f.last_offset || self.policy.expired(f, now));
+            if let Some(eo) = &mut self.eo {
+                match eo.admit(event.topic(), event.partition(), offset, batch.ack.epoch()) {
+                    Admit::Write => {}
+                    Admit::Skip => continue,
+                    Admit::Reset(keys) => {
+                        let key = std::mem::take(&mut self.key);
+                        self.drop_files(keys).await;
+                        self.key = key;
+                    }
+                }
+            }
+
+            let roll_first = self.eo.is_none()
+                && self
+                    .files
+                    .get(self.key.as_str())
+                    .is_some_and(|f| offset < f.last_offset || self.policy.expired(f, now));
             if roll_first && let Some(file) = self.take_file() {
                 self.finish(file, inbox).await;
             }
@@ -254,12 +372,41 @@ impl Sink {
                 .await;
                 match opened {
                     Ok(file) => {
+                        if let Some(eo) = &mut self.eo {
+                            let tp = (event.topic().to_owned(), event.partition());
+                            let intent = Intent {
+                                staged: file.staged().expect("exactly-once files are staged"),
+                                first_offset: offset,
+                            };
+                            let log = eo.log.clone();
+                            let (topic, partition) = (tp.0.clone(), tp.1);
+                            let written = self
+                                .retrier
+                                .run(inbox, |_| log.write_intent(&topic, partition, &intent))
+                                .await;
+                            if let Err(e) = written {
+                                batch.ack.fail();
+                                self.record_failure(format!("recording staging of {name}: {e}"));
+                                file.abandon(&self.dest).await;
+                                self.break_partition(&tp.0, tp.1, offset).await;
+                                continue;
+                            }
+                            if let Some(eo) = &mut self.eo {
+                                let state = eo.parts.entry(tp).or_default();
+                                state.keys.push(self.key.clone());
+                                if state.start.is_none() {
+                                    state.start = Some(state.next.unwrap_or(offset));
+                                }
+                            }
+                        }
                         self.files.insert(self.key.clone(), file);
                         self.metrics.open_files.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         batch.ack.fail();
                         self.record_failure(format!("opening {name}: {e}"));
+                        self.break_partition(event.topic(), event.partition(), offset)
+                            .await;
                         continue;
                     }
                 }
@@ -280,12 +427,25 @@ impl Sink {
                 if let Some(file) = self.take_file() {
                     self.abandon(file, e).await;
                 }
+                self.break_partition(event.topic(), event.partition(), offset)
+                    .await;
                 continue;
             }
             events += 1;
             bytes += self.encoded.len() as u64;
+            let full = self.policy.full(file);
+            if let Some(eo) = &mut self.eo
+                && let Some(state) = eo
+                    .parts
+                    .get_mut(&(event.topic().to_owned(), event.partition()))
+            {
+                state.last = offset;
+            }
 
-            if self.policy.full(file) {
+            if full && self.eo.is_some() {
+                let tp = (event.topic().to_owned(), event.partition());
+                self.commit_partition(&tp, inbox).await;
+            } else if full {
                 if let Some(file) = self.take_file() {
                     self.finish(file, inbox).await;
                 }
@@ -296,6 +456,8 @@ impl Sink {
                 && let Some(file) = self.take_file()
             {
                 self.abandon(file, e).await;
+                self.break_partition(event.topic(), event.partition(), offset)
+                    .await;
             }
         }
 
@@ -327,6 +489,9 @@ impl Sink {
             .map(|(k, _)| k.clone())
             .collect();
         due.sort_unstable();
+        if self.eo.is_some() {
+            return self.commit_keys(due, inbox).await;
+        }
         self.finish_keys(due, inbox).await;
     }
 
@@ -334,7 +499,207 @@ impl Sink {
     async fn finish_all(&mut self, inbox: &mut Inbox) {
         let mut all: Vec<String> = self.files.keys().cloned().collect();
         all.sort_unstable();
+        if self.eo.is_some() {
+            return self.commit_keys(all, inbox).await;
+        }
         self.finish_keys(all, inbox).await;
+    }
+
+    /// Exactly-once: commits the partitions the files of `keys` belong to.
+    async fn commit_keys(&mut self, keys: Vec<String>, inbox: &mut Inbox) {
+        let mut tps: Vec<Tp> = Vec::new();
+        for key in keys {
+            if let Some(tp) = key_tp(&key)
+                && !tps.contains(&tp)
+            {
+                tps.push(tp);
+            }
+        }
+        for tp in tps {
+            self.commit_partition(&tp, inbox).await;
+        }
+    }
+
+    /// Exactly-once: drops open files whose data will be read again (their
+    /// partition was revoked or rewound); their batches count as handled.
+    async fn drop_files(&mut self, keys: Vec<String>) {
+        for key in keys {
+            self.key = key;
+            if let Some(file) = self.take_file() {
+                if let Some(staged) = file.staged() {
+                    self.dest.discard(&staged).await;
+                }
+                let OpenFile { acks, .. } = file;
+                acks.release();
+            }
+        }
+    }
+
+    /// Exactly-once: a write of the partition failed for good (only possible
+    /// once the pipeline shuts down: writes are retried while it runs), so
+    /// its open files have a hole and none of them may be committed. They are
+    /// dropped, the partition's events are skipped from now on, and the
+    /// source is asked to read it again from the committed position.
+    async fn break_partition(&mut self, topic: &str, partition: i32, offset: i64) {
+        let Some(eo) = &mut self.eo else { return };
+        let tp = (topic.to_owned(), partition);
+        let Some(state) = eo.parts.get_mut(&tp) else {
+            return;
+        };
+        let keys = std::mem::take(&mut state.keys);
+        state.broken = true;
+        state.start = None;
+        let first = keys
+            .iter()
+            .filter_map(|k| self.files.get(k))
+            .map(|f| f.first_offset)
+            .min()
+            .unwrap_or(offset)
+            .min(offset);
+        let from = state.next.unwrap_or(first);
+        let link = eo.link.clone();
+        let key = std::mem::take(&mut self.key);
+        self.drop_files(keys).await;
+        self.key = key;
+        link.request_rewind(tp, from);
+    }
+
+    /// Exactly-once: a commit of `tp` from `start` failed for good and its
+    /// files were given up; skip the partition until the source reads it
+    /// again from `start`.
+    fn read_again(&mut self, tp: &Tp, start: i64) {
+        let Some(eo) = &mut self.eo else { return };
+        if let Some(state) = eo.parts.get_mut(tp) {
+            state.broken = true;
+        }
+        eo.link.request_rewind(tp.clone(), start);
+    }
+
+    /// Exactly-once: seals every open file of `tp`, creates the commit
+    /// record, publishes the files and releases their batches.
+    async fn commit_partition(&mut self, tp: &Tp, inbox: &mut Inbox) {
+        let Some(eo) = &mut self.eo else { return };
+        let Some(state) = eo.parts.get_mut(tp) else {
+            return;
+        };
+        let keys = std::mem::take(&mut state.keys);
+        let (since, start, end) = (state.since, state.start.take(), state.last + 1);
+        let link = eo.link.clone();
+        let log = eo.log.clone();
+        let mut files = Vec::with_capacity(keys.len());
+        for key in &keys {
+            if let Some(file) = self.files.remove(key) {
+                self.metrics.open_files.fetch_sub(1, Ordering::Relaxed);
+                files.push(file);
+            }
+        }
+        let Some(start) = start.filter(|_| !files.is_empty()) else {
+            return;
+        };
+        let Some(guard) = link.begin_commit(tp, since) else {
+            // Revoked or rewound since: whoever reads it next writes it.
+            for file in files {
+                if let Some(staged) = file.staged() {
+                    self.dest.discard(&staged).await;
+                }
+                let OpenFile { acks, .. } = file;
+                acks.release();
+            }
+            return;
+        };
+        let mut sealed = Vec::with_capacity(files.len());
+        for file in &mut files {
+            match file
+                .seal(&self.dest, &self.settings, &mut self.retrier, inbox)
+                .await
+            {
+                Ok(s) => sealed.push(s),
+                Err(e) => {
+                    drop(guard);
+                    for file in files {
+                        self.abandon(file, e.clone()).await;
+                    }
+                    return self.read_again(tp, start);
+                }
+            }
+        }
+        let record = Record {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            start,
+            end,
+            files: sealed,
+            agent: log.agent().to_owned(),
+        };
+        let created = self.retrier.run(inbox, |_| log.create(&record)).await;
+        drop(guard);
+        match created {
+            Ok(Created::Yes) => {}
+            Ok(Created::Conflict) => return self.lost_race(tp, files, inbox).await,
+            Err(e) => {
+                for file in files {
+                    self.abandon(file, e.clone()).await;
+                }
+                return self.read_again(tp, start);
+            }
+        }
+        // Committed: from here on, recovery would publish these files too.
+        for file in &record.files {
+            let dest = self.dest.clone();
+            if let Err(e) = self.retrier.run(inbox, |_| dest.publish(file)).await {
+                // The record exists, so the next owner's recovery publishes it.
+                error!(sink = %self.name, "{e}; the commit record stands and recovery will publish it");
+            }
+        }
+        if let Err(e) = self
+            .retrier
+            .run(inbox, |_| log.after_publish(&record))
+            .await
+        {
+            warn!(sink = %self.name, "tidying after a commit: {e}");
+        }
+        if let Some(eo) = &mut self.eo {
+            eo.commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(state) = eo.parts.get_mut(tp) {
+                state.next = Some(end);
+            }
+        }
+        for file in files {
+            self.metrics.files_written.fetch_add(1, Ordering::Relaxed);
+            info!(
+                sink = %self.name,
+                path = %file.display,
+                events = file.events,
+                first_offset = file.first_offset,
+                last_offset = file.last_offset,
+                "file committed"
+            );
+            let OpenFile { acks, .. } = file;
+            acks.release();
+        }
+    }
+
+    /// Another writer committed this partition from the same start: ours is
+    /// discarded, theirs published, and the source rewound to the new end.
+    async fn lost_race(&mut self, tp: &Tp, files: Vec<OpenFile>, inbox: &mut Inbox) {
+        let Some(eo) = &mut self.eo else { return };
+        eo.conflicts.fetch_add(1, Ordering::Relaxed);
+        let (log, link) = (eo.log.clone(), eo.link.clone());
+        error!(sink = %self.name, topic = %tp.0, partition = tp.1, "another agent committed this partition first; discarding ours and reading on from its end");
+        for file in files {
+            if let Some(staged) = file.staged() {
+                self.dest.discard(&staged).await;
+            }
+            let OpenFile { acks, .. } = file;
+            acks.release();
+        }
+        match self.retrier.run(inbox, |_| log.recover_tp(tp)).await {
+            Ok(Some(end)) => link.request_rewind(tp.clone(), end),
+            Ok(None) => {}
+            Err(e) => {
+                error!(sink = %self.name, "reading the committed chain after a conflict: {e}")
+            }
+        }
     }
 
     async fn finish_keys(&mut self, keys: Vec<String>, inbox: &mut Inbox) {
@@ -403,6 +768,14 @@ impl Sink {
             }),
         }
     }
+}
+
+/// The topic and partition in a file key (`<dir>\0<topic>\0<partition>`).
+fn key_tp(key: &str) -> Option<Tp> {
+    let mut it = key.rsplitn(3, '\0');
+    let partition = it.next()?.parse().ok()?;
+    let topic = it.next()?;
+    Some((topic.to_owned(), partition))
 }
 
 #[cfg(test)]

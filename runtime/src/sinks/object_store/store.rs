@@ -82,6 +82,96 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Makes a sealed file visible (exactly-once mode); idempotent, so
+    /// recovery may redo it: a local file already renamed, or an upload
+    /// already completed into an object of the same size, counts as done.
+    pub async fn publish(&self, file: &super::commit::Sealed) -> Result<(), String> {
+        use super::commit::Staged;
+        match (self, &file.staged) {
+            (Self::Local(_), Staged::Local { hidden, visible }) => {
+                let (hidden, visible, size) = (hidden.clone(), visible.clone(), file.size);
+                tokio::task::spawn_blocking(move || {
+                    match std::fs::rename(&hidden, &visible) {
+                        Ok(()) => {}
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::NotFound
+                                && std::fs::metadata(&visible).is_ok_and(|m| m.len() == size) => {}
+                        Err(e) => {
+                            return Err(format!(
+                                "publishing {}: renaming {}: {e}",
+                                visible.display(),
+                                hidden.display()
+                            ));
+                        }
+                    }
+                    match visible.parent() {
+                        Some(dir) => sync_dir(dir)
+                            .map_err(|e| format!("syncing directory {}: {e}", dir.display())),
+                        None => Ok(()),
+                    }
+                })
+                .await
+                .map_err(blocking_error)?
+            }
+            (Self::Remote(remote), Staged::Remote { path, upload_id }) => {
+                let path = Path::from(path.as_str());
+                if remote
+                    .store
+                    .head(&path)
+                    .await
+                    .is_ok_and(|m| m.size == file.size)
+                {
+                    return Ok(());
+                }
+                let parts = file
+                    .parts
+                    .iter()
+                    .map(|e| PartId {
+                        content_id: e.clone(),
+                    })
+                    .collect();
+                match remote
+                    .multipart
+                    .complete_multipart(&path, &upload_id.clone(), parts)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // Completed concurrently (another agent's recovery).
+                    Err(_)
+                        if remote
+                            .store
+                            .head(&path)
+                            .await
+                            .is_ok_and(|m| m.size == file.size) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("publishing {path}: {e}")),
+                }
+            }
+            _ => Err("internal error: staged file and destination kinds differ".into()),
+        }
+    }
+
+    /// Removes a staged file that will never be committed, best effort.
+    pub async fn discard(&self, staged: &super::commit::Staged) {
+        use super::commit::Staged;
+        match (self, staged) {
+            (Self::Local(_), Staged::Local { hidden, .. }) => {
+                let hidden = hidden.clone();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(hidden)).await;
+            }
+            (Self::Remote(remote), Staged::Remote { path, upload_id }) => {
+                remote
+                    .abort_quietly(&Path::from(path.as_str()), &upload_id.clone())
+                    .await;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The URL's path as an object key prefix (no leading or trailing `/`).
 pub fn url_prefix(url: &Url) -> Result<String, String> {
     Path::from_url_path(url.path())
@@ -120,6 +210,8 @@ pub fn s3_builder(config: &ObjectStoreSinkConfig, url: &Url) -> AmazonS3Builder 
     if options.allow_http {
         b = b.with_allow_http(true);
     }
+    // Exactly-once commit records are created with `If-None-Match: *`.
+    b = b.with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
     b = b.with_virtual_hosted_style_request(!options.path_style);
     // object_store expects a virtual-hosted endpoint to include the bucket.
     if !options.path_style
@@ -201,6 +293,11 @@ fn blocking_error(e: tokio::task::JoinError) -> String {
 }
 
 impl LocalDir {
+    /// Path of `_sluice/<rel>` (exactly-once bookkeeping) under the root.
+    pub fn meta_path(&self, rel: &str) -> PathBuf {
+        self.root.join("_sluice").join(rel)
+    }
+
     /// Paths of file `name` in the rendered directory `dir` (sanitised, relative).
     pub fn paths(&self, dir: &str, name: &str) -> LocalPaths {
         let dir = if dir.is_empty() {
@@ -328,6 +425,29 @@ impl RemoteStore {
             prefix,
             label,
             faults: Faults::default(),
+        }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &dyn ObjectStore {
+        &*self.store
+    }
+
+    /// Key of `_sluice/<rel>` (exactly-once bookkeeping) under the prefix.
+    pub fn meta_path(&self, rel: &str) -> Path {
+        Path::from_iter(
+            self.prefix
+                .split('/')
+                .chain(["_sluice"])
+                .chain(rel.split('/'))
+                .filter(|p| !p.is_empty()),
+        )
+    }
+
+    /// Aborts a multipart upload, ignoring one that is already gone.
+    pub async fn abort_quietly(&self, path: &Path, id: &MultipartId) {
+        if let Err(e) = self.multipart.abort_multipart(path, id).await {
+            tracing::debug!("aborting upload of {path}: {e}");
         }
     }
 

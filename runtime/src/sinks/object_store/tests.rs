@@ -34,6 +34,7 @@ fn ctx() -> SinkContext {
         name: "lake".into(),
         metrics: Metrics::new(),
         embedded_bootstrap: None,
+        link: None,
     }
 }
 

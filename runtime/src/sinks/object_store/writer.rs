@@ -21,6 +21,7 @@ use object_store::path::Path;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::commit::{Sealed, Staged};
 use super::format::{Compression, Compressor, Format};
 use super::retry::{Inbox, Retrier};
 use super::store::{Destination, LocalPaths};
@@ -40,6 +41,10 @@ pub struct FileSettings {
     pub level: Option<i32>,
     /// Multipart part size (object stores).
     pub part_size: usize,
+    /// Exactly-once mode: files are sealed and published by the commit log
+    /// (see `commit.rs`); objects are always multipart uploads, so they can
+    /// wait, invisible, for their commit record.
+    pub exactly_once: bool,
 }
 
 impl FileSettings {
@@ -162,7 +167,18 @@ impl OpenFile {
             }
             Destination::Remote(remote) => {
                 let (path, display) = remote.path(dir, name);
-                (Target::Remote { path, upload: None }, display)
+                let upload = if settings.exactly_once {
+                    let id = retrier
+                        .run(inbox, |_| remote.create_multipart(&path))
+                        .await?;
+                    Some(Upload {
+                        id,
+                        parts: Vec::new(),
+                    })
+                } else {
+                    None
+                };
+                (Target::Remote { path, upload }, display)
             }
         };
         Ok(Self {
@@ -243,6 +259,16 @@ impl OpenFile {
         }
     }
 
+    /// Ends the compressed stream; its tail joins the buffered output.
+    fn finish_compression(&mut self) -> Result<(), String> {
+        let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
+        let tail = enc
+            .finish()
+            .map_err(|e| format!("finishing compression of {}: {e}", self.display))?;
+        self.enc = Compressor::None(tail);
+        Ok(())
+    }
+
     /// Finishes the file and makes it visible; returns its stored size.
     /// On error (only once the pipeline is shutting down and attempts ran
     /// out) the caller gives the file up with [`OpenFile::abandon`].
@@ -253,11 +279,7 @@ impl OpenFile {
         retrier: &mut Retrier,
         inbox: &mut Inbox,
     ) -> Result<u64, String> {
-        let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
-        let tail = enc
-            .finish()
-            .map_err(|e| format!("finishing compression of {}: {e}", self.display))?;
-        self.enc = Compressor::None(tail);
+        self.finish_compression()?;
         match dest {
             Destination::Local(local) => {
                 self.flush(dest, settings, retrier, inbox).await?;
@@ -306,6 +328,85 @@ impl OpenFile {
             }
         }
         Ok(self.stored)
+    }
+
+    /// Where the file is being written (exactly-once staging intents).
+    pub fn staged(&self) -> Option<Staged> {
+        match &self.target {
+            Target::Local { paths, .. } => Some(Staged::Local {
+                hidden: paths.hidden.clone(),
+                visible: paths.visible.clone(),
+            }),
+            Target::Remote {
+                path,
+                upload: Some(upload),
+            } => Some(Staged::Remote {
+                path: path.to_string(),
+                upload_id: upload.id.clone(),
+            }),
+            Target::Remote { upload: None, .. } => None,
+        }
+    }
+
+    /// Exactly-once mode: stores every byte of the file durably without
+    /// making it visible (the local file is fsynced under its hidden name;
+    /// every part is uploaded) and says how to publish it.
+    pub async fn seal(
+        &mut self,
+        dest: &Destination,
+        settings: &FileSettings,
+        retrier: &mut Retrier,
+        inbox: &mut Inbox,
+    ) -> Result<Sealed, String> {
+        self.finish_compression()?;
+        let staged = self
+            .staged()
+            .ok_or_else(|| "internal error: exactly-once file without an upload".to_string())?;
+        let mut parts = Vec::new();
+        match dest {
+            Destination::Local(_) => {
+                self.flush(dest, settings, retrier, inbox).await?;
+                let Target::Local { file, paths } = &self.target else {
+                    return Err("internal error: file and destination kinds differ".into());
+                };
+                let (file, hidden) = (file.clone(), paths.hidden.clone());
+                retrier
+                    .run(inbox, |_| {
+                        let (file, hidden) = (file.clone(), hidden.clone());
+                        async move {
+                            tokio::task::spawn_blocking(move || {
+                                file.sync_all()
+                                    .map_err(|e| format!("syncing {}: {e}", hidden.display()))
+                            })
+                            .await
+                            .map_err(|e| format!("blocking task: {e}"))?
+                        }
+                    })
+                    .await?;
+            }
+            Destination::Remote(remote) => {
+                self.flush(dest, settings, retrier, inbox).await?;
+                let Target::Remote { path, upload } = &mut self.target else {
+                    return Err("internal error: file and destination kinds differ".into());
+                };
+                let last = std::mem::take(self.enc.output());
+                if !last.is_empty() {
+                    let len = last.len() as u64;
+                    upload_part(remote, path, upload, Bytes::from(last), retrier, inbox).await?;
+                    self.stored += len;
+                }
+                if let Some(upload) = upload {
+                    parts = upload.parts.iter().map(|p| p.content_id.clone()).collect();
+                }
+            }
+        }
+        Ok(Sealed {
+            staged,
+            parts,
+            size: self.stored,
+            events: self.events,
+            offsets: (self.first_offset, self.last_offset),
+        })
     }
 
     /// Gives the file up: its acks are failed (by [`HeldAcks`]' drop) and
@@ -377,6 +478,7 @@ mod tests {
             compression: Compression::Gzip,
             level: None,
             part_size: 8 << 20,
+            exactly_once: false,
         };
         assert_eq!(
             s.file_name("logs", 3, 42, "unknown"),

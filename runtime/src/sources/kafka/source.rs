@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+    StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, Statistics, Timestamp, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -17,15 +19,21 @@ use tracing::{debug, error, info, warn};
 
 use super::config::{KafkaSourceConfig, resolve_bootstrap};
 use super::offsets::{Reported, Tp, Tracker};
+use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::metrics::{Counter, Gauge};
 use crate::sources::{SourceContext, SourceError};
 
+/// How long a revocation waits for an exactly-once sink's commit in progress.
+const REVOKE_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs a Kafka source until `ctx.shutdown` fires; see the module docs.
+/// `link` is shared with the exactly-once sinks it feeds ([`crate::delivery`]).
 pub async fn run(
     config: KafkaSourceConfig,
     output: mpsc::Sender<Batch>,
     ctx: SourceContext,
+    link: Arc<SourceLink>,
 ) -> Result<(), SourceError> {
     let fail = |message: String| SourceError {
         source_name: ctx.name.clone(),
@@ -36,7 +44,7 @@ pub async fn run(
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(fail)?;
-    let context = SourceKafkaContext::new(&ctx);
+    let context = SourceKafkaContext::new(&ctx, link);
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
         .create_with_context(context)
@@ -58,6 +66,7 @@ pub async fn run(
         ack_rx,
         commit_tick,
         events: BatchBuf::default(),
+        batch_epoch: 0,
         deadline: None,
         next_id: 0,
         max_events: config.batch_max_events,
@@ -99,6 +108,8 @@ enum Stop {
     OutputClosed,
     /// librdkafka reported a fatal error; the consumer is unusable.
     Fatal(KafkaError),
+    /// The committed positions of exactly-once sinks could not be read.
+    Positions(String),
 }
 
 struct Source {
@@ -111,6 +122,8 @@ struct Source {
     commit_tick: Interval,
     /// The batch being filled.
     events: BatchBuf,
+    /// The ownership epoch its events were read in.
+    batch_epoch: u64,
     /// When the batch being filled must be handed on.
     deadline: Option<Instant>,
     next_id: u64,
@@ -131,6 +144,9 @@ impl Source {
             Stop::Fatal(e) => {
                 error!(source = %self.ctx.name, error = %e, "fatal consumer error; kafka source stopping")
             }
+            Stop::Positions(e) => {
+                error!(source = %self.ctx.name, error = %e, "kafka source stopping: it cannot tell where to resume")
+            }
         }
         self.drain().await;
         let Source {
@@ -146,6 +162,7 @@ impl Source {
         };
         match stop {
             Stop::Fatal(e) => Err(error(format!("fatal consumer error: {e}"))),
+            Stop::Positions(e) => Err(error(e)),
             Stop::OutputClosed if !ctx.shutdown.is_cancelled() => Err(error(
                 "the processing stage stopped receiving batches before shutdown".into(),
             )),
@@ -157,11 +174,13 @@ impl Source {
     async fn consume(&mut self) -> Stop {
         let consumer = self.consumer.clone();
         let shutdown = self.ctx.shutdown.clone();
+        let link = self.consumer.context().link.clone();
         loop {
             let deadline = self.deadline;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = link.rewind_requested() => self.rewind(&link),
                 Some(report) = self.ack_rx.recv() => self.on_report(report),
                 _ = self.commit_tick.tick() => self.commit(),
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -170,6 +189,17 @@ impl Source {
                     }
                 }
                 message = consumer.recv() => {
+                    if let Some(fatal) = self.consumer.context().take_fatal() {
+                        return Stop::Positions(fatal);
+                    }
+                    // A rebalance inside `recv` started a new epoch: cut the
+                    // batch so every batch is read within one epoch.
+                    if !self.events.is_empty()
+                        && self.batch_epoch != self.consumer.context().link.epoch()
+                        && !self.flush().await
+                    {
+                        return Stop::OutputClosed;
+                    }
                     let full = match message {
                         Ok(m) => self.add(&m),
                         Err(e) => {
@@ -190,6 +220,37 @@ impl Source {
             return Stop::OutputClosed;
         }
         Stop::Shutdown
+    }
+
+    /// Seeks partitions back to where a sink asked (see
+    /// [`SourceLink::request_rewind`]); each gets a new epoch, so whatever
+    /// was read of it before is stale downstream.
+    fn rewind(&mut self, link: &SourceLink) {
+        for ((topic, partition), offset) in link.take_rewinds() {
+            if link.owned_since(&topic, partition).is_none() {
+                continue;
+            }
+            match self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
+                Ok(()) => {
+                    link.assign(&[(topic.clone(), partition)]);
+                    self.consumer
+                        .context()
+                        .tracker()
+                        .revoke(&[(topic.clone(), partition)]);
+                    warn!(source = %self.ctx.name, topic, partition, offset, "partition rewound at a sink's request");
+                }
+                Err(e) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    error!(source = %self.ctx.name, topic, partition, offset, error = %e, "rewinding failed; asking again");
+                    link.request_rewind((topic, partition), offset);
+                }
+            }
+        }
     }
 
     /// Appends a record to the open batch; `true` when the batch is full.
@@ -224,6 +285,7 @@ impl Source {
         );
         if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.max_wait);
+            self.batch_epoch = self.consumer.context().link.epoch();
         }
         self.events.len() >= self.max_events
     }
@@ -246,7 +308,7 @@ impl Source {
         self.events = BatchBuf::with_capacity(events.len(), events.data_len());
         let batch = Batch {
             events,
-            ack: Ack::new(id, ack_tx.clone()),
+            ack: Ack::in_epoch(id, self.batch_epoch, ack_tx.clone()),
         };
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         // While blocked here the consumer is not polled: backpressure.
@@ -301,8 +363,15 @@ impl Source {
         }
     }
 
+    fn link(&self) -> &SourceLink {
+        &self.consumer.context().link
+    }
+
     /// Sends an asynchronous commit of everything newly committable.
     fn commit(&mut self) {
+        if self.link().offsets_in_transactions() {
+            return; // SourceLink: a transactional sink commits them.
+        }
         let mut tracker = self.consumer.context().tracker();
         let offsets = tracker.committable();
         if offsets.is_empty() {
@@ -367,7 +436,11 @@ async fn close(
     ctx: &SourceContext,
     metrics: &SourceMetrics,
 ) {
-    let offsets = consumer.context().tracker().unconfirmed();
+    let offsets = if consumer.context().link.offsets_in_transactions() {
+        Vec::new() // SourceLink: a transactional sink commits them.
+    } else {
+        consumer.context().tracker().unconfirmed()
+    };
     let commits = metrics.commits.clone();
     let closed = tokio::task::spawn_blocking(move || {
         let result = if offsets.is_empty() {
@@ -420,6 +493,9 @@ fn commit<C: Consumer<SourceKafkaContext> + ?Sized>(
 /// lock is never contended.
 pub(crate) struct SourceKafkaContext {
     name: String,
+    link: Arc<SourceLink>,
+    /// Set by a rebalance callback that could not read committed positions.
+    fatal: Mutex<Option<String>>,
     tracker: Mutex<Tracker>,
     lag: Gauge,
     errors: Counter,
@@ -427,9 +503,11 @@ pub(crate) struct SourceKafkaContext {
 }
 
 impl SourceKafkaContext {
-    fn new(ctx: &SourceContext) -> Self {
+    fn new(ctx: &SourceContext, link: Arc<SourceLink>) -> Self {
         Self {
             name: ctx.name.clone(),
+            link,
+            fatal: Mutex::new(None),
             tracker: Mutex::new(Tracker::default()),
             lag: ctx.metrics.gauge(&format!("source.{}.lag", ctx.name)),
             errors: ctx.counter("errors"),
@@ -439,6 +517,83 @@ impl SourceKafkaContext {
 
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
         self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Sets each newly assigned partition's start to where the committed
+    /// output of the exactly-once sinks ends (the lowest of their positions;
+    /// each sink skips what it already holds). A partition some sink has no
+    /// record of keeps the group's committed offset, which never runs ahead
+    /// of any sink (it is committed only after every sink acknowledged).
+    fn start_at_committed_output(&self, tpl: &mut TopicPartitionList) -> Result<(), String> {
+        let stores = self.link.stores();
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let tps: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let t0 = std::time::Instant::now();
+        let answers = block_on(futures::future::join_all(
+            stores.iter().map(|store| store.recover(&tps)),
+        ))?;
+        let mut start: std::collections::HashMap<Tp, Option<i64>> =
+            tps.iter().map(|tp| (tp.clone(), None)).collect();
+        for (store, answer) in stores.iter().zip(answers) {
+            let positions = answer.map_err(|e| {
+                format!(
+                    "reading committed positions of sink `{}`: {e}",
+                    store.name()
+                )
+            })?;
+            for tp in &tps {
+                let entry = start.get_mut(tp).expect("every tp has an entry");
+                *entry = match (positions.get(tp), *entry) {
+                    (None, _) => Some(i64::MIN),
+                    (Some(&p), None) => Some(p),
+                    (Some(&p), Some(q)) => Some(p.min(q)),
+                };
+            }
+        }
+        for ((topic, partition), offset) in start {
+            if let Some(offset) = offset.filter(|&o| o != i64::MIN) {
+                tpl.set_partition_offset(&topic, partition, Offset::Offset(offset))
+                    .map_err(|e| format!("setting the start of {topic}/{partition}: {e}"))?;
+                info!(source = %self.name, topic, partition, offset, "resuming where the committed output ends");
+            }
+        }
+        debug!(source = %self.name, ms = t0.elapsed().as_millis() as u64, "committed positions read");
+        Ok(())
+    }
+}
+
+/// Runs `future` to completion from a synchronous librdkafka callback, which
+/// runs inside `recv()` on a runtime worker.
+fn block_on<F: std::future::Future + Send>(future: F) -> Result<F::Output, String>
+where
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            Ok(tokio::task::block_in_place(|| handle.block_on(future)))
+        }
+        _ => std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(future))
+                    .map_err(|e| format!("starting a runtime to read positions: {e}"))
+            })
+            .join()
+            .map_err(|_| "reading positions panicked".to_string())?
+        }),
     }
 }
 
@@ -465,6 +620,73 @@ impl ClientContext for SourceKafkaContext {
 }
 
 impl ConsumerContext for SourceKafkaContext {
+    /// librdkafka's default rebalance, plus: assigned partitions start where
+    /// the exactly-once sinks' committed output ends, and the
+    /// [`SourceLink`] learns every assignment and revocation (a revocation
+    /// waits for a commit in progress, so once it returns this agent never
+    /// commits those partitions again).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let tps: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                if let Err(e) = self.start_at_committed_output(tpl) {
+                    // Reading from anywhere else could duplicate or skip
+                    // output: take nothing, and stop the source.
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return;
+                }
+                self.link.assign(&tps);
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl).map(|_| ())
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(source = %self.name, error = %e, "assigning partitions failed");
+                }
+                self.link.set_group_metadata(consumer.group_metadata());
+                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                let busy = self.link.revoke(&tps, REVOKE_WAIT);
+                if !busy.is_empty() {
+                    warn!(source = %self.name, partitions = ?busy, "revoking while a sink is still committing; the next owner's store check settles it");
+                }
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(tpl).map(|_| ())
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(source = %self.name, error = %e, "unassigning partitions failed");
+                }
+                self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
+            }
+            other => {
+                let e = KafkaError::Rebalance(other.into());
+                self.post_rebalance(consumer, &Rebalance::Error(e));
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -477,7 +699,7 @@ impl ConsumerContext for SourceKafkaContext {
         // Best effort: commit what is delivered before another member takes
         // over; in-flight batches of these partitions are re-read by it.
         let offsets = self.tracker().committable_of(&tps);
-        if !offsets.is_empty() {
+        if !offsets.is_empty() && !self.link.offsets_in_transactions() {
             match commit(consumer, &offsets, CommitMode::Sync) {
                 Ok(()) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);

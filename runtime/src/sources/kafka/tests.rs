@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::units::HumanDuration;
+use crate::delivery::SourceLink;
 use crate::event::{Ack, Batch};
 use crate::metrics::Metrics;
 use crate::sources::SourceContext;
@@ -207,6 +208,7 @@ async fn delivers_every_record_once_and_commits_the_end() {
         config(&bootstrap, "in", "g-all", 100, "20ms"),
         tx,
         ctx.clone(),
+        SourceLink::new("s"),
     ));
 
     let mut by_key: HashMap<Vec<u8>, Seen> = HashMap::new();
@@ -286,6 +288,7 @@ async fn never_commits_past_an_unacknowledged_batch() {
         config(&bootstrap, "held", "g-held", 10, "1h"),
         tx,
         ctx.clone(),
+        SourceLink::new("s"),
     ));
 
     let mut held: Option<Ack> = None;
@@ -359,6 +362,7 @@ async fn cuts_batches_by_count() {
         config(&bootstrap, "count", "g-count", 10, "1h"),
         tx,
         ctx.clone(),
+        SourceLink::new("s"),
     ));
 
     let mut sizes = Vec::new();
@@ -402,6 +406,7 @@ async fn cuts_batches_by_time() {
         config(&bootstrap, "time", "g-time", 1000, "200ms"),
         tx,
         ctx.clone(),
+        SourceLink::new("s"),
     ));
 
     // Far fewer records than `batch_max_events`: only the timer hands them on.
@@ -423,9 +428,14 @@ async fn cuts_batches_by_time() {
 async fn embedded_without_a_broker_is_a_clear_error() {
     let (ctx, _metrics) = context("demo");
     let (tx, _rx) = mpsc::channel(1);
-    let err = run(config("embedded", "t", "g", 10, "1s"), tx, ctx)
-        .await
-        .unwrap_err();
+    let err = run(
+        config("embedded", "t", "g", 10, "1s"),
+        tx,
+        ctx,
+        SourceLink::new("s"),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("[embedded_broker]"), "{err}");
 }
 
@@ -463,7 +473,7 @@ async fn stays_correct_when_a_second_member_joins() {
             .insert("heartbeat.interval.ms".into(), KafkaValue::Int(500));
         c
     };
-    let source_a = tokio::spawn(run(member(), tx_a, ctx_a.clone()));
+    let source_a = tokio::spawn(run(member(), tx_a, ctx_a.clone(), SourceLink::new("a")));
     let (task_a, keys_a) = collect_keys(rx_a);
     wait_until(|| keys_a.lock().unwrap().len() >= 300).await;
 
@@ -471,7 +481,7 @@ async fn stays_correct_when_a_second_member_joins() {
     // what it delivered and gives up partitions.
     let (ctx_b, _) = context("b");
     let (tx_b, rx_b) = mpsc::channel(4);
-    let source_b = tokio::spawn(run(member(), tx_b, ctx_b.clone()));
+    let source_b = tokio::spawn(run(member(), tx_b, ctx_b.clone(), SourceLink::new("b")));
     let (task_b, keys_b) = collect_keys(rx_b);
     produce(&bootstrap, "shared", 300..600).await;
 

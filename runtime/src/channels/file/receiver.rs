@@ -1,0 +1,273 @@
+//! The receiving end of a file channel: read records in log order, hand them
+//! out with new acks, and move the checkpoint as the sink delivers them.
+//!
+//! Reads are plain positioned reads of what the writer published as whole
+//! records (usually still in the page cache), done inline: there is no await
+//! between reading a record and returning it, so [`FileReceiver::recv`] is
+//! cancel-safe. Acknowledgement reports are applied by the checkpointer, a
+//! blocking task that persists the checkpoint and deletes delivered
+//! segments off the async workers.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tracing::{debug, error};
+
+use super::checkpoint::{self, Position};
+use super::recover::quarantine;
+use super::shared::Shared;
+use super::wal::{self, HEADER_LEN, Read};
+use crate::event::{Ack, AckReport, Batch};
+
+/// The receiving side of a file channel, owned by one sink.
+pub struct FileReceiver {
+    shared: Arc<Shared>,
+    /// The segment file being read, by id.
+    file: Option<(u64, File)>,
+    acks: mpsc::UnboundedSender<AckReport>,
+    next_id: u64,
+    /// Records before this position were in the log when it was opened.
+    replay_until: Position,
+}
+
+impl FileReceiver {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        acks: mpsc::UnboundedSender<AckReport>,
+        replay_until: Position,
+    ) -> Self {
+        Self {
+            shared,
+            file: None,
+            acks,
+            next_id: 0,
+            replay_until,
+        }
+    }
+
+    /// The next batch in log order, with a new ack; `None` once all senders
+    /// are dropped and everything written was read.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        loop {
+            let shared = self.shared.clone();
+            let notified = shared.data_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let closed = shared.senders_closed.load(Ordering::Acquire);
+            if let Some(batch) = self.next() {
+                return Some(batch);
+            }
+            if closed {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads the next record, if one was written.
+    fn next(&mut self) -> Option<Batch> {
+        loop {
+            let (read, written, sealed_len, following) = {
+                let st = self.shared.state();
+                let following = st
+                    .segments
+                    .range(st.read.segment + 1..)
+                    .next()
+                    .map(|(id, _)| *id);
+                (
+                    st.read,
+                    st.written,
+                    st.segments.get(&st.read.segment).copied(),
+                    following,
+                )
+            };
+            if read >= written {
+                return None;
+            }
+            let end = if read.segment == written.segment {
+                written.offset
+            } else {
+                sealed_len.unwrap_or(0)
+            };
+            if read.offset >= end {
+                // The segment is done: go on to the next one.
+                let segment = following.unwrap_or(written.segment);
+                debug!(channel = %self.shared.name, from = %read, end, to = segment, "segment read to its end");
+                self.shared.state().read = Position {
+                    segment,
+                    offset: HEADER_LEN,
+                };
+                continue;
+            }
+            let outcome = self
+                .open(read.segment)
+                .and_then(|f| wal::read_record(f, read.offset, end).map_err(|e| e.to_string()));
+            match outcome {
+                Ok(Read::Record { batch, next }) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let events = batch.len();
+                    {
+                        let mut st = self.shared.state();
+                        st.read = Position {
+                            segment: read.segment,
+                            offset: next,
+                        };
+                        st.outstanding.insert(read);
+                        st.by_ack.insert(id, read);
+                        st.held_events = st.held_events.saturating_sub(events);
+                    }
+                    tracing::trace!(channel = %self.shared.name, id, at = %read, first_offset = batch.get(0).map(|e| e.offset()), "record handed out");
+                    let m = &self.shared.metrics;
+                    m.events_out.fetch_add(events as u64, Ordering::Relaxed);
+                    if read < self.replay_until {
+                        m.replayed_events
+                            .fetch_add(events as u64, Ordering::Relaxed);
+                    }
+                    return Some(Batch {
+                        events: batch,
+                        ack: Ack::new(id, self.acks.clone()),
+                    });
+                }
+                Ok(Read::End) => self.skip(read, end, None),
+                Ok(Read::Truncated) => self.skip(read, end, Some("record cut short".into())),
+                Ok(Read::Corrupt(why)) => self.skip(read, end, Some(why)),
+                Err(e) => self.skip(read, end, Some(format!("reading: {e}"))),
+            }
+        }
+    }
+
+    fn open(&mut self, segment: u64) -> Result<&File, String> {
+        if self.file.as_ref().is_none_or(|(id, _)| *id != segment) {
+            let path = wal::segment_path(&self.shared.dir, segment);
+            let file = File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+            self.file = Some((segment, file));
+        }
+        Ok(&self.file.as_ref().expect("just opened").1)
+    }
+
+    /// Moves past bytes `at..end` of a segment that cannot be read (damaged
+    /// since they were written); they are quarantined and counted.
+    fn skip(&mut self, at: Position, end: u64, why: Option<String>) {
+        if let Some(why) = why {
+            let shared = &self.shared;
+            let path = wal::segment_path(&shared.dir, at.segment);
+            let copied = File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
+                quarantine(
+                    &shared.dir,
+                    &path,
+                    &f,
+                    at.segment,
+                    at.offset,
+                    end,
+                    &why,
+                    &shared.name,
+                )
+            });
+            if let Err(e) = copied {
+                error!(channel = %shared.name, file = %path.display(), offset = at.offset,
+                    "damaged record could not be quarantined: {e}");
+            }
+            shared
+                .metrics
+                .corrupt_records
+                .fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .corrupt_bytes
+                .fetch_add(end - at.offset, Ordering::Relaxed);
+        }
+        self.shared.state().read = Position {
+            segment: at.segment,
+            offset: end,
+        };
+    }
+}
+
+impl Drop for FileReceiver {
+    fn drop(&mut self) {
+        self.shared.receiver_closed.store(true, Ordering::Release);
+        self.shared.space.notify_waiters();
+    }
+}
+
+/// Applies acknowledgement reports until every ack handed out is reported
+/// and the receiver is gone: persists the checkpoint, deletes delivered
+/// segments, and wakes senders waiting for room. Blocking.
+pub(super) fn checkpointer(shared: Arc<Shared>, mut reports: mpsc::UnboundedReceiver<AckReport>) {
+    while let Some(first) = reports.blocking_recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = reports.try_recv() {
+            batch.push(more);
+        }
+        apply(&shared, &batch);
+    }
+    // Everything handed out is settled: record how far reading got.
+    apply(&shared, &[]);
+}
+
+/// Applies `reports` and moves the checkpoint as far as they allow.
+pub(super) fn apply(shared: &Shared, reports: &[AckReport]) {
+    let target = {
+        let mut st = shared.state();
+        for report in reports {
+            let Some(start) = st.by_ack.remove(&report.id) else {
+                continue;
+            };
+            tracing::trace!(channel = %shared.name, id = report.id, at = %start, delivered = report.delivered, "reported");
+            st.outstanding.remove(&start);
+            if !report.delivered {
+                shared
+                    .metrics
+                    .undelivered_batches
+                    .fetch_add(1, Ordering::Relaxed);
+                error!(channel = %shared.name, at = %start,
+                    "the sink did not deliver a batch; the checkpoint stays before it, so it is read again after a restart");
+                st.failed = Some(st.failed.map_or(start, |f| f.min(start)));
+            }
+        }
+        let target = st.deliverable();
+        if target <= st.checkpoint {
+            return;
+        }
+        target
+    };
+    if let Err(e) = checkpoint::store(&shared.dir, target) {
+        shared.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+        error!(channel = %shared.name, dir = %shared.dir.display(), error = %e,
+            "writing the checkpoint failed; retried with the next acknowledgement");
+        return;
+    }
+    debug!(channel = %shared.name, checkpoint = %target, reports = reports.len(), "checkpoint advanced");
+    let delivered: Vec<u64> = {
+        let mut st = shared.state();
+        st.checkpoint = target;
+        let old: Vec<u64> = st
+            .segments
+            .range(..target.segment)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &old {
+            st.segments.remove(id);
+        }
+        shared
+            .metrics
+            .bytes_on_disk
+            .store(st.disk_bytes() as i64, Ordering::Relaxed);
+        old
+    };
+    for id in delivered {
+        let path = wal::segment_path(&shared.dir, id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                debug!(channel = %shared.name, file = %path.display(), "delivered segment deleted")
+            }
+            Err(e) => {
+                error!(channel = %shared.name, file = %path.display(), error = %e, "deleting a delivered segment")
+            }
+        }
+    }
+    shared.space.notify_waiters();
+}

@@ -1,0 +1,116 @@
+//! The sending end of a file channel: wait for room, append, acknowledge.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::shared::Shared;
+use super::wal;
+use crate::channels::Closed;
+use crate::event::{Ack, Batch};
+
+/// The sending side of a file channel; clone it per producer.
+#[derive(Clone)]
+pub struct FileSender {
+    handle: Arc<SenderHandle>,
+}
+
+/// Dropped with the last sender clone: tells the receiver no more data comes.
+struct SenderHandle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
+        // Batches parked for the next group commit are made durable now.
+        self.shared.sync_pending();
+        self.shared.senders_closed.store(true, Ordering::Release);
+        self.shared.data_ready.notify_waiters();
+    }
+}
+
+/// Fails the ack it holds unless defused: a send abandoned half-way (its
+/// future dropped) must not count as delivered.
+struct FailUnlessSent(Option<Ack>);
+
+impl Drop for FailUnlessSent {
+    fn drop(&mut self) {
+        if let Some(ack) = self.0.take() {
+            ack.fail();
+        }
+    }
+}
+
+impl FileSender {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            handle: Arc::new(SenderHandle { shared }),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Appends a batch to the log, waiting while the log holds `max_bytes`
+    /// of undelivered data (a batch is admitted alone into an empty log,
+    /// however large). Its ack is released once the batch is durable per the
+    /// fsync policy: from then on the channel owns the events.
+    pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let shared = self.shared().clone();
+        let mut record = Vec::new();
+        wal::encode(&batch.events, &mut record);
+        let mut guard = FailUnlessSent(Some(batch.ack.clone()));
+        loop {
+            let notified = shared.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if shared.receiver_closed.load(Ordering::Acquire) {
+                drop(guard);
+                return Err(Closed(batch));
+            }
+            {
+                let st = shared.state();
+                let undelivered = st.undelivered_bytes();
+                if st.checkpoint >= st.written
+                    || undelivered + record.len() as u64 <= shared.max_bytes
+                {
+                    break;
+                }
+            }
+            notified.await;
+        }
+        let appended = tokio::task::spawn_blocking({
+            let shared = shared.clone();
+            move || shared.append(batch, &record)
+        })
+        .await;
+        match appended {
+            Ok(Ok(())) => {
+                drop(guard.0.take());
+                Ok(())
+            }
+            Ok(Err(batch)) => Err(Closed(batch)),
+            // The blocking task panicked or was cancelled: the guard fails the ack.
+            Err(e) => {
+                tracing::error!(channel = %shared.name, "appending to the log failed: {e}");
+                Err(Closed(Batch::unacked(Default::default())))
+            }
+        }
+    }
+
+    /// Events written and not yet read by the sink.
+    pub fn held_events(&self) -> usize {
+        self.shared().state().held_events
+    }
+}
+
+#[cfg(test)]
+impl FileSender {
+    /// The shared state, for tests.
+    pub(super) fn handle_state(&self) -> std::sync::MutexGuard<'_, super::shared::State> {
+        self.shared().state()
+    }
+}

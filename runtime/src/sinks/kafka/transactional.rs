@@ -1,0 +1,988 @@
+//! The `kafka` sink with `exactly_once = true`: Kafka → Kafka exactly-once
+//! with producer transactions (KIP-98) that carry the consumer's offsets
+//! (KIP-447), for outputs like the fraud scenario's `flume.auths`.
+//!
+//! ```toml
+//! [sinks.auths]
+//! type = "kafka"
+//! channel = "auths"             # fed by exactly one `kafka` source
+//! bootstrap_servers = "broker-1:9092"
+//! topic = "flume.auths"
+//! exactly_once = true
+//! transactional_id = "sluice-auths-${AGENT_ID}"  # default sluice-<sink>-<hostname>
+//! transaction_timeout = "60s"
+//! transaction_max_events = 10000
+//! transaction_max_wait = "100ms"
+//! ```
+//!
+//! **How.** At start the producer calls `init_transactions` with its
+//! `transactional.id`: the broker fences any older producer with that id and
+//! aborts what it left open (a killed agent's transaction disappears the
+//! moment its successor starts, not after `transaction_timeout`). Then, for
+//! each unit of work: `begin_transaction`; produce the events of several
+//! channel batches (up to `transaction_max_events`, or `transaction_max_wait`
+//! after the first); `send_offsets_to_transaction` with, per source
+//! partition, the highest offset in the transaction + 1 and the consumer's
+//! group metadata ([`SourceLink::group_metadata`]); `commit_transaction`.
+//! The output records and the consumer group's committed offsets become
+//! visible together or not at all, so after a crash the source resumes
+//! exactly after the last committed transaction and readers with
+//! `isolation.level = "read_committed"` never see a record twice. The
+//! batches' acks are released only after the commit. The source does not
+//! commit offsets itself ([`SourceLink::offsets_in_transactions`]).
+//!
+//! **Rebalances.** Events read in an epoch that is no longer current for
+//! their partition (the partition was revoked; its next owner re-reads them
+//! from the committed offsets) are dropped and counted in `stale_events`.
+//! The commit itself runs under [`SourceLink::begin_commit`] guards, so a
+//! revocation waits for it to finish; a partition revoked before that makes
+//! the transaction abort and go again without it. The broker fences too: the
+//! offsets carry the consumer's generation, and a commit from an older
+//! generation is refused.
+//!
+//! **Errors.** An abortable error (a delivery failure, a timeout, a
+//! coordinator change, a refused generation) aborts the transaction; the
+//! same events, still held in memory, are produced again in a new one after
+//! a backoff with jitter (`retries`, `transactions_aborted`). Once the
+//! channel has ended (shutdown) a transaction gets
+//! [`SHUTDOWN_ATTEMPTS`](super::SHUTDOWN_ATTEMPTS) tries, then its batches are
+//! failed: nothing was committed, so they are read again after a restart. A
+//! fatal error — typically the producer fenced by a newer one with the same
+//! `transactional.id` — stops the sink with an error; its batches are failed.
+//!
+//! **Scope.** Every event reaching this sink must come from the one Kafka
+//! source feeding its channel (checked when the configuration is loaded).
+//! The transactions commit that source's offsets, so other sinks fed by the
+//! same source no longer hold its commits back: give them their own
+//! exactly-once positions (object-store sinks) or accept that they may miss
+//! events after a crash.
+//!
+//! Metrics: `sink.<name>.events` and `.bytes` (committed), `.errors`,
+//! `.retries`, `.transactions_committed`, `.transactions_aborted`,
+//! `.stale_events`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{error, info, warn};
+
+use super::{BACKOFF, Guard, KafkaSinkConfig, Route, SHUTDOWN_ATTEMPTS, SinkKafkaContext};
+use crate::channels::ChannelReceiver;
+use crate::delivery::{SourceLink, Tp};
+use crate::event::Batch;
+use crate::metrics::Counter;
+use crate::sinks::{SinkContext, SinkError};
+
+/// Tries of a blocking transaction call that failed with a retriable error.
+const CALL_ATTEMPTS: u32 = 5;
+
+/// This agent's id for default transactional ids: the host name.
+pub fn agent_id() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_owned())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "agent".to_owned())
+}
+
+/// Runs the transactional sink until its channel ends; see the module docs.
+pub async fn run(
+    config: KafkaSinkConfig,
+    mut input: ChannelReceiver,
+    ctx: SinkContext,
+    bootstrap: &str,
+) -> Result<(), SinkError> {
+    let fail = |message: String| SinkError {
+        sink: ctx.name.clone(),
+        message,
+    };
+    let link = ctx.link.clone().ok_or_else(|| {
+        fail("`exactly_once = true` needs the sink's channel fed by exactly one `kafka` source, whose offsets the transactions commit".into())
+    })?;
+    let transactional_id = config.transactional_id(&ctx.name);
+    let producer: FutureProducer<SinkKafkaContext> = config
+        .transactional_config(bootstrap, &ctx.name)
+        .create_with_context(SinkKafkaContext {
+            name: ctx.name.clone(),
+            errors: ctx.counter("errors"),
+        })
+        .map_err(|e| fail(format!("creating the producer for `{bootstrap}`: {e}")))?;
+    let sink = Txn {
+        producer: Arc::new(producer),
+        link,
+        route: Route {
+            topic: config.topic.clone(),
+            topic_header: config.topic_header.clone(),
+            key_header: config.key_header.clone(),
+            headers: config.headers,
+        },
+        name: ctx.name.clone(),
+        transactional_id: transactional_id.clone(),
+        timeout: config.transaction_timeout(),
+        metrics: TxnMetrics {
+            events: ctx.counter("events"),
+            bytes: ctx.counter("bytes"),
+            errors: ctx.counter("errors"),
+            retries: ctx.counter("retries"),
+            committed: ctx.counter("transactions_committed"),
+            aborted: ctx.counter("transactions_aborted"),
+            stale: ctx.counter("stale_events"),
+        },
+    };
+    sink.init().await.map_err(fail)?;
+    info!(sink = %ctx.name, %bootstrap, %transactional_id, "transactional kafka sink started");
+
+    let max_events = config.transaction_max_events();
+    let max_wait = config.transaction_max_wait();
+    let mut open: Option<Open> = None;
+    let mut input_open = true;
+    loop {
+        let due = open
+            .as_ref()
+            .is_some_and(|o| !input_open || o.events >= max_events || Instant::now() >= o.deadline);
+        if due && let Some(o) = open.take() {
+            sink.settle(o, !input_open).await.map_err(fail)?;
+            continue;
+        }
+        if !input_open {
+            break;
+        }
+        let deadline = open.as_ref().map(|o| o.deadline);
+        tokio::select! {
+            batch = input.recv() => match batch {
+                Some(batch) => {
+                    let o = match open.as_mut() {
+                        Some(o) => o,
+                        None => {
+                            sink.begin().map_err(fail)?;
+                            open.insert(Open::new(Instant::now() + max_wait))
+                        }
+                    };
+                    sink.add(o, batch).await;
+                }
+                None => input_open = false,
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => {}
+        }
+    }
+    info!(sink = %ctx.name, "transactional kafka sink stopped");
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+struct TxnMetrics {
+    events: Counter,
+    bytes: Counter,
+    errors: Counter,
+    retries: Counter,
+    committed: Counter,
+    aborted: Counter,
+    stale: Counter,
+}
+
+/// The sink's producer and what its transactions need.
+struct Txn {
+    producer: Arc<FutureProducer<SinkKafkaContext>>,
+    link: Arc<SourceLink>,
+    route: Route,
+    name: String,
+    transactional_id: String,
+    timeout: Duration,
+    metrics: TxnMetrics,
+}
+
+/// A channel batch in the open transaction.
+struct Held {
+    /// Fails the ack unless released after the commit.
+    guard: Guard,
+    /// The source partitions of the batch, with their highest offset.
+    parts: Vec<(Tp, i64)>,
+    /// Partitions whose events are stale: dropped, not produced.
+    stale: Vec<Tp>,
+}
+
+impl Held {
+    fn new(batch: Batch) -> Self {
+        let mut parts: Vec<(Tp, i64)> = Vec::new();
+        for e in batch.events.iter() {
+            match parts
+                .iter_mut()
+                .find(|((t, p), _)| *p == e.partition() && t == e.topic())
+            {
+                Some((_, max)) => *max = (*max).max(e.offset()),
+                None => parts.push(((e.topic().to_owned(), e.partition()), e.offset())),
+            }
+        }
+        Self {
+            guard: Guard::new(batch),
+            parts,
+            stale: Vec::new(),
+        }
+    }
+
+    fn batch(&self) -> &Batch {
+        &self.guard.batch
+    }
+
+    fn is_stale(&self, topic: &str, partition: i32) -> bool {
+        self.stale
+            .iter()
+            .any(|(t, p)| *p == partition && t == topic)
+    }
+
+    /// Events not dropped as stale.
+    fn live(&self) -> impl Iterator<Item = crate::event::EventRef<'_>> {
+        self.batch()
+            .events
+            .iter()
+            .filter(|e| !self.is_stale(e.topic(), e.partition()))
+    }
+}
+
+/// The transaction being filled: its batches and the deliveries of what was
+/// produced in it.
+struct Open {
+    held: Vec<Held>,
+    /// Live events held.
+    events: usize,
+    /// When it must be committed.
+    deadline: Instant,
+    deliveries: FuturesUnordered<BoxFuture<'static, Result<(), KafkaError>>>,
+    /// The first delivery that failed.
+    failed: Option<KafkaError>,
+}
+
+impl Open {
+    fn new(deadline: Instant) -> Self {
+        Self {
+            held: Vec::new(),
+            events: 0,
+            deadline,
+            deliveries: FuturesUnordered::new(),
+            failed: None,
+        }
+    }
+
+    fn settle_delivery(&mut self, r: Result<(), KafkaError>) {
+        if let Err(e) = r
+            && self.failed.is_none()
+        {
+            self.failed = Some(e);
+        }
+    }
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug)]
+enum TxnError {
+    /// Abort, and try the same events again in a new transaction.
+    Abortable(String),
+    /// The producer is unusable: stop the sink.
+    Fatal(String),
+}
+
+/// What a blocking commit found.
+enum Commit {
+    Done,
+    /// A partition was revoked before its commit could start.
+    Stale(Tp),
+    /// The source has not published its group metadata (yet).
+    NoGroup,
+}
+
+impl Txn {
+    fn fatal_message(&self, what: &str, e: &KafkaError) -> String {
+        let fenced_code = |c: RDKafkaErrorCode| {
+            matches!(
+                c,
+                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
+            )
+        };
+        // The client's fatal error names the cause; `e` may be a symptom
+        // (a purged record).
+        let cause = match self.producer.client().fatal_error() {
+            Some((code, reason)) => (Some(code), format!("{reason} ({code:?})")),
+            None => match e {
+                KafkaError::Transaction(rd) => (Some(rd.code()), e.to_string()),
+                _ => (None, e.to_string()),
+            },
+        };
+        if cause.0.is_some_and(fenced_code) {
+            format!(
+                "{what}: the producer was fenced: another producer started with transactional.id `{}`; each agent needs its own `transactional_id` (a restarted agent replaces its predecessor): {}",
+                self.transactional_id, cause.1
+            )
+        } else {
+            format!("{what}: fatal producer error: {}", cause.1)
+        }
+    }
+
+    fn classify(&self, what: &str, e: KafkaError) -> TxnError {
+        let fatal = matches!(&e, KafkaError::Transaction(rd) if rd.is_fatal())
+            || self.producer.client().fatal_error().is_some();
+        if fatal {
+            TxnError::Fatal(self.fatal_message(what, &e))
+        } else {
+            TxnError::Abortable(format!("{what}: {e}"))
+        }
+    }
+
+    /// Runs a blocking transaction call, again while it fails retriably.
+    async fn call(
+        &self,
+        what: &'static str,
+        f: impl Fn(&FutureProducer<SinkKafkaContext>, Duration) -> Result<(), KafkaError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<(), TxnError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match f(&producer, timeout) {
+                    Err(KafkaError::Transaction(rd))
+                        if rd.is_retriable() && !rd.is_fatal() && tries < CALL_ATTEMPTS =>
+                    {
+                        std::thread::sleep(Duration::from_millis(100 * u64::from(tries)));
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|e| TxnError::Fatal(format!("{what}: {e}")))?;
+        result.map_err(|e| self.classify(what, e))
+    }
+
+    /// `init_transactions`, retried with backoff while the broker is away.
+    async fn init(&self) -> Result<(), String> {
+        let mut backoff = BACKOFF.0;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .call("initializing transactions", |p, t| p.init_transactions(t))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(TxnError::Fatal(m)) => return Err(m),
+                Err(TxnError::Abortable(m)) if tries >= 10 => return Err(m),
+                Err(TxnError::Abortable(m)) => {
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    warn!(sink = %self.name, error = %m, ?backoff, "retrying");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                }
+            }
+        }
+    }
+
+    fn begin(&self) -> Result<(), String> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.fatal_message("beginning a transaction", &e))
+    }
+
+    /// Adds a channel batch to the open transaction and produces its events.
+    async fn add(&self, open: &mut Open, batch: Batch) {
+        let mut held = Held::new(batch);
+        self.drop_stale(&mut held);
+        open.events += self.produce(&held, open).await;
+        open.held.push(held);
+    }
+
+    /// Marks the partitions of `held` that are no longer current; `true` if
+    /// any was newly found stale.
+    fn drop_stale(&self, held: &mut Held) -> bool {
+        let epoch = held.batch().ack.epoch();
+        let newly: Vec<Tp> = held
+            .parts
+            .iter()
+            .map(|(tp, _)| tp)
+            .filter(|(t, p)| !held.is_stale(t, *p) && !self.link.is_current(t, *p, epoch))
+            .cloned()
+            .collect();
+        if newly.is_empty() {
+            return false;
+        }
+        let n = held
+            .batch()
+            .events
+            .iter()
+            .filter(|e| {
+                newly
+                    .iter()
+                    .any(|(t, p)| *p == e.partition() && t == e.topic())
+            })
+            .count();
+        self.metrics.stale.fetch_add(n as u64, Ordering::Relaxed);
+        warn!(sink = %self.name, partitions = ?newly, events = n, "dropping events of revoked partitions; their next owner reads them again");
+        held.stale.extend(newly);
+        true
+    }
+
+    /// Produces the live events of `held` in the open transaction; returns
+    /// how many.
+    async fn produce(&self, held: &Held, open: &mut Open) -> usize {
+        let mut n = 0;
+        for event in held.live() {
+            n += 1;
+            // `topic` is required with exactly_once, so every event has one.
+            let Some(topic) = self.route.topic(&event) else {
+                continue;
+            };
+            let mut record = FutureRecord::to(topic).payload(event.body());
+            record.key = self.route.key(&event);
+            record.headers = self.route.headers(&event);
+            if event.timestamp() >= 0 {
+                record.timestamp = Some(event.timestamp());
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        open.deliveries.push(Box::pin(async move {
+                            match delivery.await {
+                                Ok(Ok(_)) => Ok(()),
+                                Ok(Err((e, _))) => Err(e),
+                                Err(_) => Err(KafkaError::Canceled),
+                            }
+                        }));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // Wait for a delivery to make room, then try again.
+                        record = r;
+                        match open.deliveries.next().await {
+                            Some(r) => open.settle_delivery(r),
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err((e, _)) => {
+                        open.settle_delivery(Err(e));
+                        break;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Commits the open transaction, aborting and retrying it on abortable
+    /// errors; releases its batches' acks once committed.
+    async fn settle(&self, mut open: Open, closing: bool) -> Result<(), String> {
+        let mut backoff = BACKOFF.0;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let message = match self.try_commit(&mut open).await {
+                Ok(()) => {
+                    self.release(open);
+                    return Ok(());
+                }
+                Err(TxnError::Fatal(m)) => {
+                    error!(sink = %self.name, error = %m, "stopping; the transaction's batches are failed");
+                    return Err(m); // dropping `open` fails the acks
+                }
+                Err(TxnError::Abortable(m)) => m,
+            };
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            warn!(sink = %self.name, error = %message, "aborting the transaction");
+            self.abort(&mut open).await.map_err(|e| match e {
+                TxnError::Abortable(m) | TxnError::Fatal(m) => m,
+            })?;
+            if closing && tries >= SHUTDOWN_ATTEMPTS {
+                error!(sink = %self.name, batches = open.held.len(), "transaction still failing at shutdown; failing its batches so they are read again");
+                return Ok(()); // dropping `open` fails the acks
+            }
+            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+            // The same events in a new transaction, less what went stale.
+            self.begin()?;
+            let held = std::mem::take(&mut open.held);
+            open.events = 0;
+            for mut h in held {
+                self.drop_stale(&mut h);
+                open.events += self.produce(&h, &mut open).await;
+                open.held.push(h);
+            }
+        }
+    }
+
+    async fn abort(&self, open: &mut Open) -> Result<(), TxnError> {
+        // Purges what is still queued; those deliveries fail, as expected.
+        let result = self
+            .call("aborting a transaction", |p, t| p.abort_transaction(t))
+            .await;
+        open.deliveries.clear();
+        open.failed = None;
+        self.metrics.aborted.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(()) => Ok(()),
+            Err(TxnError::Abortable(m)) => Err(TxnError::Fatal(m)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn try_commit(&self, open: &mut Open) -> Result<(), TxnError> {
+        while let Some(r) = open.deliveries.next().await {
+            open.settle_delivery(r);
+        }
+        if let Some(e) = open.failed.take() {
+            return Err(self.classify("producing a record", e));
+        }
+        let mut revoked = false;
+        for held in &mut open.held {
+            revoked |= self.drop_stale(held);
+        }
+        if revoked {
+            return Err(TxnError::Abortable(
+                "partitions were revoked; the transaction goes again without their events".into(),
+            ));
+        }
+        // Per source partition: the next offset, and the oldest epoch its
+        // events were read in.
+        let mut offsets: BTreeMap<Tp, (i64, u64)> = BTreeMap::new();
+        for held in &open.held {
+            let epoch = held.batch().ack.epoch();
+            for (tp, max) in &held.parts {
+                if held.is_stale(&tp.0, tp.1) {
+                    continue;
+                }
+                let slot = offsets.entry(tp.clone()).or_insert((max + 1, epoch));
+                slot.0 = slot.0.max(max + 1);
+                slot.1 = slot.1.min(epoch);
+            }
+        }
+        let producer = self.producer.clone();
+        let link = self.link.clone();
+        let timeout = self.timeout;
+        let committed =
+            tokio::task::spawn_blocking(move || commit(&producer, &link, &offsets, timeout))
+                .await
+                .map_err(|e| TxnError::Fatal(format!("committing a transaction: {e}")))?;
+        match committed {
+            Ok(Commit::Done) => Ok(()),
+            Ok(Commit::Stale(tp)) => Err(TxnError::Abortable(format!(
+                "partition {}/{} was revoked before the commit",
+                tp.0, tp.1
+            ))),
+            Ok(Commit::NoGroup) => Err(TxnError::Abortable(
+                "the source has no consumer group metadata yet".into(),
+            )),
+            Err((what, e)) => Err(self.classify(what, e)),
+        }
+    }
+
+    fn release(&self, open: Open) {
+        let mut bytes = 0;
+        for held in open.held {
+            bytes += held.live().map(|e| e.body().len() as u64).sum::<u64>();
+            held.guard.delivered();
+        }
+        self.metrics
+            .events
+            .fetch_add(open.events as u64, Ordering::Relaxed);
+        self.metrics.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.metrics.committed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends the offsets to the transaction and commits it, under commit guards
+/// of every partition (a revocation waits for them). Blocking.
+fn commit(
+    producer: &FutureProducer<SinkKafkaContext>,
+    link: &SourceLink,
+    offsets: &BTreeMap<Tp, (i64, u64)>,
+    timeout: Duration,
+) -> Result<Commit, (&'static str, KafkaError)> {
+    let mut guards = Vec::with_capacity(offsets.len());
+    for (tp, (_, epoch)) in offsets {
+        match link.begin_commit(tp, *epoch) {
+            Some(g) => guards.push(g),
+            None => return Ok(Commit::Stale(tp.clone())),
+        }
+    }
+    if !offsets.is_empty() {
+        let what = "sending offsets to the transaction";
+        let Some(group) = link.group_metadata() else {
+            return Ok(Commit::NoGroup);
+        };
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for ((topic, partition), (next, _)) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| (what, e))?;
+        }
+        retry(|| producer.send_offsets_to_transaction(&tpl, &group, timeout))
+            .map_err(|e| (what, e))?;
+    }
+    retry(|| producer.commit_transaction(timeout)).map_err(|e| ("committing a transaction", e))?;
+    drop(guards);
+    Ok(Commit::Done)
+}
+
+/// Calls `f` again while it fails retriably (librdkafka's contract for
+/// `send_offsets_to_transaction` and `commit_transaction` timeouts).
+fn retry(mut f: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match f() {
+            Err(KafkaError::Transaction(rd))
+                if rd.is_retriable() && !rd.is_fatal() && tries < CALL_ATTEMPTS =>
+            {
+                std::thread::sleep(Duration::from_millis(100 * u64::from(tries)));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `d` scaled by a pseudo-random factor in [0.5, 1.5).
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    //! On librdkafka's mock cluster, which speaks the transactional protocol
+    //! (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
+    //! EndTxn, fencing by producer epoch) but keeps no transaction state: it
+    //! neither stores offsets sent to a transaction nor hides aborted records
+    //! from `read_committed` readers. The tests therefore check what the sink
+    //! does (acks, retries, what it produces in which attempt), and the
+    //! end-to-end test `kafka_to_kafka_exactly_once` checks the outcome on a
+    //! real broker.
+
+    use std::collections::HashMap;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+    use rdkafka::message::Message;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use tokio::sync::mpsc;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::channels::ChannelSender;
+    use crate::channels::memory::{Capacity, channel};
+    use crate::event::{Ack, AckReport, BatchBuf, NewEvent};
+    use crate::metrics::Metrics;
+
+    const WAIT: Duration = Duration::from_secs(60);
+    type Mock = MockCluster<'static, DefaultProducerContext>;
+
+    fn mock() -> Mock {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("in", 3, 1).unwrap();
+        mock.create_topic("out", 1, 1).unwrap();
+        mock
+    }
+
+    /// A member of group `g` on `in`, for real group metadata.
+    async fn member(bootstrap: &str) -> (BaseConsumer, ConsumerGroupMetadata) {
+        let bootstrap = bootstrap.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "g")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            consumer.subscribe(&["in"]).unwrap();
+            let deadline = Instant::now() + WAIT;
+            while consumer.assignment().unwrap().count() == 0 {
+                assert!(Instant::now() < deadline, "no assignment");
+                let _ = consumer.poll(Duration::from_millis(50));
+            }
+            let metadata = consumer.group_metadata().unwrap();
+            (consumer, metadata)
+        })
+        .await
+        .unwrap()
+    }
+
+    struct Setup {
+        mock: Mock,
+        link: Arc<SourceLink>,
+        epoch: u64,
+        metrics: Arc<Metrics>,
+        tx: ChannelSender,
+        sink: tokio::task::JoinHandle<Result<(), SinkError>>,
+        acks: mpsc::UnboundedSender<AckReport>,
+        reports: mpsc::UnboundedReceiver<AckReport>,
+        _member: BaseConsumer,
+    }
+
+    async fn setup(mock: Mock, extra: &str) -> Setup {
+        let (member, metadata) = member(&mock.bootstrap_servers()).await;
+        let link = SourceLink::new("src");
+        let epoch = link.assign(&[tp(0), tp(1), tp(2)]);
+        link.set_group_metadata(Some(metadata));
+        link.set_offsets_in_transactions();
+        let metrics = Metrics::new();
+        let ctx = SinkContext {
+            name: "auths".into(),
+            metrics: metrics.clone(),
+            embedded_bootstrap: Some(mock.bootstrap_servers()),
+            link: Some(link.clone()),
+        };
+        let config: KafkaSinkConfig = toml::from_str(&format!(
+            "bootstrap_servers = \"embedded\"\ntopic = \"out\"\nexactly_once = true\ntransactional_id = \"t-1\"\n{extra}"
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let (tx, rx) = channel(Capacity {
+            events: 10_000,
+            bytes: 1 << 24,
+        });
+        let sink = tokio::spawn(super::super::run(config, rx, ctx));
+        let (acks, reports) = mpsc::unbounded_channel();
+        Setup {
+            mock,
+            link,
+            epoch,
+            metrics,
+            tx,
+            sink,
+            acks,
+            reports,
+            _member: member,
+        }
+    }
+
+    fn tp(p: i32) -> Tp {
+        ("in".into(), p)
+    }
+
+    /// Batch `id` read in `epoch`: events `(partition, offset)` with body
+    /// `p<partition>-<offset>`.
+    fn batch(s: &Setup, id: u64, epoch: u64, events: &[(i32, i64)]) -> Batch {
+        let mut buf = BatchBuf::default();
+        for (p, o) in events {
+            let body = format!("p{p}-{o}");
+            buf.push(&NewEvent {
+                key: None,
+                body: body.as_bytes(),
+                headers: &[],
+                topic: "in",
+                partition: *p,
+                offset: *o,
+                timestamp: -1,
+            });
+        }
+        Batch {
+            events: buf,
+            ack: Ack::in_epoch(id, epoch, s.acks.clone()),
+        }
+    }
+
+    async fn reports(rx: &mut mpsc::UnboundedReceiver<AckReport>, n: usize) -> HashMap<u64, bool> {
+        let mut out = HashMap::new();
+        timeout(WAIT, async {
+            while out.len() < n {
+                let r = rx.recv().await.expect("ack report");
+                out.insert(r.id, r.delivered);
+            }
+        })
+        .await
+        .expect("every batch is reported");
+        out
+    }
+
+    /// Bodies of every record in `out` (committed or not: the mock keeps no
+    /// transaction markers).
+    async fn output(mock: &Mock) -> Vec<String> {
+        let bootstrap = mock.bootstrap_servers();
+        tokio::task::spawn_blocking(move || {
+            let reader: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "reader")
+                .set("enable.partition.eof", "true")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("out", 0, Offset::Beginning)
+                .unwrap();
+            reader.assign(&tpl).unwrap();
+            let mut out = Vec::new();
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        out.push(String::from_utf8_lossy(m.payload().unwrap_or(&[])).into_owned())
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
+                    _ => {}
+                }
+            }
+            out
+        })
+        .await
+        .unwrap()
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_are_released_once_the_transaction_commits() {
+        let mut s = setup(mock(), "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0), (0, 1)]))
+            .await
+            .unwrap();
+        s.tx.send(batch(&s, 2, e, &[(2, 5), (1, 1)])).await.unwrap();
+        assert_eq!(
+            reports(&mut s.reports, 2).await,
+            HashMap::from([(1, true), (2, true)])
+        );
+        assert!(s.metrics.get("sink.auths.transactions_committed") >= 1);
+        // The end of the channel commits what is open.
+        s.tx.send(batch(&s, 3, e, &[(0, 2)])).await.unwrap();
+        drop(s.tx);
+        let r = timeout(WAIT, s.reports.recv()).await.unwrap().unwrap();
+        assert_eq!((r.id, r.delivered), (3, true));
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.events"), 6);
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 0);
+        assert_eq!(
+            sorted(output(&s.mock).await),
+            ["p0-0", "p0-1", "p0-2", "p1-0", "p1-1", "p2-5"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_stays_open_until_max_wait() {
+        let mut s = setup(mock(), "transaction_max_wait = \"2s\"").await;
+        let e = s.epoch;
+        let sent = Instant::now();
+        s.tx.send(batch(&s, 1, e, &[(0, 0)])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(s.reports.try_recv().is_err(), "released before the commit");
+        let r = timeout(WAIT, s.reports.recv()).await.unwrap().unwrap();
+        assert!(r.delivered);
+        assert!(sent.elapsed() >= Duration::from_secs(2));
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abortable_error_aborts_and_retries_without_duplicates() {
+        let mock = mock();
+        // AddPartitionsToTxn refused: nothing reaches the log, the
+        // transaction must be aborted, and the retry writes everything once.
+        mock.request_errors(
+            RDKafkaApiKey::AddPartitionsToTxn,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+        );
+        let mut s = setup(mock, "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0), (2, 0)]))
+            .await
+            .unwrap();
+        assert!(reports(&mut s.reports, 1).await[&1]);
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 1);
+        assert_eq!(s.metrics.get("sink.auths.retries"), 1);
+        assert_eq!(sorted(output(&s.mock).await), ["p0-0", "p1-0", "p2-0"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebalance_error_on_the_offsets_aborts_and_retries() {
+        let mock = mock();
+        // The group moved on (KIP-447 fencing): the offsets are refused.
+        mock.request_errors(
+            RDKafkaApiKey::TxnOffsetCommit,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION],
+        );
+        let mut s = setup(mock, "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0)])).await.unwrap();
+        assert!(
+            reports(&mut s.reports, 1).await[&1],
+            "acked once, after the retry"
+        );
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 1);
+        assert_eq!(s.metrics.get("sink.auths.retries"), 1);
+        assert_eq!(s.metrics.get("sink.auths.events"), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_of_revoked_partitions_are_dropped() {
+        let mut s = setup(mock(), "transaction_max_wait = \"30s\"").await;
+        let e1 = s.epoch;
+        s.tx.send(batch(&s, 1, e1, &[(0, 0), (1, 0), (1, 1)]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await; // produced
+        // Partition 1 moves away and comes back: what was read before is stale.
+        s.link.revoke(&[tp(1)], Duration::ZERO);
+        let e2 = s.link.assign(&[tp(1)]);
+        s.tx.send(batch(&s, 2, e1, &[(1, 2)])).await.unwrap(); // stale on arrival
+        s.tx.send(batch(&s, 3, e2, &[(1, 0), (0, 1)]))
+            .await
+            .unwrap();
+        drop(s.tx); // commit now
+        let got = reports(&mut s.reports, 3).await;
+        assert_eq!(got, HashMap::from([(1, true), (2, true), (3, true)]));
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(s.metrics.get("sink.auths.stale_events"), 3);
+        // Batch 1's partition-1 events were in the open transaction: it was
+        // aborted and went again without them.
+        assert_eq!(s.metrics.get("sink.auths.transactions_aborted"), 1);
+        assert_eq!(s.metrics.get("sink.auths.events"), 3);
+        let out = output(&s.mock).await;
+        assert!(!out.contains(&"p1-2".to_owned()), "never produced: {out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_producer_stops_the_sink_and_fails_its_batches() {
+        let mut s = setup(mock(), "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0)])).await.unwrap();
+        assert!(reports(&mut s.reports, 1).await[&1]);
+        // A newer instance with the same transactional.id fences this one.
+        // (The mock hands a second producer a new producer id rather than
+        // bumping the epoch, so the broker's answer is injected.)
+        s.mock.request_errors(
+            RDKafkaApiKey::AddPartitionsToTxn,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+        );
+        s.tx.send(batch(&s, 2, e, &[(0, 1)])).await.unwrap();
+        let err = timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap_err();
+        assert!(err.to_string().contains("fenced"), "{err}");
+        assert!(
+            !reports(&mut s.reports, 1).await[&2],
+            "not counted delivered"
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! Exactly-once mode of the sink over `file://`: invisibility until commit,
+//! chained records, skipping committed and stale events, recovery, and
+//! commit conflicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_batch::{BatchBuf, NewEvent};
+use tokio::sync::mpsc;
+
+use super::commit::{CommitLog, Created, Record, Sealed, Staged};
+use super::store::Destination;
+use super::*;
+use crate::channels::memory::{Capacity, channel};
+use crate::delivery::SourceLink;
+use crate::event::{Ack, AckReport, Batch};
+use crate::metrics::Metrics;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn events(offsets: std::ops::Range<i64>) -> BatchBuf {
+    let mut b = BatchBuf::default();
+    for offset in offsets {
+        b.push(&NewEvent {
+            key: None,
+            body: format!("t-{offset}").as_bytes(),
+            headers: &[],
+            topic: "t",
+            partition: 0,
+            offset,
+            timestamp: 0,
+        });
+    }
+    b
+}
+
+fn config(dir: &std::path::Path, rest: &str) -> ObjectStoreSinkConfig {
+    let c: ObjectStoreSinkConfig = toml::from_str(&format!(
+        "url = \"file://{}\"\nexactly_once = true\n{rest}",
+        dir.display()
+    ))
+    .unwrap();
+    c.validate().unwrap();
+    c
+}
+
+/// Visible files (not `_sluice/`, not hidden), name → content.
+fn visible(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        out.push((
+            name.clone(),
+            std::fs::read_to_string(dir.join(&name)).unwrap(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn hidden(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".inprogress")
+        })
+        .count()
+}
+
+fn record(dir: &std::path::Path, start: i64) -> Option<Record> {
+    let path = dir.join(format!("_sluice/commits/t+0/{start:020}.json"));
+    std::fs::read(path)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+struct Run {
+    tx: Option<crate::channels::ChannelSender>,
+    task: tokio::task::JoinHandle<Result<(), SinkError>>,
+    metrics: Arc<Metrics>,
+    acks_tx: mpsc::UnboundedSender<AckReport>,
+    acks: mpsc::UnboundedReceiver<AckReport>,
+}
+
+impl Run {
+    fn start(config: ObjectStoreSinkConfig, link: &Arc<SourceLink>) -> Self {
+        let dest = Destination::from_config(&config).unwrap();
+        Self::start_on(config, dest, link)
+    }
+
+    fn start_on(config: ObjectStoreSinkConfig, dest: Destination, link: &Arc<SourceLink>) -> Self {
+        let metrics = Metrics::new();
+        let ctx = SinkContext {
+            name: "lake".into(),
+            metrics: metrics.clone(),
+            embedded_bootstrap: None,
+            link: Some(link.clone()),
+        };
+        let (tx, rx) = channel(Capacity {
+            events: 1 << 20,
+            bytes: 1 << 30,
+        });
+        let task = tokio::spawn(sink::run(config, dest, rx, ctx));
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        Self {
+            tx: Some(tx),
+            task,
+            metrics,
+            acks_tx,
+            acks,
+        }
+    }
+
+    async fn send(&self, events: BatchBuf, id: u64, epoch: u64) {
+        let ack = Ack::in_epoch(id, epoch, self.acks_tx.clone());
+        self.tx
+            .as_ref()
+            .unwrap()
+            .send(Batch { events, ack })
+            .await
+            .unwrap();
+    }
+
+    fn metric(&self, what: &str) -> u64 {
+        self.metrics.get(&format!("sink.lake.{what}"))
+    }
+
+    async fn until(&self, what: &str, n: u64) {
+        tokio::time::timeout(WAIT, async {
+            while self.metric(what) < n {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {n} {what}"));
+    }
+
+    async fn shutdown(mut self) -> Vec<AckReport> {
+        self.tx = None;
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("sink did not stop")
+            .unwrap()
+            .unwrap();
+        drop(self.acks_tx);
+        let mut out = Vec::new();
+        while let Some(r) = self.acks.recv().await {
+            out.push(r);
+        }
+        out
+    }
+}
+
+fn tp() -> crate::delivery::Tp {
+    ("t".into(), 0)
+}
+
+#[tokio::test]
+async fn files_appear_only_with_their_commit_record_and_records_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let run = Run::start(config(dir.path(), "roll_count = 15"), &link);
+
+    run.send(events(0..10), 1, epoch).await;
+    run.until("events", 10).await;
+    assert!(
+        visible(dir.path()).is_empty(),
+        "nothing visible before a commit"
+    );
+    assert_eq!(hidden(dir.path()), 1);
+
+    run.send(events(10..20), 2, epoch).await;
+    run.until("commits", 1).await;
+    let first = record(dir.path(), 0).expect("first record");
+    assert_eq!((first.start, first.end), (0, 15));
+    let acks = run.shutdown().await;
+    let second = record(dir.path(), 15).expect("second record chains on");
+    assert_eq!((second.start, second.end), (15, 20));
+
+    let files = visible(dir.path());
+    let want0: String = (0..15).map(|o| format!("t-{o}\n")).collect();
+    let want1: String = (15..20).map(|o| format!("t-{o}\n")).collect();
+    assert_eq!(
+        files,
+        vec![
+            ("t+0+00000000000000000000.txt".to_string(), want0),
+            ("t+0+00000000000000000015.txt".to_string(), want1),
+        ]
+    );
+    assert_eq!(hidden(dir.path()), 0);
+    assert_eq!(acks.len(), 2);
+    assert!(acks.iter().all(|a| a.delivered));
+    // Staging intents are removed once the chain moves past them.
+    let staging = dir.path().join("_sluice/staging/t+0");
+    assert_eq!(
+        std::fs::read_dir(staging).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_restart_skips_committed_events_and_drops_stale_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = SourceLink::new("src");
+    let e1 = link.assign(&[tp()]);
+    let run = Run::start(config(dir.path(), "roll_count = 1000"), &link);
+    run.send(events(0..20), 1, e1).await;
+    run.shutdown().await;
+
+    // A new agent: recovery tells the source where to resume.
+    let link = SourceLink::new("src");
+    let run = Run::start(config(dir.path(), "roll_count = 1000"), &link);
+    let stores = tokio::time::timeout(WAIT, async {
+        loop {
+            if link.has_stores() {
+                return link.stores();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let positions = stores[0].recover(&[tp()]).await.unwrap();
+    assert_eq!(positions.get(&tp()), Some(&20));
+    let e2 = link.assign(&[tp()]);
+    // A redelivery overlapping the committed output, then a batch read
+    // before a reassignment (stale), then new data.
+    run.send(events(10..30), 1, e2).await;
+    run.send(events(30..40), 2, e2 - 1).await;
+    run.send(events(40..45), 3, e2).await;
+    run.until("events", 15).await;
+    let acks = run.shutdown().await;
+    assert!(acks.iter().all(|a| a.delivered));
+    let r = record(dir.path(), 20).expect("record chained on the recovered position");
+    assert_eq!((r.start, r.end), (20, 45));
+    let all: String = visible(dir.path()).into_iter().map(|(_, c)| c).collect();
+    let mut lines: Vec<&str> = all.lines().collect();
+    lines.sort_by_key(|l| l[2..].parse::<i64>().unwrap());
+    let want: Vec<String> = (0..30).chain(40..45).map(|o| format!("t-{o}")).collect();
+    assert_eq!(
+        lines, want,
+        "committed once; the stale batch is left for a re-read"
+    );
+}
+
+#[tokio::test]
+async fn recovery_publishes_committed_files_and_a_second_writer_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "roll_count = 10");
+    let dest = Arc::new(Destination::from_config(&config).unwrap());
+    let log = CommitLog::new("lake", dest.clone());
+    // A file sealed and committed, then a crash before it was renamed.
+    let hidden_path = dir.path().join(".t+0+00000000000000000000.txt.inprogress");
+    let visible_path = dir.path().join("t+0+00000000000000000000.txt");
+    std::fs::write(&hidden_path, "t-0\nt-1\n").unwrap();
+    let rec = Record {
+        topic: "t".into(),
+        partition: 0,
+        start: 0,
+        end: 2,
+        files: vec![Sealed {
+            staged: Staged::Local {
+                hidden: hidden_path.clone(),
+                visible: visible_path.clone(),
+            },
+            parts: Vec::new(),
+            size: 8,
+            events: 2,
+            offsets: (0, 1),
+        }],
+        agent: "a".into(),
+    };
+    assert_eq!(log.create(&rec).await.unwrap(), Created::Yes);
+    assert!(!visible_path.exists());
+
+    assert_eq!(log.recover_tp(&tp()).await.unwrap(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&visible_path).unwrap(),
+        "t-0\nt-1\n"
+    );
+    assert!(!hidden_path.exists());
+    // Recovery is idempotent.
+    assert_eq!(log.recover_tp(&tp()).await.unwrap(), Some(2));
+
+    // The same commit retried is fine; a different one from the same start loses.
+    assert_eq!(log.create(&rec).await.unwrap(), Created::Yes);
+    let other = Record {
+        end: 5,
+        agent: "b".into(),
+        ..rec
+    };
+    assert_eq!(log.create(&other).await.unwrap(), Created::Conflict);
+}
+
+#[tokio::test]
+async fn a_partition_whose_write_fails_for_good_is_not_committed_but_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let config = config(dir.path(), "roll_count = 1000\nshutdown_attempts = 2");
+    let dest = Destination::from_config(&config).unwrap();
+    let Destination::Local(local) = &dest else {
+        panic!("not local")
+    };
+    let faults = local.faults.fail_next.clone();
+    let mut run = Run::start_on(config, dest, &link);
+    run.send(events(0..10), 1, epoch).await;
+    run.until("events", 10).await;
+    // Every write from now on fails: the shutdown's attempts run out.
+    faults.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+    run.tx = None;
+    let result = tokio::time::timeout(WAIT, &mut run.task)
+        .await
+        .expect("sink did not stop")
+        .unwrap();
+    assert!(result.is_err(), "the sink reports the failure");
+    assert!(record(dir.path(), 0).is_none(), "nothing committed");
+    assert!(visible(dir.path()).is_empty());
+    assert_eq!(
+        link.take_rewinds(),
+        vec![(tp(), 0)],
+        "read again from the start"
+    );
+}
