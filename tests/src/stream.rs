@@ -211,8 +211,13 @@ impl Tally {
         let mut live = std::collections::HashSet::new();
         for meta in metas {
             let key = meta.location.to_string();
-            let name = key.rsplit('/').next().unwrap_or_default();
-            if name.starts_with('.') || name.starts_with('_') {
+            // Hidden files and the exactly-once sink's `_sluice/` records
+            // are not output.
+            let rel = key.strip_prefix(prefix.as_ref()).unwrap_or(&key);
+            if rel
+                .split('/')
+                .any(|part| part.starts_with('.') || part.starts_with('_'))
+            {
                 continue;
             }
             live.insert(key.clone());
@@ -426,6 +431,7 @@ mod tests {
         };
         put("t+0+0.jsonl", line(0, 0, 0) + &line(1, 0, 1)).await?;
         put(".t+0+2.jsonl.inprogress", line(9, 0, 9)).await?;
+        put("_sluice/t/0/00000000000000000002.json", "{}".into()).await?;
         let mut tally = Tally::default();
         tally.refresh(&store, "out").await?;
         let s = tally.summary(4);
