@@ -31,7 +31,10 @@ use rdkafka::{Offset, TopicPartitionList};
 /// `SLUICE_FAULTS_EXACTLY_ONCE=1`), the tests configure their object_store
 /// sink with `exactly_once = true` and also require zero redelivered
 /// records; otherwise they require zero lost and only report duplicates.
-/// Turn it on once the sink's `exactly_once` option has landed.
+/// The option exists (merged from main) and both fault tests pass with it,
+/// but the S3 fault test then takes ~4 minutes instead of ~30 s (about 12×
+/// the S3 requests: staging, commit records, conditional PUTs, each exposed
+/// to the injected faults and stalls), so it is off by default.
 pub const EXACTLY_ONCE: bool = false;
 
 /// Whether the fault tests run the sink in exactly-once mode; see [`EXACTLY_ONCE`].
