@@ -693,6 +693,10 @@ impl Sink {
             let OpenFile { acks, .. } = file;
             acks.release();
         }
+        // Skip the partition until the source has rewound (a new epoch).
+        if let Some(state) = self.eo.as_mut().and_then(|eo| eo.parts.get_mut(tp)) {
+            state.broken = true;
+        }
         match self.retrier.run(inbox, |_| log.recover_tp(tp)).await {
             Ok(Some(end)) => link.request_rewind(tp.clone(), end),
             Ok(None) => {}

@@ -180,7 +180,7 @@ impl Source {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = link.rewind_requested() => self.rewind(&link),
+                _ = link.rewind_requested() => self.rewind(&link).await,
                 Some(report) = self.ack_rx.recv() => self.on_report(report),
                 _ = self.commit_tick.tick() => self.commit(),
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -225,7 +225,7 @@ impl Source {
     /// Seeks partitions back to where a sink asked (see
     /// [`SourceLink::request_rewind`]); each gets a new epoch, so whatever
     /// was read of it before is stale downstream.
-    fn rewind(&mut self, link: &SourceLink) {
+    async fn rewind(&mut self, link: &SourceLink) {
         for ((topic, partition), offset) in link.take_rewinds() {
             if link.owned_since(&topic, partition).is_none() {
                 continue;
@@ -246,7 +246,8 @@ impl Source {
                 }
                 Err(e) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    error!(source = %self.ctx.name, topic, partition, offset, error = %e, "rewinding failed; asking again");
+                    error!(source = %self.ctx.name, topic, partition, offset, error = %e, "rewinding failed; trying again shortly");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                     link.request_rewind((topic, partition), offset);
                 }
             }
