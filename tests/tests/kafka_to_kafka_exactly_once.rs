@@ -2,7 +2,8 @@
 //! across `kill -9`.
 //!
 //! 50 000 events with unique ids go into a 3-partition input topic, at an
-//! even pace over 70 s, while the `sluice` binary runs a Kafka source → memory channel → `exactly_once`
+//! even pace over 70 s, while a Sluice agent (this test binary re-executed, running the pipeline
+//! in-process) runs a Kafka source → memory channel → `exactly_once`
 //! Kafka sink to an output topic. The agent is SIGKILLed 6 times, each at a
 //! random moment 0.3–2.8 s after it has committed output again, and
 //! restarted each time; at the end the output is read with
@@ -23,7 +24,7 @@
 //! a failure instead of a fallback.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use sluice_tests::{create_topic, repo_root, unique};
+use sluice_tests::{create_topic, unique};
 
 const EVENTS: usize = 50_000;
 /// The input is produced at an even pace over this long, so that every kill
@@ -44,8 +45,7 @@ const PARTITIONS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_kills() -> Result<()> {
-    let bin_dir = tempfile::tempdir()?;
-    let binary = sluice_binary(bin_dir.path())?;
+    let binary = std::env::current_exe()?;
     let require = std::env::var("SLUICE_REQUIRE_TXN").as_deref() == Ok("1");
     let txn_broker = std::env::var("SLUICE_TEST_KAFKA_TXN").ok();
     if txn_broker.is_none() && require {
@@ -118,42 +118,30 @@ impl Report {
     }
 }
 
-/// A private copy of `target/debug/sluice`, built from this checkout (the
-/// tests crate cannot name another crate's binary, and a target directory
-/// shared with other checkouts may get their binary at any moment).
-fn sluice_binary(dir: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let copy = dir.join("sluice");
-    let probe = dir.join("probe.toml");
-    std::fs::write(
-        &probe,
-        "[sources.s]\ntype = \"kafka\"\nbootstrap_servers = \"b:1\"\ngroup_id = \"g\"\ntopics = [\"t\"]\nchannels = [\"c\"]\n[channels.c]\ntype = \"memory\"\n[sinks.c]\ntype = \"kafka\"\nchannel = \"c\"\nbootstrap_servers = \"b:1\"\ntopic = \"o\"\nexactly_once = true\n",
-    )?;
-    for _ in 0..3 {
-        let status = Command::new(&cargo)
-            .args(["build", "-p", "sluice", "--bin", "sluice"])
-            .current_dir(repo_root())
-            .status()
-            .context("building the sluice binary")?;
-        if !status.success() {
-            bail!("building the sluice binary failed");
-        }
-        std::fs::copy(target.join("debug/sluice"), &copy).context("copying the sluice binary")?;
-        let ours = Command::new(&copy)
-            .arg("validate")
-            .arg(&probe)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?
-            .success();
-        if ours {
-            return Ok(copy);
-        }
-    }
-    bail!("target/debug/sluice keeps being replaced by a build of another checkout")
+const AGENT_ENV: &str = "SLUICE_TEST_K2K_AGENT_CONFIG";
+
+/// Not a test of its own: the body of an agent process (this test binary
+/// re-executed by [`spawn`], so it runs exactly this checkout's code).
+#[test]
+fn agent_process() {
+    let Ok(config_path) = std::env::var(AGENT_ENV) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,librdkafka=warn")
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let config = sluice::config::load(Path::new(&config_path)).expect("config");
+        sluice::topology::run(config, sluice::topology::RunOptions::default())
+            .await
+            .expect("pipeline");
+    });
 }
 
 type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
@@ -325,9 +313,13 @@ fn next(state: &mut u64) -> u64 {
 fn spawn(binary: &Path, config: &Path, dir: &Path, n: usize) -> Result<Child> {
     let log = std::fs::File::create(dir.join(format!("agent-{n}.log")))?;
     Command::new(binary)
-        .args(["run", "--no-status"])
-        .arg(config)
-        .env("RUST_LOG", "info,librdkafka=warn")
+        .args([
+            "--exact",
+            "agent_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(AGENT_ENV, config)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
