@@ -97,7 +97,9 @@ group_id = "{group}"
 topics = ["{topic}"]
 batch_max_events = 1000
 batch_max_wait = "100ms"
-kafka = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000 }}
+# A killed agent leaves the group after its session times out; a rebalance
+# waits at most max.poll.interval.ms for members to rejoin.
+kafka = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000, "max.poll.interval.ms" = 20000 }}
 channels = ["lake"]
 
 [channels.lake]
@@ -298,9 +300,14 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
             for agent in &mut running {
                 let _ = agent.child.kill();
             }
+            let mut reached = Vec::new();
+            for &p in ends.keys() {
+                reached.push((p, committed_end(&store, &prefix, &topic, p).await?));
+            }
             bail!(
-                "the committed output did not reach the end offsets {ends:?} in time; log:\n{}",
-                tail(&std::fs::read_to_string(&log).unwrap_or_default())
+                "the committed output reached {reached:?}, not the end offsets {ends:?}, in time; \
+                 group and error lines of the agents' log:\n{}",
+                notable(&std::fs::read_to_string(&log).unwrap_or_default())
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -349,6 +356,21 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         recoveries,
         objects,
     }))
+}
+
+/// The log lines that tell what the group and the agents did.
+fn notable(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            [
+                "assigned", "revoked", "resuming", "WARN", "ERROR", "panicked",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
 fn tail(log: &str) -> String {

@@ -521,7 +521,8 @@ impl Sink {
     }
 
     /// Exactly-once: drops open files whose data will be read again (their
-    /// partition was revoked or rewound); their batches count as handled.
+    /// partition was revoked or rewound); their batches count as not
+    /// delivered, which only keeps the group's mirror commit behind them.
     async fn drop_files(&mut self, keys: Vec<String>) {
         for key in keys {
             self.key = key;
@@ -530,7 +531,9 @@ impl Sink {
                     self.dest.discard(&staged).await;
                 }
                 let OpenFile { acks, .. } = file;
-                acks.release();
+                // Dropped unreleased: the batches count as not delivered, so the
+                // consumer group's mirror commit never passes data no file holds.
+                drop(acks);
             }
         }
     }
@@ -603,7 +606,9 @@ impl Sink {
                     self.dest.discard(&staged).await;
                 }
                 let OpenFile { acks, .. } = file;
-                acks.release();
+                // Dropped unreleased: the batches count as not delivered, so the
+                // consumer group's mirror commit never passes data no file holds.
+                drop(acks);
             }
             return;
         };
@@ -691,7 +696,9 @@ impl Sink {
                 self.dest.discard(&staged).await;
             }
             let OpenFile { acks, .. } = file;
-            acks.release();
+            // Dropped unreleased: the batches count as not delivered, so the
+            // consumer group's mirror commit never passes data no file holds.
+            drop(acks);
         }
         // Skip the partition until the source has rewound (a new epoch).
         if let Some(state) = self.eo.as_mut().and_then(|eo| eo.parts.get_mut(tp)) {
