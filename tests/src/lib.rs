@@ -303,3 +303,29 @@ pub fn probe_transactions(
     }
     Ok(gaps)
 }
+
+/// The body of an agent process: a test binary re-executed with `env_var`
+/// naming a config runs that pipeline until it is killed. Returns at once
+/// (doing nothing) when `env_var` is unset, i.e. in the ordinary test run.
+/// Agents are the test binary itself, so they always run this checkout's
+/// code (a shared target directory may hold another checkout's `sluice`).
+pub fn run_agent_if_asked(env_var: &str) {
+    let Ok(config_path) = std::env::var(env_var) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,librdkafka=warn")
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let config = sluice::config::load(std::path::Path::new(&config_path)).expect("config");
+        sluice::topology::run(config, sluice::topology::RunOptions::default())
+            .await
+            .expect("pipeline");
+    });
+}

@@ -39,24 +39,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// Not a test of its own: the body of an agent process (see module docs).
 #[test]
 fn agent_process() {
-    let Ok(config_path) = std::env::var(AGENT_ENV) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,librdkafka=warn")
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let config = sluice::config::load(std::path::Path::new(&config_path)).expect("config");
-        sluice::topology::run(config, sluice::topology::RunOptions::default())
-            .await
-            .expect("pipeline");
-    });
+    sluice_tests::run_agent_if_asked(AGENT_ENV);
 }
 
 struct Agent {

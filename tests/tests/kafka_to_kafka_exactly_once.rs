@@ -124,24 +124,7 @@ const AGENT_ENV: &str = "SLUICE_TEST_K2K_AGENT_CONFIG";
 /// re-executed by [`spawn`], so it runs exactly this checkout's code).
 #[test]
 fn agent_process() {
-    let Ok(config_path) = std::env::var(AGENT_ENV) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,librdkafka=warn")
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let config = sluice::config::load(Path::new(&config_path)).expect("config");
-        sluice::topology::run(config, sluice::topology::RunOptions::default())
-            .await
-            .expect("pipeline");
-    });
+    sluice_tests::run_agent_if_asked(AGENT_ENV);
 }
 
 type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
