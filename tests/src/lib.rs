@@ -315,6 +315,7 @@ pub fn run_agent_if_asked(env_var: &str) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter("info,librdkafka=warn")
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
