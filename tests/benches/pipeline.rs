@@ -4,7 +4,8 @@
 //! Needs a broker (`scripts/services.sh start; source target/services.env`)
 //! and the plugins (`scripts/build-plugins.sh`); run with
 //! `cargo bench -p sluice-tests --bench pipeline`. Prints events/s of each
-//! variant and its ratio to the raw consumer. `SLUICE_BENCH_EVENTS` sets the
+//! variant and its ratio to the raw consumer; the exactly-once variant
+//! also writes a commit record per roll (4 MiB files instead of 64 MiB). `SLUICE_BENCH_EVENTS` sets the
 //! event count (default 200 000).
 
 use std::time::{Duration, Instant};
@@ -56,8 +57,13 @@ fn main() -> anyhow::Result<()> {
 
         let raw = raw_consume(&kafka, &topic, events)?;
         println!("raw rdkafka consumer: {:.0} events/s", events as f64 / raw.as_secs_f64());
-        for (label, plugin) in [("no plugin", None), ("noop plugin", Some("noop")), ("mask plugin", Some("mask"))] {
-            let took = sluice_run(&kafka, &topic, events, plugin).await?;
+        for (label, plugin, exactly_once) in [
+            ("no plugin", None, false),
+            ("no plugin, exactly-once", None, true),
+            ("noop plugin", Some("noop"), false),
+            ("mask plugin", Some("mask"), false),
+        ] {
+            let took = sluice_run(&kafka, &topic, events, plugin, exactly_once).await?;
             println!(
                 "sluice {label} → files: {:.0} events/s, ratio to raw {:.2}",
                 events as f64 / took.as_secs_f64(),
@@ -98,6 +104,7 @@ async fn sluice_run(
     topic: &str,
     events: usize,
     interceptor: Option<&str>,
+    exactly_once: bool,
 ) -> anyhow::Result<Duration> {
     let out = tempfile::tempdir()?;
     let chain = match interceptor {
@@ -122,8 +129,9 @@ channel = "files"
 url = "file://{out}"
 path = "%{{topic}}/%Y-%m-%d"
 format = "text"
-roll_size = "64MiB"
+roll_size = "{roll_size}"
 roll_interval = "10s"
+exactly_once = {exactly_once}
 
 [channels.files]
 type = "memory"
@@ -138,6 +146,8 @@ channels = ["files"]
 {chain}"#,
         out = out.path().display(),
         group = unique("sluice"),
+        // Exactly-once commits every roll: roll often enough to pay for it.
+        roll_size = if exactly_once { "4MiB" } else { "64MiB" },
     );
     let config = sluice::config::parse(std::path::Path::new("bench.toml"), &text, |_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -117,10 +117,23 @@ struct Exactly {
     link: Arc<SourceLink>,
     log: Arc<CommitLog>,
     parts: HashMap<Tp, PartState>,
+    /// The partition of the previous event of this batch and its ownership:
+    /// events of a partition come in runs, so the link's lock and the key's
+    /// allocation are paid once per run, not per event. Cleared with every
+    /// batch. Ownership read once per run is enough: a revocation later in
+    /// the batch is caught by the commit fence (`SourceLink::begin_commit`).
+    memo: Option<Memo>,
     commits: Counter,
     stale: Counter,
     skipped: Counter,
     conflicts: Counter,
+}
+
+/// See [`Exactly::memo`].
+struct Memo {
+    tp: Tp,
+    /// `SourceLink::owned_since` for the batch's epoch; `None`: stale.
+    since: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -150,21 +163,31 @@ enum Admit {
 
 impl Exactly {
     fn admit(&mut self, topic: &str, partition: i32, offset: i64, epoch: u64) -> Admit {
-        let Some(since) = self
-            .link
-            .owned_since(topic, partition)
-            .filter(|&s| epoch >= s)
-        else {
+        let memo = match self.memo.take() {
+            Some(m) if m.tp.1 == partition && m.tp.0 == topic => m,
+            _ => Memo {
+                tp: (topic.to_owned(), partition),
+                since: self
+                    .link
+                    .owned_since(topic, partition)
+                    .filter(|&s| epoch >= s),
+            },
+        };
+        let memo = self.memo.insert(memo);
+        let Some(since) = memo.since else {
             self.stale.fetch_add(1, Ordering::Relaxed);
             return Admit::Skip;
         };
-        let tp = (topic.to_owned(), partition);
-        let state = self.parts.entry(tp.clone()).or_default();
+        let tp = &memo.tp;
+        if !self.parts.contains_key(tp) {
+            self.parts.insert(tp.clone(), PartState::default());
+        }
+        let state = self.parts.get_mut(tp).expect("inserted above");
         if state.since != since {
             let keys = std::mem::take(&mut state.keys);
             *state = PartState {
                 since,
-                next: self.log.position(&tp),
+                next: self.log.position(tp),
                 last: -1,
                 start: None,
                 keys: Vec::new(),
@@ -245,6 +268,7 @@ impl Sink {
                 link,
                 log,
                 parts: HashMap::new(),
+                memo: None,
                 commits: ctx.counter("commits"),
                 stale: ctx.counter("stale_events"),
                 skipped: ctx.counter("skipped_committed_events"),
@@ -318,6 +342,9 @@ impl Sink {
         let now = Instant::now();
         let wall_ms = chrono::Utc::now().timestamp_millis();
         let (mut events, mut bytes) = (0u64, 0u64);
+        if let Some(eo) = &mut self.eo {
+            eo.memo = None;
+        }
 
         for event in batch.events.iter() {
             // Key: "<dir>\0<topic>\0<partition>"; the directory is its prefix.
