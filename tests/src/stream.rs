@@ -45,13 +45,53 @@ pub fn exactly_once() -> bool {
     }
 }
 
-/// The sink config line for [`exactly_once`] (empty when off).
-pub fn exactly_once_line() -> &'static str {
-    if exactly_once() {
-        "exactly_once = true"
-    } else {
-        ""
-    }
+/// Where a fault test's pipeline reads and writes.
+pub struct LakeRoute<'a> {
+    pub kafka: &'a str,
+    pub group: &'a str,
+    pub topic: &'a str,
+    /// The S3 endpoint the sink talks to (the server, or a fault proxy).
+    pub s3: &'a str,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+}
+
+/// The config the fault tests share: a Kafka source → memory channel → S3
+/// `jsonl` sink on `route`, in [`exactly_once`] mode or not. `sink_keys`
+/// (TOML lines) adds the sink's rolls and retries.
+pub fn lake_config(route: &LakeRoute<'_>, sink_keys: &str) -> String {
+    format!(
+        r#"
+[sources.in]
+type = "kafka"
+bootstrap_servers = "{kafka}"
+group_id = "{group}"
+topics = ["{topic}"]
+batch_max_events = 500
+batch_max_wait = "50ms"
+channels = ["lake"]
+
+[channels.lake]
+type = "memory"
+
+[sinks.lake]
+type = "object_store"
+channel = "lake"
+url = "s3://{bucket}/{prefix}"
+path = "%{{topic}}"
+format = "jsonl"
+exactly_once = {eo}
+s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http = true, access_key_id = "test", secret_access_key = "test" }}
+{sink_keys}
+"#,
+        kafka = route.kafka,
+        group = route.group,
+        topic = route.topic,
+        bucket = route.bucket,
+        prefix = route.prefix,
+        s3 = route.s3,
+        eo = exactly_once(),
+    )
 }
 
 /// The id (key and body) of event `i`.

@@ -25,7 +25,7 @@ use sluice::metrics::Metrics;
 use sluice::topology::{self, RunOptions};
 use sluice_tests::broker::Broker;
 use sluice_tests::stream::{
-    Deadline, Producer, Tally, committed_offsets, exactly_once, exactly_once_line, parse_id,
+    Deadline, LakeRoute, Producer, Tally, committed_offsets, exactly_once, lake_config, parse_id,
     read_topic,
 };
 use sluice_tests::{create_topic, s3, services, unique};
@@ -73,35 +73,17 @@ async fn broker_restarts_lose_nothing() -> anyhow::Result<()> {
     let prefix = unique("restart");
     create_topic(&broker.bootstrap(), &topic, PARTITIONS).await?;
 
-    let config_text = format!(
-        r#"
-[sources.in]
-type = "kafka"
-bootstrap_servers = "{kafka}"
-group_id = "{group}"
-topics = ["{topic}"]
-batch_max_events = 500
-batch_max_wait = "50ms"
-channels = ["lake"]
-
-[channels.lake]
-type = "memory"
-
-[sinks.lake]
-type = "object_store"
-channel = "lake"
-url = "s3://{bucket}/{prefix}"
-path = "%{{topic}}"
-format = "jsonl"
-roll_size = "64KiB"
-roll_interval = "1s"
-{eo}
-s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http = true, access_key_id = "test", secret_access_key = "test" }}
-"#,
-        kafka = broker.bootstrap(),
-        bucket = services.bucket,
-        s3 = services.s3,
-        eo = exactly_once_line(),
+    let bootstrap = broker.bootstrap();
+    let config_text = lake_config(
+        &LakeRoute {
+            kafka: &bootstrap,
+            group: &group,
+            topic: &topic,
+            s3: &services.s3,
+            bucket: &services.bucket,
+            prefix: &prefix,
+        },
+        "roll_size = \"64KiB\"\nroll_interval = \"1s\"",
     );
     let config = sluice::config::parse(
         std::path::Path::new("broker_restart.toml"),

@@ -19,7 +19,7 @@ use sluice::metrics::Metrics;
 use sluice::topology::{self, RunOptions};
 use sluice_tests::faults::{FaultPlan, FaultProxy};
 use sluice_tests::stream::{
-    Deadline, Producer, Tally, committed_offsets, exactly_once, exactly_once_line,
+    Deadline, LakeRoute, Producer, Tally, committed_offsets, exactly_once, lake_config,
 };
 use sluice_tests::{create_topic, s3, services, unique};
 use tokio_util::sync::CancellationToken;
@@ -49,42 +49,27 @@ async fn s3_errors_and_an_outage_lose_nothing() -> anyhow::Result<()> {
     create_topic(&services.kafka, &topic, PARTITIONS).await?;
     let proxy = FaultProxy::start(&services.s3, FaultPlan::mixed(SEED, FAULT_RATE)).await?;
 
-    let config_text = format!(
-        r#"
-[sources.in]
-type = "kafka"
-bootstrap_servers = "{kafka}"
-group_id = "{group}"
-topics = ["{topic}"]
-batch_max_events = 500
-batch_max_wait = "50ms"
-channels = ["lake"]
-
-[channels.lake]
-type = "memory"
-
-[sinks.lake]
-type = "object_store"
-channel = "lake"
-url = "s3://{bucket}/{prefix}"
-path = "%{{topic}}"
-format = "jsonl"
-roll_size = "{roll_size}"
-roll_interval = "{roll_interval}"
-retry_backoff_initial = "50ms"
-retry_backoff_max = "1s"
-{eo}
-s3 = {{ endpoint = "{endpoint}", region = "us-east-1", path_style = true, allow_http = true, access_key_id = "test", secret_access_key = "test" }}
-"#,
-        // Exactly-once costs about eight requests per file (multipart
-        // upload, staging intent, commit record) where at-least-once sends
-        // one PUT: fewer, larger files keep the run short.
-        roll_size = if exactly_once() { "128KiB" } else { "32KiB" },
-        roll_interval = if exactly_once() { "3s" } else { "1s" },
-        kafka = services.kafka,
-        bucket = services.bucket,
-        endpoint = proxy.url(),
-        eo = exactly_once_line(),
+    // Exactly-once costs about eight requests per file (multipart upload,
+    // staging intent, commit record) where at-least-once sends one PUT:
+    // fewer, larger files keep the run short.
+    let (roll_size, roll_interval) = if exactly_once() {
+        ("128KiB", "3s")
+    } else {
+        ("32KiB", "1s")
+    };
+    let config_text = lake_config(
+        &LakeRoute {
+            kafka: &services.kafka,
+            group: &group,
+            topic: &topic,
+            s3: &proxy.url(),
+            bucket: &services.bucket,
+            prefix: &prefix,
+        },
+        &format!(
+            "roll_size = \"{roll_size}\"\nroll_interval = \"{roll_interval}\"\n\
+             retry_backoff_initial = \"50ms\"\nretry_backoff_max = \"1s\""
+        ),
     );
     let config =
         sluice::config::parse(std::path::Path::new("s3_faults.toml"), &config_text, |_| {
