@@ -1,18 +1,22 @@
 //! Exactly-once into S3 across `kill -9` and rebalances, on a real broker
 //! (tansu) and a real S3 server (moto).
 //!
-//! 200 000 events with unique ids are produced, paced, while Sluice agents
-//! run in child processes (this test binary re-executed, running the
-//! pipeline in-process) with `exactly_once = true`, a mix of size and
-//! interval rolls, and a header that fans every partition out to three
-//! directories. Agents are killed with SIGKILL at random moments and
-//! restarted. At the end the visible objects (everything outside `_sluice/`)
-//! must hold every id exactly once.
+//! 200 000 events with unique ids are produced, paced over [`STREAM`], while
+//! Sluice agents run in child processes (this test binary re-executed,
+//! running the pipeline in-process) with `exactly_once = true`, a mix of
+//! size and interval rolls (interval rolls in the steady stream, size rolls
+//! while an agent catches up after a restart; the test checks that both
+//! happened), and a header that fans every partition out to three
+//! directories. Agents are killed with SIGKILL at random moments, 1.5–5 s
+//! after every partition is served again, and restarted, all while the
+//! stream flows. At the end the visible objects (everything outside
+//! `_sluice/`) must hold every id exactly once.
 //!
 //! - `crash_loop`: one agent, killed ≥ 10 times.
 //! - `rebalance`: two agents in one consumer group; one is killed and
-//!   restarted repeatedly while the other keeps running. Every kill and every
-//!   restart moves partitions between the agents.
+//!   restarted repeatedly while the other keeps running. Every restart moves
+//!   partitions between the agents (see `client_id`), and the test checks
+//!   in the commit chains that they changed hands.
 //!
 //! ## tansu's group coordinator, and the order of a restart
 //!
@@ -48,8 +52,12 @@ use sluice_tests::{Services, create_topic, s3, services, unique};
 
 const EVENTS: usize = 200_000;
 const PARTITIONS: i32 = 4;
-/// Events produced per second: the stream lasts ~40 s, across the kills.
-const RATE: usize = 5_000;
+/// How long the events take to produce: long enough that every kill hits
+/// the agents mid-stream (a kill cycle takes ~10–15 s).
+const STREAM: Duration = Duration::from_secs(150);
+/// The sink's `roll_size`: in the steady stream a file gets ~110 events
+/// (~1.2 KiB) per 1.5 s interval roll; a catch-up fills it faster.
+const ROLL_SIZE: u64 = 3 * 1024;
 const AGENT_ENV: &str = "SLUICE_TEST_AGENT_CONFIG";
 
 /// The scenarios run one at a time: each already runs up to three agents,
@@ -64,7 +72,6 @@ fn agent_process() {
 
 struct Agent {
     child: Child,
-    started: Instant,
 }
 
 /// Where an agent runs: its scenario's config template, log and directory.
@@ -78,8 +85,8 @@ struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// Starts incarnation `run` of agent `index`. Its Kafka client id (and so
-    /// the prefix of its group member id) is `agent<index>-<run>`.
+    /// Starts incarnation `run` of agent `index`, with the Kafka client id
+    /// (and so the prefix of its group member id) [`client_id`].
     fn spawn(&self, index: usize, run: usize) -> Result<Agent> {
         let client = client_id(index, run);
         let config = self.dir.join(format!("{client}.toml"));
@@ -90,8 +97,17 @@ impl Slot<'_> {
     }
 }
 
+/// The client id of incarnation `run` of agent `index`. The range assignor
+/// hands the lower partitions to the member whose id sorts first, so agent 0
+/// sorts before agent 1 on even runs and after it on odd ones: every restart
+/// moves partitions between the two agents.
 fn client_id(index: usize, run: usize) -> String {
-    format!("agent{index}-{run}")
+    let rank = match index {
+        0 if run.is_multiple_of(2) => "a",
+        0 => "z",
+        _ => "m",
+    };
+    format!("{rank}-agent{index}-{run}")
 }
 
 fn spawn_agent(config: &std::path::Path, log: &std::path::Path) -> Result<Agent> {
@@ -111,10 +127,7 @@ fn spawn_agent(config: &std::path::Path, log: &std::path::Path) -> Result<Agent>
         .stderr(log)
         .spawn()
         .context("starting an agent")?;
-    Ok(Agent {
-        child,
-        started: Instant::now(),
-    })
+    Ok(Agent { child })
 }
 
 fn config_text(s: &Services, topic: &str, group: &str, prefix: &str, client: &str) -> String {
@@ -141,17 +154,18 @@ channel = "lake"
 exactly_once = true
 url = "s3://{bucket}/{prefix}"
 path = "%{{topic}}/bucket=%{{bucket}}"
-roll_size = "48KiB"
+roll_size = "{roll_kib}KiB"
 roll_interval = "1500ms"
 s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http = true, access_key_id = "test", secret_access_key = "test" }}
 "#,
         kafka = s.kafka,
+        roll_kib = ROLL_SIZE / 1024,
         bucket = s.bucket,
         s3 = s.s3,
     )
 }
 
-/// Produces the events, paced at [`RATE`]; returns where each id landed.
+/// Produces the events, paced over [`STREAM`]; returns where each id landed.
 async fn produce(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
     // One record per record batch: tansu (0.6) answers a fetch from an
     // offset inside a multi-record batch with the *next* batch, silently
@@ -168,7 +182,7 @@ async fn produce(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
     let mut pending = Vec::with_capacity(EVENTS);
     for i in 0..EVENTS {
         if i % 1000 == 0 {
-            let due = start + Duration::from_secs_f64(i as f64 / RATE as f64);
+            let due = start + STREAM.mul_f64(i as f64 / EVENTS as f64);
             tokio::time::sleep_until(due.into()).await;
         }
         let id = format!("id-{i:07}");
@@ -212,6 +226,39 @@ async fn committed_end(
     let body = store.get(&last).await?.bytes().await?;
     let record: serde_json::Value = serde_json::from_slice(&body)?;
     record["end"].as_i64().context("record without `end`")
+}
+
+/// How often a partition's chain passed between agent `pid` and the others:
+/// consecutive records (in offset order) of which one side wrote one.
+async fn handovers(store: &dyn ObjectStore, prefix: &str, pid: u32) -> Result<usize> {
+    let dir = object_store::path::Path::from(format!("{prefix}/_sluice/commits"));
+    let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+    let mine = format!("/{pid}");
+    let mut chains: HashMap<i64, Vec<(i64, bool)>> = HashMap::new();
+    for meta in metas
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with(".json"))
+    {
+        let body = store.get(&meta.location).await?.bytes().await?;
+        let record: serde_json::Value = serde_json::from_slice(&body)?;
+        let field = |k: &str| {
+            record[k]
+                .as_i64()
+                .with_context(|| format!("record without `{k}`"))
+        };
+        let by_pid = record["agent"].as_str().is_some_and(|a| a.ends_with(&mine));
+        chains
+            .entry(field("partition")?)
+            .or_default()
+            .push((field("start")?, by_pid));
+    }
+    Ok(chains
+        .values_mut()
+        .map(|chain| {
+            chain.sort();
+            chain.windows(2).filter(|w| w[0].1 != w[1].1).count()
+        })
+        .sum())
 }
 
 /// The committed end of every partition.
@@ -313,7 +360,12 @@ struct Outcome {
     recoveries: Vec<Duration>,
     /// How long the coordinator took to drop each killed agent (rebalance).
     expiries: Vec<Duration>,
+    /// Hand-overs of partitions between the surviving agent and the killed
+    /// ones, seen in the commit chains (rebalance).
+    handovers: usize,
     objects: usize,
+    /// Objects of at least `roll_size` bytes, i.e. closed by a size roll.
+    size_rolled: usize,
 }
 
 async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<Outcome>> {
@@ -362,21 +414,20 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
             .await?;
         }
     }
-    // A deterministic "random" schedule: kill moments between 1.5 and 5 s.
+    // A deterministic "random" schedule: each kill 1.5–5 s after the agents
+    // serve every partition again (the first: after the start).
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ (kills as u64);
     let mut recoveries = Vec::new();
     let mut expiries = Vec::new();
+    let mut serving_since = Instant::now();
     for run in 0..kills {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let wait = Duration::from_millis(1500 + rng % 3500);
+        tokio::time::sleep_until((serving_since + wait).into()).await;
         // The victim is always agent 0; with two agents, agent 1 keeps going.
         let victim = &mut running[0];
-        let alive_for = victim.started.elapsed();
-        if alive_for < wait {
-            tokio::time::sleep(wait - alive_for).await;
-        }
         victim.child.kill().context("SIGKILL")?;
         victim.child.wait()?;
         let killed = Instant::now();
@@ -401,6 +452,7 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
                 tail(&std::fs::read_to_string(&log).unwrap_or_default())
             )
         })?);
+        serving_since = Instant::now();
     }
     let placed = producer.await??;
     // Wait until every partition's committed chain reaches its end offset,
@@ -445,6 +497,10 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let handovers = match running.get(1) {
+        Some(survivor) => handovers(&store, &prefix, survivor.child.id()).await?,
+        None => 0,
+    };
     for agent in &mut running {
         agent.child.kill()?;
         agent.child.wait()?;
@@ -454,13 +510,18 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
     let p = object_store::path::Path::from(prefix.as_str());
     let metas: Vec<_> = store.list(Some(&p)).try_collect().await?;
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut objects = 0;
+    let (mut objects, mut size_rolled) = (0, 0);
     for meta in metas {
         let key = meta.location.as_ref();
         if key.contains("/_sluice/") {
             continue;
         }
         objects += 1;
+        // A size roll closes a file once it has reached `roll_size`; an
+        // interval roll (or a partition-wide roll) leaves it smaller.
+        if meta.size >= ROLL_SIZE {
+            size_rolled += 1;
+        }
         let bytes = store.get(&meta.location).await?.bytes().await?;
         for line in std::str::from_utf8(&bytes)?.lines() {
             *seen.entry(line.to_owned()).or_default() += 1;
@@ -488,7 +549,9 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         duplicated,
         recoveries,
         expiries,
+        handovers,
         objects,
+        size_rolled,
     }))
 }
 
@@ -524,16 +587,28 @@ fn p50_max(d: &[Duration]) -> (f64, f64) {
 fn report(name: &str, o: &Outcome) {
     let (p50, max) = p50_max(&o.recoveries);
     println!(
-        "{name}: {EVENTS} events checked, {} kills, {} lost, {} duplicated, {} visible objects, \
-         time from a kill until every partition is served again p50 {p50:.1} s max {max:.1} s",
-        o.kills, o.lost, o.duplicated, o.objects,
+        "{name}: {EVENTS} events checked, {} kills, {} lost, {} duplicated, {} visible objects \
+         ({} closed by size, the others by interval), time from a kill until every partition is \
+         served again p50 {p50:.1} s max {max:.1} s",
+        o.kills, o.lost, o.duplicated, o.objects, o.size_rolled,
     );
     if !o.expiries.is_empty() {
         let (p50, max) = p50_max(&o.expiries);
         println!(
-            "{name}: the coordinator dropped a killed agent after p50 {p50:.1} s max {max:.1} s"
+            "{name}: the coordinator dropped a killed agent after p50 {p50:.1} s max {max:.1} s; \
+             partitions changed hands {} times between the agents",
+            o.handovers
         );
     }
+}
+
+/// Both roll policies closed files.
+fn assert_rolls(o: &Outcome) {
+    assert!(o.size_rolled > 0, "no file was closed by a size roll");
+    assert!(
+        o.objects > o.size_rolled,
+        "no file was closed by an interval roll"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,10 +619,7 @@ async fn crash_loop() -> Result<()> {
     report("crash_loop", &o);
     assert_eq!(o.lost, 0, "ids lost");
     assert_eq!(o.duplicated, 0, "ids duplicated");
-    assert!(
-        o.objects > 20,
-        "size and interval rolls should write many objects"
-    );
+    assert_rolls(&o);
     Ok(())
 }
 
@@ -563,6 +635,14 @@ async fn rebalance() -> Result<()> {
         o.expiries.len(),
         10,
         "every kill was seen by the coordinator"
+    );
+    assert_rolls(&o);
+    // Agent 1 alone, then agent 0 taking half, would be 2 hand-overs;
+    // alternating halves at every restart while data flows gives many more.
+    assert!(
+        o.handovers >= 6,
+        "partitions should move between the agents at restarts ({} hand-overs)",
+        o.handovers
     );
     Ok(())
 }
