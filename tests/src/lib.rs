@@ -304,6 +304,36 @@ pub fn probe_transactions(
     Ok(gaps)
 }
 
+/// Starts an agent process: this test binary re-executed to run only its
+/// `agent_process` test, which calls [`run_agent_if_asked`] with `env_var`
+/// set to `config`. Its stdout and stderr are appended to `log`.
+pub fn spawn_agent(
+    env_var: &str,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> Result<std::process::Child> {
+    use std::process::{Command, Stdio};
+
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "agent_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env_var, config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting an agent")
+}
+
 /// The body of an agent process: a test binary re-executed with `env_var`
 /// naming a config runs that pipeline until it is killed. Returns at once
 /// (doing nothing) when `env_var` is unset, i.e. in the ordinary test run.

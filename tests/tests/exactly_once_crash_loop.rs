@@ -38,7 +38,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -70,10 +70,6 @@ fn agent_process() {
     sluice_tests::run_agent_if_asked(AGENT_ENV);
 }
 
-struct Agent {
-    child: Child,
-}
-
 /// Where an agent runs: its scenario's config template, log and directory.
 struct Slot<'a> {
     services: &'a Services,
@@ -87,13 +83,13 @@ struct Slot<'a> {
 impl Slot<'_> {
     /// Starts incarnation `run` of agent `index`, with the Kafka client id
     /// (and so the prefix of its group member id) [`client_id`].
-    fn spawn(&self, index: usize, run: usize) -> Result<Agent> {
+    fn spawn(&self, index: usize, run: usize) -> Result<Child> {
         let client = client_id(index, run);
         let config = self.dir.join(format!("{client}.toml"));
         std::fs::File::create(&config)?.write_all(
             config_text(self.services, self.topic, self.group, self.prefix, &client).as_bytes(),
         )?;
-        spawn_agent(&config, self.log)
+        sluice_tests::spawn_agent(AGENT_ENV, &config, self.log)
     }
 }
 
@@ -108,26 +104,6 @@ fn client_id(index: usize, run: usize) -> String {
         _ => "m",
     };
     format!("{rank}-agent{index}-{run}")
-}
-
-fn spawn_agent(config: &std::path::Path, log: &std::path::Path) -> Result<Agent> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "agent_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(AGENT_ENV, config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting an agent")?;
-    Ok(Agent { child })
 }
 
 fn config_text(s: &Services, topic: &str, group: &str, prefix: &str, client: &str) -> String {
@@ -400,7 +376,7 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
 
     // The agents start last to first: agent 1, which is never killed, joins
     // alone and leads the group (see module docs).
-    let mut running: Vec<Agent> = Vec::new();
+    let mut running: Vec<Child> = Vec::new();
     for index in (0..agents).rev() {
         running.insert(0, slot.spawn(index, 0)?);
         if index > 0 {
@@ -428,8 +404,8 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         tokio::time::sleep_until((serving_since + wait).into()).await;
         // The victim is always agent 0; with two agents, agent 1 keeps going.
         let victim = &mut running[0];
-        victim.child.kill().context("SIGKILL")?;
-        victim.child.wait()?;
+        victim.kill().context("SIGKILL")?;
+        victim.wait()?;
         let killed = Instant::now();
         let before = committed_ends(&store, &prefix, &topic).await?;
         if agents > 1 {
@@ -446,12 +422,7 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         }
         running[0] = slot.spawn(0, run + 1)?;
         let recovered = time_to_recover(&store, &admin, &prefix, &topic, &before, killed).await;
-        recoveries.push(recovered.with_context(|| {
-            format!(
-                "log:\n{}",
-                tail(&std::fs::read_to_string(&log).unwrap_or_default())
-            )
-        })?);
+        recoveries.push(recovered.with_context(|| format!("log:\n{}", tail(&log)))?);
         serving_since = Instant::now();
     }
     let placed = producer.await??;
@@ -474,16 +445,16 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
             break;
         }
         for agent in &mut running {
-            if let Some(status) = agent.child.try_wait()? {
+            if let Some(status) = agent.try_wait()? {
                 bail!(
                     "an agent stopped by itself ({status}); log:\n{}",
-                    tail(&std::fs::read_to_string(&log).unwrap_or_default())
+                    tail(&log)
                 );
             }
         }
         if Instant::now() > deadline {
             for agent in &mut running {
-                let _ = agent.child.kill();
+                let _ = agent.kill();
             }
             let mut reached = Vec::new();
             for &p in ends.keys() {
@@ -492,18 +463,18 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
             bail!(
                 "the committed output reached {reached:?}, not the end offsets {ends:?}, in time; \
                  group and error lines of the agents' log:\n{}",
-                notable(&std::fs::read_to_string(&log).unwrap_or_default())
+                notable(&log)
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let handovers = match running.get(1) {
-        Some(survivor) => handovers(&store, &prefix, survivor.child.id()).await?,
+        Some(survivor) => handovers(&store, &prefix, survivor.id()).await?,
         None => 0,
     };
     for agent in &mut running {
-        agent.child.kill()?;
-        agent.child.wait()?;
+        agent.kill()?;
+        agent.wait()?;
     }
 
     // Every visible object, i.e. everything outside `_sluice/`.
@@ -556,7 +527,8 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
 }
 
 /// The log lines that tell what the group and the agents did.
-fn notable(log: &str) -> String {
+fn notable(log: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -570,7 +542,9 @@ fn notable(log: &str) -> String {
     lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
-fn tail(log: &str) -> String {
+/// The end of the agents' log.
+fn tail(log: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
 }

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,7 +45,6 @@ const PARTITIONS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_kills() -> Result<()> {
-    let binary = std::env::current_exe()?;
     let require = std::env::var("SLUICE_REQUIRE_TXN").as_deref() == Ok("1");
     let txn_broker = std::env::var("SLUICE_TEST_KAFKA_TXN").ok();
     if txn_broker.is_none() && require {
@@ -80,7 +79,7 @@ async fn exactly_once_across_kills() -> Result<()> {
 
     if transactional {
         let bootstrap = broker.unwrap_or_default();
-        let report = run_scenario(&binary, &bootstrap, None).await?;
+        let report = run_scenario(&bootstrap, None).await?;
         report.print("broker");
         assert_eq!(report.lost, 0, "lost events");
         assert_eq!(report.duplicated, 0, "duplicated events");
@@ -91,7 +90,7 @@ async fn exactly_once_across_kills() -> Result<()> {
         );
         let mock = rdkafka::mocking::MockCluster::new(1)?;
         let bootstrap = mock.bootstrap_servers();
-        let report = run_scenario(&binary, &bootstrap, Some(&mock)).await?;
+        let report = run_scenario(&bootstrap, Some(&mock)).await?;
         report.print("mock cluster");
         assert_eq!(report.lost, 0, "lost events");
         drop(mock);
@@ -129,7 +128,7 @@ fn agent_process() {
 
 type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
-async fn run_scenario(binary: &Path, bootstrap: &str, mock: Option<&Mock>) -> Result<Report> {
+async fn run_scenario(bootstrap: &str, mock: Option<&Mock>) -> Result<Report> {
     let input = unique("eo-in");
     let output = unique("eo-out");
     match mock {
@@ -219,7 +218,7 @@ transaction_max_wait = "100ms"
     };
     let mut rng = start.elapsed().as_nanos() as u64 | 1;
     let mut recoveries = Vec::new();
-    let mut child = spawn(binary, &config, dir.path(), 0)?;
+    let mut child = spawn(&config, dir.path(), 0)?;
     let first = recovered(0).await;
     eprintln!("first output after {first:?}");
     for kill in 1..=KILLS {
@@ -232,7 +231,7 @@ transaction_max_wait = "100ms"
             "kill {kill}, {wait:?} after recovering: {before} distinct ids committed, {} produced",
             produced.load(Ordering::Acquire)
         );
-        child = spawn(binary, &config, dir.path(), kill)?;
+        child = spawn(&config, dir.path(), kill)?;
         recoveries.push(recovered(before).await);
     }
     feeder.await??;
@@ -293,21 +292,9 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
-fn spawn(binary: &Path, config: &Path, dir: &Path, n: usize) -> Result<Child> {
-    let log = std::fs::File::create(dir.join(format!("agent-{n}.log")))?;
-    Command::new(binary)
-        .args([
-            "--exact",
-            "agent_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(AGENT_ENV, config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting sluice")
+/// Starts agent incarnation `n`, logging to `agent-<n>.log` in `dir`.
+fn spawn(config: &Path, dir: &Path, n: usize) -> Result<Child> {
+    sluice_tests::spawn_agent(AGENT_ENV, config, &dir.join(format!("agent-{n}.log")))
 }
 
 /// Produces `id-0` .. `id-49999` evenly over [`FEED`], in steps of 100 ms.

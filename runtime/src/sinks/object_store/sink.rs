@@ -165,13 +165,19 @@ impl Exactly {
     fn admit(&mut self, topic: &str, partition: i32, offset: i64, epoch: u64) -> Admit {
         let memo = match self.memo.take() {
             Some(m) if m.tp.1 == partition && m.tp.0 == topic => m,
-            _ => Memo {
-                tp: (topic.to_owned(), partition),
-                since: self
-                    .link
-                    .owned_since(topic, partition)
-                    .filter(|&s| epoch >= s),
-            },
+            _ => {
+                // A new run: the only place a key is allocated. States are
+                // never removed, so every later lookup of the run finds it.
+                let tp = (topic.to_owned(), partition);
+                self.parts.entry(tp.clone()).or_default();
+                Memo {
+                    tp,
+                    since: self
+                        .link
+                        .owned_since(topic, partition)
+                        .filter(|&s| epoch >= s),
+                }
+            }
         };
         let memo = self.memo.insert(memo);
         let Some(since) = memo.since else {
@@ -179,10 +185,7 @@ impl Exactly {
             return Admit::Skip;
         };
         let tp = &memo.tp;
-        if !self.parts.contains_key(tp) {
-            self.parts.insert(tp.clone(), PartState::default());
-        }
-        let state = self.parts.get_mut(tp).expect("inserted above");
+        let state = self.parts.get_mut(tp).expect("inserted with the memo");
         if state.since != since {
             let keys = std::mem::take(&mut state.keys);
             *state = PartState {
