@@ -32,8 +32,9 @@ pub enum Command {
     Run {
         /// The configuration file (TOML).
         config: PathBuf,
-        /// Stop gracefully (flush files, commit offsets) once no event has
-        /// arrived for this long, e.g. `5s`: run as a batch job.
+        /// Stop gracefully (flush files, commit offsets) once nothing has
+        /// been read, written or retried for this long, e.g. `5s`: run as a
+        /// batch job.
         #[arg(long, value_parser = parse_duration)]
         exit_when_idle: Option<Duration>,
         /// Do not print the status line even on a terminal.

@@ -44,8 +44,10 @@ fn a_spinning_plugin_is_interrupted_within_its_budget() {
         String::from_utf8_lossy(out.dead.get(0).unwrap().header(DEAD_LETTER_REASON).unwrap())
             .into_owned();
     assert!(reason.contains("exceeded its time budget"), "{reason}");
-    // Budget 100 ms, epoch tick 10 ms: interrupted well before a second.
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // Three calls (the batch, then each half alone), each interrupted at
+    // its 100 ms budget: about 0.3 s. The bound leaves room for a loaded
+    // machine; an uninterrupted spin would never return at all.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(metrics.get("plugin.bad.failures"), 1);
 }
 

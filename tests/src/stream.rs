@@ -117,6 +117,7 @@ pub struct Produced {
 #[derive(Debug)]
 pub struct Producer {
     sent: Arc<AtomicU64>,
+    limit: Arc<AtomicU64>,
     acked: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<Result<Produced>>,
 }
@@ -148,8 +149,9 @@ impl Producer {
             .create()
             .context("creating the producer")?;
         let sent = Arc::new(AtomicU64::new(0));
+        let limit = Arc::new(AtomicU64::new(total as u64));
         let acked = Arc::new(AtomicU64::new(0));
-        let (sent_count, acked_count) = (sent.clone(), acked.clone());
+        let (sent_count, acked_count, held_at) = (sent.clone(), acked.clone(), limit.clone());
         let topic = topic.to_owned();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let sender = tokio::spawn(async move {
@@ -158,7 +160,8 @@ impl Producer {
             let mut i = 0;
             while i < total {
                 tick.tick().await;
-                for _ in 0..slice.min(total - i) {
+                let allowed = (held_at.load(Ordering::Relaxed) as usize).min(total);
+                for _ in 0..slice.min(allowed.saturating_sub(i)) {
                     let key = id(i);
                     let record = FutureRecord::to(&topic).key(&key).payload(&key);
                     let delivery = producer.send_result(record).map_err(|(e, _)| e)?;
@@ -189,7 +192,19 @@ impl Producer {
             let _producer = sender.await.context("producer task")??;
             Ok(out)
         });
-        Ok(Self { sent, acked, task })
+        Ok(Self {
+            sent,
+            limit,
+            acked,
+            task,
+        })
+    }
+
+    /// Sends no more than `n` events in all until the limit is raised again
+    /// (the rate resumes then): a test that must still have events to send
+    /// at some later step holds the stream back until it gets there.
+    pub fn limit(&self, n: usize) {
+        self.limit.store(n as u64, Ordering::Relaxed);
     }
 
     /// Events handed to the client so far.

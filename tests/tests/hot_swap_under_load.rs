@@ -13,6 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::metrics::Metrics;
 use sluice::topology::{self, RunOptions};
 use sluice_tests::{create_topic, plugin, services, unique};
+use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 200_000;
 const SWAPS: usize = 50;
@@ -95,10 +96,13 @@ channel = "rejects"
     let config = sluice::config::parse(std::path::Path::new("swap.toml"), &config_text, |_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = std::sync::Arc::new(Metrics::default());
+    // Stopped by the test once every event has passed the plugin, not by
+    // idleness: between chunks nothing flows while a new build compiles.
+    let shutdown = CancellationToken::new();
     let run = tokio::spawn(topology::run(
         config,
         RunOptions {
-            exit_when_idle: Some(Duration::from_secs(3)),
+            shutdown: shutdown.clone(),
             metrics: metrics.clone(),
             ..Default::default()
         },
@@ -150,6 +154,16 @@ channel = "rejects"
         }
         swap_times.push(started.elapsed());
     }
+    let draining = Instant::now();
+    while metrics.get("plugin.stage.events") < EVENTS as u64 {
+        anyhow::ensure!(
+            draining.elapsed() < Duration::from_secs(120),
+            "only {} of {EVENTS} events passed the plugin",
+            metrics.get("plugin.stage.events")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(300), run).await???;
     assert_eq!(metrics.get("plugin.stage.reloads"), SWAPS as u64);
     assert_eq!(metrics.get("plugin.stage.reloads_rejected"), 0);

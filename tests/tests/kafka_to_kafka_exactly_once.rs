@@ -356,10 +356,11 @@ fn read_output(
             }
             Some(Err(_)) => {}
             None => {
-                // After the stop, drain until quiet for a second.
+                // After the stop, drain until quiet for 3 s (a loaded
+                // machine can pause a fetch for a second).
                 if stop.load(Ordering::Acquire) {
                     let since = *idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(1) {
+                    if since.elapsed() > Duration::from_secs(3) {
                         return Ok(());
                     }
                 }

@@ -229,10 +229,12 @@ impl PluginSlot {
         ReloadOutcome::Swapped { generation, digest }
     }
 
+    /// Records the reason before counting the refusal, so a status read by
+    /// whoever sees the count already carries it.
     fn reject(&self, reason: String) -> ReloadOutcome {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::error!(plugin = %self.name, path = %self.path.display(), "new plugin file refused, the running version keeps serving: {reason}");
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+        self.rejected.fetch_add(1, Ordering::Relaxed);
         ReloadOutcome::Rejected(reason)
     }
 

@@ -50,8 +50,9 @@ const CHANNEL_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How to run a topology.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Shut down gracefully once no source has read an event for this long
-    /// (and the embedded feed, if any, is done): batch mode, like a Camus run.
+    /// Shut down gracefully once, for this long, no source has read an
+    /// event and no sink has written, completed a file or retried (and the
+    /// embedded feed, if any, is done): batch mode, like a Camus run.
     pub exit_when_idle: Option<Duration>,
     /// Print a status line every second (when attached to a terminal).
     pub status_line: bool,

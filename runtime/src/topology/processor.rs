@@ -95,8 +95,19 @@ pub async fn run(
             let Some(paused) = output.paused.take() else {
                 break output;
             };
-            pauses.fetch_add(1, Ordering::Relaxed);
+            // Listen for a new version and for `sluice resume` before the
+            // pause is counted and shown: whoever sees it and acts at once
+            // (an operator, a deploy script) is not missed.
+            let mut new_version = match dispatch.registry.get(&paused.plugin) {
+                Some(slot) => slot.subscribe(),
+                None => tokio::sync::watch::channel(0).1,
+            };
+            new_version.mark_unchanged();
+            let resumed = dispatch.resume.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
             paused_gauge.store(1, Ordering::Relaxed);
+            pauses.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 source = %dispatch.source,
                 plugin = %paused.plugin,
@@ -104,14 +115,9 @@ pub async fn run(
                 paused.failure,
                 paused.plugin
             );
-            let mut new_version = match dispatch.registry.get(&paused.plugin) {
-                Some(slot) => slot.subscribe(),
-                None => tokio::sync::watch::channel(0).1,
-            };
-            new_version.mark_unchanged();
             tokio::select! {
                 _ = new_version.changed() => tracing::info!(source = %dispatch.source, "new plugin version; resuming"),
-                _ = dispatch.resume.notified() => tracing::info!(source = %dispatch.source, "resumed by the operator"),
+                _ = resumed => tracing::info!(source = %dispatch.source, "resumed by the operator"),
                 _ = shutdown.cancelled() => {
                     // The held batch is not acknowledged: its offsets stay
                     // uncommitted and it is read again after a restart.

@@ -78,8 +78,23 @@ pub fn spawn(metrics: Arc<Metrics>, enabled: bool, shutdown: CancellationToken) 
 /// join can take several seconds) before it considers an empty run idle.
 pub const FIRST_EVENT_GRACE: Duration = Duration::from_secs(60);
 
-/// Cancels `shutdown` once `feed_done` has fired and no source has read an
-/// event for `idle`. Before the first event arrives, the wait is at least
+/// What moves while a pipeline has work: events read, events written,
+/// files completed and sink retries. Sinks count because a run whose sources
+/// have caught up may still be writing (a file rolls) or be held back by a
+/// sink that retries (its channel is full, so the sources read nothing).
+fn activity(metrics: &Metrics) -> (u64, u64, u64, u64) {
+    let t = Totals::read(metrics);
+    (
+        t.events_in,
+        t.events_out,
+        t.files,
+        metrics.sum_suffix_prefixed("sink.", ".retries"),
+    )
+}
+
+/// Cancels `shutdown` once `feed_done` has fired and, for `idle`, no source
+/// has read an event and no sink has written, completed a file or retried.
+/// Before the first event arrives, the wait is at least
 /// [`FIRST_EVENT_GRACE`], so a slow group join is not mistaken for idleness.
 pub async fn exit_when_idle(
     metrics: Arc<Metrics>,
@@ -88,25 +103,96 @@ pub async fn exit_when_idle(
     shutdown: CancellationToken,
 ) {
     feed_done.cancelled().await;
-    let mut seen = Totals::read(&metrics).events_in;
-    let mut since = Instant::now();
+    let mut seen = activity(&metrics);
+    let mut since = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let now = Totals::read(&metrics).events_in;
+        let now = activity(&metrics);
         if now != seen {
             seen = now;
-            since = Instant::now();
+            since = tokio::time::Instant::now();
         } else if since.elapsed()
-            >= if now == 0 {
+            >= if now.0 == 0 {
                 idle.max(FIRST_EVENT_GRACE)
             } else {
                 idle
             }
         {
-            tracing::info!(events = now, "no new events for {idle:?}; shutting down");
+            tracing::info!(events = now.0, "no new events for {idle:?}; shutting down");
             shutdown.cancel();
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Runs the detector with `idle` on a paused clock.
+    fn detector(metrics: &Arc<Metrics>, idle: Duration) -> CancellationToken {
+        let feed_done = CancellationToken::new();
+        feed_done.cancel();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(exit_when_idle(
+            metrics.clone(),
+            idle,
+            feed_done,
+            shutdown.clone(),
+        ));
+        shutdown
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retrying_sink_keeps_the_run_alive_then_quiet_ends_it() {
+        let metrics = Metrics::new();
+        metrics
+            .counter("source.in.events")
+            .fetch_add(10, Ordering::Relaxed);
+        let retries = metrics.counter("sink.lake.retries");
+        let shutdown = detector(&metrics, Duration::from_secs(3));
+        // Sources read nothing for 10 s while the sink retries every 2 s.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(!shutdown.is_cancelled(), "idle while the sink retries");
+            retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let quiet = Instant::now();
+        shutdown.cancelled().await;
+        let waited = quiet.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_millis(3300),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn written_events_and_files_count_as_activity() {
+        let metrics = Metrics::new();
+        metrics
+            .counter("source.in.events")
+            .fetch_add(1, Ordering::Relaxed);
+        let shutdown = detector(&metrics, Duration::from_secs(2));
+        for name in ["sink.lake.events", "sink.lake.files_written"] {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            metrics.counter(name).fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!shutdown.is_cancelled());
+        shutdown.cancelled().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_run_waits_for_the_first_event_grace() {
+        let metrics = Metrics::new();
+        let shutdown = detector(&metrics, Duration::from_secs(1));
+        let started = Instant::now();
+        shutdown.cancelled().await;
+        assert!(started.elapsed() >= FIRST_EVENT_GRACE);
     }
 }

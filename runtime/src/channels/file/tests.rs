@@ -353,6 +353,8 @@ async fn interval_fsync_acknowledges_at_the_group_commit() {
     cfg.fsync_interval = Some("50ms".parse().unwrap());
     let (opened, metrics) = open_at(dir.path(), &cfg);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    // Read before the sends: the interval sync may run as soon as they land.
+    let fsyncs_before = metrics.get("channel.wal.fsyncs");
     for i in 0..3 {
         opened
             .sender
@@ -360,7 +362,6 @@ async fn interval_fsync_acknowledges_at_the_group_commit() {
             .await
             .unwrap();
     }
-    let fsyncs_before = metrics.get("channel.wal.fsyncs");
     let mut ids = Vec::new();
     for _ in 0..3 {
         let r = timeout(WAIT, ack_rx.recv()).await.unwrap().unwrap();

@@ -948,7 +948,16 @@ mod tests {
         s.tx.send(batch(&s, 1, e1, &[(0, 0), (1, 0), (1, 1)]))
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await; // produced
+        // Produced into the open transaction (the mock shows uncommitted records).
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = output(&s.mock).await;
+            if ["p1-0", "p1-1"].iter().all(|b| out.iter().any(|o| o == b)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "batch 1 never produced");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // Partition 1 moves away and comes back: what was read before is stale.
         s.link.revoke(&[tp(1)], Duration::ZERO);
         let e2 = s.link.assign(&[tp(1)]);
