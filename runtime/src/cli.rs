@@ -99,6 +99,10 @@ pub enum PluginCommand {
         /// With `--expected`: (re)write the golden file with the outcomes.
         #[arg(long, requires = "expected")]
         update: bool,
+        /// Longest one batch call (and the plugin's instantiation) may run,
+        /// as a pipeline's `time_budget`, e.g. `500ms` or `30s`.
+        #[arg(long, value_parser = parse_duration, default_value = "2s")]
+        time_budget: Duration,
     },
     /// Create a plugin project: a tiny interceptor (adds the header
     /// `processed-by: NAME`, drops events whose body is `drop me`) with a
@@ -239,19 +243,38 @@ pub async fn main(cli: Cli) -> Result<i32> {
                     batch_size,
                     expected,
                     update,
+                    time_budget,
                 },
         } => {
+            let limits = Limits {
+                time_budget,
+                ..Limits::default()
+            };
             let Some(expected) = expected else {
                 let out = std::io::stdout();
                 let mut out = out.lock();
                 let failed = tokio::task::block_in_place(|| {
-                    plugin_test(&plugin, config.as_deref(), &input, batch_size, &mut out)
+                    plugin_test(
+                        &plugin,
+                        config.as_deref(),
+                        &input,
+                        batch_size,
+                        limits,
+                        &mut out,
+                    )
                 })?;
                 return Ok(if failed { 1 } else { 0 });
             };
             let mut out = Vec::new();
             let failed = tokio::task::block_in_place(|| {
-                plugin_test(&plugin, config.as_deref(), &input, batch_size, &mut out)
+                plugin_test(
+                    &plugin,
+                    config.as_deref(),
+                    &input,
+                    batch_size,
+                    limits,
+                    &mut out,
+                )
             })?;
             Ok(report_golden(
                 golden::check(&out, &expected, update)?,
@@ -332,13 +355,14 @@ fn report_golden(result: Golden, path: &Path, failed: bool) -> i32 {
     }
 }
 
-/// Runs `plugin` over the events in `input`, writing one JSON line per event
-/// to `out`. Returns whether any batch failed as a whole.
+/// Runs `plugin` over the events in `input` within `limits`, writing one
+/// JSON line per event to `out`. Returns whether any batch failed as a whole.
 pub fn plugin_test(
     plugin: &Path,
     config: Option<&Path>,
     input: &Path,
     batch_size: Option<usize>,
+    limits: Limits,
     out: &mut impl Write,
 ) -> Result<bool> {
     let config_json = match config {
@@ -357,7 +381,7 @@ pub fn plugin_test(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
-    let mut instance = PluginInstance::new(engine, loaded, &name, config_json, Limits::default());
+    let mut instance = PluginInstance::new(engine, loaded, &name, config_json, limits);
 
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;

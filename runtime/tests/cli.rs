@@ -158,3 +158,38 @@ fn plugin_test_compares_with_a_golden_file_and_updates_it() {
     assert!(stderr.contains("+{\"event\":{\"body\":\"b\""), "{stderr}");
     assert!(stderr.contains("first difference: line 2"), "{stderr}");
 }
+
+#[test]
+fn plugin_test_bounds_each_call_by_its_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, "{\"body\":\"a\"}\n").unwrap();
+    let config = dir.path().join("spin.toml");
+    std::fs::write(&config, "mode = \"spin\"\n").unwrap();
+    let run = |budget: &str| {
+        sluice()
+            .args(["plugin", "test"])
+            .arg(util::plugin("misbehave"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--input")
+            .arg(&input)
+            .args(["--time-budget", budget])
+            .output()
+            .unwrap()
+    };
+    let out = run("100ms");
+    assert_eq!(out.status.code(), Some(1), "a failed batch exits 1");
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["outcome"], "failed");
+    assert!(
+        line.to_string().contains("exceeded its time budget"),
+        "{line}"
+    );
+
+    let out = run("soon");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--time-budget"), "{stderr}");
+}

@@ -95,6 +95,12 @@ fn golden(lang: &str) {
         Some(&dir.join("config.toml")),
         &dir.join("input.jsonl"),
         None,
+        // As the pipeline test below: a first call of a 12-18 MB JS or
+        // Python component on a loaded machine may take seconds.
+        sluice::plugin::Limits {
+            time_budget: std::time::Duration::from_secs(30),
+            ..Default::default()
+        },
         &mut out,
     )
     .unwrap_or_else(|e| panic!("{lang}: plugin test: {e:#}"));
@@ -557,6 +563,8 @@ fn scaffold(lang: &str) {
                 "test/input.jsonl",
                 "--expected",
                 "test/expected.jsonl",
+                "--time-budget",
+                "30s",
             ]),
         &format!("sluice plugin test of the {lang} scaffold"),
     );

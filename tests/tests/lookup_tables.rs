@@ -254,7 +254,7 @@ async fn a_kafka_table_follows_a_compacted_topic() -> anyhow::Result<()> {
     assert_eq!(table.get("card-7"), None);
     assert_eq!(table.get("card-11"), None);
     assert_eq!(
-        metrics.get(&format!("lookup.{}.errors", table.name())),
+        metrics.get(&format!("lookup.{}.refused", table.name())),
         0,
         "no record was refused"
     );

@@ -5,6 +5,10 @@
 //! applied to a private map, which is published to readers at most every
 //! [`PUBLISH_EVERY`] and whenever the consumer catches up, so a large topic
 //! is not copied once per record.
+//!
+//! Metrics: `lookup.<table>.records` read, `.refused` (records skipped: no
+//! key, or a value that is not UTF-8) and `.errors` (consumer errors, which
+//! librdkafka retries).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,6 +82,7 @@ pub fn follow(
         .map_err(|e| format!("lookup `{}`: assigning partitions: {e}", table.name()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let records = metrics.counter(&format!("lookup.{}.records", table.name()));
+    let refused = metrics.counter(&format!("lookup.{}.refused", table.name()));
     let errors = metrics.counter(&format!("lookup.{}.errors", table.name()));
     let name = table.name().to_owned();
     let thread = {
@@ -99,14 +104,15 @@ pub fn follow(
                                     map.insert(k.into_owned(), v.to_owned());
                                 }
                                 (Some(k), None) if m.payload().is_some_and(|v| !v.is_empty()) => {
-                                    errors.fetch_add(1, Ordering::Relaxed);
+                                    refused.fetch_add(1, Ordering::Relaxed);
                                     tracing::warn!(table = table.name(), key = %k, "lookup record value is not UTF-8; skipped");
                                 }
                                 (Some(k), _) => {
                                     map.remove(k.as_ref());
                                 }
                                 (None, _) => {
-                                    errors.fetch_add(1, Ordering::Relaxed);
+                                    refused.fetch_add(1, Ordering::Relaxed);
+                                    tracing::warn!(table = table.name(), "lookup record without a key; skipped");
                                 }
                             }
                             dirty = true;

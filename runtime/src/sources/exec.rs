@@ -672,7 +672,9 @@ mod tests {
     #[tokio::test]
     async fn every_line_becomes_an_event_in_order_with_ascending_offsets() {
         let (out, metrics) = collect(config(
-            "command = [\"seq\", \"1\", \"2500\"]\nrestart = false\nbatch_max_events = 100",
+            // Batches cut by count only: a pause of the command between
+            // pipe writes must not cut a short one by time.
+            "command = [\"seq\", \"1\", \"2500\"]\nrestart = false\nbatch_max_events = 100\nbatch_max_wait = \"1h\"",
         ))
         .await;
         let bodies: Vec<String> = out.iter().map(|(b, _, _)| b.clone()).collect();
