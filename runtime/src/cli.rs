@@ -250,32 +250,24 @@ pub async fn main(cli: Cli) -> Result<i32> {
                 time_budget,
                 ..Limits::default()
             };
-            let Some(expected) = expected else {
-                let out = std::io::stdout();
-                let mut out = out.lock();
-                let failed = tokio::task::block_in_place(|| {
+            let run = |out: &mut dyn Write| {
+                tokio::task::block_in_place(|| {
                     plugin_test(
                         &plugin,
                         config.as_deref(),
                         &input,
                         batch_size,
                         limits,
-                        &mut out,
+                        &mut { out },
                     )
-                })?;
+                })
+            };
+            let Some(expected) = expected else {
+                let failed = run(&mut std::io::stdout().lock())?;
                 return Ok(if failed { 1 } else { 0 });
             };
             let mut out = Vec::new();
-            let failed = tokio::task::block_in_place(|| {
-                plugin_test(
-                    &plugin,
-                    config.as_deref(),
-                    &input,
-                    batch_size,
-                    limits,
-                    &mut out,
-                )
-            })?;
+            let failed = run(&mut out)?;
             Ok(report_golden(
                 golden::check(&out, &expected, update)?,
                 &expected,
@@ -363,7 +355,7 @@ pub fn plugin_test(
     input: &Path,
     batch_size: Option<usize>,
     limits: Limits,
-    out: &mut impl Write,
+    out: &mut dyn Write,
 ) -> Result<bool> {
     let config_json = match config {
         Some(path) => {
