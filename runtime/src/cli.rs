@@ -252,14 +252,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
             };
             let run = |out: &mut dyn Write| {
                 tokio::task::block_in_place(|| {
-                    plugin_test(
-                        &plugin,
-                        config.as_deref(),
-                        &input,
-                        batch_size,
-                        limits,
-                        &mut { out },
-                    )
+                    plugin_test(&plugin, config.as_deref(), &input, batch_size, limits, out)
                 })
             };
             let Some(expected) = expected else {
