@@ -8,6 +8,17 @@ fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
 
+/// `sluice plugin test` of the built plugin `name` on the events in `input`.
+fn plugin_test(name: &str, input: &std::path::Path) -> Command {
+    let mut command = sluice();
+    command
+        .args(["plugin", "test"])
+        .arg(util::plugin(name))
+        .arg("--input")
+        .arg(input);
+    command
+}
+
 fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -69,13 +80,9 @@ fn plugin_test_prints_masked_events() {
     .unwrap();
     let config = dir.path().join("mask.toml");
     std::fs::write(&config, "fields = [\"card\"]\nkeep_last = 4\n").unwrap();
-    let out = sluice()
-        .args(["plugin", "test"])
-        .arg(util::plugin("mask"))
+    let out = plugin_test("mask", &input)
         .arg("--config")
         .arg(&config)
-        .arg("--input")
-        .arg(&input)
         .output()
         .unwrap();
     assert!(
@@ -103,11 +110,7 @@ fn plugin_test_compares_with_a_golden_file_and_updates_it() {
     std::fs::write(&input, "{\"body\":\"a\"}\n{\"body\":\"b\"}\n").unwrap();
     let golden = dir.path().join("expected.jsonl");
     let run = |extra: &[&str]| {
-        sluice()
-            .args(["plugin", "test"])
-            .arg(util::plugin("noop"))
-            .arg("--input")
-            .arg(&input)
+        plugin_test("noop", &input)
             .arg("--expected")
             .arg(&golden)
             .args(extra)
@@ -167,13 +170,9 @@ fn plugin_test_bounds_each_call_by_its_time_budget() {
     let config = dir.path().join("spin.toml");
     std::fs::write(&config, "mode = \"spin\"\n").unwrap();
     let run = |budget: &str| {
-        sluice()
-            .args(["plugin", "test"])
-            .arg(util::plugin("misbehave"))
+        plugin_test("misbehave", &input)
             .arg("--config")
             .arg(&config)
-            .arg("--input")
-            .arg(&input)
             .args(["--time-budget", budget])
             .output()
             .unwrap()

@@ -12,6 +12,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::metrics::Metrics;
 use sluice::topology::{self, RunOptions};
+use sluice_tests::stream::Deadline;
 use sluice_tests::{create_topic, plugin, services, unique};
 use tokio_util::sync::CancellationToken;
 
@@ -131,13 +132,9 @@ channel = "rejects"
             p.await?.map_err(|(e, _)| e)?;
         }
         // Let this chunk start flowing through the running version.
-        let flowing = Instant::now();
+        let mut wait = Deadline::new("events flowing", Duration::from_secs(60));
         while metrics.get("plugin.stage.events") < (s * chunk + 1) as u64 {
-            anyhow::ensure!(
-                flowing.elapsed() < Duration::from_secs(60),
-                "no events flowing"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            wait.tick(Duration::from_millis(5)).await?;
         }
         let next = build(&noop, s + 1);
         deployed.insert(digest16(&next));
@@ -145,23 +142,15 @@ channel = "rejects"
         std::fs::write(&tmp, &next)?;
         let started = Instant::now();
         std::fs::rename(&tmp, plugin_dir.join("stage.wasm"))?;
+        let mut wait = Deadline::new(&format!("swap {s} to go live"), Duration::from_secs(30));
         while metrics.get("plugin.stage.reloads") < (s + 1) as u64 {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "swap {s} not live after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            wait.tick(Duration::from_millis(5)).await?;
         }
         swap_times.push(started.elapsed());
     }
-    let draining = Instant::now();
+    let mut wait = Deadline::new("every event to pass the plugin", Duration::from_secs(120));
     while metrics.get("plugin.stage.events") < EVENTS as u64 {
-        anyhow::ensure!(
-            draining.elapsed() < Duration::from_secs(120),
-            "only {} of {EVENTS} events passed the plugin",
-            metrics.get("plugin.stage.events")
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        wait.tick(Duration::from_millis(20)).await?;
     }
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(300), run).await???;

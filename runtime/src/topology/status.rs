@@ -78,18 +78,28 @@ pub fn spawn(metrics: Arc<Metrics>, enabled: bool, shutdown: CancellationToken) 
 /// join can take several seconds) before it considers an empty run idle.
 pub const FIRST_EVENT_GRACE: Duration = Duration::from_secs(60);
 
-/// What moves while a pipeline has work: events read, events written,
-/// files completed and sink retries. Sinks count because a run whose sources
-/// have caught up may still be writing (a file rolls) or be held back by a
-/// sink that retries (its channel is full, so the sources read nothing).
-fn activity(metrics: &Metrics) -> (u64, u64, u64, u64) {
-    let t = Totals::read(metrics);
-    (
-        t.events_in,
-        t.events_out,
-        t.files,
-        metrics.sum_suffix_prefixed("sink.", ".retries"),
-    )
+/// What moves while a pipeline has work. Sinks count because a run whose
+/// sources have caught up may still be writing (a file rolls) or be held
+/// back by a sink that retries (its channel is full, so the sources read
+/// nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Activity {
+    read: u64,
+    written: u64,
+    files: u64,
+    retries: u64,
+}
+
+impl Activity {
+    fn read(metrics: &Metrics) -> Self {
+        let t = Totals::read(metrics);
+        Self {
+            read: t.events_in,
+            written: t.events_out,
+            files: t.files,
+            retries: metrics.sum_suffix_prefixed("sink.", ".retries"),
+        }
+    }
 }
 
 /// Cancels `shutdown` once `feed_done` has fired and, for `idle`, no source
@@ -103,23 +113,26 @@ pub async fn exit_when_idle(
     shutdown: CancellationToken,
 ) {
     feed_done.cancelled().await;
-    let mut seen = activity(&metrics);
+    let mut seen = Activity::read(&metrics);
     let mut since = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let now = activity(&metrics);
+        let now = Activity::read(&metrics);
         if now != seen {
             seen = now;
             since = tokio::time::Instant::now();
         } else if since.elapsed()
-            >= if now.0 == 0 {
+            >= if now.read == 0 {
                 idle.max(FIRST_EVENT_GRACE)
             } else {
                 idle
             }
         {
-            tracing::info!(events = now.0, "no new events for {idle:?}; shutting down");
+            tracing::info!(
+                events = now.read,
+                "no new events for {idle:?}; shutting down"
+            );
             shutdown.cancel();
             return;
         }
@@ -134,8 +147,13 @@ mod tests {
 
     use super::*;
 
-    /// Runs the detector with `idle` on a paused clock.
-    fn detector(metrics: &Arc<Metrics>, idle: Duration) -> CancellationToken {
+    /// Runs the detector with `idle` (on the test's paused clock) over
+    /// metrics in which a source has read `events`.
+    fn detector(events: u64, idle: Duration) -> (Arc<Metrics>, CancellationToken) {
+        let metrics = Metrics::new();
+        metrics
+            .counter("source.in.events")
+            .fetch_add(events, Ordering::Relaxed);
         let feed_done = CancellationToken::new();
         feed_done.cancel();
         let shutdown = CancellationToken::new();
@@ -145,17 +163,13 @@ mod tests {
             feed_done,
             shutdown.clone(),
         ));
-        shutdown
+        (metrics, shutdown)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_retrying_sink_keeps_the_run_alive_then_quiet_ends_it() {
-        let metrics = Metrics::new();
-        metrics
-            .counter("source.in.events")
-            .fetch_add(10, Ordering::Relaxed);
+        let (metrics, shutdown) = detector(10, Duration::from_secs(3));
         let retries = metrics.counter("sink.lake.retries");
-        let shutdown = detector(&metrics, Duration::from_secs(3));
         // Sources read nothing for 10 s while the sink retries every 2 s.
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -173,11 +187,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn written_events_and_files_count_as_activity() {
-        let metrics = Metrics::new();
-        metrics
-            .counter("source.in.events")
-            .fetch_add(1, Ordering::Relaxed);
-        let shutdown = detector(&metrics, Duration::from_secs(2));
+        let (metrics, shutdown) = detector(1, Duration::from_secs(2));
         for name in ["sink.lake.events", "sink.lake.files_written"] {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             metrics.counter(name).fetch_add(1, Ordering::Relaxed);
@@ -189,8 +199,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_empty_run_waits_for_the_first_event_grace() {
-        let metrics = Metrics::new();
-        let shutdown = detector(&metrics, Duration::from_secs(1));
+        let (_metrics, shutdown) = detector(0, Duration::from_secs(1));
         let started = Instant::now();
         shutdown.cancelled().await;
         assert!(started.elapsed() >= FIRST_EVENT_GRACE);
