@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. Installs the plugin toolchains
 # (skipping what is present), builds the Rust plugins and the examples in the
-# other languages, starts a real Kafka broker (tansu) and a real S3 server
-# (moto) on loopback, runs every test of the workspace against them, and
+# other languages, starts Apache Kafka (the reference broker, with TLS and
+# SASL listeners) and a real S3 server (moto) on loopback, runs every test of the workspace against them, and
 # stops them again. Every language and service is required here: a missing
 # one fails the run instead of skipping its tests.
 set -euo pipefail
@@ -16,9 +16,8 @@ trap 'scripts/services.sh stop' EXIT
 source target/services.env
 export SLUICE_REQUIRE_SERVICES=1
 export SLUICE_REQUIRE_LANGS=1
-# The exactly-once tests must pass on SLUICE_TEST_KAFKA_TXN whenever
-# services.sh could start that broker. SLUICE_REQUIRE_TXN=1 would also fail
-# them where it could not (its jars need Maven Central, which this project's
-# CI machines do not reach), so it is not set here yet.
+# The exactly-once Kafka tests run against Apache Kafka's transactions and
+# fail, rather than skip, without them.
+export SLUICE_REQUIRE_TXN=1
 export SLUICE_TOOLCHAINS_SCRIPTS="$PWD/scripts/toolchains"
 cargo test --workspace --no-fail-fast -- --test-threads="${SLUICE_TEST_THREADS:-2}"

@@ -1,21 +1,19 @@
-//! A tansu broker of the test's own, with persistent storage, that the test
-//! can kill and restart on the same port.
+//! An Apache Kafka broker of the test's own, with its log on disk, that the
+//! test can kill and restart on the same ports.
 //!
-//! The shared broker of `scripts/services.sh` keeps its data in memory, so
-//! a restart would lose every topic. [`Broker`] runs `tansu broker` with its
-//! `s3://` storage engine (built with the `dynostore` feature, which
-//! `services.sh install` enables) against the test S3 server (moto): topics,
-//! records, committed offsets and group metadata are objects in bucket
-//! [`BROKER_BUCKET`] under a cluster id unique to the broker, so the data
-//! outlives the process and concurrent tests do not meet. tansu reads the
-//! S3 location from the standard `AWS_*` variables, which are set on the
-//! child process only.
+//! The shared broker of `scripts/services.sh` must outlive every test, so a
+//! test that kills its broker gets one of its own: [`Broker::start`] runs
+//! `scripts/kafka.sh prepare` (configuration, certificates, SCRAM users and a
+//! formatted KRaft log in a temporary directory) and then `scripts/kafka.sh
+//! run`, which execs the JVM, so the child's PID is the broker's. The same
+//! script configures the shared broker: one definition of the reference broker.
 //!
 //! [`Broker::kill`] sends SIGKILL to the child (its own PID, nothing else):
-//! no orderly shutdown, like a crashed or power-cycled broker.
-//! [`Broker::restart`] starts it again on the same address. Dropping the
-//! `Broker` kills the process. The binary is `tansu` from `PATH`, or
-//! `$SLUICE_TANSU`.
+//! no orderly shutdown, like a crashed or power-cycled broker. Its log
+//! directory stays, so [`Broker::restart`] brings back every topic, record,
+//! committed offset and transaction on the same address. Dropping the
+//! `Broker` kills the process. The script is `$SLUICE_KAFKA_SCRIPT`, or
+//! `scripts/kafka.sh` of this checkout.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,22 +22,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::create_bucket;
-
-/// Bucket holding the data of the tests' own brokers.
-pub const BROKER_BUCKET: &str = "sluice-tansu";
-
 /// How long a (re)started broker gets to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A tansu process with persistent storage; see the module docs.
+/// An Apache Kafka process with its log on disk; see the module docs.
 #[derive(Debug)]
 pub struct Broker {
     addr: SocketAddr,
-    s3: String,
-    cluster: String,
+    dir: tempfile::TempDir,
     log: PathBuf,
-    _dir: tempfile::TempDir,
     child: Option<Child>,
     starts: u32,
 }
@@ -50,19 +41,43 @@ impl Drop for Broker {
     }
 }
 
+/// `scripts/kafka.sh` of this checkout, or `$SLUICE_KAFKA_SCRIPT`.
+pub fn kafka_script() -> PathBuf {
+    std::env::var_os("SLUICE_KAFKA_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("scripts/kafka.sh"))
+}
+
 impl Broker {
-    /// Starts a broker on a free loopback port that stores its data through
-    /// the S3 endpoint `s3` (`http://host:port`, a moto server).
-    pub async fn start(s3: &str) -> Result<Self> {
-        create_bucket(s3, BROKER_BUCKET).await?;
-        let addr = free_port()?;
-        let dir = tempfile::tempdir().context("creating the broker's log directory")?;
+    /// Prepares and starts a broker on free loopback ports; returns once
+    /// its PLAINTEXT listener accepts connections.
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir().context("creating the broker's directory")?;
+        // Plaintext, SSL, SASL_SSL, SASL_PLAINTEXT, controller.
+        let ports: Vec<String> = (0..5)
+            .map(|_| free_port().map(|a| a.port().to_string()))
+            .collect::<Result<_>>()?;
+        let addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
+        let home = dir.path().join("broker");
+        let out = Command::new("bash")
+            .arg(kafka_script())
+            .arg("prepare")
+            .arg(&home)
+            .args(&ports)
+            .output()
+            .context("running scripts/kafka.sh prepare")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/kafka.sh prepare failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let log = dir.path().join("kafka.log");
         let mut broker = Self {
             addr,
-            s3: s3.trim_end_matches('/').to_owned(),
-            cluster: crate::unique("cluster"),
-            log: dir.path().join("tansu.log"),
-            _dir: dir,
+            dir,
+            log,
             child: None,
             starts: 0,
         };
@@ -70,7 +85,7 @@ impl Broker {
         Ok(broker)
     }
 
-    /// `127.0.0.1:<port>`, the bootstrap servers.
+    /// `127.0.0.1:<port>`, the bootstrap servers (PLAINTEXT).
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
@@ -88,8 +103,8 @@ impl Broker {
         }
     }
 
-    /// Kills the process if it runs, then starts it again on the same port
-    /// with the same storage; returns once it accepts connections.
+    /// Kills the process if it runs, then starts it again on the same ports
+    /// with the same log; returns once it accepts connections.
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();
         self.spawn().await
@@ -103,15 +118,13 @@ impl Broker {
     }
 
     async fn spawn(&mut self) -> Result<()> {
-        let binary = std::env::var("SLUICE_TANSU").unwrap_or_else(|_| "tansu".into());
-        let url = format!("tcp://{}", self.addr);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
         self.starts += 1;
-        let mut command = Command::new(&binary);
+        let mut command = Command::new("bash");
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
@@ -129,26 +142,14 @@ impl Broker {
             }
         }
         let child = command
-            .arg("broker")
-            .args(["--cluster-id", &self.cluster])
-            .args(["--storage-engine", &format!("s3://{BROKER_BUCKET}/")])
-            .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .env("AWS_ENDPOINT", &self.s3)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
+            .arg(kafka_script())
+            .arg("run")
+            .arg(self.dir.path().join("broker"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| {
-                format!("starting `{binary} broker` (install it with scripts/services.sh install)")
-            })?;
+            .context("starting `scripts/kafka.sh run`")?;
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -160,14 +161,14 @@ impl Broker {
             {
                 self.child = None;
                 bail!(
-                    "tansu exited with {status} (start {}):\n{}",
+                    "Apache Kafka exited with {status} (start {}):\n{}",
                     self.starts,
                     self.log_tail(30)
                 );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "tansu did not listen on {} within {START_TIMEOUT:?}:\n{}",
+                    "Apache Kafka did not listen on {} within {START_TIMEOUT:?}:\n{}",
                     self.addr,
                     self.log_tail(30)
                 );
@@ -239,10 +240,10 @@ mod tests {
     /// restarted broker takes new ones.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_survive_a_kill_and_restart() -> Result<()> {
-        let Some(services) = crate::services() else {
+        if crate::services().is_none() {
             return Ok(());
-        };
-        let mut broker = Broker::start(&services.s3).await?;
+        }
+        let mut broker = Broker::start().await?;
         let topic = crate::unique("persist");
         crate::create_topic(&broker.bootstrap(), &topic, 2).await?;
         produce(&broker.bootstrap(), &topic, 0..500).await?;

@@ -127,12 +127,7 @@ impl Producer {
     /// 1/20 s. The producer retries for up to 5 minutes, so a broker restart
     /// delays deliveries but does not fail them.
     ///
-    /// `idempotent`: `enable.idempotence`. Across a SIGKILL restart of
-    /// tansu 0.6 (`s3://` storage) the idempotent producer loses
-    /// acknowledged records (the retried batch is answered
-    /// `DUPLICATE_SEQUENCE_NUMBER`, which librdkafka counts as delivered,
-    /// but the records are not in the log), so the restart test produces
-    /// without it and counts the copies its retries store as *reproduced*.
+    /// `idempotent`: `enable.idempotence` (retries store each record once).
     pub fn spawn(
         bootstrap: &str,
         topic: &str,
@@ -175,8 +170,7 @@ impl Producer {
             Ok::<_, anyhow::Error>(producer)
         });
         let task = tokio::spawn(async move {
-            // End offsets from the delivery reports: tansu 0.6 answers
-            // ListOffsets with values below the true end.
+            // End offsets from the delivery reports.
             let mut out = Produced::default();
             while let Some(delivery) = rx.recv().await {
                 let d = delivery

@@ -1,20 +1,21 @@
 //! Broker restarts mid-stream: 50 000 events with unique ids are produced at
-//! a steady rate to a 3-partition topic on a tansu broker of the test's own
-//! ([`Broker`], persistent `s3://` storage on moto) while a Sluice pipeline
+//! a steady rate to a 3-partition topic on an Apache Kafka broker of the
+//! test's own ([`Broker`], its log on disk) while a Sluice pipeline
 //! (kafka source → memory channel → object_store sink to moto) consumes
 //! them. Three times, when another quarter of the events has been
 //! produced (the producer keeps producing through the outage), the broker is killed with SIGKILL, left down for a few seconds
 //! and started again on the same port.
 //!
-//! The producer is not idempotent (see [`Producer::spawn`] for why), so its
-//! retries across a restart may store an id twice at different offsets;
-//! those are counted as *reproduced*, apart from the records the pipeline
-//! itself wrote twice (*redelivered*). If ids are missing, the test reads the
-//! topic back and says whether the broker lost them or the pipeline did.
+//! The producer is idempotent, so its retries across a restart store each
+//! id once: an id at two offsets (*reproduced*) would be the broker's or the
+//! producer's fault, and is asserted absent, apart from the records the
+//! pipeline itself wrote twice (*redelivered*). If ids are missing, the test
+//! reads the topic back and says whether the broker lost them or the
+//! pipeline did.
 //!
-//! Asserts: zero lost; zero redelivered when the sink runs exactly-once
-//! ([`sluice_tests::stream::EXACTLY_ONCE`]), otherwise duplicates are
-//! reported; the pipeline recovers after every restart (the source reads
+//! Asserts: zero lost; zero reproduced; zero redelivered when the sink runs
+//! exactly-once ([`sluice_tests::stream::EXACTLY_ONCE`]), otherwise
+//! duplicates are reported; the pipeline recovers after every restart (the source reads
 //! again and new ids reach the output) within a deadline; the group's final
 //! committed offsets are the produced end offsets. Prints one summary line
 //! with the source's `errors` counter and the recovery times.
@@ -67,7 +68,7 @@ async fn broker_restarts_lose_nothing() -> anyhow::Result<()> {
         .with_test_writer()
         .try_init();
     let started = Instant::now();
-    let mut broker = Broker::start(&services.s3).await?;
+    let mut broker = Broker::start().await?;
     let topic = unique("restart");
     let group = unique("restart");
     let prefix = unique("restart");
@@ -101,7 +102,7 @@ async fn broker_restarts_lose_nothing() -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
-    let producer = Producer::spawn(&broker.bootstrap(), &topic, EVENTS, PER_SECOND, false)?;
+    let producer = Producer::spawn(&broker.bootstrap(), &topic, EVENTS, PER_SECOND, true)?;
     // Restart k comes once k quarters are sent; the producer may not pass
     // the next restart's mark before this restart has recovered, so the
     // stream is still running at every restart however slow a recovery is.
@@ -260,6 +261,7 @@ async fn broker_restarts_lose_nothing() -> anyhow::Result<()> {
         tally.some_lost(EVENTS, 10)
     );
     outcome?;
+    assert_eq!(s.reproduced, 0, "the idempotent producer stored ids twice");
     if exactly_once() {
         assert_eq!(s.redelivered, 0, "exactly-once: records written twice");
     }

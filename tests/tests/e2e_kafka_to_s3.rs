@@ -1,5 +1,5 @@
 //! End to end through real protocols: 100 000 card transactions in the seed
-//! format are produced to a 3-partition topic on a real broker (tansu); Sluice
+//! format are produced to a 3-partition topic on a real broker (Apache Kafka); Sluice
 //! decodes, masks and time-stamps them and writes `jsonl` to a real S3 server
 //! (moto) under `%{topic}/dt=%Y-%m-%d/hr=%H`, rolling by size and interval.
 //! The test reads every object back and checks that every transaction is
@@ -67,9 +67,8 @@ async fn transactions_land_in_s3_decoded_masked_and_committed() -> anyhow::Resul
         cards.insert(card);
         ids.insert(id);
     }
-    // End offsets from the delivery reports: tansu 0.6 answers ListOffsets
-    // (`fetch_watermarks`) with values below the true end, so the producer's
-    // own acknowledgements are the reference.
+    // End offsets from the delivery reports: the producer's own
+    // acknowledgements are the reference.
     let mut end_offsets: HashMap<i32, i64> = HashMap::new();
     for delivery in pending {
         let rdkafka::producer::future_producer::Delivery {

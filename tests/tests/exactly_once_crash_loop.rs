@@ -1,5 +1,5 @@
-//! Exactly-once into S3 across `kill -9` and rebalances, on a real broker
-//! (tansu) and a real S3 server (moto).
+//! Exactly-once into S3 across `kill -9`, scaling and rebalances, on the
+//! reference broker (Apache Kafka) and a real S3 server (moto).
 //!
 //! 200 000 events with unique ids are produced, paced over [`STREAM`], while
 //! Sluice agents run in child processes (this test binary re-executed,
@@ -7,34 +7,21 @@
 //! size and interval rolls (interval rolls in the steady stream, size rolls
 //! while an agent catches up after a restart; the test checks that both
 //! happened), and a header that fans every partition out to three
-//! directories. Agents are killed with SIGKILL at random moments, 1.5–5 s
-//! after every partition is served again, and restarted, all while the
-//! stream flows. At the end the visible objects (everything outside
+//! directories. At the end the visible objects (everything outside
 //! `_sluice/`) must hold every id exactly once.
 //!
-//! - `crash_loop`: one agent, killed ≥ 10 times.
-//! - `rebalance`: two agents in one consumer group; one is killed and
-//!   restarted repeatedly while the other keeps running. Every restart moves
-//!   partitions between the agents (see `client_id`), and the test checks
-//!   in the commit chains that they changed hands.
-//!
-//! ## tansu's group coordinator, and the order of a restart
-//!
-//! tansu 0.6 mishandles one case of member expiry: when a *heartbeat* finds
-//! that another member's session has expired, it removes that member but
-//! keeps the group `Stable` at the same generation with the old assignment.
-//! The survivors are told to rejoin, rejoin at that generation and are handed
-//! their old partitions again; the leader's new assignment is ignored. The
-//! partitions of the dead member are then read by nobody until some *new*
-//! member joins (which does bump the generation). A restarted agent that
-//! joined *before* its predecessor expired is not new any more when the
-//! expiry happens, so its predecessor's partitions would stall for good. And
-//! a dead leader stays leader, so no assignment can complete again.
-//!
-//! Apache Kafka has neither problem. The rebalance scenario therefore does
-//! what tansu needs and no more: the surviving agent starts first (so it
-//! leads the group), and a killed agent is restarted once the coordinator no
-//! longer lists it as a member, which the test awaits by describing the group.
+//! - `crash_loop`: one agent, killed ≥ 10 times at random moments, 1.5–5 s
+//!   after every partition is served again, and restarted, all while the
+//!   stream flows.
+//! - `scale_and_kill_cooperative` and `scale_and_kill_static`: one agent,
+//!   grown to three, any of them killed at random moments and restarted at
+//!   once, then shrunk to one again, all mid-stream (the test asserts the
+//!   producer is still sending at every step). The first uses the
+//!   cooperative-sticky assignor (incremental assign and revoke), the second
+//!   static membership (`group_instance_id` per agent slot, so a restarted
+//!   agent takes its partitions back without a group-wide rebalance). Both
+//!   report the time from each step until every partition is served again,
+//!   and check in the commit chains that partitions changed hands.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -70,8 +57,20 @@ fn agent_process() {
     sluice_tests::run_agent_if_asked(AGENT_ENV);
 }
 
+/// How the agents of a scenario are members of their consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    /// Dynamic members, librdkafka's default (eager) assignors.
+    Eager,
+    /// Dynamic members, the cooperative-sticky assignor (incremental).
+    Cooperative,
+    /// Static members (`group_instance_id` per agent slot).
+    Static,
+}
+
 /// Where an agent runs: its scenario's config template, log and directory.
 struct Slot<'a> {
+    membership: Membership,
     services: &'a Services,
     topic: &'a str,
     group: &'a str,
@@ -81,32 +80,31 @@ struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// Starts incarnation `run` of agent `index`, with the Kafka client id
-    /// (and so the prefix of its group member id) [`client_id`].
+    /// Starts incarnation `run` of agent `index` (Kafka client id
+    /// `agent<index>-<run>`; static members are `agent<index>` in every run).
     fn spawn(&self, index: usize, run: usize) -> Result<Child> {
-        let client = client_id(index, run);
+        let client = format!("agent{index}-{run}");
         let config = self.dir.join(format!("{client}.toml"));
+        let membership = match self.membership {
+            Membership::Eager => String::new(),
+            Membership::Cooperative => {
+                "\"partition.assignment.strategy\" = \"cooperative-sticky\", ".into()
+            }
+            Membership::Static => String::new(),
+        };
+        let instance = match self.membership {
+            Membership::Static => format!("group_instance_id = \"agent{index}\"\n"),
+            _ => String::new(),
+        };
         std::fs::File::create(&config)?.write_all(
-            config_text(self.services, self.topic, self.group, self.prefix, &client).as_bytes(),
+            config_text(self, &client, &membership, &instance).as_bytes(),
         )?;
         sluice_tests::spawn_agent(AGENT_ENV, &config, self.log)
     }
 }
 
-/// The client id of incarnation `run` of agent `index`. The range assignor
-/// hands the lower partitions to the member whose id sorts first, so agent 0
-/// sorts before agent 1 on even runs and after it on odd ones: every restart
-/// moves partitions between the two agents.
-fn client_id(index: usize, run: usize) -> String {
-    let rank = match index {
-        0 if run.is_multiple_of(2) => "a",
-        0 => "z",
-        _ => "m",
-    };
-    format!("{rank}-agent{index}-{run}")
-}
-
-fn config_text(s: &Services, topic: &str, group: &str, prefix: &str, client: &str) -> String {
+fn config_text(slot: &Slot<'_>, client: &str, membership: &str, instance: &str) -> String {
+    let (s, topic, group, prefix) = (slot.services, slot.topic, slot.group, slot.prefix);
     format!(
         r#"
 [sources.tx]
@@ -116,9 +114,9 @@ group_id = "{group}"
 topics = ["{topic}"]
 batch_max_events = 1000
 batch_max_wait = "100ms"
-# A killed agent leaves the group after its session times out; a rebalance
+{instance}# A killed agent leaves the group after its session times out; a rebalance
 # waits at most max.poll.interval.ms for members to rejoin.
-kafka = {{ "client.id" = "{client}", "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000, "max.poll.interval.ms" = 20000 }}
+kafka = {{ {membership}"client.id" = "{client}", "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000, "max.poll.interval.ms" = 20000 }}
 channels = ["lake"]
 
 [channels.lake]
@@ -143,15 +141,9 @@ s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http =
 
 /// Produces the events, paced over [`STREAM`]; returns where each id landed.
 async fn produce(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-    // One record per record batch: tansu (0.6) answers a fetch from an
-    // offset inside a multi-record batch with the *next* batch, silently
-    // skipping the rest of the batch holding the offset (Kafka returns the
-    // whole batch and the client skips the records before the offset). Any
-    // resume mid-batch would then lose records on the broker side.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
-        .set("batch.num.messages", "1")
         .set("queue.buffering.max.messages", "200000")
         .create()?;
     let start = Instant::now();
@@ -229,13 +221,12 @@ async fn published_end(
     record["end"].as_i64().context("record without `end`")
 }
 
-/// How often a partition's chain passed between agent `pid` and the others:
-/// consecutive records (in offset order) of which one side wrote one.
-async fn handovers(store: &dyn ObjectStore, prefix: &str, pid: u32) -> Result<usize> {
+/// How often a partition's chain passed from one agent process to another:
+/// consecutive records (in offset order) written by different agents.
+async fn handovers(store: &dyn ObjectStore, prefix: &str) -> Result<usize> {
     let dir = object_store::path::Path::from(format!("{prefix}/_sluice/commits"));
     let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
-    let mine = format!("/{pid}");
-    let mut chains: HashMap<i64, Vec<(i64, bool)>> = HashMap::new();
+    let mut chains: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
     for meta in metas
         .iter()
         .filter(|m| m.location.as_ref().ends_with(".json"))
@@ -247,11 +238,11 @@ async fn handovers(store: &dyn ObjectStore, prefix: &str, pid: u32) -> Result<us
                 .as_i64()
                 .with_context(|| format!("record without `{k}`"))
         };
-        let by_pid = record["agent"].as_str().is_some_and(|a| a.ends_with(&mine));
+        let agent = record["agent"].as_str().unwrap_or_default().to_owned();
         chains
             .entry(field("partition")?)
             .or_default()
-            .push((field("start")?, by_pid));
+            .push((field("start")?, agent));
     }
     Ok(chains
         .values_mut()
@@ -317,63 +308,38 @@ async fn time_to_recover(
     }
 }
 
-/// The consumer group as its coordinator describes it: state and member ids
-/// (`("", [])` before the group exists).
-fn describe_group(admin: &BaseConsumer, group: &str) -> Result<(String, Vec<String>)> {
-    let list = tokio::task::block_in_place(|| {
-        admin.fetch_group_list(Some(group), Duration::from_secs(10))
-    })?;
-    Ok(list
-        .groups()
-        .iter()
-        .find(|g| g.name() == group)
-        .map(|info| {
-            (
-                info.state().to_owned(),
-                info.members().iter().map(|m| m.id().to_owned()).collect(),
-            )
-        })
-        .unwrap_or_default())
-}
-
-/// Waits (up to 90 s) until `done(state, members)` holds for the group.
-async fn await_group(
-    admin: &BaseConsumer,
-    group: &str,
-    what: &str,
-    done: impl Fn(&str, &[String]) -> bool,
-) -> Result<Duration> {
-    let start = Instant::now();
-    loop {
-        // A failed description is "not yet": the deadline decides.
-        let (state, members) = describe_group(admin, group)
-            .unwrap_or_else(|e| (format!("not described ({e:#})"), Vec::new()));
-        if done(&state, &members) {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > Duration::from_secs(90) {
-            bail!("waited 90 s for {what}; the group is {state} with members {members:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 struct Outcome {
     kills: usize,
     lost: usize,
     duplicated: usize,
+    /// From each kill (or scaling step) until every partition is served.
     recoveries: Vec<Duration>,
-    /// How long the coordinator took to drop each killed agent (rebalance).
-    expiries: Vec<Duration>,
-    /// Hand-overs of partitions between the surviving agent and the killed
-    /// ones, seen in the commit chains (rebalance).
+    /// Hand-overs of partitions between agent processes, seen in the
+    /// commit chains.
     handovers: usize,
     objects: usize,
     /// Objects of at least `roll_size` bytes, i.e. closed by a size roll.
     size_rolled: usize,
 }
 
-async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<Outcome>> {
+/// One step of a scenario, taken while the stream flows.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Start agent slot `n` (a new member of the group).
+    Grow(usize),
+    /// SIGKILL a running agent chosen at random and restart it at once.
+    KillAny,
+    /// SIGKILL agent slot `n` for good.
+    Shrink(usize),
+}
+
+/// Runs `steps` mid-stream with agents of `membership`; agent slot 0
+/// starts first.
+async fn run_scenario(
+    name: &str,
+    membership: Membership,
+    steps: &[Step],
+) -> Result<Option<Outcome>> {
     let Some(services) = services() else {
         return Ok(None);
     };
@@ -385,6 +351,7 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("agents.log");
     let slot = Slot {
+        membership,
         services: &services,
         topic: &topic,
         group: &group,
@@ -403,60 +370,56 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         async move { produce(&bootstrap, &topic).await }
     });
 
-    // The agents start last to first: agent 1, which is never killed, joins
-    // alone and leads the group (see module docs).
-    let mut running: Vec<Child> = Vec::new();
-    for index in (0..agents).rev() {
-        running.insert(0, slot.spawn(index, 0)?);
-        if index > 0 {
-            let me = format!("{}-", client_id(index, 0));
-            await_group(
-                &admin,
-                &group,
-                "the first agent to lead the group",
-                |state, m| state == "Stable" && m.iter().any(|id| id.starts_with(&me)),
-            )
-            .await?;
-        }
-    }
-    // A deterministic "random" schedule: each kill 1.5–5 s after the agents
+    // Agent slots: the running child and how often the slot was started.
+    let mut running: Vec<Option<(Child, usize)>> = vec![Some((slot.spawn(0, 0)?, 1))];
+    // A deterministic "random" schedule: each step 1.5–5 s after the agents
     // serve every partition again (the first: after the start).
-    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ (kills as u64);
-    let mut recoveries = Vec::new();
-    let mut expiries = Vec::new();
-    let mut serving_since = Instant::now();
-    for run in 0..kills {
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ (steps.len() as u64);
+    let mut next = || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let wait = Duration::from_millis(1500 + rng % 3500);
+        rng
+    };
+    let mut recoveries = Vec::new();
+    let mut kills = 0;
+    let mut serving_since = Instant::now();
+    for (i, step) in steps.iter().enumerate() {
+        let wait = Duration::from_millis(1500 + next() % 3500);
         tokio::time::sleep_until((serving_since + wait).into()).await;
-        // The victim is always agent 0; with two agents, agent 1 keeps going.
-        let victim = &mut running[0];
-        victim.kill().context("SIGKILL")?;
-        victim.wait()?;
-        let killed = Instant::now();
+        anyhow::ensure!(
+            !producer.is_finished(),
+            "step {i} ({step:?}) came after the last event was produced: not mid-stream"
+        );
         let before = committed_ends(&store, &prefix, &topic).await?;
-        if agents > 1 {
-            // Judged on an answer that lists the survivor: an empty or
-            // failed description says nothing about the killed agent.
-            let gone = format!("{}-", client_id(0, run));
-            let survivor = format!("{}-", client_id(1, 0));
-            expiries.push(
-                await_group(
-                    &admin,
-                    &group,
-                    "the killed agent to leave the group",
-                    |_, m| {
-                        m.iter().any(|id| id.starts_with(&survivor))
-                            && !m.iter().any(|id| id.starts_with(&gone))
-                    },
-                )
-                .await?,
-            );
+        let changed = Instant::now();
+        match *step {
+            Step::Grow(n) => {
+                if running.len() <= n {
+                    running.resize_with(n + 1, || None);
+                }
+                let runs = running[n].as_ref().map_or(0, |r| r.1);
+                running[n] = Some((slot.spawn(n, runs)?, runs + 1));
+            }
+            Step::KillAny => {
+                let live: Vec<usize> = (0..running.len())
+                    .filter(|&n| running[n].is_some())
+                    .collect();
+                let n = live[(next() % live.len() as u64) as usize];
+                let (mut victim, runs) = running[n].take().context("a live agent")?;
+                victim.kill().context("SIGKILL")?;
+                victim.wait()?;
+                kills += 1;
+                running[n] = Some((slot.spawn(n, runs)?, runs + 1));
+            }
+            Step::Shrink(n) => {
+                let (mut agent, _) = running[n].take().context("shrinking a live agent")?;
+                agent.kill().context("SIGKILL")?;
+                agent.wait()?;
+                kills += 1;
+            }
         }
-        running[0] = slot.spawn(0, run + 1)?;
-        let recovered = time_to_recover(&store, &admin, &prefix, &topic, &before, killed).await;
+        let recovered = time_to_recover(&store, &admin, &prefix, &topic, &before, changed).await;
         recoveries.push(recovered.with_context(|| format!("log:\n{}", tail(&log)))?);
         serving_since = Instant::now();
     }
@@ -481,7 +444,7 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         if done {
             break;
         }
-        for agent in &mut running {
+        for (agent, _) in running.iter_mut().flatten() {
             if let Some(status) = agent.try_wait()? {
                 bail!(
                     "an agent stopped by itself ({status}); log:\n{}",
@@ -490,7 +453,7 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
             }
         }
         if Instant::now() > deadline {
-            for agent in &mut running {
+            for (agent, _) in running.iter_mut().flatten() {
                 let _ = agent.kill();
             }
             let mut reached = Vec::new();
@@ -505,11 +468,8 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let handovers = match running.get(1) {
-        Some(survivor) => handovers(&store, &prefix, survivor.id()).await?,
-        None => 0,
-    };
-    for agent in &mut running {
+    let handovers = handovers(&store, &prefix).await?;
+    for (agent, _) in running.iter_mut().flatten() {
         agent.kill()?;
         agent.wait()?;
     }
@@ -556,7 +516,6 @@ async fn run_scenario(name: &str, agents: usize, kills: usize) -> Result<Option<
         lost,
         duplicated,
         recoveries,
-        expiries,
         handovers,
         objects,
         size_rolled,
@@ -599,18 +558,17 @@ fn report(name: &str, o: &Outcome) {
     let (p50, max) = p50_max(&o.recoveries);
     println!(
         "{name}: {EVENTS} events checked, {} kills, {} lost, {} duplicated, {} visible objects \
-         ({} closed by size, the others by interval), time from a kill until every partition is \
-         served again p50 {p50:.1} s max {max:.1} s",
-        o.kills, o.lost, o.duplicated, o.objects, o.size_rolled,
+         ({} closed by size, the others by interval), partitions changed hands {} times, time \
+         from each step until every partition is served again p50 {p50:.1} s max {max:.1} s \
+         (each: {:.1?})",
+        o.kills,
+        o.lost,
+        o.duplicated,
+        o.objects,
+        o.size_rolled,
+        o.handovers,
+        o.recoveries,
     );
-    if !o.expiries.is_empty() {
-        let (p50, max) = p50_max(&o.expiries);
-        println!(
-            "{name}: the coordinator dropped a killed agent after p50 {p50:.1} s max {max:.1} s; \
-             partitions changed hands {} times between the agents",
-            o.handovers
-        );
-    }
 }
 
 /// Both roll policies closed files.
@@ -624,36 +582,59 @@ fn assert_rolls(o: &Outcome) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop() -> Result<()> {
-    let Some(o) = run_scenario("crash", 1, 10).await? else {
+    let steps = [Step::KillAny; 10];
+    let Some(o) = run_scenario("crash", Membership::Eager, &steps).await? else {
         return Ok(());
     };
     report("crash_loop", &o);
     assert_eq!(o.lost, 0, "ids lost");
     assert_eq!(o.duplicated, 0, "ids duplicated");
+    assert_eq!(o.kills, 10);
     assert_rolls(&o);
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rebalance() -> Result<()> {
-    let Some(o) = run_scenario("rebalance", 2, 10).await? else {
+/// One agent, grown to three, random kills with immediate restarts, shrunk
+/// to one again.
+const SCALE: [Step; 10] = [
+    Step::Grow(1),
+    Step::Grow(2),
+    Step::KillAny,
+    Step::KillAny,
+    Step::KillAny,
+    Step::KillAny,
+    Step::KillAny,
+    Step::KillAny,
+    Step::Shrink(2),
+    Step::Shrink(1),
+];
+
+async fn scale_and_kill(name: &str, membership: Membership) -> Result<()> {
+    let Some(o) = run_scenario(name, membership, &SCALE).await? else {
         return Ok(());
     };
-    report("rebalance", &o);
+    report(name, &o);
     assert_eq!(o.lost, 0, "ids lost");
     assert_eq!(o.duplicated, 0, "ids duplicated");
-    assert_eq!(
-        o.expiries.len(),
-        10,
-        "every kill was seen by the coordinator"
-    );
+    assert_eq!(o.kills, 8);
+    assert_eq!(o.recoveries.len(), SCALE.len());
     assert_rolls(&o);
-    // Agent 1 alone, then agent 0 taking half, would be 2 hand-overs;
-    // alternating halves at every restart while data flows gives many more.
+    // Growing to three agents moves partitions away from the first, and
+    // shrinking back moves them to it again.
     assert!(
-        o.handovers >= 6,
-        "partitions should move between the agents at restarts ({} hand-overs)",
+        o.handovers >= 2,
+        "partitions should change hands when the group grows and shrinks ({} hand-overs)",
         o.handovers
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_and_kill_cooperative() -> Result<()> {
+    scale_and_kill("scale-coop", Membership::Cooperative).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_and_kill_static() -> Result<()> {
+    scale_and_kill("scale-static", Membership::Static).await
 }

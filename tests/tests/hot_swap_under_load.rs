@@ -1,5 +1,5 @@
 //! Scenario: 50 plugin swaps while 200 000 events flow through a real broker
-//! (tansu) into files. Each swap deploys a new build of the interceptor into
+//! (Apache Kafka) into files. Each swap deploys a new build of the interceptor into
 //! the team's plugin directory (same behaviour, new digest) while events keep
 //! being produced. Every event must come out exactly once, stamped with
 //! exactly one version of the plugin (a version that was really deployed),

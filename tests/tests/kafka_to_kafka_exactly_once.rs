@@ -12,16 +12,15 @@
 //! took to commit output again.
 //!
 //! The broker must support transactions. `SLUICE_TEST_KAFKA_TXN` names one
-//! (`scripts/services.sh start` runs a single-node KRaft Apache Kafka there
-//! when it has the broker's jars); it is probed
-//! ([`sluice_tests::probe_transactions`]) and must pass. Without it
-//! `SLUICE_TEST_KAFKA` is probed instead; tansu 0.6.0 has no EndTxn, so
-//! there the test falls back to librdkafka's mock cluster, which speaks the
-//! protocol but keeps no transaction state (offsets sent to transactions are
-//! not stored, aborted records stay visible): it then checks only that no
-//! event is lost across the kills and reports the duplicates it cannot
-//! avoid. `SLUICE_REQUIRE_TXN=1` makes the absence of a transactional broker
-//! a failure instead of a fallback.
+//! (`scripts/services.sh start` sets it to the reference Apache Kafka
+//! broker); it is probed ([`sluice_tests::probe_transactions`]) and must
+//! pass. Run ad hoc without it, `SLUICE_TEST_KAFKA` is probed instead, and a
+//! broker without transactions makes the test fall back to librdkafka's mock
+//! cluster, which speaks the protocol but keeps no transaction state
+//! (offsets sent to transactions are not stored, aborted records stay
+//! visible): it then checks only that no event is lost across the kills.
+//! `SLUICE_REQUIRE_TXN=1` (as in `scripts/test.sh` and CI) makes the absence
+//! of a transactional broker a failure instead of a fallback.
 
 use std::collections::HashMap;
 use std::path::Path;

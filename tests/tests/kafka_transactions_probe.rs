@@ -5,12 +5,12 @@
 //! TxnOffsetCommit, EndTxn) and consumers reading `read_committed` (aborted
 //! records hidden). Prints each step's outcome.
 //!
-//! Found here: tansu 0.6.0 answers InitProducerId, AddPartitionsToTxn,
-//! AddOffsetsToTxn and TxnOffsetCommit but has no EndTxn (API key 26), so a
-//! transaction can be neither committed nor aborted; librdkafka's mock
-//! cluster speaks the whole protocol but keeps no transaction state (offsets
-//! sent to a transaction are not stored, aborted records stay visible to
-//! `read_committed`). The probe of `SLUICE_TEST_KAFKA_TXN` must pass; that of
+//! Found here: Apache Kafka passes every step; librdkafka's mock cluster
+//! speaks the whole protocol but keeps no transaction state (offsets sent to
+//! a transaction are not stored, aborted records stay visible to
+//! `read_committed`); tansu 0.6.0 (no longer used by the tests) had no
+//! EndTxn (API key 26), so a transaction could be neither committed nor
+//! aborted. The probe of `SLUICE_TEST_KAFKA_TXN` must pass; that of
 //! `SLUICE_TEST_KAFKA` fails only with `SLUICE_REQUIRE_TXN=1`, which also
 //! makes a missing `SLUICE_TEST_KAFKA_TXN` a failure.
 //!

@@ -4,7 +4,7 @@
 //!   temporary file, rename it over the table's file), and a file that fails
 //!   to parse leaves the previous content in place without stopping the
 //!   watcher.
-//! - A Kafka table follows a (compacted) topic over a real broker (tansu):
+//! - A Kafka table follows a (compacted) topic over a real broker (Apache Kafka):
 //!   every partition from the beginning, then updates and deletions (a record
 //!   with an empty or null value) as they arrive.
 

@@ -1,5 +1,5 @@
 //! S3 faults mid-stream: 50 000 events with unique ids go from a 3-partition
-//! topic on a real broker (tansu) through a Sluice pipeline (kafka source →
+//! topic on a real broker (Apache Kafka) through a Sluice pipeline (kafka source →
 //! memory channel → object_store sink, small rolls) to a real S3 server
 //! (moto) reached through [`FaultProxy`], which fails ~15% of the requests
 //! (503 SlowDown, 500 InternalError, connection resets, responses lost after
