@@ -10,6 +10,11 @@
 //! - [`sinks`]: rolling object-store files, Kafka producer, logger, null;
 //! - [`topology`]: builds the graph from [`config`], runs it, shuts it down.
 //!
+//! Every Kafka client (source, sinks, channel, lookup tables) works over TLS
+//! and SASL, reads secrets from files or the environment without logging
+//! them ([`sources::kafka::properties`]), and stops on errors no retry can
+//! cure ([`kafka_errors`]).
+//!
 //! For plugin authors: [`scaffold`] (`sluice plugin new`) and [`golden`]
 //! (`sluice plugin test --expected`).
 //!
@@ -22,6 +27,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod golden;
+pub mod kafka_errors;
 pub mod lookup;
 pub mod metrics;
 pub mod plugin;

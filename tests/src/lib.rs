@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod faults;
+pub mod secure;
 pub mod stream;
 
 use std::path::PathBuf;

@@ -51,7 +51,12 @@ async fn produce(bootstrap: &str, topic: &str, per_partition: &[i64]) -> Result<
     Ok(())
 }
 
-fn config(bootstrap: &str, group: &str, topic: &str, commit_interval: &str) -> Result<sluice::config::Config> {
+fn config(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    commit_interval: &str,
+) -> Result<sluice::config::Config> {
     let text = format!(
         r#"
 [sources.in]
@@ -140,9 +145,7 @@ async fn lag_matches_the_consumer_group_tool() -> Result<()> {
             tokio::task::spawn_blocking(move || committed_offsets(&b, &g, &t, PARTITIONS))
                 .await?
                 .unwrap_or_default();
-        if committed.len() == PARTITIONS as usize
-            && committed.values().all(|o| *o == Some(FIRST))
-        {
+        if committed.len() == PARTITIONS as usize && committed.values().all(|o| *o == Some(FIRST)) {
             break;
         }
         wait.tick(Duration::from_millis(200)).await?;
@@ -162,11 +165,17 @@ async fn lag_matches_the_consumer_group_tool() -> Result<()> {
             ..Default::default()
         },
     ));
-    let expected: BTreeMap<i32, Option<i64>> =
-        (0..PARTITIONS).map(|p| (p, Some(MORE[p as usize]))).collect();
+    let expected: BTreeMap<i32, Option<i64>> = (0..PARTITIONS)
+        .map(|p| (p, Some(MORE[p as usize])))
+        .collect();
     let sluice_lag = |m: &Metrics| -> BTreeMap<i32, Option<i64>> {
         (0..PARTITIONS)
-            .map(|p| (p, Some(m.gauge_value(&format!("source.in.lag.{topic}.{p}")))))
+            .map(|p| {
+                (
+                    p,
+                    Some(m.gauge_value(&format!("source.in.lag.{topic}.{p}"))),
+                )
+            })
             .collect()
     };
     let mut wait = Deadline::new("Sluice to read the new records", Duration::from_secs(60));
@@ -186,7 +195,10 @@ async fn lag_matches_the_consumer_group_tool() -> Result<()> {
     run.await??;
 
     assert_eq!(tool, expected, "the broker's view of the group's lag");
-    assert_eq!(reported, tool, "Sluice's lag per partition against the tool's");
+    assert_eq!(
+        reported, tool,
+        "Sluice's lag per partition against the tool's"
+    );
     assert_eq!(total, MORE.iter().sum::<i64>(), "Sluice's total lag");
     Ok(())
 }

@@ -96,9 +96,8 @@ impl Slot<'_> {
             Membership::Static => format!("group_instance_id = \"agent{index}\"\n"),
             _ => String::new(),
         };
-        std::fs::File::create(&config)?.write_all(
-            config_text(self, &client, &membership, &instance).as_bytes(),
-        )?;
+        std::fs::File::create(&config)?
+            .write_all(config_text(self, &client, &membership, &instance).as_bytes())?;
         sluice_tests::spawn_agent(AGENT_ENV, &config, self.log)
     }
 }
@@ -251,6 +250,33 @@ async fn handovers(store: &dyn ObjectStore, prefix: &str) -> Result<usize> {
             chain.windows(2).filter(|w| w[0].1 != w[1].1).count()
         })
         .sum())
+}
+
+/// Every commit record as `partition [start, end) agent`, in chain order,
+/// for failure messages.
+async fn chains(store: &dyn ObjectStore, prefix: &str) -> Result<String> {
+    let dir = object_store::path::Path::from(format!("{prefix}/_sluice/commits"));
+    let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+    let mut records = Vec::new();
+    for meta in metas
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with(".json"))
+    {
+        let body = store.get(&meta.location).await?.bytes().await?;
+        let r: serde_json::Value = serde_json::from_slice(&body)?;
+        records.push((
+            r["partition"].as_i64().unwrap_or(-1),
+            r["start"].as_i64().unwrap_or(-1),
+            r["end"].as_i64().unwrap_or(-1),
+            r["agent"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    records.sort();
+    Ok(records
+        .iter()
+        .map(|(p, s, e, a)| format!("{p} [{s}, {e}) {a}"))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// The committed end of every partition.
@@ -507,10 +533,26 @@ async fn run_scenario(
             "lost (partition, offset), first 40: {:?}",
             &m[..m.len().min(40)]
         );
+    }
+    let duplicated: usize = seen.values().map(|&n| n.saturating_sub(1)).sum();
+    if duplicated > 0 {
+        let mut twice: Vec<(i32, i64)> = seen
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .filter_map(|(id, _)| id.strip_prefix("id-")?.parse::<usize>().ok())
+            .filter_map(|i| placed.get(i).copied())
+            .collect();
+        twice.sort();
+        eprintln!(
+            "duplicated (partition, offset), first 40: {:?}; commit chains:\n{}",
+            &twice[..twice.len().min(40)],
+            chains(&store, &prefix)
+                .await
+                .unwrap_or_else(|e| format!("{e:#}"))
+        );
         let kept = dir.keep();
         eprintln!("agent log kept at {}", kept.display());
     }
-    let duplicated: usize = seen.values().map(|&n| n.saturating_sub(1)).sum();
     Ok(Some(Outcome {
         kills,
         lost,
@@ -561,13 +603,7 @@ fn report(name: &str, o: &Outcome) {
          ({} closed by size, the others by interval), partitions changed hands {} times, time \
          from each step until every partition is served again p50 {p50:.1} s max {max:.1} s \
          (each: {:.1?})",
-        o.kills,
-        o.lost,
-        o.duplicated,
-        o.objects,
-        o.size_rolled,
-        o.handovers,
-        o.recoveries,
+        o.kills, o.lost, o.duplicated, o.objects, o.size_rolled, o.handovers, o.recoveries,
     );
 }
 

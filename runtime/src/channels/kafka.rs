@@ -40,10 +40,20 @@
 //!   agents' events, say — stays there for the next run. After the sink stops, the committer makes a last
 //!   synchronous commit of what was delivered.
 //!
+//! - **Errors**: broker and network errors are counted and retried by
+//!   librdkafka. A permanent error of the producer or the consumer — failed
+//!   authentication, an untrusted broker certificate, a missing ACL
+//!   ([`crate::kafka_errors`]) — fails the channel: batches sent to it are
+//!   failed, the receiver ends, and the agent stops with an error naming the
+//!   channel, the brokers and the cause ([`Opened::health`]).
+//! - **Security**: TLS and SASL settings go in `properties`; a value may be
+//!   read from a file or the environment
+//!   (`"sasl.password" = { env = "KAFKA_PASSWORD" }`), and secrets are never
+//!   logged ([`crate::sources::kafka::properties`]).
+//!
 //! Metrics: `channel.<name>.events_in` (acknowledged by the brokers),
 //! `.events_out`, `.errors`, `.undelivered_batches`, `.commits`.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -56,7 +66,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Timestamp, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -66,9 +76,12 @@ use tracing::{debug, error, info, warn};
 use crate::channels::Closed;
 use crate::config::units::HumanDuration;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::{Counter, Metrics};
 use crate::sources::kafka::offsets::{Reported, Tp, Tracker};
-use crate::sources::kafka::{KafkaValue, apply_properties, check_properties, resolve_bootstrap};
+use crate::sources::kafka::{
+    KafkaProperties, apply_properties, check_properties, resolve_bootstrap,
+};
 
 /// Header holding the event's original topic.
 pub const ORIGIN_TOPIC: &str = "sluice.origin.topic";
@@ -113,9 +126,12 @@ pub struct KafkaChannelConfig {
     /// overriding Sluice's defaults (`acks = "all"`,
     /// `enable.idempotence = true`, `auto.offset.reset = "earliest"`).
     /// `bootstrap.servers` and `group.id` have their own keys, and offsets
-    /// cannot be committed automatically.
+    /// cannot be committed automatically. A value may be read from a file,
+    /// `{ file = "/run/secrets/kafka-password" }`, or an environment
+    /// variable, `{ env = "KAFKA_PASSWORD" }` (checked when the configuration
+    /// is loaded); secret values are never logged.
     #[serde(default)]
-    pub properties: BTreeMap<String, KafkaValue>,
+    pub properties: KafkaProperties,
 }
 
 fn default_batch_max_events() -> usize {
@@ -151,13 +167,9 @@ impl KafkaChannelConfig {
         if self.commit_interval.get().is_zero() {
             return Err(("commit_interval", "must be longer than 0ms".into()));
         }
-        check_properties(&self.properties).map_err(|e| ("properties", e))?;
+        check_properties("properties", &self.properties).map_err(|e| ("properties", e))?;
         for key in ["enable.auto.commit", "enable.auto.offset.store"] {
-            if self
-                .properties
-                .get(key)
-                .is_some_and(|v| v.to_string() != "false")
-            {
+            if self.properties.get(key).is_some_and(|v| !v.is_false()) {
                 return Err((
                     "properties",
                     format!(
@@ -169,17 +181,17 @@ impl KafkaChannelConfig {
         Ok(())
     }
 
-    fn producer_config(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+    fn producer_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        apply_properties(&mut c, &self.properties);
-        c
+        apply_properties(&mut c, &self.properties)?;
+        Ok(c)
     }
 
-    fn consumer_config(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+    fn consumer_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
@@ -189,8 +201,8 @@ impl KafkaChannelConfig {
             .set("auto.offset.reset", "earliest")
             // Tells the receiver when it has read everything (shutdown).
             .set("enable.partition.eof", "true");
-        apply_properties(&mut c, &self.properties);
-        c
+        apply_properties(&mut c, &self.properties)?;
+        Ok(c)
     }
 }
 
@@ -202,6 +214,9 @@ pub struct Opened {
     pub receiver: KafkaReceiver,
     /// Applies acknowledgements and commits; await it after the sink stopped.
     pub committer: tokio::task::JoinHandle<()>,
+    /// The channel's permanent error, if its clients hit one; the topology
+    /// stops the agent with it ([`Health::failed`]).
+    pub health: Arc<Health>,
 }
 
 struct Counters {
@@ -234,26 +249,40 @@ pub fn open(
         undelivered: c("undelivered_batches"),
         commits: c("commits"),
     });
-    let context = ChannelKafkaContext {
+    let health = Health::new(Role::Channel, name, &bootstrap, counters.errors.clone());
+    let context = || ChannelKafkaContext {
         name: name.to_owned(),
         tracker: Mutex::new(Tracker::default()),
         counters: counters.clone(),
+        health: health.clone(),
     };
     let producer: FutureProducer<ChannelKafkaContext> = config
         .producer_config(&bootstrap, &format!("sluice-channel-{name}"))
-        .create_with_context(ChannelKafkaContext {
-            name: name.to_owned(),
-            tracker: Mutex::new(Tracker::default()),
-            counters: counters.clone(),
-        })
-        .map_err(|e| fail(format!("creating the producer for `{bootstrap}`: {e}")))?;
+        .map_err(|e| fail(format!("configuring the producer: {e}")))?
+        .create_with_context(context())
+        .map_err(|e| {
+            fail(format!(
+                "creating the producer for `{bootstrap}`: {}",
+                describe_error(&e)
+            ))
+        })?;
     let consumer: StreamConsumer<ChannelKafkaContext> = config
         .consumer_config(&bootstrap, &format!("sluice-channel-{name}"))
-        .create_with_context(context)
-        .map_err(|e| fail(format!("creating the consumer for `{bootstrap}`: {e}")))?;
-    consumer
-        .subscribe(&[&config.topic])
-        .map_err(|e| fail(format!("subscribing to `{}`: {e}", config.topic)))?;
+        .map_err(|e| fail(format!("configuring the consumer: {e}")))?
+        .create_with_context(context())
+        .map_err(|e| {
+            fail(format!(
+                "creating the consumer for `{bootstrap}`: {}",
+                describe_error(&e)
+            ))
+        })?;
+    consumer.subscribe(&[&config.topic]).map_err(|e| {
+        fail(format!(
+            "subscribing to `{}`: {}",
+            config.topic,
+            describe_error(&e)
+        ))
+    })?;
     let consumer = Arc::new(consumer);
     let closed = tokio_util::sync::CancellationToken::new();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
@@ -268,6 +297,7 @@ pub fn open(
         sender: KafkaSender {
             handle: Arc::new(SenderHandle {
                 producer,
+                health: health.clone(),
                 topic: config.topic.clone(),
                 counters,
                 closed: closed.clone(),
@@ -286,6 +316,7 @@ pub fn open(
             max_wait: config.batch_max_wait.get(),
         },
         committer,
+        health,
     })
 }
 
@@ -297,6 +328,8 @@ pub struct KafkaSender {
 
 struct SenderHandle {
     producer: FutureProducer<ChannelKafkaContext>,
+    /// The channel's, shared with the producer's context.
+    health: Arc<Health>,
     topic: String,
     counters: Arc<Counters>,
     /// Cancelled when the last sender is dropped.
@@ -305,6 +338,12 @@ struct SenderHandle {
 
 impl Drop for SenderHandle {
     fn drop(&mut self) {
+        // After a permanent error nothing queued can be delivered: drop it
+        // rather than wait for it.
+        if self.health.failure().is_some() {
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+        }
         // Deliveries already waited for by their tasks; this only bounds the
         // wait for whatever librdkafka still holds.
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
@@ -322,6 +361,12 @@ impl KafkaSender {
     /// failed if any could not be delivered.
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
         let h = &self.handle;
+        let health = h.health.clone();
+        if health.failure().is_some() {
+            // The channel failed (the agent is stopping): nothing is stored.
+            batch.ack.fail();
+            return Ok(());
+        }
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
         for event in batch.events.iter() {
             let partition = event.partition().to_string();
@@ -365,7 +410,8 @@ impl KafkaSender {
                     }
                     Err((e, _)) => {
                         h.counters.errors.fetch_add(1, Ordering::Relaxed);
-                        error!(topic = %h.topic, error = %e, "producing to the kafka channel failed; failing the batch");
+                        health.check(&e);
+                        error!(topic = %h.topic, error = %describe_error(&e), "producing to the kafka channel failed; failing the batch");
                         batch.ack.fail();
                         break;
                     }
@@ -380,14 +426,27 @@ impl KafkaSender {
         tokio::spawn(async move {
             let mut pending: FuturesUnordered<Delivery> = deliveries.into_iter().collect();
             let mut failed = 0u64;
-            while let Some(result) = pending.next().await {
+            loop {
+                let result = tokio::select! {
+                    result = pending.next() => match result {
+                        Some(result) => result,
+                        None => break,
+                    },
+                    // No delivery can succeed now; don't wait for them.
+                    _ = health.failed() => {
+                        failed += pending.len() as u64;
+                        break;
+                    }
+                };
                 if let Err(e) = result
                     .map_err(|_| KafkaError::Canceled)
                     .and_then(|r| r.map_err(|(e, _)| e))
                 {
                     failed += 1;
                     counters.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(%topic, error = %e, "the kafka channel could not store an event");
+                    if health.check(&e).is_none() {
+                        warn!(%topic, error = %describe_error(&e), "the kafka channel could not store an event");
+                    }
                 }
             }
             if failed > 0 {
@@ -424,6 +483,7 @@ impl KafkaReceiver {
     /// partition was read to its end. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Batch> {
         let consumer = self.consumer.clone();
+        let health = consumer.context().health.clone();
         loop {
             let closing = self.closed.is_cancelled();
             if closing && self.closing_since.is_none() {
@@ -432,6 +492,9 @@ impl KafkaReceiver {
             let deadline = self.deadline;
             tokio::select! {
                 biased;
+                // The channel failed: the agent stops; what was read and not
+                // handed out is read again next time.
+                _ = health.failed() => return None,
                 _ = sleep_until(deadline), if deadline.is_some() => return self.seal(),
                 _ = self.closed.cancelled(), if !closing => continue,
                 _ = tokio::time::sleep(DRAIN_CHECK), if closing => {
@@ -455,7 +518,9 @@ impl KafkaReceiver {
                     }
                     Err(e) => {
                         consumer.context().counters.errors.fetch_add(1, Ordering::Relaxed);
-                        warn!(channel = %consumer.context().name, error = %e, "kafka channel consumer error; continuing");
+                        if health.failure().is_none() && health.check(&e).is_none() {
+                            warn!(channel = %consumer.context().name, error = %describe_error(&e), "kafka channel consumer error; continuing");
+                        }
                     }
                 },
             }
@@ -624,6 +689,8 @@ struct ChannelKafkaContext {
     name: String,
     tracker: Mutex<Tracker>,
     counters: Arc<Counters>,
+    /// Shared by the channel's producer and consumer.
+    health: Arc<Health>,
 }
 
 impl ChannelKafkaContext {
@@ -638,8 +705,7 @@ impl ClientContext for ChannelKafkaContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        warn!(channel = %self.name, %error, reason, "kafka client error; librdkafka retries");
+        self.health.client_error(&error, reason);
     }
 }
 
@@ -683,6 +749,7 @@ impl ConsumerContext for ChannelKafkaContext {
             Err(e) => {
                 self.tracker().forget_committed();
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.health.check(&e);
                 warn!(channel = %self.name, error = %e, "offset commit failed");
             }
         }
@@ -698,6 +765,7 @@ mod tests {
 
     use super::*;
     use crate::event::EventRef;
+    use crate::sources::kafka::KafkaValue;
 
     const WAIT: Duration = Duration::from_secs(60);
 

@@ -529,6 +529,13 @@ impl Loader<'_> {
                 }
                 "kafka" => {
                     let cfg: KafkaLookupConfig = l.typed(value, &path)?;
+                    if let Err((k, e)) = cfg.validate() {
+                        let at = match k {
+                            "properties" => property_path(&path, k, &cfg.properties, &e),
+                            k => vec![path[0].clone(), path[1].clone(), k.into()],
+                        };
+                        l.error(&at, e);
+                    }
                     Some(LookupDef::Kafka(Box::new(cfg)))
                 }
                 other => unreachable!("type `{other}` was checked against LOOKUP_TYPES"),
@@ -593,7 +600,11 @@ impl Loader<'_> {
                 "kafka" => {
                     let cfg: KafkaChannelConfig = l.typed(toml::Value::Table(table), &path)?;
                     if let Err((k, e)) = cfg.validate() {
-                        l.error(&key(k), e);
+                        let at = match k {
+                            "properties" => property_path(&path, k, &cfg.properties, &e),
+                            k => key(k),
+                        };
+                        l.error(&at, e);
                     }
                     Some(ChannelDef::Kafka(Box::new(cfg)))
                 }
@@ -719,7 +730,8 @@ impl Loader<'_> {
             "kafka" => {
                 let cfg: KafkaSourceConfig = self.typed(toml::Value::Table(table), &path)?;
                 if let Err(e) = cfg.validate() {
-                    self.error(&path, e);
+                    let at = property_path(&path, "kafka", &cfg.kafka, &e);
+                    self.error(&at, e);
                 }
                 SourceKind::Kafka(Box::new(cfg))
             }
@@ -768,7 +780,8 @@ impl Loader<'_> {
             "kafka" => {
                 let cfg: KafkaSinkConfig = self.typed(value, &path)?;
                 if let Err(e) = cfg.validate() {
-                    self.error(&path, e);
+                    let at = property_path(&path, "kafka", &cfg.kafka, &e);
+                    self.error(&at, e);
                 }
                 SinkKind::Kafka(Box::new(cfg))
             }
@@ -1046,6 +1059,28 @@ impl Loader<'_> {
             );
         }
     }
+}
+
+/// Where a component's validation error `message` points: at the property
+/// of its librdkafka table `table` that the message names
+/// (`` `kafka."sasl.password"`: ... ``), else at the component (`path`) or,
+/// for a channel's or a table's `properties`, at that table.
+fn property_path(
+    path: &[String],
+    table: &str,
+    props: &crate::sources::kafka::KafkaProperties,
+    message: &str,
+) -> Vec<String> {
+    let mut at = path.to_vec();
+    if let Some(prop) = props
+        .keys()
+        .find(|prop| message.starts_with(&format!("`{table}.\"{prop}\"`")))
+    {
+        at.extend([table.to_owned(), prop.clone()]);
+    } else if table == "properties" {
+        at.push(table.to_owned());
+    }
+    at
 }
 
 fn unknown_field(message: &str) -> Option<&str> {

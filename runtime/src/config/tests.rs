@@ -598,3 +598,91 @@ fn durable_channel_and_exec_keys_are_validated_with_file_line_col_and_key() {
         );
     }
 }
+
+#[test]
+fn unreadable_secret_references_point_at_their_property() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("kafka-password");
+    let present = dir.path().join("ca-password");
+    std::fs::write(&present, "s3cret-from-a-file\n").unwrap();
+    let unset = "SLUICE_CONFIG_TEST_SURELY_UNSET_7e2a";
+    let text = format!(
+        r#"
+[lookups.stores]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "stores"
+[lookups.stores.properties]
+"sasl.password" = {{ env = "{unset}" }}
+
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+channels = ["buffer"]
+[sources.tx.kafka]
+"security.protocol" = "sasl_ssl"
+"sasl.password" = {{ file = "{missing}" }}
+"ssl.key.password" = {{ file = "{present}" }}
+
+[channels.buffer]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "sluice-buffer"
+group_id = "lake"
+properties = {{ "sasl.password" = {{ env = "{unset}" }} }}
+
+[sinks.out]
+type = "kafka"
+channel = "buffer"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "out"
+[sinks.out.kafka]
+"sasl.password" = {{ file = "{missing}" }}
+"#,
+        missing = missing.display(),
+        present = present.display(),
+    );
+    let errors = parse_str(&text).expect_err("unreadable references").0;
+    let shown: Vec<(String, usize, String)> = errors
+        .iter()
+        .map(|e| (e.key.clone(), e.line, e.message.clone()))
+        .collect();
+    assert_eq!(errors.len(), 4, "{shown:?}");
+    let find = |key: &str| {
+        errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error at {key}: {shown:?}"))
+    };
+    let lookup = find("lookups.stores.properties.sasl.password");
+    assert_eq!(lookup.line, 7);
+    assert!(
+        lookup
+            .message
+            .contains(&format!("environment variable `{unset}` is not set")),
+        "{}",
+        lookup.message
+    );
+    let source = find("sources.tx.kafka.sasl.password");
+    assert_eq!(source.line, 17);
+    assert!(
+        source
+            .message
+            .starts_with("`kafka.\"sasl.password\"`: cannot read `")
+            && source.message.contains(&missing.display().to_string()),
+        "{}",
+        source.message
+    );
+    assert!(
+        find("channels.buffer.properties.sasl.password")
+            .message
+            .contains(unset)
+    );
+    assert_eq!(find("sinks.out.kafka.sasl.password").line, 33);
+    assert!(
+        errors.iter().all(|e| !e.to_string().contains("s3cret")),
+        "{shown:?}"
+    );
+}

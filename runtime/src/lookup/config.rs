@@ -10,12 +10,18 @@
 //! type = "kafka"
 //! bootstrap_servers = "127.0.0.1:9092"
 //! topic = "stores"              # a compacted topic; the record key is the lookup key
+//! [lookups.stores.properties]   # librdkafka properties: TLS, SASL, ...
+//! "security.protocol" = "sasl_ssl"
+//! "sasl.mechanism" = "SCRAM-SHA-256"
+//! "sasl.username" = "sluice"
+//! "sasl.password" = { env = "KAFKA_PASSWORD" }   # or { file = "/run/secrets/kafka-password" }
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::sources::kafka::KafkaProperties;
 
 /// Format of a file table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -83,7 +89,30 @@ pub struct KafkaLookupConfig {
     /// followed; the record key (UTF-8) is the lookup key, the value (UTF-8)
     /// the lookup value, and an empty or null value deletes the key.
     pub topic: String,
-    /// Extra librdkafka consumer properties (security settings and the like).
+    /// Extra librdkafka consumer properties (security settings and the
+    /// like), as in the `kafka` source's `kafka` table: a value may be read
+    /// from a file, `{ file = "/run/secrets/kafka-password" }`, or an
+    /// environment variable, `{ env = "KAFKA_PASSWORD" }` (checked when the
+    /// configuration is loaded), and secret values are never logged. A wrong
+    /// password, an untrusted certificate or a missing ACL stops the agent
+    /// with an error naming the table, the brokers and the cause.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: KafkaProperties,
+}
+
+impl KafkaLookupConfig {
+    /// Checks the keys; the error names the offending key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, value) in [
+            ("bootstrap_servers", &self.bootstrap_servers),
+            ("topic", &self.topic),
+        ] {
+            if value.trim().is_empty() {
+                return Err((key, "is empty".into()));
+            }
+        }
+        self.properties
+            .check("properties")
+            .map_err(|e| ("properties", e))
+    }
 }

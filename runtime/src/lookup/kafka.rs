@@ -6,30 +6,72 @@
 //! [`PUBLISH_EVERY`] and whenever the consumer catches up, so a large topic
 //! is not copied once per record.
 //!
+//! Errors are counted and retried by librdkafka, except permanent ones
+//! ([`crate::kafka_errors`]: failed authentication, an untrusted broker
+//! certificate, a missing ACL): at start they fail [`follow`] at once, with
+//! the table, the brokers and the cause; later they stop the follower and
+//! are reported through [`Follower::health`], which the topology watches to
+//! stop the agent.
+//!
 //! Metrics: `lookup.<table>.records` read, `.refused` (records skipped: no
-//! key, or a value that is not UTF-8) and `.errors` (consumer errors, which
-//! librdkafka retries).
+//! key, or a value that is not UTF-8) and `.errors` (consumer errors).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::LookupTable;
 use super::config::KafkaLookupConfig;
+use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Metrics;
 
 /// Longest time between two publications while records keep arriving.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+/// How long [`follow`] waits for the topic's metadata...
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// ...asking in requests of at most this long, so that a permanent error
+/// reported meanwhile ends the wait early.
+const METADATA_STEP: Duration = Duration::from_millis(500);
 
 /// Stops the follower thread when dropped.
 pub struct Follower {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    health: Arc<Health>,
 }
+
+impl Follower {
+    /// The consumer's permanent error, once it hits one (the follower then
+    /// stops; the table keeps what it held).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+}
+
+/// librdkafka callbacks of a table's consumer: logs and errors.
+struct LookupKafkaContext {
+    name: String,
+    health: Arc<Health>,
+}
+
+impl ClientContext for LookupKafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::sources::kafka::log_librdkafka(&self.name, level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.health.client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for LookupKafkaContext {}
 
 impl Drop for Follower {
     fn drop(&mut self) {
@@ -47,46 +89,56 @@ pub fn follow(
     table: Arc<LookupTable>,
     metrics: &Metrics,
 ) -> Result<Follower, String> {
+    let fail = |m: String| format!("lookup `{}`: {m}", table.name());
+    let errors = metrics.counter(&format!("lookup.{}.errors", table.name()));
+    let health = Health::new(Role::Lookup, table.name(), bootstrap, errors.clone());
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("sluice-lookup-{}", table.name()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
-    for (k, v) in &config.properties {
-        client.set(k, v);
-    }
-    let consumer: BaseConsumer = client
-        .create()
-        .map_err(|e| format!("lookup `{}`: creating the consumer: {e}", table.name()))?;
-    let metadata = consumer
-        .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
-        .map_err(|e| format!("lookup `{}`: reading topic metadata: {e}", table.name()))?;
+    config
+        .properties
+        .apply(&mut client)
+        .map_err(|e| fail(format!("configuring the consumer: {e}")))?;
+    let consumer: BaseConsumer<LookupKafkaContext> = client
+        .create_with_context(LookupKafkaContext {
+            name: table.name().to_owned(),
+            health: health.clone(),
+        })
+        .map_err(|e| fail(format!("creating the consumer: {}", describe_error(&e))))?;
+    let metadata = read_metadata(&consumer, &config.topic, &health).map_err(fail)?;
     let mut assignment = TopicPartitionList::new();
     for topic in metadata.topics() {
+        if let Some(err) = topic.error() {
+            let e = KafkaError::MetadataFetch(err.into());
+            if let Some(failure) = health.check(&e) {
+                return Err(fail(failure));
+            }
+        }
         for p in topic.partitions() {
             assignment
                 .add_partition_offset(&config.topic, p.id(), Offset::Beginning)
-                .map_err(|e| format!("lookup `{}`: {e}", table.name()))?;
+                .map_err(|e| fail(e.to_string()))?;
         }
     }
     if assignment.count() == 0 {
-        return Err(format!(
-            "lookup `{}`: topic `{}` has no partitions (does it exist?)",
-            table.name(),
+        return Err(fail(format!(
+            "topic `{}` has no partitions (does it exist?)",
             config.topic
-        ));
+        )));
     }
     consumer
         .assign(&assignment)
-        .map_err(|e| format!("lookup `{}`: assigning partitions: {e}", table.name()))?;
+        .map_err(|e| fail(format!("assigning partitions: {}", describe_error(&e))))?;
     let stop = Arc::new(AtomicBool::new(false));
     let records = metrics.counter(&format!("lookup.{}.records", table.name()));
     let refused = metrics.counter(&format!("lookup.{}.refused", table.name()));
-    let errors = metrics.counter(&format!("lookup.{}.errors", table.name()));
     let name = table.name().to_owned();
     let thread = {
         let stop = stop.clone();
+        let health = health.clone();
         std::thread::Builder::new()
             .name(format!("lookup-{}", table.name()))
             .spawn(move || {
@@ -124,7 +176,11 @@ pub fn follow(
                         }
                         Some(Err(e)) => {
                             errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(table = table.name(), "lookup topic: {e}");
+                            if health.failure().is_some() || health.check(&e).is_some() {
+                                // Logged by `health`; the topology stops the agent.
+                                break;
+                            }
+                            tracing::warn!(table = table.name(), "lookup topic: {}", describe_error(&e));
                         }
                         None => {
                             if dirty {
@@ -141,5 +197,44 @@ pub fn follow(
     Ok(Follower {
         stop,
         thread: Some(thread),
+        health,
     })
+}
+
+/// The metadata of `topic`, asked for until [`METADATA_TIMEOUT`]; a
+/// permanent error (the client's callbacks are served between requests)
+/// ends the wait at once.
+fn read_metadata(
+    consumer: &BaseConsumer<LookupKafkaContext>,
+    topic: &str,
+    health: &Health,
+) -> Result<Metadata, String> {
+    let deadline = Instant::now() + METADATA_TIMEOUT;
+    loop {
+        let result = consumer.fetch_metadata(Some(topic), METADATA_STEP);
+        // Nothing is assigned yet: polling only serves errors and logs.
+        for _ in 0..100 {
+            if consumer.poll(Duration::ZERO).is_none() {
+                break;
+            }
+        }
+        if let Some(failure) = health.failure() {
+            return Err(failure.to_owned());
+        }
+        match result {
+            Ok(metadata) => return Ok(metadata),
+            Err(e) => {
+                if let Some(failure) = health.check(&e) {
+                    return Err(failure);
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "reading the metadata of topic `{topic}` from `{}`: {}",
+                        health.brokers(),
+                        describe_error(&e)
+                    ));
+                }
+            }
+        }
+    }
 }

@@ -30,13 +30,21 @@
 //! event with no topic (`topic_header` absent and no `topic`) cannot be
 //! produced: it is counted in `errors` and fails its batch.
 //!
+//! A permanent error — failed authentication, an untrusted broker
+//! certificate, a missing ACL (a delivery report with
+//! `TOPIC_AUTHORIZATION_FAILED`, say) — is not retried: the sink stops with
+//! an error naming the brokers and the cause ([`crate::kafka_errors`]), and
+//! the batches in flight are failed. TLS and SASL are properties of the
+//! `kafka` table; secrets can be read from files or the environment
+//! (`"sasl.password" = { file = "/run/secrets/kafka-password" }`) and are
+//! never logged ([`crate::sources::kafka::properties`]).
+//!
 //! Metrics: `sink.<name>.events` and `.bytes` (bodies) delivered, `.errors`,
 //! `.retries`.
 //!
 //! With `exactly_once = true` the sink is transactional instead (Kafka →
 //! Kafka exactly-once): see [`transactional`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -54,9 +62,12 @@ use tracing::{error, info, warn};
 use crate::channels::ChannelReceiver;
 use crate::config::units::HumanDuration;
 use crate::event::{Batch, EventRef};
+use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
 use crate::sinks::{SinkContext, SinkError};
-use crate::sources::kafka::{KafkaValue, apply_properties, check_properties, resolve_bootstrap};
+use crate::sources::kafka::{
+    KafkaProperties, apply_properties, check_properties, resolve_bootstrap,
+};
 
 pub mod transactional;
 
@@ -118,10 +129,13 @@ pub struct KafkaSinkConfig {
     #[serde(default)]
     pub transaction_max_wait: Option<HumanDuration>,
     /// Extra librdkafka producer properties (`"linger.ms" = 10`,
-    /// `"compression.type" = "zstd"`, ...), overriding Sluice's defaults
-    /// (`enable.idempotence = true`, `acks = "all"`).
+    /// `"compression.type" = "zstd"`, `"security.protocol" = "sasl_ssl"`,
+    /// ...), overriding Sluice's defaults (`enable.idempotence = true`,
+    /// `acks = "all"`). As in the `kafka` source, a value may be read from a
+    /// file (`{ file = "/run/secrets/kafka-password" }`) or an environment
+    /// variable (`{ env = "KAFKA_PASSWORD" }`), and secrets are never logged.
     #[serde(default)]
-    pub kafka: BTreeMap<String, KafkaValue>,
+    pub kafka: KafkaProperties,
 }
 
 /// Which event headers are forwarded.
@@ -155,7 +169,7 @@ impl KafkaSinkConfig {
             }
         }
         self.validate_transactions()?;
-        check_properties(&self.kafka)
+        check_properties("kafka", &self.kafka)
     }
 
     fn validate_transactions(&self) -> Result<(), String> {
@@ -228,28 +242,33 @@ impl KafkaSinkConfig {
             .unwrap_or_else(|| format!("sluice-{sink}-{}", transactional::agent_id()))
     }
 
-    /// The producer configuration: Sluice's defaults, then the `kafka` table.
-    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+    /// The producer configuration: Sluice's defaults, then the `kafka` table
+    /// (`file` and `env` values read now).
+    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        apply_properties(&mut config, &self.kafka);
-        config
+        apply_properties(&mut config, &self.kafka)?;
+        Ok(config)
     }
 
     /// [`Self::client_config`] plus the transactional settings.
-    pub fn transactional_config(&self, bootstrap: &str, sink: &str) -> ClientConfig {
-        let mut config = self.client_config(bootstrap, &format!("sluice-{sink}"));
+    pub fn transactional_config(
+        &self,
+        bootstrap: &str,
+        sink: &str,
+    ) -> Result<ClientConfig, String> {
+        let mut config = self.client_config(bootstrap, &format!("sluice-{sink}"))?;
         config
             .set("transactional.id", self.transactional_id(sink))
             .set(
                 "transaction.timeout.ms",
                 self.transaction_timeout().as_millis().to_string(),
             );
-        config
+        Ok(config)
     }
 }
 
@@ -271,16 +290,24 @@ pub async fn run(
     if config.exactly_once {
         return transactional::run(config, input, ctx, &bootstrap).await;
     }
+    let health = Health::new(Role::Sink, &ctx.name, &bootstrap, ctx.counter("errors"));
     let producer: FutureProducer<SinkKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
+        .map_err(|e| fail(format!("configuring the producer: {e}")))?
         .create_with_context(SinkKafkaContext {
             name: ctx.name.clone(),
-            errors: ctx.counter("errors"),
+            health: health.clone(),
         })
-        .map_err(|e| fail(format!("creating the producer for `{bootstrap}`: {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "creating the producer for `{bootstrap}`: {}",
+                describe_error(&e)
+            ))
+        })?;
     info!(sink = %ctx.name, %bootstrap, "kafka sink started");
     let shared = Arc::new(Shared {
         producer,
+        health: health.clone(),
         route: Route {
             topic: config.topic,
             topic_header: config.topic_header,
@@ -307,6 +334,12 @@ pub async fn run(
                 }
             },
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            failure = health.failed(), if open || !in_flight.is_empty() => {
+                // No retry can succeed. Dropping the deliveries fails their
+                // batches; dropping `input` fails those still queued.
+                drop(in_flight);
+                return Err(fail(failure.to_owned()));
+            }
             else => break,
         }
         if let Some((code, reason)) = shared.producer.client().fatal_error() {
@@ -314,7 +347,8 @@ pub async fn run(
             // batches; dropping `input` fails those still queued.
             drop(in_flight);
             return Err(fail(format!(
-                "the producer failed fatally: {code}: {reason}"
+                "the producer failed fatally: {}",
+                health.fatal(code, &reason)
             )));
         }
     }
@@ -327,7 +361,10 @@ pub async fn run(
             info!(sink = %ctx.name, "kafka sink stopped");
             Ok(())
         }
-        Ok(Err(e)) => Err(fail(format!("flushing the producer: {e}"))),
+        Ok(Err(e)) => Err(fail(format!(
+            "flushing the producer: {}",
+            describe_error(&e)
+        ))),
         Err(e) => Err(fail(format!("flushing the producer: {e}"))),
     }
 }
@@ -335,6 +372,8 @@ pub async fn run(
 /// What every batch delivery needs.
 struct Shared {
     producer: FutureProducer<SinkKafkaContext>,
+    /// Shared with the producer's context.
+    health: Arc<Health>,
     route: Route,
     /// The channel has ended: retries become bounded.
     closing: AtomicBool,
@@ -450,7 +489,7 @@ async fn deliver(shared: Arc<Shared>, guard: Guard) {
         if failed.is_empty() {
             break;
         }
-        if shared.producer.client().fatal_error().is_some() {
+        if shared.producer.client().fatal_error().is_some() || shared.health.failure().is_some() {
             return; // no retry can succeed; the guard fails the ack
         }
         if shared.closing.load(Ordering::Acquire) {
@@ -491,7 +530,10 @@ async fn produce_all(shared: &Shared, batch: &Batch, todo: &[usize]) -> Vec<usiz
     let settle = |(i, r): Outcome, failed: &mut Vec<usize>| {
         if let Err(e) = r {
             shared.errors.fetch_add(1, Ordering::Relaxed);
-            warn!(sink = %shared.name, error = %e, "record not delivered");
+            // A permanent error (a missing ACL) stops the sink; see `run`.
+            if shared.health.check(&e).is_none() {
+                warn!(sink = %shared.name, error = %describe_error(&e), "record not delivered");
+            }
             failed.push(i);
         }
     };
@@ -542,20 +584,25 @@ async fn produce_all(shared: &Shared, batch: &Batch, todo: &[usize]) -> Vec<usiz
     failed
 }
 
-/// Routes the producer's logs to `tracing` and counts its errors.
+/// Routes the producer's logs to `tracing` and its errors to the sink's
+/// [`Health`].
 struct SinkKafkaContext {
     name: String,
-    errors: Counter,
+    health: Arc<Health>,
 }
 
 impl rdkafka::ClientContext for SinkKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         crate::sources::kafka::log_librdkafka(&self.name, level, fac, message);
+        // librdkafka only logs why a transaction became abortable (its
+        // records are purged); the cause may be permanent (a missing ACL).
+        if fac == "TXNERR" {
+            self.health.logged_error(message);
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        warn!(sink = %self.name, %error, reason, "kafka client error; librdkafka retries");
+        self.health.client_error(&error, reason);
     }
 }
 
@@ -680,7 +727,7 @@ mod tests {
             "linger.ms" = 10
             "#,
         );
-        let cc = c.client_config("b:1", "id");
+        let cc = c.client_config("b:1", "id").unwrap();
         assert_eq!(cc.get("linger.ms"), Some("10"));
         assert_eq!(cc.get("enable.idempotence"), Some("true"));
         assert_eq!(cc.get("acks"), Some("all"));

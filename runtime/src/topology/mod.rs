@@ -15,6 +15,9 @@
 //! durable and return, acknowledgements flow back, and sources make their final
 //! commit. A sink that fails closes its channel; the batches that could not be
 //! sent are failed, so their offsets are never committed and nothing is lost.
+//! A failing source or sink, and a `kafka` channel or Kafka lookup table
+//! whose client hits a permanent error ([`crate::kafka_errors`]), start that
+//! shutdown, and the run returns the first error.
 
 pub mod processor;
 pub mod status;
@@ -32,6 +35,7 @@ use crate::channels::{ChannelReceiver, ChannelSender, file, kafka, memory};
 use crate::config::LookupDef;
 use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
 use crate::delivery::SourceLink;
+use crate::kafka_errors::Health;
 use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
 use crate::plugin::reload::{self, WatchSet, WatchedTable};
@@ -101,6 +105,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     let mut tables: BTreeMap<String, Arc<LookupTable>> = BTreeMap::new();
     let mut watched_tables = Vec::new();
     let mut followers = Vec::new();
+    // Kafka clients that are not tasks of their own: their permanent errors
+    // stop the run.
+    let mut healths: Vec<Arc<Health>> = Vec::new();
     for (name, def) in &config.lookups {
         let table = Arc::new(LookupTable::new(name));
         match def {
@@ -123,6 +130,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
                     crate::lookup::kafka::follow(cfg, &bootstrap, table.clone(), &metrics)
                 })
                 .map_err(|e| anyhow!(e))?;
+                healths.push(follower.health().clone());
                 followers.push(follower);
             }
         }
@@ -196,6 +204,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
                 })
                 .map_err(|e| anyhow!(e))?;
                 channel_tasks.push((name.clone(), opened.committer));
+                healths.push(opened.health.clone());
                 (
                     ChannelSender::Kafka(opened.sender),
                     ChannelReceiver::Kafka(opened.receiver),
@@ -344,6 +353,25 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         });
     }
 
+    let (failure_tx, mut failures) = mpsc::unbounded_channel::<usize>();
+    let health_watchers: Vec<_> = healths
+        .iter()
+        .enumerate()
+        .map(|(i, health)| {
+            let (health, tx) = (health.clone(), failure_tx.clone());
+            tokio::spawn(async move {
+                health.failed().await;
+                let _ = tx.send(i);
+            })
+        })
+        .collect();
+    drop(failure_tx);
+    let mut reported = vec![false; healths.len()];
+    let failure = |i: usize| {
+        let h = &healths[i];
+        anyhow!("{}: {}", h.component(), h.failure().unwrap_or_default())
+    };
+
     let mut errors = Vec::new();
     let mut sinks_left = sink_tasks.len();
     let mut sources_left = source_tasks.len();
@@ -363,7 +391,20 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
                 sinks_left -= 1;
                 if let Err(e) = flatten(r) { errors.push(e); shutdown.cancel(); }
             }
+            Some(i) = failures.recv() => {
+                reported[i] = true;
+                errors.push(failure(i));
+                shutdown.cancel();
+            }
         }
+    }
+    for (i, health) in healths.iter().enumerate() {
+        if !reported[i] && health.failure().is_some() {
+            errors.push(failure(i));
+        }
+    }
+    for watcher in health_watchers {
+        watcher.abort();
     }
     shutdown.cancel();
     // Durable channels settle the acknowledgements of their sinks (last

@@ -49,6 +49,10 @@
 //! failed: nothing was committed, so they are read again after a restart. A
 //! fatal error — typically the producer fenced by a newer one with the same
 //! `transactional.id` — stops the sink with an error; its batches are failed.
+//! So does a permanent error ([`crate::kafka_errors`]): failed
+//! authentication, an untrusted broker certificate, a missing ACL (on the
+//! transactional id at start, on the topic when a partition is added to a
+//! transaction); it is not aborted and retried.
 //!
 //! **Scope.** Every event reaching this sink must come from the one Kafka
 //! source feeding its channel (checked when the configuration is loaded).
@@ -78,11 +82,16 @@ use super::{BACKOFF, Guard, KafkaSinkConfig, Route, SHUTDOWN_ATTEMPTS, SinkKafka
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
 use crate::event::Batch;
+use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
 use crate::sinks::{SinkContext, SinkError};
 
 /// Tries of a blocking transaction call that failed with a retriable error.
 const CALL_ATTEMPTS: u32 = 5;
+/// `init_transactions` waits at most this long per call, and is called
+/// again (librdkafka resumes it) until its timeout: a permanent error
+/// recorded meanwhile (a wrong password, say) ends the wait this soon.
+const INIT_STEP: Duration = Duration::from_secs(1);
 
 /// This agent's id for default transactional ids: the host name.
 pub fn agent_id() -> String {
@@ -110,15 +119,23 @@ pub async fn run(
         fail("`exactly_once = true` needs the sink's channel fed by exactly one `kafka` source, whose offsets the transactions commit".into())
     })?;
     let transactional_id = config.transactional_id(&ctx.name);
+    let health = Health::new(Role::Sink, &ctx.name, bootstrap, ctx.counter("errors"));
     let producer: FutureProducer<SinkKafkaContext> = config
         .transactional_config(bootstrap, &ctx.name)
+        .map_err(|e| fail(format!("configuring the producer: {e}")))?
         .create_with_context(SinkKafkaContext {
             name: ctx.name.clone(),
-            errors: ctx.counter("errors"),
+            health: health.clone(),
         })
-        .map_err(|e| fail(format!("creating the producer for `{bootstrap}`: {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "creating the producer for `{bootstrap}`: {}",
+                describe_error(&e)
+            ))
+        })?;
     let sink = Txn {
         producer: Arc::new(producer),
+        health,
         link,
         route: Route {
             topic: config.topic.clone(),
@@ -173,6 +190,10 @@ pub async fn run(
                 None => input_open = false,
             },
             _ = sleep_until(deadline), if deadline.is_some() => {}
+            failure = sink.health.failed() => {
+                error!(sink = %ctx.name, error = %failure, "stopping; the open transaction's batches are failed");
+                return Err(fail(failure.to_owned())); // dropping `open` fails the acks
+            }
         }
     }
     info!(sink = %ctx.name, "transactional kafka sink stopped");
@@ -198,6 +219,8 @@ struct TxnMetrics {
 /// The sink's producer and what its transactions need.
 struct Txn {
     producer: Arc<FutureProducer<SinkKafkaContext>>,
+    /// Shared with the producer's context.
+    health: Arc<Health>,
     link: Arc<SourceLink>,
     route: Route,
     name: String,
@@ -327,22 +350,35 @@ impl Txn {
                 "{what}: the producer was fenced: another producer started with transactional.id `{}`; each agent needs its own `transactional_id` (a restarted agent replaces its predecessor): {}",
                 self.transactional_id, cause.1
             )
+        } else if let Some((code, reason)) = self.producer.client().fatal_error() {
+            format!("{what}: {}", self.health.fatal(code, &reason))
         } else {
-            format!("{what}: fatal producer error: {}", cause.1)
+            format!("{what}: fatal producer error: {}", describe_error(e))
         }
     }
 
     fn classify(&self, what: &str, e: KafkaError) -> TxnError {
+        // A permanent error is not aborted and retried: it would fail again.
+        if let Some(failure) = self
+            .health
+            .failure()
+            .map(str::to_owned)
+            .or_else(|| self.health.check(&e))
+        {
+            return TxnError::Fatal(format!("{what}: {failure}"));
+        }
         let fatal = matches!(&e, KafkaError::Transaction(rd) if rd.is_fatal())
             || self.producer.client().fatal_error().is_some();
         if fatal {
             TxnError::Fatal(self.fatal_message(what, &e))
         } else {
-            TxnError::Abortable(format!("{what}: {e}"))
+            TxnError::Abortable(format!("{what}: {}", describe_error(&e)))
         }
     }
 
-    /// Runs a blocking transaction call, again while it fails retriably.
+    /// Runs a blocking transaction call, again while it fails retriably;
+    /// returns at once when a permanent error is recorded (the call itself
+    /// then ends within its timeout, off the async runtime).
     async fn call(
         &self,
         what: &'static str,
@@ -353,22 +389,30 @@ impl Txn {
     ) -> Result<(), TxnError> {
         let producer = self.producer.clone();
         let timeout = self.timeout;
-        let result = tokio::task::spawn_blocking(move || {
+        let health = self.health.clone();
+        let blocking = tokio::task::spawn_blocking(move || {
             let mut tries = 0;
             loop {
                 tries += 1;
                 match f(&producer, timeout) {
                     Err(KafkaError::Transaction(rd))
-                        if rd.is_retriable() && !rd.is_fatal() && tries < CALL_ATTEMPTS =>
+                        if rd.is_retriable()
+                            && !rd.is_fatal()
+                            && tries < CALL_ATTEMPTS
+                            && health.failure().is_none() =>
                     {
                         std::thread::sleep(Duration::from_millis(100 * u64::from(tries)));
                     }
                     other => return other,
                 }
             }
-        })
-        .await
-        .map_err(|e| TxnError::Fatal(format!("{what}: {e}")))?;
+        });
+        let result = tokio::select! {
+            result = blocking => result.map_err(|e| TxnError::Fatal(format!("{what}: {e}")))?,
+            failure = self.health.failed() => {
+                return Err(TxnError::Fatal(format!("{what}: {failure}")));
+            }
+        };
         result.map_err(|e| self.classify(what, e))
     }
 
@@ -378,8 +422,11 @@ impl Txn {
         let mut tries = 0;
         loop {
             tries += 1;
+            let health = self.health.clone();
             match self
-                .call("initializing transactions", |p, t| p.init_transactions(t))
+                .call("initializing transactions", move |p, t| {
+                    init_in_steps(p, t, &health)
+                })
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -644,6 +691,28 @@ fn commit(
     Ok(Commit::Done)
 }
 
+/// `init_transactions` with timeout `timeout`, in calls of at most
+/// [`INIT_STEP`] (librdkafka resumes a timed-out call), so that it returns
+/// soon after `health` records a permanent error.
+fn init_in_steps(
+    producer: &FutureProducer<SinkKafkaContext>,
+    timeout: Duration,
+    health: &Health,
+) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match producer.init_transactions(left.min(INIT_STEP)) {
+            Err(KafkaError::Transaction(rd))
+                if rd.is_retriable()
+                    && !rd.is_fatal()
+                    && Instant::now() < deadline
+                    && health.failure().is_none() => {}
+            other => return other,
+        }
+    }
+}
+
 /// Calls `f` again while it fails retriably (librdkafka's contract for
 /// `send_offsets_to_transaction` and `commit_transaction` timeouts).
 fn retry(mut f: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
@@ -900,11 +969,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_abortable_error_aborts_and_retries_without_duplicates() {
         let mock = mock();
-        // AddPartitionsToTxn refused: nothing reaches the log, the
-        // transaction must be aborted, and the retry writes everything once.
+        // AddPartitionsToTxn refused (a broker's disk error): nothing
+        // reaches the log, the transaction must be aborted, and the retry
+        // writes everything once.
         mock.request_errors(
             RDKafkaApiKey::AddPartitionsToTxn,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR],
         );
         let mut s = setup(mock, "transaction_max_wait = \"50ms\"").await;
         let e = s.epoch;
@@ -976,6 +1046,31 @@ mod tests {
         assert_eq!(s.metrics.get("sink.auths.events"), 3);
         let out = output(&s.mock).await;
         assert!(!out.contains(&"p1-2".to_owned()), "never produced: {out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_topic_acl_stops_the_sink_instead_of_retrying() {
+        let mock = mock();
+        mock.request_errors(
+            RDKafkaApiKey::AddPartitionsToTxn,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+        );
+        let mut s = setup(mock, "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        s.tx.send(batch(&s, 1, e, &[(0, 0), (1, 0)])).await.unwrap();
+        let err = timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("sink `auths`: ")
+                && message.contains("topic authorization failed at `")
+                && message.contains("grant the client's principal"),
+            "{message}"
+        );
+        assert!(
+            !reports(&mut s.reports, 1).await[&1],
+            "not counted delivered"
+        );
+        assert_eq!(s.metrics.get("sink.auths.retries"), 0, "not retried");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,12 @@
 //! Configuration of the `kafka` source, and the librdkafka property helpers the
 //! Kafka sink and the embedded broker share with it.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use super::properties::KafkaProperties;
 use crate::config::units::HumanDuration;
 
 /// The `bootstrap_servers` value that means "the embedded demo broker".
@@ -30,6 +29,17 @@ pub const EMBEDDED: &str = "embedded";
 /// [sources.orders.kafka]
 /// "session.timeout.ms" = 30000
 /// ```
+///
+/// Over TLS and SASL, with the password kept out of the file:
+///
+/// ```toml
+/// [sources.orders.kafka]
+/// "security.protocol" = "sasl_ssl"      # or "ssl", "sasl_plaintext"
+/// "sasl.mechanism" = "SCRAM-SHA-512"    # or "SCRAM-SHA-256", "PLAIN"
+/// "sasl.username" = "sluice"
+/// "sasl.password" = { file = "/run/secrets/kafka-password" }  # or { env = "KAFKA_PASSWORD" }
+/// "ssl.ca.location" = "/etc/kafka/ca.pem"   # the CA that signed the brokers' certificates
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
@@ -38,6 +48,15 @@ pub struct KafkaSourceConfig {
     pub bootstrap_servers: String,
     /// Consumer group; agents sharing it split the partitions between them.
     pub group_id: String,
+    /// Static membership (Kafka's `group.instance.id`, KIP-345): a stable
+    /// name for this agent within the group, unique per agent. A restarted
+    /// agent with the same name gets its partitions back without a
+    /// group-wide rebalance, as long as it returns within the session
+    /// timeout (`kafka."session.timeout.ms"`). Set it per agent from the
+    /// environment, e.g. `group_instance_id = "${HOSTNAME}"` (a StatefulSet
+    /// pod's name is stable across restarts). Unset: a dynamic member.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
     /// Topics to subscribe to. Exactly one of `topics` and `topic_pattern`.
     #[serde(default)]
     pub topics: Vec<String>,
@@ -64,8 +83,18 @@ pub struct KafkaSourceConfig {
     /// `"security.protocol" = "ssl"`, ...), passed through as strings; they
     /// override Sluice's defaults. `enable.auto.commit` and
     /// `enable.auto.offset.store` cannot be turned on: Sluice commits itself.
+    ///
+    /// A value may instead be read from a file, `{ file = "/run/secrets/x" }`
+    /// (its content less one trailing newline), or from an environment
+    /// variable, `{ env = "KAFKA_PASSWORD" }`; both are checked when the
+    /// configuration is loaded (readable, set, not empty). Secret values
+    /// (`sasl.password`, `ssl.key.password`, `ssl.key.pem`, any key naming a
+    /// password or secret, ...) are never logged: see
+    /// [`properties`](super::properties). A wrong password, an untrusted
+    /// broker certificate or a missing ACL stops the source with an error
+    /// naming the brokers and the cause ([`crate::kafka_errors`]).
     #[serde(default)]
-    pub kafka: BTreeMap<String, KafkaValue>,
+    pub kafka: KafkaProperties,
 }
 
 fn default_batch_max_events() -> usize {
@@ -101,35 +130,11 @@ impl StartFrom {
     }
 }
 
-/// A librdkafka property value as written in TOML.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum KafkaValue {
-    /// `true` / `false`.
-    Bool(bool),
-    /// An integer.
-    Int(i64),
-    /// A float (`"batch.num.messages"` never is, but TOML allows it).
-    Float(f64),
-    /// A string, passed as is.
-    Str(String),
-}
-
-impl fmt::Display for KafkaValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Bool(b) => write!(f, "{b}"),
-            Self::Int(i) => write!(f, "{i}"),
-            Self::Float(x) => write!(f, "{x}"),
-            Self::Str(s) => f.write_str(s),
-        }
-    }
-}
-
 /// Properties Sluice sets from its own keys; the `kafka` table must not set them.
 const OWN_KEYS: &[(&str, &str)] = &[
     ("bootstrap.servers", "bootstrap_servers"),
     ("group.id", "group_id"),
+    ("group.instance.id", "group_instance_id"),
 ];
 
 /// Consumer properties whose `true` would let librdkafka commit offsets of
@@ -144,6 +149,13 @@ impl KafkaSourceConfig {
         }
         if self.group_id.trim().is_empty() {
             return Err("`group_id` is empty; name the consumer group".into());
+        }
+        if let Some(id) = &self.group_instance_id
+            && (id.trim().is_empty() || id.len() > 249 || id.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "`group_instance_id` {id:?} is not a usable member name: it must be 1 to 249 characters without control characters; leave it out for a dynamic member"
+            ));
         }
         match (&self.topic_pattern, self.topics.is_empty()) {
             (None, true) => {
@@ -172,10 +184,10 @@ impl KafkaSourceConfig {
         if self.commit_interval.get().is_zero() {
             return Err("`commit_interval` must be longer than 0ms".into());
         }
-        check_properties(&self.kafka)?;
+        check_properties("kafka", &self.kafka)?;
         for key in COMMIT_KEYS {
             if let Some(v) = self.kafka.get(*key)
-                && v.to_string() != "false"
+                && !v.is_false()
             {
                 return Err(format!(
                     "`kafka.\"{key}\"` cannot be enabled: Sluice commits offsets itself, only after delivery; remove it"
@@ -194,8 +206,9 @@ impl KafkaSourceConfig {
         }
     }
 
-    /// The consumer configuration: Sluice's defaults, then the `kafka` table.
-    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+    /// The consumer configuration: Sluice's defaults, then the `kafka` table
+    /// (`file` and `env` values read now).
+    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", bootstrap)
@@ -208,31 +221,32 @@ impl KafkaSourceConfig {
             // librdkafka prefetches up to this much per partition queue while
             // the source is blocked on backpressure; keep it modest.
             .set("queued.max.messages.kbytes", "16384");
-        apply_properties(&mut config, &self.kafka);
-        config
+        if let Some(id) = &self.group_instance_id {
+            config.set("group.instance.id", id);
+        }
+        apply_properties(&mut config, &self.kafka)?;
+        Ok(config)
     }
 }
 
-/// Rejects `kafka` table keys that duplicate a Sluice key.
-pub fn check_properties(props: &BTreeMap<String, KafkaValue>) -> Result<(), String> {
+/// Checks a component's property table, `table` being its key (`kafka`,
+/// `properties`): no key duplicating a Sluice key, no empty name, every
+/// `file` and `env` value readable. The message names the property.
+pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), String> {
     for (prop, key) in OWN_KEYS {
         if props.contains_key(*prop) {
             return Err(format!(
-                "`kafka.\"{prop}\"` duplicates the `{key}` key; set `{key}` instead"
+                "`{table}.\"{prop}\"` duplicates the `{key}` key; set `{key}` instead"
             ));
         }
     }
-    if let Some(k) = props.keys().find(|k| k.trim().is_empty()) {
-        return Err(format!("`kafka` has an empty property name ({k:?})"));
-    }
-    Ok(())
+    props.check(table)
 }
 
-/// Sets every property of a `kafka` table on `config`, overriding defaults.
-pub fn apply_properties(config: &mut ClientConfig, props: &BTreeMap<String, KafkaValue>) {
-    for (k, v) in props {
-        config.set(k, v.to_string());
-    }
+/// Sets every property of a table on `config`, overriding defaults; `file`
+/// and `env` values are read now (see [`KafkaProperties::apply`]).
+pub fn apply_properties(config: &mut ClientConfig, props: &KafkaProperties) -> Result<(), String> {
+    props.apply(config)
 }
 
 /// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded
@@ -272,12 +286,24 @@ mod tests {
         assert_eq!(c.batch_max_events, 500);
         assert_eq!(c.batch_max_wait.get(), Duration::from_millis(250));
         assert_eq!(c.start_from, StartFrom::Latest);
-        let cc = c.client_config("b:9092", "sluice-test");
+        let cc = c.client_config("b:9092", "sluice-test").unwrap();
         assert_eq!(cc.get("session.timeout.ms"), Some("30000"));
         assert_eq!(cc.get("check.crcs"), Some("true"));
         assert_eq!(cc.get("auto.offset.reset"), Some("latest"));
         assert_eq!(cc.get("enable.auto.commit"), Some("false"));
         assert_eq!(cc.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(cc.get("group.instance.id"), None);
+    }
+
+    #[test]
+    fn static_membership_sets_the_instance_id() {
+        let c: KafkaSourceConfig = toml::from_str(
+            "bootstrap_servers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ngroup_instance_id = \"agent-0\"",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let cc = c.client_config("b:9092", "sluice-test").unwrap();
+        assert_eq!(cc.get("group.instance.id"), Some("agent-0"));
     }
 
     #[test]
@@ -340,6 +366,16 @@ mod tests {
             check("topics = [\"a\"]\n[kafka]\n\"group.id\" = \"x\"")
                 .unwrap_err()
                 .contains("group_id")
+        );
+        assert!(
+            check("topics = [\"a\"]\n[kafka]\n\"group.instance.id\" = \"x\"")
+                .unwrap_err()
+                .contains("group_instance_id")
+        );
+        assert!(
+            check("topics = [\"a\"]\ngroup_instance_id = \" \"")
+                .unwrap_err()
+                .contains("member name")
         );
     }
 }

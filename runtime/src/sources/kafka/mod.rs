@@ -27,29 +27,41 @@
 //!   source waits until every batch handed on is reported, committing
 //!   meanwhile; then it commits synchronously and leaves the group.
 //! - **Errors**: broker and network errors are logged and counted;
-//!   librdkafka reconnects. Only a fatal consumer error stops the source.
+//!   librdkafka reconnects. A permanent error — failed authentication, an
+//!   untrusted broker certificate, a missing ACL ([`crate::kafka_errors`]) —
+//!   or a fatal consumer error stops the source with an error naming the
+//!   brokers and the cause.
+//! - **Security**: TLS and SASL are librdkafka properties of the `kafka`
+//!   table; secrets can be read from files or the environment and are never
+//!   logged ([`properties`]).
 //!
 //! Metrics: `source.<name>.events`, `.bytes` (keys and bodies), `.batches`,
 //! `.commits` (commit requests sent), `.errors`, `.undelivered_batches`, and
 //! the gauge `.lag` (sum of the consumer lag of the assigned partitions, from
-//! librdkafka's statistics every `statistics.interval.ms`, default 1 s).
+//! librdkafka's statistics every `statistics.interval.ms`, default 1 s) with
+//! one gauge per partition, `.lag.<topic>.<partition>`: the partition's end
+//! minus the group's committed offset, as Kafka's consumer-group tool counts.
 
 mod config;
 pub(crate) mod offsets;
+pub mod properties;
 mod source;
 #[cfg(test)]
 mod tests;
 
 pub use config::{
-    EMBEDDED, KafkaSourceConfig, KafkaValue, StartFrom, apply_properties, check_properties,
-    resolve_bootstrap,
+    EMBEDDED, KafkaSourceConfig, StartFrom, apply_properties, check_properties, resolve_bootstrap,
 };
+pub use properties::{KafkaProperties, KafkaValue};
 pub use source::run;
 
 use rdkafka::config::RDKafkaLogLevel;
 
-/// Forwards a librdkafka log line of client `client` to `tracing`.
+/// Forwards a librdkafka log line of client `client` to `tracing`, with
+/// every secret given to a client scrubbed from it ([`properties::redact`]):
+/// at debug level librdkafka may echo property values.
 pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    let message = properties::redact(message);
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert

@@ -21,6 +21,7 @@ use super::config::{KafkaSourceConfig, resolve_bootstrap};
 use super::offsets::{Reported, Tp, Tracker};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::{Counter, Gauge};
 use crate::sources::{SourceContext, SourceError};
 
@@ -44,16 +45,22 @@ pub async fn run(
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(fail)?;
-    let context = SourceKafkaContext::new(&ctx, link);
+    let context = SourceKafkaContext::new(&ctx, link, &bootstrap);
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
+        .map_err(|e| fail(format!("configuring the consumer: {e}")))?
         .create_with_context(context)
-        .map_err(|e| fail(format!("creating the consumer for `{bootstrap}`: {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "creating the consumer for `{bootstrap}`: {}",
+                describe_error(&e)
+            ))
+        })?;
     let subscription = config.subscription();
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|e| fail(format!("subscribing to {topics:?}: {e}")))?;
+        .map_err(|e| fail(format!("subscribing to {topics:?}: {}", describe_error(&e))))?;
     info!(source = %ctx.name, %bootstrap, group = %config.group_id, ?topics, "kafka source started");
 
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -108,6 +115,9 @@ enum Stop {
     OutputClosed,
     /// librdkafka reported a fatal error; the consumer is unusable.
     Fatal(KafkaError),
+    /// A permanent error (authentication, TLS, ACLs): see
+    /// [`crate::kafka_errors`].
+    Permanent(String),
     /// The committed positions of exactly-once sinks could not be read.
     Positions(String),
 }
@@ -142,7 +152,10 @@ impl Source {
                 warn!(source = %self.ctx.name, "processing stage is gone; kafka source stopping")
             }
             Stop::Fatal(e) => {
-                error!(source = %self.ctx.name, error = %e, "fatal consumer error; kafka source stopping")
+                error!(source = %self.ctx.name, error = %describe_error(e), "fatal consumer error; kafka source stopping")
+            }
+            Stop::Permanent(e) => {
+                error!(source = %self.ctx.name, error = %e, "kafka source stopping: it cannot work until its configuration or ACLs change")
             }
             Stop::Positions(e) => {
                 error!(source = %self.ctx.name, error = %e, "kafka source stopping: it cannot tell where to resume")
@@ -161,7 +174,11 @@ impl Source {
             message,
         };
         match stop {
-            Stop::Fatal(e) => Err(error(format!("fatal consumer error: {e}"))),
+            Stop::Fatal(e) => Err(error(format!(
+                "fatal consumer error: {}",
+                describe_error(&e)
+            ))),
+            Stop::Permanent(e) => Err(error(e)),
             Stop::Positions(e) => Err(error(e)),
             Stop::OutputClosed if !ctx.shutdown.is_cancelled() => Err(error(
                 "the processing stage stopped receiving batches before shutdown".into(),
@@ -175,11 +192,13 @@ impl Source {
         let consumer = self.consumer.clone();
         let shutdown = self.ctx.shutdown.clone();
         let link = self.consumer.context().link.clone();
+        let health = self.consumer.context().health.clone();
         loop {
             let deadline = self.deadline;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                failure = health.failed() => return Stop::Permanent(failure.to_owned()),
                 _ = link.rewind_requested() => self.rewind(&link).await,
                 Some(report) = self.ack_rx.recv() => self.on_report(report),
                 _ = self.commit_tick.tick() => self.commit(),
@@ -203,8 +222,8 @@ impl Source {
                     let full = match message {
                         Ok(m) => self.add(&m),
                         Err(e) => {
-                            if let Some(fatal) = self.on_error(e) {
-                                return Stop::Fatal(fatal);
+                            if let Some(stop) = self.on_error(e) {
+                                return stop;
                             }
                             false
                         }
@@ -351,14 +370,26 @@ impl Source {
         }
     }
 
-    /// Counts and logs a consumer error; returns it if it is fatal.
-    fn on_error(&self, e: KafkaError) -> Option<KafkaError> {
+    /// Counts and logs a consumer error; returns why to stop if it is
+    /// permanent or fatal. (The error callback has usually seen the same
+    /// error first, with librdkafka's reason: its failure wins.)
+    fn on_error(&self, e: KafkaError) -> Option<Stop> {
+        if matches!(e, KafkaError::PartitionEOF(_)) {
+            return None;
+        }
+        let health = &self.consumer.context().health;
+        if let Some(failure) = health
+            .failure()
+            .map(str::to_owned)
+            .or_else(|| health.check(&e))
+        {
+            return Some(Stop::Permanent(failure));
+        }
         match e {
-            KafkaError::PartitionEOF(_) => None,
-            KafkaError::MessageConsumptionFatal(_) => Some(e),
+            KafkaError::MessageConsumptionFatal(_) => Some(Stop::Fatal(e)),
             e => {
                 self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                warn!(source = %self.ctx.name, error = %e, "kafka consumer error; continuing");
+                warn!(source = %self.ctx.name, error = %describe_error(&e), "kafka consumer error; continuing");
                 None
             }
         }
@@ -495,21 +526,26 @@ fn commit<C: Consumer<SourceKafkaContext> + ?Sized>(
 pub(crate) struct SourceKafkaContext {
     name: String,
     link: Arc<SourceLink>,
+    /// Counts client errors and keeps the first permanent one.
+    health: Arc<Health>,
     /// Set by a rebalance callback that could not read committed positions.
     fatal: Mutex<Option<String>>,
     tracker: Mutex<Tracker>,
+    metrics: Arc<crate::metrics::Metrics>,
     lag: Gauge,
     errors: Counter,
     commits: Counter,
 }
 
 impl SourceKafkaContext {
-    fn new(ctx: &SourceContext, link: Arc<SourceLink>) -> Self {
+    fn new(ctx: &SourceContext, link: Arc<SourceLink>, bootstrap: &str) -> Self {
         Self {
             name: ctx.name.clone(),
             link,
+            health: Health::new(Role::Source, &ctx.name, bootstrap, ctx.counter("errors")),
             fatal: Mutex::new(None),
             tracker: Mutex::new(Tracker::default()),
+            metrics: ctx.metrics.clone(),
             lag: ctx.metrics.gauge(&format!("source.{}.lag", ctx.name)),
             errors: ctx.counter("errors"),
             commits: ctx.counter("commits"),
@@ -603,20 +639,27 @@ impl ClientContext for SourceKafkaContext {
         super::log_librdkafka(&self.name, level, fac, message);
     }
 
+    /// Consumer lag, in total and per partition: librdkafka's
+    /// `consumer_lag`, the partition's end (the last stable offset under
+    /// `read_committed`, the high watermark otherwise) minus the group's
+    /// committed offset, i.e. the figure Kafka's consumer-group tool shows
+    /// as LAG. Unknown (-1, e.g. nothing committed yet) counts as 0.
     fn stats(&self, statistics: Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter(|p| p.partition >= 0)
-            .map(|p| p.consumer_lag.max(0))
-            .sum();
+        let mut lag = 0;
+        for (topic, t) in &statistics.topics {
+            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                let value = p.consumer_lag.max(0);
+                lag += value;
+                self.metrics
+                    .gauge(&format!("source.{}.lag.{topic}.{}", self.name, p.partition))
+                    .store(value, Ordering::Relaxed);
+            }
+        }
         self.lag.store(lag, Ordering::Relaxed);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        warn!(source = %self.name, %error, reason, "kafka client error; librdkafka retries");
+        self.health.client_error(&error, reason);
     }
 }
 
@@ -752,6 +795,8 @@ impl ConsumerContext for SourceKafkaContext {
             // Send everything again at the next interval.
             self.tracker().forget_committed();
             self.errors.fetch_add(1, Ordering::Relaxed);
+            // A group authorization failure stops the source (see `consume`).
+            self.health.check(&e);
             warn!(source = %self.name, error = %e, offsets = ?offsets.to_topic_map(), "offset commit failed");
         }
     }

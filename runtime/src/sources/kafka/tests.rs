@@ -106,6 +106,7 @@ fn config(
     KafkaSourceConfig {
         bootstrap_servers: bootstrap.to_owned(),
         group_id: group.to_owned(),
+        group_instance_id: None,
         topics: vec![topic.to_owned()],
         topic_pattern: None,
         batch_max_events: max_events,
