@@ -670,8 +670,8 @@ async fn scale_and_kill_cooperative() -> Result<()> {
     scale_and_kill("scale-coop", Membership::Cooperative).await
 }
 
-/// Ignored in CI for now: one run of three (on a machine loaded by a
-/// parallel `cargo install`) wrote 500 ids twice, while two reruns were
+/// Ignored in CI for now: one run of four (on a machine loaded by a
+/// parallel `cargo install`) wrote 500 ids twice, while three reruns were
 /// clean (0 lost, 0 duplicated). On a duplicate the test now prints the
 /// duplicated offsets and every commit record; run it with
 /// `cargo test -p sluice-tests --test exactly_once_crash_loop -- --ignored scale_and_kill_static`.
