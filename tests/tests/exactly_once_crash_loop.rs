@@ -85,16 +85,16 @@ impl Slot<'_> {
     fn spawn(&self, index: usize, run: usize) -> Result<Child> {
         let client = format!("agent{index}-{run}");
         let config = self.dir.join(format!("{client}.toml"));
-        let membership = match self.membership {
-            Membership::Eager => String::new(),
-            Membership::Cooperative => {
-                "\"partition.assignment.strategy\" = \"cooperative-sticky\", ".into()
-            }
-            Membership::Static => String::new(),
-        };
-        let instance = match self.membership {
-            Membership::Static => format!("group_instance_id = \"agent{index}\"\n"),
-            _ => String::new(),
+        let (membership, instance) = match self.membership {
+            Membership::Eager => (String::new(), String::new()),
+            Membership::Cooperative => (
+                "\"partition.assignment.strategy\" = \"cooperative-sticky\", ".into(),
+                String::new(),
+            ),
+            Membership::Static => (
+                String::new(),
+                format!("group_instance_id = \"agent{index}\"\n"),
+            ),
         };
         std::fs::File::create(&config)?
             .write_all(config_text(self, &client, &membership, &instance).as_bytes())?;
@@ -655,10 +655,10 @@ async fn scale_and_kill(name: &str, membership: Membership) -> Result<()> {
     assert_eq!(o.kills, 8);
     assert_eq!(o.recoveries.len(), SCALE.len());
     assert_rolls(&o);
-    // Growing to three agents moves partitions away from the first, and
-    // shrinking back moves them to it again.
+    // Of 4 partitions, growing to two agents moves 2, growing to three at
+    // least 1; shrinking back moves at least 1 and then 2: at least 6.
     assert!(
-        o.handovers >= 2,
+        o.handovers >= 6,
         "partitions should change hands when the group grows and shrinks ({} hand-overs)",
         o.handovers
     );

@@ -79,9 +79,7 @@ use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::{Counter, Metrics};
 use crate::sources::kafka::offsets::{Reported, Tp, Tracker};
-use crate::sources::kafka::{
-    KafkaProperties, apply_properties, check_properties, resolve_bootstrap,
-};
+use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 
 /// Header holding the event's original topic.
 pub const ORIGIN_TOPIC: &str = "sluice.origin.topic";
@@ -167,7 +165,8 @@ impl KafkaChannelConfig {
         if self.commit_interval.get().is_zero() {
             return Err(("commit_interval", "must be longer than 0ms".into()));
         }
-        check_properties("properties", &self.properties).map_err(|e| ("properties", e))?;
+        check_properties("properties", &self.properties)
+            .map_err(|e| ("properties", e.to_string()))?;
         for key in ["enable.auto.commit", "enable.auto.offset.store"] {
             if self.properties.get(key).is_some_and(|v| !v.is_false()) {
                 return Err((
@@ -181,17 +180,25 @@ impl KafkaChannelConfig {
         Ok(())
     }
 
-    fn producer_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
+    fn producer_config(
+        &self,
+        bootstrap: &str,
+        client_id: &str,
+    ) -> Result<ClientConfig, PropertyError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        apply_properties(&mut c, &self.properties)?;
+        self.properties.apply(&mut c)?;
         Ok(c)
     }
 
-    fn consumer_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
+    fn consumer_config(
+        &self,
+        bootstrap: &str,
+        client_id: &str,
+    ) -> Result<ClientConfig, PropertyError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
@@ -201,7 +208,7 @@ impl KafkaChannelConfig {
             .set("auto.offset.reset", "earliest")
             // Tells the receiver when it has read everything (shutdown).
             .set("enable.partition.eof", "true");
-        apply_properties(&mut c, &self.properties)?;
+        self.properties.apply(&mut c)?;
         Ok(c)
     }
 }

@@ -113,6 +113,6 @@ impl KafkaLookupConfig {
         }
         self.properties
             .check("properties")
-            .map_err(|e| ("properties", e))
+            .map_err(|e| ("properties", e.to_string()))
     }
 }

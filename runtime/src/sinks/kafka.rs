@@ -65,9 +65,7 @@ use crate::event::{Batch, EventRef};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
 use crate::sinks::{SinkContext, SinkError};
-use crate::sources::kafka::{
-    KafkaProperties, apply_properties, check_properties, resolve_bootstrap,
-};
+use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 
 pub mod transactional;
 
@@ -169,7 +167,7 @@ impl KafkaSinkConfig {
             }
         }
         self.validate_transactions()?;
-        check_properties("kafka", &self.kafka)
+        check_properties("kafka", &self.kafka).map_err(|e| e.to_string())
     }
 
     fn validate_transactions(&self) -> Result<(), String> {
@@ -244,14 +242,18 @@ impl KafkaSinkConfig {
 
     /// The producer configuration: Sluice's defaults, then the `kafka` table
     /// (`file` and `env` values read now).
-    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
+    pub fn client_config(
+        &self,
+        bootstrap: &str,
+        client_id: &str,
+    ) -> Result<ClientConfig, PropertyError> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        apply_properties(&mut config, &self.kafka)?;
+        self.kafka.apply(&mut config)?;
         Ok(config)
     }
 
@@ -260,7 +262,7 @@ impl KafkaSinkConfig {
         &self,
         bootstrap: &str,
         sink: &str,
-    ) -> Result<ClientConfig, String> {
+    ) -> Result<ClientConfig, PropertyError> {
         let mut config = self.client_config(bootstrap, &format!("sluice-{sink}"))?;
         config
             .set("transactional.id", self.transactional_id(sink))
@@ -291,19 +293,12 @@ pub async fn run(
         return transactional::run(config, input, ctx, &bootstrap).await;
     }
     let health = Health::new(Role::Sink, &ctx.name, &bootstrap, ctx.counter("errors"));
-    let producer: FutureProducer<SinkKafkaContext> = config
-        .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
-        .map_err(|e| fail(format!("configuring the producer: {e}")))?
-        .create_with_context(SinkKafkaContext {
-            name: ctx.name.clone(),
-            health: health.clone(),
-        })
-        .map_err(|e| {
-            fail(format!(
-                "creating the producer for `{bootstrap}`: {}",
-                describe_error(&e)
-            ))
-        })?;
+    let producer = create_producer(
+        config.client_config(&bootstrap, &format!("sluice-{}", ctx.name)),
+        &ctx.name,
+        &health,
+        &bootstrap,
+    )?;
     info!(sink = %ctx.name, %bootstrap, "kafka sink started");
     let shared = Arc::new(Shared {
         producer,
@@ -582,6 +577,33 @@ async fn produce_all(shared: &Shared, batch: &Batch, todo: &[usize]) -> Vec<usiz
         settle(outcome, &mut failed);
     }
     failed
+}
+
+/// The producer of a Kafka sink (plain or transactional) from its
+/// configuration, with the sink's client context; the error says which
+/// step failed and names the brokers.
+fn create_producer(
+    config: Result<ClientConfig, PropertyError>,
+    sink: &str,
+    health: &Arc<Health>,
+    bootstrap: &str,
+) -> Result<FutureProducer<SinkKafkaContext>, SinkError> {
+    let fail = |message: String| SinkError {
+        sink: sink.to_owned(),
+        message,
+    };
+    config
+        .map_err(|e| fail(format!("configuring the producer: {e}")))?
+        .create_with_context(SinkKafkaContext {
+            name: sink.to_owned(),
+            health: health.clone(),
+        })
+        .map_err(|e| {
+            fail(format!(
+                "creating the producer for `{bootstrap}`: {}",
+                describe_error(&e)
+            ))
+        })
 }
 
 /// Routes the producer's logs to `tracing` and its errors to the sink's

@@ -120,19 +120,12 @@ pub async fn run(
     })?;
     let transactional_id = config.transactional_id(&ctx.name);
     let health = Health::new(Role::Sink, &ctx.name, bootstrap, ctx.counter("errors"));
-    let producer: FutureProducer<SinkKafkaContext> = config
-        .transactional_config(bootstrap, &ctx.name)
-        .map_err(|e| fail(format!("configuring the producer: {e}")))?
-        .create_with_context(SinkKafkaContext {
-            name: ctx.name.clone(),
-            health: health.clone(),
-        })
-        .map_err(|e| {
-            fail(format!(
-                "creating the producer for `{bootstrap}`: {}",
-                describe_error(&e)
-            ))
-        })?;
+    let producer = super::create_producer(
+        config.transactional_config(bootstrap, &ctx.name),
+        &ctx.name,
+        &health,
+        bootstrap,
+    )?;
     let sink = Txn {
         producer: Arc::new(producer),
         health,

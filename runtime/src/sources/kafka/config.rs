@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use super::properties::KafkaProperties;
+use super::properties::{KafkaProperties, PropertyError};
 use crate::config::units::HumanDuration;
 
 /// The `bootstrap_servers` value that means "the embedded demo broker".
@@ -184,7 +184,7 @@ impl KafkaSourceConfig {
         if self.commit_interval.get().is_zero() {
             return Err("`commit_interval` must be longer than 0ms".into());
         }
-        check_properties("kafka", &self.kafka)?;
+        check_properties("kafka", &self.kafka).map_err(|e| e.to_string())?;
         for key in COMMIT_KEYS {
             if let Some(v) = self.kafka.get(*key)
                 && !v.is_false()
@@ -208,7 +208,11 @@ impl KafkaSourceConfig {
 
     /// The consumer configuration: Sluice's defaults, then the `kafka` table
     /// (`file` and `env` values read now).
-    pub fn client_config(&self, bootstrap: &str, client_id: &str) -> Result<ClientConfig, String> {
+    pub fn client_config(
+        &self,
+        bootstrap: &str,
+        client_id: &str,
+    ) -> Result<ClientConfig, PropertyError> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", bootstrap)
@@ -224,7 +228,7 @@ impl KafkaSourceConfig {
         if let Some(id) = &self.group_instance_id {
             config.set("group.instance.id", id);
         }
-        apply_properties(&mut config, &self.kafka)?;
+        self.kafka.apply(&mut config)?;
         Ok(config)
     }
 }
@@ -232,21 +236,15 @@ impl KafkaSourceConfig {
 /// Checks a component's property table, `table` being its key (`kafka`,
 /// `properties`): no key duplicating a Sluice key, no empty name, every
 /// `file` and `env` value readable. The message names the property.
-pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), String> {
-    for (prop, key) in OWN_KEYS {
-        if props.contains_key(*prop) {
-            return Err(format!(
-                "`{table}.\"{prop}\"` duplicates the `{key}` key; set `{key}` instead"
-            ));
-        }
+pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), PropertyError> {
+    if let Some((property, key)) = OWN_KEYS.iter().find(|(p, _)| props.contains_key(*p)) {
+        return Err(PropertyError::OwnKey {
+            table: table.to_owned(),
+            property,
+            key,
+        });
     }
     props.check(table)
-}
-
-/// Sets every property of a table on `config`, overriding defaults; `file`
-/// and `env` values are read now (see [`KafkaProperties::apply`]).
-pub fn apply_properties(config: &mut ClientConfig, props: &KafkaProperties) -> Result<(), String> {
-    props.apply(config)
 }
 
 /// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded

@@ -49,10 +49,8 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use config::{
-    EMBEDDED, KafkaSourceConfig, StartFrom, apply_properties, check_properties, resolve_bootstrap,
-};
-pub use properties::{KafkaProperties, KafkaValue};
+pub use config::{EMBEDDED, KafkaSourceConfig, StartFrom, check_properties, resolve_bootstrap};
+pub use properties::{KafkaProperties, KafkaValue, PropertyError};
 pub use source::run;
 
 use rdkafka::config::RDKafkaLogLevel;

@@ -42,6 +42,68 @@ pub const REDACTED: &str = "[redacted]";
 /// or two characters everywhere would garble every message and hide nothing.
 const MIN_SCRUBBED_LEN: usize = 4;
 
+/// Why a property table or value cannot be used. Messages name the table,
+/// the property, the file or the variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PropertyError {
+    /// A `{ file = ... }` that cannot be read.
+    #[error("cannot read `{}`: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// A `{ file = ... }` whose content is not UTF-8.
+    #[error("`{}` is not UTF-8 text", .0.display())]
+    NotUtf8(PathBuf),
+    /// A `{ file = ... }` that is empty (after one trailing newline).
+    #[error("`{}` is empty", .0.display())]
+    EmptyFile(PathBuf),
+    /// An `{ env = ... }` naming an unset variable.
+    #[error("environment variable `{0}` is not set (or not valid Unicode)")]
+    EnvUnset(String),
+    /// An `{ env = ... }` naming an empty variable.
+    #[error("environment variable `{0}` is empty")]
+    EnvEmpty(String),
+    /// A property with a blank name.
+    #[error("`{table}` has an empty property name ({name:?})")]
+    EmptyName {
+        /// `kafka` or `properties`.
+        table: String,
+        /// The blank name as written.
+        name: String,
+    },
+    /// A property Sluice sets from one of its own keys.
+    #[error("`{table}.\"{property}\"` duplicates the `{key}` key; set `{key}` instead")]
+    OwnKey {
+        /// `kafka` or `properties`.
+        table: String,
+        /// The librdkafka property.
+        property: &'static str,
+        /// Sluice's key for it.
+        key: &'static str,
+    },
+    /// A value of a table that cannot be read at load.
+    #[error("`{table}.\"{property}\"`: {source}")]
+    InTable {
+        /// `kafka` or `properties`.
+        table: String,
+        /// The property.
+        property: String,
+        /// Why.
+        source: Box<PropertyError>,
+    },
+    /// A value that cannot be read when a client is configured.
+    #[error("property \"{property}\": {source}")]
+    Property {
+        /// The property.
+        property: String,
+        /// Why.
+        source: Box<PropertyError>,
+    },
+}
+
 /// A librdkafka property value as written in TOML.
 #[derive(Clone, PartialEq)]
 pub enum KafkaValue {
@@ -86,38 +148,41 @@ impl KafkaValue {
     /// The text librdkafka gets: a literal as written, a reference read now
     /// (`env` looks variables up). The error says what could not be read,
     /// never a value.
-    pub fn resolve_with(&self, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    pub fn resolve_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, PropertyError> {
         match self {
             Self::Bool(b) => Ok(b.to_string()),
             Self::Int(i) => Ok(i.to_string()),
             Self::Float(x) => Ok(x.to_string()),
             Self::Str(s) => Ok(s.clone()),
             Self::File(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| format!("`{}` is not UTF-8 text", path.display()))?;
+                let bytes = std::fs::read(path).map_err(|e| PropertyError::Unreadable {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let text =
+                    String::from_utf8(bytes).map_err(|_| PropertyError::NotUtf8(path.clone()))?;
                 let text = text
                     .strip_suffix("\r\n")
                     .or_else(|| text.strip_suffix('\n'))
                     .unwrap_or(&text);
                 if text.is_empty() {
-                    return Err(format!("`{}` is empty", path.display()));
+                    return Err(PropertyError::EmptyFile(path.clone()));
                 }
                 Ok(text.to_owned())
             }
             Self::Env(name) => match env(name) {
-                None => Err(format!(
-                    "environment variable `{name}` is not set (or not valid Unicode)"
-                )),
-                Some(v) if v.is_empty() => Err(format!("environment variable `{name}` is empty")),
+                None => Err(PropertyError::EnvUnset(name.clone())),
+                Some(v) if v.is_empty() => Err(PropertyError::EnvEmpty(name.clone())),
                 Some(v) => Ok(v),
             },
         }
     }
 
     /// [`Self::resolve_with`] the process environment.
-    pub fn resolve(&self) -> Result<String, String> {
+    pub fn resolve(&self) -> Result<String, PropertyError> {
         self.resolve_with(|name| std::env::var(name).ok())
     }
 }
@@ -233,7 +298,7 @@ impl KafkaProperties {
     /// Checks the property names and that every `file`/`env` value can be
     /// read now; `table` is the table's key (`kafka`, `properties`), which
     /// the message names with the property.
-    pub fn check(&self, table: &str) -> Result<(), String> {
+    pub fn check(&self, table: &str) -> Result<(), PropertyError> {
         self.check_with(table, |name| std::env::var(name).ok())
     }
 
@@ -242,15 +307,22 @@ impl KafkaProperties {
         &self,
         table: &str,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PropertyError> {
         if let Some(k) = self.0.keys().find(|k| k.trim().is_empty()) {
-            return Err(format!("`{table}` has an empty property name ({k:?})"));
+            return Err(PropertyError::EmptyName {
+                table: table.to_owned(),
+                name: k.clone(),
+            });
         }
         for (key, value) in &self.0 {
             if matches!(value, KafkaValue::File(_) | KafkaValue::Env(_)) {
                 value
                     .resolve_with(&env)
-                    .map_err(|e| format!("`{table}.\"{key}\"`: {e}"))?;
+                    .map_err(|e| PropertyError::InTable {
+                        table: table.to_owned(),
+                        property: key.clone(),
+                        source: Box::new(e),
+                    })?;
             }
         }
         Ok(())
@@ -259,11 +331,12 @@ impl KafkaProperties {
     /// Sets every property on `config`, overriding what is there, reading
     /// `file` and `env` values now. Values of secret keys are registered for
     /// [`redact`]. The error names the property, never a value.
-    pub fn apply(&self, config: &mut ClientConfig) -> Result<(), String> {
+    pub fn apply(&self, config: &mut ClientConfig) -> Result<(), PropertyError> {
         for (key, value) in &self.0 {
-            let text = value
-                .resolve()
-                .map_err(|e| format!("property \"{key}\": {e}"))?;
+            let text = value.resolve().map_err(|e| PropertyError::Property {
+                property: key.clone(),
+                source: Box::new(e),
+            })?;
             if is_secret_key(key) {
                 register_secret(&text);
             }
@@ -325,8 +398,8 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
-    fn props(toml_text: &str) -> Result<KafkaProperties, String> {
-        toml::from_str(toml_text).map_err(|e| e.to_string())
+    fn props(toml_text: &str) -> Result<KafkaProperties, toml::de::Error> {
+        toml::from_str(toml_text)
     }
 
     fn env(name: &str) -> Option<String> {
@@ -364,13 +437,19 @@ mod tests {
 
     #[test]
     fn malformed_value_tables_are_refused() {
-        let err = props("\"sasl.password\" = { path = \"/x\" }").unwrap_err();
+        let err = props("\"sasl.password\" = { path = \"/x\" }")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key `path`"), "{err}");
-        let err = props("\"sasl.password\" = { file = \"/x\", env = \"Y\" }").unwrap_err();
+        let err = props("\"sasl.password\" = { file = \"/x\", env = \"Y\" }")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exactly one key"), "{err}");
-        let err = props("\"sasl.password\" = {}").unwrap_err();
+        let err = props("\"sasl.password\" = {}").unwrap_err().to_string();
         assert!(err.contains("empty property value table"), "{err}");
-        let err = props("\"sasl.password\" = { env = 3 }").unwrap_err();
+        let err = props("\"sasl.password\" = { env = 3 }")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("string"), "{err}");
         assert!(props("\"a\" = [1]").is_err());
     }
@@ -387,7 +466,7 @@ mod tests {
         assert_eq!(read("s3cret\r\n").unwrap(), "s3cret");
         assert_eq!(read("s3cret\n\n").unwrap(), "s3cret\n");
         assert_eq!(read("  s3cret").unwrap(), "  s3cret");
-        assert!(read("\n").unwrap_err().contains("is empty"));
+        assert!(read("\n").unwrap_err().to_string().contains("is empty"));
     }
 
     #[test]
@@ -396,7 +475,7 @@ mod tests {
         let missing = dir.path().join("missing");
         let mut p = KafkaProperties::default();
         p.insert("sasl.password".into(), KafkaValue::File(missing.clone()));
-        let err = p.check_with("kafka", env).unwrap_err();
+        let err = p.check_with("kafka", env).unwrap_err().to_string();
         assert!(
             err.starts_with("`kafka.\"sasl.password\"`: cannot read `")
                 && err.contains(&missing.display().to_string()),
@@ -405,13 +484,13 @@ mod tests {
 
         let mut p = KafkaProperties::default();
         p.insert("sasl.password".into(), KafkaValue::Env("NOPE".into()));
-        let err = p.check_with("properties", env).unwrap_err();
+        let err = p.check_with("properties", env).unwrap_err().to_string();
         assert_eq!(
             err,
             "`properties.\"sasl.password\"`: environment variable `NOPE` is not set (or not valid Unicode)"
         );
         p.insert("sasl.password".into(), KafkaValue::Env("EMPTY".into()));
-        let err = p.check_with("kafka", env).unwrap_err();
+        let err = p.check_with("kafka", env).unwrap_err().to_string();
         assert!(
             err.ends_with("environment variable `EMPTY` is empty"),
             "{err}"
@@ -506,7 +585,7 @@ mod tests {
             "sasl.password".into(),
             KafkaValue::Env("SLUICE_SURELY_UNSET_9d1e".into()),
         );
-        let err = p.apply(&mut ClientConfig::new()).unwrap_err();
+        let err = p.apply(&mut ClientConfig::new()).unwrap_err().to_string();
         assert!(
             err.starts_with("property \"sasl.password\": environment variable"),
             "{err}"
