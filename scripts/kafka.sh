@@ -157,7 +157,17 @@ appender.stdout.layout.type=PatternLayout
 appender.stdout.layout.pattern=[%d] %p %m (%c)%n
 PROPS
   local cluster
-  cluster=$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  # A URL-safe base64 id starts with '-' one time in 64, and the tool's argument
+  # parser then reads it as an option; Kafka's own Uuid.randomUuid redraws such
+  # ids, and so does this.
+  cluster=$(python3 -c '
+import base64, uuid
+while True:
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break
+')
   local scram_args=()
   local mech user pw
   for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
