@@ -26,6 +26,15 @@
 //!   first completes or removes what a crash left half-done) and starts
 //!   reading at the lowest of those positions; each sink skips what it already
 //!   holds.
+//! - **Co-fed sinks.** A source that also feeds sinks without positions of
+//!   their own (an at-least-once object store, a Kafka sink, a logger, the
+//!   dead-letter sink) cannot resume at the exactly-once sinks' positions
+//!   alone: what those other sinks had not made durable before a crash lies
+//!   below them. The topology marks such a link
+//!   ([`SourceLink::set_co_fed`]); its source then starts each partition at
+//!   the lowest of the stores' positions *and* the consumer group's committed
+//!   offset (committed only once every sink acknowledged, so it never runs
+//!   ahead of any of them). The exactly-once sinks skip what they hold.
 //!
 //! The consumer's group metadata is published here too, for a transactional
 //! Kafka sink that sends offsets to its transaction. Such a sink writes the
@@ -76,6 +85,7 @@ pub struct SourceLink {
     rewinds: Mutex<Vec<(Tp, i64)>>,
     rewind_wanted: tokio::sync::Notify,
     offsets_in_transactions: AtomicBool,
+    co_fed: AtomicBool,
 }
 
 impl std::fmt::Debug for SourceLink {
@@ -118,6 +128,7 @@ impl SourceLink {
             rewinds: Mutex::new(Vec::new()),
             rewind_wanted: tokio::sync::Notify::new(),
             offsets_in_transactions: AtomicBool::new(false),
+            co_fed: AtomicBool::new(false),
         })
     }
 
@@ -268,6 +279,17 @@ impl SourceLink {
     /// The consumer's group metadata, for `send_offsets_to_transaction`.
     pub fn group_metadata(&self) -> Option<Arc<ConsumerGroupMetadata>> {
         self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The source also feeds sinks that keep no positions of their own; see
+    /// the module docs. Set before the source starts.
+    pub fn set_co_fed(&self) {
+        self.co_fed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`SourceLink::set_co_fed`] was called.
+    pub fn co_fed(&self) -> bool {
+        self.co_fed.load(Ordering::Acquire)
     }
 
     /// A transactional sink commits the source's offsets inside its

@@ -713,6 +713,7 @@ mod tests {
             metrics: metrics.clone(),
             embedded_bootstrap: Some(embedded.to_owned()),
             link: None,
+            state_dir: None,
         };
         (ctx, metrics)
     }

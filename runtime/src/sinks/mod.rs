@@ -11,6 +11,7 @@ pub mod logger;
 pub mod null;
 pub mod object_store;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::delivery::SourceLink;
@@ -28,6 +29,9 @@ pub struct SinkContext {
     /// The link of the Kafka source feeding this sink's channel, when
     /// exactly one Kafka source feeds it (see [`crate::delivery`]).
     pub link: Option<Arc<SourceLink>>,
+    /// Where the sink keeps state between runs (`<data_dir>/sinks/<name>`);
+    /// `None` keeps none (tests of a single run).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl SinkContext {

@@ -238,6 +238,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             // The sink's transactions commit the source's offsets.
             link.set_offsets_in_transactions();
         }
+        // Every source that may reach this sink resumes no later than the
+        // consumer group's commit, unless the sink keeps its own positions.
+        if !def.kind.exactly_once() {
+            for source in config.sources_feeding(&def.channel) {
+                links[source].set_co_fed();
+            }
+        }
         let ctx = SinkContext {
             name: name.clone(),
             metrics: metrics.clone(),
@@ -246,6 +253,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
                 .exactly_once_source(name)
                 .and_then(|s| links.get(s).cloned())
                 .or(link),
+            state_dir: Some(config.data_dir.join("sinks").join(name)),
         };
         let kind = def.kind.clone();
         sink_tasks.spawn(async move {

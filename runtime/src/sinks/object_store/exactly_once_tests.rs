@@ -102,6 +102,7 @@ impl Run {
             metrics: metrics.clone(),
             embedded_bootstrap: None,
             link: Some(link.clone()),
+            state_dir: None,
         };
         let (tx, rx) = channel(Capacity {
             events: 1 << 20,

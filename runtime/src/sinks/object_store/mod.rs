@@ -50,6 +50,7 @@
 mod commit;
 pub mod config;
 pub mod format;
+mod journal;
 pub mod path;
 mod retry;
 mod sink;

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use super::commit::{CommitLog, Created, Intent, Record};
 use super::config::ObjectStoreSinkConfig;
+use super::journal::Journal;
 use super::path::{PathTemplate, TimeCache};
 use super::retry::{Inbox, Next, Retrier};
 use super::store::Destination;
@@ -217,6 +218,8 @@ pub struct Sink {
     dest: Arc<Destination>,
     files: HashMap<String, OpenFile>,
     eo: Option<Exactly>,
+    /// At-least-once into a local directory: the in-progress files open.
+    journal: Option<Journal>,
     retrier: Retrier,
     metrics: Metrics,
     // Hot-path scratch space, reused for every event.
@@ -280,6 +283,23 @@ impl Sink {
         } else {
             None
         };
+        let journal = match (&*dest, &ctx.state_dir) {
+            (Destination::Local(_), Some(state)) if !config.exactly_once => {
+                let error = |message: String| SinkError {
+                    sink: ctx.name.clone(),
+                    message,
+                };
+                let journal = Journal::open(state.join("in-progress")).map_err(error)?;
+                let removed = journal.sweep().map_err(error)?;
+                if !removed.is_empty() {
+                    info!(sink = %ctx.name, files = removed.len(), "removed in-progress files a previous run left; their events are read again");
+                }
+                ctx.counter("orphans_removed")
+                    .fetch_add(removed.len() as u64, Ordering::Relaxed);
+                Some(journal)
+            }
+            _ => None,
+        };
         let template =
             PathTemplate::parse(&config.path, &config.missing_header_value).map_err(|e| {
                 SinkError {
@@ -301,6 +321,7 @@ impl Sink {
             policy: RollPolicy::from_config(config),
             template,
             eo,
+            journal,
             dest,
             files: HashMap::new(),
             retrier: Retrier::new(
@@ -389,6 +410,21 @@ impl Sink {
                     offset,
                     self.template.missing(),
                 );
+                let entry = match (&self.journal, &*self.dest) {
+                    (Some(journal), Destination::Local(local)) => {
+                        let hidden = local.paths(&dir, &name).hidden;
+                        let recorded = self.retrier.run(inbox, |_| journal.record(&hidden)).await;
+                        match recorded {
+                            Ok(entry) => Some(entry),
+                            Err(e) => {
+                                batch.ack.fail();
+                                self.record_failure(format!("journaling {name}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 let opened = OpenFile::open(
                     &self.dest,
                     &self.settings,
@@ -401,7 +437,8 @@ impl Sink {
                 )
                 .await;
                 match opened {
-                    Ok(file) => {
+                    Ok(mut file) => {
+                        file.journal = entry;
                         if let Some(eo) = &mut self.eo {
                             let tp = (event.topic().to_owned(), event.partition());
                             let intent = Intent {
@@ -770,6 +807,9 @@ impl Sink {
                     last_offset = file.last_offset,
                     "file completed"
                 );
+                if let (Some(journal), Some(entry)) = (&self.journal, file.journal.take()) {
+                    journal.forget(entry).await;
+                }
                 std::mem::take(&mut file.acks).release();
             }
             Err(e) => self.abandon(file, e).await,
@@ -777,7 +817,7 @@ impl Sink {
     }
 
     /// Gives a file up: its batches are reported as not delivered.
-    async fn abandon(&mut self, file: OpenFile, error: String) {
+    async fn abandon(&mut self, mut file: OpenFile, error: String) {
         error!(
             sink = %self.name,
             path = %file.display,
@@ -787,7 +827,11 @@ impl Sink {
         );
         self.failures += 1;
         self.last_error = Some(format!("{}: {error}", file.display));
+        let entry = file.journal.take();
         file.abandon(&self.dest).await;
+        if let (Some(journal), Some(entry)) = (&self.journal, entry) {
+            journal.forget(entry).await;
+        }
     }
 
     fn record_failure(&mut self, error: String) {

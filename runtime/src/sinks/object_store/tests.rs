@@ -35,6 +35,7 @@ fn ctx() -> SinkContext {
         metrics: Metrics::new(),
         embedded_bootstrap: None,
         link: None,
+        state_dir: None,
     }
 }
 
@@ -77,7 +78,16 @@ impl Harness {
         faults: Arc<AtomicUsize>,
         store: Option<Arc<InMemory>>,
     ) -> Self {
-        let ctx = ctx();
+        Self::start_in(config, dest, faults, store, ctx())
+    }
+
+    fn start_in(
+        config: ObjectStoreSinkConfig,
+        dest: Destination,
+        faults: Arc<AtomicUsize>,
+        store: Option<Arc<InMemory>>,
+        ctx: SinkContext,
+    ) -> Self {
         let metrics = ctx.metrics.clone();
         let (tx, rx) = channel(Capacity {
             events: 1 << 20,
@@ -103,6 +113,17 @@ impl Harness {
         let remote = RemoteStore::new(store.clone(), "out".into(), "memory://out".into());
         let faults = remote.faults.fail_next.clone();
         Self::start(config, Destination::Remote(remote), faults, Some(store))
+    }
+
+    /// A sink writing into a local directory, keeping its state in `state`.
+    fn local_with_state(dir: &std::path::Path, state: &std::path::Path, toml_rest: &str) -> Self {
+        let config = config(&format!("url = \"file://{}\"\n{toml_rest}", dir.display()));
+        let dest = Destination::from_config(&config).unwrap();
+        let ctx = SinkContext {
+            state_dir: Some(state.to_path_buf()),
+            ..ctx()
+        };
+        Self::start_in(config, dest, Arc::new(AtomicUsize::new(0)), None, ctx)
     }
 
     /// A sink writing into a local directory.
@@ -766,4 +787,62 @@ async fn run_with_store_writes_under_the_url_prefix() {
     let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
     let keys: Vec<String> = metas.iter().map(|m| m.location.to_string()).collect();
     assert_eq!(keys, ["pre/fix/t+0+00000000000000000000.txt"]);
+}
+
+/// Files found under `dir`, recursively, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_restart_removes_the_in_progress_files_a_crash_left() {
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let rest = "path = \"%{topic}\"\nroll_count = 1000000";
+    let mut h = Harness::local_with_state(out.path(), state.path(), rest);
+    h.send(events("a", 0, 0..10, TS), 1).await;
+    h.send(events("b", 0, 0..10, TS), 2).await;
+    h.until_events(20).await;
+    // The crash: the sink's task goes away with both files open.
+    h.task.abort();
+    let _ = (&mut h.task).await;
+    let left = files_under(out.path());
+    assert_eq!(
+        left,
+        [
+            "a/.a+0+00000000000000000000.txt.inprogress",
+            "b/.b+0+00000000000000000000.txt.inprogress"
+        ]
+    );
+    // Nothing was acknowledged, so the events come again: from another
+    // offset, into another file.
+    let mut h = Harness::local_with_state(out.path(), state.path(), rest);
+    h.send(events("a", 0, 5..10, TS), 3).await;
+    h.shutdown().await.unwrap();
+    assert_eq!(h.metric("orphans_removed"), 2);
+    assert_eq!(files_under(out.path()), ["a/a+0+00000000000000000005.txt"]);
+}
+
+#[tokio::test]
+async fn a_clean_stop_leaves_no_in_progress_file_and_no_journal_entry() {
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut h = Harness::local_with_state(out.path(), state.path(), "path = \"%{topic}\"");
+    h.send(events("a", 0, 0..10, TS), 1).await;
+    h.shutdown().await.unwrap();
+    assert_eq!(files_under(out.path()), ["a/a+0+00000000000000000000.txt"]);
+    assert_eq!(files_under(state.path()), ["in-progress/lock"]);
 }

@@ -23,6 +23,7 @@ use tracing::warn;
 
 use super::commit::{Sealed, Staged};
 use super::format::{Compression, Compressor, Format};
+use super::journal::Entry;
 use super::retry::{Inbox, Retrier};
 use super::store::{Destination, LocalPaths};
 use crate::event::Ack;
@@ -135,6 +136,8 @@ pub struct OpenFile {
     pub acks: HeldAcks,
     /// The sink's sequence number of the last batch whose ack is in `acks`.
     pub batch_seq: u64,
+    /// Its entry in the sink's journal of in-progress files, if it has one.
+    pub journal: Option<Entry>,
     enc: Compressor,
     stored: u64,
     target: Target,
@@ -191,6 +194,7 @@ impl OpenFile {
             last_write: now,
             acks: HeldAcks::default(),
             batch_seq: 0,
+            journal: None,
             enc,
             stored: 0,
             target,

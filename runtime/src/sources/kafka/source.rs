@@ -1,5 +1,6 @@
 //! The running Kafka source: consume, batch, hand on, commit what is delivered.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use super::config::{KafkaSourceConfig, resolve_bootstrap};
+use super::config::{KafkaSourceConfig, StartFrom, resolve_bootstrap};
 use super::offsets::{Reported, Tp, Tracker};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
@@ -45,7 +46,7 @@ pub async fn run(
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(fail)?;
-    let context = SourceKafkaContext::new(&ctx, link, &bootstrap);
+    let context = SourceKafkaContext::new(&ctx, link, &bootstrap, config.start_from);
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
         .map_err(|e| fail(format!("configuring the consumer: {e}")))?
@@ -525,6 +526,8 @@ fn commit<C: Consumer<SourceKafkaContext> + ?Sized>(
 /// lock is never contended.
 pub(crate) struct SourceKafkaContext {
     name: String,
+    /// Where a partition without a committed offset starts.
+    start_from: StartFrom,
     link: Arc<SourceLink>,
     /// Counts client errors and keeps the first permanent one.
     health: Arc<Health>,
@@ -538,9 +541,15 @@ pub(crate) struct SourceKafkaContext {
 }
 
 impl SourceKafkaContext {
-    fn new(ctx: &SourceContext, link: Arc<SourceLink>, bootstrap: &str) -> Self {
+    fn new(
+        ctx: &SourceContext,
+        link: Arc<SourceLink>,
+        bootstrap: &str,
+        start_from: StartFrom,
+    ) -> Self {
         Self {
             name: ctx.name.clone(),
+            start_from,
             link,
             health: Health::new(Role::Source, &ctx.name, bootstrap, ctx.counter("errors")),
             fatal: Mutex::new(None),
@@ -565,7 +574,19 @@ impl SourceKafkaContext {
     /// each sink skips what it already holds). A partition some sink has no
     /// record of keeps the group's committed offset, which never runs ahead
     /// of any sink (it is committed only after every sink acknowledged).
-    fn start_at_committed_output(&self, tpl: &mut TopicPartitionList) -> Result<(), String> {
+    ///
+    /// When the source also feeds sinks without positions of their own
+    /// ([`SourceLink::co_fed`]), the start is no later than the group's
+    /// committed offset either: what those sinks had not made durable lies
+    /// below the exactly-once positions. A partition the group never
+    /// committed then starts where `start_from` says if that is `earliest`
+    /// (everything is read again), and at the exactly-once position if it is
+    /// `latest` (so the exactly-once output never skips ahead).
+    fn start_at_committed_output(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), String> {
         let stores = self.link.stores();
         if stores.is_empty() {
             return Ok(());
@@ -579,33 +600,77 @@ impl SourceKafkaContext {
         let answers = block_on(futures::future::join_all(
             stores.iter().map(|store| store.recover(&tps)),
         ))?;
-        let mut start: std::collections::HashMap<Tp, Option<i64>> =
-            tps.iter().map(|tp| (tp.clone(), None)).collect();
+        let mut positions = Vec::with_capacity(stores.len());
         for (store, answer) in stores.iter().zip(answers) {
-            let positions = answer.map_err(|e| {
+            positions.push(answer.map_err(|e| {
                 format!(
                     "reading committed positions of sink `{}`: {e}",
                     store.name()
                 )
-            })?;
-            for tp in &tps {
-                let entry = start.get_mut(tp).expect("every tp has an entry");
-                *entry = match (positions.get(tp), *entry) {
-                    (None, _) => Some(i64::MIN),
-                    (Some(&p), None) => Some(p),
-                    (Some(&p), Some(q)) => Some(p.min(q)),
-                };
-            }
+            })?);
         }
-        for ((topic, partition), offset) in start {
-            if let Some(offset) = offset.filter(|&o| o != i64::MIN) {
-                tpl.set_partition_offset(&topic, partition, Offset::Offset(offset))
-                    .map_err(|e| format!("setting the start of {topic}/{partition}: {e}"))?;
-                info!(source = %self.name, topic, partition, offset, "resuming where the committed output ends");
-            }
+        let group = if self.link.co_fed() {
+            Some(group_committed(consumer, tpl)?)
+        } else {
+            None
+        };
+        for tp in &tps {
+            let Some(offset) = resume_at(tp, &positions, group.as_ref(), self.start_from) else {
+                continue;
+            };
+            let (topic, partition) = (&tp.0, tp.1);
+            tpl.set_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|e| format!("setting the start of {topic}/{partition}: {e}"))?;
+            info!(source = %self.name, topic, partition, offset, "resuming where the committed output ends");
         }
         debug!(source = %self.name, ms = t0.elapsed().as_millis() as u64, "committed positions read");
         Ok(())
+    }
+}
+
+/// The consumer group's committed offsets of the partitions in `tpl` (those
+/// without one are absent).
+fn group_committed(
+    consumer: &BaseConsumer<SourceKafkaContext>,
+    tpl: &TopicPartitionList,
+) -> Result<HashMap<Tp, i64>, String> {
+    let committed = consumer
+        .committed_offsets(tpl.clone(), Duration::from_secs(30))
+        .map_err(|e| format!("reading the group's committed offsets: {e}"))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Where partition `tp` starts, given each exactly-once sink's committed
+/// position and (for a co-fed source) the group's committed offsets; `None`
+/// leaves the group's committed offset (or `start_from`) in charge. See
+/// [`SourceKafkaContext::start_at_committed_output`].
+fn resume_at(
+    tp: &Tp,
+    positions: &[HashMap<Tp, i64>],
+    group: Option<&HashMap<Tp, i64>>,
+    start_from: StartFrom,
+) -> Option<i64> {
+    let mut lowest: Option<i64> = None;
+    for store in positions {
+        // A sink without a record of the partition: the group's offset applies.
+        let p = *store.get(tp)?;
+        lowest = Some(lowest.map_or(p, |q| q.min(p)));
+    }
+    let lowest = lowest?;
+    match group {
+        None => Some(lowest),
+        Some(group) => match group.get(tp) {
+            Some(&committed) => Some(lowest.min(committed)),
+            None if start_from == StartFrom::Earliest => None,
+            None => Some(lowest),
+        },
     }
 }
 
@@ -687,7 +752,7 @@ impl ConsumerContext for SourceKafkaContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
-                if let Err(e) = self.start_at_committed_output(tpl) {
+                if let Err(e) = self.start_at_committed_output(consumer, tpl) {
                     // Reading from anywhere else could duplicate or skip
                     // output: take nothing, and stop the source.
                     self.errors.fetch_add(1, Ordering::Relaxed);
@@ -799,5 +864,68 @@ impl ConsumerContext for SourceKafkaContext {
             self.health.check(&e);
             warn!(source = %self.name, error = %e, offsets = ?offsets.to_topic_map(), "offset commit failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    fn tp(p: i32) -> Tp {
+        ("t".to_owned(), p)
+    }
+
+    fn map(entries: &[(i32, i64)]) -> HashMap<Tp, i64> {
+        entries.iter().map(|&(p, o)| (tp(p), o)).collect()
+    }
+
+    #[test]
+    fn exactly_once_sinks_alone_resume_at_their_lowest_position() {
+        let positions = [map(&[(0, 50), (1, 7)]), map(&[(0, 40), (1, 9)])];
+        assert_eq!(
+            resume_at(&tp(0), &positions, None, StartFrom::Earliest),
+            Some(40)
+        );
+        assert_eq!(
+            resume_at(&tp(1), &positions, None, StartFrom::Earliest),
+            Some(7)
+        );
+        // A sink without a record of the partition: the group's offset applies.
+        assert_eq!(
+            resume_at(&tp(2), &positions, None, StartFrom::Earliest),
+            None
+        );
+    }
+
+    #[test]
+    fn a_co_fed_source_resumes_no_later_than_the_group_commit() {
+        let positions = [map(&[(0, 500), (1, 30)])];
+        let group = map(&[(0, 120), (1, 90)]);
+        // The other sinks acknowledged only up to 120: read from there.
+        assert_eq!(
+            resume_at(&tp(0), &positions, Some(&group), StartFrom::Earliest),
+            Some(120)
+        );
+        // The group ran ahead of the lake (its commits are not the lake's).
+        assert_eq!(
+            resume_at(&tp(1), &positions, Some(&group), StartFrom::Earliest),
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn a_partition_the_group_never_committed_follows_start_from() {
+        let positions = [map(&[(0, 500)])];
+        let group = map(&[]);
+        assert_eq!(
+            resume_at(&tp(0), &positions, Some(&group), StartFrom::Earliest),
+            None,
+            "earliest: everything is read again"
+        );
+        assert_eq!(
+            resume_at(&tp(0), &positions, Some(&group), StartFrom::Latest),
+            Some(500),
+            "latest: the lake never skips ahead"
+        );
     }
 }
