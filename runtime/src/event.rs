@@ -22,15 +22,26 @@ pub struct Batch {
     pub events: BatchBuf,
     /// Released by whoever makes the events durable.
     pub ack: Ack,
+    /// Records the source could not hand on as events (a header key that is
+    /// not UTF-8, …), already carrying the dead-letter headers that say why;
+    /// the processing stage sends them to the dead-letter channel. Always
+    /// empty past that stage.
+    pub rejected: BatchBuf,
 }
 
 impl Batch {
-    /// A batch whose delivery nobody waits for (tests, tools).
-    pub fn unacked(events: BatchBuf) -> Self {
+    /// A batch of `events` whose delivery `ack` reports.
+    pub fn new(events: BatchBuf, ack: Ack) -> Self {
         Self {
             events,
-            ack: Ack::none(),
+            ack,
+            rejected: BatchBuf::default(),
         }
+    }
+
+    /// A batch whose delivery nobody waits for (tests, tools).
+    pub fn unacked(events: BatchBuf) -> Self {
+        Self::new(events, Ack::none())
     }
 
     /// Number of events.

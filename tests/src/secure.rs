@@ -295,10 +295,24 @@ pub fn wait_for_exit(
 /// Asks `child` to stop gracefully (SIGINT, as Ctrl-C) and waits up to
 /// `within` for it; kills it after that.
 pub fn interrupt(child: &mut Child, within: Duration) -> Result<Option<ExitStatus>> {
+    stop_with(child, libc::SIGINT, within)
+}
+
+/// Asks `child` to stop gracefully with SIGTERM (what Kubernetes sends) and
+/// waits up to `within` for it; kills it after that.
+pub fn terminate(child: &mut Child, within: Duration) -> Result<Option<ExitStatus>> {
+    stop_with(child, libc::SIGTERM, within)
+}
+
+fn stop_with(
+    child: &mut Child,
+    signal: libc::c_int,
+    within: Duration,
+) -> Result<Option<ExitStatus>> {
     let pid = libc::pid_t::try_from(child.id()).context("agent pid")?;
     // SAFETY: signalling our own child process by its PID.
     unsafe {
-        libc::kill(pid, libc::SIGINT);
+        libc::kill(pid, signal);
     }
     Ok(wait_for_exit(child, Instant::now(), within)?.0)
 }

@@ -12,7 +12,7 @@
 //!
 //! After [`KILLS`] kills, each 1–4 s after the agent served again (completed
 //! a file) and while the producer still sends, and
-//! a final clean stop (SIGINT): every well-formed id is in the lake exactly
+//! a final clean stop (SIGTERM, as Kubernetes sends): every well-formed id is in the lake exactly
 //! once and at least once in `copy` and `out`; every malformed one is in
 //! `rejects` at least once; and no in-progress file is left in either local
 //! directory.
@@ -398,7 +398,7 @@ async fn co_fed_sinks_lose_nothing_across_kills() -> Result<()> {
             );
         }
     }
-    let status = sluice_tests::secure::interrupt(&mut agent, Duration::from_secs(60))?;
+    let status = sluice_tests::secure::terminate(&mut agent, Duration::from_secs(60))?;
     ensure!(
         status.is_some_and(|s| s.success()),
         "the agent did not stop cleanly ({status:?}); log:\n{}",

@@ -425,7 +425,7 @@ impl KafkaSender {
                 }
             }
         }
-        let Batch { events, ack } = batch;
+        let Batch { events, ack, .. } = batch;
         let n = events.len() as u64;
         drop(events);
         let counters = h.counters.clone();
@@ -590,10 +590,7 @@ impl KafkaReceiver {
             .counters
             .events_out
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        Some(Batch {
-            events,
-            ack: Ack::new(id, self.acks.clone()),
-        })
+        Some(Batch::new(events, Ack::new(id, self.acks.clone())))
     }
 }
 
@@ -820,7 +817,7 @@ mod tests {
                 timestamp: 1_600_000_000_000 + offset,
             });
         }
-        Batch { events: b, ack }
+        Batch::new(b, ack)
     }
 
     /// Receives until `n` events arrived; returns the batches.

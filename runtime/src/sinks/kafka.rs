@@ -813,12 +813,9 @@ mod tests {
                     });
                 }
             }
-            tx.send(Batch {
-                events,
-                ack: Ack::new(id, ack_tx.clone()),
-            })
-            .await
-            .unwrap();
+            tx.send(Batch::new(events, Ack::new(id, ack_tx.clone())))
+                .await
+                .unwrap();
         }
         drop(tx);
         let reported = reports(&mut ack_rx, 3).await;
@@ -873,12 +870,9 @@ mod tests {
         events.push(&event(Some(b"own"), b"a", &[("card", b"4111")]));
         events.push(&event(Some(b"own"), b"b", &[]));
         events.push(&event(None, b"c", &[]));
-        tx.send(Batch {
-            events,
-            ack: Ack::new(7, ack_tx),
-        })
-        .await
-        .unwrap();
+        tx.send(Batch::new(events, Ack::new(7, ack_tx)))
+            .await
+            .unwrap();
         drop(tx);
         assert!(reports(&mut ack_rx, 1).await[&7]);
         timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
@@ -909,12 +903,9 @@ mod tests {
         bad.push(&event(None, b"y", &[("to", b"routed")]));
         bad.push(&event(None, b"z", &[]));
         for (id, events) in [(1, good), (2, bad)] {
-            tx.send(Batch {
-                events,
-                ack: Ack::new(id, ack_tx.clone()),
-            })
-            .await
-            .unwrap();
+            tx.send(Batch::new(events, Ack::new(id, ack_tx.clone())))
+                .await
+                .unwrap();
         }
         drop(tx);
         let reported = reports(&mut ack_rx, 2).await;
@@ -939,10 +930,7 @@ mod tests {
     fn one_event_batch(id: u64, ack_tx: &mpsc::UnboundedSender<AckReport>) -> Batch {
         let mut events = BatchBuf::default();
         events.push(&event(Some(b"k"), b"survives", &[]));
-        Batch {
-            events,
-            ack: Ack::new(id, ack_tx.clone()),
-        }
+        Batch::new(events, Ack::new(id, ack_tx.clone()))
     }
 
     async fn wait_until(condition: impl Fn() -> bool) {

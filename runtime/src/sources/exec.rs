@@ -470,10 +470,7 @@ impl Exec {
         let events = std::mem::take(&mut self.events);
         let first = self.first_offset.take().unwrap_or(self.next_offset);
         self.pending.insert(id, (first, self.next_offset - 1));
-        let batch = Batch {
-            events,
-            ack: Ack::new(id, acks_tx.clone()),
-        };
+        let batch = Batch::new(events, Ack::new(id, acks_tx.clone()));
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         let send = output.send(batch);
         tokio::pin!(send);

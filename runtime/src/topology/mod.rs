@@ -351,10 +351,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("interrupted; shutting down gracefully (Ctrl-C again to abort)");
+            if stop_requested().await {
+                tracing::info!("interrupted; shutting down gracefully (interrupt again to abort)");
                 shutdown.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if stop_requested().await {
                     std::process::exit(130);
                 }
             }
@@ -445,6 +445,26 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         return Err(first);
     }
     Ok(metrics)
+}
+
+/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM (what Kubernetes, systemd
+/// and `docker stop` send); `false` if no handler could be installed.
+async fn stop_requested() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return tokio::signal::ctrl_c().await.is_ok();
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 fn flatten<E: Into<anyhow::Error>>(r: Result<Result<(), E>, tokio::task::JoinError>) -> Result<()> {

@@ -65,7 +65,11 @@ pub async fn run(
         .metrics
         .counter(&format!("source.{}.pauses", dispatch.source));
     while let Some(batch) = input.recv().await {
-        let Batch { mut events, ack } = batch;
+        let Batch {
+            mut events,
+            ack,
+            rejected,
+        } = batch;
         let output = loop {
             if chain.is_empty() {
                 break crate::plugin::ChainOutput {
@@ -131,10 +135,23 @@ pub async fn run(
         };
         dropped.fetch_add(output.dropped as u64, Ordering::Relaxed);
         let mut dead = output.dead;
+        let mut output_default = output.default;
+        // Records the source could not hand on as they are: dead-lettered,
+        // or (a source without a dead-letter channel) delivered as they are
+        // now, escaped and with the reason in their headers, rather than
+        // failed again and again.
+        let rejects = if dispatch.dead.is_some() {
+            &mut dead
+        } else {
+            &mut output_default
+        };
+        for event in rejected.iter() {
+            rejects.push_ref(&event, None);
+        }
         let mut sends: Vec<(&ChannelSender, BatchBuf)> = Vec::new();
-        if !output.default.is_empty() {
+        if !output_default.is_empty() {
             let n = dispatch.default.len();
-            let mut events = Some(output.default);
+            let mut events = Some(output_default);
             for (i, tx) in dispatch.default.iter().enumerate() {
                 let piece = if i + 1 == n {
                     events.take().unwrap_or_default()
@@ -174,10 +191,7 @@ pub async fn run(
             }
         }
         for (tx, events) in sends {
-            let piece = Batch {
-                events,
-                ack: ack.clone(),
-            };
+            let piece = Batch::new(events, ack.clone());
             if let Err(closed) = tx.send(piece).await {
                 closed.0.ack.fail();
                 tracing::error!(source = %dispatch.source, "a channel's sink has stopped; shutting down");

@@ -126,10 +126,7 @@ impl FileReceiver {
                         m.replayed_events
                             .fetch_add(events as u64, Ordering::Relaxed);
                     }
-                    return Some(Batch {
-                        events: batch,
-                        ack: Ack::new(id, self.acks.clone()),
-                    });
+                    return Some(Batch::new(batch, Ack::new(id, self.acks.clone())));
                 }
                 Ok(Read::End) => self.skip(read, end, None),
                 Ok(Read::Truncated) => self.skip(read, end, Some("record cut short".into())),

@@ -226,7 +226,7 @@ impl Shared {
             .events_in
             .fetch_add(events as u64, Ordering::Relaxed);
         self.data_ready.notify_waiters();
-        let Batch { events, ack } = batch;
+        let Batch { events, ack, .. } = batch;
         drop(events);
         match self.fsync {
             FsyncPolicy::Interval => w.unsynced.push(ack),

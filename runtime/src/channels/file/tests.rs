@@ -48,10 +48,7 @@ fn open_at(dir: &Path, config: &FileChannelConfig) -> (Opened, Arc<Metrics>) {
 
 /// A batch whose ack reports to `to` as `id`.
 fn acked(first: i64, n: usize, id: u64, to: &mpsc::UnboundedSender<AckReport>) -> Batch {
-    Batch {
-        events: events(first, n),
-        ack: Ack::new(id, to.clone()),
-    }
+    Batch::new(events(first, n), Ack::new(id, to.clone()))
 }
 
 fn offsets(batch: &Batch) -> Vec<i64> {
@@ -92,10 +89,7 @@ async fn batches_pass_intact_and_incoming_acks_are_released_once_written() {
     let sent = events(0, 5);
     opened
         .sender
-        .send(Batch {
-            events: sent.clone(),
-            ack: Ack::new(7, ack_tx.clone()),
-        })
+        .send(Batch::new(sent.clone(), Ack::new(7, ack_tx.clone())))
         .await
         .unwrap();
     // Durable: the source hears "delivered" before the sink even read it.

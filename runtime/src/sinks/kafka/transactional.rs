@@ -862,10 +862,7 @@ mod tests {
                 timestamp: -1,
             });
         }
-        Batch {
-            events: buf,
-            ack: Ack::in_epoch(id, epoch, s.acks.clone()),
-        }
+        Batch::new(buf, Ack::in_epoch(id, epoch, s.acks.clone()))
     }
 
     async fn reports(rx: &mut mpsc::UnboundedReceiver<AckReport>, n: usize) -> HashMap<u64, bool> {

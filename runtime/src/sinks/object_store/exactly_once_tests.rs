@@ -124,7 +124,7 @@ impl Run {
         self.tx
             .as_ref()
             .unwrap()
-            .send(Batch { events, ack })
+            .send(Batch::new(events, ack))
             .await
             .unwrap();
     }

@@ -328,10 +328,10 @@ mod tests {
         });
         let mut inbox = Inbox::new(rx);
         let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
-        tx.send(Batch {
-            events: BatchBuf::default(),
-            ack: crate::event::Ack::new(5, acks_tx),
-        })
+        tx.send(Batch::new(
+            BatchBuf::default(),
+            crate::event::Ack::new(5, acks_tx),
+        ))
         .await
         .unwrap();
         inbox.wait(Duration::from_millis(1)).await;

@@ -141,7 +141,7 @@ impl Harness {
     async fn send(&self, events: BatchBuf, ack_id: u64) {
         let ack = Ack::new(ack_id, self.acks_tx.clone());
         let tx = self.tx.as_ref().unwrap();
-        tx.send(Batch { events, ack }).await.unwrap();
+        tx.send(Batch::new(events, ack)).await.unwrap();
     }
 
     fn metric(&self, what: &str) -> u64 {

@@ -34,15 +34,22 @@
 //! - **Security**: TLS and SASL are librdkafka properties of the `kafka`
 //!   table; secrets can be read from files or the environment and are never
 //!   logged ([`properties`]).
+//! - **Records that cannot be events**: a header key that is not UTF-8 (any
+//!   producer can send one) cannot be an event's header. Such a record goes,
+//!   whole, to the source's dead-letter channel: every header kept, invalid
+//!   key bytes written `\xNN`, the key's bytes in hex in
+//!   `sluice.dead_letter.reason` ([`headers`]). Counted in `.rejected`.
 //!
 //! Metrics: `source.<name>.events`, `.bytes` (keys and bodies), `.batches`,
-//! `.commits` (commit requests sent), `.errors`, `.undelivered_batches`, and
+//! `.commits` (commit requests sent), `.errors`, `.undelivered_batches`,
+//! `.rejected` (records sent to the dead-letter channel by the source), and
 //! the gauge `.lag` (sum of the consumer lag of the assigned partitions, from
 //! librdkafka's statistics every `statistics.interval.ms`, default 1 s) with
 //! one gauge per partition, `.lag.<topic>.<partition>`: the partition's end
 //! minus the group's committed offset, as Kafka's consumer-group tool counts.
 
 mod config;
+mod headers;
 pub(crate) mod offsets;
 pub mod properties;
 mod source;

@@ -11,7 +11,7 @@ use rdkafka::consumer::{
     StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, Statistics, Timestamp, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -24,6 +24,7 @@ use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::{Counter, Gauge};
+use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::sources::{SourceContext, SourceError};
 
 /// How long a revocation waits for an exactly-once sink's commit in progress.
@@ -74,6 +75,7 @@ pub async fn run(
         ack_rx,
         commit_tick,
         events: BatchBuf::default(),
+        rejected: BatchBuf::default(),
         batch_epoch: 0,
         deadline: None,
         next_id: 0,
@@ -93,6 +95,8 @@ struct SourceMetrics {
     commits: Counter,
     errors: Counter,
     undelivered: Counter,
+    /// Records sent to the dead-letter channel by the source itself.
+    rejected: Counter,
 }
 
 impl SourceMetrics {
@@ -104,6 +108,7 @@ impl SourceMetrics {
             commits: ctx.counter("commits"),
             errors: ctx.counter("errors"),
             undelivered: ctx.counter("undelivered_batches"),
+            rejected: ctx.counter("rejected"),
         }
     }
 }
@@ -133,6 +138,8 @@ struct Source {
     commit_tick: Interval,
     /// The batch being filled.
     events: BatchBuf,
+    /// Records of it that go to the dead-letter channel; see [`Batch::rejected`].
+    rejected: BatchBuf,
     /// The ownership epoch its events were read in.
     batch_epoch: u64,
     /// When the batch being filled must be handed on.
@@ -214,7 +221,7 @@ impl Source {
                     }
                     // A rebalance inside `recv` started a new epoch: cut the
                     // batch so every batch is read within one epoch.
-                    if !self.events.is_empty()
+                    if !(self.events.is_empty() && self.rejected.is_empty())
                         && self.batch_epoch != self.consumer.context().link.epoch()
                         && !self.flush().await
                     {
@@ -276,25 +283,62 @@ impl Source {
 
     /// Appends a record to the open batch; `true` when the batch is full.
     fn add(&mut self, m: &BorrowedMessage<'_>) -> bool {
-        let headers: Vec<(&str, &[u8])> = m
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key, h.value.unwrap_or(&[]))).collect())
-            .unwrap_or_default();
+        let mut raw: Vec<(&[u8], &[u8])> = Vec::new();
+        super::headers::read(m, &mut raw);
+        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(raw.len());
+        let mut unrepresentable = None;
+        for &(key, value) in &raw {
+            match std::str::from_utf8(key) {
+                Ok(key) => headers.push((key, value)),
+                Err(_) => {
+                    unrepresentable.get_or_insert(key);
+                }
+            }
+        }
         let timestamp = match m.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) if t >= 0 => t,
             _ => -1,
         };
         let key = m.key();
         let body = m.payload().unwrap_or(&[]);
-        self.events.push(&NewEvent {
-            key,
-            body,
-            headers: &headers,
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp,
-        });
+        match unrepresentable {
+            None => self.events.push(&NewEvent {
+                key,
+                body,
+                headers: &headers,
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp,
+            }),
+            Some(bad) => {
+                // Every header kept (bad keys escaped), the original bytes in
+                // the reason; the record goes to the dead-letter channel.
+                let escaped: Vec<(String, &[u8])> = raw
+                    .iter()
+                    .map(|&(k, v)| (super::headers::escape_key(k), v))
+                    .collect();
+                let reason = format!(
+                    "a header key is not UTF-8 (hex {}); keys are kept with invalid bytes as \\xNN",
+                    hex::encode(bad)
+                );
+                let mut all: Vec<(&str, &[u8])> =
+                    escaped.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                all.push((DEAD_LETTER_REASON, reason.as_bytes()));
+                all.push((DEAD_LETTER_PLUGIN, b"source"));
+                self.rejected.push(&NewEvent {
+                    key,
+                    body,
+                    headers: &all,
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp,
+                });
+                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                warn!(source = %self.ctx.name, topic = m.topic(), partition = m.partition(), offset = m.offset(), "{reason}; the record goes to the dead-letter channel");
+            }
+        }
         self.consumer
             .context()
             .tracker()
@@ -308,7 +352,7 @@ impl Source {
             self.deadline = Some(Instant::now() + self.max_wait);
             self.batch_epoch = self.consumer.context().link.epoch();
         }
-        self.events.len() >= self.max_events
+        self.events.len() + self.rejected.len() >= self.max_events
     }
 
     /// Hands the open batch on (if it holds anything), handling
@@ -316,7 +360,7 @@ impl Source {
     /// output is closed; the batch is then failed, never counted delivered.
     async fn flush(&mut self) -> bool {
         self.deadline = None;
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.rejected.is_empty() {
             return true;
         }
         let (Some(output), Some(ack_tx)) = (self.output.clone(), self.ack_tx.as_ref()) else {
@@ -327,10 +371,8 @@ impl Source {
         self.consumer.context().tracker().seal(id);
         let events = std::mem::take(&mut self.events);
         self.events = BatchBuf::with_capacity(events.len(), events.data_len());
-        let batch = Batch {
-            events,
-            ack: Ack::in_epoch(id, self.batch_epoch, ack_tx.clone()),
-        };
+        let mut batch = Batch::new(events, Ack::in_epoch(id, self.batch_epoch, ack_tx.clone()));
+        batch.rejected = std::mem::take(&mut self.rejected);
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         // While blocked here the consumer is not polled: backpressure.
         let send = output.send(batch);

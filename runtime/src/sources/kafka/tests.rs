@@ -524,3 +524,105 @@ async fn stays_correct_when_a_second_member_joins() {
     let (committed, end) = committed_and_end(&bootstrap, "g-shared", "shared", 3);
     assert_eq!(committed, end);
 }
+
+/// Produces one record to partition 0 whose headers are `ok=1`, a key that
+/// is not UTF-8 (`trace\xff`, added through librdkafka's C API: rdkafka's
+/// own header type only takes `&str` keys) and `after=2`.
+async fn produce_bad_header_key(bootstrap: &str, topic: &str) {
+    use rdkafka::bindings as rdsys;
+    use rdkafka::message::BorrowedHeaders;
+
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "ok",
+        value: Some("1"),
+    });
+    let bad: &[u8] = b"trace\xff";
+    let value: &[u8] = b"v";
+    // SAFETY: a `&BorrowedHeaders` is the address of librdkafka's header
+    // list (rdkafka casts it so itself); `rd_kafka_header_add` copies name
+    // and value, both valid for the call.
+    let err = unsafe {
+        let list =
+            headers.as_borrowed() as *const BorrowedHeaders as *mut rdsys::rd_kafka_headers_t;
+        rdsys::rd_kafka_header_add(
+            list,
+            bad.as_ptr().cast(),
+            bad.len() as isize,
+            value.as_ptr().cast(),
+            value.len() as isize,
+        )
+    };
+    assert_eq!(err, rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    let headers = headers.insert(Header {
+        key: "after",
+        value: Some("2"),
+    });
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    let record = FutureRecord::to(topic)
+        .partition(0)
+        .key("k")
+        .payload("body")
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_key_that_is_not_utf8_is_dead_lettered_not_a_panic() {
+    let mock = cluster("in", 1);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "in", 0..3).await;
+    produce_bad_header_key(&bootstrap, "in").await;
+    produce(&bootstrap, "in", 3..6).await;
+    let (ctx, metrics) = context("orders");
+    let (tx, mut rx) = mpsc::channel(4);
+    let source = tokio::spawn(run(
+        config(&bootstrap, "in", "g-bad-key", 100, "20ms"),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    let (mut events, mut rejected) = (Vec::new(), Vec::new());
+    timeout(WAIT, async {
+        while events.len() + rejected.len() < 7 {
+            let batch = rx.recv().await.expect("source ended early");
+            events.extend(seen(&batch));
+            rejected.extend(seen(&Batch::new(batch.rejected, Ack::none())));
+        }
+    })
+    .await
+    .expect("every record handed on");
+    assert_eq!(events.len(), 6, "the other records are events as usual");
+    assert_eq!(rejected.len(), 1);
+    let r = &rejected[0];
+    assert_eq!((r.offset, r.body.as_slice()), (3, &b"body"[..]));
+    let header = |name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("ok").as_deref(), Some("1"));
+    assert_eq!(
+        header("trace\\xff").as_deref(),
+        Some("v"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(header("after").as_deref(), Some("2"));
+    let reason = header("sluice.dead_letter.reason").expect("a reason");
+    assert!(reason.contains("7472616365ff"), "{reason}");
+    assert_eq!(metrics.get("source.orders.rejected"), 1);
+    // Delivered like any batch: the offset after the record is committed.
+    drop(rx);
+    ctx.shutdown.cancel();
+    let _ = timeout(WAIT, source).await.expect("source stops");
+    let (committed, _) = committed_and_end(&bootstrap, "g-bad-key", "in", 1);
+    assert_eq!(committed, [7]);
+}
