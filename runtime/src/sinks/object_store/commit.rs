@@ -129,7 +129,7 @@ pub struct CommitLog {
 
 fn tp_dir(topic: &str, partition: i32) -> String {
     let mut dir = String::with_capacity(topic.len() + 12);
-    super::path::push_sanitized(&mut dir, topic.as_bytes(), "unknown");
+    super::path::push_bookkeeping_name(&mut dir, topic.as_bytes(), "unknown");
     dir.push('+');
     dir.push_str(&partition.to_string());
     dir

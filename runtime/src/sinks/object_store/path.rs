@@ -23,10 +23,21 @@
 //! it), the event's Kafka timestamp, or the wall clock when the batch is
 //! written.
 //!
-//! Substituted values can never leave the directory they are put in: `/`, `\`
-//! and control characters become `_`, a value made only of dots (`.`, `..`)
-//! becomes underscores, and a missing or empty value is replaced by the
-//! configured `missing_header_value` (default `unknown`).
+//! Substituted values can never leave the directory they are put in, nor
+//! hide from readers of the lake:
+//!
+//! - `/`, `\` and control characters become `_`, and invalid UTF-8 `_`;
+//! - a value made only of dots (`.`, `..`) becomes `%2E` per dot;
+//! - a value that begins a path component with `.` or `_` has that first
+//!   character written `%2E` or `%5F` (Hive's escape): Hive, Spark, Trino and
+//!   DuckDB skip files and directories whose names start with either, and
+//!   `_sluice` is where exactly-once sinks keep their commit records;
+//! - a value longer than [`MAX_VALUE_BYTES`] after all that is cut (at a
+//!   character boundary) and suffixed with `~` and 8 hex digits of the
+//!   CRC-32 of the whole value, so a component stays under the file-system
+//!   limit of 255 bytes and distinct long values stay distinct;
+//! - a missing or empty value is replaced by the configured
+//!   `missing_header_value` (default `unknown`).
 
 use std::fmt::Write as _;
 
@@ -266,16 +277,55 @@ fn check_component(component: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The longest a substituted value may render to; see the module docs.
+pub const MAX_VALUE_BYTES: usize = 160;
+
 /// Appends `value` as one safe path component; see the module docs.
 pub fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
     if value.is_empty() {
         out.push_str(missing);
         return;
     }
+    let start = out.len();
     if value.iter().all(|&b| b == b'.') {
-        out.extend(std::iter::repeat_n('_', value.len()));
+        for _ in 0..value.len().min(MAX_VALUE_BYTES) {
+            out.push_str("%2E");
+        }
+        cap(out, start, value);
         return;
     }
+    let whole = value;
+    let mut value = value;
+    if start == 0 || out.ends_with('/') {
+        match value[0] {
+            b'.' => out.push_str("%2E"),
+            b'_' => out.push_str("%5F"),
+            _ => {}
+        }
+        if matches!(value[0], b'.' | b'_') {
+            value = &value[1..];
+        }
+    }
+    push_escaped(out, value);
+    cap(out, start, whole);
+}
+
+/// Appends `value` as a name under `_sluice/`, which readers never see, by
+/// the rules before leading `.`/`_` were escaped and long values cut (so the
+/// commit chains of existing lakes are still found): `/`, `\`, control
+/// characters and invalid UTF-8 as `_`, a value of dots as underscores.
+pub fn push_bookkeeping_name(out: &mut String, value: &[u8], missing: &str) {
+    if value.is_empty() {
+        out.push_str(missing);
+    } else if value.iter().all(|&b| b == b'.') {
+        out.extend(std::iter::repeat_n('_', value.len()));
+    } else {
+        push_escaped(out, value);
+    }
+}
+
+/// Appends `value` with `/`, `\`, control characters and invalid UTF-8 as `_`.
+fn push_escaped(out: &mut String, value: &[u8]) {
     for chunk in value.utf8_chunks() {
         for c in chunk.valid().chars() {
             out.push(if c == '/' || c == '\\' || c.is_control() {
@@ -288,6 +338,20 @@ pub fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
             out.push('_');
         }
     }
+}
+
+/// Cuts what was rendered from `start` on to [`MAX_VALUE_BYTES`], with a
+/// hash of `value` (the whole value) at the end, if it is longer.
+fn cap(out: &mut String, start: usize, value: &[u8]) {
+    if out.len() - start <= MAX_VALUE_BYTES {
+        return;
+    }
+    let mut end = start + MAX_VALUE_BYTES - 9;
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    let _ = write!(out, "~{:08x}", crc32fast::hash(value));
 }
 
 fn push_digits(out: &mut String, value: u32, width: u32) {
@@ -461,8 +525,9 @@ mod tests {
             ("bin", b"a\xffb\nc"),
         ];
         assert_eq!(render("%{team}/x", headers, TS), "fraud/x");
-        assert_eq!(render("%{evil}", headers, TS), ".._.._etc");
-        assert_eq!(render("a/%{dots}/b", headers, TS), "a/__/b");
+        // Neither escapes its directory nor starts with a dot (hidden).
+        assert_eq!(render("%{evil}", headers, TS), "%2E._.._etc");
+        assert_eq!(render("a/%{dots}/b", headers, TS), "a/%2E%2E/b");
         assert_eq!(
             render("a/%{empty}/%{absent}", headers, TS),
             "a/unknown/unknown"
@@ -473,6 +538,41 @@ mod tests {
         let mut out = String::new();
         t.render(&b.get(0).unwrap(), 0, &mut TimeCache::default(), &mut out);
         assert_eq!(out, "h=none");
+    }
+
+    #[test]
+    fn values_never_render_names_that_readers_skip() {
+        let headers: &[(&str, &[u8])] = &[
+            ("dot", b".hidden"),
+            ("under", b"_tmp"),
+            ("meta", b"_sluice"),
+            ("mid", b"a_b.c"),
+        ];
+        assert_eq!(render("%{dot}/x", headers, TS), "%2Ehidden/x");
+        assert_eq!(render("x/%{under}", headers, TS), "x/%5Ftmp");
+        assert_eq!(render("%{meta}", headers, TS), "%5Fsluice");
+        // Inside a component a leading `.` or `_` of the value hides nothing.
+        assert_eq!(render("k=%{under}/%{mid}", headers, TS), "k=_tmp/a_b.c");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_hash_of_the_whole_value() {
+        let long_a = "é".repeat(200); // 400 bytes
+        let long_b = format!("{}x", "é".repeat(199));
+        let headers: &[(&str, &[u8])] = &[("a", long_a.as_bytes()), ("b", long_b.as_bytes())];
+        let a = render("%{a}", headers, TS);
+        let b = render("%{b}", headers, TS);
+        assert!(a.len() <= MAX_VALUE_BYTES, "{}", a.len());
+        assert!(a.contains('~') && a.starts_with("éé"), "{a}");
+        assert_ne!(a, b, "distinct long values stay distinct");
+        assert_eq!(a, render("%{a}", headers, TS), "and stable");
+        let mut short = String::new();
+        push_sanitized(&mut short, &[b'x'; MAX_VALUE_BYTES], "u");
+        assert_eq!(
+            short.len(),
+            MAX_VALUE_BYTES,
+            "a value at the limit is kept whole"
+        );
     }
 
     #[test]
