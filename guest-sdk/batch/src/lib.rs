@@ -40,6 +40,10 @@ pub const NO_REPLACEMENT: u32 = u32::MAX;
 pub const NO_TIMESTAMP: i64 = -1;
 /// Words per event in a result's `outcomes` list.
 pub const OUTCOME_STRIDE: usize = 3;
+/// The most bytes a batch's `data` may hold: every offset and length in the
+/// index is a `u32`. The `try_` appenders refuse an event that would go past
+/// it; the others panic rather than truncate an offset.
+pub const MAX_DATA_BYTES: usize = u32::MAX as usize;
 
 /// Ordinals of the WIT `outcome-kind` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,13 +179,49 @@ impl BatchBuf {
         self.data.len()
     }
 
-    /// Appends an event.
+    /// The bytes `event` adds to [`BatchBuf::data`].
+    pub fn encoded_size(event: &NewEvent<'_>) -> usize {
+        let headers: usize = event
+            .headers
+            .iter()
+            .map(|(name, value)| 8 + name.len() + value.len())
+            .sum();
+        event.key.map_or(0, <[u8]>::len) + event.body.len() + headers + event.topic.len()
+    }
+
+    /// Whether `extra` more bytes still fit in `data`.
+    fn check_room(&self, extra: usize) -> Result<(), FormatError> {
+        match self.data.len().checked_add(extra) {
+            Some(total) if total <= MAX_DATA_BYTES => Ok(()),
+            _ => Err(FormatError(format!(
+                "an event of {extra} bytes does not fit in a batch holding {} bytes (at most {MAX_DATA_BYTES})",
+                self.data.len()
+            ))),
+        }
+    }
+
+    /// Appends an event, unless it would take `data` past
+    /// [`MAX_DATA_BYTES`] (then nothing is appended).
+    pub fn try_push(&mut self, event: &NewEvent<'_>) -> Result<(), FormatError> {
+        self.check_room(Self::encoded_size(event))?;
+        self.push_unchecked(event);
+        Ok(())
+    }
+
+    /// Appends an event; panics past [`MAX_DATA_BYTES`] (see
+    /// [`BatchBuf::try_push`]).
     pub fn push(&mut self, event: &NewEvent<'_>) {
+        if let Err(e) = self.try_push(event) {
+            panic!("{e}");
+        }
+    }
+
+    fn push_unchecked(&mut self, event: &NewEvent<'_>) {
         let key = event.key.map(|k| self.append(k));
         let body = self.append(event.body);
         let start = self.data.len();
         encode_headers(event.headers.iter().copied(), &mut self.data);
-        let headers = start as u32..self.data.len() as u32;
+        let headers = word(start)..word(self.data.len());
         let topic = self.append(event.topic.as_bytes());
         self.push_entry(
             key,
@@ -195,8 +235,13 @@ impl BatchBuf {
     }
 
     /// Appends a copy of `event`, optionally overriding its origin with `origin`
-    /// (used by the host to keep the origin of a replaced event).
+    /// (used by the host to keep the origin of a replaced event); panics past
+    /// [`MAX_DATA_BYTES`].
     pub fn push_ref(&mut self, event: &EventRef<'_>, origin: Option<&EventRef<'_>>) {
+        let origin_topic = origin.unwrap_or(event).topic_bytes().len();
+        if let Err(e) = self.check_room(event.size() - event.topic_bytes().len() + origin_topic) {
+            panic!("{e}");
+        }
         let key = event.key().map(|k| self.append(k));
         let body = self.append(event.body());
         let headers = self.append(event.header_block());
@@ -213,14 +258,19 @@ impl BatchBuf {
         );
     }
 
-    /// Appends a copy of `event` with extra headers added after its own.
+    /// Appends a copy of `event` with extra headers added after its own;
+    /// panics past [`MAX_DATA_BYTES`].
     pub fn push_with_headers(&mut self, event: &EventRef<'_>, extra: &[(&str, &[u8])]) {
+        let added: usize = extra.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+        if let Err(e) = self.check_room(event.size() + added) {
+            panic!("{e}");
+        }
         let key = event.key().map(|k| self.append(k));
         let body = self.append(event.body());
         let start = self.data.len();
         self.data.extend_from_slice(event.header_block());
         encode_headers(extra.iter().copied(), &mut self.data);
-        let headers = start as u32..self.data.len() as u32;
+        let headers = word(start)..word(self.data.len());
         let topic = self.append(event.topic_bytes());
         self.push_entry(
             key,
@@ -233,10 +283,11 @@ impl BatchBuf {
         );
     }
 
+    /// Appends `bytes`; the caller checked there is room.
     fn append(&mut self, bytes: &[u8]) -> Range<u32> {
-        let start = self.data.len() as u32;
+        let start = word(self.data.len());
         self.data.extend_from_slice(bytes);
-        start..self.data.len() as u32
+        start..word(self.data.len())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -254,6 +305,8 @@ impl BatchBuf {
             Some(r) => (r.start, r.end - r.start),
             None => (0, NO_KEY),
         };
+        // Partition, offset and timestamp are stored bit for bit: an i32 as
+        // one word, an i64 as its low and high words.
         self.index.extend_from_slice(&[
             key_off,
             key_len,
@@ -393,9 +446,11 @@ impl<'a> EventRef<'a> {
         let key = if self.words[1] == NO_KEY {
             0
         } else {
-            self.words[1]
+            self.words[1] as usize
         };
-        (key + self.words[3] + self.words[5] + self.words[7]) as usize
+        // Summed as usize: ranges of a validated batch may overlap, so the
+        // sum can exceed u32 even though each length fits.
+        key + self.words[3] as usize + self.words[5] as usize + self.words[7] as usize
     }
 }
 
@@ -426,6 +481,12 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
+/// A position in `data` as an index word; every appender checked the room
+/// first, so this cannot fail.
+fn word(n: usize) -> u32 {
+    u32::try_from(n).expect("batch data past MAX_DATA_BYTES (checked before appending)")
+}
+
 fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], FormatError> {
     if rest.len() < 4 {
         return Err(FormatError("header block truncated in a length".into()));
@@ -448,9 +509,9 @@ pub fn encode_headers<'a>(
     out: &mut Vec<u8>,
 ) {
     for (name, value) in headers {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&word(name.len()).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&word(value.len()).to_le_bytes());
         out.extend_from_slice(value);
     }
 }
@@ -517,6 +578,32 @@ pub fn decode_outcomes(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_event_past_the_data_limit_is_refused_not_truncated() {
+        // Zeroed pages are not touched: this costs address space, not memory.
+        let mut batch = BatchBuf {
+            data: vec![0; MAX_DATA_BYTES - 10],
+            index: Vec::new(),
+        };
+        let event = NewEvent {
+            key: None,
+            body: b"twenty bytes of body",
+            headers: &[],
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            timestamp: NO_TIMESTAMP,
+        };
+        assert_eq!(BatchBuf::encoded_size(&event), 21);
+        let e = batch.try_push(&event).unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        assert_eq!(batch.data.len(), MAX_DATA_BYTES - 10, "nothing appended");
+        assert!(batch.is_empty());
+        let small = NewEvent { body: b"", ..event };
+        batch.try_push(&small).unwrap();
+        assert_eq!(batch.len(), 1);
+    }
+
     use super::*;
 
     fn sample() -> BatchBuf {

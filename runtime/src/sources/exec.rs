@@ -88,6 +88,13 @@ pub struct ExecSourceConfig {
     /// A batch is handed on as soon as it holds this many events. Default 1000.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
+    /// ...or as soon as its events hold at least this many bytes (keys,
+    /// bodies, headers and topic names, as the batch encodes them; the event
+    /// that crosses the bound is the batch's last). Bounds a batch's memory,
+    /// whatever the record sizes, to this plus one event (1 KiB to 1 GiB;
+    /// default 16 MiB).
+    #[serde(default = "crate::sources::default_batch_max_bytes")]
+    pub batch_max_bytes: ByteSize,
     /// ...or when this long has passed since its first line. Default `"100ms"`.
     #[serde(default = "default_batch_max_wait")]
     pub batch_max_wait: HumanDuration,
@@ -155,6 +162,8 @@ impl ExecSourceConfig {
         if self.batch_max_wait.get().is_zero() {
             return Err(("batch_max_wait", "must be longer than 0ms".into()));
         }
+        crate::sources::check_batch_max_bytes(self.batch_max_bytes)
+            .map_err(|e| ("batch_max_bytes", e))?;
         if self.max_line_bytes.get() == 0 || self.max_line_bytes.get() > u32::MAX as u64 / 2 {
             return Err(("max_line_bytes", "must be between 1 byte and 2GiB".into()));
         }
@@ -374,7 +383,7 @@ impl Exec {
             while !rest.is_empty() {
                 let taken = self.take_lines(rest);
                 rest = &rest[taken..];
-                if self.events.len() >= self.config.batch_max_events && !self.flush().await {
+                if self.full() && !self.flush().await {
                     return Stop::OutputClosed;
                 }
             }
@@ -386,7 +395,7 @@ impl Exec {
     fn take_lines(&mut self, chunk: &[u8]) -> usize {
         let max = self.config.max_line_bytes.get() as usize;
         let mut rest = chunk;
-        while !rest.is_empty() && self.events.len() < self.config.batch_max_events {
+        while !rest.is_empty() && !self.full() {
             let room = max - self.line.len();
             let newline = rest.iter().take(room + 1).position(|b| *b == b'\n');
             match newline {
@@ -413,6 +422,12 @@ impl Exec {
             }
         }
         chunk.len() - rest.len()
+    }
+
+    /// Whether the open batch is due by count or by size.
+    fn full(&self) -> bool {
+        self.events.len() >= self.config.batch_max_events
+            || self.events.data_len() as u64 >= self.config.batch_max_bytes.get()
     }
 
     /// Ends the current line: appends it (or its last piece) as an event.
@@ -660,10 +675,45 @@ mod tests {
             bad("command = [\"x\"]\nmax_line_bytes = 0"),
             "max_line_bytes"
         );
+        assert_eq!(
+            bad("command = [\"x\"]\nbatch_max_bytes = \"1B\""),
+            "batch_max_bytes"
+        );
         assert!(toml::from_str::<ExecSourceConfig>("restart = true").is_err());
         assert!(
             toml::from_str::<ExecSourceConfig>("command = [\"x\"]\nstderr = \"file\"").is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn batches_are_cut_by_bytes_too() {
+        // 1000 lines of 100 bytes (plus topic) against a 4 KiB bound: batches
+        // of 40 or 41 events (the event crossing the bound is the last).
+        let (ctx, metrics) = context();
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(
+            config(
+                "command = [\"sh\", \"-c\", \"for i in $(seq 1000); do printf '%0100d\\\\n' $i; done\"]\n\
+                 restart = false\nbatch_max_bytes = \"4KiB\"\nbatch_max_wait = \"1h\"",
+            ),
+            tx,
+            ctx,
+        ));
+        let mut sizes = Vec::new();
+        while let Some(batch) = timeout(WAIT, rx.recv()).await.unwrap() {
+            assert!(
+                batch.events.data_len() < 4096 + 104,
+                "{}",
+                batch.events.data_len()
+            );
+            sizes.push(batch.len());
+        }
+        timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 1000);
+        assert_eq!(metrics.get("source.cmd.events"), 1000);
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(full.iter().all(|&n| n == 40 || n == 41), "{sizes:?}");
+        assert!(*last <= 41);
     }
 
     #[tokio::test]

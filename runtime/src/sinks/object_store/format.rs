@@ -209,7 +209,7 @@ fn encode_jsonl(event: &EventRef<'_>, out: &mut Vec<u8>) {
 
     out.extend_from_slice(b",\"headers\":{");
     let mut first = true;
-    for (name, value) in first_headers(event) {
+    for_each_first_header(event, |name, value| {
         if !first {
             out.push(b',');
         }
@@ -217,7 +217,7 @@ fn encode_jsonl(event: &EventRef<'_>, out: &mut Vec<u8>) {
         push_json_str(out, name);
         out.push(b':');
         header_b64 |= push_bytes_as_string(out, value);
-    }
+    });
     out.push(b'}');
 
     if key_b64 || value_b64 || header_b64 {
@@ -240,31 +240,42 @@ fn encode_jsonl(event: &EventRef<'_>, out: &mut Vec<u8>) {
             item(out, "value", "");
         }
         if header_b64 {
-            for (name, value) in first_headers(event) {
+            for_each_first_header(event, |name, value| {
                 if std::str::from_utf8(value).is_err() {
                     item(out, "headers.", name);
                 }
-            }
+            });
         }
         out.push(b']');
     }
     out.extend_from_slice(b"}\n");
 }
 
-/// Headers of `event` in order, keeping only the first of each name.
-fn first_headers<'a>(event: &EventRef<'a>) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-    let all = event.headers();
-    event
-        .headers()
-        .map_while(Result::ok)
-        .enumerate()
-        .filter(move |(i, (name, _))| {
-            !all.clone()
-                .take(*i)
-                .map_while(Result::ok)
-                .any(|(earlier, _)| earlier == *name)
-        })
-        .map(|(_, header)| header)
+/// Up to this many headers, repeated names are found by comparing with the
+/// earlier ones (at most 120 comparisons, no allocation); past it, with a
+/// hash set, so an event with very many headers costs linear time.
+const SMALL_HEADER_COUNT: usize = 16;
+
+/// Calls `f` with the headers of `event` in order, keeping only the first of
+/// each name.
+fn for_each_first_header<'a>(event: &EventRef<'a>, mut f: impl FnMut(&'a str, &'a [u8])) {
+    let headers = event.headers().map_while(Result::ok);
+    if event.headers().take(SMALL_HEADER_COUNT + 1).count() <= SMALL_HEADER_COUNT {
+        let mut seen: [&str; SMALL_HEADER_COUNT] = [""; SMALL_HEADER_COUNT];
+        for (i, (name, value)) in headers.enumerate() {
+            if !seen[..i].contains(&name) {
+                f(name, value);
+            }
+            seen[i] = name;
+        }
+    } else {
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in headers {
+            if seen.insert(name) {
+                f(name, value);
+            }
+        }
+    }
 }
 
 /// Whether `body` is a JSON object or array (valid UTF-8 JSON, nothing after it).
@@ -413,6 +424,27 @@ mod tests {
         );
         let v = serde_json::from_str(&line).unwrap();
         (line, v)
+    }
+
+    #[test]
+    fn many_repeated_headers_keep_the_first_of_each_name() {
+        // 20 000 headers, 1 000 names each repeated 20 times: past the small
+        // case, so the hash-set path runs (linear, where comparing with every
+        // earlier header would take 2 * 10^8 header reads).
+        let names: Vec<String> = (0..1000).map(|i| format!("h{i}")).collect();
+        let values: Vec<String> = (0..20).map(|r| format!("r{r}")).collect();
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        for value in &values {
+            headers.extend(names.iter().map(|n| (n.as_str(), value.as_bytes())));
+        }
+        let (_, v) = jsonl(&one(None, b"x", &headers, 1));
+        let h = v["headers"].as_object().unwrap();
+        assert_eq!(h.len(), 1000);
+        assert!(h.values().all(|v| v == "r0"), "the first of each name wins");
+        // The small case agrees.
+        let few: &[(&str, &[u8])] = &[("a", b"1"), ("b", b"2"), ("a", b"3")];
+        let (_, v) = jsonl(&one(None, b"x", few, 1));
+        assert_eq!(v["headers"], json!({"a": "1", "b": "2"}));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use super::properties::{KafkaProperties, PropertyError};
-use crate::config::units::HumanDuration;
+use crate::config::units::{ByteSize, HumanDuration};
 
 /// The `bootstrap_servers` value that means "the embedded demo broker".
 pub const EMBEDDED: &str = "embedded";
@@ -23,6 +23,7 @@ pub const EMBEDDED: &str = "embedded";
 /// group_id = "sluice-orders"
 /// topics = ["orders"]
 /// batch_max_events = 1000
+/// batch_max_bytes = "16MiB"
 /// batch_max_wait = "100ms"
 /// commit_interval = "1s"
 /// start_from = "earliest"
@@ -69,6 +70,13 @@ pub struct KafkaSourceConfig {
     /// A batch is handed on as soon as it holds this many events.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
+    /// ...or as soon as its events hold at least this many bytes (keys,
+    /// bodies, headers and topic names, as the batch encodes them; the event
+    /// that crosses the bound is the batch's last). Bounds a batch's memory,
+    /// whatever the record sizes, to this plus one event (1 KiB to 1 GiB;
+    /// default 16 MiB).
+    #[serde(default = "crate::sources::default_batch_max_bytes")]
+    pub batch_max_bytes: ByteSize,
     /// ...or when this long has passed since its first event arrived.
     #[serde(default = "default_batch_max_wait")]
     pub batch_max_wait: HumanDuration,
@@ -181,6 +189,8 @@ impl KafkaSourceConfig {
         if self.batch_max_wait.get().is_zero() {
             return Err("`batch_max_wait` must be longer than 0ms".into());
         }
+        crate::sources::check_batch_max_bytes(self.batch_max_bytes)
+            .map_err(|e| format!("`batch_max_bytes` {e}"))?;
         if self.commit_interval.get().is_zero() {
             return Err("`commit_interval` must be longer than 0ms".into());
         }
@@ -348,6 +358,11 @@ mod tests {
                 .contains("at least 1")
         );
         assert!(check("topics = [\"a\"]\nbatch_max_wait = \"0ms\"").is_err());
+        assert!(check("topics = [\"a\"]\nbatch_max_bytes = \"64KiB\"").is_ok());
+        for bad in ["100B", "2GiB"] {
+            let e = check(&format!("topics = [\"a\"]\nbatch_max_bytes = \"{bad}\"")).unwrap_err();
+            assert!(e.contains("`batch_max_bytes` must be between"), "{e}");
+        }
         assert!(
             check("topics = [\"a\"]\nunknown = 1")
                 .unwrap_err()

@@ -80,6 +80,7 @@ pub async fn run(
         deadline: None,
         next_id: 0,
         max_events: config.batch_max_events,
+        max_bytes: config.batch_max_bytes.get(),
         max_wait: config.batch_max_wait.get(),
         metrics: SourceMetrics::new(&ctx),
         ctx,
@@ -146,6 +147,7 @@ struct Source {
     deadline: Option<Instant>,
     next_id: u64,
     max_events: usize,
+    max_bytes: u64,
     max_wait: Duration,
     metrics: SourceMetrics,
     ctx: SourceContext,
@@ -353,6 +355,7 @@ impl Source {
             self.batch_epoch = self.consumer.context().link.epoch();
         }
         self.events.len() + self.rejected.len() >= self.max_events
+            || (self.events.data_len() + self.rejected.data_len()) as u64 >= self.max_bytes
     }
 
     /// Hands the open batch on (if it holds anything), handling

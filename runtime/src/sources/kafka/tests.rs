@@ -110,6 +110,7 @@ fn config(
         topics: vec![topic.to_owned()],
         topic_pattern: None,
         batch_max_events: max_events,
+        batch_max_bytes: crate::sources::default_batch_max_bytes(),
         batch_max_wait: max_wait.parse::<HumanDuration>().unwrap(),
         commit_interval: "50ms".parse().unwrap(),
         start_from: StartFrom::Earliest,
