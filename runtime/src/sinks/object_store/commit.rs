@@ -201,6 +201,54 @@ impl CommitLog {
         Ok(rel)
     }
 
+    /// Checks that the store refuses to create an object that exists: the
+    /// commit of a record rests on it (two agents that both think they own
+    /// a partition must not both commit). Creates `_sluice/probe/<nonce>`
+    /// twice with different contents; the second must be refused. Run when
+    /// an exactly-once sink starts; an error says the store cannot give
+    /// exactly-once.
+    pub async fn probe_conditional_create(&self) -> Result<(), String> {
+        let nonce = format!(
+            "{}-{}",
+            short_hash(&self.agent),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let rel = format!("probe/{nonce}");
+        let first = self
+            .create_if_absent(&rel, Bytes::from_static(b"first"))
+            .await;
+        let second = match first {
+            Ok(Created::Yes) => {
+                self.create_if_absent(&rel, Bytes::from_static(b"second"))
+                    .await
+            }
+            Ok(Created::Conflict) => Err("the probe object existed before it was created".into()),
+            Err(e) => Err(e),
+        };
+        let _ = self.delete(&rel).await;
+        match second {
+            Ok(Created::Conflict) => Ok(()),
+            Ok(Created::Yes) => Err(format!(
+                "the store overwrote an existing object on a create-only PUT (`If-None-Match: *`, \
+                 probed at {}): it does not support conditional writes, so two agents could both \
+                 commit the same offsets; exactly_once cannot be guaranteed on it (use an \
+                 at-least-once sink, or a store that honours conditional PUT: AWS S3, MinIO, \
+                 GCS, Azure, Alibaba OSS with x-oss-forbid-overwrite)",
+                self.describe(&rel)
+            )),
+            Err(e) => Err(format!("probing conditional writes: {e}")),
+        }
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        match &*self.dest {
+            Destination::Local(local) => local.meta_path(rel).display().to_string(),
+            Destination::Remote(remote) => remote.meta_path(rel).to_string(),
+        }
+    }
+
     /// Creates the record: the commit. Then its files may be published.
     pub async fn create(&self, record: &Record) -> Result<Created, String> {
         let rel = format!(

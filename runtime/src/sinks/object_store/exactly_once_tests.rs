@@ -331,3 +331,167 @@ async fn a_partition_whose_write_fails_for_good_is_not_committed_but_read_again(
         "read again from the start"
     );
 }
+
+/// An in-memory store that ignores create-only PUTs (overwrites instead),
+/// as a store without conditional writes does.
+#[derive(Debug)]
+struct IgnoresConditions(object_store::memory::InMemory);
+
+impl std::fmt::Display for IgnoresConditions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IgnoresConditions")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for IgnoresConditions {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        mut opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        opts.mode = object_store::PutMode::Overwrite;
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    async fn delete(&self, location: &object_store::path::Path) -> object_store::Result<()> {
+        self.0.delete(location).await
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.0.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+    ) -> object_store::Result<()> {
+        self.0.copy(from, to).await
+    }
+
+    async fn copy_if_not_exists(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+    ) -> object_store::Result<()> {
+        self.0.copy_if_not_exists(from, to).await
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::multipart::MultipartStore for IgnoresConditions {
+    async fn create_multipart(
+        &self,
+        path: &object_store::path::Path,
+    ) -> object_store::Result<object_store::MultipartId> {
+        self.0.create_multipart(path).await
+    }
+
+    async fn put_part(
+        &self,
+        path: &object_store::path::Path,
+        id: &object_store::MultipartId,
+        part_idx: usize,
+        data: object_store::PutPayload,
+    ) -> object_store::Result<object_store::multipart::PartId> {
+        self.0.put_part(path, id, part_idx, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &object_store::path::Path,
+        id: &object_store::MultipartId,
+        parts: Vec<object_store::multipart::PartId>,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.0.complete_multipart(path, id, parts).await
+    }
+
+    async fn abort_multipart(
+        &self,
+        path: &object_store::path::Path,
+        id: &object_store::MultipartId,
+    ) -> object_store::Result<()> {
+        self.0.abort_multipart(path, id).await
+    }
+}
+
+fn remote_config() -> ObjectStoreSinkConfig {
+    let c: ObjectStoreSinkConfig =
+        toml::from_str("url = \"memory://lake\"\nexactly_once = true\nroll_count = 10").unwrap();
+    c.validate().unwrap();
+    c
+}
+
+#[tokio::test]
+async fn exactly_once_is_refused_on_a_store_without_conditional_writes() {
+    let store = Arc::new(IgnoresConditions(object_store::memory::InMemory::new()));
+    let dest = Destination::Remote(super::store::RemoteStore::new(
+        store.clone(),
+        "lake".into(),
+        "memory://lake".into(),
+    ));
+    let mut run = Run::start_on(remote_config(), dest, &SourceLink::new("s"));
+    let e = tokio::time::timeout(WAIT, &mut run.task)
+        .await
+        .expect("the sink stops at once")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not support conditional writes"),
+        "{e}"
+    );
+    // The probe cleans up after itself.
+    use futures::TryStreamExt;
+    let left: Vec<_> = object_store::ObjectStore::list(&*store, None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_store_with_conditional_writes_passes_the_probe() {
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let dest = Destination::Remote(super::store::RemoteStore::new(
+        store.clone(),
+        "lake".into(),
+        "memory://lake".into(),
+    ));
+    let log = CommitLog::new("lake", Arc::new(dest));
+    log.probe_conditional_create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = Destination::from_config(&config(dir.path(), "roll_count = 10")).unwrap();
+    CommitLog::new("lake", Arc::new(local))
+        .probe_conditional_create()
+        .await
+        .unwrap();
+}

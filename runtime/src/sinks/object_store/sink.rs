@@ -240,6 +240,15 @@ pub async fn run(
     ctx: SinkContext,
 ) -> Result<(), SinkError> {
     let mut sink = Sink::new(&config, dest, &ctx)?;
+    if let Some(eo) = &sink.eo {
+        eo.log
+            .probe_conditional_create()
+            .await
+            .map_err(|message| SinkError {
+                sink: ctx.name.clone(),
+                message,
+            })?;
+    }
     if sink.eo.is_some() {
         info!(sink = %ctx.name, url = %config.url, "exactly-once: files become visible only with their commit record");
     }
