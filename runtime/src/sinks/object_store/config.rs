@@ -63,6 +63,15 @@ pub struct ObjectStoreSinkConfig {
     /// Complete a file when nothing was written to it for this long (Flume `idleTimeout`).
     pub roll_idle: Option<HumanDuration>,
 
+    /// At most this many files open at once (Flume `maxOpenFiles`). Opening
+    /// one more first completes the least recently written file (in
+    /// exactly-once mode: commits its partition, whose files roll together).
+    /// Each open file holds a descriptor (local) or up to `upload_part_size`
+    /// of memory (object stores), so this bounds both when a backfill spans
+    /// many time buckets or a `%{header}` has many values. Default 256.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+
     /// How events are written: `"text"` (body + newline, the default) or
     /// `"jsonl"` (one JSON object per event with key, value, topic, partition,
     /// offset, timestamp and headers).
@@ -181,6 +190,10 @@ impl fmt::Debug for S3Options {
     }
 }
 
+fn default_max_open_files() -> usize {
+    256
+}
+
 fn default_missing_header_value() -> String {
     "unknown".into()
 }
@@ -243,6 +256,12 @@ impl ObjectStoreSinkConfig {
         }
         if self.roll_count == Some(0) {
             return Err("`roll_count` must be at least 1".into());
+        }
+        if !(1..=100_000).contains(&self.max_open_files) {
+            return Err(format!(
+                "`max_open_files` = {} is outside 1..=100000",
+                self.max_open_files
+            ));
         }
         if let Some(level) = self.compression_level {
             self.compression.check_level(level)?;
@@ -479,6 +498,7 @@ mod tests {
         };
         assert!(err("path = \"x\"").contains("no roll trigger"));
         assert!(err("roll_count = 0").contains("roll_count"));
+        assert!(err("roll_count = 1\nmax_open_files = 0").contains("max_open_files"));
         assert!(err("roll_size = 0").contains("roll_size"));
         assert!(err("roll_interval = \"0s\"").contains("roll_interval"));
         assert!(err("roll_count = 1\npath = \"%{topic\"").contains("`path`"));

@@ -495,3 +495,45 @@ async fn a_store_with_conditional_writes_passes_the_probe() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn max_open_files_commits_the_least_recently_written_partition() {
+    // One partition fanned out to four directories by a header, one file
+    // open at most: every change of directory commits what came before.
+    let dir = tempfile::tempdir().unwrap();
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let run = Run::start(
+        config(
+            dir.path(),
+            "roll_count = 1000\nmax_open_files = 1\npath = \"h=%{h}\"",
+        ),
+        &link,
+    );
+    let mut b = BatchBuf::default();
+    for offset in 0..20i64 {
+        let h = (offset / 5).to_string();
+        b.push(&NewEvent {
+            key: None,
+            body: format!("t-{offset}").as_bytes(),
+            headers: &[("h", h.as_bytes())],
+            topic: "t",
+            partition: 0,
+            offset,
+            timestamp: 0,
+        });
+    }
+    run.send(b, 1, epoch).await;
+    run.until("events", 20).await;
+    assert_eq!(run.metric("rolled_for_max_open_files"), 3);
+    let acks = run.shutdown().await;
+    assert!(acks.iter().all(|a| a.delivered));
+    // The chain: [0,5) [5,10) [10,15) [15,20), each in its directory.
+    for (i, start) in [0i64, 5, 10, 15].into_iter().enumerate() {
+        let r = record(dir.path(), start).expect("a record per directory");
+        assert_eq!((r.start, r.end), (start, start + 5));
+        let files = visible(&dir.path().join(format!("h={i}")));
+        let want: String = (start..start + 5).map(|o| format!("t-{o}\n")).collect();
+        assert_eq!(files, vec![(format!("t+0+{start:020}.txt"), want)]);
+    }
+}

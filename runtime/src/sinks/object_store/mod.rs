@@ -45,7 +45,10 @@
 //!
 //! Counters `sink.<name>.events`, `.bytes` (encoded, before compression),
 //! `.files_written`, `.retries` (re-attempts of failed operations),
-//! `.write_errors` (failed attempts); gauge `sink.<name>.open_files`.
+//! `.write_errors` (failed attempts), `.rolled_for_max_open_files` (files
+//! completed early to stay within `max_open_files`), `.orphans_removed`
+//! (in-progress files a crash left, removed at start; see [`journal`]);
+//! gauge `sink.<name>.open_files`.
 
 mod commit;
 pub mod config;

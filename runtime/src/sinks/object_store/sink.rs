@@ -11,7 +11,9 @@
 //!   by a timer set to the earliest such deadline of all open files;
 //! - an event arrives whose offset is lower than the file's last offset
 //!   (a redelivery), so offsets in a file always ascend;
-//! - the channel ends (shutdown): every open file is completed.
+//! - the channel ends (shutdown): every open file is completed;
+//! - a new file is due while `max_open_files` are open: the least recently
+//!   written file is completed first (exactly-once: its partition commits).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -106,6 +108,8 @@ struct Metrics {
     bytes: Counter,
     files_written: Counter,
     open_files: Gauge,
+    /// Files completed early to stay within `max_open_files`.
+    rolled_for_room: Counter,
 }
 
 /// Exactly-once state: the source's ownership link, the commit log, and
@@ -218,6 +222,7 @@ pub struct Sink {
     dest: Arc<Destination>,
     files: HashMap<String, OpenFile>,
     eo: Option<Exactly>,
+    max_open_files: usize,
     /// At-least-once into a local directory: the in-progress files open.
     journal: Option<Journal>,
     retrier: Retrier,
@@ -330,6 +335,7 @@ impl Sink {
             policy: RollPolicy::from_config(config),
             template,
             eo,
+            max_open_files: config.max_open_files,
             journal,
             dest,
             files: HashMap::new(),
@@ -347,6 +353,7 @@ impl Sink {
                 bytes: ctx.counter("bytes"),
                 files_written: ctx.counter("files_written"),
                 open_files: ctx.metrics.gauge(&format!("sink.{}.open_files", ctx.name)),
+                rolled_for_room: ctx.counter("rolled_for_max_open_files"),
             },
             key: String::with_capacity(256),
             encoded: Vec::with_capacity(4096),
@@ -412,6 +419,9 @@ impl Sink {
                 self.finish(file, inbox).await;
             }
             if !self.files.contains_key(self.key.as_str()) {
+                if self.files.len() >= self.max_open_files {
+                    self.roll_least_recent(inbox).await;
+                }
                 let dir = self.key[..dir_len].to_owned();
                 let name = self.settings.file_name(
                     event.topic(),
@@ -554,6 +564,32 @@ impl Sink {
         let file = self.files.remove(self.key.as_str())?;
         self.metrics.open_files.fetch_sub(1, Ordering::Relaxed);
         Some(file)
+    }
+
+    /// Makes room for one more open file: completes the least recently
+    /// written one (exactly-once: commits its partition). Keeps the current
+    /// key.
+    async fn roll_least_recent(&mut self, inbox: &mut Inbox) {
+        let Some(oldest) = self
+            .files
+            .iter()
+            .min_by(|a, b| {
+                a.1.last_write
+                    .cmp(&b.1.last_write)
+                    .then_with(|| a.0.cmp(b.0))
+            })
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        self.metrics.rolled_for_room.fetch_add(1, Ordering::Relaxed);
+        let current = std::mem::take(&mut self.key);
+        if self.eo.is_some() {
+            self.commit_keys(vec![oldest], inbox).await;
+        } else {
+            self.finish_keys(vec![oldest], inbox).await;
+        }
+        self.key = current;
     }
 
     /// Completes every file whose time is up.

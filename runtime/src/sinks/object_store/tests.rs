@@ -846,3 +846,39 @@ async fn a_clean_stop_leaves_no_in_progress_file_and_no_journal_entry() {
     assert_eq!(files_under(out.path()), ["a/a+0+00000000000000000000.txt"]);
     assert_eq!(files_under(state.path()), ["in-progress/lock"]);
 }
+
+#[tokio::test]
+async fn max_open_files_completes_the_least_recently_written_file() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = Harness::local(
+        out.path(),
+        "path = \"%{topic}\"\nroll_count = 1000000\nmax_open_files = 2",
+    );
+    h.send(events("a", 0, 0..5, TS), 1).await;
+    h.send(events("b", 0, 0..5, TS), 2).await;
+    h.until_events(10).await;
+    assert!(h.no_ack_yet());
+    // A third file: `a`, written least recently, is completed first.
+    h.send(events("c", 0, 0..5, TS), 3).await;
+    let ack = h.next_ack().await;
+    assert_eq!((ack.id, ack.delivered), (1, true));
+    h.until_events(15).await;
+    assert_eq!(h.open_files(), 2);
+    // `a` again: a new file; `b` makes room.
+    h.send(events("a", 0, 5..10, TS), 4).await;
+    let ack = h.next_ack().await;
+    assert_eq!((ack.id, ack.delivered), (2, true));
+    h.until_events(20).await;
+    assert_eq!(h.open_files(), 2);
+    assert_eq!(h.metric("rolled_for_max_open_files"), 2);
+    h.shutdown().await.unwrap();
+    assert_eq!(
+        files_under(out.path()),
+        [
+            "a/a+0+00000000000000000000.txt",
+            "a/a+0+00000000000000000005.txt",
+            "b/b+0+00000000000000000000.txt",
+            "c/c+0+00000000000000000000.txt"
+        ]
+    );
+}
