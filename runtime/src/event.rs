@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use sluice_batch::{BatchBuf, EventRef, NewEvent};
+pub use sluice_batch::{BatchBuf, EventRef, NewEvent, STRIDE};
 use tokio::sync::mpsc;
 
 /// A batch of events in flight, with its acknowledgement.

@@ -28,8 +28,16 @@
 //!   after the checkpoint was last persisted, never loses one.
 //! - **Restart and crash**: on open, everything after the checkpoint is
 //!   replayed first, in order ([`recover`](mod@recover) also quarantines a
-//!   damaged tail left by a crash mid-append). Appends then go to a new
+//!   damaged tail left by a crash mid-append, and damaged records anywhere,
+//!   keeping the good records after them). Appends then go to a new
 //!   segment.
+//! - **Reading**: an I/O error while reading (EMFILE, EIO, ENOMEM, …) is
+//!   retried with backoff up to 5 s, counted in `read_errors`; nothing is
+//!   skipped for it. Only a record whose checksum or framing is wrong is
+//!   quarantined, and reading resumes at the next good record.
+//! - **Size**: a batch whose record would exceed 4 GiB is refused (its ack
+//!   fails, `write_errors` counts it); sources' `batch_max_bytes` keeps
+//!   batches far below that.
 //! - **Shutdown**: the receiver ends once every sender is dropped and
 //!   everything written has been read; the checkpointer ends when the sink
 //!   has reported every batch, after persisting the last checkpoint.
@@ -47,7 +55,7 @@
 //! # Metrics
 //!
 //! `channel.<name>.events_in`, `.events_out`, `.fsyncs`, `.disk_full`,
-//! `.write_errors`, `.corrupt_records`, `.corrupt_bytes`, `.replayed_events`,
+//! `.write_errors`, `.read_errors`, `.corrupt_records`, `.corrupt_bytes`, `.replayed_events`,
 //! `.undelivered_batches`; gauge `.bytes_on_disk`.
 
 pub mod checkpoint;

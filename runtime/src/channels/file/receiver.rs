@@ -17,7 +17,7 @@ use tracing::{debug, error};
 
 use super::checkpoint::{self, Position};
 use super::recover::quarantine;
-use super::shared::Shared;
+use super::shared::{BACKOFF, Shared};
 use super::wal::{self, HEADER_LEN, Read};
 use crate::event::{Ack, AckReport, Batch};
 
@@ -30,6 +30,8 @@ pub struct FileReceiver {
     next_id: u64,
     /// Records before this position were in the log when it was opened.
     replay_until: Position,
+    /// Wait before reading again after an I/O error.
+    backoff: std::time::Duration,
 }
 
 impl FileReceiver {
@@ -44,6 +46,7 @@ impl FileReceiver {
             acks,
             next_id: 0,
             replay_until,
+            backoff: BACKOFF.0,
         }
     }
 
@@ -56,8 +59,22 @@ impl FileReceiver {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let closed = shared.senders_closed.load(Ordering::Acquire);
-            if let Some(batch) = self.next() {
-                return Some(batch);
+            match self.next() {
+                Ok(Some(batch)) => {
+                    self.backoff = BACKOFF.0;
+                    return Some(batch);
+                }
+                Ok(None) => self.backoff = BACKOFF.0,
+                Err(e) => {
+                    // EMFILE, EIO, ENOMEM…: not damage. Nothing is skipped;
+                    // the same record is read again after a pause.
+                    shared.metrics.read_errors.fetch_add(1, Ordering::Relaxed);
+                    error!(channel = %shared.name, error = %e, backoff = ?self.backoff,
+                        "reading the write-ahead log failed; retrying (nothing is skipped)");
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(BACKOFF.1);
+                    continue;
+                }
             }
             if closed {
                 return None;
@@ -66,8 +83,9 @@ impl FileReceiver {
         }
     }
 
-    /// Reads the next record, if one was written.
-    fn next(&mut self) -> Option<Batch> {
+    /// Reads the next record, if one was written; an I/O error is returned
+    /// (the caller retries), damage is quarantined and skipped.
+    fn next(&mut self) -> Result<Option<Batch>, String> {
         loop {
             let (read, written, sealed_len, following) = {
                 let st = self.shared.state();
@@ -84,7 +102,7 @@ impl FileReceiver {
                 )
             };
             if read >= written {
-                return None;
+                return Ok(None);
             }
             let end = if read.segment == written.segment {
                 written.offset
@@ -101,11 +119,11 @@ impl FileReceiver {
                 };
                 continue;
             }
-            let outcome = self
-                .open(read.segment)
-                .and_then(|f| wal::read_record(f, read.offset, end).map_err(|e| e.to_string()));
+            let file = self.open(read.segment)?;
+            let outcome = wal::read_record(file, read.offset, end)
+                .map_err(|e| format!("reading segment {} at {}: {e}", read.segment, read.offset))?;
             match outcome {
-                Ok(Read::Record { batch, next }) => {
+                Read::Record { batch, next } => {
                     let id = self.next_id;
                     self.next_id += 1;
                     let events = batch.len();
@@ -126,12 +144,11 @@ impl FileReceiver {
                         m.replayed_events
                             .fetch_add(events as u64, Ordering::Relaxed);
                     }
-                    return Some(Batch::new(batch, Ack::new(id, self.acks.clone())));
+                    return Ok(Some(Batch::new(batch, Ack::new(id, self.acks.clone()))));
                 }
-                Ok(Read::End) => self.skip(read, end, None),
-                Ok(Read::Truncated) => self.skip(read, end, Some("record cut short".into())),
-                Ok(Read::Corrupt(why)) => self.skip(read, end, Some(why)),
-                Err(e) => self.skip(read, end, Some(format!("reading: {e}"))),
+                Read::End => self.skip(read, end, None),
+                Read::Truncated => self.skip_damage(read, end, "record cut short".into())?,
+                Read::Corrupt(why) => self.skip_damage(read, end, why)?,
             }
         }
     }
@@ -143,6 +160,16 @@ impl FileReceiver {
             self.file = Some((segment, file));
         }
         Ok(&self.file.as_ref().expect("just opened").1)
+    }
+
+    /// Moves past a record damaged since it was written: to the next good
+    /// record of the segment ([`wal::resync`]), or to its end.
+    fn skip_damage(&mut self, at: Position, end: u64, why: String) -> Result<(), String> {
+        let file = self.open(at.segment)?;
+        let next = wal::resync(file, at.offset, end)
+            .map_err(|e| format!("reading segment {} after {}: {e}", at.segment, at.offset))?;
+        self.skip(at, next.unwrap_or(end), Some(why));
+        Ok(())
     }
 
     /// Moves past bytes `at..end` of a segment that cannot be read (damaged

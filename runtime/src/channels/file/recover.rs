@@ -3,14 +3,16 @@
 //! after it, and quarantine what is damaged.
 //!
 //! A damaged record — cut short by a crash while it was being appended, or
-//! with a wrong checksum — ends the usable part of its segment: the bytes
-//! from it to the end of the segment are copied to
-//! `<dir>/quarantine/<segment>.<offset>.corrupt` (fsynced), then the
-//! segment is truncated to its last good record. The damage is logged with
-//! the segment file and byte offset and counted (`corrupt_records`,
-//! `corrupt_bytes`). Later segments are checked the same way and read
-//! normally. Nothing panics on bad bytes, and nothing is deleted without a
-//! copy.
+//! with a wrong checksum or framing — costs its own bytes only: reading
+//! resynchronises at the next good record ([`wal::resync`]). The damaged
+//! bytes are copied to `<dir>/quarantine/<segment>.<offset>.corrupt`
+//! (fsynced); a damaged range with good records after it is then cut out of
+//! the segment (rewritten without it, fsynced and renamed over it), and a
+//! damaged tail is truncated to the last good record. The damage is logged
+//! with the segment file and byte offset and counted (`corrupt_records`,
+//! `corrupt_bytes`). Nothing panics on bad bytes, and nothing is deleted
+//! without a copy. An I/O error while recovering fails the opening of the
+//! channel with the file named; it is never taken for damage.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -142,16 +144,58 @@ fn check_segment(
     let scan = wal::scan(&file, from).map_err(context("reading", path))?;
     out.replay_records += scan.records;
     out.replay_events += scan.events;
+    for (start, end, why) in &scan.holes {
+        quarantine(dir, path, &file, id, *start, *end, why, channel)?;
+        out.corrupt_records += 1;
+        out.corrupt_bytes += end - start;
+    }
+    if !scan.holes.is_empty() {
+        cut_holes(dir, path, &file, &scan.holes, scan.good_end)?;
+    }
+    let good_end = scan.good_end - scan.holes.iter().map(|(s, e, _)| e - s).sum::<u64>();
     if let Some(why) = &scan.bad {
         let bad = scan.len - scan.good_end;
         quarantine(dir, path, &file, id, scan.good_end, scan.len, why, channel)?;
-        file.set_len(scan.good_end)
-            .map_err(context("truncating", path))?;
-        file.sync_all().map_err(context("syncing", path))?;
+        if scan.holes.is_empty() {
+            file.set_len(scan.good_end)
+                .map_err(context("truncating", path))?;
+            file.sync_all().map_err(context("syncing", path))?;
+        }
         out.corrupt_records += 1;
         out.corrupt_bytes += bad;
     }
-    Ok(scan.good_end)
+    Ok(good_end)
+}
+
+/// Rewrites segment `path` without the damaged `holes` (already
+/// quarantined) and without anything after `good_end`: a temporary copy,
+/// fsynced, renamed over the segment, directory fsynced.
+fn cut_holes(
+    dir: &Path,
+    path: &Path,
+    file: &File,
+    holes: &[(u64, u64, String)],
+    good_end: u64,
+) -> Result<(), String> {
+    let mut kept = Vec::with_capacity(good_end as usize);
+    let mut at = 0u64;
+    for &(start, end, _) in
+        holes
+            .iter()
+            .chain(std::iter::once(&(good_end, good_end, String::new())))
+    {
+        let mut piece = vec![0u8; (start - at) as usize];
+        file.read_exact_at(&mut piece, at)
+            .map_err(context("reading", path))?;
+        kept.extend_from_slice(&piece);
+        at = end;
+    }
+    let tmp = path.with_extension("wal.compact");
+    let mut out = File::create(&tmp).map_err(context("creating", &tmp))?;
+    out.write_all(&kept).map_err(context("writing", &tmp))?;
+    out.sync_all().map_err(context("syncing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(context("renaming", &tmp))?;
+    checkpoint::sync_dir(dir).map_err(context("syncing", dir))
 }
 
 /// The quarantine file of the bytes of segment `id` from `offset` on.

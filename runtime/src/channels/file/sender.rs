@@ -61,7 +61,15 @@ impl FileSender {
         }
         let shared = self.shared().clone();
         let mut record = Vec::new();
-        wal::encode(&batch.events, &mut record);
+        if let Err(e) = wal::encode(&batch.events, &mut record) {
+            // Not written, so not delivered: the source reads it again. A
+            // source's `batch_max_bytes` (at most 1 GiB) keeps batches far
+            // below this.
+            shared.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(channel = %shared.name, "{e}; the batch is reported as not delivered");
+            batch.ack.fail();
+            return Ok(());
+        }
         let mut guard = FailUnlessSent(Some(batch.ack.clone()));
         loop {
             let notified = shared.space.notified();

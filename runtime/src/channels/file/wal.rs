@@ -17,7 +17,14 @@
 //!
 //! Reading a record tells apart a clean end of file, a record cut short
 //! (the process died while appending it: the length or payload runs past the
-//! end), and a corrupt record (checksum or encoding wrong).
+//! end), and a corrupt record (checksum or encoding wrong). An I/O error is
+//! none of these: it is returned as such, and callers retry it rather than
+//! take good data for damage.
+//!
+//! After a damaged record, [`resync`] finds where the next whole, valid
+//! record starts (a plausible length and word count, then a matching
+//! checksum: a false match needs a 32-bit CRC collision), so damage costs
+//! the damaged bytes only, never the records after them.
 
 use std::fs::File;
 use std::io;
@@ -35,20 +42,35 @@ pub const RECORD_HEADER_LEN: u64 = 8;
 /// Largest payload a record may declare; anything longer is corruption.
 pub const MAX_PAYLOAD: u64 = u32::MAX as u64;
 
-/// Appends the record of `batch` to `out`.
-pub fn encode(batch: &BatchBuf, out: &mut Vec<u8>) {
-    let payload_len = 4 + batch.index.len() * 4 + batch.data.len();
-    out.reserve(RECORD_HEADER_LEN as usize + payload_len);
+/// Appends the record of `batch` to `out`, unless its payload would be
+/// longer than [`MAX_PAYLOAD`] (then `out` is unchanged).
+pub fn encode(batch: &BatchBuf, out: &mut Vec<u8>) -> Result<(), String> {
+    let payload_len = batch
+        .index
+        .len()
+        .checked_mul(4)
+        .and_then(|n| n.checked_add(4 + batch.data.len()))
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "a batch of {} events and {} bytes is larger than a record can hold ({MAX_PAYLOAD} bytes)",
+                batch.len(),
+                batch.data.len()
+            )
+        })?;
+    let words = u32::try_from(batch.index.len()).map_err(|_| "too many index words".to_string())?;
+    out.reserve(RECORD_HEADER_LEN as usize + payload_len as usize);
     let start = out.len();
-    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(batch.index.len() as u32).to_le_bytes());
+    out.extend_from_slice(&words.to_le_bytes());
     for word in &batch.index {
         out.extend_from_slice(&word.to_le_bytes());
     }
     out.extend_from_slice(&batch.data);
     let crc = checksum(&out[start..start + 4], &out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 fn checksum(len: &[u8], payload: &[u8]) -> u32 {
@@ -167,11 +189,14 @@ pub struct Scan {
     pub records: u64,
     /// Events in those records.
     pub events: u64,
+    /// Damaged ranges followed by good records: (start, end, why).
+    pub holes: Vec<(u64, u64, String)>,
     /// Why the bytes from `good_end` on are bad, if they are.
     pub bad: Option<String>,
 }
 
-/// Checks every record of `file` from `from` (a record boundary) to its end.
+/// Checks every record of `file` from `from` (a record boundary) to its end,
+/// resynchronising after damage (see the module docs).
 pub fn scan(file: &File, from: u64) -> io::Result<Scan> {
     let len = file.metadata()?.len();
     let mut scan = Scan {
@@ -179,24 +204,68 @@ pub fn scan(file: &File, from: u64) -> io::Result<Scan> {
         len,
         ..Default::default()
     };
+    let mut at = scan.good_end;
     loop {
-        match read_record(file, scan.good_end, len)? {
+        let why = match read_record(file, at, len)? {
             Read::Record { batch, next } => {
                 scan.records += 1;
                 scan.events += batch.len() as u64;
                 scan.good_end = next;
+                at = next;
+                continue;
             }
             Read::End => return Ok(scan),
-            Read::Truncated => {
-                scan.bad = Some("record cut short (length or payload runs past the end)".into());
-                return Ok(scan);
+            Read::Truncated => "record cut short (length or payload runs past the end)".to_string(),
+            Read::Corrupt(why) => why,
+        };
+        match resync(file, at, len)? {
+            Some(next) => {
+                scan.holes.push((at, next, why));
+                at = next;
             }
-            Read::Corrupt(why) => {
+            None => {
                 scan.bad = Some(why);
                 return Ok(scan);
             }
         }
     }
+}
+
+/// Where the first whole, valid record after the damaged one at `at`
+/// starts, before `end`; `None` if none does.
+pub fn resync(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
+    if end <= at + 1 {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; (end - at - 1) as usize];
+    file.read_exact_at(&mut bytes, at + 1)?;
+    Ok(find_record(&bytes).map(|i| at + 1 + i as u64))
+}
+
+/// The first position in `bytes` where a whole record with a matching
+/// checksum and a well-formed index starts.
+pub fn find_record(bytes: &[u8]) -> Option<usize> {
+    let word = |i: usize| -> Option<u64> {
+        let w = bytes.get(i..i + 4)?;
+        Some(u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+    };
+    let stride = crate::event::STRIDE as u64;
+    (0..bytes.len()).find(|&i| {
+        let (Some(len), Some(words)) = (word(i), word(i + 8)) else {
+            return false;
+        };
+        let start = i + RECORD_HEADER_LEN as usize;
+        let plausible = len >= 4
+            && (start as u64) + len <= bytes.len() as u64
+            && words % stride == 0
+            && 4 + words * 4 <= len;
+        if !plausible {
+            return false;
+        }
+        let payload = &bytes[start..start + len as usize];
+        word(i + 4).is_some_and(|crc| u64::from(checksum(&bytes[i..i + 4], payload)) == crc)
+            && decode_payload(payload).is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -229,7 +298,7 @@ mod tests {
         let mut bytes = MAGIC.to_vec();
         let mut ends = Vec::new();
         for r in records {
-            encode(r, &mut bytes);
+            encode(r, &mut bytes).unwrap();
             ends.push(bytes.len() as u64);
         }
         std::fs::File::create(&path)
