@@ -35,3 +35,6 @@ pub mod scaffold;
 pub mod sinks;
 pub mod sources;
 pub mod topology;
+
+#[cfg(test)]
+mod fuzz;

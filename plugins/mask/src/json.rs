@@ -192,11 +192,47 @@ impl Scanner<'_> {
                     self.i += 1;
                     return Some(start..self.i);
                 }
-                b'\\' => self.i += 2,
+                b'\\' => self.escape()?,
                 0..=0x1f => return None,
                 _ => self.i += 1,
             }
         }
+    }
+
+    /// Steps over one escape (`\\` included), refusing what JSON refuses:
+    /// an unknown escape, a `\\u` without four hex digits, a lone surrogate.
+    fn escape(&mut self) -> Option<()> {
+        self.i += 1;
+        match self.peek()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                self.i += 1;
+                Some(())
+            }
+            b'u' => {
+                self.i += 1;
+                let unit = self.hex4()?;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        self.expect(b'\\')?;
+                        self.expect(b'u')?;
+                        matches!(self.hex4()?, 0xDC00..=0xDFFF).then_some(())
+                    }
+                    0xDC00..=0xDFFF => None,
+                    _ => Some(()),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u16> {
+        let digits = self.b.get(self.i..self.i + 4)?;
+        let text = std::str::from_utf8(digits).ok()?;
+        if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.i += 4;
+        u16::from_str_radix(text, 16).ok()
     }
 
     fn digits(&mut self) -> usize {
@@ -283,6 +319,12 @@ mod tests {
             "{} x",
             "\"a\nb\"",
             "{\"a\": \"\\",
+            // Found by `fuzz_accepts_what_serde_json_accepts`: escapes
+            // JSON does not have were let through.
+            "\"\\a\"",
+            "{\"a\": \"\\u12\"}",
+            "{\"a\": \"\\ud800\"}",
+            "{\"a\": \"\\udc00\\ud800\"}",
         ] {
             assert_eq!(find_fields(bad.as_bytes(), &paths(&["a"])), None, "{bad}");
         }
@@ -292,5 +334,103 @@ mod tests {
     fn deep_nesting_is_left_alone() {
         let deep = "[".repeat(500) + &"]".repeat(500);
         assert_eq!(find_fields(deep.as_bytes(), &paths(&["a"])), None);
+    }
+
+    /// Differential fuzz target against serde_json (the reference parser):
+    /// the scanner accepts exactly the documents serde_json accepts, and
+    /// finds exactly the strings and numbers at or below the path. Run longer
+    /// with `PROPTEST_CASES=100000 cargo test -p mask fuzz_`.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON values with unique keys from a small alphabet (so paths hit).
+        fn value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::Bool),
+                any::<i64>().prop_map(|n| serde_json::json!(n)),
+                (-1e6f64..1e6).prop_map(|f| serde_json::json!(f)),
+                ".{0,6}".prop_map(serde_json::Value::String),
+            ];
+            leaf.prop_recursive(6, 48, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..5)
+                        .prop_map(serde_json::Value::Array),
+                    proptest::collection::btree_map("[abc]{1,2}", inner, 0..5)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// The reference: strings and numbers at or below `path`.
+        fn reference(v: &serde_json::Value, path: &[&str], out: &mut Vec<serde_json::Value>) {
+            match v {
+                serde_json::Value::Array(items) => {
+                    for item in items {
+                        reference(item, path, out);
+                    }
+                }
+                serde_json::Value::Object(map) if !path.is_empty() => {
+                    if let Some(next) = map.get(path[0]) {
+                        reference(next, &path[1..], out);
+                    }
+                }
+                serde_json::Value::Object(map) => {
+                    for next in map.values() {
+                        reference(next, path, out);
+                    }
+                }
+                serde_json::Value::String(_) | serde_json::Value::Number(_) if path.is_empty() => {
+                    out.push(v.clone());
+                }
+                _ => {}
+            }
+        }
+
+        fn sorted(mut v: Vec<serde_json::Value>) -> Vec<String> {
+            let mut s: Vec<String> = v.drain(..).map(|v| v.to_string()).collect();
+            s.sort();
+            s
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn fuzz_found_values_match_serde_json(doc in value(), pretty in any::<bool>(), path in "[abc]{1,2}(\\.[abc]{1,2})?") {
+                let body = if pretty {
+                    serde_json::to_string_pretty(&doc).unwrap()
+                } else {
+                    serde_json::to_string(&doc).unwrap()
+                };
+                let parts: Vec<&str> = path.split('.').collect();
+                let edits = find_fields(body.as_bytes(), &paths(&[path.as_str()])).expect("valid JSON is accepted");
+                // Numbers compare as text: serde_json's default float
+                // parsing does not always round-trip the last digit.
+                let mut found: Vec<String> = edits
+                    .iter()
+                    .map(|e| {
+                        let span = &body[e.span.clone()];
+                        match e.kind {
+                            Kind::Number => span.to_owned(),
+                            Kind::String => serde_json::from_str::<serde_json::Value>(span).unwrap().to_string(),
+                        }
+                    })
+                    .collect();
+                found.sort();
+                let mut want = Vec::new();
+                reference(&doc, &parts, &mut want);
+                prop_assert_eq!(found, sorted(want));
+            }
+
+            #[test]
+            fn fuzz_accepts_what_serde_json_accepts(body in "([{}\\[\\],:\" ]|[0-9]|-|\\.|e|true|null|\\\\|a){0,24}") {
+                let ours = find_fields(body.as_bytes(), &paths(&["a"])).is_some();
+                let reference = serde_json::from_str::<serde_json::Value>(&body).is_ok();
+                prop_assert_eq!(ours, reference, "{:?}", body);
+            }
+        }
     }
 }

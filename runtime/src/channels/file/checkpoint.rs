@@ -16,7 +16,7 @@ use std::path::Path;
 
 /// First bytes of the checkpoint file: format name and version.
 pub const MAGIC: &[u8; 8] = b"SLCKPT\x00\x01";
-const LEN: usize = MAGIC.len() + 8 + 8 + 4;
+pub(crate) const LEN: usize = MAGIC.len() + 8 + 8 + 4;
 
 /// A position in the log: a segment and a byte offset in it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,7 +33,7 @@ impl std::fmt::Display for Position {
     }
 }
 
-fn encode(pos: Position) -> [u8; LEN] {
+pub(crate) fn encode(pos: Position) -> [u8; LEN] {
     let mut out = [0u8; LEN];
     out[..8].copy_from_slice(MAGIC);
     out[8..16].copy_from_slice(&pos.segment.to_le_bytes());
@@ -43,7 +43,7 @@ fn encode(pos: Position) -> [u8; LEN] {
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<Position> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Position> {
     if bytes.len() != LEN || &bytes[..8] != MAGIC {
         return None;
     }

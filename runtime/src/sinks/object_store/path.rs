@@ -28,8 +28,9 @@
 //!
 //! - `/`, `\` and control characters become `_`, and invalid UTF-8 `_`;
 //! - a value made only of dots (`.`, `..`) becomes `%2E` per dot;
-//! - a value that begins a path component with `.` or `_` has that first
-//!   character written `%2E` or `%5F` (Hive's escape): Hive, Spark, Trino and
+//! - a value that begins a path component with `.` or `_` (after the
+//!   replacements above) has that first character written `%2E` or `%5F`
+//!   (Hive's escape): Hive, Spark, Trino and
 //!   DuckDB skip files and directories whose names start with either, and
 //!   `_sluice` is where exactly-once sinks keep their commit records;
 //! - a value longer than [`MAX_VALUE_BYTES`] after all that is cut (at a
@@ -294,20 +295,18 @@ pub fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
         cap(out, start, value);
         return;
     }
-    let whole = value;
-    let mut value = value;
-    if start == 0 || out.ends_with('/') {
-        match value[0] {
-            b'.' => out.push_str("%2E"),
-            b'_' => out.push_str("%5F"),
+    let begins_component = start == 0 || out.ends_with('/');
+    push_escaped(out, value);
+    // Checked after escaping: a control character or invalid byte becomes
+    // `_` and must not hide the component either.
+    if begins_component {
+        match out.as_bytes().get(start) {
+            Some(b'.') => out.replace_range(start..start + 1, "%2E"),
+            Some(b'_') => out.replace_range(start..start + 1, "%5F"),
             _ => {}
         }
-        if matches!(value[0], b'.' | b'_') {
-            value = &value[1..];
-        }
     }
-    push_escaped(out, value);
-    cap(out, start, whole);
+    cap(out, start, value);
 }
 
 /// Appends `value` as a name under `_sluice/`, which readers never see, by
