@@ -55,11 +55,32 @@ pub enum Command {
         /// The source to resume.
         source: String,
     },
+    /// Inspect what sinks wrote.
+    Lake {
+        /// What to check.
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
     /// Work with plugin files.
     Plugin {
         /// What to do with a plugin.
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+/// `sluice lake ...`.
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Check an exactly-once object-store sink: every commit record (name,
+    /// range, paths, checksum), every chain (gaps, overlaps), and the
+    /// records against the visible files. Exit 0 if sound, 1 with every
+    /// problem listed.
+    Verify {
+        /// The configuration file.
+        config: PathBuf,
+        /// The sink to check (`[sinks.<name>]`).
+        sink: String,
     },
 }
 
@@ -178,6 +199,28 @@ pub async fn main(cli: Cli) -> Result<i32> {
                 "stopped"
             );
             Ok(0)
+        }
+        Command::Lake {
+            command: LakeCommand::Verify { config, sink },
+        } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(2);
+                }
+            };
+            let Some(def) = config.sinks.get(&sink) else {
+                bail!("no sink named `{sink}` in {}", config.file.display());
+            };
+            let config::SinkKind::ObjectStore(os) = &def.kind else {
+                bail!("sink `{sink}` is not an object_store sink");
+            };
+            let report = crate::sinks::object_store::verify::verify(&sink, os)
+                .await
+                .map_err(|e| anyhow::anyhow!("verifying sink `{sink}`: {e}"))?;
+            print!("{}", report.render());
+            Ok(if report.problems.is_empty() { 0 } else { 1 })
         }
         Command::Resume { config, source } => {
             let config = match config::load(&config) {

@@ -4,7 +4,7 @@
 //! template rendering, the jsonl encoder (differentially against
 //! `serde_json`), the configuration loader with interpolation and units, and
 //! `sluice plugin test` input. (The commit records' chain check has its own
-//! target in the object-store sink's `commit` module; the `delimited` and
+//! target in the object-store sink's `chain` module; the `delimited` and
 //! `mask` plugins' scanners in their crates.)
 //!
 //! Each target runs `PROPTEST_CASES` cases (proptest's default, 256, in the

@@ -99,6 +99,10 @@ pub struct Record {
     pub files: Vec<Sealed>,
     /// Which agent wrote it (host and process), for operators.
     pub agent: String,
+    /// SHA-256 of the record without this field, as JSON (see `chain.rs`);
+    /// absent in records written before checksums existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// A file being written, recorded before its first byte is stored.
@@ -256,8 +260,10 @@ impl CommitLog {
             tp_dir(&record.topic, record.partition),
             record_name(record.start)
         );
+        let mut record = record.clone();
+        super::chain::seal(&mut record);
         let body =
-            serde_json::to_vec_pretty(record).map_err(|e| format!("encoding record: {e}"))?;
+            serde_json::to_vec_pretty(&record).map_err(|e| format!("encoding record: {e}"))?;
         self.create_if_absent(&rel, body.into()).await
     }
 
@@ -327,14 +333,13 @@ impl CommitLog {
         }
         names.sort();
         names.dedup();
-        let mut last = None;
+        let mut last: Option<Record> = None;
         for name in names {
             let rel = format!("commits/{dir}/{name}");
             let Some(body) = self.get(&rel).await? else {
                 continue;
             };
-            let record: Record = serde_json::from_slice(&body)
-                .map_err(|e| format!("commit record {rel} is unreadable: {e}"))?;
+            let record = self.read_record(&rel, &name, &body, tp, last.as_ref())?;
             for file in &record.files {
                 self.dest.publish(file).await?;
             }
@@ -353,6 +358,98 @@ impl CommitLog {
         self.set_position(tp, record.end);
         info!(sink = %self.sink, topic = %tp.0, partition = tp.1, position = record.end, "committed output recovered");
         Ok(Some(record.end))
+    }
+
+    /// Parses and checks record `name` (at `rel`) of partition `tp`, which
+    /// follows `prev` in the chain; see `chain.rs`.
+    fn read_record(
+        &self,
+        rel: &str,
+        name: &str,
+        body: &[u8],
+        tp: &Tp,
+        prev: Option<&Record>,
+    ) -> Result<Record, String> {
+        let broken = |why: &str| super::chain::broken(rel, &self.sink, why);
+        let start: i64 = name
+            .strip_suffix(".json")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| broken("its name is not `<start>.json`"))?;
+        let record: Record = serde_json::from_slice(body)
+            .map_err(|e| broken(&format!("it is not a commit record ({e})")))?;
+        super::chain::check_record(&record, start, tp, &self.dest).map_err(|e| broken(&e))?;
+        if let Some(prev) = prev {
+            super::chain::check_link(prev, &record).map_err(|e| broken(&e))?;
+        }
+        Ok(record)
+    }
+
+    /// Every partition directory under `_sluice/commits/` and its record
+    /// names, sorted (for `sluice lake verify`).
+    pub async fn chains(&self) -> Result<Vec<(String, Vec<String>)>, String> {
+        let mut out = Vec::new();
+        for dir in self.list_dirs("commits").await? {
+            let mut names: Vec<String> = self
+                .list(&format!("commits/{dir}"), None)
+                .await?
+                .into_iter()
+                .filter(|n| n.ends_with(".json"))
+                .collect();
+            names.sort();
+            out.push((dir, names));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads and checks every record of one partition directory, in order:
+    /// the records that pass, and a description of each problem.
+    pub async fn verify_chain(
+        &self,
+        dir: &str,
+        names: &[String],
+    ) -> Result<(Vec<Record>, Vec<String>), String> {
+        let tp = dir
+            .rsplit_once('+')
+            .and_then(|(t, p)| Some((t.to_owned(), p.parse::<i32>().ok()?)))
+            .ok_or_else(|| {
+                format!("_sluice/commits/{dir} is not a `<topic>+<partition>` directory")
+            })?;
+        let (mut good, mut problems) = (Vec::new(), Vec::new());
+        let mut prev: Option<Record> = None;
+        for name in names {
+            let rel = format!("commits/{dir}/{name}");
+            let Some(body) = self.get(&rel).await? else {
+                continue;
+            };
+            let record: Record = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("_sluice/{rel}: not a commit record ({e})"));
+                    continue;
+                }
+            };
+            let start: Option<i64> = name.strip_suffix(".json").and_then(|n| n.parse().ok());
+            let mut tp_here = tp.clone();
+            // A topic whose name was sanitised in the directory name: take
+            // the record's own, the other checks still apply.
+            if tp_here.0 != record.topic && tp_dir(&record.topic, record.partition) == dir {
+                tp_here.0 = record.topic.clone();
+            }
+            if let Err(e) =
+                super::chain::check_record(&record, start.unwrap_or(i64::MIN), &tp_here, &self.dest)
+            {
+                problems.push(format!("_sluice/{rel}: {e}"));
+            }
+            if let Some(prev) = &prev
+                && let Err(e) = super::chain::check_link(prev, &record)
+            {
+                problems.push(format!("_sluice/{rel}: {e}"));
+            }
+            prev = Some(record.clone());
+            good.push(record);
+        }
+        Ok((good, problems))
     }
 
     // Plain operations on `_sluice/…` under the destination.
@@ -456,6 +553,37 @@ impl CommitLog {
     }
 
     /// Names in directory `rel` (sorted), only those after `after` if given.
+    /// Names of the directories directly under `_sluice/<rel>`.
+    async fn list_dirs(&self, rel: &str) -> Result<Vec<String>, String> {
+        match &*self.dest {
+            Destination::Local(local) => {
+                let path = local.meta_path(rel);
+                match std::fs::read_dir(&path) {
+                    Ok(entries) => Ok(entries
+                        .filter_map(|e| e.ok())
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(format!("listing {}: {e}", path.display())),
+                }
+            }
+            Destination::Remote(remote) => {
+                let prefix = remote.meta_path(rel);
+                let listed = remote
+                    .store()
+                    .list_with_delimiter(Some(&prefix))
+                    .await
+                    .map_err(|e| format!("listing {prefix}: {e}"))?;
+                Ok(listed
+                    .common_prefixes
+                    .into_iter()
+                    .filter_map(|p| p.filename().map(str::to_owned))
+                    .collect())
+            }
+        }
+    }
+
     async fn list(&self, rel: &str, after: Option<&str>) -> Result<Vec<String>, String> {
         let mut names = match &*self.dest {
             Destination::Local(local) => {

@@ -278,6 +278,7 @@ async fn recovery_publishes_committed_files_and_a_second_writer_loses() {
             offsets: (0, 1),
         }],
         agent: "a".into(),
+        checksum: None,
     };
     assert_eq!(log.create(&rec).await.unwrap(), Created::Yes);
     assert!(!visible_path.exists());
@@ -536,4 +537,146 @@ async fn max_open_files_commits_the_least_recently_written_partition() {
         let want: String = (start..start + 5).map(|o| format!("t-{o}\n")).collect();
         assert_eq!(files, vec![(format!("t+0+{start:020}.txt"), want)]);
     }
+}
+
+/// Writes 30 events through the sink in three commits of 10: records at
+/// 0, 10 and 20. Returns the directory.
+async fn three_commits() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let run = Run::start(config(dir.path(), "roll_count = 10"), &link);
+    run.send(events(0..30), 1, epoch).await;
+    run.until("commits", 3).await;
+    run.shutdown().await;
+    dir
+}
+
+fn record_path(dir: &std::path::Path, start: i64) -> std::path::PathBuf {
+    dir.join(format!("_sluice/commits/t+0/{start:020}.json"))
+}
+
+#[tokio::test]
+async fn recovery_refuses_a_record_that_cannot_be_trusted() {
+    type Tamper = fn(&mut serde_json::Value);
+    let cases: [(&str, Tamper, &str); 4] = [
+        ("end moved", |r| r["end"] = 25.into(), "checksum"),
+        (
+            "path outside the root",
+            |r| {
+                r["files"][0]["staged"]["visible"] = "/etc/passwd".into();
+                r["checksum"] = serde_json::Value::Null;
+            },
+            "outside the sink's directory",
+        ),
+        (
+            "start not the previous end",
+            |r| {
+                r["start"] = 12.into();
+                r["checksum"] = serde_json::Value::Null;
+            },
+            "its name says",
+        ),
+        (
+            "another partition",
+            |r| {
+                r["partition"] = 7.into();
+                r["checksum"] = serde_json::Value::Null;
+            },
+            "t/7",
+        ),
+    ];
+    for (what, tamper, want) in cases {
+        let dir = three_commits().await;
+        let path = record_path(dir.path(), 10);
+        let mut r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(r["checksum"].is_string(), "records carry a checksum");
+        tamper(&mut r);
+        if r["checksum"].is_null() {
+            r.as_object_mut().unwrap().remove("checksum");
+        }
+        std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+        let dest =
+            Arc::new(Destination::from_config(&config(dir.path(), "roll_count = 10")).unwrap());
+        let log = CommitLog::new("lake", dest);
+        // Recovery from the start of the chain (as a new lake owner would).
+        std::fs::remove_file(dir.path().join("_sluice/commits/t+0/HEAD")).unwrap();
+        let e = log.recover_tp(&tp()).await.unwrap_err();
+        assert!(
+            e.contains("00000000000000000010.json") && e.contains(want),
+            "{what}: {e}"
+        );
+        assert!(
+            e.contains("sluice lake verify"),
+            "{what}: the repair is named: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gap_in_the_chain_stops_recovery() {
+    let dir = three_commits().await;
+    std::fs::remove_file(record_path(dir.path(), 10)).unwrap();
+    std::fs::remove_file(dir.path().join("_sluice/commits/t+0/HEAD")).unwrap();
+    let dest = Arc::new(Destination::from_config(&config(dir.path(), "roll_count = 10")).unwrap());
+    let e = CommitLog::new("lake", dest)
+        .recover_tp(&tp())
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("00000000000000000020.json") && e.contains("gap"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn lake_verify_reports_gaps_lost_and_stray_files() {
+    let dir = three_commits().await;
+    let cfg = config(dir.path(), "roll_count = 10");
+    let report = verify::verify("lake", &cfg).await.unwrap();
+    assert!(report.problems.is_empty(), "{}", report.render());
+    assert_eq!(
+        (report.partitions, report.records, report.events),
+        (1, 3, 30)
+    );
+    assert!(
+        report
+            .render()
+            .contains("t+0: offsets [0, 30) in 3 records, 30 events")
+    );
+
+    // A committed file lost, a stray visible file, a record gone (a gap).
+    std::fs::remove_file(dir.path().join("t+0+00000000000000000000.txt")).unwrap();
+    std::fs::write(dir.path().join("stray.txt"), "x\n").unwrap();
+    std::fs::remove_file(record_path(dir.path(), 10)).unwrap();
+    let report = verify::verify("lake", &cfg).await.unwrap();
+    let text = report.render();
+    // The removed record's file is now in no record either.
+    assert_eq!(report.problems.len(), 4, "{text}");
+    assert!(
+        text.contains("t+0+00000000000000000010.txt is visible but in no commit record"),
+        "{text}"
+    );
+    assert!(text.contains("t+0+00000000000000000000.txt (record t+0/00000000000000000000.json) is not visible: it is lost"), "{text}");
+    assert!(
+        text.contains("stray.txt is visible but in no commit record"),
+        "{text}"
+    );
+    assert!(
+        text.contains("offsets 10..20 are missing (a gap)"),
+        "{text}"
+    );
+    // An at-least-once sink has nothing to verify.
+    let alo: ObjectStoreSinkConfig = toml::from_str(&format!(
+        "url = \"file://{}\"\nroll_count = 1",
+        dir.path().display()
+    ))
+    .unwrap();
+    assert!(
+        verify::verify("copy", &alo)
+            .await
+            .unwrap_err()
+            .contains("not exactly-once")
+    );
 }

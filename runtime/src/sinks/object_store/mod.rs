@@ -50,6 +50,7 @@
 //! (in-progress files a crash left, removed at start; see [`journal`]);
 //! gauge `sink.<name>.open_files`.
 
+mod chain;
 mod commit;
 pub mod config;
 pub mod format;
@@ -58,6 +59,7 @@ pub mod path;
 mod retry;
 mod sink;
 mod store;
+pub mod verify;
 mod writer;
 
 #[cfg(test)]

@@ -747,6 +747,7 @@ impl Sink {
             end,
             files: sealed,
             agent: log.agent().to_owned(),
+            checksum: None,
         };
         let created = self.retrier.run(inbox, |_| log.create(&record)).await;
         drop(guard);

@@ -293,6 +293,11 @@ fn blocking_error(e: tokio::task::JoinError) -> String {
 }
 
 impl LocalDir {
+    /// The directory files are written under.
+    pub fn root(&self) -> &FsPath {
+        &self.root
+    }
+
     /// Path of `_sluice/<rel>` (exactly-once bookkeeping) under the root.
     pub fn meta_path(&self, rel: &str) -> PathBuf {
         self.root.join("_sluice").join(rel)
@@ -433,7 +438,12 @@ impl RemoteStore {
         &*self.store
     }
 
-    /// Key of `_sluice/<rel>` (exactly-once bookkeeping) under the prefix.
+    /// The key prefix objects are written under (no leading or trailing `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Path of `_sluice/<rel>` under the prefix.
     pub fn meta_path(&self, rel: &str) -> Path {
         Path::from_iter(
             self.prefix
