@@ -2,12 +2,16 @@
 //!
 //! A [`Batch`] is the flat plugin-contract encoding ([`BatchBuf`]) plus an
 //! [`Ack`]: the finalizer shared by every piece cut from one source batch.
-//! Each sink keeps its clone of the `Ack` until the events it received are
-//! durable (file visible, producer acknowledged) and then drops it; when the
-//! last clone is dropped the source learns the batch is delivered and may
-//! commit its offsets. A sink that cannot make data durable calls
-//! [`Ack::fail`] first, and the source then never commits past that batch:
-//! the events are redelivered after a restart (at-least-once), never lost.
+//! Each holder of a clone of the `Ack` (the processing stage, a channel, a
+//! sink, an open file) must say what became of its part: [`Ack::release`]
+//! once the events it received are durable (file visible, producer
+//! acknowledged), [`Ack::fail`] if they cannot be. A clone dropped without
+//! either counts as a failure: a panic, an aborted task or a forgotten path
+//! in code holding one can never let its offsets be committed. When the last
+//! clone is gone the source learns whether the batch is delivered (every
+//! clone released) and may commit its offsets; otherwise the source never
+//! commits past that batch and the events are read again after a restart
+//! (at-least-once), never lost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +48,11 @@ impl Batch {
         Self::new(events, Ack::none())
     }
 
+    /// Its events are durable: releases its ack (see [`Ack::release`]).
+    pub fn release(self) {
+        self.ack.release();
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.events.len()
@@ -64,9 +73,33 @@ pub struct AckReport {
     pub delivered: bool,
 }
 
-/// Shared finalizer of one source batch; see the module docs.
-#[derive(Debug, Clone)]
-pub struct Ack(Arc<AckInner>);
+/// Shared finalizer of one source batch; see the module docs. Each clone is
+/// a holder that must be [released](Ack::release); dropping it unreleased
+/// fails the batch.
+#[derive(Debug)]
+#[must_use = "an Ack dropped without `release` fails its batch"]
+pub struct Ack {
+    inner: Arc<AckInner>,
+    released: bool,
+}
+
+impl Clone for Ack {
+    /// Another holder of the same batch, not yet released.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            released: false,
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.released {
+            self.inner.failed.store(true, Ordering::Release);
+        }
+    }
+}
 
 #[derive(Debug)]
 struct AckInner {
@@ -85,37 +118,50 @@ impl Ack {
     /// Like [`Ack::new`], for a batch read in ownership epoch `epoch`
     /// (see [`crate::delivery`]).
     pub fn in_epoch(id: u64, epoch: u64, to: mpsc::UnboundedSender<AckReport>) -> Self {
-        Self(Arc::new(AckInner {
+        Self::with(AckInner {
             id,
             epoch,
             failed: AtomicBool::new(false),
             to: Some(to),
-        }))
+        })
     }
 
     /// A finalizer nobody listens to.
     pub fn none() -> Self {
-        Self(Arc::new(AckInner {
+        Self::with(AckInner {
             id: 0,
             epoch: 0,
             failed: AtomicBool::new(false),
             to: None,
-        }))
+        })
+    }
+
+    fn with(inner: AckInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            released: false,
+        }
+    }
+
+    /// This holder's part is durable: it no longer stands in the way of the
+    /// batch counting as delivered.
+    pub fn release(mut self) {
+        self.released = true;
     }
 
     /// Marks the batch as not delivered: its source will not commit past it.
     pub fn fail(&self) {
-        self.0.failed.store(true, Ordering::Release);
+        self.inner.failed.store(true, Ordering::Release);
     }
 
     /// The source's id of the batch.
     pub fn id(&self) -> u64 {
-        self.0.id
+        self.inner.id
     }
 
     /// The ownership epoch the batch was read in (0 for sources without one).
     pub fn epoch(&self) -> u64 {
-        self.0.epoch
+        self.inner.epoch
     }
 }
 
@@ -136,13 +182,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reports_once_when_last_clone_drops() {
+    fn reports_once_when_last_clone_is_released() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let a = Ack::new(7, tx);
         let b = a.clone();
-        drop(a);
+        a.release();
         assert!(rx.try_recv().is_err());
-        drop(b);
+        b.release();
         assert_eq!(
             rx.try_recv().unwrap(),
             AckReport {
@@ -157,8 +203,33 @@ mod tests {
     fn a_failed_clone_fails_the_batch() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let a = Ack::new(1, tx);
-        a.clone().fail();
-        drop(a);
+        let b = a.clone();
+        b.fail();
+        b.release();
+        a.release();
+        assert!(!rx.try_recv().unwrap().delivered);
+    }
+
+    #[test]
+    fn a_clone_dropped_unreleased_fails_the_batch() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let a = Ack::new(2, tx);
+        drop(a.clone());
+        a.release();
+        assert!(!rx.try_recv().unwrap().delivered);
+    }
+
+    #[test]
+    fn a_panic_while_holding_an_ack_fails_the_batch() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let a = Ack::new(3, tx);
+        let held = a.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = held;
+            panic!("a bug in code holding an ack");
+        })
+        .join();
+        a.release();
         assert!(!rx.try_recv().unwrap().delivered);
     }
 }

@@ -461,7 +461,7 @@ impl KafkaSender {
             } else {
                 counters.events_in.fetch_add(n, Ordering::Relaxed);
             }
-            drop(ack);
+            ack.release();
         });
         Ok(())
     }
@@ -907,7 +907,9 @@ mod tests {
         // The sink fails one batch and delivers the others.
         let failed: Vec<i64> = batches[0].events.iter().map(|e| e.offset()).collect();
         batches[0].ack.fail();
-        drop(batches);
+        for b in batches {
+            b.release();
+        }
         drop(opened.sender);
         assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
         drop(rx);

@@ -322,7 +322,7 @@ pub async fn run(
     loop {
         tokio::select! {
             batch = input.recv(), if open && in_flight.len() < MAX_IN_FLIGHT_BATCHES => match batch {
-                Some(batch) => in_flight.push(deliver(shared.clone(), Guard::new(batch))),
+                Some(batch) => in_flight.push(deliver(shared.clone(), batch)),
                 None => {
                     open = false;
                     shared.closing.store(true, Ordering::Release);
@@ -419,43 +419,12 @@ impl Route {
     }
 }
 
-/// A batch being delivered. Dropped without [`Guard::delivered`] (a failure,
-/// or the sink's future being dropped), it fails the batch's ack, so nothing
-/// is ever counted delivered by accident.
-struct Guard {
-    batch: Batch,
-    delivered: bool,
-}
-
-impl Guard {
-    fn new(batch: Batch) -> Self {
-        Self {
-            batch,
-            delivered: false,
-        }
-    }
-
-    /// Releases the ack as delivered.
-    fn delivered(mut self) {
-        self.delivered = true;
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if !self.delivered {
-            self.batch.ack.fail();
-        }
-    }
-}
-
 /// Result of one try of one record.
 type Outcome = (usize, Result<(), KafkaError>);
 
 /// Produces every event of a batch, retrying failures; releases the ack when
 /// all are acknowledged, fails it otherwise.
-async fn deliver(shared: Arc<Shared>, guard: Guard) {
-    let batch = &guard.batch;
+async fn deliver(shared: Arc<Shared>, batch: Batch) {
     let mut todo: Vec<usize> = Vec::with_capacity(batch.len());
     let mut unroutable = 0usize;
     for (i, event) in batch.events.iter().enumerate() {
@@ -480,12 +449,12 @@ async fn deliver(shared: Arc<Shared>, guard: Guard) {
     let mut backoff = BACKOFF.0;
     let mut closing_tries = 0u32;
     loop {
-        let failed = produce_all(&shared, batch, &todo).await;
+        let failed = produce_all(&shared, &batch, &todo).await;
         if failed.is_empty() {
             break;
         }
         if shared.producer.client().fatal_error().is_some() || shared.health.failure().is_some() {
-            return; // no retry can succeed; the guard fails the ack
+            return; // no retry can succeed; dropping the batch fails its ack
         }
         if shared.closing.load(Ordering::Acquire) {
             closing_tries += 1;
@@ -495,7 +464,7 @@ async fn deliver(shared: Arc<Shared>, guard: Guard) {
                     events = failed.len(),
                     "records still undelivered at shutdown; failing the batch so its offsets are not committed"
                 );
-                return; // the guard fails the ack
+                return; // dropping the batch fails its ack
             }
         }
         shared
@@ -515,7 +484,7 @@ async fn deliver(shared: Arc<Shared>, guard: Guard) {
         .events
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-    guard.delivered();
+    batch.release();
 }
 
 /// One try of the records `todo`, all in flight together; returns those that failed.

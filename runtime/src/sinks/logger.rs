@@ -61,6 +61,7 @@ pub async fn run(
             );
         }
         events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.release();
     }
     Ok(())
 }

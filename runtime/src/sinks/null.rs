@@ -22,6 +22,7 @@ pub async fn run(
     let events = ctx.counter("events");
     while let Some(batch) = input.recv().await {
         events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.release();
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::ChannelSender;
-use crate::event::{Ack, Batch};
+use crate::event::Batch;
 use crate::metrics::Metrics;
 use crate::plugin::Chain;
 use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
@@ -198,6 +198,7 @@ pub async fn run(
                 shutdown.cancel();
             }
         }
-        drop::<Ack>(ack);
+        // Every piece holds a clone now; this holder's part is done.
+        ack.release();
     }
 }

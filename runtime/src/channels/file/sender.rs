@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use super::shared::Shared;
 use super::wal;
 use crate::channels::Closed;
-use crate::event::{Ack, Batch};
+use crate::event::Batch;
 
 /// The sending side of a file channel; clone it per producer.
 #[derive(Clone)]
@@ -28,18 +28,6 @@ impl Drop for SenderHandle {
     }
 }
 
-/// Fails the ack it holds unless defused: a send abandoned half-way (its
-/// future dropped) must not count as delivered.
-struct FailUnlessSent(Option<Ack>);
-
-impl Drop for FailUnlessSent {
-    fn drop(&mut self) {
-        if let Some(ack) = self.0.take() {
-            ack.fail();
-        }
-    }
-}
-
 impl FileSender {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         Self {
@@ -57,6 +45,7 @@ impl FileSender {
     /// fsync policy: from then on the channel owns the events.
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
         if batch.is_empty() {
+            batch.release();
             return Ok(());
         }
         let shared = self.shared().clone();
@@ -70,13 +59,15 @@ impl FileSender {
             batch.ack.fail();
             return Ok(());
         }
-        let mut guard = FailUnlessSent(Some(batch.ack.clone()));
+        // Held until the batch is durable: a send abandoned half-way (its
+        // future dropped) drops it unreleased, which fails the batch.
+        let held = batch.ack.clone();
         loop {
             let notified = shared.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if shared.receiver_closed.load(Ordering::Acquire) {
-                drop(guard);
+                drop(held);
                 return Err(Closed(batch));
             }
             {
@@ -97,11 +88,11 @@ impl FileSender {
         .await;
         match appended {
             Ok(Ok(())) => {
-                drop(guard.0.take());
+                held.release();
                 Ok(())
             }
             Ok(Err(batch)) => Err(Closed(batch)),
-            // The blocking task panicked or was cancelled: the guard fails the ack.
+            // The blocking task panicked or was cancelled: `held` fails the batch.
             Err(e) => {
                 tracing::error!(channel = %shared.name, "appending to the log failed: {e}");
                 Err(Closed(Batch::unacked(Default::default())))

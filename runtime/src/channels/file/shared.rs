@@ -234,7 +234,7 @@ impl Shared {
             FsyncPolicy::Interval => w.unsynced.push(ack),
             FsyncPolicy::EveryBatch | FsyncPolicy::Never => {
                 drop(w);
-                drop(ack); // durable: the source may forget the batch
+                ack.release(); // durable: the source may forget the batch
             }
         }
         Ok(())
@@ -255,7 +255,9 @@ impl Shared {
             return false;
         }
         self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
-        w.unsynced.clear();
+        for ack in w.unsynced.drain(..) {
+            ack.release();
+        }
         true
     }
 

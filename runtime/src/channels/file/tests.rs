@@ -75,6 +75,7 @@ async fn replay_all(dir: &Path) -> (Vec<i64>, Arc<Metrics>) {
     let mut seen = Vec::new();
     while let Some(b) = timeout(WAIT, rx.recv()).await.unwrap() {
         seen.extend(offsets(&b));
+        b.release();
     }
     drop(rx);
     opened.checkpointer.await.unwrap();
@@ -104,7 +105,7 @@ async fn batches_pass_intact_and_incoming_acks_are_released_once_written() {
     assert_eq!(metrics.get("channel.wal.events_out"), 5);
     assert!(metrics.get("channel.wal.fsyncs") >= 1);
     drop(opened.sender);
-    drop(got);
+    got.release();
     assert!(
         rx.recv().await.is_none(),
         "ends once senders are gone and drained"
@@ -132,7 +133,7 @@ async fn a_crash_replays_everything_after_the_checkpoint_in_order() {
     let mut rx = opened.receiver;
     // The sink delivers the first 120 batches, holds 3 more in flight.
     for _ in 0..120 {
-        drop(rx.recv().await.unwrap());
+        rx.recv().await.unwrap().release();
     }
     let held: Vec<Batch> = vec![
         rx.recv().await.unwrap(),
@@ -189,7 +190,7 @@ async fn delivered_segments_are_deleted_and_the_checkpoint_survives() {
     assert!(segments > 5, "expected several segments, got {segments}");
     let mut rx = opened.receiver;
     for _ in 0..200 {
-        drop(rx.recv().await.unwrap());
+        rx.recv().await.unwrap().release();
     }
     timeout(WAIT, async {
         while wal::list_segments(dir.path()).unwrap().len() > 1 {
@@ -232,7 +233,7 @@ async fn a_full_log_makes_senders_wait_until_the_sink_delivers() {
     let first = rx.recv().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!blocked.is_finished(), "send went through a full log");
-    drop(first);
+    first.release();
     assert!(timeout(WAIT, blocked).await.unwrap().unwrap());
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -253,12 +254,12 @@ async fn an_undelivered_batch_holds_the_checkpoint_and_is_read_again_after_resta
             .unwrap();
     }
     let mut rx = opened.receiver;
-    drop(rx.recv().await.unwrap());
+    rx.recv().await.unwrap().release();
     let failed = rx.recv().await.unwrap();
     failed.ack.fail();
     drop(failed);
-    drop(rx.recv().await.unwrap());
-    drop(rx.recv().await.unwrap());
+    rx.recv().await.unwrap().release();
+    rx.recv().await.unwrap().release();
     drop(opened.sender);
     assert!(rx.recv().await.is_none());
     drop(rx);
@@ -553,6 +554,7 @@ async fn a_full_disk_pauses_intake_and_nothing_is_dropped() {
     let mut seen = Vec::new();
     while let Some(b) = timeout(WAIT, rx.recv()).await.unwrap() {
         seen.extend(offsets(&b));
+        b.release();
     }
     assert_eq!(seen, (0..2000).collect::<Vec<_>>());
 }

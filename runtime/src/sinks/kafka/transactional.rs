@@ -78,7 +78,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
-use super::{BACKOFF, Guard, KafkaSinkConfig, Route, SHUTDOWN_ATTEMPTS, SinkKafkaContext};
+use super::{BACKOFF, KafkaSinkConfig, Route, SHUTDOWN_ATTEMPTS, SinkKafkaContext};
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
 use crate::event::Batch;
@@ -224,8 +224,8 @@ struct Txn {
 
 /// A channel batch in the open transaction.
 struct Held {
-    /// Fails the ack unless released after the commit.
-    guard: Guard,
+    /// Released after the commit; dropped (unreleased) it fails its ack.
+    batch: Batch,
     /// The source partitions of the batch, with their highest offset.
     parts: Vec<(Tp, i64)>,
     /// Partitions whose events are stale: dropped, not produced.
@@ -245,14 +245,14 @@ impl Held {
             }
         }
         Self {
-            guard: Guard::new(batch),
+            batch,
             parts,
             stale: Vec::new(),
         }
     }
 
     fn batch(&self) -> &Batch {
-        &self.guard.batch
+        &self.batch
     }
 
     fn is_stale(&self, topic: &str, partition: i32) -> bool {
@@ -646,7 +646,7 @@ impl Txn {
         self.metrics.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.metrics.committed.fetch_add(1, Ordering::Relaxed);
         for held in open.held {
-            held.guard.delivered();
+            held.batch.release();
         }
     }
 }

@@ -509,10 +509,10 @@ impl CommitLog {
             }
             Destination::Remote(remote) => {
                 let path = remote.meta_path(rel);
-                let opts = PutOptions {
+                let opts = super::oss::mark(PutOptions {
                     mode: PutMode::Create,
                     ..PutOptions::default()
-                };
+                });
                 match remote
                     .store()
                     .put_opts(&path, PutPayload::from(body.clone()), opts)

@@ -173,6 +173,27 @@ pub struct S3Options {
     /// (also enabled by `AWS_ALLOW_HTTP=true`).
     #[serde(default)]
     pub allow_http: bool,
+
+    /// Send Alibaba OSS's `x-oss-forbid-overwrite: true` with every
+    /// create-only PUT (exactly-once commit records), besides
+    /// `If-None-Match: *`. Default: on when `endpoint`'s host ends in
+    /// `aliyuncs.com`, off otherwise. Either way an exactly-once sink probes
+    /// at start that the store refuses to overwrite, and refuses to run if it
+    /// does not.
+    pub forbid_overwrite_header: Option<bool>,
+}
+
+impl S3Options {
+    /// Whether create-only PUTs carry `x-oss-forbid-overwrite: true`.
+    pub fn forbid_overwrite(&self) -> bool {
+        self.forbid_overwrite_header.unwrap_or_else(|| {
+            self.endpoint
+                .as_deref()
+                .and_then(|e| url::Url::parse(e).ok())
+                .and_then(|u| u.host_str().map(|h| h.ends_with("aliyuncs.com")))
+                .unwrap_or(false)
+        })
+    }
 }
 
 impl fmt::Debug for S3Options {
@@ -186,6 +207,7 @@ impl fmt::Debug for S3Options {
             .field("secret_access_key", &redact(&self.secret_access_key))
             .field("session_token", &redact(&self.session_token))
             .field("allow_http", &self.allow_http)
+            .field("forbid_overwrite_header", &self.forbid_overwrite_header)
             .finish()
     }
 }

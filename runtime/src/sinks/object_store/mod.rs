@@ -55,6 +55,7 @@ mod commit;
 pub mod config;
 pub mod format;
 mod journal;
+mod oss;
 pub mod path;
 mod retry;
 mod sink;

@@ -32,14 +32,6 @@ pub struct Inbox {
     closed: bool,
 }
 
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        for batch in &self.pending {
-            batch.ack.fail();
-        }
-    }
-}
-
 /// What the sink loop does next.
 pub enum Next {
     /// Write this batch.

@@ -33,7 +33,7 @@ use super::store::Destination;
 use super::writer::{FileSettings, OpenFile};
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
-use crate::event::{Ack, Batch};
+use crate::event::Batch;
 use crate::metrics::{Counter, Gauge};
 use crate::sinks::{SinkContext, SinkError};
 
@@ -82,24 +82,6 @@ impl RollPolicy {
 
     fn timed(&self) -> bool {
         self.interval.is_some() || self.idle.is_some()
-    }
-}
-
-/// Fails a batch's ack if dropped before [`AckGuard::disarm`]: a sink task
-/// aborted mid-batch must not let the batch count as delivered.
-struct AckGuard<'a>(Option<&'a Ack>);
-
-impl AckGuard<'_> {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AckGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(ack) = self.0 {
-            ack.fail();
-        }
     }
 }
 
@@ -378,7 +360,6 @@ impl Sink {
     async fn write_batch(&mut self, batch: Batch, inbox: &mut Inbox) {
         self.batch_seq += 1;
         let seq = self.batch_seq;
-        let guard = AckGuard(Some(&batch.ack));
         let now = Instant::now();
         let wall_ms = chrono::Utc::now().timestamp_millis();
         let (mut events, mut bytes) = (0u64, 0u64);
@@ -549,9 +530,9 @@ impl Sink {
 
         self.metrics.events.fetch_add(events, Ordering::Relaxed);
         self.metrics.bytes.fetch_add(bytes, Ordering::Relaxed);
-        guard.disarm();
-        // The files hold their own clones of the ack now.
-        drop(batch);
+        // The files hold their own clones of the ack now (a return or panic
+        // before here drops the batch unreleased, which fails it).
+        batch.release();
 
         let now = Instant::now();
         if self.next_deadline().is_some_and(|d| d <= now) {

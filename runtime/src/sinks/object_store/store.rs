@@ -212,6 +212,9 @@ pub fn s3_builder(config: &ObjectStoreSinkConfig, url: &Url) -> AmazonS3Builder 
     }
     // Exactly-once commit records are created with `If-None-Match: *`.
     b = b.with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+    if options.forbid_overwrite() {
+        b = b.with_http_connector(super::oss::ForbidOverwriteConnector);
+    }
     b = b.with_virtual_hosted_style_request(!options.path_style);
     // object_store expects a virtual-hosted endpoint to include the bucket.
     if !options.path_style

@@ -70,8 +70,8 @@ impl FileSettings {
 
 /// Acknowledgements of the batches with events in one file. Released (as
 /// delivered) only by [`HeldAcks::release`]; dropped any other way (the file
-/// was given up, the sink's task was aborted) they are failed first, so a
-/// source never commits data that did not become visible.
+/// was given up, the sink's task was aborted) each [`Ack`] fails its batch,
+/// so a source never commits data that did not become visible.
 #[derive(Debug, Default)]
 pub struct HeldAcks(Vec<Ack>);
 
@@ -86,16 +86,11 @@ impl HeldAcks {
         self.0.len()
     }
 
-    /// The file is visible: report its batches (as far as it is concerned) delivered.
-    pub fn release(mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for HeldAcks {
-    fn drop(&mut self) {
-        for ack in &self.0 {
-            ack.fail();
+    /// The file is visible: report its batches (as far as it is concerned)
+    /// delivered. Dropped instead, the acks fail their batches.
+    pub fn release(self) {
+        for ack in self.0 {
+            ack.release();
         }
     }
 }

@@ -222,7 +222,7 @@ async fn delivers_every_record_once_and_commits_the_end() {
                 let key = e.key.clone().expect("key");
                 assert!(by_key.insert(key, e).is_none(), "duplicate record");
             }
-            // Dropping the batch acknowledges it.
+            batch.release();
         }
     })
     .await
@@ -256,6 +256,7 @@ async fn delivers_every_record_once_and_commits_the_end() {
         let mut n = 0;
         while let Some(b) = rx.recv().await {
             n += b.len();
+            b.release();
         }
         n
     })
@@ -304,6 +305,7 @@ async fn never_commits_past_an_unacknowledged_batch() {
                 assert_eq!(batch.events.get(0).unwrap().offset(), 30);
                 held = Some(batch.ack.clone());
             }
+            batch.release();
         }
     })
     .await
@@ -374,6 +376,7 @@ async fn cuts_batches_by_count() {
             let batch = rx.recv().await.expect("source ended early");
             sizes.push(batch.len());
             offsets.extend(batch.events.iter().map(|e| e.offset()));
+            batch.release();
         }
     })
     .await
@@ -389,7 +392,7 @@ async fn cuts_batches_by_count() {
         .expect("partial batch on shutdown");
     assert_eq!(last.len(), 5);
     offsets.extend(last.events.iter().map(|e| e.offset()));
-    drop(last);
+    last.release();
     assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
     assert_eq!(offsets, (0..35).collect::<Vec<i64>>());
     timeout(WAIT, source).await.unwrap().unwrap().unwrap();
@@ -415,7 +418,9 @@ async fn cuts_batches_by_time() {
     let mut received = 0;
     timeout(WAIT, async {
         while received < 7 {
-            received += rx.recv().await.expect("source ended early").len();
+            let batch = rx.recv().await.expect("source ended early");
+            received += batch.len();
+            batch.release();
         }
     })
     .await
@@ -452,6 +457,7 @@ fn collect_keys(mut rx: mpsc::Receiver<Batch>) -> (tokio::task::JoinHandle<()>, 
         while let Some(batch) = rx.recv().await {
             let mut keys = sink.lock().unwrap();
             keys.extend(batch.events.iter().map(|e| e.key().unwrap().to_vec()));
+            batch.release();
         }
     });
     (task, keys)
@@ -594,7 +600,11 @@ async fn a_header_key_that_is_not_utf8_is_dead_lettered_not_a_panic() {
         while events.len() + rejected.len() < 7 {
             let batch = rx.recv().await.expect("source ended early");
             events.extend(seen(&batch));
-            rejected.extend(seen(&Batch::new(batch.rejected, Ack::none())));
+            let Batch {
+                ack, rejected: r, ..
+            } = batch;
+            rejected.extend(seen(&Batch::new(r, Ack::none())));
+            ack.release();
         }
     })
     .await
