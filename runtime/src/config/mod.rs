@@ -293,6 +293,12 @@ pub struct SinkDef {
     pub kind: SinkKind,
     /// Key `channel` (required): the channel this sink consumes.
     pub channel: String,
+    /// Key `dead_letter` (`kafka` and `object_store` sinks): the channel for
+    /// events the sink can never deliver (a record too large for the
+    /// broker, an invalid topic, a path too long for the store), each with
+    /// header `sluice.dead_letter.reason`. Without it such an event stops
+    /// the sink with an error naming it: nothing is dropped silently.
+    pub dead_letter: Option<String>,
 }
 
 /// Sink types.
@@ -768,6 +774,7 @@ impl Loader<'_> {
         let path = ["sinks".to_string(), name.to_string()];
         let kind = self.take_type(&mut table, &path, SINK_TYPES);
         let channel = self.take::<String>(&mut table, "channel", &path).ok()?;
+        let dead_letter = self.take::<String>(&mut table, "dead_letter", &path).ok()?;
         let value = toml::Value::Table(table);
         let kind = match kind?.as_str() {
             "object_store" => {
@@ -796,7 +803,17 @@ impl Loader<'_> {
             );
             return None;
         };
-        Some(SinkDef { kind, channel })
+        if dead_letter.is_some() && !matches!(kind, SinkKind::ObjectStore(_) | SinkKind::Kafka(_)) {
+            self.error(
+                &path,
+                "`dead_letter` is for `kafka` and `object_store` sinks (a logger or null sink never rejects an event)",
+            );
+        }
+        Some(SinkDef {
+            kind,
+            channel,
+            dead_letter,
+        })
     }
 
     /// Checks references between components.
@@ -908,6 +925,33 @@ impl Loader<'_> {
                 self.error(
                     &key(&["sinks", name, "channel"]),
                     format!("channel `{}` is already drained by sink `{other}`; a channel has exactly one sink", sink.channel),
+                );
+            }
+        }
+        for (name, sink) in &config.sinks {
+            let Some(dl) = &sink.dead_letter else {
+                continue;
+            };
+            let at = key(&["sinks", name, "dead_letter"]);
+            let drainer = config.sinks.iter().find(|(_, s)| &s.channel == dl);
+            if !config.channels.contains_key(dl) {
+                if !self.broken.contains(&format!("channels.{dl}")) {
+                    self.error(
+                        &at,
+                        format!(
+                            "no channel named `{dl}` (channels defined: {})",
+                            names(config.channels.keys())
+                        ),
+                    );
+                }
+            } else if *dl == sink.channel {
+                self.error(&at, format!("`{dl}` is the channel this sink drains; dead letters need a channel of their own"));
+            } else if let Some((other, drained_by)) = drainer
+                && (drained_by.dead_letter.is_some() || drained_by.kind.exactly_once())
+            {
+                self.error(
+                    &at,
+                    format!("channel `{dl}` is drained by sink `{other}`, which has a `dead_letter` of its own or is exactly-once; dead letters go to a plain sink (no chains, no loops)"),
                 );
             }
         }

@@ -686,3 +686,65 @@ topic = "out"
         "{shown:?}"
     );
 }
+
+const SINK_DEAD_LETTER: &str = r#"
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["t"]
+channels = ["out"]
+
+[channels.out]
+type = "memory"
+[channels.rejects]
+type = "memory"
+
+[sinks.out]
+type = "kafka"
+channel = "out"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "copy"
+dead_letter = "rejects"
+
+[sinks.rejects]
+type = "logger"
+channel = "rejects"
+"#;
+
+#[test]
+fn a_sink_dead_letter_channel_is_checked() {
+    let c = parse_str(SINK_DEAD_LETTER).unwrap();
+    assert_eq!(c.sinks["out"].dead_letter.as_deref(), Some("rejects"));
+    let cases = [
+        (
+            "dead_letter = \"rejects\"",
+            "dead_letter = \"nope\"",
+            "sinks.out.dead_letter",
+            "no channel named `nope`",
+        ),
+        (
+            "dead_letter = \"rejects\"",
+            "dead_letter = \"out\"",
+            "sinks.out.dead_letter",
+            "the channel this sink drains",
+        ),
+        (
+            "type = \"logger\"\nchannel = \"rejects\"",
+            "type = \"logger\"\nchannel = \"rejects\"\ndead_letter = \"out\"",
+            "sinks.rejects",
+            "for `kafka` and `object_store` sinks",
+        ),
+    ];
+    for (from, to, key, message) in cases {
+        let errors = parse_str(&SINK_DEAD_LETTER.replace(from, to))
+            .unwrap_err()
+            .0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == key && e.message.contains(message)),
+            "{to}: {errors:?}"
+        );
+    }
+}

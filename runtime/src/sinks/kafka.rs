@@ -64,6 +64,7 @@ use crate::config::units::HumanDuration;
 use crate::event::{Batch, EventRef};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
+use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::{SinkContext, SinkError};
 use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 
@@ -315,6 +316,7 @@ pub async fn run(
         bytes: ctx.counter("bytes"),
         errors: ctx.counter("errors"),
         retries: ctx.counter("retries"),
+        dead_letter: DeadLetter::new(&ctx),
     });
 
     let mut in_flight = FuturesUnordered::new();
@@ -377,6 +379,8 @@ struct Shared {
     bytes: Counter,
     errors: Counter,
     retries: Counter,
+    /// Where events that can never be produced go.
+    dead_letter: DeadLetter,
 }
 
 /// Where and how an event is produced.
@@ -426,30 +430,46 @@ type Outcome = (usize, Result<(), KafkaError>);
 /// all are acknowledged, fails it otherwise.
 async fn deliver(shared: Arc<Shared>, batch: Batch) {
     let mut todo: Vec<usize> = Vec::with_capacity(batch.len());
-    let mut unroutable = 0usize;
+    let mut unroutable = Vec::new();
     for (i, event) in batch.events.iter().enumerate() {
         if shared.route.topic(&event).is_some() {
             todo.push(i);
         } else {
-            unroutable += 1;
+            unroutable.push((
+                i,
+                format!(
+                    "no topic: the event has no `{}` header and the sink no `topic` to fall back to",
+                    shared.route.topic_header.as_deref().unwrap_or("")
+                ),
+            ));
         }
     }
-    if unroutable > 0 {
+    if !unroutable.is_empty() {
         shared
             .errors
-            .fetch_add(unroutable as u64, Ordering::Relaxed);
-        error!(
-            sink = %shared.name,
-            events = unroutable,
-            header = shared.route.topic_header.as_deref().unwrap_or(""),
-            "events without a topic header and no `topic` to fall back to; failing their batch"
-        );
+            .fetch_add(unroutable.len() as u64, Ordering::Relaxed);
+        if !divert(&shared, &batch, &unroutable).await {
+            return; // dropping the batch fails its ack
+        }
     }
 
     let mut backoff = BACKOFF.0;
     let mut closing_tries = 0u32;
     loop {
-        let failed = produce_all(&shared, &batch, &todo).await;
+        let (permanent, failed): (Vec<_>, Vec<_>) = produce_all(&shared, &batch, &todo)
+            .await
+            .into_iter()
+            .partition(|(_, e)| permanent_for_the_event(e));
+        if !permanent.is_empty() {
+            let reasons: Vec<(usize, String)> = permanent
+                .into_iter()
+                .map(|(i, e)| (i, describe_error(&e)))
+                .collect();
+            if !divert(&shared, &batch, &reasons).await {
+                return; // dropping the batch fails its ack
+            }
+        }
+        let failed: Vec<usize> = failed.into_iter().map(|(i, _)| i).collect();
         if failed.is_empty() {
             break;
         }
@@ -476,9 +496,6 @@ async fn deliver(shared: Arc<Shared>, batch: Batch) {
         todo = failed;
     }
 
-    if unroutable > 0 {
-        return; // delivered what could be, but the batch is not whole
-    }
     let bytes: usize = batch.events.iter().map(|e| e.body().len()).sum();
     shared
         .events
@@ -487,18 +504,66 @@ async fn deliver(shared: Arc<Shared>, batch: Batch) {
     batch.release();
 }
 
-/// One try of the records `todo`, all in flight together; returns those that failed.
-async fn produce_all(shared: &Shared, batch: &Batch, todo: &[usize]) -> Vec<usize> {
+/// Whether `e` is about the record itself, so that no retry can deliver
+/// it: too large for the broker, a topic name the broker refuses.
+fn permanent_for_the_event(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+/// Sends the events at `reasons` (index, why) of `batch` to the sink's
+/// dead-letter channel; without one, stops the sink with an error naming
+/// the first. `false` if the batch cannot count as delivered.
+async fn divert(shared: &Shared, batch: &Batch, reasons: &[(usize, String)]) -> bool {
+    let events: Vec<(EventRef<'_>, String)> = reasons
+        .iter()
+        .filter_map(|(i, why)| Some((batch.events.get(*i)?, why.clone())))
+        .collect();
+    if !shared.dead_letter.configured() {
+        if let Some((event, why)) = events.first() {
+            shared.health.fail(format!(
+                "event {}/{}/{} can never be produced ({why}); set `dead_letter` on sink `{}` to send such events to a channel of their own",
+                event.topic(),
+                event.partition(),
+                event.offset(),
+                shared.name
+            ));
+        }
+        return false;
+    }
+    match shared.dead_letter.send(&events, &batch.ack).await {
+        Ok(()) => {
+            warn!(sink = %shared.name, events = events.len(), reason = %events[0].1, "events dead-lettered: they can never be produced");
+            true
+        }
+        Err(e) => {
+            error!(sink = %shared.name, "dead-lettering failed: {e}; the batch is reported as not delivered");
+            false
+        }
+    }
+}
+
+/// One try of the records `todo`, all in flight together; returns those
+/// that failed, with why.
+async fn produce_all(shared: &Shared, batch: &Batch, todo: &[usize]) -> Vec<(usize, KafkaError)> {
     let mut pending = FuturesUnordered::new();
     let mut failed = Vec::new();
-    let settle = |(i, r): Outcome, failed: &mut Vec<usize>| {
+    let settle = |(i, r): Outcome, failed: &mut Vec<(usize, KafkaError)>| {
         if let Err(e) = r {
             shared.errors.fetch_add(1, Ordering::Relaxed);
             // A permanent error (a missing ACL) stops the sink; see `run`.
-            if shared.health.check(&e).is_none() {
+            if shared.health.check(&e).is_none() && !permanent_for_the_event(&e) {
                 warn!(sink = %shared.name, error = %describe_error(&e), "record not delivered");
             }
-            failed.push(i);
+            failed.push((i, e));
         }
     };
     for &i in todo {
@@ -683,6 +748,7 @@ mod tests {
             embedded_bootstrap: Some(embedded.to_owned()),
             link: None,
             state_dir: None,
+            dead_letter: None,
         };
         (ctx, metrics)
     }
@@ -854,8 +920,11 @@ mod tests {
         assert!(got.iter().all(|r| r.headers.is_empty()));
     }
 
+    /// Without `dead_letter`, an event that can never be produced stops the
+    /// sink loudly (it used to fail its batch, which was read again and
+    /// failed again, forever).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_event_without_a_topic_fails_its_batch() {
+    async fn an_event_without_a_topic_stops_a_sink_without_dead_letter() {
         let mock = MockCluster::new(1).unwrap();
         mock.create_topic("routed", 1, 1).unwrap();
         let (ctx, metrics) = context("routed", &mock.bootstrap_servers());
@@ -876,11 +945,89 @@ mod tests {
                 .await
                 .unwrap();
         }
-        drop(tx);
+        let e = timeout(WAIT, sink).await.unwrap().unwrap().unwrap_err();
+        assert!(
+            e.to_string().contains("can never be produced")
+                && e.to_string().contains("dead_letter"),
+            "{e}"
+        );
+        // The bad batch is never delivered (the good one may or may not be:
+        // it was in flight when the sink stopped).
         let reported = reports(&mut ack_rx, 2).await;
-        assert_eq!(reported, HashMap::from([(1, true), (2, false)]));
-        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(reported.get(&2), Some(&false));
         assert_eq!(metrics.get("sink.routed.errors"), 1);
+        drop(tx);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_that_can_never_be_produced_are_dead_lettered() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("small", 1, 1).unwrap();
+        let (dl_tx, mut dl_rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let (mut ctx, metrics) = context("small", &mock.bootstrap_servers());
+        ctx.dead_letter = Some(dl_tx);
+        let sink_config = config(
+            "bootstrap_servers = \"embedded\"\ntopic_header = \"to\"\n[kafka]\n\"message.max.bytes\" = 2000",
+        );
+        let (tx, rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 20,
+        });
+        let sink = tokio::spawn(run(sink_config, rx, ctx));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        let big = vec![b'x'; 5000];
+        let mut events = BatchBuf::default();
+        events.push(&event(None, b"fits", &[("to", b"small")]));
+        events.push(&event(None, &big, &[("to", b"small")]));
+        events.push(&event(None, b"nowhere", &[]));
+        tx.send(Batch::new(events, Ack::new(1, ack_tx)))
+            .await
+            .unwrap();
+        drop(tx);
+        // The dead-letter sink gets both, with reasons; once it has them the
+        // batch is delivered.
+        let mut reasons: Vec<(usize, String, String)> = Vec::new();
+        while reasons.len() < 2 {
+            let dead = timeout(WAIT, dl_rx.recv()).await.unwrap().unwrap();
+            reasons.extend(dead.events.iter().map(|e| {
+                (
+                    e.body().len(),
+                    String::from_utf8_lossy(e.header("sluice.dead_letter.reason").unwrap())
+                        .into_owned(),
+                    String::from_utf8_lossy(e.header("sluice.dead_letter.sink").unwrap())
+                        .into_owned(),
+                )
+            }));
+            dead.release();
+        }
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, why, _)| *n == 7 && why.contains("no topic")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, why, _)| *n == 5000 && why.to_lowercase().contains("too large")),
+            "{reasons:?}"
+        );
+        assert!(reasons.iter().all(|(_, _, sink)| sink == "small"));
+        assert!(
+            reports(&mut ack_rx, 1).await[&1],
+            "delivered: produced or dead-lettered"
+        );
+        timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+        assert_eq!(metrics.get("sink.small.dead_lettered"), 2);
+        let bootstrap = mock.bootstrap_servers();
+        let got = tokio::task::spawn_blocking(move || read_back(&bootstrap, "small", 1))
+            .await
+            .unwrap();
+        assert_eq!(got[0].body, b"fits");
     }
 
     /// A sink on a one-partition topic whose records time out after 1 s.

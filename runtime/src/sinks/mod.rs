@@ -6,6 +6,7 @@
 //! only once the batch's events are durable (object visible, producer acked);
 //! that is what lets sources commit offsets safely.
 
+pub mod dead_letter;
 pub mod kafka;
 pub mod logger;
 pub mod null;
@@ -32,6 +33,8 @@ pub struct SinkContext {
     /// Where the sink keeps state between runs (`<data_dir>/sinks/<name>`);
     /// `None` keeps none (tests of a single run).
     pub state_dir: Option<PathBuf>,
+    /// The sink's `dead_letter` channel, if it has one (see [`dead_letter`]).
+    pub dead_letter: Option<crate::channels::ChannelSender>,
 }
 
 impl SinkContext {

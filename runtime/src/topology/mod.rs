@@ -254,6 +254,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
                 .and_then(|s| links.get(s).cloned())
                 .or(link),
             state_dir: Some(config.data_dir.join("sinks").join(name)),
+            dead_letter: def.dead_letter.as_ref().map(|c| senders[c].clone()),
         };
         let kind = def.kind.clone();
         sink_tasks.spawn(async move {

@@ -817,6 +817,7 @@ mod tests {
             embedded_bootstrap: Some(mock.bootstrap_servers()),
             link: Some(link.clone()),
             state_dir: None,
+            dead_letter: None,
         };
         let config: KafkaSinkConfig = toml::from_str(&format!(
             "bootstrap_servers = \"embedded\"\ntopic = \"out\"\nexactly_once = true\ntransactional_id = \"t-1\"\n{extra}"

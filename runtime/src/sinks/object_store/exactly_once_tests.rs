@@ -103,6 +103,7 @@ impl Run {
             embedded_bootstrap: None,
             link: Some(link.clone()),
             state_dir: None,
+            dead_letter: None,
         };
         let (tx, rx) = channel(Capacity {
             events: 1 << 20,

@@ -36,6 +36,7 @@ fn ctx() -> SinkContext {
         embedded_bootstrap: None,
         link: None,
         state_dir: None,
+        dead_letter: None,
     }
 }
 
