@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::commit::{CommitLog, Created, Record, Sealed, Staged};
 use super::store::Destination;
+use super::test_store::{Misbehaving, Misbehaviour};
 use super::*;
 use crate::channels::memory::{Capacity, channel};
 use crate::delivery::SourceLink;
@@ -334,117 +335,6 @@ async fn a_partition_whose_write_fails_for_good_is_not_committed_but_read_again(
     );
 }
 
-/// An in-memory store that ignores create-only PUTs (overwrites instead),
-/// as a store without conditional writes does.
-#[derive(Debug)]
-struct IgnoresConditions(object_store::memory::InMemory);
-
-impl std::fmt::Display for IgnoresConditions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IgnoresConditions")
-    }
-}
-
-#[async_trait::async_trait]
-impl object_store::ObjectStore for IgnoresConditions {
-    async fn put_opts(
-        &self,
-        location: &object_store::path::Path,
-        payload: object_store::PutPayload,
-        mut opts: object_store::PutOptions,
-    ) -> object_store::Result<object_store::PutResult> {
-        opts.mode = object_store::PutMode::Overwrite;
-        self.0.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &object_store::path::Path,
-        opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-        self.0.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &object_store::path::Path,
-        options: object_store::GetOptions,
-    ) -> object_store::Result<object_store::GetResult> {
-        self.0.get_opts(location, options).await
-    }
-
-    async fn delete(&self, location: &object_store::path::Path) -> object_store::Result<()> {
-        self.0.delete(location).await
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
-        self.0.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> object_store::Result<object_store::ListResult> {
-        self.0.list_with_delimiter(prefix).await
-    }
-
-    async fn copy(
-        &self,
-        from: &object_store::path::Path,
-        to: &object_store::path::Path,
-    ) -> object_store::Result<()> {
-        self.0.copy(from, to).await
-    }
-
-    async fn copy_if_not_exists(
-        &self,
-        from: &object_store::path::Path,
-        to: &object_store::path::Path,
-    ) -> object_store::Result<()> {
-        self.0.copy_if_not_exists(from, to).await
-    }
-}
-
-#[async_trait::async_trait]
-impl object_store::multipart::MultipartStore for IgnoresConditions {
-    async fn create_multipart(
-        &self,
-        path: &object_store::path::Path,
-    ) -> object_store::Result<object_store::MultipartId> {
-        self.0.create_multipart(path).await
-    }
-
-    async fn put_part(
-        &self,
-        path: &object_store::path::Path,
-        id: &object_store::MultipartId,
-        part_idx: usize,
-        data: object_store::PutPayload,
-    ) -> object_store::Result<object_store::multipart::PartId> {
-        self.0.put_part(path, id, part_idx, data).await
-    }
-
-    async fn complete_multipart(
-        &self,
-        path: &object_store::path::Path,
-        id: &object_store::MultipartId,
-        parts: Vec<object_store::multipart::PartId>,
-    ) -> object_store::Result<object_store::PutResult> {
-        self.0.complete_multipart(path, id, parts).await
-    }
-
-    async fn abort_multipart(
-        &self,
-        path: &object_store::path::Path,
-        id: &object_store::MultipartId,
-    ) -> object_store::Result<()> {
-        self.0.abort_multipart(path, id).await
-    }
-}
-
 fn remote_config() -> ObjectStoreSinkConfig {
     let c: ObjectStoreSinkConfig =
         toml::from_str("url = \"memory://lake\"\nexactly_once = true\nroll_count = 10").unwrap();
@@ -454,7 +344,7 @@ fn remote_config() -> ObjectStoreSinkConfig {
 
 #[tokio::test]
 async fn exactly_once_is_refused_on_a_store_without_conditional_writes() {
-    let store = Arc::new(IgnoresConditions(object_store::memory::InMemory::new()));
+    let store = Arc::new(Misbehaving::new(Misbehaviour::IgnoresConditions));
     let dest = Destination::Remote(super::store::RemoteStore::new(
         store.clone(),
         "lake".into(),

@@ -66,6 +66,8 @@ mod writer;
 #[cfg(test)]
 mod exactly_once_tests;
 #[cfg(test)]
+mod test_store;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::channels::ChannelReceiver;
 use crate::event::Batch;
@@ -108,6 +108,78 @@ pub struct Retrier {
     disk_full: Counter,
     rng: u64,
     sink: String,
+    /// The first permanent failure: the sink stops.
+    fatal: Option<String>,
+}
+
+/// An error the retrier may see: transient unless it says otherwise.
+pub trait Failure: std::fmt::Display {
+    /// No retry can succeed: access denied, a missing bucket, a read-only
+    /// file system. The sink stops (see [`Retrier::fatal`]).
+    fn permanent(&self) -> bool {
+        false
+    }
+}
+
+impl Failure for String {}
+
+/// A store operation's error, telling whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// What was being done and what went wrong.
+    pub message: String,
+    /// See [`Failure::permanent`].
+    pub permanent: bool,
+}
+
+impl StoreError {
+    /// The error of `what` on an object store.
+    pub fn remote(what: String, e: &object_store::Error) -> Self {
+        // A PUT answered "not found" names a bucket that does not exist.
+        let permanent = matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::NotFound { .. }
+        );
+        Self {
+            message: format!("{what}: {e}"),
+            permanent,
+        }
+    }
+
+    /// The error of `what` on the local file system.
+    pub fn local(what: String, e: &std::io::Error) -> Self {
+        let permanent = matches!(
+            e.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        );
+        Self {
+            message: format!("{what}: {e}"),
+            permanent,
+        }
+    }
+}
+
+impl From<String> for StoreError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            permanent: false,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Failure for StoreError {
+    fn permanent(&self) -> bool {
+        self.permanent
+    }
 }
 
 /// Whether an error says the local disk (or the user's quota) is full.
@@ -140,6 +212,7 @@ impl Retrier {
             disk_full: Counter::default(),
             rng: seed | 1,
             sink,
+            fatal: None,
         }
     }
 
@@ -152,17 +225,27 @@ impl Retrier {
         self
     }
 
+    /// The first permanent failure seen, if any: the sink must stop.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
     /// Runs `op` until it succeeds: forever while the pipeline runs (with
     /// exponential backoff and jitter), `shutdown_attempts` times once it is
-    /// shutting down. `op` gets the attempt number (0 first).
-    pub async fn run<T, Fut>(
+    /// shutting down, and not again after a permanent failure (which is
+    /// kept for [`Retrier::fatal`]). `op` gets the attempt number (0 first).
+    pub async fn run<T, E, Fut>(
         &mut self,
         inbox: &mut Inbox,
         mut op: impl FnMut(u32) -> Fut,
     ) -> Result<T, String>
     where
-        Fut: Future<Output = Result<T, String>>,
+        E: Failure,
+        Fut: Future<Output = Result<T, E>>,
     {
+        if let Some(fatal) = &self.fatal {
+            return Err(fatal.clone());
+        }
         let mut backoff = self.initial;
         let mut attempt = 0u32;
         let mut attempts_in_shutdown = 0u32;
@@ -171,7 +254,14 @@ impl Retrier {
             let result = op(attempt).await;
             let error = match result {
                 Ok(value) => return Ok(value),
-                Err(error) => error,
+                Err(error) if error.permanent() => {
+                    self.write_errors.fetch_add(1, Ordering::Relaxed);
+                    let message = error.to_string();
+                    error!(sink = %self.sink, "{message}: no retry can succeed; the sink stops");
+                    self.fatal = Some(message.clone());
+                    return Err(message);
+                }
+                Err(error) => error.to_string(),
             };
             self.write_errors.fetch_add(1, Ordering::Relaxed);
             if is_disk_full(&error) {

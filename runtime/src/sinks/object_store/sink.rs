@@ -247,6 +247,17 @@ pub async fn run(
             Next::Tick => sink.roll_due(Instant::now(), &mut inbox).await,
             Next::Closed => break,
         }
+        if let Some(fatal) = sink.retrier.fatal() {
+            // Access denied, a missing bucket, a read-only file system: no
+            // retry can succeed. Stop loudly; what the open files and the
+            // inbox hold fails as they are dropped, so nothing is committed.
+            return Err(SinkError {
+                sink: ctx.name.clone(),
+                message: format!(
+                    "{fatal}; the sink stopped, as no retry can succeed until the store's permissions or the configuration change"
+                ),
+            });
+        }
     }
     sink.finish_all(&mut inbox).await;
     sink.result()

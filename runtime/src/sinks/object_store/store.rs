@@ -21,6 +21,7 @@ use object_store::{MultipartId, ObjectStore, PutPayload, RetryConfig};
 use url::Url;
 
 use super::config::{ObjectStoreSinkConfig, Scheme};
+use super::retry::StoreError;
 
 /// Where completed files are made visible.
 pub enum Destination {
@@ -321,15 +322,16 @@ impl LocalDir {
     }
 
     /// Creates (or truncates) the hidden file, creating directories as needed.
-    pub async fn create(&self, paths: &LocalPaths) -> Result<Arc<std::fs::File>, String> {
+    pub async fn create(&self, paths: &LocalPaths) -> Result<Arc<std::fs::File>, StoreError> {
         self.faults.check("creating file")?;
         let paths = paths.clone();
         tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&paths.dir)
-                .map_err(|e| format!("creating directory {}: {e}", paths.dir.display()))?;
+            std::fs::create_dir_all(&paths.dir).map_err(|e| {
+                StoreError::local(format!("creating directory {}", paths.dir.display()), &e)
+            })?;
             std::fs::File::create(&paths.hidden)
                 .map(Arc::new)
-                .map_err(|e| format!("creating {}: {e}", paths.hidden.display()))
+                .map_err(|e| StoreError::local(format!("creating {}", paths.hidden.display()), &e))
         })
         .await
         .map_err(blocking_error)?
@@ -342,13 +344,13 @@ impl LocalDir {
         hidden: &FsPath,
         data: Bytes,
         offset: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         self.faults.check("writing")?;
         let file = file.clone();
         let result = tokio::task::spawn_blocking(move || write_all_at(&file, &data, offset))
             .await
             .map_err(blocking_error)?;
-        result.map_err(|e| format!("writing {}: {e}", hidden.display()))
+        result.map_err(|e| StoreError::local(format!("writing {}", hidden.display()), &e))
     }
 
     /// Makes the file durable and visible: fsync, rename, fsync the directory.
@@ -495,22 +497,22 @@ impl RemoteStore {
     }
 
     /// Uploads a whole object at once.
-    pub async fn put(&self, path: &Path, data: Bytes) -> Result<(), String> {
+    pub async fn put(&self, path: &Path, data: Bytes) -> Result<(), StoreError> {
         self.faults.check("uploading")?;
         self.store
             .put(path, PutPayload::from(data))
             .await
             .map(|_| ())
-            .map_err(|e| format!("uploading {path}: {e}"))
+            .map_err(|e| StoreError::remote(format!("uploading {path}"), &e))
     }
 
     /// Starts a multipart upload.
-    pub async fn create_multipart(&self, path: &Path) -> Result<MultipartId, String> {
+    pub async fn create_multipart(&self, path: &Path) -> Result<MultipartId, StoreError> {
         self.faults.check("starting multipart upload")?;
         self.multipart
             .create_multipart(path)
             .await
-            .map_err(|e| format!("starting multipart upload of {path}: {e}"))
+            .map_err(|e| StoreError::remote(format!("starting multipart upload of {path}"), &e))
     }
 
     /// Uploads part `idx` (0-based).
@@ -520,12 +522,12 @@ impl RemoteStore {
         id: &MultipartId,
         idx: usize,
         data: Bytes,
-    ) -> Result<PartId, String> {
+    ) -> Result<PartId, StoreError> {
         self.faults.check("uploading part")?;
         self.multipart
             .put_part(path, id, idx, PutPayload::from(data))
             .await
-            .map_err(|e| format!("uploading part {} of {path}: {e}", idx + 1))
+            .map_err(|e| StoreError::remote(format!("uploading part {} of {path}", idx + 1), &e))
     }
 
     /// Completes a multipart upload, making the object visible. `retried`:

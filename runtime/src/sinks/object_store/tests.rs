@@ -883,3 +883,30 @@ async fn max_open_files_completes_the_least_recently_written_file() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_store_that_denies_writes_stops_the_sink_instead_of_retrying_forever() {
+    use super::test_store::{Misbehaving, Misbehaviour};
+    let store = Arc::new(Misbehaving::new(Misbehaviour::DeniesWrites));
+    let remote = RemoteStore::new(store, "out".into(), "memory://out".into());
+    let mut h = Harness::start(
+        config("url = \"memory://out\"\nroll_count = 2"),
+        Destination::Remote(remote),
+        Arc::new(AtomicUsize::new(0)),
+        None,
+    );
+    h.send(events("t", 0, 0..2, TS), 1).await;
+    let e = tokio::time::timeout(WAIT, &mut h.task)
+        .await
+        .expect("the sink stops by itself")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("permission") || e.to_string().contains("denies writes"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("no retry can succeed"), "{e}");
+    let ack = h.next_ack().await;
+    assert_eq!((ack.id, ack.delivered), (1, false));
+    assert_eq!(h.metric("retries"), 0, "a permanent error is not retried");
+}
