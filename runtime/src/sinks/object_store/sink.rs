@@ -205,6 +205,11 @@ pub struct Sink {
     files: HashMap<String, OpenFile>,
     eo: Option<Exactly>,
     max_open_files: usize,
+    /// Where events that can never be written go.
+    dead_letter: crate::sinks::dead_letter::DeadLetter,
+    /// Why the sink must stop (an event that can never be written, and no
+    /// `dead_letter`).
+    fatal: Option<String>,
     /// At-least-once into a local directory: the in-progress files open.
     journal: Option<Journal>,
     retrier: Retrier,
@@ -247,14 +252,14 @@ pub async fn run(
             Next::Tick => sink.roll_due(Instant::now(), &mut inbox).await,
             Next::Closed => break,
         }
-        if let Some(fatal) = sink.retrier.fatal() {
+        if let Some(fatal) = sink.retrier.fatal().or(sink.fatal.as_deref()) {
             // Access denied, a missing bucket, a read-only file system: no
             // retry can succeed. Stop loudly; what the open files and the
             // inbox hold fails as they are dropped, so nothing is committed.
             return Err(SinkError {
                 sink: ctx.name.clone(),
                 message: format!(
-                    "{fatal}; the sink stopped, as no retry can succeed until the store's permissions or the configuration change"
+                    "{fatal}; the sink stopped, as no retry can succeed until the store, its permissions or the configuration change"
                 ),
             });
         }
@@ -329,6 +334,8 @@ impl Sink {
             template,
             eo,
             max_open_files: config.max_open_files,
+            dead_letter: crate::sinks::dead_letter::DeadLetter::new(ctx),
+            fatal: None,
             journal,
             dest,
             files: HashMap::new(),
@@ -378,7 +385,9 @@ impl Sink {
             eo.memo = None;
         }
 
-        for event in batch.events.iter() {
+        // Events no file here can hold (a path over the store's limits).
+        let mut unwritable: Vec<(usize, String)> = Vec::new();
+        for (index, event) in batch.events.iter().enumerate() {
             // Key: "<dir>\0<topic>\0<partition>"; the directory is its prefix.
             self.key.clear();
             self.template
@@ -411,9 +420,6 @@ impl Sink {
                 self.finish(file, inbox).await;
             }
             if !self.files.contains_key(self.key.as_str()) {
-                if self.files.len() >= self.max_open_files {
-                    self.roll_least_recent(inbox).await;
-                }
                 let dir = self.key[..dir_len].to_owned();
                 let name = self.settings.file_name(
                     event.topic(),
@@ -421,6 +427,13 @@ impl Sink {
                     offset,
                     self.template.missing(),
                 );
+                if let Err(why) = self.dest.check_length(&dir, &name) {
+                    unwritable.push((index, why));
+                    continue;
+                }
+                if self.files.len() >= self.max_open_files {
+                    self.roll_least_recent(inbox).await;
+                }
                 let entry = match (&self.journal, &*self.dest) {
                     (Some(journal), Destination::Local(local)) => {
                         let hidden = local.paths(&dir, &name).hidden;
@@ -539,6 +552,9 @@ impl Sink {
             }
         }
 
+        if !unwritable.is_empty() {
+            self.divert(&batch, &unwritable).await;
+        }
         self.metrics.events.fetch_add(events, Ordering::Relaxed);
         self.metrics.bytes.fetch_add(bytes, Ordering::Relaxed);
         // The files hold their own clones of the ack now (a return or panic
@@ -548,6 +564,37 @@ impl Sink {
         let now = Instant::now();
         if self.next_deadline().is_some_and(|d| d <= now) {
             self.roll_due(now, inbox).await;
+        }
+    }
+
+    /// Sends the events at `reasons` (index, why) of `batch` to the sink's
+    /// dead-letter channel; without one, the sink stops with an error naming
+    /// the first (see [`Sink::fatal`]).
+    async fn divert(&mut self, batch: &Batch, reasons: &[(usize, String)]) {
+        let events: Vec<(crate::event::EventRef<'_>, String)> = reasons
+            .iter()
+            .filter_map(|(i, why)| Some((batch.events.get(*i)?, why.clone())))
+            .collect();
+        if !self.dead_letter.configured() {
+            batch.ack.fail();
+            if let Some((event, why)) = events.first() {
+                self.fatal.get_or_insert(format!(
+                    "event {}/{}/{} can never be written: {why}; set `dead_letter` on the sink to send such events to a channel of their own",
+                    event.topic(),
+                    event.partition(),
+                    event.offset()
+                ));
+            }
+            return;
+        }
+        match self.dead_letter.send(&events, &batch.ack).await {
+            Ok(()) => {
+                warn!(sink = %self.name, events = events.len(), reason = %events[0].1, "events dead-lettered: they can never be written");
+            }
+            Err(e) => {
+                batch.ack.fail();
+                self.record_failure(format!("dead-lettering failed: {e}"));
+            }
         }
     }
 

@@ -155,6 +155,46 @@ impl Destination {
         }
     }
 
+    /// Whether file `name` in rendered directory `dir` can exist here: an
+    /// object key of at most 1024 bytes (S3's limit), or a local path of at
+    /// most 4095 bytes whose every name, the in-progress one included, is
+    /// at most 255. An error says which limit is exceeded: a permanent
+    /// property of the event, which no retry changes.
+    pub fn check_length(&self, dir: &str, name: &str) -> Result<(), String> {
+        match self {
+            Self::Local(local) => {
+                let hidden = format!(".{name}.inprogress");
+                if let Some(long) = dir
+                    .split('/')
+                    .chain([hidden.as_str()])
+                    .find(|c| c.len() > MAX_NAME_BYTES)
+                {
+                    return Err(format!(
+                        "the path component `{}…` is {} bytes, over the file system's {MAX_NAME_BYTES}",
+                        long.chars().take(40).collect::<String>(),
+                        long.len()
+                    ));
+                }
+                let total = local.root.as_os_str().len() + dir.len() + hidden.len() + 2;
+                if total > MAX_PATH_BYTES {
+                    return Err(format!(
+                        "the path is {total} bytes, over the file system's {MAX_PATH_BYTES}"
+                    ));
+                }
+                Ok(())
+            }
+            Self::Remote(remote) => {
+                let total = remote.prefix.len() + dir.len() + name.len() + 2;
+                if total > MAX_KEY_BYTES {
+                    return Err(format!(
+                        "the object key is {total} bytes, over the store's {MAX_KEY_BYTES}"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Removes a staged file that will never be committed, best effort.
     pub async fn discard(&self, staged: &super::commit::Staged) {
         use super::commit::Staged;
@@ -244,6 +284,13 @@ fn bucket_endpoint(endpoint: &str, bucket: &str) -> String {
     }
     url.as_str().trim_end_matches('/').to_owned()
 }
+
+/// Longest object key S3 (and OSS, GCS) accept.
+const MAX_KEY_BYTES: usize = 1024;
+/// Longest file name on common local file systems.
+const MAX_NAME_BYTES: usize = 255;
+/// Longest local path (Linux `PATH_MAX` less the terminating NUL).
+const MAX_PATH_BYTES: usize = 4095;
 
 /// Test hooks: operations attempted, and injected failures (the next `n`
 /// operations fail). Nothing in non-test builds.

@@ -910,3 +910,82 @@ async fn a_store_that_denies_writes_stops_the_sink_instead_of_retrying_forever()
     assert_eq!((ack.id, ack.delivered), (1, false));
     assert_eq!(h.metric("retries"), 0, "a permanent error is not retried");
 }
+
+/// A batch with one event whose rendered directory name is 300 bytes (two
+/// 150-byte header values in one component), between two ordinary ones.
+fn with_an_unwritable_event() -> BatchBuf {
+    let long = "x".repeat(150);
+    let mut b = BatchBuf::default();
+    for (offset, value) in [(0, "short"), (1, long.as_str()), (2, "short")] {
+        b.push(&NewEvent {
+            key: None,
+            body: format!("e{offset}").as_bytes(),
+            headers: &[("a", value.as_bytes()), ("b", value.as_bytes())],
+            topic: "t",
+            partition: 0,
+            offset,
+            timestamp: TS,
+        });
+    }
+    b
+}
+
+#[tokio::test]
+async fn an_event_whose_path_is_too_long_is_dead_lettered() {
+    let out = tempfile::tempdir().unwrap();
+    let (dl_tx, mut dl_rx) = channel(Capacity {
+        events: 100,
+        bytes: 1 << 20,
+    });
+    let config = config(&format!(
+        "url = \"file://{}\"\npath = \"%{{a}}%{{b}}\"\nroll_count = 2",
+        out.path().display()
+    ));
+    let dest = Destination::from_config(&config).unwrap();
+    let ctx = SinkContext {
+        dead_letter: Some(dl_tx),
+        ..ctx()
+    };
+    let mut h = Harness::start_in(config, dest, Arc::new(AtomicUsize::new(0)), None, ctx);
+    h.send(with_an_unwritable_event(), 1).await;
+    let dead = tokio::time::timeout(WAIT, dl_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let e = dead.events.get(0).unwrap();
+    assert_eq!(e.body(), b"e1");
+    let why = String::from_utf8_lossy(e.header("sluice.dead_letter.reason").unwrap()).into_owned();
+    assert!(
+        why.contains("300 bytes, over the file system's 255"),
+        "{why}"
+    );
+    dead.release();
+    let ack = h.next_ack().await;
+    assert_eq!((ack.id, ack.delivered), (1, true));
+    assert_eq!(h.metric("dead_lettered"), 1);
+    h.shutdown().await.unwrap();
+    assert_eq!(
+        files_under(out.path()),
+        ["shortshort/t+0+00000000000000000000.txt"]
+    );
+}
+
+#[tokio::test]
+async fn an_event_whose_path_is_too_long_stops_a_sink_without_dead_letter() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = Harness::local(out.path(), "path = \"%{a}%{b}\"\nroll_count = 2");
+    h.send(with_an_unwritable_event(), 1).await;
+    let e = tokio::time::timeout(WAIT, &mut h.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("t/0/1 can never be written")
+            && e.to_string().contains("dead_letter"),
+        "{e}"
+    );
+    let ack = h.next_ack().await;
+    assert_eq!((ack.id, ack.delivered), (1, false));
+}
