@@ -30,9 +30,14 @@
 //!
 //! # Acknowledgements and failures
 //!
-//! Each open file holds the `Ack` of every batch it has events of, and drops
-//! them only once it is visible; a batch therefore counts as delivered when
-//! every file holding any of its events is complete. Failed writes are
+//! Each open file holds the `Ack` of every batch it has events of, and
+//! releases them only once it is visible; a batch therefore counts as
+//! delivered when every file holding any of its events is complete. A
+//! permanent store error (access denied, unauthenticated, a missing bucket,
+//! a read-only or forbidden local directory) is not retried: the sink stops
+//! with it, and what it held fails. An event whose path exceeds the store's
+//! limits goes to the sink's `dead_letter` channel, or stops the sink
+//! ([`crate::sinks::dead_letter`]). Other failed writes are
 //! retried with exponential backoff and jitter (`retry_backoff_initial`,
 //! doubling to `retry_backoff_max`) for as long as the pipeline runs; after
 //! the channel ends each operation gets `shutdown_attempts` more tries, and
