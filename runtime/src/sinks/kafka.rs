@@ -514,7 +514,6 @@ fn permanent_for_the_event(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::InvalidMessageSize
                 | RDKafkaErrorCode::InvalidTopic
                 | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::MessageBatchTooLarge
         )
     )
 }
