@@ -506,7 +506,7 @@ async fn deliver(shared: Arc<Shared>, batch: Batch) {
 
 /// Whether `e` is about the record itself, so that no retry can deliver
 /// it: too large for the broker, a topic name the broker refuses.
-fn permanent_for_the_event(e: &KafkaError) -> bool {
+pub(super) fn permanent_for_the_event(e: &KafkaError) -> bool {
     matches!(
         e,
         KafkaError::MessageProduction(

@@ -587,6 +587,14 @@ impl Txn {
             open.settle_delivery(r);
         }
         if let Some(e) = open.failed.take() {
+            if super::permanent_for_the_event(&e) {
+                // Aborting and retrying would fail the same way, forever.
+                // (Dead-lettering inside a transaction is not supported.)
+                return Err(TxnError::Fatal(format!(
+                    "a record can never be produced ({}); the exactly-once sink stops rather than retry its transaction forever",
+                    describe_error(&e)
+                )));
+            }
             return Err(self.classify("producing a record", e));
         }
         let mut revoked = false;
@@ -940,6 +948,39 @@ mod tests {
         assert_eq!(
             sorted(output(&s.mock).await),
             ["p0-0", "p0-1", "p0-2", "p1-0", "p1-1", "p2-5"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_that_can_never_be_produced_stops_the_sink() {
+        let mut s = setup(
+            mock(),
+            "transaction_max_wait = \"50ms\"\n[kafka]\n\"message.max.bytes\" = 2000",
+        )
+        .await;
+        let mut buf = BatchBuf::default();
+        buf.push(&NewEvent {
+            key: None,
+            body: &[b'x'; 5000],
+            headers: &[],
+            topic: "in",
+            partition: 0,
+            offset: 0,
+            timestamp: -1,
+        });
+        s.tx.send(Batch::new(buf, Ack::in_epoch(1, s.epoch, s.acks.clone())))
+            .await
+            .unwrap();
+        let e = timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap_err();
+        assert!(e.to_string().contains("can never be produced"), "{e}");
+        assert_eq!(
+            reports(&mut s.reports, 1).await,
+            HashMap::from([(1, false)])
+        );
+        assert_eq!(
+            s.metrics.get("sink.auths.transactions_aborted"),
+            0,
+            "not retried"
         );
     }
 
