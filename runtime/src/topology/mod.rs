@@ -239,8 +239,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             link.set_offsets_in_transactions();
         }
         // Every source that may reach this sink resumes no later than the
-        // consumer group's commit, unless the sink keeps its own positions.
-        if !def.kind.exactly_once() {
+        // consumer group's commit, unless the sink keeps its own positions
+        // and has no dead-letter sink (which keeps none: an exactly-once
+        // sink sends what it re-reads there again).
+        if !def.kind.exactly_once() || def.dead_letter.is_some() {
             for source in config.sources_feeding(&def.channel) {
                 links[source].set_co_fed();
             }

@@ -97,6 +97,25 @@ impl Run {
     }
 
     fn start_on(config: ObjectStoreSinkConfig, dest: Destination, link: &Arc<SourceLink>) -> Self {
+        Self::start_full(config, dest, link, None)
+    }
+
+    /// A run whose dead letters go to `dead_letter`.
+    fn start_with_dead_letter(
+        config: ObjectStoreSinkConfig,
+        link: &Arc<SourceLink>,
+        dead_letter: crate::channels::ChannelSender,
+    ) -> Self {
+        let dest = Destination::from_config(&config).unwrap();
+        Self::start_full(config, dest, link, Some(dead_letter))
+    }
+
+    fn start_full(
+        config: ObjectStoreSinkConfig,
+        dest: Destination,
+        link: &Arc<SourceLink>,
+        dead_letter: Option<crate::channels::ChannelSender>,
+    ) -> Self {
         let metrics = Metrics::new();
         let ctx = SinkContext {
             name: "lake".into(),
@@ -104,7 +123,7 @@ impl Run {
             embedded_bootstrap: None,
             link: Some(link.clone()),
             state_dir: None,
-            dead_letter: None,
+            dead_letter,
         };
         let (tx, rx) = channel(Capacity {
             events: 1 << 20,
@@ -570,4 +589,72 @@ async fn lake_verify_reports_gaps_lost_and_stray_files() {
             .unwrap_err()
             .contains("not exactly-once")
     );
+}
+
+/// Events 0..4 of `t`/0, the one at offset 1 with a path no file system
+/// takes (a 300-byte directory name).
+fn with_an_unwritable_event() -> BatchBuf {
+    let long = "x".repeat(150);
+    let mut b = BatchBuf::default();
+    for offset in 0..4i64 {
+        let h = if offset == 1 { long.as_str() } else { "ok" };
+        b.push(&NewEvent {
+            key: None,
+            body: format!("t-{offset}").as_bytes(),
+            headers: &[("h", h.as_bytes())],
+            topic: "t",
+            partition: 0,
+            offset,
+            timestamp: 0,
+        });
+    }
+    b
+}
+
+#[tokio::test]
+async fn a_dead_lettered_event_is_sent_again_when_its_committed_range_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || config(dir.path(), "roll_count = 3\npath = \"h=%{h}%{h}\"");
+    let (dl_tx, mut dl_rx) = channel(Capacity {
+        events: 100,
+        bytes: 1 << 20,
+    });
+    let start = |link: &Arc<SourceLink>| Run::start_with_dead_letter(cfg(), link, dl_tx.clone());
+    // Run 1: 0, 2, 3 committed; 1 dead-lettered, but the dead-letter sink
+    // crashes before it is durable (its batch is dropped unreleased).
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let run = start(&link);
+    run.send(with_an_unwritable_event(), 1, epoch).await;
+    let dead = tokio::time::timeout(WAIT, dl_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.events.get(0).unwrap().offset(), 1);
+    drop(dead);
+    run.until("commits", 1).await;
+    let acks = run.shutdown().await;
+    assert!(
+        acks.iter().all(|a| !a.delivered),
+        "the dead letter was lost: not delivered"
+    );
+    assert_eq!(
+        record(dir.path(), 0).map(|r| (r.start, r.end)),
+        Some((0, 4))
+    );
+    // Run 2: the source reads the range again; the lake skips what it holds
+    // and the dead letter goes out again.
+    let link = SourceLink::new("src");
+    let epoch = link.assign(&[tp()]);
+    let run = start(&link);
+    run.send(with_an_unwritable_event(), 2, epoch).await;
+    let dead = tokio::time::timeout(WAIT, dl_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.events.get(0).unwrap().offset(), 1);
+    dead.release();
+    let acks = run.shutdown().await;
+    assert!(acks.iter().all(|a| a.delivered));
+    assert_eq!(record(dir.path(), 4), None, "nothing new committed");
 }

@@ -143,7 +143,11 @@ struct PartState {
 /// What to do with one event in exactly-once mode.
 enum Admit {
     Write,
+    /// Stale, of a broken partition, or already written in this run.
     Skip,
+    /// Below the committed position: already in committed files (or, if
+    /// it can never be written, dead-lettered before).
+    Committed,
     /// The partition was reassigned since its files were opened: drop them first.
     Reset(Vec<String>),
 }
@@ -187,9 +191,13 @@ impl Exactly {
                 return Admit::Reset(keys);
             }
         }
-        if state.broken || state.next.is_some_and(|n| offset < n) || offset <= state.last {
+        if state.broken || offset <= state.last {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Admit::Skip;
+        }
+        if state.next.is_some_and(|n| offset < n) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return Admit::Committed;
         }
         Admit::Write
     }
@@ -403,6 +411,22 @@ impl Sink {
                 match eo.admit(event.topic(), event.partition(), offset, batch.ack.epoch()) {
                     Admit::Write => {}
                     Admit::Skip => continue,
+                    Admit::Committed => {
+                        // An event that can never be written is in no
+                        // commit: it went to the dead-letter channel, maybe
+                        // without reaching its sink before a crash. It is
+                        // sent there again (at-least-once, like that sink).
+                        let name = self.settings.file_name(
+                            event.topic(),
+                            event.partition(),
+                            offset,
+                            self.template.missing(),
+                        );
+                        if let Err(why) = self.dest.check_length(&self.key[..dir_len], &name) {
+                            unwritable.push((index, why));
+                        }
+                        continue;
+                    }
                     Admit::Reset(keys) => {
                         let key = std::mem::take(&mut self.key);
                         self.drop_files(keys).await;
