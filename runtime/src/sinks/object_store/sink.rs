@@ -411,6 +411,7 @@ impl Sink {
                 match eo.admit(event.topic(), event.partition(), offset, batch.ack.epoch()) {
                     Admit::Write => {}
                     Admit::Skip => continue,
+                    Admit::Committed if !self.dead_letter.configured() => continue,
                     Admit::Committed => {
                         // An event that can never be written is in no
                         // commit: it went to the dead-letter channel, maybe
