@@ -145,6 +145,18 @@ pub enum PluginCommand {
     },
 }
 
+/// The configuration at `path`, or `None` after printing every problem
+/// (the caller exits 2, as `sluice validate` does).
+fn load_or_report(path: &std::path::Path) -> Option<config::Config> {
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     s.parse::<HumanDuration>().map(HumanDuration::get)
 }
@@ -174,12 +186,8 @@ pub async fn main(cli: Cli) -> Result<i32> {
             exit_when_idle,
             no_status,
         } => {
-            let config = match config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(2);
-                }
+            let Some(config) = load_or_report(&config) else {
+                return Ok(2);
             };
             let metrics = topology::run(
                 config,
@@ -203,12 +211,8 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Lake {
             command: LakeCommand::Verify { config, sink },
         } => {
-            let config = match config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(2);
-                }
+            let Some(config) = load_or_report(&config) else {
+                return Ok(2);
             };
             let Some(def) = config.sinks.get(&sink) else {
                 bail!("no sink named `{sink}` in {}", config.file.display());
@@ -223,12 +227,8 @@ pub async fn main(cli: Cli) -> Result<i32> {
             Ok(if report.problems.is_empty() { 0 } else { 1 })
         }
         Command::Resume { config, source } => {
-            let config = match config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(2);
-                }
+            let Some(config) = load_or_report(&config) else {
+                return Ok(2);
             };
             if !config.sources.contains_key(&source) {
                 bail!("no source named `{source}` in {}", config.file.display());
@@ -243,12 +243,8 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Plugin {
             command: PluginCommand::List { config, json },
         } => {
-            let config = match config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(2);
-                }
+            let Some(config) = load_or_report(&config) else {
+                return Ok(2);
             };
             let path = config.data_dir.join("status").join("plugins.json");
             let rows = crate::plugin::registry::read_status(&path).map_err(anyhow::Error::msg)?;

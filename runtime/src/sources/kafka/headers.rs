@@ -13,9 +13,12 @@ use std::fmt::Write as _;
 use rdkafka::bindings as rdsys;
 use rdkafka::message::BorrowedMessage;
 
-/// Appends the headers of `message` to `out` as (key, value) byte slices; a
-/// header without a value gets an empty one.
-pub(crate) fn read<'a>(message: &'a BorrowedMessage<'a>, out: &mut Vec<(&'a [u8], &'a [u8])>) {
+/// Calls `f` with each header of `message` as (key, value) byte slices, in
+/// order; a header without a value gets an empty one.
+pub(crate) fn for_each<'a>(
+    message: &'a BorrowedMessage<'a>,
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
+) {
     let mut headers: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `message.ptr()` is the live librdkafka message `message`
     // borrows; the headers it returns, and every name and value pointer read
@@ -26,7 +29,6 @@ pub(crate) fn read<'a>(message: &'a BorrowedMessage<'a>, out: &mut Vec<(&'a [u8]
             return;
         }
         let count = rdsys::rd_kafka_header_cnt(headers);
-        out.reserve(count);
         for idx in 0..count {
             let mut name = std::ptr::null();
             let mut value = std::ptr::null();
@@ -42,7 +44,7 @@ pub(crate) fn read<'a>(message: &'a BorrowedMessage<'a>, out: &mut Vec<(&'a [u8]
             } else {
                 std::slice::from_raw_parts(value.cast::<u8>(), size)
             };
-            out.push((key, value));
+            f(key, value);
         }
     }
 }

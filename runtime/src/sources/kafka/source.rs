@@ -285,18 +285,14 @@ impl Source {
 
     /// Appends a record to the open batch; `true` when the batch is full.
     fn add(&mut self, m: &BorrowedMessage<'_>) -> bool {
-        let mut raw: Vec<(&[u8], &[u8])> = Vec::new();
-        super::headers::read(m, &mut raw);
-        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(raw.len());
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
         let mut unrepresentable = None;
-        for &(key, value) in &raw {
-            match std::str::from_utf8(key) {
-                Ok(key) => headers.push((key, value)),
-                Err(_) => {
-                    unrepresentable.get_or_insert(key);
-                }
+        super::headers::for_each(m, |key, value| match std::str::from_utf8(key) {
+            Ok(key) => headers.push((key, value)),
+            Err(_) => {
+                unrepresentable.get_or_insert(key);
             }
-        }
+        });
         let timestamp = match m.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) if t >= 0 => t,
             _ => -1,
@@ -316,10 +312,11 @@ impl Source {
             Some(bad) => {
                 // Every header kept (bad keys escaped), the original bytes in
                 // the reason; the record goes to the dead-letter channel.
-                let escaped: Vec<(String, &[u8])> = raw
-                    .iter()
-                    .map(|&(k, v)| (super::headers::escape_key(k), v))
-                    .collect();
+                // Rare: the headers are read again, every key escaped.
+                let mut escaped: Vec<(String, &[u8])> = Vec::new();
+                super::headers::for_each(m, |k, v| {
+                    escaped.push((super::headers::escape_key(k), v));
+                });
                 let reason = format!(
                     "a header key is not UTF-8 (hex {}); keys are kept with invalid bytes as \\xNN",
                     hex::encode(bad)
