@@ -14,10 +14,10 @@
 //! (at-least-once), never lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use sluice_batch::{BatchBuf, EventRef, NewEvent, STRIDE};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// A batch of events in flight, with its acknowledgement.
 #[derive(Debug)]
@@ -86,6 +86,7 @@ pub struct Ack {
 impl Clone for Ack {
     /// Another holder of the same batch, not yet released.
     fn clone(&self) -> Self {
+        self.inner.holders.fetch_add(1, Ordering::AcqRel);
         Self {
             inner: self.inner.clone(),
             released: false,
@@ -98,6 +99,8 @@ impl Drop for Ack {
         if !self.released {
             self.inner.failed.store(true, Ordering::Release);
         }
+        self.inner.holders.fetch_sub(1, Ordering::AcqRel);
+        self.inner.gone.notify_waiters();
     }
 }
 
@@ -106,6 +109,10 @@ struct AckInner {
     id: u64,
     epoch: u64,
     failed: AtomicBool,
+    /// Clones alive.
+    holders: AtomicUsize,
+    /// Woken whenever a clone is released or dropped.
+    gone: Notify,
     to: Option<mpsc::UnboundedSender<AckReport>>,
 }
 
@@ -122,6 +129,8 @@ impl Ack {
             id,
             epoch,
             failed: AtomicBool::new(false),
+            holders: AtomicUsize::new(1),
+            gone: Notify::new(),
             to: Some(to),
         })
     }
@@ -132,6 +141,8 @@ impl Ack {
             id: 0,
             epoch: 0,
             failed: AtomicBool::new(false),
+            holders: AtomicUsize::new(1),
+            gone: Notify::new(),
             to: None,
         })
     }
@@ -163,6 +174,37 @@ impl Ack {
     pub fn epoch(&self) -> u64 {
         self.inner.epoch
     }
+
+    /// Whether `other` is a holder of the same source batch.
+    pub fn same_batch(&self, other: &Ack) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Holders of the batch alive now (this one included).
+    pub fn holders(&self) -> usize {
+        self.inner.holders.load(Ordering::Acquire)
+    }
+
+    /// Waits until at most `n` holders of the batch are left: the others
+    /// have released (or failed) their parts. A transactional sink waits so
+    /// for the other sinks fed from the same source batch before its
+    /// transaction commits the batch's offsets.
+    pub async fn until_holders_at_most(&self, n: usize) {
+        loop {
+            let gone = self.inner.gone.notified();
+            tokio::pin!(gone);
+            gone.as_mut().enable();
+            if self.holders() <= n {
+                return;
+            }
+            gone.await;
+        }
+    }
+
+    /// Whether any holder so far has failed the batch.
+    pub fn is_failed(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for AckInner {
@@ -180,6 +222,26 @@ impl Drop for AckInner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn waits_until_the_other_holders_are_gone() {
+        let a = Ack::none();
+        let b = a.clone();
+        let c = b.clone();
+        assert_eq!(a.holders(), 3);
+        assert!(a.same_batch(&c) && !a.same_batch(&Ack::none()));
+        let waiter = tokio::spawn(async move {
+            a.until_holders_at_most(1).await;
+            let failed = a.is_failed();
+            a.release();
+            failed
+        });
+        b.release();
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(c); // unreleased
+        assert!(waiter.await.unwrap(), "the dropped holder failed the batch");
+    }
 
     #[test]
     fn reports_once_when_last_clone_is_released() {

@@ -817,6 +817,36 @@ impl Loader<'_> {
     }
 
     /// Checks references between components.
+    /// A transactional sink's commit waits for every other sink fed by its
+    /// source to make its part of each batch durable (see
+    /// `sinks::kafka::transactional`). An object-store sink behind a memory
+    /// channel holds its part until a file rolls; one that rolls by size or
+    /// count alone would wait for events that cannot come while the
+    /// transaction waits for it. (A `file` or `kafka` channel holds the part
+    /// itself, durably, so what drains it does not matter.)
+    fn check_transaction_siblings(&mut self, config: &Config, sink: &str, source: &str) {
+        for (other, def) in &config.sinks {
+            let SinkKind::ObjectStore(store) = &def.kind else {
+                continue;
+            };
+            if other == sink
+                || !matches!(
+                    config.channels.get(&def.channel),
+                    Some(ChannelDef::Memory(_))
+                )
+                || !config.sources_feeding(&def.channel).contains(&source)
+            {
+                continue;
+            }
+            if store.roll_interval.is_none() && store.roll_idle.is_none() {
+                self.error(
+                    &["sinks".to_owned(), other.clone()],
+                    format!("sink `{other}` shares source `{source}` with the exactly-once sink `{sink}`, whose transactions wait for it to make each batch durable; it must roll by time: set `roll_interval` or `roll_idle`"),
+                );
+            }
+        }
+    }
+
     fn validate(&mut self, config: &Config) {
         let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         for (name, source) in &config.sources {
@@ -965,7 +995,7 @@ impl Loader<'_> {
             let path = key(&["sinks", name, "exactly_once"]);
             match config.sources_feeding(&sink.channel)[..] {
                 [source] => match &config.sources[source].kind {
-                    SourceKind::Kafka(_) => {}
+                    SourceKind::Kafka(_) => self.check_transaction_siblings(config, name, source),
                     SourceKind::Exec(_) => self.error(
                         &path,
                         format!("`exactly_once = true` needs a `kafka` source, whose offsets the transactions commit; source `{source}` is an `exec` source, which cannot re-read (put a `file` channel after it for at-least-once instead)"),

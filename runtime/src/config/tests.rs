@@ -748,3 +748,24 @@ fn a_sink_dead_letter_channel_is_checked() {
         );
     }
 }
+
+#[test]
+fn an_object_store_sink_beside_a_transactional_sink_must_roll_by_time() {
+    let beside = |rolls: &str| {
+        EXACTLY_ONCE_KAFKA.replace(
+            "channels = [\"auths\"]\n",
+            &format!(
+                "channels = [\"auths\", \"copy\"]\n\n[channels.copy]\ntype = \"memory\"\n\n[sinks.copy]\ntype = \"object_store\"\nchannel = \"copy\"\nurl = \"file:///tmp/copy\"\n{rolls}\n"
+            ),
+        )
+    };
+    let err = single_error(&beside("roll_size = \"1MiB\""));
+    assert_eq!(err.key, "sinks.copy");
+    assert!(
+        err.message.contains("`roll_interval` or `roll_idle`"),
+        "{}",
+        err.message
+    );
+    parse_str(&beside("roll_size = \"1MiB\"\nroll_idle = \"5s\"")).unwrap();
+    parse_str(&beside("roll_interval = \"10s\"")).unwrap();
+}

@@ -54,16 +54,37 @@
 //! transactional id at start, on the topic when a partition is added to a
 //! transaction); it is not aborted and retried.
 //!
-//! **Scope.** Every event reaching this sink must come from the one Kafka
-//! source feeding its channel (checked when the configuration is loaded).
-//! The transactions commit that source's offsets, so other sinks fed by the
-//! same source no longer hold its commits back: give them their own
-//! exactly-once positions (object-store sinks) or accept that they may miss
-//! events after a crash.
+//! **Events that can never be produced** (larger than the broker accepts, an
+//! invalid record): with a `dead_letter` channel the transaction is aborted,
+//! those events are sent there, and once the dead-letter sink has made them
+//! durable the rest goes again in a new transaction, whose offsets then
+//! cover the dead-lettered events too (`dead_lettered`). Waiting for the
+//! dead-letter sink is what keeps them: committing the offsets first would
+//! lose them in a crash before that sink wrote them. A crash between the two
+//! sends them to the dead-letter channel again after the restart (the
+//! dead-letter sink is at-least-once). If the dead-letter sink fails them,
+//! the sink stops and its batches are read again after a restart. Without
+//! `dead_letter` the sink stops with an error naming the event, rather than
+//! abort and retry its transaction forever.
+//!
+//! **Other sinks fed by the same source.** Every event reaching this sink
+//! must come from the one Kafka source feeding its channel (checked when the
+//! configuration is loaded), but that source may feed other channels too
+//! (another sink, the dead-letter channel of its plugins). Its batches' acks
+//! are shared with those sinks, and a transaction commits the consumer
+//! group's offsets past its batches; so before committing it waits until
+//! every other holder of those acks has made its part durable
+//! ([`Ack::until_holders_at_most`]; `sibling_waits` counts the waits). A
+//! crash then never leaves another sink short of what the group has moved
+//! past. The cost: a transaction commits no sooner than those sinks make
+//! their parts durable, so object-store sinks beside it must roll by time
+//! (`roll_interval` or `roll_idle`, checked at load), and a slower roll
+//! means bigger transactions. A batch another holder failed stops the sink
+//! without committing it.
 //!
 //! Metrics: `sink.<name>.events` and `.bytes` (committed), `.errors`,
 //! `.retries`, `.transactions_committed`, `.transactions_aborted`,
-//! `.stale_events`.
+//! `.stale_events`, `.dead_lettered`, `.sibling_waits`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,9 +102,10 @@ use tracing::{error, info, warn};
 use super::{BACKOFF, KafkaSinkConfig, Route, SHUTDOWN_ATTEMPTS, SinkKafkaContext};
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
-use crate::event::Batch;
+use crate::event::{Ack, Batch, EventRef};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
+use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::{SinkContext, SinkError};
 
 /// Tries of a blocking transaction call that failed with a retriable error.
@@ -139,6 +161,7 @@ pub async fn run(
         name: ctx.name.clone(),
         transactional_id: transactional_id.clone(),
         timeout: config.transaction_timeout(),
+        dead_letter: DeadLetter::new(&ctx),
         metrics: TxnMetrics {
             events: ctx.counter("events"),
             bytes: ctx.counter("bytes"),
@@ -147,6 +170,7 @@ pub async fn run(
             committed: ctx.counter("transactions_committed"),
             aborted: ctx.counter("transactions_aborted"),
             stale: ctx.counter("stale_events"),
+            sibling_waits: ctx.counter("sibling_waits"),
         },
     };
     sink.init().await.map_err(fail)?;
@@ -207,6 +231,7 @@ struct TxnMetrics {
     committed: Counter,
     aborted: Counter,
     stale: Counter,
+    sibling_waits: Counter,
 }
 
 /// The sink's producer and what its transactions need.
@@ -219,6 +244,7 @@ struct Txn {
     name: String,
     transactional_id: String,
     timeout: Duration,
+    dead_letter: DeadLetter,
     metrics: TxnMetrics,
 }
 
@@ -230,6 +256,9 @@ struct Held {
     parts: Vec<(Tp, i64)>,
     /// Partitions whose events are stale: dropped, not produced.
     stale: Vec<Tp>,
+    /// Indexes of events sent to the dead-letter channel: not produced, but
+    /// their offsets are committed.
+    dead: Vec<usize>,
 }
 
 impl Held {
@@ -248,6 +277,7 @@ impl Held {
             batch,
             parts,
             stale: Vec::new(),
+            dead: Vec::new(),
         }
     }
 
@@ -261,14 +291,20 @@ impl Held {
             .any(|(t, p)| *p == partition && t == topic)
     }
 
-    /// Events not dropped as stale.
-    fn live(&self) -> impl Iterator<Item = crate::event::EventRef<'_>> {
+    /// Events to produce, with their index in the batch: neither stale nor
+    /// dead-lettered.
+    fn live(&self) -> impl Iterator<Item = (usize, EventRef<'_>)> {
         self.batch()
             .events
             .iter()
-            .filter(|e| !self.is_stale(e.topic(), e.partition()))
+            .enumerate()
+            .filter(|(i, e)| !self.is_stale(e.topic(), e.partition()) && !self.dead.contains(i))
     }
 }
+
+/// Where an event is in the open transaction: the index of its batch in
+/// [`Open::held`], and its index in that batch.
+type At = (usize, usize);
 
 /// The transaction being filled: its batches and the deliveries of what was
 /// produced in it.
@@ -278,9 +314,11 @@ struct Open {
     events: usize,
     /// When it must be committed.
     deadline: Instant,
-    deliveries: FuturesUnordered<BoxFuture<'static, Result<(), KafkaError>>>,
-    /// The first delivery that failed.
+    deliveries: FuturesUnordered<BoxFuture<'static, (At, Result<(), KafkaError>)>>,
+    /// The first delivery that failed, for a reason that may pass.
     failed: Option<KafkaError>,
+    /// Events that can never be produced, and why.
+    unproducible: Vec<(At, String)>,
 }
 
 impl Open {
@@ -291,14 +329,21 @@ impl Open {
             deadline,
             deliveries: FuturesUnordered::new(),
             failed: None,
+            unproducible: Vec::new(),
         }
     }
 
-    fn settle_delivery(&mut self, r: Result<(), KafkaError>) {
-        if let Err(e) = r
-            && self.failed.is_none()
-        {
-            self.failed = Some(e);
+    fn settle_delivery(&mut self, (at, r): (At, Result<(), KafkaError>)) {
+        match r {
+            Ok(()) => {}
+            Err(e) if super::permanent_for_the_event(&e) => {
+                self.unproducible.push((at, describe_error(&e)));
+            }
+            Err(e) => {
+                if self.failed.is_none() {
+                    self.failed = Some(e);
+                }
+            }
         }
     }
 }
@@ -310,6 +355,22 @@ enum TxnError {
     Abortable(String),
     /// The producer is unusable: stop the sink.
     Fatal(String),
+    /// These events can never be produced: abort, dead-letter them, and
+    /// try the rest again.
+    Unproducible(Vec<(At, String)>),
+}
+
+impl TxnError {
+    fn into_message(self) -> String {
+        match self {
+            TxnError::Abortable(m) | TxnError::Fatal(m) => m,
+            TxnError::Unproducible(events) => format!(
+                "{} event(s) can never be produced (first: {})",
+                events.len(),
+                events.first().map_or("", |(_, why)| why.as_str())
+            ),
+        }
+    }
 }
 
 /// What a blocking commit found.
@@ -423,14 +484,13 @@ impl Txn {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(TxnError::Fatal(m)) => return Err(m),
-                Err(TxnError::Abortable(m)) if tries >= 10 => return Err(m),
-                Err(TxnError::Abortable(m)) => {
+                Err(TxnError::Abortable(m)) if tries < 10 => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     warn!(sink = %self.name, error = %m, ?backoff, "retrying");
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(BACKOFF.1);
                 }
+                Err(e) => return Err(e.into_message()),
             }
         }
     }
@@ -445,7 +505,7 @@ impl Txn {
     async fn add(&self, open: &mut Open, batch: Batch) {
         let mut held = Held::new(batch);
         self.drop_stale(&mut held);
-        open.events += self.produce(&held, open).await;
+        open.events += self.produce(open.held.len(), &held, open).await;
         open.held.push(held);
     }
 
@@ -479,12 +539,13 @@ impl Txn {
         true
     }
 
-    /// Produces the live events of `held` in the open transaction; returns
-    /// how many.
-    async fn produce(&self, held: &Held, open: &mut Open) -> usize {
+    /// Produces the live events of `held`, batch `h` of the open
+    /// transaction; returns how many.
+    async fn produce(&self, h: usize, held: &Held, open: &mut Open) -> usize {
         let mut n = 0;
-        for event in held.live() {
+        for (i, event) in held.live() {
             n += 1;
+            let at = (h, i);
             // `topic` is required with exactly_once, so every event has one.
             let Some(topic) = self.route.topic(&event) else {
                 continue;
@@ -499,11 +560,12 @@ impl Txn {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
                         open.deliveries.push(Box::pin(async move {
-                            match delivery.await {
+                            let r = match delivery.await {
                                 Ok(Ok(_)) => Ok(()),
                                 Ok(Err((e, _))) => Err(e),
                                 Err(_) => Err(KafkaError::Canceled),
-                            }
+                            };
+                            (at, r)
                         }));
                         break;
                     }
@@ -516,7 +578,7 @@ impl Txn {
                         }
                     }
                     Err((e, _)) => {
-                        open.settle_delivery(Err(e));
+                        open.settle_delivery((at, Err(e)));
                         break;
                     }
                 }
@@ -528,6 +590,7 @@ impl Txn {
     /// Commits the open transaction, aborting and retrying it on abortable
     /// errors; releases its batches' acks once committed.
     async fn settle(&self, mut open: Open, closing: bool) -> Result<(), String> {
+        self.await_siblings(&open.held).await?;
         let mut backoff = BACKOFF.0;
         let mut tries = 0;
         loop {
@@ -541,13 +604,22 @@ impl Txn {
                     error!(sink = %self.name, error = %m, "stopping; the transaction's batches are failed");
                     return Err(m); // dropping `open` fails the acks
                 }
+                Err(TxnError::Unproducible(events)) => {
+                    warn!(sink = %self.name, events = events.len(), reason = %events[0].1, "aborting the transaction to dead-letter events that can never be produced");
+                    self.abort(&mut open)
+                        .await
+                        .map_err(TxnError::into_message)?;
+                    self.dead_letter(&mut open, events).await?;
+                    self.reproduce(&mut open).await?;
+                    continue;
+                }
                 Err(TxnError::Abortable(m)) => m,
             };
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
             warn!(sink = %self.name, error = %message, "aborting the transaction");
-            self.abort(&mut open).await.map_err(|e| match e {
-                TxnError::Abortable(m) | TxnError::Fatal(m) => m,
-            })?;
+            self.abort(&mut open)
+                .await
+                .map_err(TxnError::into_message)?;
             if closing && tries >= SHUTDOWN_ATTEMPTS {
                 error!(sink = %self.name, batches = open.held.len(), "transaction still failing at shutdown; failing its batches so they are read again");
                 return Ok(()); // dropping `open` fails the acks
@@ -555,16 +627,92 @@ impl Txn {
             self.metrics.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(jitter(backoff)).await;
             backoff = (backoff * 2).min(BACKOFF.1);
-            // The same events in a new transaction, less what went stale.
-            self.begin()?;
-            let held = std::mem::take(&mut open.held);
-            open.events = 0;
-            for mut h in held {
-                self.drop_stale(&mut h);
-                open.events += self.produce(&h, &mut open).await;
-                open.held.push(h);
+            self.reproduce(&mut open).await?;
+        }
+    }
+
+    /// Waits until every other holder of the open transaction's source
+    /// batches — another sink fed by the same source, the dead-letter sink of
+    /// the source's plugins — has made its part durable: the commit moves
+    /// the consumer group past those batches, so after a crash nothing would
+    /// read them again for the others. A batch another holder failed stops
+    /// the sink instead (its offsets must not be committed; the transaction
+    /// is left to abort and the batches are read again after a restart).
+    async fn await_siblings(&self, held: &[Held]) -> Result<(), String> {
+        for (i, h) in held.iter().enumerate() {
+            let ack = &h.batch.ack;
+            if held[..i].iter().any(|h| h.batch.ack.same_batch(ack)) {
+                continue;
+            }
+            let mine = held[i..]
+                .iter()
+                .filter(|h| h.batch.ack.same_batch(ack))
+                .count();
+            if ack.holders() > mine {
+                self.metrics.sibling_waits.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::select! {
+                () = ack.until_holders_at_most(mine) => {}
+                failure = self.health.failed() => return Err(failure.to_owned()),
+            }
+            if ack.is_failed() {
+                return Err(
+                    "another sink fed by the same source failed part of a batch in this transaction; stopping without committing it, so the batch is read again after a restart"
+                        .into(),
+                );
             }
         }
+        Ok(())
+    }
+
+    /// Produces the events of the aborted `open` again in a new transaction,
+    /// less what went stale or was dead-lettered.
+    async fn reproduce(&self, open: &mut Open) -> Result<(), String> {
+        self.begin()?;
+        let held = std::mem::take(&mut open.held);
+        open.events = 0;
+        for mut h in held {
+            self.drop_stale(&mut h);
+            open.events += self.produce(open.held.len(), &h, open).await;
+            open.held.push(h);
+        }
+        Ok(())
+    }
+
+    /// Sends `events` of the aborted `open` to the dead-letter channel and
+    /// waits until its sink has them durable: the next transaction commits
+    /// the offsets past them, so they must not depend on anything later.
+    /// Marks them dead-lettered in their batches.
+    async fn dead_letter(&self, open: &mut Open, events: Vec<(At, String)>) -> Result<(), String> {
+        let (to, mut report) = tokio::sync::mpsc::unbounded_channel();
+        let ack = Ack::new(0, to);
+        let refs: Vec<(EventRef<'_>, String)> = events
+            .iter()
+            .filter_map(|((h, i), why)| {
+                Some((open.held.get(*h)?.batch.events.get(*i)?, why.clone()))
+            })
+            .collect();
+        let sent = self.dead_letter.send(&refs, &ack).await;
+        ack.release();
+        sent.map_err(|e| {
+            format!(
+                "dead-lettering {} event(s) that can never be produced: {e}",
+                refs.len()
+            )
+        })?;
+        drop(refs);
+        let delivered = report.recv().await.is_some_and(|r| r.delivered);
+        if !delivered {
+            return Err(format!(
+                "the dead-letter sink did not take {} event(s) that can never be produced (first: {}); the transaction's batches are failed and read again after a restart",
+                events.len(),
+                events[0].1
+            ));
+        }
+        for ((h, i), _) in events {
+            open.held[h].dead.push(i);
+        }
+        Ok(())
     }
 
     async fn abort(&self, open: &mut Open) -> Result<(), TxnError> {
@@ -574,6 +722,7 @@ impl Txn {
             .await;
         open.deliveries.clear();
         open.failed = None;
+        open.unproducible.clear();
         self.metrics.aborted.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(()) => Ok(()),
@@ -586,15 +735,26 @@ impl Txn {
         while let Some(r) = open.deliveries.next().await {
             open.settle_delivery(r);
         }
-        if let Some(e) = open.failed.take() {
-            if super::permanent_for_the_event(&e) {
-                // Aborting and retrying would fail the same way, forever.
-                // (Dead-lettering inside a transaction is not supported.)
-                return Err(TxnError::Fatal(format!(
-                    "a record can never be produced ({}); the exactly-once sink stops rather than retry its transaction forever",
-                    describe_error(&e)
-                )));
+        if !open.unproducible.is_empty() {
+            let events = std::mem::take(&mut open.unproducible);
+            if self.dead_letter.configured() {
+                return Err(TxnError::Unproducible(events));
             }
+            // Aborting and retrying would fail the same way, forever.
+            let ((h, i), why) = &events[0];
+            let event = open.held[*h].batch.events.get(*i);
+            return Err(TxnError::Fatal(format!(
+                "event {} can never be produced ({why}); the exactly-once sink stops rather than retry its transaction forever; set `dead_letter` on sink `{}` to send such events to a channel of their own",
+                event.map_or_else(String::new, |e| format!(
+                    "{}/{}/{}",
+                    e.topic(),
+                    e.partition(),
+                    e.offset()
+                )),
+                self.name
+            )));
+        }
+        if let Some(e) = open.failed.take() {
             return Err(self.classify("producing a record", e));
         }
         let mut revoked = false;
@@ -646,7 +806,7 @@ impl Txn {
         let bytes: u64 = open
             .held
             .iter()
-            .map(|held| held.live().map(|e| e.body().len() as u64).sum::<u64>())
+            .map(|held| held.live().map(|(_, e)| e.body().len() as u64).sum::<u64>())
             .sum();
         self.metrics
             .events
@@ -813,6 +973,10 @@ mod tests {
     }
 
     async fn setup(mock: Mock, extra: &str) -> Setup {
+        setup_with(mock, extra, None).await
+    }
+
+    async fn setup_with(mock: Mock, extra: &str, dead_letter: Option<ChannelSender>) -> Setup {
         let (member, metadata) = member(&mock.bootstrap_servers()).await;
         let link = SourceLink::new("src");
         let epoch = link.assign(&[tp(0), tp(1), tp(2)]);
@@ -825,7 +989,7 @@ mod tests {
             embedded_bootstrap: Some(mock.bootstrap_servers()),
             link: Some(link.clone()),
             state_dir: None,
-            dead_letter: None,
+            dead_letter,
         };
         let config: KafkaSinkConfig = toml::from_str(&format!(
             "bootstrap_servers = \"embedded\"\ntopic = \"out\"\nexactly_once = true\ntransactional_id = \"t-1\"\n{extra}"
@@ -982,6 +1146,143 @@ mod tests {
             0,
             "not retried"
         );
+    }
+
+    /// With `dead_letter`, the transaction is aborted, the unproducible
+    /// event is dead-lettered, and only once the dead-letter sink has it does
+    /// a new transaction commit the rest with the offsets past it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_that_can_never_be_produced_is_dead_lettered_before_the_commit() {
+        let (dl_tx, mut dl_rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 24,
+        });
+        let mut s = setup_with(
+            mock(),
+            "transaction_max_wait = \"50ms\"\n[kafka]\n\"message.max.bytes\" = 2000",
+            Some(dl_tx),
+        )
+        .await;
+        let big = vec![b'x'; 5000];
+        let mut buf = BatchBuf::default();
+        for (p, o, body) in [(0, 0, &b"p0-0"[..]), (0, 1, &big[..]), (1, 0, &b"p1-0"[..])] {
+            buf.push(&NewEvent {
+                key: None,
+                body,
+                headers: &[],
+                topic: "in",
+                partition: p,
+                offset: o,
+                timestamp: -1,
+            });
+        }
+        s.tx.send(Batch::new(buf, Ack::in_epoch(1, s.epoch, s.acks.clone())))
+            .await
+            .unwrap();
+        let dead = timeout(WAIT, dl_rx.recv()).await.unwrap().unwrap();
+        assert_eq!(dead.len(), 1);
+        let event = dead.events.get(0).unwrap();
+        assert_eq!((event.partition(), event.offset()), (0, 1));
+        assert_eq!(event.body(), &big[..]);
+        let reason = event
+            .header(crate::plugin::chain::DEAD_LETTER_REASON)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
+        assert!(reason.contains("MessageSizeTooLarge"), "{reason}");
+        // Nothing is committed while the dead-letter sink does not have it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            s.reports.try_recv().is_err(),
+            "released before dead-lettered"
+        );
+        assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 0);
+        dead.release();
+        assert_eq!(reports(&mut s.reports, 1).await, HashMap::from([(1, true)]));
+        assert_eq!(s.metrics.get("sink.auths.dead_lettered"), 1);
+        assert_eq!(s.metrics.get("sink.auths.events"), 2);
+        assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 1);
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+        let out = output(&s.mock).await;
+        assert!(out.iter().all(|b| b.len() < 100), "{out:?}");
+        assert!(out.contains(&"p0-0".to_owned()) && out.contains(&"p1-0".to_owned()));
+    }
+
+    /// The dead-letter sink failing the event fails the batch (it is read
+    /// again after a restart) and stops the sink: nothing past it commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_letter_that_fails_stops_the_sink_without_committing() {
+        let (dl_tx, mut dl_rx) = channel(Capacity {
+            events: 100,
+            bytes: 1 << 24,
+        });
+        let mut s = setup_with(
+            mock(),
+            "transaction_max_wait = \"50ms\"\n[kafka]\n\"message.max.bytes\" = 2000",
+            Some(dl_tx),
+        )
+        .await;
+        let mut buf = BatchBuf::default();
+        buf.push(&NewEvent {
+            key: None,
+            body: &[b'x'; 5000],
+            headers: &[],
+            topic: "in",
+            partition: 0,
+            offset: 0,
+            timestamp: -1,
+        });
+        s.tx.send(Batch::new(buf, Ack::in_epoch(1, s.epoch, s.acks.clone())))
+            .await
+            .unwrap();
+        let dead = timeout(WAIT, dl_rx.recv()).await.unwrap().unwrap();
+        drop(dead); // unreleased: the dead-letter sink failed it
+        let e = timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap_err();
+        assert!(e.to_string().contains("dead-letter"), "{e}");
+        assert_eq!(
+            reports(&mut s.reports, 1).await,
+            HashMap::from([(1, false)])
+        );
+        assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 0);
+    }
+
+    /// Another sink fed by the same source batch (here: a clone of its ack)
+    /// must have made its part durable before the transaction moves the
+    /// group's offsets past the batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_waits_for_the_other_sinks_of_its_batches() {
+        let mut s = setup(mock(), "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        let ours = batch(&s, 1, e, &[(0, 0), (1, 0)]);
+        let sibling = ours.ack.clone();
+        s.tx.send(ours).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 0);
+        assert_eq!(s.metrics.get("sink.auths.sibling_waits"), 1);
+        sibling.release();
+        assert_eq!(reports(&mut s.reports, 1).await, HashMap::from([(1, true)]));
+        assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 1);
+        drop(s.tx);
+        timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap();
+    }
+
+    /// A batch another sink failed is not committed: its offsets would skip
+    /// what that sink never wrote.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_another_sink_failed_is_not_committed() {
+        let mut s = setup(mock(), "transaction_max_wait = \"50ms\"").await;
+        let e = s.epoch;
+        let ours = batch(&s, 1, e, &[(0, 0)]);
+        let sibling = ours.ack.clone();
+        s.tx.send(ours).await.unwrap();
+        drop(sibling); // unreleased: that sink failed its part
+        let err = timeout(WAIT, s.sink).await.unwrap().unwrap().unwrap_err();
+        assert!(err.to_string().contains("another sink"), "{err}");
+        assert_eq!(
+            reports(&mut s.reports, 1).await,
+            HashMap::from([(1, false)])
+        );
+        assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
