@@ -9,11 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sluice_batch::{BatchBuf, OutcomeKind};
 
-use crate::config::{self, units::HumanDuration};
+use crate::config;
 use crate::golden::{self, Golden};
 use crate::plugin::{Limits, PluginEngine, PluginInstance};
 use crate::scaffold;
 use crate::topology::{self, RunOptions};
+use crate::units::HumanDuration;
 
 /// Sluice: Kafka and other sources into object stores and Kafka, with
 /// WebAssembly plugins.

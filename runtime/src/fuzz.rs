@@ -293,10 +293,10 @@ proptest! {
             (name.len() % 2 == 0).then(|| format!("v{name}"))
         });
         let _ = crate::config::interpolate::interpolate(&text, |_| None);
-        if let Ok(d) = unit.parse::<crate::config::units::HumanDuration>() {
+        if let Ok(d) = unit.parse::<crate::units::HumanDuration>() {
             let _ = d.get();
         }
-        if let Ok(b) = unit.parse::<crate::config::units::ByteSize>() {
+        if let Ok(b) = unit.parse::<crate::units::ByteSize>() {
             let _ = b.get();
         }
     }

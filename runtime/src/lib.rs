@@ -35,6 +35,7 @@ pub mod scaffold;
 pub mod sinks;
 pub mod sources;
 pub mod topology;
+pub mod units;
 
 #[cfg(test)]
 mod fuzz;

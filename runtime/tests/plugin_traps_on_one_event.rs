@@ -9,7 +9,7 @@ mod util;
 
 use std::time::Duration;
 
-use sluice::config::units::HumanDuration;
+use sluice::units::HumanDuration;
 use sluice::config::{BreakerConfig, FailurePolicy};
 use sluice::metrics::Metrics;
 use sluice::plugin::chain::{

@@ -74,12 +74,12 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::channels::Closed;
-use crate::config::units::HumanDuration;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::{Counter, Metrics};
 use crate::sources::kafka::offsets::{Reported, Tp, Tracker};
 use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
+use crate::units::HumanDuration;
 
 /// Header holding the event's original topic.
 pub const ORIGIN_TOPIC: &str = "sluice.origin.topic";

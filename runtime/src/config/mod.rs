@@ -37,7 +37,6 @@ pub mod error;
 pub mod interpolate;
 pub mod locate;
 pub mod team;
-pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,8 +45,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use team::{BreakerConfig, Capabilities, DEFAULT_TEAM, FailurePolicy, TeamDef};
-use units::{ByteSize, HumanDuration};
+pub use team::{Capabilities, DEFAULT_TEAM, TeamDef};
+
+pub use crate::plugin::{BreakerConfig, FailurePolicy, PluginKind};
+use crate::units::{ByteSize, HumanDuration};
 
 use crate::channels::file::FileChannelConfig;
 use crate::channels::kafka::KafkaChannelConfig;
@@ -126,29 +127,6 @@ pub enum SourceKind {
     Kafka(Box<KafkaSourceConfig>),
     /// `type = "exec"`: the output lines of a command (see [`crate::sources::exec`]).
     Exec(Box<ExecSourceConfig>),
-}
-
-/// What a plugin is for; the component must export the matching interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginKind {
-    /// Exports `sluice:plugin/decoder`.
-    Decoder,
-    /// Exports `sluice:plugin/interceptor`.
-    Interceptor,
-    /// Exports `sluice:plugin/router`.
-    Router,
-}
-
-impl PluginKind {
-    /// The key value (`decoder`, `interceptor`, `router`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Decoder => "decoder",
-            Self::Interceptor => "interceptor",
-            Self::Router => "router",
-        }
-    }
 }
 
 /// `[plugins.<name>]`.
@@ -816,7 +794,6 @@ impl Loader<'_> {
         })
     }
 
-    /// Checks references between components.
     /// A transactional sink's commit waits for every other sink fed by its
     /// source to make its part of each batch durable (see
     /// `sinks::kafka::transactional`). An object-store sink behind a memory
@@ -847,6 +824,7 @@ impl Loader<'_> {
         }
     }
 
+    /// Checks references between components.
     fn validate(&mut self, config: &Config) {
         let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         for (name, source) in &config.sources {

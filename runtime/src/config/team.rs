@@ -22,7 +22,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration};
+use crate::plugin::{BreakerConfig, FailurePolicy};
+
+use crate::units::{ByteSize, HumanDuration};
 
 /// The team of plugins and sources that name none.
 pub const DEFAULT_TEAM: &str = "default";
@@ -106,58 +108,6 @@ pub struct Capabilities {
     pub clock: bool,
 }
 
-/// What the host does with a batch a plugin failed (trap, timeout, memory
-/// cap, plugin error, malformed output), or with every batch while the
-/// plugin's circuit breaker is open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailurePolicy {
-    /// Isolate the events that make the plugin fail by calling it on halves
-    /// of the batch, pass the good ones on, and dead-letter the bad ones with
-    /// headers naming plugin, version, error and origin.
-    #[default]
-    DeadLetter,
-    /// Forward the batch unchanged, as if the plugin had kept every event.
-    PassThrough,
-    /// Stop consuming the source, holding the batch, until a new version of
-    /// the plugin arrives or an operator runs `sluice resume`.
-    Pause,
-}
-
-impl FailurePolicy {
-    /// The key value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DeadLetter => "dead-letter",
-            Self::PassThrough => "pass-through",
-            Self::Pause => "pause",
-        }
-    }
-}
-
-/// `circuit_breaker = { failures = 5, cool_down = "30s" }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerConfig {
-    /// Consecutive failed batches that open the breaker; 0 never opens it.
-    /// Default 5.
-    #[serde(default = "default_failures")]
-    pub failures: u32,
-    /// How long the breaker stays open before one batch is tried again (a new
-    /// version of the plugin closes it at once). Default `"30s"`.
-    #[serde(default = "default_cool_down")]
-    pub cool_down: HumanDuration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self {
-            failures: default_failures(),
-            cool_down: default_cool_down(),
-        }
-    }
-}
-
 pub(super) fn default_memory_limit() -> ByteSize {
     ByteSize(64 << 20)
 }
@@ -168,12 +118,4 @@ pub(super) fn default_time_budget() -> HumanDuration {
 
 fn default_max_instances() -> usize {
     16
-}
-
-fn default_failures() -> u32 {
-    5
-}
-
-fn default_cool_down() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(30))
 }

@@ -44,8 +44,8 @@ use sluice_batch::{BatchBuf, EventRef, NO_REPLACEMENT, OutcomeEntry, OutcomeKind
 
 use super::engine::PluginEngine;
 use super::instance::{PluginFailure, PluginInstance, PluginOutput};
+use super::policy::{BreakerConfig, FailurePolicy};
 use super::registry::PluginSlot;
-use crate::config::{BreakerConfig, FailurePolicy};
 use crate::metrics::{Counter, Metrics};
 
 /// Header naming why an event was dead-lettered.

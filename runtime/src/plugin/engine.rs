@@ -26,7 +26,7 @@ use super::PluginError;
 use super::bindings::Imports;
 use super::host::HostState;
 use super::limits::EPOCH_TICK;
-use crate::config::PluginKind;
+use super::policy::PluginKind;
 
 /// The WIT package every plugin is built against.
 pub const PACKAGE: &str = "sluice:plugin";

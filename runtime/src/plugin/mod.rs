@@ -10,6 +10,7 @@
 //! - [`host`]: the store data, the `host` and `lookup` imports, and the
 //!   deny-by-default WASI context with a team's grants ([`Sandbox`]).
 //! - [`limits`]: memory cap and per-batch time budget.
+//! - [`policy`]: plugin kinds, failure policies and the circuit breaker's settings.
 //! - [`engine`]: compiling components and checking which world they implement.
 //! - [`input`]: the JSON-lines test events of `plugin test` and self-tests.
 //! - [`instance`]: calling a plugin on a batch, recovering from traps.
@@ -27,6 +28,7 @@ pub mod host;
 pub mod input;
 pub mod instance;
 pub mod limits;
+pub mod policy;
 pub mod registry;
 pub mod reload;
 
@@ -35,6 +37,7 @@ pub use engine::{EngineOptions, LoadedPlugin, PluginEngine};
 pub use host::Sandbox;
 pub use instance::{PluginFailure, PluginInstance, PluginOutput};
 pub use limits::Limits;
+pub use policy::{BreakerConfig, FailurePolicy, PluginKind};
 pub use registry::{PluginSlot, Registry, ReloadOutcome, SlotSpec};
 
 /// Errors from loading a plugin (the file, not a batch).

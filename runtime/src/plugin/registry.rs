@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use super::engine::{LoadedPlugin, PluginEngine};
 use super::host::Sandbox;
 use super::instance::PluginInstance;
-use crate::config::PluginKind;
+use super::policy::PluginKind;
 use crate::metrics::{Counter, Metrics};
 
 /// One published version of a plugin.

@@ -60,13 +60,13 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use crate::channels::ChannelReceiver;
-use crate::config::units::HumanDuration;
 use crate::event::{Batch, EventRef};
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
 use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::{SinkContext, SinkError};
 use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
+use crate::units::HumanDuration;
 
 pub mod transactional;
 

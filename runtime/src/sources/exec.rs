@@ -62,9 +62,9 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::{SourceContext, SourceError};
-use crate::config::units::{ByteSize, HumanDuration};
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::metrics::Counter;
+use crate::units::{ByteSize, HumanDuration};
 
 /// Header on each piece of a split line: its 0-based index.
 pub const PART_HEADER: &str = "sluice.exec.part";

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::units::{ByteSize, HumanDuration};
+use crate::units::{ByteSize, HumanDuration};
 
 /// Smallest `segment_size` accepted.
 pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;

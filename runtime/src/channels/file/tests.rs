@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::*;
-use crate::config::units::ByteSize;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::units::ByteSize;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -9,7 +9,7 @@ use url::Url;
 
 use super::format::{Compression, Format};
 use super::path::PathTemplate;
-use crate::config::units::{ByteSize, HumanDuration};
+use crate::units::{ByteSize, HumanDuration};
 
 /// Smallest multipart part S3 accepts (every part but the last).
 pub const MIN_PART_SIZE: u64 = 5 << 20;

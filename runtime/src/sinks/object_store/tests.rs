@@ -468,7 +468,7 @@ async fn local_large_files_are_streamed_and_complete_at_shutdown() {
 async fn large_objects_use_multipart_and_appear_only_when_complete() {
     // Parts of 64 KiB (below S3's minimum: allowed for the in-memory store).
     let mut config = config("url = \"memory://out\"\nroll_count = 1000000");
-    config.upload_part_size = crate::config::units::ByteSize(64 << 10);
+    config.upload_part_size = crate::units::ByteSize(64 << 10);
     let store = Arc::new(InMemory::new());
     let remote = RemoteStore::new(store.clone(), "out".into(), "memory://out".into());
     let faults = remote.faults.fail_next.clone();

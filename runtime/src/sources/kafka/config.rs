@@ -7,7 +7,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use super::properties::{KafkaProperties, PropertyError};
-use crate::config::units::{ByteSize, HumanDuration};
+use crate::units::{ByteSize, HumanDuration};
 
 /// The `bootstrap_servers` value that means "the embedded demo broker".
 pub const EMBEDDED: &str = "embedded";

@@ -14,11 +14,11 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::config::units::HumanDuration;
 use crate::delivery::SourceLink;
 use crate::event::{Ack, Batch};
 use crate::metrics::Metrics;
 use crate::sources::SourceContext;
+use crate::units::HumanDuration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
