@@ -218,7 +218,11 @@ pub async fn main(cli: Cli) -> Result<i32> {
             let Some(def) = config.sinks.get(&sink) else {
                 bail!("no sink named `{sink}` in {}", config.file.display());
             };
-            let config::SinkKind::ObjectStore(os) = &def.kind else {
+            let Some(os) = def
+                .kind
+                .as_any()
+                .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
+            else {
                 bail!("sink `{sink}` is not an object_store sink");
             };
             let report = crate::sinks::object_store::verify::verify(&sink, os)

@@ -28,6 +28,7 @@ pub mod delivery;
 pub mod event;
 pub mod golden;
 pub mod kafka_errors;
+pub mod keys;
 pub mod lookup;
 pub mod metrics;
 pub mod plugin;

@@ -9,13 +9,13 @@ mod util;
 
 use std::time::Duration;
 
-use sluice::units::HumanDuration;
 use sluice::config::{BreakerConfig, FailurePolicy};
 use sluice::metrics::Metrics;
 use sluice::plugin::chain::{
     DEAD_LETTER_DIGEST, DEAD_LETTER_ORIGIN, DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON,
 };
 use sluice::plugin::{Chain, Limits, PluginEngine, PluginInstance, Stage, StagePolicy};
+use sluice::units::HumanDuration;
 use util::{batch, limits, plugin};
 
 fn chain(engine: &PluginEngine, metrics: &Metrics, config: &str, limits: Limits) -> Chain {

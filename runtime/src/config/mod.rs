@@ -40,6 +40,7 @@ pub mod team;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -55,10 +56,8 @@ use crate::channels::kafka::KafkaChannelConfig;
 use crate::lookup::config::{FileLookupConfig, KafkaLookupConfig};
 use crate::plugin::Limits;
 
-use crate::sinks::kafka::KafkaSinkConfig;
-use crate::sinks::logger::LoggerSinkConfig;
-use crate::sinks::null::NullSinkConfig;
-use crate::sinks::object_store::ObjectStoreSinkConfig;
+use crate::keys::KeyError;
+use crate::sinks::{self, Guarantee, Sink};
 use crate::sources::embedded::EmbeddedBrokerConfig;
 use crate::sources::exec::ExecSourceConfig;
 use crate::sources::kafka::KafkaSourceConfig;
@@ -267,8 +266,8 @@ fn default_capacity_bytes() -> ByteSize {
 /// A sink and the channel it drains.
 #[derive(Debug, Clone)]
 pub struct SinkDef {
-    /// The sink itself, by `type`.
-    pub kind: SinkKind,
+    /// The sink itself, by `type` (one of [`sinks::TYPES`]).
+    pub kind: Arc<dyn Sink>,
     /// Key `channel` (required): the channel this sink consumes.
     pub channel: String,
     /// Key `dead_letter` (`kafka` and `object_store` sinks): the channel for
@@ -279,35 +278,14 @@ pub struct SinkDef {
     pub dead_letter: Option<String>,
 }
 
-/// Sink types.
-#[derive(Debug, Clone)]
-pub enum SinkKind {
-    /// `type = "object_store"`: rolling files in S3, OSS, GCS, Azure, local disk.
-    ObjectStore(Box<ObjectStoreSinkConfig>),
-    /// `type = "kafka"`.
-    Kafka(Box<KafkaSinkConfig>),
-    /// `type = "logger"`.
-    Logger(LoggerSinkConfig),
-    /// `type = "null"`.
-    Null(NullSinkConfig),
-}
-
-impl SinkKind {
-    /// Whether the sink delivers exactly once (and so needs its source's
-    /// [`SourceLink`](crate::delivery::SourceLink)).
-    pub fn exactly_once(&self) -> bool {
-        match self {
-            SinkKind::ObjectStore(c) => c.exactly_once,
-            _ => false,
-        }
-    }
-}
-
 impl Config {
     /// The source feeding an exactly-once sink: the one source listing its
     /// channel in `channels` (checked when the config loads).
     pub fn exactly_once_source(&self, sink: &str) -> Option<&str> {
-        let def = self.sinks.get(sink).filter(|d| d.kind.exactly_once())?;
+        let def = self
+            .sinks
+            .get(sink)
+            .filter(|d| d.kind.guarantee() == Guarantee::ExactlyOnce)?;
         let mut feeders = self
             .sources
             .iter()
@@ -343,7 +321,6 @@ const TOP_LEVEL: &[&str] = &[
 const LOOKUP_TYPES: &[&str] = &["file", "kafka"];
 const SOURCE_TYPES: &[&str] = &["kafka", "exec"];
 const CHANNEL_TYPES: &[&str] = &["memory", "file", "kafka"];
-const SINK_TYPES: &[&str] = &["object_store", "kafka", "logger", "null"];
 
 /// Reads, interpolates and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -405,37 +382,64 @@ impl Loader<'_> {
         });
     }
 
+    /// A component type's reading of its table at `path`, its errors
+    /// reported there.
+    fn component<T>(&mut self, loaded: Result<T, KeyError>, path: &[String]) -> Option<T> {
+        match loaded {
+            Ok(v) => Some(v),
+            Err(KeyError::Keys(e)) => {
+                self.deserialize_error(e, path);
+                None
+            }
+            Err(KeyError::Invalid { at, message }) => {
+                let mut full = path.to_vec();
+                full.extend(at);
+                self.error(&full, message);
+                None
+            }
+        }
+    }
+
     /// Deserializes `value` into `T`, reporting errors at `path` + the error's own path.
     fn typed<T: DeserializeOwned>(&mut self, value: toml::Value, path: &[String]) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
-                let mut full = path.to_vec();
-                for seg in e.path().iter() {
-                    match seg {
-                        serde_path_to_error::Segment::Map { key } => full.push(key.clone()),
-                        serde_path_to_error::Segment::Seq { index } => full.push(index.to_string()),
-                        _ => {}
-                    }
-                }
-                let message = e.inner().to_string();
-                let message = message.trim().to_string();
-                if let Some(field) = unknown_field(&message) {
-                    if full.last().map(String::as_str) != Some(field) {
-                        full.push(field.to_owned());
-                    }
-                    let expected = message
-                        .split_once(", expected ")
-                        .map(|(_, exp)| format!("; expected {exp}"))
-                        .unwrap_or_default();
-                    self.error(&full, format!("unknown key `{field}`{expected}"));
-                } else if let Some(field) = missing_field(&message) {
-                    self.error(&full, format!("missing required key `{field}`"));
-                } else {
-                    self.error(&full, message);
-                }
+                self.deserialize_error(e, path);
                 None
             }
+        }
+    }
+
+    /// Reports a deserialization error at `path` + the error's own path.
+    fn deserialize_error(
+        &mut self,
+        e: serde_path_to_error::Error<toml::de::Error>,
+        path: &[String],
+    ) {
+        let mut full = path.to_vec();
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => full.push(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => full.push(index.to_string()),
+                _ => {}
+            }
+        }
+        let message = e.inner().to_string();
+        let message = message.trim().to_string();
+        if let Some(field) = unknown_field(&message) {
+            if full.last().map(String::as_str) != Some(field) {
+                full.push(field.to_owned());
+            }
+            let expected = message
+                .split_once(", expected ")
+                .map(|(_, exp)| format!("; expected {exp}"))
+                .unwrap_or_default();
+            self.error(&full, format!("unknown key `{field}`{expected}"));
+        } else if let Some(field) = missing_field(&message) {
+            self.error(&full, format!("missing required key `{field}`"));
+        } else {
+            self.error(&full, message);
         }
     }
 
@@ -750,30 +754,14 @@ impl Loader<'_> {
 
     fn sink(&mut self, name: &str, mut table: toml::Table) -> Option<SinkDef> {
         let path = ["sinks".to_string(), name.to_string()];
-        let kind = self.take_type(&mut table, &path, SINK_TYPES);
+        let names: Vec<&str> = sinks::TYPES.iter().map(|t| t.name).collect();
+        let kind = self.take_type(&mut table, &path, &names);
         let channel = self.take::<String>(&mut table, "channel", &path).ok()?;
         let dead_letter = self.take::<String>(&mut table, "dead_letter", &path).ok()?;
-        let value = toml::Value::Table(table);
-        let kind = match kind?.as_str() {
-            "object_store" => {
-                let cfg: ObjectStoreSinkConfig = self.typed(value, &path)?;
-                if let Err(e) = cfg.validate() {
-                    self.error(&path, e);
-                }
-                SinkKind::ObjectStore(Box::new(cfg))
-            }
-            "kafka" => {
-                let cfg: KafkaSinkConfig = self.typed(value, &path)?;
-                if let Err(e) = cfg.validate() {
-                    let at = property_path(&path, "kafka", &cfg.kafka, &e);
-                    self.error(&at, e);
-                }
-                SinkKind::Kafka(Box::new(cfg))
-            }
-            "logger" => SinkKind::Logger(self.typed(value, &path)?),
-            "null" => SinkKind::Null(self.typed(value, &path)?),
-            other => unreachable!("type `{other}` was checked against SINK_TYPES"),
-        };
+        let sink_type = sinks::TYPES
+            .iter()
+            .find(|t| Some(t.name) == kind.as_deref())?;
+        let kind = self.component((sink_type.load)(toml::Value::Table(table)), &path)?;
         let Some(channel) = channel else {
             self.error(
                 &path,
@@ -781,10 +769,20 @@ impl Loader<'_> {
             );
             return None;
         };
-        if dead_letter.is_some() && !matches!(kind, SinkKind::ObjectStore(_) | SinkKind::Kafka(_)) {
+        if dead_letter.is_some() && !sink_type.takes_dead_letter {
+            let mut takers: Vec<&str> = sinks::TYPES
+                .iter()
+                .filter(|t| t.takes_dead_letter)
+                .map(|t| t.name)
+                .collect();
+            takers.sort_unstable();
             self.error(
                 &path,
-                "`dead_letter` is for `kafka` and `object_store` sinks (a logger or null sink never rejects an event)",
+                format!(
+                    "`dead_letter` is for {} sinks (a `{}` sink never rejects an event)",
+                    list(&takers).replace(", ", " and "),
+                    sink_type.name
+                ),
             );
         }
         Some(SinkDef {
@@ -796,16 +794,13 @@ impl Loader<'_> {
 
     /// A transactional sink's commit waits for every other sink fed by its
     /// source to make its part of each batch durable (see
-    /// `sinks::kafka::transactional`). An object-store sink behind a memory
-    /// channel holds its part until a file rolls; one that rolls by size or
-    /// count alone would wait for events that cannot come while the
-    /// transaction waits for it. (A `file` or `kafka` channel holds the part
-    /// itself, durably, so what drains it does not matter.)
+    /// `sinks::kafka::transactional`). A sink behind a memory channel that
+    /// holds its part until more events arrive (an object-store file that
+    /// rolls by size or count alone) would wait for events that cannot come
+    /// while the transaction waits for it. (A `file` or `kafka` channel holds
+    /// the part itself, durably, so what drains it does not matter.)
     fn check_transaction_siblings(&mut self, config: &Config, sink: &str, source: &str) {
         for (other, def) in &config.sinks {
-            let SinkKind::ObjectStore(store) = &def.kind else {
-                continue;
-            };
             if other == sink
                 || !matches!(
                     config.channels.get(&def.channel),
@@ -815,10 +810,10 @@ impl Loader<'_> {
             {
                 continue;
             }
-            if store.roll_interval.is_none() && store.roll_idle.is_none() {
+            if !def.kind.releases_without_more_input() {
                 self.error(
                     &["sinks".to_owned(), other.clone()],
-                    format!("sink `{other}` shares source `{source}` with the exactly-once sink `{sink}`, whose transactions wait for it to make each batch durable; it must roll by time: set `roll_interval` or `roll_idle`"),
+                    format!("sink `{other}` shares source `{source}` with the exactly-once sink `{sink}`, whose transactions wait for it to make each batch durable; it must make each batch durable without waiting for more events (an `object_store` sink: roll by time, with `roll_interval` or `roll_idle`)"),
                 );
             }
         }
@@ -955,7 +950,8 @@ impl Loader<'_> {
             } else if *dl == sink.channel {
                 self.error(&at, format!("`{dl}` is the channel this sink drains; dead letters need a channel of their own"));
             } else if let Some((other, drained_by)) = drainer
-                && (drained_by.dead_letter.is_some() || drained_by.kind.exactly_once())
+                && (drained_by.dead_letter.is_some()
+                    || drained_by.kind.guarantee() == Guarantee::ExactlyOnce)
             {
                 self.error(
                     &at,
@@ -964,10 +960,9 @@ impl Loader<'_> {
             }
         }
         for (name, sink) in &config.sinks {
-            let SinkKind::Kafka(kafka) = &sink.kind else {
-                continue;
-            };
-            if !kafka.exactly_once || !config.channels.contains_key(&sink.channel) {
+            if sink.kind.guarantee() != Guarantee::Transactional
+                || !config.channels.contains_key(&sink.channel)
+            {
                 continue;
             }
             let path = key(&["sinks", name, "exactly_once"]);
@@ -1037,8 +1032,7 @@ impl Loader<'_> {
             }
         }
         for (name, sink) in &config.sinks {
-            let eo = sink.kind.exactly_once()
-                || matches!(&sink.kind, SinkKind::Kafka(k) if k.exactly_once);
+            let eo = sink.kind.guarantee() != Guarantee::AtLeastOnce;
             if eo
                 && matches!(config.channels.get(&sink.channel), Some(c) if !matches!(c, ChannelDef::Memory(_)))
             {
@@ -1052,7 +1046,7 @@ impl Loader<'_> {
             }
         }
         for (name, sink) in &config.sinks {
-            if !sink.kind.exactly_once() {
+            if sink.kind.guarantee() != Guarantee::ExactlyOnce {
                 continue;
             }
             let feeders: Vec<&String> = config
@@ -1094,13 +1088,11 @@ impl Loader<'_> {
                 );
             }
         }
-        let needs_embedded =
-            config.sources.values().any(|s| match &s.kind {
-                SourceKind::Kafka(k) => k.bootstrap_servers == "embedded",
-                SourceKind::Exec(_) => false,
-            }) || config.sinks.values().any(
-                |s| matches!(&s.kind, SinkKind::Kafka(k) if k.bootstrap_servers == "embedded"),
-            ) || config
+        let needs_embedded = config.sources.values().any(|s| match &s.kind {
+            SourceKind::Kafka(k) => k.bootstrap_servers == "embedded",
+            SourceKind::Exec(_) => false,
+        }) || config.sinks.values().any(|s| s.kind.uses_embedded_broker())
+            || config
                 .channels
                 .values()
                 .any(|c| matches!(c, ChannelDef::Kafka(k) if k.bootstrap_servers == "embedded"));
@@ -1124,14 +1116,7 @@ fn property_path(
     message: &str,
 ) -> Vec<String> {
     let mut at = path.to_vec();
-    if let Some(prop) = props
-        .keys()
-        .find(|prop| message.starts_with(&format!("`{table}.\"{prop}\"`")))
-    {
-        at.extend([table.to_owned(), prop.clone()]);
-    } else if table == "properties" {
-        at.push(table.to_owned());
-    }
+    at.extend(props.key_of(table, message));
     at
 }
 

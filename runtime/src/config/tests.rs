@@ -391,7 +391,11 @@ transaction_max_events = 5000
 #[test]
 fn an_exactly_once_kafka_sink_loads() {
     let config = parse_str(EXACTLY_ONCE_KAFKA).unwrap();
-    let SinkKind::Kafka(k) = &config.sinks["auths"].kind else {
+    let Some(k) = config.sinks["auths"]
+        .kind
+        .as_any()
+        .downcast_ref::<crate::sinks::kafka::KafkaSinkConfig>()
+    else {
         panic!("a kafka sink")
     };
     assert!(k.exactly_once);

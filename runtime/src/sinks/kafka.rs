@@ -45,11 +45,13 @@
 //! With `exactly_once = true` the sink is transactional instead (Kafka →
 //! Kafka exactly-once): see [`transactional`].
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
@@ -62,9 +64,10 @@ use tracing::{error, info, warn};
 use crate::channels::ChannelReceiver;
 use crate::event::{Batch, EventRef};
 use crate::kafka_errors::{Health, Role, describe_error};
+use crate::keys::{self, KeyError};
 use crate::metrics::Counter;
 use crate::sinks::dead_letter::DeadLetter;
-use crate::sinks::{SinkContext, SinkError};
+use crate::sinks::{Guarantee, Sink, SinkContext, SinkError, SinkType};
 use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 use crate::units::HumanDuration;
 
@@ -272,6 +275,46 @@ impl KafkaSinkConfig {
                 self.transaction_timeout().as_millis().to_string(),
             );
         Ok(config)
+    }
+}
+
+/// `type = "kafka"`.
+pub const TYPE: SinkType = SinkType {
+    name: "kafka",
+    takes_dead_letter: true,
+    load: |table| {
+        let config: KafkaSinkConfig = keys::deserialize(table)?;
+        config.validate().map_err(|message| KeyError::Invalid {
+            at: config.kafka.key_of("kafka", &message),
+            message,
+        })?;
+        Ok(Arc::new(config))
+    },
+};
+
+impl Sink for KafkaSinkConfig {
+    fn guarantee(&self) -> Guarantee {
+        if self.exactly_once {
+            Guarantee::Transactional
+        } else {
+            Guarantee::AtLeastOnce
+        }
+    }
+
+    fn uses_embedded_broker(&self) -> bool {
+        self.bootstrap_servers == "embedded"
+    }
+
+    fn run(
+        &self,
+        input: ChannelReceiver,
+        ctx: SinkContext,
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        Box::pin(run(self.clone(), input, ctx))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

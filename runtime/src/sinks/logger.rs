@@ -1,12 +1,23 @@
 //! The `logger` sink: writes each event to the log (Flume's logger sink), for
 //! debugging pipelines. Events are acknowledged once logged.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{SinkContext, SinkError};
+use super::{Guarantee, Sink, SinkContext, SinkError, SinkType};
 use crate::channels::ChannelReceiver;
+use crate::keys;
+
+/// `type = "logger"`.
+pub const TYPE: SinkType = SinkType {
+    name: "logger",
+    takes_dead_letter: false,
+    load: |table| Ok(Arc::new(keys::deserialize::<LoggerSinkConfig>(table)?)),
+};
 
 /// `type = "logger"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +39,24 @@ impl Default for LoggerSinkConfig {
 
 fn default_max_body() -> usize {
     256
+}
+
+impl Sink for LoggerSinkConfig {
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::AtLeastOnce
+    }
+
+    fn run(
+        &self,
+        input: ChannelReceiver,
+        ctx: SinkContext,
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        Box::pin(run(self.clone(), input, ctx))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Logs every event of `input` until it ends.

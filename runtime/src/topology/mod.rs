@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelReceiver, ChannelSender, file, kafka, memory};
 use crate::config::LookupDef;
-use crate::config::{ChannelDef, Config, SinkKind, SourceKind};
+use crate::config::{ChannelDef, Config, SourceKind};
 use crate::delivery::SourceLink;
 use crate::kafka_errors::Health;
 use crate::lookup::{Grants, LookupTable};
@@ -42,7 +42,7 @@ use crate::plugin::reload::{self, WatchSet, WatchedTable};
 use crate::plugin::{
     Chain, EngineOptions, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec, Stage, StagePolicy,
 };
-use crate::sinks::{self, SinkContext};
+use crate::sinks::{Guarantee, SinkContext};
 use crate::sources::embedded::EmbeddedBroker;
 use crate::sources::{self, SourceContext};
 use processor::Dispatch;
@@ -232,9 +232,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             [source] => links.get(source).cloned(),
             _ => None,
         };
-        if let (SinkKind::Kafka(k), Some(link)) = (&def.kind, &link)
-            && k.exactly_once
-        {
+        if let (Guarantee::Transactional, Some(link)) = (def.kind.guarantee(), &link) {
             // The sink's transactions commit the source's offsets.
             link.set_offsets_in_transactions();
         }
@@ -242,7 +240,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         // consumer group's commit, unless the sink keeps its own positions
         // and has no dead-letter sink (which keeps none: an exactly-once
         // sink sends what it re-reads there again).
-        if !def.kind.exactly_once() || def.dead_letter.is_some() {
+        if def.kind.guarantee() != Guarantee::ExactlyOnce || def.dead_letter.is_some() {
             for source in config.sources_feeding(&def.channel) {
                 links[source].set_co_fed();
             }
@@ -258,15 +256,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             state_dir: Some(config.data_dir.join("sinks").join(name)),
             dead_letter: def.dead_letter.as_ref().map(|c| senders[c].clone()),
         };
-        let kind = def.kind.clone();
-        sink_tasks.spawn(async move {
-            match kind {
-                SinkKind::ObjectStore(c) => sinks::object_store::run(*c, rx, ctx).await,
-                SinkKind::Kafka(c) => sinks::kafka::run(*c, rx, ctx).await,
-                SinkKind::Logger(c) => sinks::logger::run(c, rx, ctx).await,
-                SinkKind::Null(c) => sinks::null::run(c, rx, ctx).await,
-            }
-        });
+        sink_tasks.spawn(def.kind.run(rx, ctx));
     }
 
     // Sources and their processors.

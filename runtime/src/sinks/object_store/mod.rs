@@ -75,8 +75,10 @@ mod test_store;
 #[cfg(test)]
 mod tests;
 
+use std::any::Any;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::multipart::MultipartStore;
 
@@ -84,7 +86,45 @@ pub use self::config::{ObjectStoreSinkConfig, S3Options};
 pub use self::format::{Compression, Format};
 use self::store::{Destination, RemoteStore, url_prefix};
 use crate::channels::ChannelReceiver;
-use crate::sinks::{SinkContext, SinkError};
+use crate::keys::{self, KeyError};
+use crate::sinks::{Guarantee, Sink, SinkContext, SinkError, SinkType};
+
+/// `type = "object_store"`.
+pub const TYPE: SinkType = SinkType {
+    name: "object_store",
+    takes_dead_letter: true,
+    load: |table| {
+        let config: ObjectStoreSinkConfig = keys::deserialize(table)?;
+        config.validate().map_err(KeyError::invalid)?;
+        Ok(Arc::new(config))
+    },
+};
+
+impl Sink for ObjectStoreSinkConfig {
+    fn guarantee(&self) -> Guarantee {
+        if self.exactly_once {
+            Guarantee::ExactlyOnce
+        } else {
+            Guarantee::AtLeastOnce
+        }
+    }
+
+    fn releases_without_more_input(&self) -> bool {
+        self.roll_interval.is_some() || self.roll_idle.is_some()
+    }
+
+    fn run(
+        &self,
+        input: ChannelReceiver,
+        ctx: SinkContext,
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        Box::pin(run(self.clone(), input, ctx))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// Runs the sink: writes every batch from `input` into rolling files until
 /// `input` ends, then completes all open files and returns. Returns an error

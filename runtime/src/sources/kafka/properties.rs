@@ -259,6 +259,25 @@ impl<'de> Visitor<'de> for ValueVisitor {
 #[serde(transparent)]
 pub struct KafkaProperties(BTreeMap<String, KafkaValue>);
 
+impl KafkaProperties {
+    /// The key a validation message about these properties is at, below the
+    /// component's table: `[table, prop]` when the message starts with
+    /// ``"`<table>.\"<prop>\"`"``, `[table]` for a `properties` table,
+    /// nothing otherwise (the table as a whole).
+    pub fn key_of(&self, table: &str, message: &str) -> Vec<String> {
+        if let Some(prop) = self
+            .keys()
+            .find(|prop| message.starts_with(&format!("`{table}.\"{prop}\"`")))
+        {
+            vec![table.to_owned(), prop.clone()]
+        } else if table == "properties" {
+            vec![table.to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 impl Deref for KafkaProperties {
     type Target = BTreeMap<String, KafkaValue>;
 

@@ -1,0 +1,39 @@
+//! Reading one component's own keys. A component type (a sink, say) turns
+//! the TOML table of `[sinks.<name>]` into its checked configuration, or
+//! into a [`KeyError`] that says which key is wrong and why; the
+//! configuration loader ([`crate::config`]) adds the table's own path and
+//! locates it in the file (file, line, column). Components depend on this
+//! leaf module, never on the loader.
+
+use serde::de::DeserializeOwned;
+
+/// Why a component's table is not a valid configuration.
+#[derive(Debug)]
+pub enum KeyError {
+    /// A key that does not deserialize (unknown, of the wrong type, a bad
+    /// unit), with serde's path to it.
+    Keys(serde_path_to_error::Error<toml::de::Error>),
+    /// Keys that deserialize but do not make sense together or alone.
+    Invalid {
+        /// The key at fault, below the component's table (empty: the table
+        /// as a whole).
+        at: Vec<String>,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+impl KeyError {
+    /// A problem of the table as a whole.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            at: Vec::new(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserializes a component's table into its configuration type.
+pub fn deserialize<T: DeserializeOwned>(table: toml::Value) -> Result<T, KeyError> {
+    serde_path_to_error::deserialize(table).map_err(KeyError::Keys)
+}
