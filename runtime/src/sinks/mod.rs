@@ -31,7 +31,13 @@ use crate::keys::KeyError;
 use crate::metrics::Metrics;
 
 /// Every sink type: its `type` name and how its keys are read.
-pub const TYPES: &[SinkType] = &[object_store::TYPE, kafka::TYPE, logger::TYPE, null::TYPE];
+#[rustfmt::skip] // one line per type
+pub const TYPES: &[SinkType] = &[
+    object_store::TYPE,
+    kafka::TYPE,
+    logger::TYPE,
+    null::TYPE,
+];
 
 /// One sink type.
 pub struct SinkType {
