@@ -13,6 +13,7 @@
 //! that is what lets sources commit offsets safely.
 
 pub mod dead_letter;
+pub mod file;
 pub mod kafka;
 pub mod logger;
 pub mod null;
@@ -37,6 +38,7 @@ pub const TYPES: &[SinkType] = &[
     kafka::TYPE,
     logger::TYPE,
     null::TYPE,
+    file::TYPE,
 ];
 
 /// One sink type.
