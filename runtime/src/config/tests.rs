@@ -96,7 +96,7 @@ fn dangling_references_are_errors() {
         "{}",
         err.message
     );
-    assert_eq!((err.line, err.col), (15, 1));
+    assert_eq!((err.line, err.col), (14, 1));
     // The channel it meant is now drained by nobody, which is reported too.
     assert!(errors.iter().any(|e| e.key == "channels.lake"));
 
@@ -772,4 +772,46 @@ fn an_object_store_sink_beside_a_transactional_sink_must_roll_by_time() {
     );
     parse_str(&beside("roll_size = \"1MiB\"\nroll_idle = \"5s\"")).unwrap();
     parse_str(&beside("roll_interval = \"10s\"")).unwrap();
+}
+
+#[test]
+fn a_file_sink_loads_and_its_keys_are_located() {
+    let text = r#"
+[sources.s]
+type = "exec"
+command = ["true"]
+channels = ["out"]
+
+[channels.out]
+type = "memory"
+
+[sinks.out]
+type = "file"
+channel = "out"
+path = "/tmp/sluice-out.jsonl"
+format = "jsonl"
+"#;
+    let config = parse_str(text).unwrap();
+    let Some(file) = config.sinks["out"]
+        .kind
+        .as_any()
+        .downcast_ref::<crate::sinks::file::FileSinkConfig>()
+    else {
+        panic!("a file sink")
+    };
+    assert!(file.fsync);
+    let err = single_error(&text.replace("format = \"jsonl\"", "fsink = true"));
+    assert_eq!(err.key, "sinks.out.fsink");
+    assert_eq!((err.line, err.col), (14, 1));
+    let err = single_error(&text.replace("/tmp/sluice-out.jsonl", "/"));
+    assert_eq!(err.key, "sinks.out.path");
+    let errors = parse_str(&format!("{text}dead_letter = \"out\"\n"))
+        .unwrap_err()
+        .0;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "sinks.out" && e.message.contains("a `file` sink never rejects")),
+        "{errors:?}"
+    );
 }
