@@ -59,8 +59,7 @@ use crate::plugin::Limits;
 use crate::keys::KeyError;
 use crate::sinks::{self, Guarantee, Sink};
 use crate::sources::embedded::EmbeddedBrokerConfig;
-use crate::sources::exec::ExecSourceConfig;
-use crate::sources::kafka::KafkaSourceConfig;
+use crate::sources::{self, Source};
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -90,8 +89,10 @@ pub struct Config {
 /// A source and the processing chain of its events.
 #[derive(Debug, Clone)]
 pub struct SourceDef {
-    /// The source itself, by `type`.
-    pub kind: SourceKind,
+    /// The source itself, by `type` (one of [`sources::TYPES`]).
+    pub kind: Arc<dyn Source>,
+    /// Its `type`.
+    pub type_name: &'static str,
     /// Key `decoder`: name of a decoder plugin run first.
     pub decoder: Option<String>,
     /// Key `interceptors`: interceptor plugins run in order.
@@ -117,15 +118,6 @@ impl SourceDef {
             .chain(&self.router)
             .map(String::as_str)
     }
-}
-
-/// Source types.
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    /// `type = "kafka"`.
-    Kafka(Box<KafkaSourceConfig>),
-    /// `type = "exec"`: the output lines of a command (see [`crate::sources::exec`]).
-    Exec(Box<ExecSourceConfig>),
 }
 
 /// `[plugins.<name>]`.
@@ -319,7 +311,6 @@ const TOP_LEVEL: &[&str] = &[
     "sinks",
 ];
 const LOOKUP_TYPES: &[&str] = &["file", "kafka"];
-const SOURCE_TYPES: &[&str] = &["kafka", "exec"];
 const CHANNEL_TYPES: &[&str] = &["memory", "file", "kafka"];
 
 /// Reads, interpolates and validates the configuration file at `path`.
@@ -707,33 +698,18 @@ impl Loader<'_> {
 
     fn source(&mut self, name: &str, mut table: toml::Table) -> Option<SourceDef> {
         let path = ["sources".to_string(), name.to_string()];
-        let kind = self.take_type(&mut table, &path, SOURCE_TYPES);
+        let type_names: Vec<&str> = sources::TYPES.iter().map(|t| t.name).collect();
+        let kind = self.take_type(&mut table, &path, &type_names);
         let decoder = self.take::<String>(&mut table, "decoder", &path);
         let interceptors = self.take::<Vec<String>>(&mut table, "interceptors", &path);
         let router = self.take::<String>(&mut table, "router", &path);
         let channels = self.take::<Vec<String>>(&mut table, "channels", &path);
         let dead_letter = self.take::<String>(&mut table, "dead_letter", &path);
         let team = self.take::<String>(&mut table, "team", &path);
-        let kind = match kind?.as_str() {
-            "kafka" => {
-                let cfg: KafkaSourceConfig = self.typed(toml::Value::Table(table), &path)?;
-                if let Err(e) = cfg.validate() {
-                    let at = property_path(&path, "kafka", &cfg.kafka, &e);
-                    self.error(&at, e);
-                }
-                SourceKind::Kafka(Box::new(cfg))
-            }
-            "exec" => {
-                let cfg: ExecSourceConfig = self.typed(toml::Value::Table(table), &path)?;
-                if let Err((key, e)) = cfg.validate() {
-                    let mut p = path.to_vec();
-                    p.push(key.into());
-                    self.error(&p, e);
-                }
-                SourceKind::Exec(Box::new(cfg))
-            }
-            other => unreachable!("type `{other}` was checked against SOURCE_TYPES"),
-        };
+        let source_type = sources::TYPES
+            .iter()
+            .find(|t| Some(t.name) == kind.as_deref())?;
+        let kind = self.component((source_type.load)(toml::Value::Table(table)), &path)?;
         let channels = channels.ok()?;
         if channels.as_ref().is_none_or(Vec::is_empty) {
             self.error(
@@ -743,6 +719,7 @@ impl Loader<'_> {
         }
         Some(SourceDef {
             kind,
+            type_name: source_type.name,
             decoder: decoder.ok()?,
             interceptors: interceptors.ok()?.unwrap_or_default(),
             router: router.ok()?,
@@ -967,13 +944,17 @@ impl Loader<'_> {
             }
             let path = key(&["sinks", name, "exactly_once"]);
             match config.sources_feeding(&sink.channel)[..] {
-                [source] => match &config.sources[source].kind {
-                    SourceKind::Kafka(_) => self.check_transaction_siblings(config, name, source),
-                    SourceKind::Exec(_) => self.error(
-                        &path,
-                        format!("`exactly_once = true` needs a `kafka` source, whose offsets the transactions commit; source `{source}` is an `exec` source, which cannot re-read (put a `file` channel after it for at-least-once instead)"),
-                    ),
-                },
+                [source] => {
+                    let def = &config.sources[source];
+                    if def.kind.rereads() {
+                        self.check_transaction_siblings(config, name, source);
+                    } else {
+                        self.error(
+                            &path,
+                            format!("`exactly_once = true` needs a `kafka` source, whose offsets the transactions commit; source `{source}` is an `{}` source, which cannot re-read (put a `file` channel after it for at-least-once instead)", def.type_name),
+                        );
+                    }
+                }
                 [] if self.broken.iter().any(|b| b.starts_with("sources.")) => {}
                 ref feeders => self.error(
                     &path,
@@ -1080,7 +1061,7 @@ impl Loader<'_> {
                     ),
                 );
             } else if let Some(source) = config.sources.get(feeders[0])
-                && !matches!(source.kind, SourceKind::Kafka(_))
+                && !source.kind.rereads()
             {
                 self.error(
                     &key(&["sinks", name, "exactly_once"]),
@@ -1088,10 +1069,11 @@ impl Loader<'_> {
                 );
             }
         }
-        let needs_embedded = config.sources.values().any(|s| match &s.kind {
-            SourceKind::Kafka(k) => k.bootstrap_servers == "embedded",
-            SourceKind::Exec(_) => false,
-        }) || config.sinks.values().any(|s| s.kind.uses_embedded_broker())
+        let needs_embedded = config
+            .sources
+            .values()
+            .any(|s| s.kind.uses_embedded_broker())
+            || config.sinks.values().any(|s| s.kind.uses_embedded_broker())
             || config
                 .channels
                 .values()

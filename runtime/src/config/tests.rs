@@ -96,7 +96,7 @@ fn dangling_references_are_errors() {
         "{}",
         err.message
     );
-    assert_eq!((err.line, err.col), (14, 1));
+    assert_eq!((err.line, err.col), (15, 1));
     // The channel it meant is now drained by nobody, which is reported too.
     assert!(errors.iter().any(|e| e.key == "channels.lake"));
 
@@ -142,7 +142,11 @@ fn plugins_need_a_dead_letter_channel_and_an_existing_file() {
 #[test]
 fn environment_variables_are_interpolated_or_reported() {
     let config = parse_str(&VALID.replace("127.0.0.1:9092", "${BROKER}")).unwrap();
-    let SourceKind::Kafka(kafka) = &config.sources["tx"].kind else {
+    let Some(kafka) = config.sources["tx"]
+        .kind
+        .as_any()
+        .downcast_ref::<crate::sources::kafka::KafkaSourceConfig>()
+    else {
         panic!("expected a kafka source");
     };
     assert_eq!(kafka.bootstrap_servers, "10.0.0.1:9092");
@@ -501,7 +505,11 @@ fn durable_channels_and_the_exec_source_load() {
         panic!("expected a kafka channel");
     };
     assert_eq!(kafka.topic, "sluice-buffer");
-    let SourceKind::Exec(exec) = &config.sources["edge"].kind else {
+    let Some(exec) = config.sources["edge"]
+        .kind
+        .as_any()
+        .downcast_ref::<crate::sources::exec::ExecSourceConfig>()
+    else {
         panic!("expected an exec source");
     };
     assert_eq!(exec.command, vec!["vmstat".to_string(), "1".to_string()]);

@@ -211,6 +211,40 @@ struct Exec {
     metrics: ExecMetrics,
 }
 
+/// `type = "exec"`.
+pub const TYPE: super::SourceType = super::SourceType {
+    name: "exec",
+    load: |table| {
+        let config: ExecSourceConfig = crate::keys::deserialize(table)?;
+        config
+            .validate()
+            .map_err(|(key, message)| crate::keys::KeyError::Invalid {
+                at: vec![key.to_owned()],
+                message,
+            })?;
+        Ok(std::sync::Arc::new(config))
+    },
+};
+
+impl super::Source for ExecSourceConfig {
+    fn rereads(&self) -> bool {
+        false
+    }
+
+    fn run(
+        &self,
+        output: mpsc::Sender<Batch>,
+        ctx: SourceContext,
+        _link: std::sync::Arc<crate::delivery::SourceLink>,
+    ) -> futures::future::BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(run(self.clone(), output, ctx))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// Runs the source until shutdown (or, without `restart`, until the command
 /// exits); see the module docs.
 pub async fn run(

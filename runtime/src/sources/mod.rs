@@ -1,5 +1,9 @@
 //! Sources: where events enter Sluice.
 //!
+//! Each source type is one module, named after its `type`, and one line in
+//! [`TYPES`]; its config implements [`Source`], through which the loader
+//! and the topology know it.
+//!
 //! A source turns what it reads into [`crate::event::Batch`]es (batched by count
 //! and by time), each with an [`crate::event::Ack`] whose reports tell the source
 //! what it may commit. It sends batches to its processing stage until the
@@ -10,11 +14,59 @@ pub mod embedded;
 pub mod exec;
 pub mod kafka;
 
+use std::any::Any;
+use std::fmt::Debug;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::SourceLink;
+use crate::event::Batch;
+use crate::keys::KeyError;
 use crate::metrics::Metrics;
+
+/// Every source type: its `type` name and how its keys are read.
+#[rustfmt::skip] // one line per type
+pub const TYPES: &[SourceType] = &[
+    kafka::TYPE,
+    exec::TYPE,
+];
+
+/// One source type.
+pub struct SourceType {
+    /// The value of `type`.
+    pub name: &'static str,
+    /// Reads the keys of a `[sources.<name>]` table (less the wiring keys
+    /// `type`, `decoder`, `interceptors`, `router`, `channels`,
+    /// `dead_letter` and `team`) into a checked configuration.
+    pub load: fn(toml::Value) -> Result<Arc<dyn Source>, KeyError>,
+}
+
+/// A source type's checked configuration: what the wiring needs to know of
+/// the source, and how to run it.
+pub trait Source: Debug + Send + Sync + Any {
+    /// Whether it can read again from a committed position after a crash
+    /// (a Kafka consumer can; a command's output cannot). Exactly-once
+    /// sinks accept only such sources.
+    fn rereads(&self) -> bool;
+    /// Whether it connects to the embedded demo broker.
+    fn uses_embedded_broker(&self) -> bool {
+        false
+    }
+    /// Runs the source, sending its batches to `output`, until
+    /// `ctx.shutdown` fires and what it sent is acknowledged. `link` is its
+    /// delivery link with the sinks it feeds ([`crate::delivery`]).
+    fn run(
+        &self,
+        output: mpsc::Sender<Batch>,
+        ctx: SourceContext,
+        link: Arc<SourceLink>,
+    ) -> BoxFuture<'static, Result<(), SourceError>>;
+    /// For tools and tests that need one type's own keys.
+    fn as_any(&self) -> &dyn Any;
+}
 
 /// What every source gets from the topology.
 #[derive(Clone)]

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelReceiver, ChannelSender, file, kafka, memory};
 use crate::config::LookupDef;
-use crate::config::{ChannelDef, Config, SourceKind};
+use crate::config::{ChannelDef, Config};
 use crate::delivery::SourceLink;
 use crate::kafka_errors::Health;
 use crate::lookup::{Grants, LookupTable};
@@ -43,8 +43,8 @@ use crate::plugin::{
     Chain, EngineOptions, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec, Stage, StagePolicy,
 };
 use crate::sinks::{Guarantee, SinkContext};
+use crate::sources::SourceContext;
 use crate::sources::embedded::EmbeddedBroker;
-use crate::sources::{self, SourceContext};
 use processor::Dispatch;
 
 /// Longest wait for a durable channel to record its sink's last
@@ -306,14 +306,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             shutdown: shutdown.clone(),
             embedded_bootstrap: embedded_bootstrap.clone(),
         };
-        let kind = def.kind.clone();
-        let link = links[name].clone();
-        source_tasks.spawn(async move {
-            match kind {
-                SourceKind::Kafka(c) => sources::kafka::run(*c, tx, ctx, link).await,
-                SourceKind::Exec(c) => sources::exec::run(*c, tx, ctx).await,
-            }
-        });
+        source_tasks.spawn(def.kind.run(tx, ctx, links[name].clone()));
         let failed = shutdown.clone();
         processor_tasks.spawn(processor::run(Chain::new(stages), rx, dispatch, failed));
     }

@@ -60,7 +60,53 @@ pub use config::{EMBEDDED, KafkaSourceConfig, StartFrom, check_properties, resol
 pub use properties::{KafkaProperties, KafkaValue, PropertyError};
 pub use source::run;
 
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use rdkafka::config::RDKafkaLogLevel;
+use tokio::sync::mpsc;
+
+use super::{Source, SourceContext, SourceError, SourceType};
+use crate::delivery::SourceLink;
+use crate::event::Batch;
+use crate::keys::{self, KeyError};
+
+/// `type = "kafka"`.
+pub const TYPE: SourceType = SourceType {
+    name: "kafka",
+    load: |table| {
+        let config: KafkaSourceConfig = keys::deserialize(table)?;
+        config.validate().map_err(|message| KeyError::Invalid {
+            at: config.kafka.key_of("kafka", &message),
+            message,
+        })?;
+        Ok(Arc::new(config))
+    },
+};
+
+impl Source for KafkaSourceConfig {
+    fn rereads(&self) -> bool {
+        true
+    }
+
+    fn uses_embedded_broker(&self) -> bool {
+        self.bootstrap_servers == EMBEDDED
+    }
+
+    fn run(
+        &self,
+        output: mpsc::Sender<Batch>,
+        ctx: SourceContext,
+        link: Arc<SourceLink>,
+    ) -> BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(run(self.clone(), output, ctx, link))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// Forwards a librdkafka log line of client `client` to `tracing`, with
 /// every secret given to a client scrubbed from it ([`properties::redact`]):
