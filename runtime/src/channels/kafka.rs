@@ -73,9 +73,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::channels::Closed;
+use crate::channels::{
+    Channel, ChannelError, ChannelReceiver, ChannelSender, ChannelType, Closed, OpenChannel,
+    OpenContext,
+};
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::kafka_errors::{Health, Role, describe_error};
+use crate::keys::{self, KeyError};
 use crate::metrics::{Counter, Metrics};
 use crate::sources::kafka::offsets::{Reported, Tp, Tracker};
 use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
@@ -234,6 +238,53 @@ struct Counters {
     commits: Counter,
 }
 
+/// `type = "kafka"`.
+pub const TYPE: ChannelType = ChannelType {
+    name: "kafka",
+    load: |table, _| {
+        let config: KafkaChannelConfig = keys::deserialize(table)?;
+        config
+            .validate()
+            .map_err(|(key, message)| KeyError::Invalid {
+                at: match key {
+                    "properties" => config.properties.key_of(key, &message),
+                    key => vec![key.to_owned()],
+                },
+                message,
+            })?;
+        Ok(Arc::new(config))
+    },
+};
+
+impl Channel for KafkaChannelConfig {
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn uses_embedded_broker(&self) -> bool {
+        self.bootstrap_servers == crate::sources::kafka::EMBEDDED
+    }
+
+    fn open(&self, name: &str, ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
+        let opened = open(name, self, ctx.embedded_bootstrap, ctx.metrics).map_err(|message| {
+            ChannelError {
+                channel: name.to_owned(),
+                message,
+            }
+        })?;
+        Ok(OpenChannel {
+            sender: ChannelSender::Kafka(opened.sender),
+            receiver: ChannelReceiver::Kafka(opened.receiver),
+            settle: Some(opened.committer),
+            health: Some(opened.health),
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// Connects channel `name`: creates its producer and consumer and
 /// subscribes. Must run inside a tokio runtime.
 pub fn open(
@@ -242,12 +293,8 @@ pub fn open(
     embedded_bootstrap: Option<&str>,
     metrics: &Metrics,
 ) -> Result<Opened, String> {
-    let fail = |m: String| format!("channel `{name}`: {m}");
-    config
-        .validate()
-        .map_err(|(k, m)| fail(format!("`{k}` {m}")))?;
-    let bootstrap =
-        resolve_bootstrap(&config.bootstrap_servers, embedded_bootstrap).map_err(fail)?;
+    config.validate().map_err(|(k, m)| format!("`{k}` {m}"))?;
+    let bootstrap = resolve_bootstrap(&config.bootstrap_servers, embedded_bootstrap)?;
     let c = |what: &str| metrics.counter(&format!("channel.{name}.{what}"));
     let counters = Arc::new(Counters {
         events_in: c("events_in"),
@@ -265,31 +312,27 @@ pub fn open(
     };
     let producer: FutureProducer<ChannelKafkaContext> = config
         .producer_config(&bootstrap, &format!("sluice-channel-{name}"))
-        .map_err(|e| fail(format!("configuring the producer: {e}")))?
+        .map_err(|e| format!("configuring the producer: {e}"))?
         .create_with_context(context())
         .map_err(|e| {
-            fail(format!(
+            format!(
                 "creating the producer for `{bootstrap}`: {}",
                 describe_error(&e)
-            ))
+            )
         })?;
     let consumer: StreamConsumer<ChannelKafkaContext> = config
         .consumer_config(&bootstrap, &format!("sluice-channel-{name}"))
-        .map_err(|e| fail(format!("configuring the consumer: {e}")))?
+        .map_err(|e| format!("configuring the consumer: {e}"))?
         .create_with_context(context())
         .map_err(|e| {
-            fail(format!(
+            format!(
                 "creating the consumer for `{bootstrap}`: {}",
                 describe_error(&e)
-            ))
+            )
         })?;
-    consumer.subscribe(&[&config.topic]).map_err(|e| {
-        fail(format!(
-            "subscribing to `{}`: {}",
-            config.topic,
-            describe_error(&e)
-        ))
-    })?;
+    consumer
+        .subscribe(&[&config.topic])
+        .map_err(|e| format!("subscribing to `{}`: {}", config.topic, describe_error(&e)))?;
     let consumer = Arc::new(consumer);
     let closed = tokio_util::sync::CancellationToken::new();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();

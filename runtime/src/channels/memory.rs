@@ -6,13 +6,67 @@
 //! lost if the process dies, but nothing in it has been committed at the
 //! source yet, so a Kafka source redelivers it (at-least-once).
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::{Channel, ChannelError, ChannelType, OpenChannel, OpenContext};
 pub use super::{ChannelReceiver, ChannelSender, Closed};
 use crate::event::Batch;
+use crate::keys;
+use crate::units::ByteSize;
+
+/// `type = "memory"`.
+pub const TYPE: ChannelType = ChannelType {
+    name: "memory",
+    load: |table, _| Ok(Arc::new(keys::deserialize::<MemoryChannelConfig>(table)?)),
+};
+
+/// Keys of a `memory` channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryChannelConfig {
+    /// Most events held. Default 10000.
+    #[serde(default = "default_capacity_events")]
+    pub capacity_events: usize,
+    /// Most payload bytes held. Default `"64MiB"`.
+    #[serde(default = "default_capacity_bytes")]
+    pub capacity_bytes: ByteSize,
+}
+
+fn default_capacity_events() -> usize {
+    10_000
+}
+
+fn default_capacity_bytes() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+impl Channel for MemoryChannelConfig {
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn open(&self, _name: &str, _ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
+        let (sender, receiver) = channel(Capacity {
+            events: self.capacity_events,
+            bytes: usize::try_from(self.capacity_bytes.get()).unwrap_or(usize::MAX),
+        });
+        Ok(OpenChannel {
+            sender,
+            receiver,
+            settle: None,
+            health: None,
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// Largest permit count tokio's semaphore accepts in one acquire.
 const MAX_PERMITS: usize = u32::MAX as usize >> 3;

@@ -51,8 +51,7 @@ pub use team::{Capabilities, DEFAULT_TEAM, TeamDef};
 pub use crate::plugin::{BreakerConfig, FailurePolicy, PluginKind};
 use crate::units::{ByteSize, HumanDuration};
 
-use crate::channels::file::FileChannelConfig;
-use crate::channels::kafka::KafkaChannelConfig;
+use crate::channels::{self, Channel};
 use crate::lookup::config::{FileLookupConfig, KafkaLookupConfig};
 use crate::plugin::Limits;
 
@@ -81,7 +80,7 @@ pub struct Config {
     /// `[plugins.<name>]`.
     pub plugins: BTreeMap<String, PluginDef>,
     /// `[channels.<name>]`.
-    pub channels: BTreeMap<String, ChannelDef>,
+    pub channels: BTreeMap<String, Arc<dyn Channel>>,
     /// `[sinks.<name>]`.
     pub sinks: BTreeMap<String, SinkDef>,
 }
@@ -223,38 +222,6 @@ pub enum LookupDef {
     Kafka(Box<KafkaLookupConfig>),
 }
 
-/// `[channels.<name>]`.
-#[derive(Debug, Clone)]
-pub enum ChannelDef {
-    /// `type = "memory"`: a bounded in-memory queue (see [`crate::channels::memory`]).
-    Memory(MemoryChannelConfig),
-    /// `type = "file"`: a write-ahead log on local disk (see
-    /// [`crate::channels::file`]); its `dir` is resolved when loading.
-    File(FileChannelConfig),
-    /// `type = "kafka"`: a Kafka topic as the channel (see [`crate::channels::kafka`]).
-    Kafka(Box<KafkaChannelConfig>),
-}
-
-/// Keys of a `memory` channel.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryChannelConfig {
-    /// Most events held. Default 10000.
-    #[serde(default = "default_capacity_events")]
-    pub capacity_events: usize,
-    /// Most payload bytes held. Default `"64MiB"`.
-    #[serde(default = "default_capacity_bytes")]
-    pub capacity_bytes: ByteSize,
-}
-
-fn default_capacity_events() -> usize {
-    10_000
-}
-
-fn default_capacity_bytes() -> ByteSize {
-    ByteSize(64 << 20)
-}
-
 /// A sink and the channel it drains.
 #[derive(Debug, Clone)]
 pub struct SinkDef {
@@ -311,7 +278,6 @@ const TOP_LEVEL: &[&str] = &[
     "sinks",
 ];
 const LOOKUP_TYPES: &[&str] = &["file", "kafka"];
-const CHANNEL_TYPES: &[&str] = &["memory", "file", "kafka"];
 
 /// Reads, interpolates and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -552,43 +518,31 @@ impl Loader<'_> {
             }
             Some(def)
         });
-        let mut file_dirs: BTreeMap<PathBuf, String> = BTreeMap::new();
+        let mut own_dirs: BTreeMap<PathBuf, String> = BTreeMap::new();
         let channels = self.section(&root, "channels", |l, name, mut table| {
             let path = ["channels".to_string(), name.to_string()];
-            let kind = l.take_type(&mut table, &path, CHANNEL_TYPES)?;
-            let key = |k: &str| vec![path[0].clone(), path[1].clone(), k.to_string()];
-            match kind.as_str() {
-                "memory" => Some(ChannelDef::Memory(
-                    l.typed(toml::Value::Table(table), &path)?,
-                )),
-                "file" => {
-                    let mut cfg: FileChannelConfig = l.typed(toml::Value::Table(table), &path)?;
-                    if let Err((k, e)) = cfg.validate() {
-                        l.error(&key(k), e);
-                    }
-                    let dir = match &cfg.dir {
-                        Some(d) => base.join(d),
-                        None => data_dir.join("channels").join(name),
-                    };
-                    if let Some(other) = file_dirs.insert(dir.clone(), name.to_owned()) {
-                        l.error(&key("dir"), format!("channel `{other}` already uses `{}`; give each file channel its own `dir`", dir.display()));
-                    }
-                    cfg.dir = Some(dir);
-                    Some(ChannelDef::File(cfg))
-                }
-                "kafka" => {
-                    let cfg: KafkaChannelConfig = l.typed(toml::Value::Table(table), &path)?;
-                    if let Err((k, e)) = cfg.validate() {
-                        let at = match k {
-                            "properties" => property_path(&path, k, &cfg.properties, &e),
-                            k => key(k),
-                        };
-                        l.error(&at, e);
-                    }
-                    Some(ChannelDef::Kafka(Box::new(cfg)))
-                }
-                other => unreachable!("type `{other}` was checked against CHANNEL_TYPES"),
+            let type_names: Vec<&str> = channels::TYPES.iter().map(|t| t.name).collect();
+            let kind = l.take_type(&mut table, &path, &type_names)?;
+            let channel_type = channels::TYPES.iter().find(|t| t.name == kind)?;
+            let ctx = channels::LoadContext {
+                name,
+                base: &base,
+                data_dir: &data_dir,
+            };
+            let channel =
+                l.component((channel_type.load)(toml::Value::Table(table), &ctx), &path)?;
+            if let Some((key, dir)) = channel.own_dir()
+                && let Some(other) = own_dirs.insert(dir.to_owned(), name.to_owned())
+            {
+                l.error(
+                    &[path[0].clone(), path[1].clone(), key.to_owned()],
+                    format!(
+                        "channel `{other}` already uses `{}`; give each channel its own `{key}`",
+                        dir.display()
+                    ),
+                );
             }
+            Some(channel)
         });
         let sinks = self.section(&root, "sinks", |l, name, table| l.sink(name, table));
 
@@ -779,10 +733,10 @@ impl Loader<'_> {
     fn check_transaction_siblings(&mut self, config: &Config, sink: &str, source: &str) {
         for (other, def) in &config.sinks {
             if other == sink
-                || !matches!(
-                    config.channels.get(&def.channel),
-                    Some(ChannelDef::Memory(_))
-                )
+                || config
+                    .channels
+                    .get(&def.channel)
+                    .is_none_or(|c| c.durable())
                 || !config.sources_feeding(&def.channel).contains(&source)
             {
                 continue;
@@ -1015,7 +969,10 @@ impl Loader<'_> {
         for (name, sink) in &config.sinks {
             let eo = sink.kind.guarantee() != Guarantee::AtLeastOnce;
             if eo
-                && matches!(config.channels.get(&sink.channel), Some(c) if !matches!(c, ChannelDef::Memory(_)))
+                && config
+                    .channels
+                    .get(&sink.channel)
+                    .is_some_and(|c| c.durable())
             {
                 self.error(
                     &key(&["sinks", name, "exactly_once"]),
@@ -1074,10 +1031,7 @@ impl Loader<'_> {
             .values()
             .any(|s| s.kind.uses_embedded_broker())
             || config.sinks.values().any(|s| s.kind.uses_embedded_broker())
-            || config
-                .channels
-                .values()
-                .any(|c| matches!(c, ChannelDef::Kafka(k) if k.bootstrap_servers == "embedded"));
+            || config.channels.values().any(|c| c.uses_embedded_broker());
         if needs_embedded && config.embedded_broker.is_none() {
             self.error(
                 &key(&["sources"]),

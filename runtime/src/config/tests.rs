@@ -37,7 +37,10 @@ fn single_error(text: &str) -> ConfigError {
 fn a_valid_config_loads() {
     let config = parse_str(VALID).unwrap();
     assert_eq!(config.sources["tx"].channels, vec!["lake".to_string()]);
-    let ChannelDef::Memory(memory) = &config.channels["lake"] else {
+    let Some(memory) = config.channels["lake"]
+        .as_any()
+        .downcast_ref::<crate::channels::memory::MemoryChannelConfig>()
+    else {
         panic!("expected a memory channel");
     };
     assert_eq!(memory.capacity_events, 500);
@@ -492,7 +495,10 @@ channel = "buffer"
 #[test]
 fn durable_channels_and_the_exec_source_load() {
     let config = parse_str(DURABLE).unwrap();
-    let ChannelDef::File(file) = &config.channels["wal"] else {
+    let Some(file) = config.channels["wal"]
+        .as_any()
+        .downcast_ref::<crate::channels::file::FileChannelConfig>()
+    else {
         panic!("expected a file channel");
     };
     // The default directory lives under data_dir, relative to the file.
@@ -501,7 +507,10 @@ fn durable_channels_and_the_exec_source_load() {
         Some(Path::new("conf/state/channels/wal"))
     );
     assert_eq!(file.max_bytes.get(), 10 << 20);
-    let ChannelDef::Kafka(kafka) = &config.channels["buffer"] else {
+    let Some(kafka) = config.channels["buffer"]
+        .as_any()
+        .downcast_ref::<crate::channels::kafka::KafkaChannelConfig>()
+    else {
         panic!("expected a kafka channel");
     };
     assert_eq!(kafka.topic, "sluice-buffer");

@@ -31,9 +31,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{ChannelReceiver, ChannelSender, file, kafka, memory};
+use crate::channels::{ChannelReceiver, ChannelSender, OpenContext};
+use crate::config::Config;
 use crate::config::LookupDef;
-use crate::config::{ChannelDef, Config};
 use crate::delivery::SourceLink;
 use crate::kafka_errors::Health;
 use crate::lookup::{Grants, LookupTable};
@@ -178,39 +178,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     let mut senders: BTreeMap<String, ChannelSender> = BTreeMap::new();
     let mut receivers: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
     let mut channel_tasks = Vec::new();
+    let open_ctx = OpenContext {
+        metrics: &metrics,
+        embedded_bootstrap: embedded_bootstrap.as_deref(),
+    };
     for (name, def) in &config.channels {
-        let (tx, rx) = match def {
-            ChannelDef::Memory(memory_config) => memory::channel(memory::Capacity {
-                events: memory_config.capacity_events,
-                bytes: memory_config.capacity_bytes.get() as usize,
-            }),
-            ChannelDef::File(file_config) => {
-                let dir = file_config
-                    .dir
-                    .clone()
-                    .unwrap_or_else(|| config.data_dir.join("channels").join(name));
-                let opened =
-                    tokio::task::block_in_place(|| file::open(name, file_config, &dir, &metrics))
-                        .map_err(|e| anyhow!(e))?;
-                channel_tasks.push((name.clone(), opened.checkpointer));
-                (
-                    ChannelSender::File(opened.sender),
-                    ChannelReceiver::File(opened.receiver),
-                )
-            }
-            ChannelDef::Kafka(kafka_config) => {
-                let opened = tokio::task::block_in_place(|| {
-                    kafka::open(name, kafka_config, embedded_bootstrap.as_deref(), &metrics)
-                })
-                .map_err(|e| anyhow!(e))?;
-                channel_tasks.push((name.clone(), opened.committer));
-                healths.push(opened.health.clone());
-                (
-                    ChannelSender::Kafka(opened.sender),
-                    ChannelReceiver::Kafka(opened.receiver),
-                )
-            }
-        };
+        let open = tokio::task::block_in_place(|| def.open(name, &open_ctx))?;
+        if let Some(settle) = open.settle {
+            channel_tasks.push((name.clone(), settle));
+        }
+        healths.extend(open.health);
+        let (tx, rx) = (open.sender, open.receiver);
         senders.insert(name.clone(), tx);
         receivers.insert(name.clone(), rx);
     }

@@ -83,7 +83,62 @@ pub use self::config::{FileChannelConfig, FsyncPolicy, MAX_SEGMENT_SIZE, MIN_SEG
 pub use self::receiver::FileReceiver;
 pub use self::sender::FileSender;
 use self::shared::{ChannelMetrics, Shared, State, Writer};
+use super::{
+    Channel, ChannelError, ChannelReceiver, ChannelSender, ChannelType, OpenChannel, OpenContext,
+};
+use crate::keys::{self, KeyError};
 use crate::metrics::Metrics;
+
+/// `type = "file"`.
+pub const TYPE: ChannelType = ChannelType {
+    name: "file",
+    load: |table, ctx| {
+        let mut config: FileChannelConfig = keys::deserialize(table)?;
+        config
+            .validate()
+            .map_err(|(key, message)| KeyError::Invalid {
+                at: vec![key.to_owned()],
+                message,
+            })?;
+        config.dir = Some(match &config.dir {
+            Some(dir) => ctx.base.join(dir),
+            None => ctx.data_dir.join("channels").join(ctx.name),
+        });
+        Ok(Arc::new(config))
+    },
+};
+
+impl Channel for FileChannelConfig {
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn own_dir(&self) -> Option<(&'static str, &Path)> {
+        Some(("dir", self.dir.as_deref()?))
+    }
+
+    fn open(&self, name: &str, ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
+        let fail = |message: String| ChannelError {
+            channel: name.to_owned(),
+            message,
+        };
+        let dir = self
+            .dir
+            .as_deref()
+            .ok_or_else(|| fail("no `dir` (the loader sets it)".into()))?;
+        let opened = open(name, self, dir, ctx.metrics).map_err(fail)?;
+        Ok(OpenChannel {
+            sender: ChannelSender::File(opened.sender),
+            receiver: ChannelReceiver::File(opened.receiver),
+            settle: Some(opened.checkpointer),
+            health: None,
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// A file channel's ends, and the checkpointer to await after the sink ends.
 pub struct Opened {
@@ -104,7 +159,7 @@ pub fn open(
     dir: &Path,
     metrics: &Metrics,
 ) -> Result<Opened, String> {
-    let recovered = recover::recover(dir, name).map_err(|e| format!("channel `{name}`: {e}"))?;
+    let recovered = recover::recover(dir, name).map_err(|e| e.to_string())?;
     let m = ChannelMetrics::new(metrics, name);
     m.corrupt_records
         .fetch_add(recovered.corrupt_records, Ordering::Relaxed);

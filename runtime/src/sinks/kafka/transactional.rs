@@ -1256,7 +1256,14 @@ mod tests {
         let ours = batch(&s, 1, e, &[(0, 0), (1, 0)]);
         let sibling = ours.ack.clone();
         s.tx.send(ours).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The transaction is due after 50 ms; it then waits for the sibling.
+        timeout(WAIT, async {
+            while s.metrics.get("sink.auths.sibling_waits") == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the commit waits for the other holder");
         assert_eq!(s.metrics.get("sink.auths.transactions_committed"), 0);
         assert_eq!(s.metrics.get("sink.auths.sibling_waits"), 1);
         sibling.release();
