@@ -42,9 +42,9 @@ use crate::plugin::reload::{self, WatchSet, WatchedTable};
 use crate::plugin::{
     Chain, EngineOptions, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec, Stage, StagePolicy,
 };
-use crate::sinks::{Guarantee, SinkContext};
-use crate::sources::SourceContext;
+use crate::sinks::{Guarantee, SinkContext, SinkError};
 use crate::sources::embedded::EmbeddedBroker;
+use crate::sources::{SourceContext, SourceError};
 use processor::Dispatch;
 
 /// Longest wait for a durable channel to record its sink's last
@@ -70,31 +70,9 @@ pub struct RunOptions {
 pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     let metrics = options.metrics.clone();
     let shutdown = options.shutdown.clone();
+    let embedded = Embedded::start(&config, &metrics, &shutdown)?;
+    let bootstrap = embedded.bootstrap.clone();
 
-    let broker = match &config.embedded_broker {
-        Some(cfg) => Some(Arc::new(
-            EmbeddedBroker::start(cfg).context("starting the embedded broker")?,
-        )),
-        None => None,
-    };
-    let embedded_bootstrap = broker.as_ref().map(|b| b.bootstrap_servers());
-    let feed_done = CancellationToken::new();
-    let mut feed_task = None;
-    if let Some(broker) = &broker {
-        let broker = broker.clone();
-        let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
-        let done = feed_done.clone();
-        feed_task = Some(tokio::spawn(async move {
-            let result = broker.run_feed(metrics, shutdown).await;
-            done.cancel();
-            result
-        }));
-    } else {
-        feed_done.cancel();
-    }
-
-    // State directory, lookup tables, plugins.
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let engine = PluginEngine::with_options(EngineOptions {
@@ -102,40 +80,196 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         ..Default::default()
     })
     .context("starting the plugin engine")?;
-    let mut tables: BTreeMap<String, Arc<LookupTable>> = BTreeMap::new();
-    let mut watched_tables = Vec::new();
-    let mut followers = Vec::new();
+    let lookups = Lookups::open(&config, bootstrap.as_deref(), &metrics)?;
     // Kafka clients that are not tasks of their own: their permanent errors
     // stop the run.
-    let mut healths: Vec<Arc<Health>> = Vec::new();
-    for (name, def) in &config.lookups {
-        let table = Arc::new(LookupTable::new(name));
-        match def {
-            LookupDef::File(cfg) => {
-                let map = tokio::task::block_in_place(|| crate::lookup::file::load(cfg))
-                    .map_err(|e| anyhow!("lookup `{name}`: {e}"))?;
-                tracing::info!(table = %name, keys = map.len(), "lookup table loaded");
-                table.replace(map);
-                watched_tables.push(WatchedTable {
-                    config: cfg.clone(),
-                    table: table.clone(),
-                });
-            }
-            LookupDef::Kafka(cfg) => {
-                let bootstrap = match (cfg.bootstrap_servers.as_str(), &embedded_bootstrap) {
-                    ("embedded", Some(b)) => b.clone(),
-                    (other, _) => other.to_owned(),
-                };
-                let follower = tokio::task::block_in_place(|| {
-                    crate::lookup::kafka::follow(cfg, &bootstrap, table.clone(), &metrics)
-                })
-                .map_err(|e| anyhow!(e))?;
-                healths.push(follower.health().clone());
-                followers.push(follower);
+    let mut healths = lookups.healths.clone();
+    let registry = load_plugins(&config, &engine, &lookups.tables, &metrics)?;
+    let channels = Channels::open(&config, bootstrap.as_deref(), &metrics)?;
+    healths.extend(channels.healths.iter().cloned());
+
+    // Delivery links: one per source, shared with the sinks it feeds.
+    let links: BTreeMap<String, Arc<SourceLink>> = config
+        .sources
+        .keys()
+        .map(|name| (name.clone(), SourceLink::new(name)))
+        .collect();
+    let Channels {
+        senders,
+        mut receivers,
+        settle: channel_tasks,
+        ..
+    } = channels;
+    let sink_tasks = spawn_sinks(
+        &config,
+        &links,
+        &senders,
+        &mut receivers,
+        &bootstrap,
+        &metrics,
+    )?;
+    let pipelines = spawn_sources(
+        &config, &links, &senders, &registry, &engine, &bootstrap, &metrics, &shutdown,
+    )?;
+    // Only processors hold senders now: channels end when processors finish.
+    drop(senders);
+    drop(receivers);
+
+    // Hot reload: from here on, a changed plugin or lookup file is picked up.
+    let _watcher = reload::watch(WatchSet {
+        registry: registry.clone(),
+        engine: engine.clone(),
+        tables: lookups.watched,
+        resume_dir: config.data_dir.join("control").join("resume"),
+        resume: pipelines.resume,
+    })
+    .map_err(|e| anyhow!(e))?;
+    let _followers = lookups.followers;
+
+    let status = status::spawn(metrics.clone(), options.status_line, shutdown.clone());
+    let idle = options.exit_when_idle.map(|idle| {
+        tokio::spawn(status::exit_when_idle(
+            metrics.clone(),
+            idle,
+            embedded.feed_done.clone(),
+            shutdown.clone(),
+        ))
+    });
+    stop_on_signal(shutdown.clone());
+
+    let mut errors = supervise(
+        pipelines.sources,
+        pipelines.processors,
+        sink_tasks,
+        &healths,
+        &shutdown,
+    )
+    .await;
+    shutdown.cancel();
+    settle_channels(channel_tasks, &mut errors).await;
+    embedded.finish(&mut errors).await;
+    if let Some(idle) = idle {
+        idle.abort();
+    }
+    status.abort();
+    let mut errors = errors.into_iter();
+    if let Some(first) = errors.next() {
+        for other in errors {
+            tracing::error!("also failed: {other:#}");
+        }
+        return Err(first);
+    }
+    Ok(metrics)
+}
+
+/// The embedded demo broker and its feed, if the configuration has one.
+struct Embedded {
+    bootstrap: Option<String>,
+    feed: Option<tokio::task::JoinHandle<Result<u64, SourceError>>>,
+    /// Fires when the feed is done (at once without a broker).
+    feed_done: CancellationToken,
+}
+
+impl Embedded {
+    fn start(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self> {
+        let feed_done = CancellationToken::new();
+        let Some(cfg) = &config.embedded_broker else {
+            feed_done.cancel();
+            return Ok(Self {
+                bootstrap: None,
+                feed: None,
+                feed_done,
+            });
+        };
+        let broker = Arc::new(EmbeddedBroker::start(cfg).context("starting the embedded broker")?);
+        let bootstrap = Some(broker.bootstrap_servers());
+        let (metrics, shutdown, done) = (metrics.clone(), shutdown.clone(), feed_done.clone());
+        let feed = tokio::spawn(async move {
+            let result = broker.run_feed(metrics, shutdown).await;
+            done.cancel();
+            result
+        });
+        Ok(Self {
+            bootstrap,
+            feed: Some(feed),
+            feed_done,
+        })
+    }
+
+    /// Waits for the feed to end, recording its failure.
+    async fn finish(self, errors: &mut Vec<anyhow::Error>) {
+        if let Some(task) = self.feed {
+            match task.await {
+                Ok(Ok(n)) => tracing::info!(events = n, "embedded feed finished"),
+                Ok(Err(e)) => errors.push(e.into()),
+                Err(e) => errors.push(anyhow!("embedded feed task: {e}")),
             }
         }
-        tables.insert(name.clone(), table);
     }
+}
+
+/// The lookup tables, filled, and what keeps them current.
+struct Lookups {
+    tables: BTreeMap<String, Arc<LookupTable>>,
+    /// File tables, reloaded by the watcher when their file changes.
+    watched: Vec<WatchedTable>,
+    /// Kafka tables' followers; dropping one stops it.
+    followers: Vec<crate::lookup::kafka::Follower>,
+    healths: Vec<Arc<Health>>,
+}
+
+impl Lookups {
+    fn open(config: &Config, bootstrap: Option<&str>, metrics: &Arc<Metrics>) -> Result<Self> {
+        let mut lookups = Self {
+            tables: BTreeMap::new(),
+            watched: Vec::new(),
+            followers: Vec::new(),
+            healths: Vec::new(),
+        };
+        for (name, def) in &config.lookups {
+            let table = Arc::new(LookupTable::new(name));
+            match def {
+                LookupDef::File(cfg) => {
+                    let map = tokio::task::block_in_place(|| crate::lookup::file::load(cfg))
+                        .map_err(|e| anyhow!("lookup `{name}`: {e}"))?;
+                    tracing::info!(table = %name, keys = map.len(), "lookup table loaded");
+                    table.replace(map);
+                    lookups.watched.push(WatchedTable {
+                        config: cfg.clone(),
+                        table: table.clone(),
+                    });
+                }
+                LookupDef::Kafka(cfg) => {
+                    let bootstrap = match (cfg.bootstrap_servers.as_str(), bootstrap) {
+                        ("embedded", Some(b)) => b.to_owned(),
+                        (other, _) => other.to_owned(),
+                    };
+                    let follower = tokio::task::block_in_place(|| {
+                        crate::lookup::kafka::follow(cfg, &bootstrap, table.clone(), metrics)
+                    })
+                    .map_err(|e| anyhow!(e))?;
+                    lookups.healths.push(follower.health().clone());
+                    lookups.followers.push(follower);
+                }
+            }
+            lookups.tables.insert(name.clone(), table);
+        }
+        Ok(lookups)
+    }
+}
+
+/// Loads every plugin into a registry of versions, each with its team's
+/// sandbox, and writes the registry's status file.
+fn load_plugins(
+    config: &Config,
+    engine: &PluginEngine,
+    tables: &BTreeMap<String, Arc<LookupTable>>,
+    metrics: &Arc<Metrics>,
+) -> Result<Registry> {
     let mut registry = Registry::new(Some(config.data_dir.join("status").join("plugins.json")));
     for (name, def) in &config.plugins {
         let settings = config.plugin_settings(name);
@@ -165,7 +299,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             config_json: serde_json::to_string(&def.config).context("encoding plugin config")?,
             sandbox,
         };
-        let slot = tokio::task::block_in_place(|| PluginSlot::load(&engine, spec, &metrics))
+        let slot = tokio::task::block_in_place(|| PluginSlot::load(engine, spec, metrics))
             .map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
         let v = slot.current();
         tracing::info!(plugin = %name, team = %settings.team, digest = v.loaded.short_digest(), kind = def.kind.as_str(),
@@ -173,35 +307,53 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         registry.insert(slot);
     }
     registry.write_status();
+    Ok(registry)
+}
 
-    // Channels.
-    let mut senders: BTreeMap<String, ChannelSender> = BTreeMap::new();
-    let mut receivers: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
-    let mut channel_tasks = Vec::new();
-    let open_ctx = OpenContext {
-        metrics: &metrics,
-        embedded_bootstrap: embedded_bootstrap.as_deref(),
-    };
-    for (name, def) in &config.channels {
-        let open = tokio::task::block_in_place(|| def.open(name, &open_ctx))?;
-        if let Some(settle) = open.settle {
-            channel_tasks.push((name.clone(), settle));
+/// Every channel, open.
+struct Channels {
+    senders: BTreeMap<String, ChannelSender>,
+    receivers: BTreeMap<String, ChannelReceiver>,
+    /// Tasks recording acknowledgements of durable channels, by channel.
+    settle: Vec<(String, tokio::task::JoinHandle<()>)>,
+    healths: Vec<Arc<Health>>,
+}
+
+impl Channels {
+    fn open(config: &Config, bootstrap: Option<&str>, metrics: &Metrics) -> Result<Self> {
+        let ctx = OpenContext {
+            metrics,
+            embedded_bootstrap: bootstrap,
+        };
+        let mut channels = Self {
+            senders: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            settle: Vec::new(),
+            healths: Vec::new(),
+        };
+        for (name, def) in &config.channels {
+            let open = tokio::task::block_in_place(|| def.open(name, &ctx))?;
+            if let Some(settle) = open.settle {
+                channels.settle.push((name.clone(), settle));
+            }
+            channels.healths.extend(open.health);
+            channels.senders.insert(name.clone(), open.sender);
+            channels.receivers.insert(name.clone(), open.receiver);
         }
-        healths.extend(open.health);
-        let (tx, rx) = (open.sender, open.receiver);
-        senders.insert(name.clone(), tx);
-        receivers.insert(name.clone(), rx);
+        Ok(channels)
     }
+}
 
-    // Delivery links: one per source, shared with the sinks it feeds.
-    let links: BTreeMap<String, Arc<SourceLink>> = config
-        .sources
-        .keys()
-        .map(|name| (name.clone(), SourceLink::new(name)))
-        .collect();
-
-    // Sinks.
-    let mut sink_tasks = JoinSet::new();
+/// Starts every sink on its channel's receiver.
+fn spawn_sinks(
+    config: &Config,
+    links: &BTreeMap<String, Arc<SourceLink>>,
+    senders: &BTreeMap<String, ChannelSender>,
+    receivers: &mut BTreeMap<String, ChannelReceiver>,
+    bootstrap: &Option<String>,
+    metrics: &Arc<Metrics>,
+) -> Result<JoinSet<Result<(), SinkError>>> {
+    let mut tasks = JoinSet::new();
     for (name, def) in &config.sinks {
         let rx = receivers
             .remove(&def.channel)
@@ -226,7 +378,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         let ctx = SinkContext {
             name: name.clone(),
             metrics: metrics.clone(),
-            embedded_bootstrap: embedded_bootstrap.clone(),
+            embedded_bootstrap: bootstrap.clone(),
             link: config
                 .exactly_once_source(name)
                 .and_then(|s| links.get(s).cloned())
@@ -234,13 +386,36 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             state_dir: Some(config.data_dir.join("sinks").join(name)),
             dead_letter: def.dead_letter.as_ref().map(|c| senders[c].clone()),
         };
-        sink_tasks.spawn(def.kind.run(rx, ctx));
+        tasks.spawn(def.kind.run(rx, ctx));
     }
+    Ok(tasks)
+}
 
-    // Sources and their processors.
-    let mut resume_handles = BTreeMap::new();
-    let mut source_tasks = JoinSet::new();
-    let mut processor_tasks = JoinSet::new();
+/// Every source's task and its processor's, and the handles an operator
+/// resumes a paused source by.
+struct Pipelines {
+    sources: JoinSet<Result<(), SourceError>>,
+    processors: JoinSet<()>,
+    resume: BTreeMap<String, Arc<Notify>>,
+}
+
+/// Starts every source and the processor running its plugin chain.
+#[allow(clippy::too_many_arguments)]
+fn spawn_sources(
+    config: &Config,
+    links: &BTreeMap<String, Arc<SourceLink>>,
+    senders: &BTreeMap<String, ChannelSender>,
+    registry: &Registry,
+    engine: &PluginEngine,
+    bootstrap: &Option<String>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Pipelines> {
+    let mut pipelines = Pipelines {
+        sources: JoinSet::new(),
+        processors: JoinSet::new(),
+        resume: BTreeMap::new(),
+    };
     for (name, def) in &config.sources {
         let mut stages = Vec::new();
         for plugin in def.chain() {
@@ -254,13 +429,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
                     .get(plugin)
                     .cloned()
                     .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?,
-                &engine,
+                engine,
                 policy,
-                &metrics,
+                metrics,
             ));
         }
         let resume = Arc::new(Notify::new());
-        resume_handles.insert(name.clone(), resume.clone());
+        pipelines.resume.insert(name.clone(), resume.clone());
         let dispatch = Dispatch {
             source: name.clone(),
             default: def.channels.iter().map(|c| senders[c].clone()).collect(),
@@ -282,49 +457,45 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             name: name.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
-            embedded_bootstrap: embedded_bootstrap.clone(),
+            embedded_bootstrap: bootstrap.clone(),
         };
-        source_tasks.spawn(def.kind.run(tx, ctx, links[name].clone()));
-        let failed = shutdown.clone();
-        processor_tasks.spawn(processor::run(Chain::new(stages), rx, dispatch, failed));
-    }
-    // Only processors hold senders now: channels end when processors finish.
-    drop(senders);
-    drop(receivers);
-
-    // Hot reload: from here on, a changed plugin or lookup file is picked up.
-    let _watcher = reload::watch(WatchSet {
-        registry: registry.clone(),
-        engine: engine.clone(),
-        tables: watched_tables,
-        resume_dir: config.data_dir.join("control").join("resume"),
-        resume: resume_handles,
-    })
-    .map_err(|e| anyhow!(e))?;
-    let _followers = followers;
-
-    let status = status::spawn(metrics.clone(), options.status_line, shutdown.clone());
-    let idle = options.exit_when_idle.map(|idle| {
-        tokio::spawn(status::exit_when_idle(
-            metrics.clone(),
-            idle,
-            feed_done.clone(),
+        pipelines
+            .sources
+            .spawn(def.kind.run(tx, ctx, links[name].clone()));
+        pipelines.processors.spawn(processor::run(
+            Chain::new(stages),
+            rx,
+            dispatch,
             shutdown.clone(),
-        ))
-    });
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if stop_requested().await {
-                tracing::info!("interrupted; shutting down gracefully (interrupt again to abort)");
-                shutdown.cancel();
-                if stop_requested().await {
-                    std::process::exit(130);
-                }
-            }
-        });
+        ));
     }
+    Ok(pipelines)
+}
 
+/// On the first SIGINT or SIGTERM, shuts down gracefully; on the second,
+/// exits at once.
+fn stop_on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        if stop_requested().await {
+            tracing::info!("interrupted; shutting down gracefully (interrupt again to abort)");
+            shutdown.cancel();
+            if stop_requested().await {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// Waits for every source, processor and sink to end. A failing one, or a
+/// Kafka client in `healths` hitting a permanent error, starts a shutdown;
+/// returns every failure.
+async fn supervise(
+    mut source_tasks: JoinSet<Result<(), SourceError>>,
+    mut processor_tasks: JoinSet<()>,
+    mut sink_tasks: JoinSet<Result<(), SinkError>>,
+    healths: &[Arc<Health>],
+    shutdown: &CancellationToken,
+) -> Vec<anyhow::Error> {
     let (failure_tx, mut failures) = mpsc::unbounded_channel::<usize>();
     let health_watchers: Vec<_> = healths
         .iter()
@@ -348,7 +519,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     let mut sinks_left = sink_tasks.len();
     let mut sources_left = source_tasks.len();
     let mut processors_left = processor_tasks.len();
-    // Wait for everything; a failing sink or source starts a shutdown.
     while sinks_left + sources_left + processors_left > 0 {
         tokio::select! {
             Some(r) = source_tasks.join_next(), if sources_left > 0 => {
@@ -378,10 +548,16 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     for watcher in health_watchers {
         watcher.abort();
     }
-    shutdown.cancel();
-    // Durable channels settle the acknowledgements of their sinks (last
-    // checkpoint, last offset commit) once every sink has stopped.
-    for (name, task) in channel_tasks {
+    errors
+}
+
+/// Durable channels settle the acknowledgements of their sinks (last
+/// checkpoint, last offset commit) once every sink has stopped.
+async fn settle_channels(
+    tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
+    errors: &mut Vec<anyhow::Error>,
+) {
+    for (name, task) in tasks {
         match tokio::time::timeout(CHANNEL_SETTLE_TIMEOUT, task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => errors.push(anyhow!("channel `{name}`: {e}")),
@@ -390,25 +566,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
             }
         }
     }
-    if let Some(task) = feed_task {
-        match task.await {
-            Ok(Ok(n)) => tracing::info!(events = n, "embedded feed finished"),
-            Ok(Err(e)) => errors.push(e.into()),
-            Err(e) => errors.push(anyhow!("embedded feed task: {e}")),
-        }
-    }
-    if let Some(idle) = idle {
-        idle.abort();
-    }
-    status.abort();
-    let mut errors = errors.into_iter();
-    if let Some(first) = errors.next() {
-        for other in errors {
-            tracing::error!("also failed: {other:#}");
-        }
-        return Err(first);
-    }
-    Ok(metrics)
 }
 
 /// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM (what Kubernetes, systemd
