@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Config, DEFAULT_TEAM, Loader, PluginKind, names};
+use super::loader::{Loader, names};
+use super::{Config, DEFAULT_TEAM, PluginKind};
 use crate::sinks::Guarantee;
 
 impl Loader<'_> {
