@@ -59,6 +59,7 @@ mod chain;
 mod commit;
 pub mod config;
 pub mod format;
+mod intake;
 mod journal;
 mod oss;
 pub mod path;

@@ -1,102 +1,15 @@
-//! Retrying store operations while watching the input channel for shutdown.
-//!
-//! The sink has no shutdown token: it learns that the pipeline stops when its
-//! channel ends. So while an operation is failing, the backoff wait also
-//! polls the channel: batches that arrive are parked in the [`Inbox`] (at
-//! most [`MAX_PARKED`]; after that, senders feel backpressure), and the
-//! channel's end switches retries from "forever" to the bounded
-//! `shutdown_attempts`.
-//!
-//! Parked batches are written once the operation succeeds. If the sink is
-//! dropped with batches still parked (its task aborted), their
-//! acknowledgements are failed, never reported as delivered.
+//! Retrying store operations: exponential backoff with jitter while the
+//! pipeline runs, a bounded number of attempts once it is shutting down (as
+//! told by the sink's [`Drain`]), and no retry for a permanent failure.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::{error, warn};
 
-use crate::channels::ChannelReceiver;
-use crate::event::Batch;
+use super::intake::Drain;
 use crate::metrics::Counter;
-
-/// Most batches taken off the channel while an operation is being retried.
-pub const MAX_PARKED: usize = 8;
-
-/// The sink's input, with the batches parked while an operation retried.
-pub struct Inbox {
-    rx: ChannelReceiver,
-    pending: VecDeque<Batch>,
-    closed: bool,
-}
-
-/// What the sink loop does next.
-pub enum Next {
-    /// Write this batch.
-    Batch(Batch),
-    /// A roll deadline passed.
-    Tick,
-    /// The channel ended: complete everything and stop.
-    Closed,
-}
-
-impl Inbox {
-    /// Wraps the sink's channel.
-    pub fn new(rx: ChannelReceiver) -> Self {
-        Self {
-            rx,
-            pending: VecDeque::new(),
-            closed: false,
-        }
-    }
-
-    /// Whether the channel has ended (the pipeline is shutting down).
-    pub fn closed(&self) -> bool {
-        self.closed
-    }
-
-    /// The next batch, or `Tick` once `deadline` passes, or `Closed`.
-    pub async fn next(&mut self, deadline: Option<tokio::time::Instant>) -> Next {
-        if let Some(batch) = self.pending.pop_front() {
-            return Next::Batch(batch);
-        }
-        if self.closed {
-            return Next::Closed;
-        }
-        let received = match deadline {
-            Some(deadline) => tokio::select! {
-                batch = self.rx.recv() => batch,
-                () = tokio::time::sleep_until(deadline) => return Next::Tick,
-            },
-            None => self.rx.recv().await,
-        };
-        match received {
-            Some(batch) => Next::Batch(batch),
-            None => {
-                self.closed = true;
-                Next::Closed
-            }
-        }
-    }
-
-    /// Waits `delay`, meanwhile parking batches or noticing the channel's end.
-    async fn wait(&mut self, delay: Duration) {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        while !self.closed && self.pending.len() < MAX_PARKED {
-            tokio::select! {
-                () = &mut sleep => return,
-                batch = self.rx.recv() => match batch {
-                    Some(batch) => self.pending.push_back(batch),
-                    None => self.closed = true,
-                },
-            }
-        }
-        sleep.await;
-    }
-}
 
 /// Retry policy and its metrics.
 pub struct Retrier {
@@ -108,6 +21,8 @@ pub struct Retrier {
     disk_full: Counter,
     rng: u64,
     sink: String,
+    /// Raised once the sink's input has ended.
+    drain: Drain,
     /// The first permanent failure: the sink stops.
     fatal: Option<String>,
 }
@@ -191,7 +106,7 @@ pub fn is_disk_full(error: &str) -> bool {
 
 impl Retrier {
     /// A policy doubling from `initial` to `max`; `shutdown_attempts` attempts
-    /// once the channel has ended.
+    /// once `drain` is raised.
     pub fn new(
         initial: Duration,
         max: Duration,
@@ -199,6 +114,7 @@ impl Retrier {
         retries: Counter,
         write_errors: Counter,
         sink: String,
+        drain: Drain,
     ) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -212,6 +128,7 @@ impl Retrier {
             disk_full: Counter::default(),
             rng: seed | 1,
             sink,
+            drain,
             fatal: None,
         }
     }
@@ -234,11 +151,7 @@ impl Retrier {
     /// exponential backoff and jitter), `shutdown_attempts` times once it is
     /// shutting down, and not again after a permanent failure (which is
     /// kept for [`Retrier::fatal`]). `op` gets the attempt number (0 first).
-    pub async fn run<T, E, Fut>(
-        &mut self,
-        inbox: &mut Inbox,
-        mut op: impl FnMut(u32) -> Fut,
-    ) -> Result<T, String>
+    pub async fn run<T, E, Fut>(&mut self, mut op: impl FnMut(u32) -> Fut) -> Result<T, String>
     where
         E: Failure,
         Fut: Future<Output = Result<T, E>>,
@@ -250,7 +163,7 @@ impl Retrier {
         let mut attempt = 0u32;
         let mut attempts_in_shutdown = 0u32;
         loop {
-            let closed_before = inbox.closed();
+            let closed_before = self.drain.raised();
             let result = op(attempt).await;
             let error = match result {
                 Ok(value) => return Ok(value),
@@ -268,7 +181,7 @@ impl Retrier {
                 self.disk_full.fetch_add(1, Ordering::Relaxed);
                 warn!(sink = %self.sink, "local disk full: intake is paused until space is freed; nothing is dropped");
             }
-            if closed_before || inbox.closed() {
+            if closed_before || self.drain.raised() {
                 attempts_in_shutdown += 1;
                 if attempts_in_shutdown >= self.shutdown_attempts {
                     return Err(format!("{error} (gave up after {} attempts)", attempt + 1));
@@ -281,7 +194,7 @@ impl Retrier {
                 retry_in_ms = delay.as_millis() as u64,
                 "{error}"
             );
-            inbox.wait(delay).await;
+            self.drain.wait(delay).await;
             self.retries.fetch_add(1, Ordering::Relaxed);
             attempt += 1;
             backoff = (backoff * 2).min(self.max);
@@ -308,8 +221,10 @@ mod tests {
 
     use super::*;
     use crate::channels::memory::{Capacity, channel};
+    use crate::event::Batch;
+    use crate::sinks::object_store::intake::{Intake, Next};
 
-    fn retrier(shutdown_attempts: u32) -> (Retrier, Counter, Counter) {
+    fn retrier_with(shutdown_attempts: u32, drain: Drain) -> (Retrier, Counter, Counter) {
         let retries = Counter::default();
         let errors = Counter::default();
         let r = Retrier::new(
@@ -319,22 +234,22 @@ mod tests {
             retries.clone(),
             errors.clone(),
             "t".into(),
+            drain,
         );
         (r, retries, errors)
     }
 
+    fn retrier(shutdown_attempts: u32) -> (Retrier, Counter, Counter) {
+        retrier_with(shutdown_attempts, Drain::new())
+    }
+
     #[tokio::test]
     async fn a_full_disk_is_counted_and_retried() {
-        let (_tx, rx) = channel(Capacity {
-            events: 10,
-            bytes: 1000,
-        });
-        let mut inbox = Inbox::new(rx);
         let (r, retries, _errors) = retrier(1);
         let full = Counter::default();
         let mut r = r.with_disk_full(full.clone());
         let value = r
-            .run(&mut inbox, |attempt| async move {
+            .run(|attempt| async move {
                 match attempt {
                     0 => Err("writing x: No space left on device (os error 28)".to_string()),
                     1 => Err("uploading: connection reset".to_string()),
@@ -351,14 +266,9 @@ mod tests {
 
     #[tokio::test]
     async fn retries_until_success_and_counts() {
-        let (_tx, rx) = channel(Capacity {
-            events: 10,
-            bytes: 1000,
-        });
-        let mut inbox = Inbox::new(rx);
         let (mut r, retries, errors) = retrier(1);
         let value = r
-            .run(&mut inbox, |attempt| async move {
+            .run(|attempt| async move {
                 if attempt < 3 {
                     Err(format!("boom {attempt}"))
                 } else {
@@ -378,50 +288,28 @@ mod tests {
             events: 10,
             bytes: 1000,
         });
-        let mut inbox = Inbox::new(rx);
+        let (mut intake, drain) = Intake::spawn(rx);
         tx.send(Batch::unacked(BatchBuf::default())).await.unwrap();
         drop(tx);
-        let (mut r, _, errors) = retrier(3);
+        let (mut r, _, errors) = retrier_with(3, drain.clone());
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let err = r
-            .run(&mut inbox, |_| {
+            .run(|_| {
                 calls.fetch_add(1, Ordering::Relaxed);
                 async { Err::<(), _>("down".to_string()) }
             })
             .await
             .unwrap_err();
         assert!(err.contains("down") && err.contains("gave up"), "{err}");
-        assert!(inbox.closed());
+        assert!(drain.raised());
         // The first failure saw the channel open; three more in shutdown.
         assert!(calls.load(Ordering::Relaxed) >= 3);
         assert_eq!(
             errors.load(Ordering::Relaxed),
             u64::from(calls.load(Ordering::Relaxed))
         );
-        assert!(matches!(inbox.next(None).await, Next::Batch(_)));
-        assert!(matches!(inbox.next(None).await, Next::Closed));
-    }
-
-    #[tokio::test]
-    async fn dropping_the_inbox_fails_parked_batches() {
-        let (tx, rx) = channel(Capacity {
-            events: 10,
-            bytes: 1000,
-        });
-        let mut inbox = Inbox::new(rx);
-        let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
-        tx.send(Batch::new(
-            BatchBuf::default(),
-            crate::event::Ack::new(5, acks_tx),
-        ))
-        .await
-        .unwrap();
-        inbox.wait(Duration::from_millis(1)).await;
-        assert_eq!(inbox.pending.len(), 1);
-        assert!(acks.try_recv().is_err());
-        drop(inbox);
-        let report = acks.try_recv().unwrap();
-        assert_eq!((report.id, report.delivered), (5, false));
+        assert!(matches!(intake.next(None).await, Next::Batch(_)));
+        assert!(matches!(intake.next(None).await, Next::Closed));
     }
 
     #[test]

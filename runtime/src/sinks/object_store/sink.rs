@@ -26,9 +26,10 @@ use tracing::{error, info, warn};
 
 use super::commit::{CommitLog, Created, Intent, Record};
 use super::config::ObjectStoreSinkConfig;
+use super::intake::{Drain, Intake, Next};
 use super::journal::Journal;
 use super::path::{PathTemplate, TimeCache};
-use super::retry::{Inbox, Next, Retrier};
+use super::retry::Retrier;
 use super::store::Destination;
 use super::writer::{FileSettings, OpenFile};
 use crate::channels::ChannelReceiver;
@@ -239,7 +240,8 @@ pub async fn run(
     input: ChannelReceiver,
     ctx: SinkContext,
 ) -> Result<(), SinkError> {
-    let mut sink = Sink::new(&config, dest, &ctx)?;
+    let (mut intake, drain) = Intake::spawn(input);
+    let mut sink = Sink::new(&config, dest, &ctx, drain)?;
     if let Some(eo) = &sink.eo {
         eo.log
             .probe_conditional_create()
@@ -252,18 +254,17 @@ pub async fn run(
     if sink.eo.is_some() {
         info!(sink = %ctx.name, url = %config.url, "exactly-once: files become visible only with their commit record");
     }
-    let mut inbox = Inbox::new(input);
     loop {
         let deadline = sink.next_deadline();
-        match inbox.next(deadline).await {
-            Next::Batch(batch) => sink.write_batch(batch, &mut inbox).await,
-            Next::Tick => sink.roll_due(Instant::now(), &mut inbox).await,
+        match intake.next(deadline).await {
+            Next::Batch(batch) => sink.write_batch(batch).await,
+            Next::Tick => sink.roll_due(Instant::now()).await,
             Next::Closed => break,
         }
         if let Some(fatal) = sink.retrier.fatal().or(sink.fatal.as_deref()) {
             // Access denied, a missing bucket, a read-only file system: no
             // retry can succeed. Stop loudly; what the open files and the
-            // inbox hold fails as they are dropped, so nothing is committed.
+            // intake hold fails as they are dropped, so nothing is committed.
             return Err(SinkError {
                 sink: ctx.name.clone(),
                 message: format!(
@@ -272,7 +273,7 @@ pub async fn run(
             });
         }
     }
-    sink.finish_all(&mut inbox).await;
+    sink.finish_all().await;
     sink.result()
 }
 
@@ -281,6 +282,7 @@ impl Sink {
         config: &ObjectStoreSinkConfig,
         dest: Destination,
         ctx: &SinkContext,
+        drain: Drain,
     ) -> Result<Self, SinkError> {
         let dest = Arc::new(dest);
         let eo = if config.exactly_once {
@@ -354,6 +356,7 @@ impl Sink {
                 ctx.counter("retries"),
                 ctx.counter("write_errors"),
                 ctx.name.clone(),
+                drain,
             )
             .with_disk_full(ctx.counter("disk_full")),
             metrics: Metrics {
@@ -383,7 +386,7 @@ impl Sink {
             .min()
     }
 
-    async fn write_batch(&mut self, batch: Batch, inbox: &mut Inbox) {
+    async fn write_batch(&mut self, batch: Batch) {
         self.batch_seq += 1;
         let seq = self.batch_seq;
         let now = Instant::now();
@@ -442,7 +445,7 @@ impl Sink {
                     .get(self.key.as_str())
                     .is_some_and(|f| offset < f.last_offset || self.policy.expired(f, now));
             if roll_first && let Some(file) = self.take_file() {
-                self.finish(file, inbox).await;
+                self.finish(file).await;
             }
             if !self.files.contains_key(self.key.as_str()) {
                 let dir = self.key[..dir_len].to_owned();
@@ -457,12 +460,12 @@ impl Sink {
                     continue;
                 }
                 if self.files.len() >= self.max_open_files {
-                    self.roll_least_recent(inbox).await;
+                    self.roll_least_recent().await;
                 }
                 let entry = match (&self.journal, &*self.dest) {
                     (Some(journal), Destination::Local(local)) => {
                         let hidden = local.paths(&dir, &name).hidden;
-                        let recorded = self.retrier.run(inbox, |_| journal.record(&hidden)).await;
+                        let recorded = self.retrier.run(|_| journal.record(&hidden)).await;
                         match recorded {
                             Ok(entry) => Some(entry),
                             Err(e) => {
@@ -482,7 +485,6 @@ impl Sink {
                     offset,
                     now,
                     &mut self.retrier,
-                    inbox,
                 )
                 .await;
                 match opened {
@@ -498,7 +500,7 @@ impl Sink {
                             let (topic, partition) = (tp.0.clone(), tp.1);
                             let written = self
                                 .retrier
-                                .run(inbox, |_| log.write_intent(&topic, partition, &intent))
+                                .run(|_| log.write_intent(&topic, partition, &intent))
                                 .await;
                             if let Err(e) = written {
                                 batch.ack.fail();
@@ -560,14 +562,14 @@ impl Sink {
 
             if full && self.eo.is_some() {
                 let tp = (event.topic().to_owned(), event.partition());
-                self.commit_partition(&tp, inbox).await;
+                self.commit_partition(&tp).await;
             } else if full {
                 if let Some(file) = self.take_file() {
-                    self.finish(file, inbox).await;
+                    self.finish(file).await;
                 }
             } else if file.wants_flush(&self.settings)
                 && let Err(e) = file
-                    .flush(&self.dest, &self.settings, &mut self.retrier, inbox)
+                    .flush(&self.dest, &self.settings, &mut self.retrier)
                     .await
                 && let Some(file) = self.take_file()
             {
@@ -588,7 +590,7 @@ impl Sink {
 
         let now = Instant::now();
         if self.next_deadline().is_some_and(|d| d <= now) {
-            self.roll_due(now, inbox).await;
+            self.roll_due(now).await;
         }
     }
 
@@ -633,7 +635,7 @@ impl Sink {
     /// Makes room for one more open file: completes the least recently
     /// written one (exactly-once: commits its partition). Keeps the current
     /// key.
-    async fn roll_least_recent(&mut self, inbox: &mut Inbox) {
+    async fn roll_least_recent(&mut self) {
         let Some(oldest) = self
             .files
             .iter()
@@ -649,15 +651,15 @@ impl Sink {
         self.metrics.rolled_for_room.fetch_add(1, Ordering::Relaxed);
         let current = std::mem::take(&mut self.key);
         if self.eo.is_some() {
-            self.commit_keys(vec![oldest], inbox).await;
+            self.commit_keys(vec![oldest]).await;
         } else {
-            self.finish_keys(vec![oldest], inbox).await;
+            self.finish_keys(vec![oldest]).await;
         }
         self.key = current;
     }
 
     /// Completes every file whose time is up.
-    async fn roll_due(&mut self, now: Instant, inbox: &mut Inbox) {
+    async fn roll_due(&mut self, now: Instant) {
         let mut due: Vec<String> = self
             .files
             .iter()
@@ -666,23 +668,23 @@ impl Sink {
             .collect();
         due.sort_unstable();
         if self.eo.is_some() {
-            return self.commit_keys(due, inbox).await;
+            return self.commit_keys(due).await;
         }
-        self.finish_keys(due, inbox).await;
+        self.finish_keys(due).await;
     }
 
     /// Completes every open file (shutdown).
-    async fn finish_all(&mut self, inbox: &mut Inbox) {
+    async fn finish_all(&mut self) {
         let mut all: Vec<String> = self.files.keys().cloned().collect();
         all.sort_unstable();
         if self.eo.is_some() {
-            return self.commit_keys(all, inbox).await;
+            return self.commit_keys(all).await;
         }
-        self.finish_keys(all, inbox).await;
+        self.finish_keys(all).await;
     }
 
     /// Exactly-once: commits the partitions the files of `keys` belong to.
-    async fn commit_keys(&mut self, keys: Vec<String>, inbox: &mut Inbox) {
+    async fn commit_keys(&mut self, keys: Vec<String>) {
         let mut tps: Vec<Tp> = Vec::new();
         for key in keys {
             if let Some(tp) = key_tp(&key)
@@ -692,7 +694,7 @@ impl Sink {
             }
         }
         for tp in tps {
-            self.commit_partition(&tp, inbox).await;
+            self.commit_partition(&tp).await;
         }
     }
 
@@ -756,7 +758,7 @@ impl Sink {
 
     /// Exactly-once: seals every open file of `tp`, creates the commit
     /// record, publishes the files and releases their batches.
-    async fn commit_partition(&mut self, tp: &Tp, inbox: &mut Inbox) {
+    async fn commit_partition(&mut self, tp: &Tp) {
         let Some(eo) = &mut self.eo else { return };
         let Some(state) = eo.parts.get_mut(tp) else {
             return;
@@ -791,7 +793,7 @@ impl Sink {
         let mut sealed = Vec::with_capacity(files.len());
         for file in &mut files {
             match file
-                .seal(&self.dest, &self.settings, &mut self.retrier, inbox)
+                .seal(&self.dest, &self.settings, &mut self.retrier)
                 .await
             {
                 Ok(s) => sealed.push(s),
@@ -813,11 +815,11 @@ impl Sink {
             agent: log.agent().to_owned(),
             checksum: None,
         };
-        let created = self.retrier.run(inbox, |_| log.create(&record)).await;
+        let created = self.retrier.run(|_| log.create(&record)).await;
         drop(guard);
         match created {
             Ok(Created::Yes) => {}
-            Ok(Created::Conflict) => return self.lost_race(tp, files, inbox).await,
+            Ok(Created::Conflict) => return self.lost_race(tp, files).await,
             Err(e) => {
                 for file in files {
                     self.abandon(file, e.clone()).await;
@@ -828,16 +830,12 @@ impl Sink {
         // Committed: from here on, recovery would publish these files too.
         for file in &record.files {
             let dest = self.dest.clone();
-            if let Err(e) = self.retrier.run(inbox, |_| dest.publish(file)).await {
+            if let Err(e) = self.retrier.run(|_| dest.publish(file)).await {
                 // The record exists, so the next owner's recovery publishes it.
                 error!(sink = %self.name, "{e}; the commit record stands and recovery will publish it");
             }
         }
-        if let Err(e) = self
-            .retrier
-            .run(inbox, |_| log.after_publish(&record))
-            .await
-        {
+        if let Err(e) = self.retrier.run(|_| log.after_publish(&record)).await {
             warn!(sink = %self.name, "tidying after a commit: {e}");
         }
         if let Some(eo) = &mut self.eo {
@@ -863,7 +861,7 @@ impl Sink {
 
     /// Another writer committed this partition from the same start: ours is
     /// discarded, theirs published, and the source rewound to the new end.
-    async fn lost_race(&mut self, tp: &Tp, files: Vec<OpenFile>, inbox: &mut Inbox) {
+    async fn lost_race(&mut self, tp: &Tp, files: Vec<OpenFile>) {
         let Some(eo) = &mut self.eo else { return };
         eo.conflicts.fetch_add(1, Ordering::Relaxed);
         let (log, link) = (eo.log.clone(), eo.link.clone());
@@ -881,7 +879,7 @@ impl Sink {
         if let Some(state) = self.eo.as_mut().and_then(|eo| eo.parts.get_mut(tp)) {
             state.broken = true;
         }
-        match self.retrier.run(inbox, |_| log.recover_tp(tp)).await {
+        match self.retrier.run(|_| log.recover_tp(tp)).await {
             Ok(Some(end)) => link.request_rewind(tp.clone(), end),
             Ok(None) => {}
             Err(e) => {
@@ -890,19 +888,19 @@ impl Sink {
         }
     }
 
-    async fn finish_keys(&mut self, keys: Vec<String>, inbox: &mut Inbox) {
+    async fn finish_keys(&mut self, keys: Vec<String>) {
         for key in keys {
             self.key = key;
             if let Some(file) = self.take_file() {
-                self.finish(file, inbox).await;
+                self.finish(file).await;
             }
         }
     }
 
     /// Completes a file taken out of the open set; releases its acks once visible.
-    async fn finish(&mut self, mut file: OpenFile, inbox: &mut Inbox) {
+    async fn finish(&mut self, mut file: OpenFile) {
         match file
-            .complete(&self.dest, &self.settings, &mut self.retrier, inbox)
+            .complete(&self.dest, &self.settings, &mut self.retrier)
             .await
         {
             Ok(size) => {

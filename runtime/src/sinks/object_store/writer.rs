@@ -24,7 +24,7 @@ use tracing::warn;
 use super::commit::{Sealed, Staged};
 use super::format::{Compression, Compressor, Format};
 use super::journal::Entry;
-use super::retry::{Inbox, Retrier};
+use super::retry::Retrier;
 use super::store::{Destination, LocalPaths};
 use crate::event::Ack;
 
@@ -150,7 +150,6 @@ impl OpenFile {
         first_offset: i64,
         now: Instant,
         retrier: &mut Retrier,
-        inbox: &mut Inbox,
     ) -> Result<Self, String> {
         let enc = settings
             .compression
@@ -159,16 +158,14 @@ impl OpenFile {
         let (target, display) = match dest {
             Destination::Local(local) => {
                 let paths = local.paths(dir, name);
-                let file = retrier.run(inbox, |_| local.create(&paths)).await?;
+                let file = retrier.run(|_| local.create(&paths)).await?;
                 let display = paths.visible.display().to_string();
                 (Target::Local { file, paths }, display)
             }
             Destination::Remote(remote) => {
                 let (path, display) = remote.path(dir, name);
                 let upload = if settings.exactly_once {
-                    let id = retrier
-                        .run(inbox, |_| remote.create_multipart(&path))
-                        .await?;
+                    let id = retrier.run(|_| remote.create_multipart(&path)).await?;
                     Some(Upload {
                         id,
                         parts: Vec::new(),
@@ -226,7 +223,6 @@ impl OpenFile {
         dest: &Destination,
         settings: &FileSettings,
         retrier: &mut Retrier,
-        inbox: &mut Inbox,
     ) -> Result<(), String> {
         match (dest, &mut self.target) {
             (Destination::Local(local), Target::Local { file, paths }) => {
@@ -237,9 +233,7 @@ impl OpenFile {
                 let data = Bytes::from(std::mem::take(out));
                 let offset = self.stored;
                 retrier
-                    .run(inbox, |_| {
-                        local.write_at(file, &paths.hidden, data.clone(), offset)
-                    })
+                    .run(|_| local.write_at(file, &paths.hidden, data.clone(), offset))
                     .await?;
                 self.stored += data.len() as u64;
                 Ok(())
@@ -249,7 +243,7 @@ impl OpenFile {
                     let out = self.enc.output();
                     let rest = out.split_off(settings.part_size);
                     let part = Bytes::from(std::mem::replace(out, rest));
-                    upload_part(remote, path, upload, part, retrier, inbox).await?;
+                    upload_part(remote, path, upload, part, retrier).await?;
                     self.stored += settings.part_size as u64;
                 }
                 Ok(())
@@ -276,19 +270,16 @@ impl OpenFile {
         dest: &Destination,
         settings: &FileSettings,
         retrier: &mut Retrier,
-        inbox: &mut Inbox,
     ) -> Result<u64, String> {
         self.finish_compression()?;
         match dest {
             Destination::Local(local) => {
-                self.flush(dest, settings, retrier, inbox).await?;
+                self.flush(dest, settings, retrier).await?;
                 let Target::Local { file, paths } = &self.target else {
                     return Err("internal error: file and destination kinds differ".into());
                 };
                 let size = self.stored;
-                retrier
-                    .run(inbox, |_| local.commit(file, paths, size))
-                    .await?;
+                retrier.run(|_| local.commit(file, paths, size)).await?;
             }
             Destination::Remote(remote) => {
                 let single = matches!(&self.target, Target::Remote { upload: None, .. })
@@ -298,20 +289,18 @@ impl OpenFile {
                         return Err("internal error: file and destination kinds differ".into());
                     };
                     let data = Bytes::from(std::mem::take(self.enc.output()));
-                    retrier
-                        .run(inbox, |_| remote.put(path, data.clone()))
-                        .await?;
+                    retrier.run(|_| remote.put(path, data.clone())).await?;
                     self.stored += data.len() as u64;
                     return Ok(self.stored);
                 }
-                self.flush(dest, settings, retrier, inbox).await?;
+                self.flush(dest, settings, retrier).await?;
                 let Target::Remote { path, upload } = &mut self.target else {
                     return Err("internal error: file and destination kinds differ".into());
                 };
                 let last = std::mem::take(self.enc.output());
                 if !last.is_empty() {
                     let len = last.len() as u64;
-                    upload_part(remote, path, upload, Bytes::from(last), retrier, inbox).await?;
+                    upload_part(remote, path, upload, Bytes::from(last), retrier).await?;
                     self.stored += len;
                 }
                 let Some(upload) = upload else {
@@ -320,7 +309,7 @@ impl OpenFile {
                 let size = self.stored;
                 let (path, upload) = (&*path, &*upload);
                 retrier
-                    .run(inbox, |attempt| {
+                    .run(|attempt| {
                         remote.complete(path, &upload.id, &upload.parts, size, attempt > 0)
                     })
                     .await?;
@@ -355,7 +344,6 @@ impl OpenFile {
         dest: &Destination,
         settings: &FileSettings,
         retrier: &mut Retrier,
-        inbox: &mut Inbox,
     ) -> Result<Sealed, String> {
         self.finish_compression()?;
         let staged = self
@@ -364,13 +352,13 @@ impl OpenFile {
         let mut parts = Vec::new();
         match dest {
             Destination::Local(_) => {
-                self.flush(dest, settings, retrier, inbox).await?;
+                self.flush(dest, settings, retrier).await?;
                 let Target::Local { file, paths } = &self.target else {
                     return Err("internal error: file and destination kinds differ".into());
                 };
                 let (file, hidden) = (file.clone(), paths.hidden.clone());
                 retrier
-                    .run(inbox, |_| {
+                    .run(|_| {
                         let (file, hidden) = (file.clone(), hidden.clone());
                         async move {
                             tokio::task::spawn_blocking(move || {
@@ -384,14 +372,14 @@ impl OpenFile {
                     .await?;
             }
             Destination::Remote(remote) => {
-                self.flush(dest, settings, retrier, inbox).await?;
+                self.flush(dest, settings, retrier).await?;
                 let Target::Remote { path, upload } = &mut self.target else {
                     return Err("internal error: file and destination kinds differ".into());
                 };
                 let last = std::mem::take(self.enc.output());
                 if !last.is_empty() {
                     let len = last.len() as u64;
-                    upload_part(remote, path, upload, Bytes::from(last), retrier, inbox).await?;
+                    upload_part(remote, path, upload, Bytes::from(last), retrier).await?;
                     self.stored += len;
                 }
                 if let Some(upload) = upload {
@@ -440,12 +428,9 @@ async fn upload_part(
     upload: &mut Option<Upload>,
     data: Bytes,
     retrier: &mut Retrier,
-    inbox: &mut Inbox,
 ) -> Result<(), String> {
     if upload.is_none() {
-        let id = retrier
-            .run(inbox, |_| remote.create_multipart(path))
-            .await?;
+        let id = retrier.run(|_| remote.create_multipart(path)).await?;
         *upload = Some(Upload {
             id,
             parts: Vec::new(),
@@ -457,7 +442,7 @@ async fn upload_part(
     let idx = upload.parts.len();
     let id = &upload.id;
     let part = retrier
-        .run(inbox, |_| remote.put_part(path, id, idx, data.clone()))
+        .run(|_| remote.put_part(path, id, idx, data.clone()))
         .await?;
     upload.parts.push(part);
     Ok(())
