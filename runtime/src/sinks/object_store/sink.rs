@@ -34,7 +34,7 @@ use super::store::Destination;
 use super::writer::{FileSettings, OpenFile};
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
-use crate::event::Batch;
+use crate::event::{Batch, EventRef};
 use crate::metrics::{Counter, Gauge};
 use crate::sinks::{SinkContext, SinkError};
 
@@ -202,6 +202,30 @@ impl Exactly {
         }
         Admit::Write
     }
+}
+
+/// What [`Sink::admit`] decided for one event.
+enum Verdict {
+    Write,
+    Skip,
+    /// Exactly-once: below the committed position (see [`Admit::Committed`]).
+    Committed,
+}
+
+/// How opening a file for an event went.
+enum Opened {
+    Yes,
+    /// Its path is over the store's limits: the event can never be written.
+    Unwritable(String),
+    /// Failed for good (already recorded): the batch fails.
+    Failed,
+}
+
+/// Events and encoded bytes written from one batch.
+#[derive(Default)]
+struct Written {
+    events: u64,
+    bytes: u64,
 }
 
 /// The state of a running sink.
@@ -388,57 +412,27 @@ impl Sink {
 
     async fn write_batch(&mut self, batch: Batch) {
         self.batch_seq += 1;
-        let seq = self.batch_seq;
         let now = Instant::now();
         let wall_ms = chrono::Utc::now().timestamp_millis();
-        let (mut events, mut bytes) = (0u64, 0u64);
+        let mut written = Written::default();
         if let Some(eo) = &mut self.eo {
             eo.memo = None;
         }
-
         // Events no file here can hold (a path over the store's limits).
         let mut unwritable: Vec<(usize, String)> = Vec::new();
         for (index, event) in batch.events.iter().enumerate() {
-            // Key: "<dir>\0<topic>\0<partition>"; the directory is its prefix.
-            self.key.clear();
-            self.template
-                .render(&event, wall_ms, &mut self.time, &mut self.key);
-            let dir_len = self.key.len();
-            self.key.push('\0');
-            self.key.push_str(event.topic());
-            self.key.push('\0');
-            let _ = write!(self.key, "{}", event.partition());
+            let dir_len = self.render_key(&event, wall_ms);
             let offset = event.offset();
-
-            if let Some(eo) = &mut self.eo {
-                match eo.admit(event.topic(), event.partition(), offset, batch.ack.epoch()) {
-                    Admit::Write => {}
-                    Admit::Skip => continue,
-                    Admit::Committed if !self.dead_letter.configured() => continue,
-                    Admit::Committed => {
-                        // An event that can never be written is in no
-                        // commit: it went to the dead-letter channel, maybe
-                        // without reaching its sink before a crash. It is
-                        // sent there again (at-least-once, like that sink).
-                        let name = self.settings.file_name(
-                            event.topic(),
-                            event.partition(),
-                            offset,
-                            self.template.missing(),
-                        );
-                        if let Err(why) = self.dest.check_length(&self.key[..dir_len], &name) {
-                            unwritable.push((index, why));
-                        }
-                        continue;
+            match self.admit(&event, batch.ack.epoch()).await {
+                Verdict::Write => {}
+                Verdict::Skip => continue,
+                Verdict::Committed => {
+                    if let Some(why) = self.unwritable_committed(&event, dir_len) {
+                        unwritable.push((index, why));
                     }
-                    Admit::Reset(keys) => {
-                        let key = std::mem::take(&mut self.key);
-                        self.drop_files(keys).await;
-                        self.key = key;
-                    }
+                    continue;
                 }
             }
-
             let roll_first = self.eo.is_none()
                 && self
                     .files
@@ -448,142 +442,30 @@ impl Sink {
                 self.finish(file).await;
             }
             if !self.files.contains_key(self.key.as_str()) {
-                let dir = self.key[..dir_len].to_owned();
-                let name = self.settings.file_name(
-                    event.topic(),
-                    event.partition(),
-                    offset,
-                    self.template.missing(),
-                );
-                if let Err(why) = self.dest.check_length(&dir, &name) {
-                    unwritable.push((index, why));
-                    continue;
-                }
-                if self.files.len() >= self.max_open_files {
-                    self.roll_least_recent().await;
-                }
-                let entry = match (&self.journal, &*self.dest) {
-                    (Some(journal), Destination::Local(local)) => {
-                        let hidden = local.paths(&dir, &name).hidden;
-                        let recorded = self.retrier.run(|_| journal.record(&hidden)).await;
-                        match recorded {
-                            Ok(entry) => Some(entry),
-                            Err(e) => {
-                                batch.ack.fail();
-                                self.record_failure(format!("journaling {name}: {e}"));
-                                continue;
-                            }
-                        }
+                match self.open_file(&event, dir_len, now).await {
+                    Opened::Yes => {}
+                    Opened::Unwritable(why) => {
+                        unwritable.push((index, why));
+                        continue;
                     }
-                    _ => None,
-                };
-                let opened = OpenFile::open(
-                    &self.dest,
-                    &self.settings,
-                    &dir,
-                    &name,
-                    offset,
-                    now,
-                    &mut self.retrier,
-                )
-                .await;
-                match opened {
-                    Ok(mut file) => {
-                        file.journal = entry;
-                        if let Some(eo) = &mut self.eo {
-                            let tp = (event.topic().to_owned(), event.partition());
-                            let intent = Intent {
-                                staged: file.staged().expect("exactly-once files are staged"),
-                                first_offset: offset,
-                            };
-                            let log = eo.log.clone();
-                            let (topic, partition) = (tp.0.clone(), tp.1);
-                            let written = self
-                                .retrier
-                                .run(|_| log.write_intent(&topic, partition, &intent))
-                                .await;
-                            if let Err(e) = written {
-                                batch.ack.fail();
-                                self.record_failure(format!("recording staging of {name}: {e}"));
-                                file.abandon(&self.dest).await;
-                                self.break_partition(&tp.0, tp.1, offset).await;
-                                continue;
-                            }
-                            if let Some(eo) = &mut self.eo {
-                                let state = eo.parts.entry(tp).or_default();
-                                state.keys.push(self.key.clone());
-                                if state.start.is_none() {
-                                    state.start = Some(state.next.unwrap_or(offset));
-                                }
-                            }
-                        }
-                        self.files.insert(self.key.clone(), file);
-                        self.metrics.open_files.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
+                    Opened::Failed => {
                         batch.ack.fail();
-                        self.record_failure(format!("opening {name}: {e}"));
-                        self.break_partition(event.topic(), event.partition(), offset)
-                            .await;
                         continue;
                     }
                 }
             }
-            let Some(file) = self.files.get_mut(self.key.as_str()) else {
-                batch.ack.fail();
-                self.record_failure("internal error: open file vanished".into());
-                continue;
-            };
-
-            if file.batch_seq != seq {
-                file.acks.push(batch.ack.clone());
-                file.batch_seq = seq;
-            }
-            self.encoded.clear();
-            self.settings.format.encode(&event, &mut self.encoded);
-            if let Err(e) = file.append(&self.encoded, offset, now) {
-                if let Some(file) = self.take_file() {
-                    self.abandon(file, e).await;
-                }
-                self.break_partition(event.topic(), event.partition(), offset)
-                    .await;
-                continue;
-            }
-            events += 1;
-            bytes += self.encoded.len() as u64;
-            let full = self.policy.full(file);
-            if let Some(eo) = &mut self.eo
-                && let Some(state) = eo
-                    .parts
-                    .get_mut(&(event.topic().to_owned(), event.partition()))
-            {
-                state.last = offset;
-            }
-
-            if full && self.eo.is_some() {
-                let tp = (event.topic().to_owned(), event.partition());
-                self.commit_partition(&tp).await;
-            } else if full {
-                if let Some(file) = self.take_file() {
-                    self.finish(file).await;
-                }
-            } else if file.wants_flush(&self.settings)
-                && let Err(e) = file
-                    .flush(&self.dest, &self.settings, &mut self.retrier)
-                    .await
-                && let Some(file) = self.take_file()
-            {
-                self.abandon(file, e).await;
-                self.break_partition(event.topic(), event.partition(), offset)
-                    .await;
-            }
+            self.append(&event, now, &batch, &mut written).await;
         }
 
         if !unwritable.is_empty() {
             self.divert(&batch, &unwritable).await;
         }
-        self.metrics.events.fetch_add(events, Ordering::Relaxed);
-        self.metrics.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.metrics
+            .events
+            .fetch_add(written.events, Ordering::Relaxed);
+        self.metrics
+            .bytes
+            .fetch_add(written.bytes, Ordering::Relaxed);
         // The files hold their own clones of the ack now (a return or panic
         // before here drops the batch unreleased, which fails it).
         batch.release();
@@ -591,6 +473,203 @@ impl Sink {
         let now = Instant::now();
         if self.next_deadline().is_some_and(|d| d <= now) {
             self.roll_due(now).await;
+        }
+    }
+
+    /// Renders the file key of `event` into `self.key`
+    /// (`<dir>\0<topic>\0<partition>`) and returns the directory's length,
+    /// the key's prefix.
+    fn render_key(&mut self, event: &EventRef<'_>, wall_ms: i64) -> usize {
+        self.key.clear();
+        self.template
+            .render(event, wall_ms, &mut self.time, &mut self.key);
+        let dir_len = self.key.len();
+        self.key.push('\0');
+        self.key.push_str(event.topic());
+        self.key.push('\0');
+        let _ = write!(self.key, "{}", event.partition());
+        dir_len
+    }
+
+    /// Whether `event` is to be written now. Exactly-once: see [`Admit`];
+    /// files of a partition reassigned since they were opened are dropped
+    /// first (the current key is kept).
+    async fn admit(&mut self, event: &EventRef<'_>, epoch: u64) -> Verdict {
+        let Some(eo) = &mut self.eo else {
+            return Verdict::Write;
+        };
+        match eo.admit(event.topic(), event.partition(), event.offset(), epoch) {
+            Admit::Write => Verdict::Write,
+            Admit::Skip => Verdict::Skip,
+            Admit::Committed => Verdict::Committed,
+            Admit::Reset(keys) => {
+                let key = std::mem::take(&mut self.key);
+                self.drop_files(keys).await;
+                self.key = key;
+                Verdict::Write
+            }
+        }
+    }
+
+    /// Exactly-once, for an event below the committed position: why it can
+    /// never be written, if its path is over the store's limits and a
+    /// `dead_letter` channel is set. Such an event is in no commit: it went
+    /// to the dead-letter channel, maybe without reaching its sink before a
+    /// crash, so it is sent there again (at-least-once, like that sink).
+    fn unwritable_committed(&self, event: &EventRef<'_>, dir_len: usize) -> Option<String> {
+        if !self.dead_letter.configured() {
+            return None;
+        }
+        let name = self.settings.file_name(
+            event.topic(),
+            event.partition(),
+            event.offset(),
+            self.template.missing(),
+        );
+        self.dest.check_length(&self.key[..dir_len], &name).err()
+    }
+
+    /// Opens the file of the current key for `event`, its first event:
+    /// checks the path's length, makes room under `max_open_files`, journals
+    /// it (local at-least-once) and records its staging (exactly-once).
+    async fn open_file(&mut self, event: &EventRef<'_>, dir_len: usize, now: Instant) -> Opened {
+        let (topic, partition, offset) = (event.topic(), event.partition(), event.offset());
+        let dir = self.key[..dir_len].to_owned();
+        let name = self
+            .settings
+            .file_name(topic, partition, offset, self.template.missing());
+        if let Err(why) = self.dest.check_length(&dir, &name) {
+            return Opened::Unwritable(why);
+        }
+        if self.files.len() >= self.max_open_files {
+            self.roll_least_recent().await;
+        }
+        let entry = match (&self.journal, &*self.dest) {
+            (Some(journal), Destination::Local(local)) => {
+                let hidden = local.paths(&dir, &name).hidden;
+                match self.retrier.run(|_| journal.record(&hidden)).await {
+                    Ok(entry) => Some(entry),
+                    Err(e) => {
+                        self.record_failure(format!("journaling {name}: {e}"));
+                        return Opened::Failed;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let opened = OpenFile::open(
+            &self.dest,
+            &self.settings,
+            &dir,
+            &name,
+            offset,
+            now,
+            &mut self.retrier,
+        )
+        .await;
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                self.record_failure(format!("opening {name}: {e}"));
+                self.break_partition(topic, partition, offset).await;
+                return Opened::Failed;
+            }
+        };
+        file.journal = entry;
+        if self.eo.is_some() && !self.record_staging(&file, topic, partition, &name).await {
+            file.abandon(&self.dest).await;
+            self.break_partition(topic, partition, offset).await;
+            return Opened::Failed;
+        }
+        self.files.insert(self.key.clone(), file);
+        self.metrics.open_files.fetch_add(1, Ordering::Relaxed);
+        Opened::Yes
+    }
+
+    /// Exactly-once: writes the intent of a newly opened `file` (so recovery
+    /// can clean it up) and adds it to its partition's open files.
+    async fn record_staging(
+        &mut self,
+        file: &OpenFile,
+        topic: &str,
+        partition: i32,
+        name: &str,
+    ) -> bool {
+        let Some(eo) = &mut self.eo else { return true };
+        let intent = Intent {
+            staged: file.staged().expect("exactly-once files are staged"),
+            first_offset: file.first_offset,
+        };
+        let log = eo.log.clone();
+        let written = self
+            .retrier
+            .run(|_| log.write_intent(topic, partition, &intent))
+            .await;
+        if let Err(e) = written {
+            self.record_failure(format!("recording staging of {name}: {e}"));
+            return false;
+        }
+        if let Some(eo) = &mut self.eo {
+            let state = eo.parts.entry((topic.to_owned(), partition)).or_default();
+            state.keys.push(self.key.clone());
+            if state.start.is_none() {
+                state.start = Some(state.next.unwrap_or(file.first_offset));
+            }
+        }
+        true
+    }
+
+    /// Appends `event` to the open file of the current key, then rolls,
+    /// commits or flushes that file as due.
+    async fn append(
+        &mut self,
+        event: &EventRef<'_>,
+        now: Instant,
+        batch: &Batch,
+        written: &mut Written,
+    ) {
+        let (topic, partition, offset) = (event.topic(), event.partition(), event.offset());
+        let Some(file) = self.files.get_mut(self.key.as_str()) else {
+            batch.ack.fail();
+            self.record_failure("internal error: open file vanished".into());
+            return;
+        };
+        if file.batch_seq != self.batch_seq {
+            file.acks.push(batch.ack.clone());
+            file.batch_seq = self.batch_seq;
+        }
+        self.encoded.clear();
+        self.settings.format.encode(event, &mut self.encoded);
+        if let Err(e) = file.append(&self.encoded, offset, now) {
+            if let Some(file) = self.take_file() {
+                self.abandon(file, e).await;
+            }
+            self.break_partition(topic, partition, offset).await;
+            return;
+        }
+        written.events += 1;
+        written.bytes += self.encoded.len() as u64;
+        let full = self.policy.full(file);
+        if let Some(eo) = &mut self.eo
+            && let Some(state) = eo.parts.get_mut(&(topic.to_owned(), partition))
+        {
+            state.last = offset;
+        }
+
+        if full && self.eo.is_some() {
+            self.commit_partition(&(topic.to_owned(), partition)).await;
+        } else if full {
+            if let Some(file) = self.take_file() {
+                self.finish(file).await;
+            }
+        } else if file.wants_flush(&self.settings)
+            && let Err(e) = file
+                .flush(&self.dest, &self.settings, &mut self.retrier)
+                .await
+            && let Some(file) = self.take_file()
+        {
+            self.abandon(file, e).await;
+            self.break_partition(topic, partition, offset).await;
         }
     }
 
