@@ -165,119 +165,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs the command line; the returned code is the process exit status.
 pub async fn main(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Validate { config } => match config::load(&config) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} sources, {} plugins, {} channels, {} sinks)",
-                    config.display(),
-                    c.sources.len(),
-                    c.plugins.len(),
-                    c.channels.len(),
-                    c.sinks.len()
-                );
-                Ok(0)
-            }
-            Err(errors) => {
-                eprintln!("{errors}");
-                Ok(2)
-            }
-        },
+        Command::Validate { config } => Ok(validate(&config)),
         Command::Run {
             config,
             exit_when_idle,
             no_status,
-        } => {
-            let Some(config) = load_or_report(&config) else {
-                return Ok(2);
-            };
-            let metrics = topology::run(
-                config,
-                RunOptions {
-                    exit_when_idle,
-                    status_line: !no_status,
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let totals = topology::status::Totals::read(&metrics);
-            tracing::info!(
-                events_in = totals.events_in,
-                events_out = totals.events_out,
-                files = totals.files,
-                dead_lettered = totals.dead_lettered,
-                "stopped"
-            );
-            Ok(0)
-        }
+        } => run(&config, exit_when_idle, no_status).await,
         Command::Lake {
             command: LakeCommand::Verify { config, sink },
-        } => {
-            let Some(config) = load_or_report(&config) else {
-                return Ok(2);
-            };
-            let Some(def) = config.sinks.get(&sink) else {
-                bail!("no sink named `{sink}` in {}", config.file.display());
-            };
-            let Some(os) = def
-                .kind
-                .as_any()
-                .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
-            else {
-                bail!("sink `{sink}` is not an object_store sink");
-            };
-            let report = crate::sinks::object_store::verify::verify(&sink, os)
-                .await
-                .map_err(|e| anyhow::anyhow!("verifying sink `{sink}`: {e}"))?;
-            print!("{}", report.render());
-            Ok(if report.problems.is_empty() { 0 } else { 1 })
-        }
-        Command::Resume { config, source } => {
-            let Some(config) = load_or_report(&config) else {
-                return Ok(2);
-            };
-            if !config.sources.contains_key(&source) {
-                bail!("no source named `{source}` in {}", config.file.display());
-            }
-            let dir = config.data_dir.join("control").join("resume");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::write(dir.join(&source), b"")
-                .with_context(|| format!("writing a resume request in {}", dir.display()))?;
-            println!("resume requested for source `{source}`");
-            Ok(0)
-        }
+        } => lake_verify(&config, &sink).await,
+        Command::Resume { config, source } => resume(&config, &source),
         Command::Plugin {
             command: PluginCommand::List { config, json },
-        } => {
-            let Some(config) = load_or_report(&config) else {
-                return Ok(2);
-            };
-            let path = config.data_dir.join("status").join("plugins.json");
-            let rows = crate::plugin::registry::read_status(&path).map_err(anyhow::Error::msg)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-                return Ok(0);
-            }
-            println!(
-                "{:<16} {:<12} {:<12} {:<16} {:>4}  {:<20}  last refusal",
-                "PLUGIN", "TEAM", "KIND", "DIGEST", "GEN", "LIVE SINCE (UTC)"
-            );
-            for r in rows {
-                let since = chrono::DateTime::from_timestamp_millis(r.since_unix_ms as i64)
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_default();
-                println!(
-                    "{:<16} {:<12} {:<12} {:<16} {:>4}  {:<20}  {}",
-                    r.plugin,
-                    r.team,
-                    r.kind,
-                    &r.digest[..16.min(r.digest.len())],
-                    r.generation,
-                    since,
-                    r.last_rejection.as_deref().unwrap_or("-")
-                );
-            }
-            Ok(0)
-        }
+        } => plugin_list(&config, json),
         Command::Plugin {
             command:
                 PluginCommand::Test {
@@ -319,36 +219,161 @@ pub async fn main(cli: Cli) -> Result<i32> {
                     dir,
                     sdk_path,
                 },
-        } => {
-            let created = scaffold::create(&scaffold::NewPlugin {
-                lang,
-                name: name.clone(),
-                parent: dir,
-                sdk_path,
-            })
-            .with_context(|| format!("creating the {lang} plugin `{name}`"))?;
+        } => plugin_new(lang, &name, dir, sdk_path),
+    }
+}
+
+/// `sluice validate`: 0 if the configuration loads, 2 (errors printed) if not.
+fn validate(config: &Path) -> i32 {
+    match config::load(config) {
+        Ok(c) => {
             println!(
-                "created {} ({lang}, {} files)",
-                created.dir.display(),
-                created.files.len()
+                "{}: ok ({} sources, {} plugins, {} channels, {} sinks)",
+                config.display(),
+                c.sources.len(),
+                c.plugins.len(),
+                c.channels.len(),
+                c.sinks.len()
             );
-            if lang == scaffold::Lang::Rust && !created.sdk_path.join("Cargo.toml").is_file() {
-                eprintln!(
-                    "warning: no Rust guest SDK at {}; pass --sdk-path or edit the `sluice-guest` \
-                     path in Cargo.toml",
-                    created.sdk_path.display()
-                );
-            }
-            println!("next:");
-            println!("  cd {}", created.dir.display());
-            println!("  ./build.sh");
-            println!(
-                "  sluice plugin test {name}.wasm --config test/config.toml --input test/input.jsonl \
-                 --expected test/expected.jsonl"
-            );
-            Ok(0)
+            0
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            2
         }
     }
+}
+
+/// `sluice run`: runs the pipelines until stopped (or idle, if asked).
+async fn run(config: &Path, exit_when_idle: Option<Duration>, no_status: bool) -> Result<i32> {
+    let Some(config) = load_or_report(config) else {
+        return Ok(2);
+    };
+    let metrics = topology::run(
+        config,
+        RunOptions {
+            exit_when_idle,
+            status_line: !no_status,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let totals = topology::status::Totals::read(&metrics);
+    tracing::info!(
+        events_in = totals.events_in,
+        events_out = totals.events_out,
+        files = totals.files,
+        dead_lettered = totals.dead_lettered,
+        "stopped"
+    );
+    Ok(0)
+}
+
+/// `sluice lake verify`: 0 if the sink's commit chains hold, 1 if not.
+async fn lake_verify(config: &Path, sink: &str) -> Result<i32> {
+    let Some(config) = load_or_report(config) else {
+        return Ok(2);
+    };
+    let Some(def) = config.sinks.get(sink) else {
+        bail!("no sink named `{sink}` in {}", config.file.display());
+    };
+    let Some(os) = def
+        .kind
+        .as_any()
+        .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
+    else {
+        bail!("sink `{sink}` is not an object_store sink");
+    };
+    let report = crate::sinks::object_store::verify::verify(sink, os)
+        .await
+        .map_err(|e| anyhow::anyhow!("verifying sink `{sink}`: {e}"))?;
+    print!("{}", report.render());
+    Ok(if report.problems.is_empty() { 0 } else { 1 })
+}
+
+/// `sluice resume`: asks the running agent to resume a paused source.
+fn resume(config: &Path, source: &str) -> Result<i32> {
+    let Some(config) = load_or_report(config) else {
+        return Ok(2);
+    };
+    if !config.sources.contains_key(source) {
+        bail!("no source named `{source}` in {}", config.file.display());
+    }
+    let dir = config.data_dir.join("control").join("resume");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(source), b"")
+        .with_context(|| format!("writing a resume request in {}", dir.display()))?;
+    println!("resume requested for source `{source}`");
+    Ok(0)
+}
+
+/// `sluice plugin list`: the plugin versions live, from the status file.
+fn plugin_list(config: &Path, json: bool) -> Result<i32> {
+    let Some(config) = load_or_report(config) else {
+        return Ok(2);
+    };
+    let path = config.data_dir.join("status").join("plugins.json");
+    let rows = crate::plugin::registry::read_status(&path).map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<16} {:<12} {:<12} {:<16} {:>4}  {:<20}  last refusal",
+        "PLUGIN", "TEAM", "KIND", "DIGEST", "GEN", "LIVE SINCE (UTC)"
+    );
+    for r in rows {
+        let since = chrono::DateTime::from_timestamp_millis(r.since_unix_ms as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<16} {:<12} {:<12} {:<16} {:>4}  {:<20}  {}",
+            r.plugin,
+            r.team,
+            r.kind,
+            &r.digest[..16.min(r.digest.len())],
+            r.generation,
+            since,
+            r.last_rejection.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(0)
+}
+
+/// `sluice plugin new`: creates a plugin project from its template.
+fn plugin_new(
+    lang: scaffold::Lang,
+    name: &str,
+    dir: PathBuf,
+    sdk_path: Option<PathBuf>,
+) -> Result<i32> {
+    let created = scaffold::create(&scaffold::NewPlugin {
+        lang,
+        name: name.to_owned(),
+        parent: dir,
+        sdk_path,
+    })
+    .with_context(|| format!("creating the {lang} plugin `{name}`"))?;
+    println!(
+        "created {} ({lang}, {} files)",
+        created.dir.display(),
+        created.files.len()
+    );
+    if lang == scaffold::Lang::Rust && !created.sdk_path.join("Cargo.toml").is_file() {
+        eprintln!(
+            "warning: no Rust guest SDK at {}; pass --sdk-path or edit the `sluice-guest` \
+             path in Cargo.toml",
+            created.sdk_path.display()
+        );
+    }
+    println!("next:");
+    println!("  cd {}", created.dir.display());
+    println!("  ./build.sh");
+    println!(
+        "  sluice plugin test {name}.wasm --config test/config.toml --input test/input.jsonl \
+         --expected test/expected.jsonl"
+    );
+    Ok(0)
 }
 
 /// Prints the result of a golden-file check and returns the exit status:

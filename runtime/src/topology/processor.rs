@@ -21,11 +21,12 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::ChannelSender;
-use crate::event::Batch;
-use crate::metrics::Metrics;
-use crate::plugin::Chain;
+use crate::event::{Ack, Batch};
+use crate::metrics::{Counter, Gauge, Metrics};
+use crate::plugin::chain::Paused;
 use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::plugin::registry::Registry;
+use crate::plugin::{Chain, ChainOutput};
 
 /// Where a source's events can go.
 pub struct Dispatch {
@@ -47,37 +48,79 @@ pub struct Dispatch {
 
 /// Processes batches from `input` until it ends.
 pub async fn run(
-    mut chain: Chain,
+    chain: Chain,
     mut input: mpsc::Receiver<Batch>,
     dispatch: Dispatch,
     shutdown: CancellationToken,
 ) {
-    let dropped = dispatch
-        .metrics
-        .counter(&format!("source.{}.dropped_by_plugins", dispatch.source));
-    let dead_lettered = dispatch
-        .metrics
-        .counter(&format!("source.{}.dead_lettered", dispatch.source));
-    let paused_gauge = dispatch
-        .metrics
-        .gauge(&format!("source.{}.paused", dispatch.source));
-    let pauses = dispatch
-        .metrics
-        .counter(&format!("source.{}.pauses", dispatch.source));
+    let mut processor = Processor::new(chain, dispatch, shutdown);
     while let Some(batch) = input.recv().await {
         let Batch {
-            mut events,
+            events,
             ack,
             rejected,
         } = batch;
-        let output = loop {
-            if chain.is_empty() {
-                break crate::plugin::ChainOutput {
+        let Some(output) = processor.process(events).await else {
+            // A panic or a shutdown while paused: the batch is read again.
+            ack.fail();
+            return;
+        };
+        let sends = processor.out.route(output, &rejected, &ack);
+        processor.out.send(sends, &ack).await;
+        // Every piece holds a clone now; this holder's part is done.
+        ack.release();
+    }
+}
+
+/// One source's processing stage while it runs: its chain and its outlet.
+struct Processor {
+    chain: Chain,
+    out: Outlet,
+}
+
+/// Where a source's processed batches go, and the stage's metrics. Apart
+/// from the chain (which is not `Sync`), so that it can be borrowed across
+/// awaits.
+struct Outlet {
+    dispatch: Dispatch,
+    shutdown: CancellationToken,
+    dropped: Counter,
+    dead_lettered: Counter,
+    paused: Gauge,
+    pauses: Counter,
+}
+
+/// Where a batch's pieces go: a channel each.
+type Sends<'a> = Vec<(&'a ChannelSender, BatchBuf)>;
+
+impl Processor {
+    fn new(chain: Chain, dispatch: Dispatch, shutdown: CancellationToken) -> Self {
+        let metrics = dispatch.metrics.clone();
+        let name = |what: &str| format!("source.{}.{what}", dispatch.source);
+        let out = Outlet {
+            dropped: metrics.counter(&name("dropped_by_plugins")),
+            dead_lettered: metrics.counter(&name("dead_lettered")),
+            paused: metrics.gauge(&name("paused")),
+            pauses: metrics.counter(&name("pauses")),
+            dispatch,
+            shutdown,
+        };
+        Self { chain, out }
+    }
+
+    /// Runs the chain on `events` (on a blocking thread); while a plugin
+    /// with the `pause` policy holds the batch, waits and runs it again.
+    /// `None`: the chain panicked (the runtime shuts down) or the runtime
+    /// shut down while paused.
+    async fn process(&mut self, mut events: BatchBuf) -> Option<ChainOutput> {
+        loop {
+            if self.chain.is_empty() {
+                return Some(ChainOutput {
                     default: events,
                     ..Default::default()
-                };
+                });
             }
-            let moved = std::mem::take(&mut chain);
+            let moved = std::mem::take(&mut self.chain);
             let mut output = match tokio::task::spawn_blocking(move || {
                 let mut chain = moved;
                 let out = chain.process(events);
@@ -86,54 +129,74 @@ pub async fn run(
             .await
             {
                 Ok((back, out)) => {
-                    chain = back;
+                    self.chain = back;
                     out
                 }
                 Err(e) => {
-                    tracing::error!(source = %dispatch.source, "plugin chain panicked: {e}; shutting down");
-                    ack.fail();
-                    shutdown.cancel();
-                    return;
+                    tracing::error!(source = %self.out.dispatch.source, "plugin chain panicked: {e}; shutting down");
+                    self.out.shutdown.cancel();
+                    return None;
                 }
             };
             let Some(paused) = output.paused.take() else {
-                break output;
+                return Some(output);
             };
-            // Listen for a new version and for `sluice resume` before the
-            // pause is counted and shown: whoever sees it and acts at once
-            // (an operator, a deploy script) is not missed.
-            let mut new_version = match dispatch.registry.get(&paused.plugin) {
-                Some(slot) => slot.subscribe(),
-                None => tokio::sync::watch::channel(0).1,
-            };
-            new_version.mark_unchanged();
-            let resumed = dispatch.resume.notified();
-            tokio::pin!(resumed);
-            resumed.as_mut().enable();
-            paused_gauge.store(1, Ordering::Relaxed);
-            pauses.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                source = %dispatch.source,
-                plugin = %paused.plugin,
-                "plugin {}; source paused until a new version of `{}` arrives or `sluice resume` is run",
-                paused.failure,
-                paused.plugin
-            );
-            tokio::select! {
-                _ = new_version.changed() => tracing::info!(source = %dispatch.source, "new plugin version; resuming"),
-                _ = resumed => tracing::info!(source = %dispatch.source, "resumed by the operator"),
-                _ = shutdown.cancelled() => {
-                    // The held batch is not acknowledged: its offsets stay
-                    // uncommitted and it is read again after a restart.
-                    ack.fail();
-                    paused_gauge.store(0, Ordering::Relaxed);
-                    return;
-                }
+            if !self.out.wait_while_paused(&paused).await {
+                return None;
             }
-            paused_gauge.store(0, Ordering::Relaxed);
             events = paused.batch;
+        }
+    }
+}
+
+impl Outlet {
+    /// Waits for a new version of the plugin that paused, or `sluice
+    /// resume`; `false` if the runtime shuts down first (the held batch is
+    /// then not acknowledged: its offsets stay uncommitted and it is read
+    /// again after a restart).
+    async fn wait_while_paused(&self, paused: &Paused) -> bool {
+        // Listen for a new version and for `sluice resume` before the
+        // pause is counted and shown: whoever sees it and acts at once
+        // (an operator, a deploy script) is not missed.
+        let mut new_version = match self.dispatch.registry.get(&paused.plugin) {
+            Some(slot) => slot.subscribe(),
+            None => tokio::sync::watch::channel(0).1,
         };
-        dropped.fetch_add(output.dropped as u64, Ordering::Relaxed);
+        new_version.mark_unchanged();
+        let resumed = self.dispatch.resume.notified();
+        tokio::pin!(resumed);
+        resumed.as_mut().enable();
+        self.paused.store(1, Ordering::Relaxed);
+        self.pauses.fetch_add(1, Ordering::Relaxed);
+        let source = &self.dispatch.source;
+        tracing::error!(
+            source = %source,
+            plugin = %paused.plugin,
+            "plugin {}; source paused until a new version of `{}` arrives or `sluice resume` is run",
+            paused.failure,
+            paused.plugin
+        );
+        let resumed = tokio::select! {
+            _ = new_version.changed() => {
+                tracing::info!(source = %source, "new plugin version; resuming");
+                true
+            }
+            _ = resumed => {
+                tracing::info!(source = %source, "resumed by the operator");
+                true
+            }
+            _ = self.shutdown.cancelled() => false,
+        };
+        self.paused.store(0, Ordering::Relaxed);
+        resumed
+    }
+
+    /// Splits the chain's output (and the records the source rejected) into
+    /// one piece per channel: the source's channels, routes, dead letters.
+    fn route<'a>(&'a self, output: ChainOutput, rejected: &BatchBuf, ack: &Ack) -> Sends<'a> {
+        let dispatch = &self.dispatch;
+        self.dropped
+            .fetch_add(output.dropped as u64, Ordering::Relaxed);
         let mut dead = output.dead;
         let mut output_default = output.default;
         // Records the source could not hand on as they are: dead-lettered,
@@ -148,7 +211,7 @@ pub async fn run(
         for event in rejected.iter() {
             rejects.push_ref(&event, None);
         }
-        let mut sends: Vec<(&ChannelSender, BatchBuf)> = Vec::new();
+        let mut sends: Sends<'a> = Vec::new();
         if !output_default.is_empty() {
             let n = dispatch.default.len();
             let mut events = Some(output_default);
@@ -179,7 +242,8 @@ pub async fn run(
             }
         }
         if !dead.is_empty() {
-            dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
+            self.dead_lettered
+                .fetch_add(dead.len() as u64, Ordering::Relaxed);
             match &dispatch.dead {
                 Some(tx) => sends.push((tx, dead)),
                 None => {
@@ -190,15 +254,19 @@ pub async fn run(
                 }
             }
         }
+        sends
+    }
+
+    /// Sends each piece with its own clone of `ack`; a closed channel (its
+    /// sink stopped) fails the batch and shuts the runtime down.
+    async fn send(&self, sends: Sends<'_>, ack: &Ack) {
         for (tx, events) in sends {
             let piece = Batch::new(events, ack.clone());
             if let Err(closed) = tx.send(piece).await {
                 closed.0.ack.fail();
-                tracing::error!(source = %dispatch.source, "a channel's sink has stopped; shutting down");
-                shutdown.cancel();
+                tracing::error!(source = %self.dispatch.source, "a channel's sink has stopped; shutting down");
+                self.shutdown.cancel();
             }
         }
-        // Every piece holds a clone now; this holder's part is done.
-        ack.release();
     }
 }
