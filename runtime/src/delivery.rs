@@ -63,7 +63,10 @@ pub trait PositionStore: Send + Sync {
     /// returns for each partition with committed output the next offset to
     /// write. A partition absent from the answer has no committed output yet
     /// (the consumer group's position or `auto.offset.reset` applies).
-    fn recover<'a>(&'a self, tps: &'a [Tp]) -> BoxFuture<'a, Result<HashMap<Tp, i64>, String>>;
+    fn recover<'a>(
+        &'a self,
+        tps: &'a [Tp],
+    ) -> BoxFuture<'a, Result<HashMap<Tp, i64>, crate::error::BoxError>>;
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -25,6 +25,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod error;
 pub mod event;
 pub mod golden;
 pub mod kafka_errors;

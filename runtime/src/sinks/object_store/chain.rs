@@ -22,6 +22,7 @@ use std::path::{Component, Path as FsPath};
 use sha2::{Digest, Sha256};
 
 use super::commit::{Record, Staged};
+use super::error::StoreError;
 use super::store::Destination;
 use crate::delivery::Tp;
 
@@ -38,46 +39,51 @@ pub fn seal(record: &mut Record) {
     record.checksum = Some(checksum(record));
 }
 
+/// Why a commit record cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Defect(pub String);
+
 /// Checks one record found as `<start>.json` in the directory of `tp`.
 pub fn check_record(
     record: &Record,
     name_start: i64,
     tp: &Tp,
     dest: &Destination,
-) -> Result<(), String> {
+) -> Result<(), Defect> {
     if (record.topic.as_str(), record.partition) != (tp.0.as_str(), tp.1) {
-        return Err(format!(
+        return Err(Defect(format!(
             "it is for {}/{}, not the partition {}/{} whose directory holds it",
             record.topic, record.partition, tp.0, tp.1
-        ));
+        )));
     }
     if record.start != name_start {
-        return Err(format!(
+        return Err(Defect(format!(
             "it starts at {}, but its name says {name_start}",
             record.start
-        ));
+        )));
     }
     if record.start >= record.end {
-        return Err(format!(
+        return Err(Defect(format!(
             "its range [{}, {}) is empty or reversed",
             record.start, record.end
-        ));
+        )));
     }
     if let Some(stored) = &record.checksum {
         let want = checksum(record);
         if *stored != want {
-            return Err(format!(
+            return Err(Defect(format!(
                 "its checksum {stored} does not match its content ({want})"
-            ));
+            )));
         }
     }
     for file in &record.files {
         let (first, last) = file.offsets;
         if first > last || first < record.start || last >= record.end {
-            return Err(format!(
+            return Err(Defect(format!(
                 "a file's offsets {first}..={last} are outside [{}, {})",
                 record.start, record.end
-            ));
+            )));
         }
         check_place(&file.staged, dest)?;
     }
@@ -85,25 +91,25 @@ pub fn check_record(
 }
 
 /// Checks that `next` continues `prev`.
-pub fn check_link(prev: &Record, next: &Record) -> Result<(), String> {
+pub fn check_link(prev: &Record, next: &Record) -> Result<(), Defect> {
     match next.start.cmp(&prev.end) {
         std::cmp::Ordering::Equal => Ok(()),
-        std::cmp::Ordering::Greater => Err(format!(
+        std::cmp::Ordering::Greater => Err(Defect(format!(
             "it starts at {} but the previous record ended at {}: offsets {}..{} are missing (a gap)",
             next.start, prev.end, prev.end, next.start
-        )),
-        std::cmp::Ordering::Less => Err(format!(
+        ))),
+        std::cmp::Ordering::Less => Err(Defect(format!(
             "it starts at {} but the previous record ended at {}: offsets {}..{} are committed twice (an overlap)",
             next.start,
             prev.end,
             next.start,
             prev.end.min(next.end)
-        )),
+        ))),
     }
 }
 
 /// Whether a staged file lies where the sink writes.
-fn check_place(staged: &Staged, dest: &Destination) -> Result<(), String> {
+fn check_place(staged: &Staged, dest: &Destination) -> Result<(), Defect> {
     match (staged, dest) {
         (Staged::Local { hidden, visible }, Destination::Local(local)) => {
             let root = local.root();
@@ -114,22 +120,22 @@ fn check_place(staged: &Staged, dest: &Destination) -> Result<(), String> {
                     || p.strip_prefix(root)
                         .is_ok_and(|rel| rel.starts_with("_sluice"))
                 {
-                    return Err(format!(
+                    return Err(Defect(format!(
                         "it names {}, outside the sink's directory {} (or inside `_sluice/`)",
                         p.display(),
                         root.display()
-                    ));
+                    )));
                 }
             }
             let name = visible.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let expected =
                 FsPath::new(visible.parent().unwrap_or(root)).join(format!(".{name}.inprogress"));
             if name.is_empty() || *hidden != expected {
-                return Err(format!(
+                return Err(Defect(format!(
                     "its hidden file {} is not the in-progress name of {}",
                     hidden.display(),
                     visible.display()
-                ));
+                )));
             }
             Ok(())
         }
@@ -150,25 +156,25 @@ fn check_place(staged: &Staged, dest: &Destination) -> Result<(), String> {
                 {
                     Ok(())
                 }
-                _ => Err(format!(
+                _ => Err(Defect(format!(
                     "it names the object {path}, outside the sink's prefix `{prefix}` (or inside `_sluice/`)"
-                )),
+                ))),
             }
         }
-        _ => Err(
+        _ => Err(Defect(
             "it names a local file for an object store, or an object for a local directory".into(),
-        ),
+        )),
     }
 }
 
 /// The error that stops recovery of a partition at record `rel`.
-pub fn broken(rel: &str, sink: &str, why: &str) -> String {
-    format!(
+pub fn broken(rel: &str, sink: &str, why: &str) -> StoreError {
+    StoreError::permanent(format!(
         "commit record _sluice/{rel} of sink `{sink}` cannot be trusted: {why}. Recovery of its partition \
          stops here, so nothing is published or read past it. Repair: run `sluice lake verify <config> {sink}` \
          to see the whole chain; restore the record from a backup, or move it and every later record of the \
          partition out of `_sluice/commits/` (their offsets are then read again from the last good record's end)"
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -299,7 +305,7 @@ mod tests {
         ];
         for (r, name, want) in cases {
             let e = check_record(&r, name, &tp(), &d).unwrap_err();
-            assert!(e.contains(want), "{want}: {e}");
+            assert!(e.0.contains(want), "{want}: {e}");
         }
         let mut other = record(10, 20, vec![]);
         other.partition = 3;
@@ -307,6 +313,7 @@ mod tests {
         assert!(
             check_record(&other, 10, &tp(), &d)
                 .unwrap_err()
+                .0
                 .contains("t/3")
         );
         let mut tampered = record(10, 20, vec![]);
@@ -314,6 +321,7 @@ mod tests {
         assert!(
             check_record(&tampered, 10, &tp(), &d)
                 .unwrap_err()
+                .0
                 .contains("checksum")
         );
         let mut old = record(10, 30, vec![]);
@@ -343,7 +351,7 @@ mod tests {
             "lake//f",
         ] {
             let e = check_record(&record(0, 1, vec![obj(bad)]), 0, &tp(), &d).unwrap_err();
-            assert!(e.contains("outside the sink's prefix"), "{bad}: {e}");
+            assert!(e.0.contains("outside the sink's prefix"), "{bad}: {e}");
         }
     }
 
@@ -354,11 +362,13 @@ mod tests {
         assert!(
             check_link(&a, &record(12, 20, vec![]))
                 .unwrap_err()
+                .0
                 .contains("gap")
         );
         assert!(
             check_link(&a, &record(5, 20, vec![]))
                 .unwrap_err()
+                .0
                 .contains("overlap")
         );
     }

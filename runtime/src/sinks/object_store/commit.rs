@@ -45,6 +45,7 @@ use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::error::StoreError;
 use super::store::Destination;
 use crate::delivery::{PositionStore, Tp};
 
@@ -190,7 +191,7 @@ impl CommitLog {
         topic: &str,
         partition: i32,
         intent: &Intent,
-    ) -> Result<String, String> {
+    ) -> Result<String, StoreError> {
         let id = match &intent.staged {
             Staged::Local { hidden, .. } => short_hash(&hidden.to_string_lossy()),
             Staged::Remote { upload_id, path } => short_hash(&format!("{path}\0{upload_id}")),
@@ -200,7 +201,8 @@ impl CommitLog {
             tp_dir(topic, partition),
             intent.first_offset
         );
-        let body = serde_json::to_vec(intent).map_err(|e| format!("encoding intent: {e}"))?;
+        let body = serde_json::to_vec(intent)
+            .map_err(|e| StoreError::permanent(format!("encoding intent: {e}")))?;
         self.put(&rel, body.into()).await?;
         Ok(rel)
     }
@@ -211,7 +213,7 @@ impl CommitLog {
     /// twice with different contents; the second must be refused. Run when
     /// an exactly-once sink starts; an error says the store cannot give
     /// exactly-once.
-    pub async fn probe_conditional_create(&self) -> Result<(), String> {
+    pub async fn probe_conditional_create(&self) -> Result<(), StoreError> {
         let nonce = format!(
             "{}-{}",
             short_hash(&self.agent),
@@ -228,21 +230,23 @@ impl CommitLog {
                 self.create_if_absent(&rel, Bytes::from_static(b"second"))
                     .await
             }
-            Ok(Created::Conflict) => Err("the probe object existed before it was created".into()),
+            Ok(Created::Conflict) => Err(StoreError::transient(
+                "the probe object existed before it was created",
+            )),
             Err(e) => Err(e),
         };
         let _ = self.delete(&rel).await;
         match second {
             Ok(Created::Conflict) => Ok(()),
-            Ok(Created::Yes) => Err(format!(
+            Ok(Created::Yes) => Err(StoreError::permanent(format!(
                 "the store overwrote an existing object on a create-only PUT (`If-None-Match: *`, \
                  probed at {}): it does not support conditional writes, so two agents could both \
                  commit the same offsets; exactly_once cannot be guaranteed on it (use an \
                  at-least-once sink, or a store that honours conditional PUT: AWS S3, MinIO, \
                  GCS, Azure, Alibaba OSS with x-oss-forbid-overwrite)",
                 self.describe(&rel)
-            )),
-            Err(e) => Err(format!("probing conditional writes: {e}")),
+            ))),
+            Err(e) => Err(e.context("probing conditional writes")),
         }
     }
 
@@ -254,7 +258,7 @@ impl CommitLog {
     }
 
     /// Creates the record: the commit. Then its files may be published.
-    pub async fn create(&self, record: &Record) -> Result<Created, String> {
+    pub async fn create(&self, record: &Record) -> Result<Created, StoreError> {
         let rel = format!(
             "commits/{}/{}",
             tp_dir(&record.topic, record.partition),
@@ -262,15 +266,15 @@ impl CommitLog {
         );
         let mut record = record.clone();
         super::chain::seal(&mut record);
-        let body =
-            serde_json::to_vec_pretty(&record).map_err(|e| format!("encoding record: {e}"))?;
+        let body = serde_json::to_vec_pretty(&record)
+            .map_err(|e| StoreError::permanent(format!("encoding record: {e}")))?;
         self.create_if_absent(&rel, body.into()).await
     }
 
     /// After a record's files are published: moves `HEAD`, removes the
     /// record's intents and every older leftover of the partition, and
     /// remembers the new position.
-    pub async fn after_publish(&self, record: &Record) -> Result<(), String> {
+    pub async fn after_publish(&self, record: &Record) -> Result<(), StoreError> {
         let dir = tp_dir(&record.topic, record.partition);
         self.put(
             &format!("commits/{dir}/HEAD"),
@@ -284,7 +288,7 @@ impl CommitLog {
     /// Removes staging intents of the partition below `record.end`; uploads
     /// or hidden files not in `record` are aborted (leftovers of crashes and
     /// of writers that lost the partition; they can never be committed now).
-    async fn clean_staging(&self, dir: &str, record: &Record) -> Result<(), String> {
+    async fn clean_staging(&self, dir: &str, record: &Record) -> Result<(), StoreError> {
         let names = self.list(&format!("staging/{dir}"), None).await?;
         for name in names {
             let first: i64 = name
@@ -315,7 +319,7 @@ impl CommitLog {
     }
 
     /// Recovery of one partition; see the module docs.
-    pub async fn recover_tp(&self, tp: &Tp) -> Result<Option<i64>, String> {
+    pub async fn recover_tp(&self, tp: &Tp) -> Result<Option<i64>, StoreError> {
         let dir = tp_dir(&tp.0, tp.1);
         let head = self
             .get(&format!("commits/{dir}/HEAD"))
@@ -369,7 +373,7 @@ impl CommitLog {
         body: &[u8],
         tp: &Tp,
         prev: Option<&Record>,
-    ) -> Result<Record, String> {
+    ) -> Result<Record, StoreError> {
         let broken = |why: &str| super::chain::broken(rel, &self.sink, why);
         let start: i64 = name
             .strip_suffix(".json")
@@ -377,16 +381,16 @@ impl CommitLog {
             .ok_or_else(|| broken("its name is not `<start>.json`"))?;
         let record: Record = serde_json::from_slice(body)
             .map_err(|e| broken(&format!("it is not a commit record ({e})")))?;
-        super::chain::check_record(&record, start, tp, &self.dest).map_err(|e| broken(&e))?;
+        super::chain::check_record(&record, start, tp, &self.dest).map_err(|e| broken(&e.0))?;
         if let Some(prev) = prev {
-            super::chain::check_link(prev, &record).map_err(|e| broken(&e))?;
+            super::chain::check_link(prev, &record).map_err(|e| broken(&e.0))?;
         }
         Ok(record)
     }
 
     /// Every partition directory under `_sluice/commits/` and its record
     /// names, sorted (for `sluice lake verify`).
-    pub async fn chains(&self) -> Result<Vec<(String, Vec<String>)>, String> {
+    pub async fn chains(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         let mut out = Vec::new();
         for dir in self.list_dirs("commits").await? {
             let mut names: Vec<String> = self
@@ -408,12 +412,14 @@ impl CommitLog {
         &self,
         dir: &str,
         names: &[String],
-    ) -> Result<(Vec<Record>, Vec<String>), String> {
+    ) -> Result<(Vec<Record>, Vec<String>), StoreError> {
         let tp = dir
             .rsplit_once('+')
             .and_then(|(t, p)| Some((t.to_owned(), p.parse::<i32>().ok()?)))
             .ok_or_else(|| {
-                format!("_sluice/commits/{dir} is not a `<topic>+<partition>` directory")
+                StoreError::permanent(format!(
+                    "_sluice/commits/{dir} is not a `<topic>+<partition>` directory"
+                ))
             })?;
         let (mut good, mut problems) = (Vec::new(), Vec::new());
         let mut prev: Option<Record> = None;
@@ -454,14 +460,14 @@ impl CommitLog {
 
     // Plain operations on `_sluice/…` under the destination.
 
-    async fn get(&self, rel: &str) -> Result<Option<Bytes>, String> {
+    async fn get(&self, rel: &str) -> Result<Option<Bytes>, StoreError> {
         match &*self.dest {
             Destination::Local(local) => {
                 let path = local.meta_path(rel);
                 match tokio::fs::read(&path).await {
                     Ok(b) => Ok(Some(b.into())),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(format!("reading {}: {e}", path.display())),
+                    Err(e) => Err(StoreError::local(format!("reading {}", path.display()), &e)),
                 }
             }
             Destination::Remote(remote) => {
@@ -471,21 +477,21 @@ impl CommitLog {
                         .bytes()
                         .await
                         .map(Some)
-                        .map_err(|e| format!("reading {path}: {e}")),
+                        .map_err(|e| StoreError::remote(format!("reading {path}"), &e)),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(format!("reading {path}: {e}")),
+                    Err(e) => Err(StoreError::remote(format!("reading {path}"), &e)),
                 }
             }
         }
     }
 
-    async fn put(&self, rel: &str, body: Bytes) -> Result<(), String> {
+    async fn put(&self, rel: &str, body: Bytes) -> Result<(), StoreError> {
         match &*self.dest {
             Destination::Local(local) => {
                 let path = local.meta_path(rel);
                 tokio::task::spawn_blocking(move || write_durably(&path, &body, false).map(|_| ()))
                     .await
-                    .map_err(|e| format!("blocking task: {e}"))?
+                    .map_err(|e| StoreError::transient(format!("blocking task: {e}")))?
             }
             Destination::Remote(remote) => {
                 let path = remote.meta_path(rel);
@@ -494,18 +500,18 @@ impl CommitLog {
                     .put(&path, PutPayload::from(body))
                     .await
                     .map(|_| ())
-                    .map_err(|e| format!("writing {path}: {e}"))
+                    .map_err(|e| StoreError::remote(format!("writing {path}"), &e))
             }
         }
     }
 
-    async fn create_if_absent(&self, rel: &str, body: Bytes) -> Result<Created, String> {
+    async fn create_if_absent(&self, rel: &str, body: Bytes) -> Result<Created, StoreError> {
         match &*self.dest {
             Destination::Local(local) => {
                 let path = local.meta_path(rel);
                 tokio::task::spawn_blocking(move || write_durably(&path, &body, true))
                     .await
-                    .map_err(|e| format!("blocking task: {e}"))?
+                    .map_err(|e| StoreError::transient(format!("blocking task: {e}")))?
             }
             Destination::Remote(remote) => {
                 let path = remote.meta_path(rel);
@@ -526,27 +532,30 @@ impl CommitLog {
                             _ => Ok(Created::Conflict),
                         }
                     }
-                    Err(e) => Err(format!("creating {path}: {e}")),
+                    Err(e) => Err(StoreError::remote(format!("creating {path}"), &e)),
                 }
             }
         }
     }
 
-    async fn delete(&self, rel: &str) -> Result<(), String> {
+    async fn delete(&self, rel: &str) -> Result<(), StoreError> {
         match &*self.dest {
             Destination::Local(local) => {
                 let path = local.meta_path(rel);
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(format!("removing {}: {e}", path.display())),
+                    Err(e) => Err(StoreError::local(
+                        format!("removing {}", path.display()),
+                        &e,
+                    )),
                 }
             }
             Destination::Remote(remote) => {
                 let path = remote.meta_path(rel);
                 match remote.store().delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(format!("removing {path}: {e}")),
+                    Err(e) => Err(StoreError::remote(format!("removing {path}"), &e)),
                 }
             }
         }
@@ -554,7 +563,7 @@ impl CommitLog {
 
     /// Names in directory `rel` (sorted), only those after `after` if given.
     /// Names of the directories directly under `_sluice/<rel>`.
-    async fn list_dirs(&self, rel: &str) -> Result<Vec<String>, String> {
+    async fn list_dirs(&self, rel: &str) -> Result<Vec<String>, StoreError> {
         match &*self.dest {
             Destination::Local(local) => {
                 let path = local.meta_path(rel);
@@ -565,7 +574,7 @@ impl CommitLog {
                         .map(|e| e.file_name().to_string_lossy().into_owned())
                         .collect()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                    Err(e) => Err(format!("listing {}: {e}", path.display())),
+                    Err(e) => Err(StoreError::local(format!("listing {}", path.display()), &e)),
                 }
             }
             Destination::Remote(remote) => {
@@ -574,7 +583,7 @@ impl CommitLog {
                     .store()
                     .list_with_delimiter(Some(&prefix))
                     .await
-                    .map_err(|e| format!("listing {prefix}: {e}"))?;
+                    .map_err(|e| StoreError::remote(format!("listing {prefix}"), &e))?;
                 Ok(listed
                     .common_prefixes
                     .into_iter()
@@ -584,7 +593,7 @@ impl CommitLog {
         }
     }
 
-    async fn list(&self, rel: &str, after: Option<&str>) -> Result<Vec<String>, String> {
+    async fn list(&self, rel: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
         let mut names = match &*self.dest {
             Destination::Local(local) => {
                 let path = local.meta_path(rel);
@@ -595,7 +604,9 @@ impl CommitLog {
                         .filter(|n| !n.starts_with('.'))
                         .collect(),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(format!("listing {}: {e}", path.display())),
+                    Err(e) => {
+                        return Err(StoreError::local(format!("listing {}", path.display()), &e));
+                    }
                 }
             }
             Destination::Remote(remote) => {
@@ -611,7 +622,7 @@ impl CommitLog {
                     }
                     None => remote.store().list(Some(&prefix)).try_collect().await,
                 }
-                .map_err(|e| format!("listing {prefix}: {e}"))?;
+                .map_err(|e| StoreError::remote(format!("listing {prefix}"), &e))?;
                 metas
                     .into_iter()
                     .filter_map(|m| m.location.filename().map(str::to_owned))
@@ -628,12 +639,17 @@ impl CommitLog {
 
 /// Writes `path` via a temporary file and fsyncs; with `exclusive`, fails
 /// with [`Created::Conflict`] if `path` exists (hard link, atomic).
-fn write_durably(path: &std::path::Path, body: &[u8], exclusive: bool) -> Result<Created, String> {
+fn write_durably(
+    path: &std::path::Path,
+    body: &[u8],
+    exclusive: bool,
+) -> Result<Created, StoreError> {
     use std::io::Write;
     let dir = path
         .parent()
-        .ok_or_else(|| format!("{} has no directory", path.display()))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        .ok_or_else(|| StoreError::permanent(format!("{} has no directory", path.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::local(format!("creating {}", dir.display()), &e))?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name()
@@ -641,11 +657,11 @@ fn write_durably(path: &std::path::Path, body: &[u8], exclusive: bool) -> Result
             .unwrap_or_default(),
         std::process::id()
     ));
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let mut f = std::fs::File::create(&tmp)
+        .map_err(|e| StoreError::local(format!("creating {}", tmp.display()), &e))?;
     f.write_all(body)
         .and_then(|()| f.sync_all())
-        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        .map_err(|e| StoreError::local(format!("writing {}", tmp.display()), &e))?;
     let result = if exclusive {
         match std::fs::hard_link(&tmp, path) {
             Ok(()) => Ok(Created::Yes),
@@ -656,12 +672,15 @@ fn write_durably(path: &std::path::Path, body: &[u8], exclusive: bool) -> Result
                     Ok(Created::Conflict)
                 }
             }
-            Err(e) => Err(format!("creating {}: {e}", path.display())),
+            Err(e) => Err(StoreError::local(
+                format!("creating {}", path.display()),
+                &e,
+            )),
         }
     } else {
         std::fs::rename(&tmp, path)
             .map(|()| Created::Yes)
-            .map_err(|e| format!("renaming to {}: {e}", path.display()))
+            .map_err(|e| StoreError::local(format!("renaming to {}", path.display()), &e))
     };
     let _ = std::fs::remove_file(&tmp);
     if let Ok(d) = std::fs::File::open(dir) {
@@ -675,7 +694,10 @@ impl PositionStore for CommitLog {
         &self.sink
     }
 
-    fn recover<'a>(&'a self, tps: &'a [Tp]) -> BoxFuture<'a, Result<HashMap<Tp, i64>, String>> {
+    fn recover<'a>(
+        &'a self,
+        tps: &'a [Tp],
+    ) -> BoxFuture<'a, Result<HashMap<Tp, i64>, crate::error::BoxError>> {
         Box::pin(async move {
             let mut out = HashMap::new();
             for tp in tps {
@@ -693,7 +715,7 @@ impl PositionStore for CommitLog {
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(std::time::Duration::from_secs(5));
                         }
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }

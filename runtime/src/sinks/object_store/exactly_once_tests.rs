@@ -514,11 +514,11 @@ async fn recovery_refuses_a_record_that_cannot_be_trusted() {
         std::fs::remove_file(dir.path().join("_sluice/commits/t+0/HEAD")).unwrap();
         let e = log.recover_tp(&tp()).await.unwrap_err();
         assert!(
-            e.contains("00000000000000000010.json") && e.contains(want),
+            e.message.contains("00000000000000000010.json") && e.message.contains(want),
             "{what}: {e}"
         );
         assert!(
-            e.contains("sluice lake verify"),
+            e.message.contains("sluice lake verify"),
             "{what}: the repair is named: {e}"
         );
     }
@@ -535,7 +535,7 @@ async fn a_gap_in_the_chain_stops_recovery() {
         .await
         .unwrap_err();
     assert!(
-        e.contains("00000000000000000020.json") && e.contains("gap"),
+        e.message.contains("00000000000000000020.json") && e.message.contains("gap"),
         "{e}"
     );
 }
@@ -587,6 +587,7 @@ async fn lake_verify_reports_gaps_lost_and_stray_files() {
         verify::verify("copy", &alo)
             .await
             .unwrap_err()
+            .message
             .contains("not exactly-once")
     );
 }

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::error::StoreError;
+
 const SUFFIX: &str = ".inprogress";
 
 /// The journal of one sink; see the module docs.
@@ -51,33 +53,36 @@ pub struct Entry {
 
 impl Journal {
     /// Opens (creating) the journal in `dir` and locks it.
-    pub fn open(dir: PathBuf) -> Result<Self, String> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    pub fn open(dir: PathBuf) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::local(format!("creating {}", dir.display()), &e))?;
         let lock_path = dir.join("lock");
         let lock = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
+            .map_err(|e| StoreError::local(format!("opening {}", lock_path.display()), &e))?;
         lock.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => format!(
+            std::fs::TryLockError::WouldBlock => StoreError::configuration(format!(
                 "{} is locked by another running agent: every agent needs a `data_dir` of its own",
                 lock_path.display()
-            ),
-            std::fs::TryLockError::Error(e) => format!("locking {}: {e}", lock_path.display()),
+            )),
+            std::fs::TryLockError::Error(e) => {
+                StoreError::local(format!("locking {}", lock_path.display()), &e)
+            }
         })?;
         Ok(Self { dir, _lock: lock })
     }
 
     /// Records that `hidden` is about to be created; durable on return.
-    pub async fn record(&self, hidden: &Path) -> Result<Entry, String> {
+    pub async fn record(&self, hidden: &Path) -> Result<Entry, StoreError> {
         let id = hex::encode(&Sha256::digest(hidden.as_os_str().as_encoded_bytes())[..16]);
         let (dir, path) = (self.dir.clone(), hidden.to_path_buf());
         let entry_id = id.clone();
         tokio::task::spawn_blocking(move || write_entry(&dir, &entry_id, &path))
             .await
-            .map_err(|e| format!("journal task: {e}"))??;
+            .map_err(|e| StoreError::transient(format!("journal task: {e}")))??;
         Ok(Entry { id })
     }
 
@@ -89,12 +94,13 @@ impl Journal {
 
     /// Removes every in-progress file a previous run left, and its entry;
     /// returns the files removed.
-    pub fn sweep(&self) -> Result<Vec<PathBuf>, String> {
+    pub fn sweep(&self) -> Result<Vec<PathBuf>, StoreError> {
         let mut removed = Vec::new();
         let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| format!("reading {}: {e}", self.dir.display()))?;
+            .map_err(|e| StoreError::local(format!("reading {}", self.dir.display()), &e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("reading {}: {e}", self.dir.display()))?;
+            let entry = entry
+                .map_err(|e| StoreError::local(format!("reading {}", self.dir.display()), &e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name == "lock" {
@@ -106,13 +112,18 @@ impl Journal {
                 remove(&path)?;
                 continue;
             }
-            let text =
-                std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let text = std::fs::read(&path)
+                .map_err(|e| StoreError::local(format!("reading {}", path.display()), &e))?;
             if let Some(hidden) = in_progress_path(&text) {
                 match std::fs::remove_file(&hidden) {
                     Ok(()) => removed.push(hidden),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(format!("removing {}: {e}", hidden.display())),
+                    Err(e) => {
+                        return Err(StoreError::local(
+                            format!("removing {}", hidden.display()),
+                            &e,
+                        ));
+                    }
                 }
             } else {
                 tracing::warn!(entry = %path.display(), "ignoring a journal entry that names no in-progress file");
@@ -123,25 +134,30 @@ impl Journal {
     }
 }
 
-fn remove(path: &Path) -> Result<(), String> {
+fn remove(path: &Path) -> Result<(), StoreError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("removing {}: {e}", path.display())),
+        Err(e) => Err(StoreError::local(
+            format!("removing {}", path.display()),
+            &e,
+        )),
     }
 }
 
-fn write_entry(dir: &Path, id: &str, hidden: &Path) -> Result<(), String> {
+fn write_entry(dir: &Path, id: &str, hidden: &Path) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{id}.tmp"));
     let done = dir.join(id);
-    let mut file = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let mut file = File::create(&tmp)
+        .map_err(|e| StoreError::local(format!("creating {}", tmp.display()), &e))?;
     file.write_all(hidden.as_os_str().as_encoded_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &done).map_err(|e| format!("renaming {}: {e}", tmp.display()))?;
+        .map_err(|e| StoreError::local(format!("writing {}", tmp.display()), &e))?;
+    std::fs::rename(&tmp, &done)
+        .map_err(|e| StoreError::local(format!("renaming {}", tmp.display()), &e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| format!("syncing {}: {e}", dir.display()))
+        .map_err(|e| StoreError::local(format!("syncing {}", dir.display()), &e))
 }
 
 /// The path an entry names, if it is an absolute path to a hidden
@@ -207,6 +223,6 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let _first = Journal::open(root.path().join("j")).unwrap();
         let e = Journal::open(root.path().join("j")).unwrap_err();
-        assert!(e.contains("data_dir"), "{e}");
+        assert!(e.message.contains("data_dir"), "{e}");
     }
 }

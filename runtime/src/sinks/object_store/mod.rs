@@ -58,6 +58,7 @@
 mod chain;
 mod commit;
 pub mod config;
+mod error;
 pub mod format;
 mod intake;
 mod journal;
@@ -141,7 +142,7 @@ pub async fn run(
         message,
     };
     config.validate().map_err(error)?;
-    let dest = Destination::from_config(&config).map_err(error)?;
+    let dest = Destination::from_config(&config).map_err(|e| error(e.message))?;
     sink::run(config, dest, input, ctx).await
 }
 
@@ -160,7 +161,7 @@ pub async fn run_with_store<S: ObjectStore + MultipartStore>(
     };
     config.validate().map_err(error)?;
     let (_, url) = config.parse_url().map_err(error)?;
-    let prefix = url_prefix(&url).map_err(error)?;
+    let prefix = url_prefix(&url).map_err(|e| error(e.message))?;
     let dest = Destination::Remote(RemoteStore::new(store, prefix, config.url.clone()));
     sink::run(config, dest, input, ctx).await
 }

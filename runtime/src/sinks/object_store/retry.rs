@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::{error, warn};
 
+use super::error::StoreError;
 use super::intake::Drain;
 use crate::metrics::Counter;
 
@@ -24,84 +25,7 @@ pub struct Retrier {
     /// Raised once the sink's input has ended.
     drain: Drain,
     /// The first permanent failure: the sink stops.
-    fatal: Option<String>,
-}
-
-/// An error the retrier may see: transient unless it says otherwise.
-pub trait Failure: std::fmt::Display {
-    /// No retry can succeed: access denied, a missing bucket, a read-only
-    /// file system. The sink stops (see [`Retrier::fatal`]).
-    fn permanent(&self) -> bool {
-        false
-    }
-}
-
-impl Failure for String {}
-
-/// A store operation's error, telling whether retrying can help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError {
-    /// What was being done and what went wrong.
-    pub message: String,
-    /// See [`Failure::permanent`].
-    pub permanent: bool,
-}
-
-impl StoreError {
-    /// The error of `what` on an object store.
-    pub fn remote(what: String, e: &object_store::Error) -> Self {
-        // A PUT answered "not found" names a bucket that does not exist.
-        let permanent = matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-                | object_store::Error::NotFound { .. }
-        );
-        Self {
-            message: format!("{what}: {e}"),
-            permanent,
-        }
-    }
-
-    /// The error of `what` on the local file system.
-    pub fn local(what: String, e: &std::io::Error) -> Self {
-        let permanent = matches!(
-            e.kind(),
-            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-        );
-        Self {
-            message: format!("{what}: {e}"),
-            permanent,
-        }
-    }
-}
-
-impl From<String> for StoreError {
-    fn from(message: String) -> Self {
-        Self {
-            message,
-            permanent: false,
-        }
-    }
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Failure for StoreError {
-    fn permanent(&self) -> bool {
-        self.permanent
-    }
-}
-
-/// Whether an error says the local disk (or the user's quota) is full.
-pub fn is_disk_full(error: &str) -> bool {
-    error.contains("os error 28") // ENOSPC
-        || error.contains("os error 122") // EDQUOT
-        || error.contains("No space left on device")
+    fatal: Option<StoreError>,
 }
 
 impl Retrier {
@@ -143,17 +67,17 @@ impl Retrier {
     }
 
     /// The first permanent failure seen, if any: the sink must stop.
-    pub fn fatal(&self) -> Option<&str> {
-        self.fatal.as_deref()
+    pub fn fatal(&self) -> Option<&StoreError> {
+        self.fatal.as_ref()
     }
 
     /// Runs `op` until it succeeds: forever while the pipeline runs (with
     /// exponential backoff and jitter), `shutdown_attempts` times once it is
     /// shutting down, and not again after a permanent failure (which is
     /// kept for [`Retrier::fatal`]). `op` gets the attempt number (0 first).
-    pub async fn run<T, E, Fut>(&mut self, mut op: impl FnMut(u32) -> Fut) -> Result<T, String>
+    pub async fn run<T, E, Fut>(&mut self, mut op: impl FnMut(u32) -> Fut) -> Result<T, StoreError>
     where
-        E: Failure,
+        E: Into<StoreError>,
         Fut: Future<Output = Result<T, E>>,
     {
         if let Some(fatal) = &self.fatal {
@@ -164,27 +88,28 @@ impl Retrier {
         let mut attempts_in_shutdown = 0u32;
         loop {
             let closed_before = self.drain.raised();
-            let result = op(attempt).await;
-            let error = match result {
+            let error = match op(attempt).await {
                 Ok(value) => return Ok(value),
-                Err(error) if error.permanent() => {
-                    self.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let message = error.to_string();
-                    error!(sink = %self.sink, "{message}: no retry can succeed; the sink stops");
-                    self.fatal = Some(message.clone());
-                    return Err(message);
-                }
-                Err(error) => error.to_string(),
+                Err(error) => error.into(),
             };
             self.write_errors.fetch_add(1, Ordering::Relaxed);
-            if is_disk_full(&error) {
+            if error.is_permanent() {
+                error!(sink = %self.sink, "{error}: no retry can succeed; the sink stops");
+                self.fatal = Some(error.clone());
+                return Err(error);
+            }
+            if error.disk_full {
                 self.disk_full.fetch_add(1, Ordering::Relaxed);
                 warn!(sink = %self.sink, "local disk full: intake is paused until space is freed; nothing is dropped");
             }
             if closed_before || self.drain.raised() {
                 attempts_in_shutdown += 1;
                 if attempts_in_shutdown >= self.shutdown_attempts {
-                    return Err(format!("{error} (gave up after {} attempts)", attempt + 1));
+                    let gave_up = format!("gave up after {} attempts", attempt + 1);
+                    return Err(StoreError {
+                        message: format!("{} ({gave_up})", error.message),
+                        ..error
+                    });
                 }
             }
             let delay = self.jitter(backoff);
@@ -251,8 +176,11 @@ mod tests {
         let value = r
             .run(|attempt| async move {
                 match attempt {
-                    0 => Err("writing x: No space left on device (os error 28)".to_string()),
-                    1 => Err("uploading: connection reset".to_string()),
+                    0 => Err(StoreError::local(
+                        "writing x",
+                        &std::io::Error::from_raw_os_error(28),
+                    )),
+                    1 => Err(StoreError::transient("uploading: connection reset")),
                     _ => Ok(attempt),
                 }
             })
@@ -261,7 +189,8 @@ mod tests {
         assert_eq!(value, 2);
         assert_eq!(full.load(Ordering::Relaxed), 1);
         assert_eq!(retries.load(Ordering::Relaxed), 2);
-        assert!(!is_disk_full("permission denied (os error 13)"));
+        let denied = StoreError::local("writing x", &std::io::Error::from_raw_os_error(13));
+        assert!(!denied.disk_full && denied.is_permanent());
     }
 
     #[tokio::test]
@@ -270,7 +199,7 @@ mod tests {
         let value = r
             .run(|attempt| async move {
                 if attempt < 3 {
-                    Err(format!("boom {attempt}"))
+                    Err(StoreError::transient(format!("boom {attempt}")))
                 } else {
                     Ok(attempt)
                 }
@@ -296,11 +225,14 @@ mod tests {
         let err = r
             .run(|_| {
                 calls.fetch_add(1, Ordering::Relaxed);
-                async { Err::<(), _>("down".to_string()) }
+                async { Err::<(), _>(StoreError::transient("down")) }
             })
             .await
             .unwrap_err();
-        assert!(err.contains("down") && err.contains("gave up"), "{err}");
+        assert!(
+            err.message.contains("down") && err.message.contains("gave up"),
+            "{err}"
+        );
         assert!(drain.raised());
         // The first failure saw the channel open; three more in shutdown.
         assert!(calls.load(Ordering::Relaxed) >= 3);

@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 
 use super::commit::{CommitLog, Created, Intent, Record};
 use super::config::ObjectStoreSinkConfig;
+use super::error::StoreError;
 use super::intake::{Drain, Intake, Next};
 use super::journal::Journal;
 use super::path::{PathTemplate, TimeCache};
@@ -270,9 +271,9 @@ pub async fn run(
         eo.log
             .probe_conditional_create()
             .await
-            .map_err(|message| SinkError {
+            .map_err(|e| SinkError {
                 sink: ctx.name.clone(),
-                message,
+                message: e.message,
             })?;
     }
     if sink.eo.is_some() {
@@ -285,7 +286,8 @@ pub async fn run(
             Next::Tick => sink.roll_due(Instant::now()).await,
             Next::Closed => break,
         }
-        if let Some(fatal) = sink.retrier.fatal().or(sink.fatal.as_deref()) {
+        let fatal = sink.retrier.fatal().map(|e| e.message.as_str());
+        if let Some(fatal) = fatal.or(sink.fatal.as_deref()) {
             // Access denied, a missing bucket, a read-only file system: no
             // retry can succeed. Stop loudly; what the open files and the
             // intake hold fails as they are dropped, so nothing is committed.
@@ -331,9 +333,9 @@ impl Sink {
         };
         let journal = match (&*dest, &ctx.state_dir) {
             (Destination::Local(_), Some(state)) if !config.exactly_once => {
-                let error = |message: String| SinkError {
+                let error = |e: StoreError| SinkError {
                     sink: ctx.name.clone(),
-                    message,
+                    message: e.message,
                 };
                 let journal = Journal::open(state.join("in-progress")).map_err(error)?;
                 let removed = journal.sweep().map_err(error)?;
@@ -526,7 +528,10 @@ impl Sink {
             event.offset(),
             self.template.missing(),
         );
-        self.dest.check_length(&self.key[..dir_len], &name).err()
+        self.dest
+            .check_length(&self.key[..dir_len], &name)
+            .err()
+            .map(|e| e.message)
     }
 
     /// Opens the file of the current key for `event`, its first event:
@@ -539,7 +544,7 @@ impl Sink {
             .settings
             .file_name(topic, partition, offset, self.template.missing());
         if let Err(why) = self.dest.check_length(&dir, &name) {
-            return Opened::Unwritable(why);
+            return Opened::Unwritable(why.message);
         }
         if self.files.len() >= self.max_open_files {
             self.roll_least_recent().await;
@@ -1004,7 +1009,7 @@ impl Sink {
     }
 
     /// Gives a file up: its batches are reported as not delivered.
-    async fn abandon(&mut self, mut file: OpenFile, error: String) {
+    async fn abandon(&mut self, mut file: OpenFile, error: StoreError) {
         error!(
             sink = %self.name,
             path = %file.display,

@@ -21,7 +21,7 @@ use object_store::{MultipartId, ObjectStore, PutPayload, RetryConfig};
 use url::Url;
 
 use super::config::{ObjectStoreSinkConfig, Scheme};
-use super::retry::StoreError;
+use super::error::StoreError;
 
 /// Where completed files are made visible.
 pub enum Destination {
@@ -33,14 +33,17 @@ pub enum Destination {
 
 impl Destination {
     /// Builds the destination a validated config names. Makes no network call.
-    pub fn from_config(config: &ObjectStoreSinkConfig) -> Result<Self, String> {
-        let (scheme, url) = config.parse_url()?;
+    pub fn from_config(config: &ObjectStoreSinkConfig) -> Result<Self, StoreError> {
+        let (scheme, url) = config.parse_url().map_err(StoreError::configuration)?;
         let label = config.url.clone();
         let prefix = url_prefix(&url)?;
         Ok(match scheme {
             Scheme::File => Self::Local(LocalDir {
                 root: url.to_file_path().map_err(|_| {
-                    format!("`url` = {:?} is not an absolute local path", config.url)
+                    StoreError::configuration(format!(
+                        "`url` = {:?} is not an absolute local path",
+                        config.url
+                    ))
                 })?,
                 faults: Faults::default(),
             }),
@@ -48,9 +51,9 @@ impl Destination {
                 Self::Remote(RemoteStore::new(Arc::new(InMemory::new()), prefix, label))
             }
             Scheme::S3 => {
-                let store = s3_builder(config, &url)
-                    .build()
-                    .map_err(|e| format!("configuring S3 for {:?}: {e}", config.url))?;
+                let store = s3_builder(config, &url).build().map_err(|e| {
+                    StoreError::configuration(format!("configuring S3 for {:?}: {e}", config.url))
+                })?;
                 Self::Remote(RemoteStore::new(Arc::new(store), prefix, label))
             }
             Scheme::Gcs => {
@@ -58,12 +61,14 @@ impl Destination {
                     .with_url(url.as_str())
                     .with_retry(client_retry());
                 for (key, value) in config.gcs.iter().flatten() {
-                    let key = key.parse().map_err(|e| format!("`gcs.{key}`: {e}"))?;
+                    let key = key
+                        .parse()
+                        .map_err(|e| StoreError::configuration(format!("`gcs.{key}`: {e}")))?;
                     b = b.with_config(key, value);
                 }
-                let store = b
-                    .build()
-                    .map_err(|e| format!("configuring GCS for {:?}: {e}", config.url))?;
+                let store = b.build().map_err(|e| {
+                    StoreError::configuration(format!("configuring GCS for {:?}: {e}", config.url))
+                })?;
                 Self::Remote(RemoteStore::new(Arc::new(store), prefix, label))
             }
             Scheme::Azure => {
@@ -71,12 +76,17 @@ impl Destination {
                     .with_url(url.as_str())
                     .with_retry(client_retry());
                 for (key, value) in config.azure.iter().flatten() {
-                    let key = key.parse().map_err(|e| format!("`azure.{key}`: {e}"))?;
+                    let key = key
+                        .parse()
+                        .map_err(|e| StoreError::configuration(format!("`azure.{key}`: {e}")))?;
                     b = b.with_config(key, value);
                 }
-                let store = b
-                    .build()
-                    .map_err(|e| format!("configuring Azure for {:?}: {e}", config.url))?;
+                let store = b.build().map_err(|e| {
+                    StoreError::configuration(format!(
+                        "configuring Azure for {:?}: {e}",
+                        config.url
+                    ))
+                })?;
                 Self::Remote(RemoteStore::new(Arc::new(store), prefix, label))
             }
         })
@@ -87,7 +97,7 @@ impl Destination {
     /// Makes a sealed file visible (exactly-once mode); idempotent, so
     /// recovery may redo it: a local file already renamed, or an upload
     /// already completed into an object of the same size, counts as done.
-    pub async fn publish(&self, file: &super::commit::Sealed) -> Result<(), String> {
+    pub async fn publish(&self, file: &super::commit::Sealed) -> Result<(), StoreError> {
         use super::commit::Staged;
         match (self, &file.staged) {
             (Self::Local(_), Staged::Local { hidden, visible }) => {
@@ -99,16 +109,20 @@ impl Destination {
                             if e.kind() == std::io::ErrorKind::NotFound
                                 && std::fs::metadata(&visible).is_ok_and(|m| m.len() == size) => {}
                         Err(e) => {
-                            return Err(format!(
-                                "publishing {}: renaming {}: {e}",
-                                visible.display(),
-                                hidden.display()
+                            return Err(StoreError::local(
+                                format!(
+                                    "publishing {}: renaming {}",
+                                    visible.display(),
+                                    hidden.display()
+                                ),
+                                &e,
                             ));
                         }
                     }
                     match visible.parent() {
-                        Some(dir) => sync_dir(dir)
-                            .map_err(|e| format!("syncing directory {}: {e}", dir.display())),
+                        Some(dir) => sync_dir(dir).map_err(|e| {
+                            StoreError::local(format!("syncing directory {}", dir.display()), &e)
+                        }),
                         None => Ok(()),
                     }
                 })
@@ -148,10 +162,12 @@ impl Destination {
                     {
                         Ok(())
                     }
-                    Err(e) => Err(format!("publishing {path}: {e}")),
+                    Err(e) => Err(StoreError::remote(format!("publishing {path}"), &e)),
                 }
             }
-            _ => Err("internal error: staged file and destination kinds differ".into()),
+            _ => Err(StoreError::permanent(
+                "internal error: staged file and destination kinds differ",
+            )),
         }
     }
 
@@ -160,7 +176,7 @@ impl Destination {
     /// most 4095 bytes whose every name, the in-progress one included, is
     /// at most 255. An error says which limit is exceeded: a permanent
     /// property of the event, which no retry changes.
-    pub fn check_length(&self, dir: &str, name: &str) -> Result<(), String> {
+    pub fn check_length(&self, dir: &str, name: &str) -> Result<(), StoreError> {
         match self {
             Self::Local(local) => {
                 let hidden = format!(".{name}.inprogress");
@@ -169,26 +185,26 @@ impl Destination {
                     .chain([hidden.as_str()])
                     .find(|c| c.len() > MAX_NAME_BYTES)
                 {
-                    return Err(format!(
+                    return Err(StoreError::permanent(format!(
                         "the path component `{}…` is {} bytes, over the file system's {MAX_NAME_BYTES}",
                         long.chars().take(40).collect::<String>(),
                         long.len()
-                    ));
+                    )));
                 }
                 let total = local.root.as_os_str().len() + dir.len() + hidden.len() + 2;
                 if total > MAX_PATH_BYTES {
-                    return Err(format!(
+                    return Err(StoreError::permanent(format!(
                         "the path is {total} bytes, over the file system's {MAX_PATH_BYTES}"
-                    ));
+                    )));
                 }
                 Ok(())
             }
             Self::Remote(remote) => {
                 let total = remote.prefix.len() + dir.len() + name.len() + 2;
                 if total > MAX_KEY_BYTES {
-                    return Err(format!(
+                    return Err(StoreError::permanent(format!(
                         "the object key is {total} bytes, over the store's {MAX_KEY_BYTES}"
-                    ));
+                    )));
                 }
                 Ok(())
             }
@@ -214,10 +230,10 @@ impl Destination {
 }
 
 /// The URL's path as an object key prefix (no leading or trailing `/`).
-pub fn url_prefix(url: &Url) -> Result<String, String> {
+pub fn url_prefix(url: &Url) -> Result<String, StoreError> {
     Path::from_url_path(url.path())
         .map(|p| p.to_string())
-        .map_err(|e| format!("`url` path {:?}: {e}", url.path()))
+        .map_err(|e| StoreError::configuration(format!("`url` path {:?}: {e}", url.path())))
 }
 
 /// The object_store client's own retries stay short: the sink retries every
@@ -304,7 +320,7 @@ pub struct Faults {
 
 impl Faults {
     #[inline]
-    fn check(&self, what: &str) -> Result<(), String> {
+    fn check(&self, what: &str) -> Result<(), StoreError> {
         #[cfg(test)]
         {
             use std::sync::atomic::Ordering;
@@ -314,7 +330,7 @@ impl Faults {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                 .is_ok()
             {
-                return Err(format!("{what}: injected failure"));
+                return Err(StoreError::transient(format!("{what}: injected failure")));
             }
         }
         let _ = what;
@@ -339,8 +355,8 @@ pub struct LocalPaths {
     pub visible: PathBuf,
 }
 
-fn blocking_error(e: tokio::task::JoinError) -> String {
-    format!("blocking file task failed: {e}")
+fn blocking_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::transient(format!("blocking file task failed: {e}"))
 }
 
 impl LocalDir {
@@ -406,13 +422,14 @@ impl LocalDir {
         file: &Arc<std::fs::File>,
         paths: &LocalPaths,
         len: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         self.faults.check("completing file")?;
         let file = file.clone();
         let paths = paths.clone();
         tokio::task::spawn_blocking(move || {
-            file.sync_all()
-                .map_err(|e| format!("syncing {}: {e}", paths.hidden.display()))?;
+            file.sync_all().map_err(|e| {
+                StoreError::local(format!("syncing {}", paths.hidden.display()), &e)
+            })?;
             match std::fs::rename(&paths.hidden, &paths.visible) {
                 Ok(()) => {}
                 // An earlier attempt renamed it and then failed.
@@ -420,15 +437,19 @@ impl LocalDir {
                     if e.kind() == std::io::ErrorKind::NotFound
                         && std::fs::metadata(&paths.visible).is_ok_and(|m| m.len() == len) => {}
                 Err(e) => {
-                    return Err(format!(
-                        "renaming {} to {}: {e}",
-                        paths.hidden.display(),
-                        paths.visible.display()
+                    return Err(StoreError::local(
+                        format!(
+                            "renaming {} to {}",
+                            paths.hidden.display(),
+                            paths.visible.display()
+                        ),
+                        &e,
                     ));
                 }
             }
-            sync_dir(&paths.dir)
-                .map_err(|e| format!("syncing directory {}: {e}", paths.dir.display()))
+            sync_dir(&paths.dir).map_err(|e| {
+                StoreError::local(format!("syncing directory {}", paths.dir.display()), &e)
+            })
         })
         .await
         .map_err(blocking_error)?
@@ -586,7 +607,7 @@ impl RemoteStore {
         parts: &[PartId],
         size: u64,
         retried: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         if retried && self.store.head(path).await.is_ok_and(|m| m.size == size) {
             // Completed by the failed attempt; if not, the object is a copy
             // with the same name and size, hence the same offsets: drop the
@@ -599,15 +620,15 @@ impl RemoteStore {
             .complete_multipart(path, id, parts.to_vec())
             .await
             .map(|_| ())
-            .map_err(|e| format!("completing multipart upload of {path}: {e}"))
+            .map_err(|e| StoreError::remote(format!("completing multipart upload of {path}"), &e))
     }
 
     /// Abandons a multipart upload (best effort: stores also expire them).
-    pub async fn abort(&self, path: &Path, id: &MultipartId) -> Result<(), String> {
+    pub async fn abort(&self, path: &Path, id: &MultipartId) -> Result<(), StoreError> {
         self.multipart
             .abort_multipart(path, id)
             .await
-            .map_err(|e| format!("aborting multipart upload of {path}: {e}"))
+            .map_err(|e| StoreError::remote(format!("aborting multipart upload of {path}"), &e))
     }
 }
 

@@ -24,6 +24,7 @@ use futures::TryStreamExt;
 
 use super::ObjectStoreSinkConfig;
 use super::commit::{CommitLog, Staged};
+use super::error::StoreError;
 use super::store::Destination;
 
 /// What `sluice lake verify` found.
@@ -69,11 +70,11 @@ impl Report {
 }
 
 /// Verifies the sink configured by `config` (named `sink`); see the module docs.
-pub async fn verify(sink: &str, config: &ObjectStoreSinkConfig) -> Result<Report, String> {
+pub async fn verify(sink: &str, config: &ObjectStoreSinkConfig) -> Result<Report, StoreError> {
     if !config.exactly_once {
-        return Err(format!(
+        return Err(StoreError::configuration(format!(
             "sink `{sink}` is not exactly-once: it keeps no commit records to verify"
-        ));
+        )));
     }
     let dest = Arc::new(Destination::from_config(config)?);
     let log = CommitLog::new(sink, dest.clone());
@@ -137,7 +138,7 @@ fn visible_key(staged: &Staged) -> String {
     }
 }
 
-async fn exists(dest: &Destination, staged: &Staged) -> Result<bool, String> {
+async fn exists(dest: &Destination, staged: &Staged) -> Result<bool, StoreError> {
     match (dest, staged) {
         (Destination::Local(_), Staged::Local { visible, .. }) => Ok(visible.is_file()),
         (Destination::Remote(remote), Staged::Remote { path, .. }) => {
@@ -148,7 +149,7 @@ async fn exists(dest: &Destination, staged: &Staged) -> Result<bool, String> {
             {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(format!("reading {path}: {e}")),
+                Err(e) => Err(StoreError::remote(format!("reading {path}"), &e)),
             }
         }
         _ => Ok(false),
@@ -156,7 +157,7 @@ async fn exists(dest: &Destination, staged: &Staged) -> Result<bool, String> {
 }
 
 /// Every visible data file under the sink's root.
-async fn visible_files(dest: &Destination) -> Result<Vec<String>, String> {
+async fn visible_files(dest: &Destination) -> Result<Vec<String>, StoreError> {
     match dest {
         Destination::Local(local) => {
             let mut out = Vec::new();
@@ -165,10 +166,13 @@ async fn visible_files(dest: &Destination) -> Result<Vec<String>, String> {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(e) => e,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(format!("listing {}: {e}", dir.display())),
+                    Err(e) => {
+                        return Err(StoreError::local(format!("listing {}", dir.display()), &e));
+                    }
                 };
                 for entry in entries {
-                    let entry = entry.map_err(|e| format!("listing {}: {e}", dir.display()))?;
+                    let entry = entry
+                        .map_err(|e| StoreError::local(format!("listing {}", dir.display()), &e))?;
                     let name = entry.file_name();
                     let name = name.to_string_lossy();
                     let path = entry.path();
@@ -191,7 +195,7 @@ async fn visible_files(dest: &Destination) -> Result<Vec<String>, String> {
                 .list(Some(&prefix))
                 .try_collect()
                 .await
-                .map_err(|e| format!("listing {prefix}: {e}"))?;
+                .map_err(|e| StoreError::remote(format!("listing {prefix}"), &e))?;
             let meta = if remote.prefix().is_empty() {
                 "_sluice/".to_owned()
             } else {

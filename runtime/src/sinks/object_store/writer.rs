@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::commit::{Sealed, Staged};
+use super::error::StoreError;
 use super::format::{Compression, Compressor, Format};
 use super::journal::Entry;
 use super::retry::Retrier;
@@ -150,11 +151,16 @@ impl OpenFile {
         first_offset: i64,
         now: Instant,
         retrier: &mut Retrier,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StoreError> {
         let enc = settings
             .compression
             .compressor(settings.level)
-            .map_err(|e| format!("starting {:?} compression: {e}", settings.compression))?;
+            .map_err(|e| {
+                StoreError::local(
+                    format!("starting {:?} compression", settings.compression),
+                    &e,
+                )
+            })?;
         let (target, display) = match dest {
             Destination::Local(local) => {
                 let paths = local.paths(dir, name);
@@ -195,10 +201,10 @@ impl OpenFile {
 
     /// Appends one encoded event.
     #[inline]
-    pub fn append(&mut self, encoded: &[u8], offset: i64, now: Instant) -> Result<(), String> {
+    pub fn append(&mut self, encoded: &[u8], offset: i64, now: Instant) -> Result<(), StoreError> {
         self.enc
             .write(encoded)
-            .map_err(|e| format!("compressing into {}: {e}", self.display))?;
+            .map_err(|e| StoreError::local(format!("compressing into {}", self.display), &e))?;
         self.events += 1;
         self.raw_bytes += encoded.len() as u64;
         self.last_offset = offset;
@@ -223,7 +229,7 @@ impl OpenFile {
         dest: &Destination,
         settings: &FileSettings,
         retrier: &mut Retrier,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         match (dest, &mut self.target) {
             (Destination::Local(local), Target::Local { file, paths }) => {
                 let out = self.enc.output();
@@ -248,16 +254,18 @@ impl OpenFile {
                 }
                 Ok(())
             }
-            _ => Err("internal error: file and destination kinds differ".into()),
+            _ => Err(StoreError::permanent(
+                "internal error: file and destination kinds differ",
+            )),
         }
     }
 
     /// Ends the compressed stream; its tail joins the buffered output.
-    fn finish_compression(&mut self) -> Result<(), String> {
+    fn finish_compression(&mut self) -> Result<(), StoreError> {
         let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
-        let tail = enc
-            .finish()
-            .map_err(|e| format!("finishing compression of {}: {e}", self.display))?;
+        let tail = enc.finish().map_err(|e| {
+            StoreError::local(format!("finishing compression of {}", self.display), &e)
+        })?;
         self.enc = Compressor::None(tail);
         Ok(())
     }
@@ -270,13 +278,15 @@ impl OpenFile {
         dest: &Destination,
         settings: &FileSettings,
         retrier: &mut Retrier,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, StoreError> {
         self.finish_compression()?;
         match dest {
             Destination::Local(local) => {
                 self.flush(dest, settings, retrier).await?;
                 let Target::Local { file, paths } = &self.target else {
-                    return Err("internal error: file and destination kinds differ".into());
+                    return Err(StoreError::permanent(
+                        "internal error: file and destination kinds differ",
+                    ));
                 };
                 let size = self.stored;
                 retrier.run(|_| local.commit(file, paths, size)).await?;
@@ -286,7 +296,9 @@ impl OpenFile {
                     && self.enc.output().len() <= settings.part_size;
                 if single {
                     let Target::Remote { path, .. } = &self.target else {
-                        return Err("internal error: file and destination kinds differ".into());
+                        return Err(StoreError::permanent(
+                            "internal error: file and destination kinds differ",
+                        ));
                     };
                     let data = Bytes::from(std::mem::take(self.enc.output()));
                     retrier.run(|_| remote.put(path, data.clone())).await?;
@@ -295,7 +307,9 @@ impl OpenFile {
                 }
                 self.flush(dest, settings, retrier).await?;
                 let Target::Remote { path, upload } = &mut self.target else {
-                    return Err("internal error: file and destination kinds differ".into());
+                    return Err(StoreError::permanent(
+                        "internal error: file and destination kinds differ",
+                    ));
                 };
                 let last = std::mem::take(self.enc.output());
                 if !last.is_empty() {
@@ -304,7 +318,9 @@ impl OpenFile {
                     self.stored += len;
                 }
                 let Some(upload) = upload else {
-                    return Err("internal error: multipart upload missing".into());
+                    return Err(StoreError::permanent(
+                        "internal error: multipart upload missing",
+                    ));
                 };
                 let size = self.stored;
                 let (path, upload) = (&*path, &*upload);
@@ -344,17 +360,19 @@ impl OpenFile {
         dest: &Destination,
         settings: &FileSettings,
         retrier: &mut Retrier,
-    ) -> Result<Sealed, String> {
+    ) -> Result<Sealed, StoreError> {
         self.finish_compression()?;
-        let staged = self
-            .staged()
-            .ok_or_else(|| "internal error: exactly-once file without an upload".to_string())?;
+        let staged = self.staged().ok_or_else(|| {
+            StoreError::permanent("internal error: exactly-once file without an upload")
+        })?;
         let mut parts = Vec::new();
         match dest {
             Destination::Local(_) => {
                 self.flush(dest, settings, retrier).await?;
                 let Target::Local { file, paths } = &self.target else {
-                    return Err("internal error: file and destination kinds differ".into());
+                    return Err(StoreError::permanent(
+                        "internal error: file and destination kinds differ",
+                    ));
                 };
                 let (file, hidden) = (file.clone(), paths.hidden.clone());
                 retrier
@@ -362,11 +380,12 @@ impl OpenFile {
                         let (file, hidden) = (file.clone(), hidden.clone());
                         async move {
                             tokio::task::spawn_blocking(move || {
-                                file.sync_all()
-                                    .map_err(|e| format!("syncing {}: {e}", hidden.display()))
+                                file.sync_all().map_err(|e| {
+                                    StoreError::local(format!("syncing {}", hidden.display()), &e)
+                                })
                             })
                             .await
-                            .map_err(|e| format!("blocking task: {e}"))?
+                            .map_err(|e| StoreError::transient(format!("blocking task: {e}")))?
                         }
                     })
                     .await?;
@@ -374,7 +393,9 @@ impl OpenFile {
             Destination::Remote(remote) => {
                 self.flush(dest, settings, retrier).await?;
                 let Target::Remote { path, upload } = &mut self.target else {
-                    return Err("internal error: file and destination kinds differ".into());
+                    return Err(StoreError::permanent(
+                        "internal error: file and destination kinds differ",
+                    ));
                 };
                 let last = std::mem::take(self.enc.output());
                 if !last.is_empty() {
@@ -428,7 +449,7 @@ async fn upload_part(
     upload: &mut Option<Upload>,
     data: Bytes,
     retrier: &mut Retrier,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     if upload.is_none() {
         let id = retrier.run(|_| remote.create_multipart(path)).await?;
         *upload = Some(Upload {
@@ -437,7 +458,9 @@ async fn upload_part(
         });
     }
     let Some(upload) = upload else {
-        return Err("internal error: multipart upload missing".into());
+        return Err(StoreError::permanent(
+            "internal error: multipart upload missing",
+        ));
     };
     let idx = upload.parts.len();
     let id = &upload.id;
