@@ -33,6 +33,30 @@ impl KeyError {
     }
 }
 
+/// Why a value a component read is not acceptable: the message says which
+/// value and what is expected. Becomes a [`KeyError::Invalid`] of the table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+impl From<Invalid> for KeyError {
+    fn from(e: Invalid) -> Self {
+        Self::invalid(e.0)
+    }
+}
+
 /// Deserializes a component's table into its configuration type.
 pub fn deserialize<T: DeserializeOwned>(table: toml::Value) -> Result<T, KeyError> {
     serde_path_to_error::deserialize(table).map_err(KeyError::Keys)

@@ -294,7 +294,8 @@ pub fn open(
     metrics: &Metrics,
 ) -> Result<Opened, String> {
     config.validate().map_err(|(k, m)| format!("`{k}` {m}"))?;
-    let bootstrap = resolve_bootstrap(&config.bootstrap_servers, embedded_bootstrap)?;
+    let bootstrap =
+        resolve_bootstrap(&config.bootstrap_servers, embedded_bootstrap).map_err(|e| e.0)?;
     let c = |what: &str| metrics.counter(&format!("channel.{name}.{what}"));
     let counters = Arc::new(Counters {
         events_in: c("events_in"),

@@ -176,7 +176,7 @@ impl Loader<'_> {
             let path = ["embedded_broker".to_string()];
             let cfg: EmbeddedBrokerConfig = self.typed(v.clone(), &path)?;
             if let Err(e) = cfg.validate() {
-                self.error(&path, e);
+                self.error(&path, e.0);
             }
             Some(cfg)
         })

@@ -64,6 +64,7 @@ use tracing::{error, info, warn};
 use crate::channels::ChannelReceiver;
 use crate::event::{Batch, EventRef};
 use crate::kafka_errors::{Health, Role, describe_error};
+use crate::keys::Invalid;
 use crate::keys::{self, KeyError};
 use crate::metrics::Counter;
 use crate::sinks::dead_letter::DeadLetter;
@@ -153,12 +154,12 @@ pub enum HeadersMode {
 
 impl KafkaSinkConfig {
     /// Checks what serde cannot; the message names the key and the fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.bootstrap_servers.trim().is_empty() {
             return Err("`bootstrap_servers` is empty; list brokers as \"host:port,host:port\" or write \"embedded\"".into());
         }
         if self.topic.is_none() && self.topic_header.is_none() {
-            return Err("set `topic` (a fixed topic) or `topic_header` (a header naming the topic), or both".into());
+            return Err(Invalid("set `topic` (a fixed topic) or `topic_header` (a header naming the topic), or both".into()));
         }
         for (key, value) in [
             ("topic", &self.topic),
@@ -167,14 +168,14 @@ impl KafkaSinkConfig {
             ("transactional_id", &self.transactional_id),
         ] {
             if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(format!("`{key}` is empty"));
+                return Err(Invalid(format!("`{key}` is empty")));
             }
         }
         self.validate_transactions()?;
-        check_properties("kafka", &self.kafka).map_err(|e| e.to_string())
+        check_properties("kafka", &self.kafka).map_err(|e| Invalid(e.to_string()))
     }
 
-    fn validate_transactions(&self) -> Result<(), String> {
+    fn validate_transactions(&self) -> Result<(), Invalid> {
         let set = [
             ("transactional_id", self.transactional_id.is_some()),
             ("transaction_timeout", self.transaction_timeout.is_some()),
@@ -186,25 +187,25 @@ impl KafkaSinkConfig {
         ];
         if !self.exactly_once {
             if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`{key}` applies only to transactions; add `exactly_once = true` or remove it"
-                ));
+                )));
             }
             return Ok(());
         }
         if self.topic.is_none() {
-            return Err("`exactly_once = true` needs `topic`: an event without a `topic_header` could not be produced, yet the transaction would commit its offset".into());
+            return Err(Invalid("`exactly_once = true` needs `topic`: an event without a `topic_header` could not be produced, yet the transaction would commit its offset".into()));
         }
         for key in ["transactional.id", "transaction.timeout.ms"] {
             if self.kafka.contains_key(key) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`kafka.\"{key}\"` is set by Sluice with `exactly_once`; use `{}` instead",
                     if key == "transactional.id" {
                         "transactional_id"
                     } else {
                         "transaction_timeout"
                     }
-                ));
+                )));
             }
         }
         let timeout = self.transaction_timeout().as_millis();
@@ -212,10 +213,14 @@ impl KafkaSinkConfig {
             return Err("`transaction_timeout` must be at least \"1s\"".into());
         }
         if self.transaction_max_events() == 0 {
-            return Err("`transaction_max_events` must be at least 1".into());
+            return Err(Invalid(
+                "`transaction_max_events` must be at least 1".into(),
+            ));
         }
         if self.transaction_max_wait() >= self.transaction_timeout() {
-            return Err("`transaction_max_wait` must be shorter than `transaction_timeout`".into());
+            return Err(Invalid(
+                "`transaction_max_wait` must be shorter than `transaction_timeout`".into(),
+            ));
         }
         Ok(())
     }
@@ -284,10 +289,12 @@ pub const TYPE: SinkType = SinkType {
     takes_dead_letter: true,
     load: |table| {
         let config: KafkaSinkConfig = keys::deserialize(table)?;
-        config.validate().map_err(|message| KeyError::Invalid {
-            at: config.kafka.key_of("kafka", &message),
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|Invalid(message)| KeyError::Invalid {
+                at: config.kafka.key_of("kafka", &message),
+                message,
+            })?;
         Ok(Arc::new(config))
     },
 };
@@ -332,7 +339,7 @@ pub async fn run(
         .validate()
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
-        .map_err(fail)?;
+        .map_err(|e| fail(e.0))?;
     if config.exactly_once {
         return transactional::run(config, input, ctx, &bootstrap).await;
     }
@@ -834,7 +841,7 @@ mod tests {
         let bad = |t: &str| {
             toml::from_str::<KafkaSinkConfig>(t)
                 .map_err(|e| e.to_string())
-                .and_then(|c| c.validate())
+                .and_then(|c| c.validate().map_err(|e| e.0))
         };
         assert!(
             bad("bootstrap_servers = \"b\"")

@@ -52,6 +52,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::keys::Invalid;
 use crate::metrics::Metrics;
 use crate::sources::SourceError;
 
@@ -136,21 +137,21 @@ pub enum Scenario {
 
 impl EmbeddedBrokerConfig {
     /// Checks what serde cannot; the message names the key and the fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if !(1..=1000).contains(&self.partitions) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`partitions` is {}; use 1 to 1000",
                 self.partitions
-            ));
+            )));
         }
         if let Some(t) = self.topics.iter().find(|t| t.trim().is_empty()) {
-            return Err(format!("`topics` holds an empty name ({t:?})"));
+            return Err(Invalid(format!("`topics` holds an empty name ({t:?})")));
         }
         let Some(feed) = &self.feed else {
             return Ok(());
         };
         if feed.topic.trim().is_empty() {
-            return Err("`feed.topic` is empty".into());
+            return Err(Invalid("`feed.topic` is empty".into()));
         }
         if feed.scenario == Scenario::Lines && feed.path.is_none() {
             return Err("`feed.scenario = \"lines\"` needs `feed.path`, the file to send".into());
@@ -159,10 +160,10 @@ impl EmbeddedBrokerConfig {
             return Err("`feed.path` is only read by `scenario = \"lines\"`; remove it".into());
         }
         if !(0.0..=1.0).contains(&feed.malformed_ratio) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`feed.malformed_ratio` is {}; use a share from 0 to 1",
                 feed.malformed_ratio
-            ));
+            )));
         }
         Ok(())
     }
@@ -665,7 +666,7 @@ mod tests {
         assert_eq!((d.partitions, d.feed), (3, None));
         let lines: EmbeddedBrokerConfig =
             toml::from_str("[feed]\ntopic = \"t\"\nscenario = \"lines\"").unwrap();
-        assert!(lines.validate().unwrap_err().contains("feed.path"));
+        assert!(lines.validate().unwrap_err().0.contains("feed.path"));
         assert!(toml::from_str::<EmbeddedBrokerConfig>("bogus = 1").is_err());
     }
 

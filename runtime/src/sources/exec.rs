@@ -163,7 +163,7 @@ impl ExecSourceConfig {
             return Err(("batch_max_wait", "must be longer than 0ms".into()));
         }
         crate::sources::check_batch_max_bytes(self.batch_max_bytes)
-            .map_err(|e| ("batch_max_bytes", e))?;
+            .map_err(|e| ("batch_max_bytes", e.0))?;
         if self.max_line_bytes.get() == 0 || self.max_line_bytes.get() > u32::MAX as u64 / 2 {
             return Err(("max_line_bytes", "must be between 1 byte and 2GiB".into()));
         }

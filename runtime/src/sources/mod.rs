@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::SourceLink;
 use crate::event::Batch;
+use crate::keys::Invalid;
 use crate::keys::KeyError;
 use crate::metrics::Metrics;
 
@@ -106,15 +107,15 @@ pub fn default_batch_max_bytes() -> crate::units::ByteSize {
 
 /// Bounds of `batch_max_bytes`: at least 1 KiB, at most 1 GiB (a batch's
 /// encoding addresses at most 4 GiB, and one oversized event may come on top).
-pub fn check_batch_max_bytes(value: crate::units::ByteSize) -> Result<(), String> {
+pub fn check_batch_max_bytes(value: crate::units::ByteSize) -> Result<(), Invalid> {
     const MIN: u64 = 1 << 10;
     const MAX: u64 = 1 << 30;
     if (MIN..=MAX).contains(&value.get()) {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "must be between 1KiB and 1GiB (is {} bytes)",
             value.get()
-        ))
+        )))
     }
 }

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::format::{Compression, Format};
 use super::path::PathTemplate;
+use crate::keys::Invalid;
 use crate::units::{ByteSize, HumanDuration};
 
 /// Smallest multipart part S3 accepts (every part but the last).
@@ -250,10 +251,10 @@ pub enum Scheme {
 impl ObjectStoreSinkConfig {
     /// Checks what serde cannot: the URL, the template, roll triggers and
     /// option combinations. Messages name the key and the fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let (scheme, url) = self.parse_url()?;
         PathTemplate::parse(&self.path, &self.missing_header_value)
-            .map_err(|e| format!("`path`: {e}"))?;
+            .map_err(|e| Invalid(format!("`path`: {e}")))?;
 
         if self.roll_interval.is_none()
             && self.roll_size.is_none()
@@ -270,32 +271,34 @@ impl ObjectStoreSinkConfig {
             ("roll_idle", self.roll_idle),
         ] {
             if value.is_some_and(|d| d.get().is_zero()) {
-                return Err(format!("`{key}` must be longer than 0ms"));
+                return Err(Invalid(format!("`{key}` must be longer than 0ms")));
             }
         }
         if self.roll_size.is_some_and(|s| s.get() == 0) {
-            return Err("`roll_size` must be at least 1 byte".into());
+            return Err(Invalid("`roll_size` must be at least 1 byte".into()));
         }
         if self.roll_count == Some(0) {
-            return Err("`roll_count` must be at least 1".into());
+            return Err(Invalid("`roll_count` must be at least 1".into()));
         }
         if !(1..=100_000).contains(&self.max_open_files) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`max_open_files` = {} is outside 1..=100000",
                 self.max_open_files
-            ));
+            )));
         }
         if let Some(level) = self.compression_level {
             self.compression.check_level(level)?;
         }
         let part = self.upload_part_size.get();
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`upload_part_size` = {part} bytes is outside 5MiB..=5GiB, the part sizes S3 accepts"
-            ));
+            )));
         }
         if self.retry_backoff_initial.get().is_zero() {
-            return Err("`retry_backoff_initial` must be longer than 0ms".into());
+            return Err(Invalid(
+                "`retry_backoff_initial` must be longer than 0ms".into(),
+            ));
         }
         if self.retry_backoff_max < self.retry_backoff_initial {
             return Err(
@@ -303,7 +306,7 @@ impl ObjectStoreSinkConfig {
             );
         }
         if self.shutdown_attempts == 0 {
-            return Err("`shutdown_attempts` must be at least 1".into());
+            return Err(Invalid("`shutdown_attempts` must be at least 1".into()));
         }
 
         let misplaced = [
@@ -313,7 +316,7 @@ impl ObjectStoreSinkConfig {
         ];
         for (table, present, wants) in misplaced {
             if present && scheme != wants {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`{table}` options are set but `url` = {:?} is not a {} URL",
                     self.url,
                     match wants {
@@ -321,7 +324,7 @@ impl ObjectStoreSinkConfig {
                         Scheme::Gcs => "gs://",
                         _ => "az://",
                     }
-                ));
+                )));
             }
         }
         if let Some(s3) = &self.s3 {
@@ -338,22 +341,26 @@ impl ObjectStoreSinkConfig {
         if let Some(options) = &self.azure {
             for key in options.keys() {
                 key.parse::<object_store::azure::AzureConfigKey>()
-                    .map_err(|_| format!("`azure.{key}` is not an Azure option of object_store"))?;
+                    .map_err(|_| {
+                        Invalid(format!(
+                            "`azure.{key}` is not an Azure option of object_store"
+                        ))
+                    })?;
             }
         }
         if matches!(scheme, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
             && url.host_str().is_none_or(str::is_empty)
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`url` = {:?} names no bucket or container",
                 self.url
-            ));
+            )));
         }
         Ok(())
     }
 
     /// The URL and its kind.
-    pub fn parse_url(&self) -> Result<(Scheme, Url), String> {
+    pub fn parse_url(&self) -> Result<(Scheme, Url), Invalid> {
         let url = Url::parse(&self.url).map_err(|e| {
             format!(
                 "`url` = {:?} is not a URL ({e}); write e.g. \"file:///var/lib/sluice/out\" or \"s3://bucket/prefix\"",
@@ -367,9 +374,9 @@ impl ObjectStoreSinkConfig {
             "az" | "azure" => Scheme::Azure,
             "memory" => Scheme::Memory,
             other => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`url` scheme `{other}` is not supported; use file, s3, gs, az or memory"
-                ));
+                )));
             }
         };
         if scheme == Scheme::File {
@@ -377,20 +384,24 @@ impl ObjectStoreSinkConfig {
                 .host_str()
                 .is_some_and(|h| !h.is_empty() && h != "localhost")
             {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`url` = {:?}: a file URL takes an absolute path (three slashes: \"file:///dir\")",
                     self.url
-                ));
+                )));
             }
-            url.to_file_path()
-                .map_err(|_| format!("`url` = {:?} is not an absolute local path", self.url))?;
+            url.to_file_path().map_err(|_| {
+                Invalid(format!(
+                    "`url` = {:?} is not an absolute local path",
+                    self.url
+                ))
+            })?;
         }
         Ok((scheme, url))
     }
 }
 
 impl S3Options {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
             return Err(
                 "`s3.access_key_id` and `s3.secret_access_key` go together: set both or neither"
@@ -399,27 +410,27 @@ impl S3Options {
         }
         if let Some(endpoint) = &self.endpoint {
             let url = Url::parse(endpoint)
-                .map_err(|e| format!("`s3.endpoint` = {endpoint:?} is not a URL ({e})"))?;
+                .map_err(|e| Invalid(format!("`s3.endpoint` = {endpoint:?} is not a URL ({e})")))?;
             match url.scheme() {
                 "https" => {}
                 "http" if self.allow_http => {}
                 "http" => {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "`s3.endpoint` = {endpoint:?} is plain http; set `s3.allow_http = true` to allow it"
-                    ));
+                    )));
                 }
                 other => {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "`s3.endpoint` scheme `{other}` is not http or https"
-                    ));
+                    )));
                 }
             }
             let host_is_name = matches!(url.host(), Some(url::Host::Domain(d)) if d != "localhost");
             if !self.path_style && !host_is_name {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`s3.endpoint` = {endpoint:?} has no domain name to put the bucket in; \
                      set `s3.path_style = true` (local S3 servers need it)"
-                ));
+                )));
             }
         }
         Ok(())
@@ -517,6 +528,7 @@ mod tests {
                 .unwrap()
                 .validate()
                 .unwrap_err()
+                .0
         };
         assert!(err("path = \"x\"").contains("no roll trigger"));
         assert!(err("roll_count = 0").contains("roll_count"));
@@ -539,6 +551,7 @@ mod tests {
                 .unwrap()
                 .validate()
                 .unwrap_err()
+                .0
         };
         assert!(err_url("ftp://x/y", "").contains("ftp"));
         assert!(err_url("not a url", "").contains("not a URL"));

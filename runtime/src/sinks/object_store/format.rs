@@ -35,6 +35,7 @@ use flate2::write::GzEncoder;
 use serde::Deserialize;
 
 use crate::event::EventRef;
+use crate::keys::Invalid;
 
 /// How each event is written in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -93,20 +94,20 @@ impl Compression {
     }
 
     /// Levels accepted by `compression_level`.
-    pub fn check_level(self, level: i32) -> Result<(), String> {
+    pub fn check_level(self, level: i32) -> Result<(), Invalid> {
         let range = match self {
-            Self::None => return Err("`compression_level` needs a `compression`".into()),
+            Self::None => return Err(Invalid("`compression_level` needs a `compression`".into())),
             Self::Gzip => 0..=9,
             Self::Zstd => zstd::compression_level_range(),
         };
         if range.contains(&level) {
             Ok(())
         } else {
-            Err(format!(
+            Err(Invalid(format!(
                 "`compression_level` = {level} is outside {}..={} for {self:?}",
                 range.start(),
                 range.end()
-            ))
+            )))
         }
     }
 

@@ -88,7 +88,7 @@ pub use self::config::{ObjectStoreSinkConfig, S3Options};
 pub use self::format::{Compression, Format};
 use self::store::{Destination, RemoteStore, url_prefix};
 use crate::channels::ChannelReceiver;
-use crate::keys::{self, KeyError};
+use crate::keys;
 use crate::sinks::{Guarantee, Sink, SinkContext, SinkError, SinkType};
 
 /// `type = "object_store"`.
@@ -97,7 +97,7 @@ pub const TYPE: SinkType = SinkType {
     takes_dead_letter: true,
     load: |table| {
         let config: ObjectStoreSinkConfig = keys::deserialize(table)?;
-        config.validate().map_err(KeyError::invalid)?;
+        config.validate()?;
         Ok(Arc::new(config))
     },
 };
@@ -141,7 +141,7 @@ pub async fn run(
         sink: ctx.name.clone(),
         message,
     };
-    config.validate().map_err(error)?;
+    config.validate().map_err(|e| error(e.0))?;
     let dest = Destination::from_config(&config).map_err(|e| error(e.message))?;
     sink::run(config, dest, input, ctx).await
 }
@@ -159,8 +159,8 @@ pub async fn run_with_store<S: ObjectStore + MultipartStore>(
         sink: ctx.name.clone(),
         message,
     };
-    config.validate().map_err(error)?;
-    let (_, url) = config.parse_url().map_err(error)?;
+    config.validate().map_err(|e| error(e.0))?;
+    let (_, url) = config.parse_url().map_err(|e| error(e.0))?;
     let prefix = url_prefix(&url).map_err(|e| error(e.message))?;
     let dest = Destination::Remote(RemoteStore::new(store, prefix, config.url.clone()));
     sink::run(config, dest, input, ctx).await

@@ -45,6 +45,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Datelike, Timelike};
 
 use crate::event::EventRef;
+use crate::keys::Invalid;
 
 /// One piece of a parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,18 +93,18 @@ pub const TIMESTAMP_HEADER: &str = "timestamp";
 
 impl PathTemplate {
     /// Parses `template`; `missing` replaces absent or empty substitutions.
-    pub fn parse(template: &str, missing: &str) -> Result<Self, String> {
+    pub fn parse(template: &str, missing: &str) -> Result<Self, Invalid> {
         check_component(missing)
-            .map_err(|e| format!("`missing_header_value` = {missing:?} {e}"))?;
+            .map_err(|e| Invalid(format!("`missing_header_value` = {missing:?} {e}")))?;
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut chars = template.char_indices().peekable();
         while let Some((at, c)) = chars.next() {
             if c != '%' {
                 if c.is_control() {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "path template {template:?} holds a control character at byte {at}"
-                    ));
+                    )));
                 }
                 literal.push(c);
                 continue;
@@ -116,17 +117,17 @@ impl PathTemplate {
                             Some((_, '}')) => break,
                             Some((_, c)) => name.push(c),
                             None => {
-                                return Err(format!(
+                                return Err(Invalid(format!(
                                     "path template {template:?}: `%{{` at byte {at} is never closed with `}}`"
-                                ));
+                                )));
                             }
                         }
                     }
                     match name.as_str() {
                         "" => {
-                            return Err(format!(
+                            return Err(Invalid(format!(
                                 "path template {template:?}: empty `%{{}}` at byte {at}; write a header name, `topic` or `partition`"
-                            ));
+                            )));
                         }
                         "topic" => Segment::Topic,
                         "partition" => Segment::Partition,
@@ -146,15 +147,15 @@ impl PathTemplate {
                     continue;
                 }
                 Some(other) => {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "path template {template:?}: unknown escape `%{other}` at byte {at}; \
                          supported: %{{topic}} %{{partition}} %{{<header>}} %Y %y %m %d %H %M %S %j %%"
-                    ));
+                    )));
                 }
                 None => {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "path template {template:?} ends with a lone `%`; write `%%` for a literal percent sign"
-                    ));
+                    )));
                 }
             };
             if !literal.is_empty() {
@@ -584,7 +585,7 @@ mod tests {
 
     #[test]
     fn bad_templates_are_rejected_with_the_reason() {
-        let err = |t: &str| PathTemplate::parse(t, "unknown").unwrap_err();
+        let err = |t: &str| PathTemplate::parse(t, "unknown").unwrap_err().0;
         assert!(
             err("%{topic").contains("never closed"),
             "{}",
@@ -600,6 +601,7 @@ mod tests {
         assert!(
             PathTemplate::parse("x", "a/b")
                 .unwrap_err()
+                .0
                 .contains("missing_header_value")
         );
         assert!(PathTemplate::parse("x", "").is_err());

@@ -34,7 +34,9 @@ pub enum Destination {
 impl Destination {
     /// Builds the destination a validated config names. Makes no network call.
     pub fn from_config(config: &ObjectStoreSinkConfig) -> Result<Self, StoreError> {
-        let (scheme, url) = config.parse_url().map_err(StoreError::configuration)?;
+        let (scheme, url) = config
+            .parse_url()
+            .map_err(|e| StoreError::configuration(e.0))?;
         let label = config.url.clone();
         let prefix = url_prefix(&url)?;
         Ok(match scheme {

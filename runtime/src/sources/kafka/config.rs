@@ -7,6 +7,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use super::properties::{KafkaProperties, PropertyError};
+use crate::keys::Invalid;
 use crate::units::{ByteSize, HumanDuration};
 
 /// The `bootstrap_servers` value that means "the embedded demo broker".
@@ -151,19 +152,21 @@ const COMMIT_KEYS: &[&str] = &["enable.auto.commit", "enable.auto.offset.store"]
 
 impl KafkaSourceConfig {
     /// Checks what serde cannot; the message names the key and the fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.bootstrap_servers.trim().is_empty() {
             return Err("`bootstrap_servers` is empty; list brokers as \"host:port,host:port\" or write \"embedded\"".into());
         }
         if self.group_id.trim().is_empty() {
-            return Err("`group_id` is empty; name the consumer group".into());
+            return Err(Invalid(
+                "`group_id` is empty; name the consumer group".into(),
+            ));
         }
         if let Some(id) = &self.group_instance_id
             && (id.trim().is_empty() || id.len() > 249 || id.chars().any(char::is_control))
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`group_instance_id` {id:?} is not a usable member name: it must be 1 to 249 characters without control characters; leave it out for a dynamic member"
-            ));
+            )));
         }
         match (&self.topic_pattern, self.topics.is_empty()) {
             (None, true) => {
@@ -173,35 +176,37 @@ impl KafkaSourceConfig {
                 );
             }
             (Some(_), false) => {
-                return Err("`topics` and `topic_pattern` are both set; keep one".into());
+                return Err(Invalid(
+                    "`topics` and `topic_pattern` are both set; keep one".into(),
+                ));
             }
             (Some(p), true) if p.trim_start_matches('^').is_empty() => {
-                return Err("`topic_pattern` is empty".into());
+                return Err(Invalid("`topic_pattern` is empty".into()));
             }
             _ => {}
         }
         if let Some(t) = self.topics.iter().find(|t| t.trim().is_empty()) {
-            return Err(format!("`topics` holds an empty name ({t:?})"));
+            return Err(Invalid(format!("`topics` holds an empty name ({t:?})")));
         }
         if self.batch_max_events == 0 {
-            return Err("`batch_max_events` must be at least 1".into());
+            return Err(Invalid("`batch_max_events` must be at least 1".into()));
         }
         if self.batch_max_wait.get().is_zero() {
-            return Err("`batch_max_wait` must be longer than 0ms".into());
+            return Err(Invalid("`batch_max_wait` must be longer than 0ms".into()));
         }
         crate::sources::check_batch_max_bytes(self.batch_max_bytes)
-            .map_err(|e| format!("`batch_max_bytes` {e}"))?;
+            .map_err(|e| Invalid(format!("`batch_max_bytes` {e}")))?;
         if self.commit_interval.get().is_zero() {
-            return Err("`commit_interval` must be longer than 0ms".into());
+            return Err(Invalid("`commit_interval` must be longer than 0ms".into()));
         }
         check_properties("kafka", &self.kafka).map_err(|e| e.to_string())?;
         for key in COMMIT_KEYS {
             if let Some(v) = self.kafka.get(*key)
                 && !v.is_false()
             {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "`kafka.\"{key}\"` cannot be enabled: Sluice commits offsets itself, only after delivery; remove it"
-                ));
+                )));
             }
         }
         Ok(())
@@ -259,10 +264,10 @@ pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), Prop
 
 /// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded
 /// broker's address, anything else is returned as is.
-pub fn resolve_bootstrap(value: &str, embedded: Option<&str>) -> Result<String, String> {
+pub fn resolve_bootstrap(value: &str, embedded: Option<&str>) -> Result<String, Invalid> {
     if value.trim() == EMBEDDED {
         embedded.map(str::to_owned).ok_or_else(|| {
-            "`bootstrap_servers = \"embedded\"` but no embedded broker runs; add an `[embedded_broker]` table or name real brokers".to_owned()
+            Invalid("`bootstrap_servers = \"embedded\"` but no embedded broker runs; add an `[embedded_broker]` table or name real brokers".to_owned())
         })
     } else {
         Ok(value.to_owned())
@@ -333,6 +338,7 @@ mod tests {
         assert!(
             resolve_bootstrap(&c.bootstrap_servers, None)
                 .unwrap_err()
+                .0
                 .contains("[embedded_broker]")
         );
     }
@@ -343,7 +349,7 @@ mod tests {
         let check = |extra: &str| {
             toml::from_str::<KafkaSourceConfig>(&format!("{base}{extra}"))
                 .map_err(|e| e.to_string())
-                .and_then(|c| c.validate())
+                .and_then(|c| c.validate().map_err(|e| e.0))
         };
         assert!(check("topics = [\"a\"]").is_ok());
         assert!(check("").unwrap_err().contains("topic_pattern"));

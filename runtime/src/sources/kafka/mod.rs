@@ -70,17 +70,19 @@ use tokio::sync::mpsc;
 use super::{Source, SourceContext, SourceError, SourceType};
 use crate::delivery::SourceLink;
 use crate::event::Batch;
-use crate::keys::{self, KeyError};
+use crate::keys::{self, Invalid, KeyError};
 
 /// `type = "kafka"`.
 pub const TYPE: SourceType = SourceType {
     name: "kafka",
     load: |table| {
         let config: KafkaSourceConfig = keys::deserialize(table)?;
-        config.validate().map_err(|message| KeyError::Invalid {
-            at: config.kafka.key_of("kafka", &message),
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|Invalid(message)| KeyError::Invalid {
+                at: config.kafka.key_of("kafka", &message),
+                message,
+            })?;
         Ok(Arc::new(config))
     },
 };

@@ -46,7 +46,7 @@ pub async fn run(
         .validate()
         .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
-        .map_err(fail)?;
+        .map_err(|e| fail(e.0))?;
     let context = SourceKafkaContext::new(&ctx, link, &bootstrap, config.start_from);
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
