@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
+use super::error::WalError;
+
 /// First bytes of the checkpoint file: format name and version.
 pub const MAGIC: &[u8; 8] = b"SLCKPT\x00\x01";
 pub(crate) const LEN: usize = MAGIC.len() + 8 + 8 + 4;
@@ -59,14 +61,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Position> {
 
 /// The checkpoint stored in `dir`: `Ok(None)` if there is none yet, `Err`
 /// with the reason if the file exists but is unreadable or damaged.
-pub fn load(dir: &Path) -> Result<Option<Position>, String> {
+pub fn load(dir: &Path) -> Result<Option<Position>, WalError> {
     let path = dir.join("checkpoint");
     match std::fs::read(&path) {
-        Ok(bytes) => decode(&bytes)
-            .map(Some)
-            .ok_or_else(|| format!("{} is damaged ({} bytes)", path.display(), bytes.len())),
+        Ok(bytes) => decode(&bytes).map(Some).ok_or_else(|| {
+            WalError::Damaged(format!(
+                "{} is damaged ({} bytes)",
+                path.display(),
+                bytes.len()
+            ))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
+        Err(e) => Err(WalError::io("reading", &path, e)),
     }
 }
 
@@ -148,7 +154,12 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[12] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load(dir.path()).unwrap_err().contains("damaged"));
+        assert!(
+            load(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("damaged")
+        );
         std::fs::write(&path, &bytes[..20]).unwrap();
         assert!(load(dir.path()).is_err());
     }

@@ -60,6 +60,7 @@
 
 pub mod checkpoint;
 mod config;
+pub mod error;
 mod receiver;
 mod recover;
 mod sender;
@@ -126,7 +127,7 @@ impl Channel for FileChannelConfig {
             .dir
             .as_deref()
             .ok_or_else(|| fail("no `dir` (the loader sets it)".into()))?;
-        let opened = open(name, self, dir, ctx.metrics).map_err(fail)?;
+        let opened = open(name, self, dir, ctx.metrics).map_err(|e| fail(e.to_string()))?;
         Ok(OpenChannel {
             sender: ChannelSender::File(opened.sender),
             receiver: ChannelReceiver::File(opened.receiver),
@@ -158,8 +159,8 @@ pub fn open(
     config: &FileChannelConfig,
     dir: &Path,
     metrics: &Metrics,
-) -> Result<Opened, String> {
-    let recovered = recover::recover(dir, name).map_err(|e| e.to_string())?;
+) -> Result<Opened, error::WalError> {
+    let recovered = recover::recover(dir, name)?;
     let m = ChannelMetrics::new(metrics, name);
     m.corrupt_records
         .fetch_add(recovered.corrupt_records, Ordering::Relaxed);
@@ -188,7 +189,7 @@ pub fn open(
             checkpoint::sync_dir(dir)?;
             Ok(f)
         })
-        .map_err(|e| format!("channel `{name}`: creating {}: {e}", path.display()))?;
+        .map_err(error::context("creating", &path))?;
     let written = Position {
         segment: id,
         offset: wal::HEADER_LEN,

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error};
 
 use super::checkpoint::{self, Position};
+use super::error::{WalError, context};
 use super::recover::quarantine;
 use super::shared::{BACKOFF, Shared};
 use super::wal::{self, HEADER_LEN, Read};
@@ -85,7 +86,7 @@ impl FileReceiver {
 
     /// Reads the next record, if one was written; an I/O error is returned
     /// (the caller retries), damage is quarantined and skipped.
-    fn next(&mut self) -> Result<Option<Batch>, String> {
+    fn next(&mut self) -> Result<Option<Batch>, WalError> {
         loop {
             let (read, written, sealed_len, following) = {
                 let st = self.shared.state();
@@ -119,9 +120,10 @@ impl FileReceiver {
                 };
                 continue;
             }
+            let path = wal::segment_path(&self.shared.dir, read.segment);
             let file = self.open(read.segment)?;
-            let outcome = wal::read_record(file, read.offset, end)
-                .map_err(|e| format!("reading segment {} at {}: {e}", read.segment, read.offset))?;
+            let outcome =
+                wal::read_record(file, read.offset, end).map_err(context("reading", &path))?;
             match outcome {
                 Read::Record { batch, next } => {
                     let id = self.next_id;
@@ -153,10 +155,10 @@ impl FileReceiver {
         }
     }
 
-    fn open(&mut self, segment: u64) -> Result<&File, String> {
+    fn open(&mut self, segment: u64) -> Result<&File, WalError> {
         if self.file.as_ref().is_none_or(|(id, _)| *id != segment) {
             let path = wal::segment_path(&self.shared.dir, segment);
-            let file = File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let file = File::open(&path).map_err(context("opening", &path))?;
             self.file = Some((segment, file));
         }
         Ok(&self.file.as_ref().expect("just opened").1)
@@ -164,10 +166,10 @@ impl FileReceiver {
 
     /// Moves past a record damaged since it was written: to the next good
     /// record of the segment ([`wal::resync`]), or to its end.
-    fn skip_damage(&mut self, at: Position, end: u64, why: String) -> Result<(), String> {
+    fn skip_damage(&mut self, at: Position, end: u64, why: String) -> Result<(), WalError> {
+        let path = wal::segment_path(&self.shared.dir, at.segment);
         let file = self.open(at.segment)?;
-        let next = wal::resync(file, at.offset, end)
-            .map_err(|e| format!("reading segment {} after {}: {e}", at.segment, at.offset))?;
+        let next = wal::resync(file, at.offset, end).map_err(context("resynchronising", &path))?;
         self.skip(at, next.unwrap_or(end), Some(why));
         Ok(())
     }
@@ -178,18 +180,20 @@ impl FileReceiver {
         if let Some(why) = why {
             let shared = &self.shared;
             let path = wal::segment_path(&shared.dir, at.segment);
-            let copied = File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
-                quarantine(
-                    &shared.dir,
-                    &path,
-                    &f,
-                    at.segment,
-                    at.offset,
-                    end,
-                    &why,
-                    &shared.name,
-                )
-            });
+            let copied = File::open(&path)
+                .map_err(context("opening", &path))
+                .and_then(|f| {
+                    quarantine(
+                        &shared.dir,
+                        &path,
+                        &f,
+                        at.segment,
+                        at.offset,
+                        end,
+                        &why,
+                        &shared.name,
+                    )
+                });
             if let Err(e) = copied {
                 error!(channel = %shared.name, file = %path.display(), offset = at.offset,
                     "damaged record could not be quarantined: {e}");

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use tracing::{error, info, warn};
 
 use super::checkpoint::{self, Position};
+use super::error::{WalError, context};
 use super::wal::{self, HEADER_LEN};
 
 /// What the directory holds after recovery.
@@ -44,13 +45,8 @@ pub(super) struct Recovered {
     pub corrupt_bytes: u64,
 }
 
-fn context(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
-    let at = format!("{what} {}", path.display());
-    move |e| format!("{at}: {e}")
-}
-
 /// Recovers `dir` (creating it if needed); see the module docs.
-pub(super) fn recover(dir: &Path, channel: &str) -> Result<Recovered, String> {
+pub(super) fn recover(dir: &Path, channel: &str) -> Result<Recovered, WalError> {
     std::fs::create_dir_all(dir).map_err(context("creating", dir))?;
     let stored = match checkpoint::load(dir) {
         Ok(c) => c,
@@ -120,7 +116,7 @@ fn check_segment(
     from: u64,
     channel: &str,
     out: &mut Recovered,
-) -> Result<u64, String> {
+) -> Result<u64, WalError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -176,7 +172,7 @@ fn cut_holes(
     file: &File,
     holes: &[(u64, u64, String)],
     good_end: u64,
-) -> Result<(), String> {
+) -> Result<(), WalError> {
     let mut kept = Vec::with_capacity(good_end as usize);
     let mut at = 0u64;
     for &(start, end, _) in
@@ -216,7 +212,7 @@ pub(super) fn quarantine(
     to: u64,
     why: &str,
     channel: &str,
-) -> Result<(), String> {
+) -> Result<(), WalError> {
     let qdir = dir.join("quarantine");
     std::fs::create_dir_all(&qdir).map_err(context("creating", &qdir))?;
     let target = quarantine_path(dir, id, from);

@@ -31,6 +31,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::error::WalError;
 use crate::event::BatchBuf;
 
 /// First bytes of every segment: format name and version.
@@ -44,7 +45,7 @@ pub const MAX_PAYLOAD: u64 = u32::MAX as u64;
 
 /// Appends the record of `batch` to `out`, unless its payload would be
 /// longer than [`MAX_PAYLOAD`] (then `out` is unchanged).
-pub fn encode(batch: &BatchBuf, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode(batch: &BatchBuf, out: &mut Vec<u8>) -> Result<(), WalError> {
     let payload_len = batch
         .index
         .len()
@@ -52,13 +53,14 @@ pub fn encode(batch: &BatchBuf, out: &mut Vec<u8>) -> Result<(), String> {
         .and_then(|n| n.checked_add(4 + batch.data.len()))
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| {
-            format!(
+            WalError::TooLarge(format!(
                 "a batch of {} events and {} bytes is larger than a record can hold ({MAX_PAYLOAD} bytes)",
                 batch.len(),
                 batch.data.len()
-            )
+            ))
         })?;
-    let words = u32::try_from(batch.index.len()).map_err(|_| "too many index words".to_string())?;
+    let words = u32::try_from(batch.index.len())
+        .map_err(|_| WalError::TooLarge("too many index words".into()))?;
     out.reserve(RECORD_HEADER_LEN as usize + payload_len as usize);
     let start = out.len();
     out.extend_from_slice(&payload_len.to_le_bytes());
@@ -81,21 +83,23 @@ fn checksum(len: &[u8], payload: &[u8]) -> u32 {
 }
 
 /// Decodes a payload whose checksum matched.
-pub fn decode_payload(payload: &[u8]) -> Result<BatchBuf, String> {
+pub fn decode_payload(payload: &[u8]) -> Result<BatchBuf, WalError> {
     let words = payload
         .get(..4)
         .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
-        .ok_or("payload shorter than its word count")?;
-    let index_end = 4 + words.checked_mul(4).ok_or("index word count overflows")?;
-    let index_bytes = payload
-        .get(4..index_end)
-        .ok_or_else(|| format!("index of {words} words runs past the payload"))?;
+        .ok_or_else(|| WalError::Damaged("payload shorter than its word count".into()))?;
+    let index_end = 4 + words
+        .checked_mul(4)
+        .ok_or_else(|| WalError::Damaged("index word count overflows".into()))?;
+    let index_bytes = payload.get(4..index_end).ok_or_else(|| {
+        WalError::Damaged(format!("index of {words} words runs past the payload"))
+    })?;
     let index = index_bytes
         .chunks_exact(4)
         .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
         .collect();
     let data = payload[index_end..].to_vec();
-    BatchBuf::from_parts(data, index).map_err(|e| format!("batch encoding: {e}"))
+    BatchBuf::from_parts(data, index).map_err(|e| WalError::Damaged(format!("batch encoding: {e}")))
 }
 
 /// What is at a position of a segment.
@@ -145,7 +149,7 @@ pub fn read_record(file: &File, at: u64, end: u64) -> io::Result<Read> {
     }
     match decode_payload(&payload) {
         Ok(batch) => Ok(Read::Record { batch, next }),
-        Err(e) => Ok(Read::Corrupt(e)),
+        Err(e) => Ok(Read::Corrupt(e.to_string())),
     }
 }
 
