@@ -1,6 +1,6 @@
 //! Embeds what `sluice plugin new` writes into the binary, so the command
 //! works on any machine: the per-language templates (`guest-sdk/templates/<lang>/`),
-//! the language helpers (`guest-sdk/<lang>/`) and the contract (`wit/*.wit`).
+//! the language helpers (`guest-sdk/<lang>/`) and the contract (`guest-sdk/wit/*.wit`).
 //!
 //! Generates `$OUT_DIR/scaffold_files.rs`, a table of
 //! `EmbeddedFile { group, path, bytes: include_bytes!(...), executable }`
@@ -31,7 +31,7 @@ fn main() {
         .expect("runtime/ has a parent")
         .to_path_buf();
     let sdk = repo.join("guest-sdk");
-    let wit = repo.join("wit");
+    let wit = repo.join("guest-sdk").join("wit");
 
     let mut files: Vec<(String, String, PathBuf, bool)> = Vec::new();
     let mut watched: Vec<PathBuf> = vec![wit.clone()];

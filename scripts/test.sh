@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/toolchains.sh all
 scripts/build-plugins.sh
+# The Rust guest SDK builds and works from its packaged copy alone.
+scripts/check-guest-package.sh
 scripts/build-examples.sh
 scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT

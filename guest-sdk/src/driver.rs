@@ -421,8 +421,8 @@ mod tests {
 
     #[test]
     fn prefetched_lookups_take_one_host_call_per_batch_and_end_with_it() {
-        use crate::{lookup, testing};
-        testing::set_lookup("t", [("a", "1"), ("c", "3")]);
+        use crate::{lookup, native_lookup};
+        native_lookup::set("t", [("a", "1"), ("c", "3")]);
         let b = batch(&["a", "b", "c", "a"]);
         let handler = || {
             crate::with_prepare(
@@ -443,20 +443,20 @@ mod tests {
             .map(|e| e.header("v").unwrap().to_vec())
             .collect();
         assert_eq!(values, [&b"1"[..], b"", b"3", b"1"]);
-        let calls = testing::take_lookup_calls();
+        let calls = native_lookup::take_calls();
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].keys, ["a", "b", "c"]);
 
         // The next batch sees the table as it is then.
-        testing::set_lookup("t", [("a", "new")]);
+        native_lookup::set("t", [("a", "new")]);
         let r = process(&b.data, &b.index, handler()).unwrap();
         assert_eq!(
             r.replacements.get(0).unwrap().header("v"),
             Some(&b"new"[..])
         );
-        assert_eq!(testing::take_lookup_calls().len(), 1);
+        assert_eq!(native_lookup::take_calls().len(), 1);
         assert_eq!(lookup::get("t", "a").unwrap().as_deref(), Some("new"));
-        assert_eq!(testing::take_lookup_calls().len(), 1, "not cached after");
+        assert_eq!(native_lookup::take_calls().len(), 1, "not cached after");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Write Sluice plugins in Rust: one function per plugin.
 //!
 //! A plugin is a WebAssembly component that the Sluice host calls once per
-//! batch of events (`wit/`, package `sluice:plugin`). With this crate you write
+//! batch of events (the contract is the package `sluice:plugin@0.1.0` in this
+//! crate's `wit/`). With this crate you write
 //! a function for *one* event and mark it with [`interceptor`], [`decoder`] or
 //! [`router`]; the macro generates the component bindings and export, and the
 //! SDK runs your function over each batch. Your crate depends only on
@@ -30,6 +31,11 @@
 //! Build the component with
 //! `cargo build --target wasm32-wasip2 --profile plugin` and a crate type of
 //! `["cdylib", "rlib"]` (the `rlib` is for native tests).
+//!
+//! Depend on the crate like on any other (`sluice-guest = "0.1"`, or with a
+//! `path` to a Sluice checkout's `guest-sdk/` as well): it carries the WIT
+//! it generates its bindings from, so a packaged copy builds on its own, and
+//! your crate never reads WIT itself.
 //!
 //! # The plugin function
 //!
@@ -99,10 +105,15 @@
 //! configuration is what [`testing::set_config`] set on the current thread,
 //! and the lookup tables what [`testing::set_lookup`] set.
 
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
+mod bindings;
 mod driver;
 mod event;
 mod host;
 pub mod lookup;
+#[cfg(not(target_arch = "wasm32"))]
+mod native_lookup;
 mod outcome;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -143,20 +154,6 @@ pub use sluice_guest_macros::decoder;
 /// accepted, as for [`interceptor`].
 pub use sluice_guest_macros::router;
 
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
-mod bindings {
-    // The shared `types`, `host` and `lookup` bindings; the code generated
-    // by the attribute macros reuses them through `__private`. Borrowing:
-    // `get-many` takes the keys as `&[&str]`, without copying them.
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "sluice:plugin/imports@0.1.0",
-        generate_unused_types: true,
-        ownership: Borrowing { duplicate_if_necessary: false },
-    });
-}
-
 /// Used by the code the attribute macros generate. Not a public API.
 #[doc(hidden)]
 pub mod __private {
@@ -164,8 +161,9 @@ pub mod __private {
 
     #[cfg(target_arch = "wasm32")]
     pub use crate::bindings::sluice::plugin::{host, lookup, types};
+    /// One module per plugin world: its `Guest` trait and `export!` macro.
     #[cfg(target_arch = "wasm32")]
-    pub use wit_bindgen;
+    pub use crate::bindings::{decoder, interceptor, router};
 
     /// Compile-time check that a plugin function has a usable signature.
     #[inline(always)]
@@ -194,5 +192,176 @@ pub mod __private {
                 message: e.into_message(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The modules of `src/` must not depend on each other in a cycle (once
+    //! they did: `driver` → `lookup` → `testing` → `driver`). Checked on the
+    //! source text: every `crate::` path outside comments, including in test
+    //! code, is an edge to the module it names, or to the module whose item
+    //! the crate root re-exports under that name.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    type Graph = BTreeMap<String, BTreeSet<String>>;
+
+    /// The identifiers a `crate::` path starts with: `crate::a::b` gives `a`,
+    /// `crate::{a, b::c}` gives `a` and `b`.
+    fn crate_paths(code: &str) -> Vec<&str> {
+        fn ident(s: &str) -> &str {
+            let end = s
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(s.len());
+            &s[..end]
+        }
+        let mut names = Vec::new();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let Some(group) = rest.strip_prefix('{') else {
+                names.push(ident(rest));
+                continue;
+            };
+            let (mut depth, mut item_start) = (0, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        names.push(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        names
+    }
+
+    /// Source without comment lines (docs name modules without using them).
+    fn code(source: &str) -> String {
+        source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Module → the modules it uses, from `lib.rs` and the other files.
+    fn graph(lib: &str, modules: &BTreeMap<String, String>) -> Graph {
+        // `pub use module::{A, B as C}` at the root: name → module.
+        let mut reexports = BTreeMap::new();
+        let lib = code(lib);
+        for (at, _) in lib.match_indices("pub use ") {
+            let statement = &lib[at + "pub use ".len()..];
+            let statement = statement[..statement.find(';').unwrap_or(statement.len())]
+                .trim_start_matches("crate::");
+            let Some((module, names)) = statement.split_once("::") else {
+                continue;
+            };
+            if !modules.contains_key(module) {
+                continue;
+            }
+            for name in names.trim_matches(['{', '}', ' ', '\n']).split(',') {
+                let name = name.rsplit(" as ").next().unwrap_or(name).trim();
+                if !name.is_empty() {
+                    reexports.insert(name.to_owned(), module.to_owned());
+                }
+            }
+        }
+        modules
+            .iter()
+            .map(|(module, source)| {
+                let uses = crate_paths(&code(source))
+                    .into_iter()
+                    .filter_map(|name| {
+                        if modules.contains_key(name) {
+                            Some(name.to_owned())
+                        } else {
+                            reexports.get(name).cloned()
+                        }
+                    })
+                    .filter(|used| used != module)
+                    .collect();
+                (module.clone(), uses)
+            })
+            .collect()
+    }
+
+    /// A cycle of `graph` as the modules along it, if there is one.
+    fn cycle(graph: &Graph) -> Option<Vec<String>> {
+        fn visit(
+            graph: &Graph,
+            module: &str,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|m| m == module) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(module.to_owned());
+                return Some(cycle);
+            }
+            if done.contains(module) {
+                return None;
+            }
+            path.push(module.to_owned());
+            for used in graph.get(module).into_iter().flatten() {
+                if let Some(cycle) = visit(graph, used, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(module.to_owned());
+            None
+        }
+        let mut done = BTreeSet::new();
+        graph
+            .keys()
+            .find_map(|module| visit(graph, module, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn the_modules_depend_on_each_other_without_a_cycle() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut modules = BTreeMap::new();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if path.extension().is_some_and(|e| e == "rs") && stem != "lib" {
+                modules.insert(stem, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+        let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+        let graph = graph(&lib, &modules);
+        assert!(
+            graph["driver"].contains("lookup") && graph["testing"].contains("driver"),
+            "the check sees the modules' uses: {graph:?}"
+        );
+        assert_eq!(cycle(&graph), None, "{graph:?}");
+    }
+
+    #[test]
+    fn a_cycle_through_a_reexport_is_found() {
+        let modules = BTreeMap::from([
+            ("a".to_owned(), "use crate::{b::f, Outcome};".to_owned()),
+            (
+                "b".to_owned(),
+                "// crate::c\nfn f() -> crate::Thing {}".to_owned(),
+            ),
+            ("c".to_owned(), "use crate::a;".to_owned()),
+        ]);
+        let lib = "pub use a::{\n    Thing,\n    Other as Outcome,\n};";
+        assert_eq!(
+            graph(lib, &modules)["b"],
+            BTreeSet::from(["a".to_owned()]),
+            "`crate::Thing` is `a::Thing`; comments do not count"
+        );
+        assert_eq!(
+            cycle(&graph(lib, &modules)),
+            Some(vec!["a".to_owned(), "b".to_owned(), "a".to_owned()])
+        );
     }
 }

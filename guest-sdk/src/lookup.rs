@@ -288,54 +288,23 @@ mod imp {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) mod imp {
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
-
+mod imp {
     use super::Denied;
-    use crate::testing::LookupCall;
-
-    thread_local! {
-        static TABLES: RefCell<BTreeMap<String, BTreeMap<String, String>>> =
-            const { RefCell::new(BTreeMap::new()) };
-        static CALLS: RefCell<Vec<LookupCall>> = const { RefCell::new(Vec::new()) };
-    }
+    use crate::native_lookup;
 
     pub(super) fn get(table: &str, key: &str) -> Result<Option<String>, Denied> {
         get_many(table, &[key]).map(|mut v| v.pop().flatten())
     }
 
     pub(super) fn get_many(table: &str, keys: &[&str]) -> Result<Vec<Option<String>>, Denied> {
-        CALLS.with(|c| {
-            c.borrow_mut().push(LookupCall {
-                table: table.to_owned(),
-                keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-            })
-        });
-        TABLES.with(|t| {
-            let t = t.borrow();
-            let rows = t.get(table).ok_or(Denied)?;
-            Ok(keys.iter().map(|k| rows.get(*k).cloned()).collect())
-        })
-    }
-
-    pub(crate) fn set_table(table: &str, rows: BTreeMap<String, String>) {
-        TABLES.with(|t| t.borrow_mut().insert(table.to_owned(), rows));
-    }
-
-    pub(crate) fn remove_table(table: &str) {
-        TABLES.with(|t| t.borrow_mut().remove(table));
-    }
-
-    pub(crate) fn take_calls() -> Vec<LookupCall> {
-        CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()))
+        native_lookup::get_many(table, keys).ok_or(Denied)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, LookupCall};
+    use crate::native_lookup::{self, LookupCall, take_calls};
 
     fn call(table: &str, keys: &[&str]) -> LookupCall {
         LookupCall {
@@ -346,7 +315,7 @@ mod tests {
 
     #[test]
     fn get_and_get_many_call_the_host() {
-        testing::set_lookup("t", [("a", "1"), ("b", "2")]);
+        native_lookup::set("t", [("a", "1"), ("b", "2")]);
         assert_eq!(get("t", "a").unwrap().as_deref(), Some("1"));
         assert_eq!(get("t", "z").unwrap(), None);
         let keys = vec!["b".to_owned(), "z".to_owned(), "a".to_owned()];
@@ -355,7 +324,7 @@ mod tests {
             [Some("2".to_owned()), None, Some("1".to_owned())]
         );
         assert_eq!(
-            testing::take_lookup_calls(),
+            take_calls(),
             [
                 call("t", &["a"]),
                 call("t", &["z"]),
@@ -381,37 +350,37 @@ mod tests {
 
     #[test]
     fn prefetch_serves_get_and_get_many_until_the_batch_ends() {
-        testing::set_lookup("t", [("a", "1"), ("b", "2"), ("c", "3")]);
+        native_lookup::set("t", [("a", "1"), ("b", "2"), ("c", "3")]);
         let scope = BatchScope::begin();
         prefetch("t", ["a", "b", "a", "x"]).unwrap();
-        assert_eq!(testing::take_lookup_calls(), [call("t", &["a", "b", "x"])]);
+        assert_eq!(take_calls(), [call("t", &["a", "b", "x"])]);
         prefetch("t", ["b", "a"]).unwrap();
-        assert!(testing::take_lookup_calls().is_empty(), "all known");
+        assert!(take_calls().is_empty(), "all known");
 
         assert_eq!(get("t", "a").unwrap().as_deref(), Some("1"));
         assert_eq!(get("t", "x").unwrap(), None, "absence is remembered too");
-        assert!(testing::take_lookup_calls().is_empty());
+        assert!(take_calls().is_empty());
 
         // Partly prefetched: only the rest goes to the host, answers in order.
         assert_eq!(
             get_many("t", &["c", "b", "y", "a"]).unwrap(),
             [Some("3".into()), Some("2".into()), None, Some("1".into())]
         );
-        assert_eq!(testing::take_lookup_calls(), [call("t", &["c", "y"])]);
+        assert_eq!(take_calls(), [call("t", &["c", "y"])]);
         assert_eq!(get_many("t", &["a", "b"]).unwrap().len(), 2);
-        assert!(testing::take_lookup_calls().is_empty());
+        assert!(take_calls().is_empty());
 
         drop(scope);
         assert_eq!(get("t", "a").unwrap().as_deref(), Some("1"));
-        assert_eq!(testing::take_lookup_calls(), [call("t", &["a"])]);
+        assert_eq!(take_calls(), [call("t", &["a"])]);
     }
 
     #[test]
     fn prefetching_no_keys_checks_the_grant_once() {
-        testing::set_lookup("t", [("a", "1")]);
+        native_lookup::set("t", [("a", "1")]);
         let _scope = BatchScope::begin();
         prefetch("t", Vec::<&str>::new()).unwrap();
         prefetch("t", Vec::<&str>::new()).unwrap();
-        assert_eq!(testing::take_lookup_calls(), [call("t", &[])]);
+        assert_eq!(take_calls(), [call("t", &[])]);
     }
 }

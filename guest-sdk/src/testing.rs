@@ -30,7 +30,9 @@ use sluice_batch::{
     BatchBuf, NO_REPLACEMENT, NO_TIMESTAMP, NewEvent, OutcomeKind, decode_outcomes,
 };
 
-use crate::{Error, Handler, Outcome, driver, host, lookup};
+use crate::{Error, Handler, Outcome, driver, host, native_lookup};
+
+pub use crate::native_lookup::LookupCall;
 
 /// Sets the configuration JSON that [`crate::config`] and
 /// [`crate::config_json`] return on this thread, as the host would pass the
@@ -66,29 +68,19 @@ where
         .into_iter()
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
-    lookup::imp::set_table(table, rows);
+    native_lookup::set_table(table, rows);
 }
 
 /// Removes the lookup table `table` from this thread: it is denied from now on.
 pub fn remove_lookup(table: &str) {
-    lookup::imp::remove_table(table);
-}
-
-/// One call that would have reached the host's lookup interface (`get` is a
-/// call with one key). Listed by [`take_lookup_calls`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LookupCall {
-    /// The table asked for.
-    pub table: String,
-    /// The keys asked for, in order.
-    pub keys: Vec<String>,
+    native_lookup::remove_table(table);
 }
 
 /// The lookup calls made on this thread since the last call of this
 /// function, oldest first, and forgets them: a test can check that a plugin
 /// batches its look-ups (prefetched answers are not host calls).
 pub fn take_lookup_calls() -> Vec<LookupCall> {
-    lookup::imp::take_calls()
+    native_lookup::take_calls()
 }
 
 /// An event to feed to [`run`], and the resulting event in a [`TestOutput`].

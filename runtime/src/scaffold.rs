@@ -8,8 +8,9 @@
 //!   (`my_filter`) and `{{sdk_path}}` (the Rust guest SDK directory) replaced
 //!   in file contents and file names;
 //! - the language helper, `guest-sdk/<lang>/`, into `NAME/sdk/` (Rust has
-//!   none: its template depends on the `sluice-guest` crate by path);
-//! - the plugin contract, `wit/*.wit`, into `NAME/wit/`.
+//!   none: its template depends on the `sluice-guest` crate by version, and
+//!   by path on the SDK in this checkout);
+//! - the plugin contract, `guest-sdk/wit/*.wit`, into `NAME/wit/`.
 //!
 //! Every template holds a `build.sh` producing `NAME/NAME.wasm` and a
 //! `test/` directory with a config, an input and the expected output of

@@ -15,22 +15,21 @@
 //! - with `prepare`, for `wasm32` only, a hidden function next to the plugin
 //!   function returning `sluice_guest::with_prepare(<prepare>, <function>)`
 //!   (so the prepare path resolves where the user wrote it);
-//! - for `wasm32` only, a private module that runs `wit_bindgen::generate!`
-//!   for the plugin's world of the contract (`wit/worlds.wit`: `interceptor`,
-//!   `decoder` or `router`, found through this crate's location in the
-//!   repository), reusing the SDK's `types`, `host` and `lookup` bindings;
-//!   implements the generated `Guest` trait of the exported interface
-//!   (`intercept`, `decode` or `route`) by handing each batch to the SDK
-//!   driver; and calls `export!`.
+//! - for `wasm32` only, a private module that implements the `Guest` trait
+//!   of the plugin's world (`interceptor`, `decoder` or `router`; exported
+//!   interface `intercept`, `decode` or `route`) by handing each batch to
+//!   the SDK driver, and calls that world's `export!` macro. Both come from
+//!   the bindings `sluice-guest` generates from the WIT it carries
+//!   (`sluice_guest::__private::<world>`): this crate and the plugin crate
+//!   read no WIT, so they build the same from a checkout or a packaged copy.
 
 use proc_macro::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 
-/// The WIT directory of the repository, next to `guest-sdk/`.
-const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
-
-/// One plugin kind: a world of `wit/worlds.wit` and its export.
+/// One plugin kind: a world of the contract (`wit/worlds.wit` of
+/// `sluice-guest`) and its export.
 struct Kind {
-    /// World name in `wit/worlds.wit`.
+    /// World name in `wit/worlds.wit`, also the name of its bindings module
+    /// in `sluice_guest::__private`.
     world: &'static str,
     /// Interface the world exports (`wit/processors.wit`).
     interface: &'static str,
@@ -112,9 +111,6 @@ fn __sluice_guest_{module}_handler() -> impl ::sluice_guest::Handler {{
             format!("super::__sluice_guest_{module}_handler()"),
         ),
     };
-    let wit_dir = std::fs::canonicalize(WIT_DIR)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| WIT_DIR.to_owned());
     let generated = format!(
         r#"
 #[doc(hidden)]
@@ -125,20 +121,9 @@ const _: fn() = || {{ ::sluice_guest::__private::assert_handler({name}); {prepar
 #[doc(hidden)]
 #[allow(unsafe_code, unused, missing_docs, unreachable_pub, clippy::all)]
 mod __sluice_guest_{module} {{
-    ::sluice_guest::__private::wit_bindgen::generate!({{
-        path: {wit_dir:?},
-        world: "sluice:plugin/{world}@0.1.0",
-        with: {{
-            "sluice:plugin/types@0.1.0": ::sluice_guest::__private::types,
-            "sluice:plugin/host@0.1.0": ::sluice_guest::__private::host,
-            "sluice:plugin/lookup@0.1.0": ::sluice_guest::__private::lookup,
-        }},
-        runtime_path: "::sluice_guest::__private::wit_bindgen::rt",
-    }});
-
     struct Plugin;
 
-    impl exports::sluice::plugin::{interface}::Guest for Plugin {{
+    impl ::sluice_guest::__private::{world}::exports::sluice::plugin::{interface}::Guest for Plugin {{
         fn {function}(
             batch: ::sluice_guest::__private::types::Batch,
         ) -> ::core::result::Result<
@@ -149,7 +134,7 @@ mod __sluice_guest_{module} {{
         }}
     }}
 
-    export!(Plugin);
+    ::sluice_guest::__private::{world}::export!(Plugin with_types_in ::sluice_guest::__private::{world});
 }}
 "#,
         world = kind.world,
