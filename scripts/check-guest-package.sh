@@ -20,8 +20,9 @@
 #   scripts/check-guest-package.sh
 #   SLUICE_BIN=target/debug/sluice scripts/check-guest-package.sh
 #
-# Cargo runs offline: the dependencies must be in cargo's cache already (they
-# are once the workspace was built, or after `cargo fetch`), and the plugin
+# Cargo runs offline after one `cargo fetch` of the workspace's lock file (a
+# no-op when everything is cached; on a fresh machine it brings the native-only
+# dependencies a wasm build of the plugins did not need), and the plugin
 # starts from the workspace's Cargo.lock, so it gets the same versions. Builds
 # go to $CARGO_TARGET_DIR (default target/), the plugin's to its
 # guest-package-check/, kept so that the next run is warm; the temporary
@@ -36,6 +37,7 @@ step_timeout="${SLUICE_CHECK_STEP_TIMEOUT:-900}"
 cd "$repo"
 crates=(sluice-batch sluice-guest-macros sluice-guest)
 name=package-check
+cargo fetch --locked --quiet
 export CARGO_NET_OFFLINE=true
 
 say() { echo "[check-guest-package] $*" >&2; }
