@@ -203,6 +203,26 @@ pub fn describe_error(e: &KafkaError) -> String {
     }
 }
 
+/// A Kafka client that cannot start or go on: the message names what it
+/// was doing, the brokers and the cause (secrets scrubbed). The component
+/// stops with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(pub String);
+
+impl From<String> for ClientError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl ClientError {
+    /// The same error, with what was being done put in front.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Self(format!("{what}: {}", self.0))
+    }
+}
+
 /// The kind of component a [`Health`] belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

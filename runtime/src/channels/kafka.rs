@@ -78,6 +78,7 @@ use crate::channels::{
     OpenContext,
 };
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::kafka_errors::ClientError;
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::keys::{self, KeyError};
 use crate::metrics::{Counter, Metrics};
@@ -266,12 +267,11 @@ impl Channel for KafkaChannelConfig {
     }
 
     fn open(&self, name: &str, ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
-        let opened = open(name, self, ctx.embedded_bootstrap, ctx.metrics).map_err(|message| {
-            ChannelError {
+        let opened =
+            open(name, self, ctx.embedded_bootstrap, ctx.metrics).map_err(|e| ChannelError {
                 channel: name.to_owned(),
-                message,
-            }
-        })?;
+                message: e.0,
+            })?;
         Ok(OpenChannel {
             sender: ChannelSender::Kafka(opened.sender),
             receiver: ChannelReceiver::Kafka(opened.receiver),
@@ -292,7 +292,7 @@ pub fn open(
     config: &KafkaChannelConfig,
     embedded_bootstrap: Option<&str>,
     metrics: &Metrics,
-) -> Result<Opened, String> {
+) -> Result<Opened, ClientError> {
     config.validate().map_err(|(k, m)| format!("`{k}` {m}"))?;
     let bootstrap =
         resolve_bootstrap(&config.bootstrap_servers, embedded_bootstrap).map_err(|e| e.0)?;
@@ -313,7 +313,7 @@ pub fn open(
     };
     let producer: FutureProducer<ChannelKafkaContext> = config
         .producer_config(&bootstrap, &format!("sluice-channel-{name}"))
-        .map_err(|e| format!("configuring the producer: {e}"))?
+        .map_err(|e| ClientError(format!("configuring the producer: {e}")))?
         .create_with_context(context())
         .map_err(|e| {
             format!(
@@ -323,7 +323,7 @@ pub fn open(
         })?;
     let consumer: StreamConsumer<ChannelKafkaContext> = config
         .consumer_config(&bootstrap, &format!("sluice-channel-{name}"))
-        .map_err(|e| format!("configuring the consumer: {e}"))?
+        .map_err(|e| ClientError(format!("configuring the consumer: {e}")))?
         .create_with_context(context())
         .map_err(|e| {
             format!(
@@ -331,9 +331,13 @@ pub fn open(
                 describe_error(&e)
             )
         })?;
-    consumer
-        .subscribe(&[&config.topic])
-        .map_err(|e| format!("subscribing to `{}`: {}", config.topic, describe_error(&e)))?;
+    consumer.subscribe(&[&config.topic]).map_err(|e| {
+        ClientError(format!(
+            "subscribing to `{}`: {}",
+            config.topic,
+            describe_error(&e)
+        ))
+    })?;
     let consumer = Arc::new(consumer);
     let closed = tokio_util::sync::CancellationToken::new();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();

@@ -5,38 +5,59 @@ use std::path::Path;
 
 use super::config::{FileFormat, FileLookupConfig};
 
+/// Why a lookup file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The file could not be read.
+    #[error("reading lookup file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The contents are not a table; the message names the file and line.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Reads the whole table; the error names the file and line.
-pub fn load(config: &FileLookupConfig) -> Result<HashMap<String, String>, String> {
-    let text = std::fs::read_to_string(&config.path)
-        .map_err(|e| format!("reading lookup file {}: {e}", config.path.display()))?;
+pub fn load(config: &FileLookupConfig) -> Result<HashMap<String, String>, TableError> {
+    let text = std::fs::read_to_string(&config.path).map_err(|source| TableError::Read {
+        path: config.path.clone(),
+        source,
+    })?;
     match config.format() {
         Some(FileFormat::Csv) => parse_csv(&config.path, &text, &config.key),
         Some(FileFormat::Jsonl) => parse_jsonl(&config.path, &text, &config.key),
-        None => Err(format!(
+        None => Err(TableError::Invalid(format!(
             "lookup file {}: unknown format",
             config.path.display()
-        )),
+        ))),
     }
 }
 
-fn parse_csv(path: &Path, text: &str, key: &str) -> Result<HashMap<String, String>, String> {
+fn parse_csv(path: &Path, text: &str, key: &str) -> Result<HashMap<String, String>, TableError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| format!("{}: reading the header row: {e}", path.display()))?
+        .map_err(|e| {
+            TableError::Invalid(format!("{}: reading the header row: {e}", path.display()))
+        })?
         .clone();
     let key_col = headers.iter().position(|h| h == key).ok_or_else(|| {
-        format!(
+        TableError::Invalid(format!(
             "{}: no column `{key}` in the header row ({})",
             path.display(),
             headers.iter().collect::<Vec<_>>().join(", ")
-        )
+        ))
     })?;
     let mut map = HashMap::new();
     for record in reader.records() {
-        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+        let record = record.map_err(|e| TableError::Invalid(format!("{}: {e}", path.display())))?;
         let Some(k) = record.get(key_col) else {
             continue;
         };
@@ -50,24 +71,29 @@ fn parse_csv(path: &Path, text: &str, key: &str) -> Result<HashMap<String, Strin
     Ok(map)
 }
 
-fn parse_jsonl(path: &Path, text: &str, key: &str) -> Result<HashMap<String, String>, String> {
+fn parse_jsonl(path: &Path, text: &str, key: &str) -> Result<HashMap<String, String>, TableError> {
     let mut map = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| format!("{}:{}: not a JSON object: {e}", path.display(), n + 1))?;
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            TableError::Invalid(format!(
+                "{}:{}: not a JSON object: {e}",
+                path.display(),
+                n + 1
+            ))
+        })?;
         let k = match value.get(key) {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(v @ serde_json::Value::Number(_)) => v.to_string(),
             _ => {
-                return Err(format!(
+                return Err(TableError::Invalid(format!(
                     "{}:{}: no string or number field `{key}`",
                     path.display(),
                     n + 1
-                ));
+                )));
             }
         };
         map.insert(k, line.to_owned());
@@ -96,7 +122,7 @@ mod tests {
     #[test]
     fn csv_without_the_key_column_is_an_error_naming_it() {
         let err = parse_csv(Path::new("c.csv"), "a,b\n1,2\n", "card").unwrap_err();
-        assert!(err.contains("no column `card`"), "{err}");
+        assert!(err.to_string().contains("no column `card`"), "{err}");
     }
 
     #[test]
@@ -115,6 +141,6 @@ mod tests {
     fn a_bad_jsonl_line_names_its_line_number() {
         let err =
             parse_jsonl(Path::new("s.jsonl"), "{\"store\":\"1\"}\nnope\n", "store").unwrap_err();
-        assert!(err.starts_with("s.jsonl:2:"), "{err}");
+        assert!(err.to_string().starts_with("s.jsonl:2:"), "{err}");
     }
 }

@@ -29,6 +29,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::LookupTable;
 use super::config::KafkaLookupConfig;
+use crate::kafka_errors::ClientError;
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::Metrics;
 
@@ -88,8 +89,8 @@ pub fn follow(
     bootstrap: &str,
     table: Arc<LookupTable>,
     metrics: &Metrics,
-) -> Result<Follower, String> {
-    let fail = |m: String| format!("lookup `{}`: {m}", table.name());
+) -> Result<Follower, ClientError> {
+    let fail = |m: String| ClientError(format!("lookup `{}`: {m}", table.name()));
     let errors = metrics.counter(&format!("lookup.{}.errors", table.name()));
     let health = Health::new(Role::Lookup, table.name(), bootstrap, errors.clone());
     let mut client = ClientConfig::new();
@@ -108,7 +109,8 @@ pub fn follow(
             health: health.clone(),
         })
         .map_err(|e| fail(format!("creating the consumer: {}", describe_error(&e))))?;
-    let metadata = read_metadata(&consumer, &config.topic, &health).map_err(fail)?;
+    let metadata = read_metadata(&consumer, &config.topic, &health)
+        .map_err(|e| e.context(format!("lookup `{}`", table.name())))?;
     let mut assignment = TopicPartitionList::new();
     for topic in metadata.topics() {
         if let Some(err) = topic.error() {
@@ -192,7 +194,7 @@ pub fn follow(
                     }
                 }
             })
-            .map_err(|e| format!("lookup `{name}`: starting its thread: {e}"))?
+            .map_err(|e| ClientError(format!("lookup `{name}`: starting its thread: {e}")))?
     };
     Ok(Follower {
         stop,
@@ -208,7 +210,7 @@ fn read_metadata(
     consumer: &BaseConsumer<LookupKafkaContext>,
     topic: &str,
     health: &Health,
-) -> Result<Metadata, String> {
+) -> Result<Metadata, ClientError> {
     let deadline = Instant::now() + METADATA_TIMEOUT;
     loop {
         let result = consumer.fetch_metadata(Some(topic), METADATA_STEP);
@@ -219,20 +221,20 @@ fn read_metadata(
             }
         }
         if let Some(failure) = health.failure() {
-            return Err(failure.to_owned());
+            return Err(ClientError(failure.to_owned()));
         }
         match result {
             Ok(metadata) => return Ok(metadata),
             Err(e) => {
                 if let Some(failure) = health.check(&e) {
-                    return Err(failure);
+                    return Err(ClientError(failure));
                 }
                 if Instant::now() >= deadline {
-                    return Err(format!(
+                    return Err(ClientError(format!(
                         "reading the metadata of topic `{topic}` from `{}`: {}",
                         health.brokers(),
                         describe_error(&e)
-                    ));
+                    )));
                 }
             }
         }

@@ -47,9 +47,13 @@ impl DeadLetter {
     /// Sends `events`, each with its reason, as part of the batch acknowledged
     /// by `ack`. An error if there is no channel or it is closed (the batch
     /// then counts as not delivered).
-    pub async fn send(&self, events: &[(EventRef<'_>, String)], ack: &Ack) -> Result<(), String> {
+    pub async fn send(
+        &self,
+        events: &[(EventRef<'_>, String)],
+        ack: &Ack,
+    ) -> Result<(), DeadLetterError> {
         let Some(tx) = &self.tx else {
-            return Err("the sink has no `dead_letter` channel".into());
+            return Err(DeadLetterError::NoChannel);
         };
         let mut buf = BatchBuf::default();
         for (event, reason) in events {
@@ -63,8 +67,20 @@ impl DeadLetter {
         }
         tx.send(Batch::new(buf, ack.clone()))
             .await
-            .map_err(|_| "the dead-letter channel is closed".to_string())?;
+            .map_err(|_| DeadLetterError::Closed)?;
         self.count.fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Why events could not be dead-lettered; the batch then counts as not
+/// delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The sink has no `dead_letter` channel.
+    #[error("the sink has no `dead_letter` channel")]
+    NoChannel,
+    /// The channel is closed: its own sink has stopped.
+    #[error("the dead-letter channel is closed")]
+    Closed,
 }

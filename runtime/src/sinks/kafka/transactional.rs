@@ -173,7 +173,7 @@ pub async fn run(
             sibling_waits: ctx.counter("sibling_waits"),
         },
     };
-    sink.init().await.map_err(fail)?;
+    sink.init().await.map_err(|e| fail(e.0))?;
     info!(sink = %ctx.name, %bootstrap, %transactional_id, "transactional kafka sink started");
 
     let max_events = config.transaction_max_events();
@@ -185,7 +185,7 @@ pub async fn run(
             .as_ref()
             .is_some_and(|o| !input_open || o.events >= max_events || Instant::now() >= o.deadline);
         if due && let Some(o) = open.take() {
-            sink.settle(o, !input_open).await.map_err(fail)?;
+            sink.settle(o, !input_open).await.map_err(|e| fail(e.0))?;
             continue;
         }
         if !input_open {
@@ -198,7 +198,7 @@ pub async fn run(
                     let o = match open.as_mut() {
                         Some(o) => o,
                         None => {
-                            sink.begin().map_err(fail)?;
+                            sink.begin().map_err(|e| fail(e.0))?;
                             open.insert(Open::new(Instant::now() + max_wait))
                         }
                     };
@@ -360,6 +360,18 @@ enum TxnError {
     Unproducible(Vec<(At, String)>),
 }
 
+/// Why the sink stops: the producer is unusable, or a batch must not be
+/// committed. Its transaction's batches fail, and are read again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Stop(String);
+
+impl From<TxnError> for Stop {
+    fn from(e: TxnError) -> Self {
+        Stop(e.into_message())
+    }
+}
+
 impl TxnError {
     fn into_message(self) -> String {
         match self {
@@ -471,7 +483,7 @@ impl Txn {
     }
 
     /// `init_transactions`, retried with backoff while the broker is away.
-    async fn init(&self) -> Result<(), String> {
+    async fn init(&self) -> Result<(), Stop> {
         let mut backoff = BACKOFF.0;
         let mut tries = 0;
         loop {
@@ -490,15 +502,15 @@ impl Txn {
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(BACKOFF.1);
                 }
-                Err(e) => return Err(e.into_message()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
-    fn begin(&self) -> Result<(), String> {
+    fn begin(&self) -> Result<(), Stop> {
         self.producer
             .begin_transaction()
-            .map_err(|e| self.fatal_message("beginning a transaction", &e))
+            .map_err(|e| Stop(self.fatal_message("beginning a transaction", &e)))
     }
 
     /// Adds a channel batch to the open transaction and produces its events.
@@ -589,7 +601,7 @@ impl Txn {
 
     /// Commits the open transaction, aborting and retrying it on abortable
     /// errors; releases its batches' acks once committed.
-    async fn settle(&self, mut open: Open, closing: bool) -> Result<(), String> {
+    async fn settle(&self, mut open: Open, closing: bool) -> Result<(), Stop> {
         self.await_siblings(&open.held).await?;
         let mut backoff = BACKOFF.0;
         let mut tries = 0;
@@ -602,13 +614,11 @@ impl Txn {
                 }
                 Err(TxnError::Fatal(m)) => {
                     error!(sink = %self.name, error = %m, "stopping; the transaction's batches are failed");
-                    return Err(m); // dropping `open` fails the acks
+                    return Err(Stop(m)); // dropping `open` fails the acks
                 }
                 Err(TxnError::Unproducible(events)) => {
                     warn!(sink = %self.name, events = events.len(), reason = %events[0].1, "aborting the transaction to dead-letter events that can never be produced");
-                    self.abort(&mut open)
-                        .await
-                        .map_err(TxnError::into_message)?;
+                    self.abort(&mut open).await?;
                     self.dead_letter(&mut open, events).await?;
                     self.reproduce(&mut open).await?;
                     continue;
@@ -617,9 +627,7 @@ impl Txn {
             };
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
             warn!(sink = %self.name, error = %message, "aborting the transaction");
-            self.abort(&mut open)
-                .await
-                .map_err(TxnError::into_message)?;
+            self.abort(&mut open).await?;
             if closing && tries >= SHUTDOWN_ATTEMPTS {
                 error!(sink = %self.name, batches = open.held.len(), "transaction still failing at shutdown; failing its batches so they are read again");
                 return Ok(()); // dropping `open` fails the acks
@@ -638,7 +646,7 @@ impl Txn {
     /// read them again for the others. A batch another holder failed stops
     /// the sink instead (its offsets must not be committed; the transaction
     /// is left to abort and the batches are read again after a restart).
-    async fn await_siblings(&self, held: &[Held]) -> Result<(), String> {
+    async fn await_siblings(&self, held: &[Held]) -> Result<(), Stop> {
         for (i, h) in held.iter().enumerate() {
             let ack = &h.batch.ack;
             if held[..i].iter().any(|h| h.batch.ack.same_batch(ack)) {
@@ -653,13 +661,13 @@ impl Txn {
             }
             tokio::select! {
                 () = ack.until_holders_at_most(mine) => {}
-                failure = self.health.failed() => return Err(failure.to_owned()),
+                failure = self.health.failed() => return Err(Stop(failure.to_owned())),
             }
             if ack.is_failed() {
-                return Err(
+                return Err(Stop(
                     "another sink fed by the same source failed part of a batch in this transaction; stopping without committing it, so the batch is read again after a restart"
                         .into(),
-                );
+                ));
             }
         }
         Ok(())
@@ -667,7 +675,7 @@ impl Txn {
 
     /// Produces the events of the aborted `open` again in a new transaction,
     /// less what went stale or was dead-lettered.
-    async fn reproduce(&self, open: &mut Open) -> Result<(), String> {
+    async fn reproduce(&self, open: &mut Open) -> Result<(), Stop> {
         self.begin()?;
         let held = std::mem::take(&mut open.held);
         open.events = 0;
@@ -683,7 +691,7 @@ impl Txn {
     /// waits until its sink has them durable: the next transaction commits
     /// the offsets past them, so they must not depend on anything later.
     /// Marks them dead-lettered in their batches.
-    async fn dead_letter(&self, open: &mut Open, events: Vec<(At, String)>) -> Result<(), String> {
+    async fn dead_letter(&self, open: &mut Open, events: Vec<(At, String)>) -> Result<(), Stop> {
         let (to, mut report) = tokio::sync::mpsc::unbounded_channel();
         let ack = Ack::new(0, to);
         let refs: Vec<(EventRef<'_>, String)> = events
@@ -695,19 +703,19 @@ impl Txn {
         let sent = self.dead_letter.send(&refs, &ack).await;
         ack.release();
         sent.map_err(|e| {
-            format!(
+            Stop(format!(
                 "dead-lettering {} event(s) that can never be produced: {e}",
                 refs.len()
-            )
+            ))
         })?;
         drop(refs);
         let delivered = report.recv().await.is_some_and(|r| r.delivered);
         if !delivered {
-            return Err(format!(
+            return Err(Stop(format!(
                 "the dead-letter sink did not take {} event(s) that can never be produced (first: {}); the transaction's batches are failed and read again after a restart",
                 events.len(),
                 events[0].1
-            ));
+            )));
         }
         for ((h, i), _) in events {
             open.held[h].dead.push(i);

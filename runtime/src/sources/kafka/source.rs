@@ -22,6 +22,7 @@ use super::config::{KafkaSourceConfig, StartFrom, resolve_bootstrap};
 use super::offsets::{Reported, Tp, Tracker};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::kafka_errors::ClientError;
 use crate::kafka_errors::{Health, Role, describe_error};
 use crate::metrics::{Counter, Gauge};
 use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
@@ -628,7 +629,7 @@ impl SourceKafkaContext {
         &self,
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClientError> {
         let stores = self.link.stores();
         if stores.is_empty() {
             return Ok(());
@@ -662,7 +663,9 @@ impl SourceKafkaContext {
             };
             let (topic, partition) = (&tp.0, tp.1);
             tpl.set_partition_offset(topic, partition, Offset::Offset(offset))
-                .map_err(|e| format!("setting the start of {topic}/{partition}: {e}"))?;
+                .map_err(|e| {
+                    ClientError(format!("setting the start of {topic}/{partition}: {e}"))
+                })?;
             info!(source = %self.name, topic, partition, offset, "resuming where the committed output ends");
         }
         debug!(source = %self.name, ms = t0.elapsed().as_millis() as u64, "committed positions read");
@@ -675,10 +678,10 @@ impl SourceKafkaContext {
 fn group_committed(
     consumer: &BaseConsumer<SourceKafkaContext>,
     tpl: &TopicPartitionList,
-) -> Result<HashMap<Tp, i64>, String> {
+) -> Result<HashMap<Tp, i64>, ClientError> {
     let committed = consumer
         .committed_offsets(tpl.clone(), Duration::from_secs(30))
-        .map_err(|e| format!("reading the group's committed offsets: {e}"))?;
+        .map_err(|e| ClientError(format!("reading the group's committed offsets: {e}")))?;
     Ok(committed
         .elements()
         .iter()
@@ -718,7 +721,7 @@ fn resume_at(
 
 /// Runs `future` to completion from a synchronous librdkafka callback, which
 /// runs inside `recv()` on a runtime worker.
-fn block_on<F: std::future::Future + Send>(future: F) -> Result<F::Output, String>
+fn block_on<F: std::future::Future + Send>(future: F) -> Result<F::Output, ClientError>
 where
     F::Output: Send,
 {
@@ -733,10 +736,10 @@ where
                     .enable_all()
                     .build()
                     .map(|rt| rt.block_on(future))
-                    .map_err(|e| format!("starting a runtime to read positions: {e}"))
+                    .map_err(|e| ClientError(format!("starting a runtime to read positions: {e}")))
             })
             .join()
-            .map_err(|_| "reading positions panicked".to_string())?
+            .map_err(|_| ClientError("reading positions panicked".to_string()))?
         }),
     }
 }
@@ -798,7 +801,7 @@ impl ConsumerContext for SourceKafkaContext {
                     // Reading from anywhere else could duplicate or skip
                     // output: take nothing, and stop the source.
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.0);
                     return;
                 }
                 self.link.assign(&tps);
