@@ -158,7 +158,7 @@ fn load_or_report(path: &std::path::Path) -> Option<config::Config> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, crate::units::UnitError> {
     s.parse::<HumanDuration>().map(HumanDuration::get)
 }
 

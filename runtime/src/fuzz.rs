@@ -326,7 +326,7 @@ proptest! {
                 }
                 prop_assert!(b.validate().is_ok());
             }
-            Err(e) => prop_assert!(e.starts_with("in.jsonl:"), "{}", e),
+            Err(e) => prop_assert!(e.0.starts_with("in.jsonl:"), "{}", e),
         }
     }
 }

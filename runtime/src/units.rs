@@ -21,21 +21,21 @@ impl HumanDuration {
 }
 
 impl FromStr for HumanDuration {
-    type Err = String;
+    type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let split = s
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .ok_or_else(|| {
-                format!(
+                UnitError(format!(
                     "`{s}` has no unit; write it like \"500ms\", \"10s\", \"5m\", \"1h\" or \"1d\""
-                )
+                ))
             })?;
         let (num, unit) = s.split_at(split);
         let value: f64 = num
             .parse()
-            .map_err(|_| format!("`{s}` does not start with a number"))?;
+            .map_err(|_| UnitError(format!("`{s}` does not start with a number")))?;
         let scale = match unit.trim() {
             "ms" => 0.001,
             "s" => 1.0,
@@ -43,9 +43,9 @@ impl FromStr for HumanDuration {
             "h" => 3600.0,
             "d" => 86400.0,
             other => {
-                return Err(format!(
+                return Err(UnitError(format!(
                     "unknown unit `{other}` in `{s}`; expected ms, s, m, h or d"
-                ));
+                )));
             }
         };
         Ok(Self(Duration::from_secs_f64(value * scale)))
@@ -78,7 +78,7 @@ impl ByteSize {
 }
 
 impl FromStr for ByteSize {
-    type Err = String;
+    type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
@@ -88,7 +88,7 @@ impl FromStr for ByteSize {
         let (num, unit) = s.split_at(split);
         let value: f64 = num
             .parse()
-            .map_err(|_| format!("`{s}` does not start with a number"))?;
+            .map_err(|_| UnitError(format!("`{s}` does not start with a number")))?;
         let scale: u64 = match unit.trim() {
             "" | "B" => 1,
             "KB" | "kB" => 1_000,
@@ -98,9 +98,9 @@ impl FromStr for ByteSize {
             "GB" => 1_000_000_000,
             "GiB" => 1 << 30,
             other => {
-                return Err(format!(
+                return Err(UnitError(format!(
                     "unknown unit `{other}` in `{s}`; expected B, KB, KiB, MB, MiB, GB or GiB"
-                ));
+                )));
             }
         };
         Ok(Self((value * scale as f64) as u64))
@@ -131,6 +131,11 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Why a duration or size is not one: the value and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnitError(pub String);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,12 +161,14 @@ mod tests {
         assert!(
             "10".parse::<HumanDuration>()
                 .unwrap_err()
+                .0
                 .contains("no unit")
         );
         assert!(
             "10y"
                 .parse::<HumanDuration>()
                 .unwrap_err()
+                .0
                 .contains("unknown unit")
         );
     }

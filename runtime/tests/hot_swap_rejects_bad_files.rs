@@ -231,5 +231,5 @@ fn pinning_refuses_a_file_with_another_digest() {
     )
     .err()
     .expect("refused");
-    assert!(err.contains("does not match the pinned sha256"), "{err}");
+    assert!(err.0.contains("does not match the pinned sha256"), "{err}");
 }

@@ -30,7 +30,7 @@ pub struct InputEvent {
 }
 
 /// Parses `text` read from `file` (named in errors with the line number).
-pub fn parse(file: &str, text: &str) -> Result<Vec<InputEvent>, String> {
+pub fn parse(file: &str, text: &str) -> Result<Vec<InputEvent>, InputError> {
     let mut events = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -73,6 +73,23 @@ impl InputEvent {
     }
 }
 
+/// Why a `plugin test` input file is not a list of events; names the file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+impl From<String> for InputError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for InputError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +122,6 @@ mod tests {
     #[test]
     fn a_bad_line_names_file_and_line() {
         let err = parse("in.jsonl", "{\"body\":\"ok\"}\n{\"bdy\":1}\n").unwrap_err();
-        assert!(err.starts_with("in.jsonl:2: not an input event"), "{err}");
+        assert!(err.0.starts_with("in.jsonl:2: not an input event"), "{err}");
     }
 }

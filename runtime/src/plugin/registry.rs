@@ -109,7 +109,7 @@ impl PluginSlot {
         engine: &PluginEngine,
         spec: SlotSpec,
         metrics: &Metrics,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, Refused> {
         let bytes = std::fs::read(&spec.path)
             .map_err(|e| format!("reading plugin {}: {e}", spec.path.display()))?;
         let config_json: Arc<str> = spec.config_json.into();
@@ -207,7 +207,7 @@ impl PluginSlot {
             &self.sandbox,
         ) {
             Ok(l) => l,
-            Err(reason) => return self.reject(reason),
+            Err(reason) => return self.reject(reason.0),
         };
         let generation = self.current().generation + 1;
         let digest = loaded.digest.clone();
@@ -273,13 +273,13 @@ fn check(
     pin: Option<&str>,
     config_json: &Arc<str>,
     sandbox: &Sandbox,
-) -> Result<LoadedPlugin, String> {
+) -> Result<LoadedPlugin, Refused> {
     if let Some(pin) = pin {
         let digest = super::engine::digest(bytes);
         if !digest.eq_ignore_ascii_case(pin) {
-            return Err(format!(
+            return Err(Refused(format!(
                 "its sha256 {digest} does not match the pinned sha256 {pin}"
-            ));
+            )));
         }
     }
     let loaded = engine
@@ -310,12 +310,17 @@ pub fn self_test_path(path: &Path) -> PathBuf {
 }
 
 /// Reads the self-test batch beside `path`, if there is one.
-fn self_test_batch(path: &Path) -> Result<Option<BatchBuf>, String> {
+fn self_test_batch(path: &Path) -> Result<Option<BatchBuf>, Refused> {
     let file = self_test_path(path);
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("reading its self-test {}: {e}", file.display())),
+        Err(e) => {
+            return Err(Refused(format!(
+                "reading its self-test {}: {e}",
+                file.display()
+            )));
+        }
     };
     let events = super::input::parse(&file.display().to_string(), &text)
         .map_err(|e| format!("its self-test {e}"))?;
@@ -396,12 +401,46 @@ impl Registry {
 }
 
 /// Reads a status file written by a running Sluice.
-pub fn read_status(path: &Path) -> Result<Vec<PluginStatus>, String> {
+pub fn read_status(path: &Path) -> Result<Vec<PluginStatus>, StatusError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
+        StatusError::from(format!(
             "reading {}: {e} (is Sluice running with this configuration?)",
             path.display()
-        )
+        ))
     })?;
-    serde_json::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))
+    serde_json::from_str(&text).map_err(|e| StatusError(format!("parsing {}: {e}", path.display())))
+}
+
+/// Why a plugin file is not loaded: the check it failed, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl From<String> for Refused {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+/// Why the plugin status file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StatusError(pub String);
+
+impl From<String> for StatusError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for StatusError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
 }

@@ -59,7 +59,7 @@ pub struct Watcher {
 }
 
 /// Starts watching everything in `set`.
-pub fn watch(set: WatchSet) -> Result<Watcher, String> {
+pub fn watch(set: WatchSet) -> Result<Watcher, WatchError> {
     std::fs::create_dir_all(&set.resume_dir)
         .map_err(|e| format!("creating {}: {e}", set.resume_dir.display()))?;
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
@@ -207,5 +207,22 @@ fn resume_requested(set: &WatchSet) {
             }
         }
         let _ = std::fs::remove_file(entry.path());
+    }
+}
+
+/// Why the plugin and lookup files cannot be watched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WatchError(pub String);
+
+impl From<String> for WatchError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for WatchError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
     }
 }

@@ -52,6 +52,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::kafka_errors::ClientError;
 use crate::keys::Invalid;
 use crate::metrics::Metrics;
 use crate::sources::SourceError;
@@ -205,7 +206,7 @@ impl EmbeddedBroker {
             .map_err(|m| error(format!("invalid configuration: {m}")))?;
         let topics = config.all_topics();
         let partitions = config.partitions;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ClientError>>();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sluice-embedded-broker".into())
@@ -227,7 +228,7 @@ impl EmbeddedBroker {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 let _ = thread.join();
-                return Err(error(e));
+                return Err(error(e.0));
             }
             Err(_) => {
                 let _ = thread.join();
@@ -381,12 +382,13 @@ fn error(message: String) -> SourceError {
 fn start_cluster(
     topics: &[String],
     partitions: i32,
-) -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String> {
-    let cluster = MockCluster::new(1).map_err(|e| format!("starting the mock cluster: {e}"))?;
+) -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>, ClientError> {
+    let cluster =
+        MockCluster::new(1).map_err(|e| ClientError(format!("starting the mock cluster: {e}")))?;
     for topic in topics {
         cluster
             .create_topic(topic, partitions, 1)
-            .map_err(|e| format!("creating topic `{topic}`: {e}"))?;
+            .map_err(|e| ClientError(format!("creating topic `{topic}`: {e}")))?;
     }
     Ok(cluster)
 }

@@ -308,7 +308,7 @@ impl Exec {
                     continue;
                 }
                 Err(message) => {
-                    result = Err(self.error(message));
+                    result = Err(self.error(message.to_string()));
                     break;
                 }
             };
@@ -358,12 +358,12 @@ impl Exec {
         }
     }
 
-    fn spawn(&self) -> Result<Child, String> {
+    fn spawn(&self) -> Result<Child, SpawnError> {
         let (program, args) = self
             .config
             .command
             .split_first()
-            .ok_or("`command` is empty")?;
+            .ok_or(SpawnError::EmptyCommand)?;
         let stderr = match self.config.stderr {
             StderrMode::Log => Stdio::piped(),
             StderrMode::Ignore => Stdio::null(),
@@ -375,7 +375,10 @@ impl Exec {
             .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("starting {:?}: {e}", self.config.command))?;
+            .map_err(|source| SpawnError::Start {
+                command: self.config.command.clone(),
+                source,
+            })?;
         info!(source = %self.ctx.name, command = ?self.config.command, pid = child.id(), first_offset = self.next_offset, "command started");
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(log_lines(stderr, self.ctx.name.clone()));
@@ -628,6 +631,23 @@ async fn sleep_until(deadline: Option<Instant>) {
     if let Some(d) = deadline {
         tokio::time::sleep_until(d).await;
     }
+}
+
+/// Why the command could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// `command` names no program.
+    #[error("`command` is empty")]
+    EmptyCommand,
+    /// The OS refused to start it (not found, not executable, …).
+    #[error("starting {command:?}: {source}")]
+    Start {
+        /// The configured command.
+        command: Vec<String>,
+        /// The OS's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]
