@@ -253,7 +253,11 @@ topic = "{output}"
     // The lookup table fills over the listener (in-process, same config).
     if pass.lookup {
         let loaded = sluice::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let Some(sluice::config::LookupDef::Kafka(cfg)) = loaded.lookups.get("stores") else {
+        let Some(cfg) = loaded.lookups.get("stores").and_then(|def| {
+            def.kind
+                .as_any()
+                .downcast_ref::<sluice::lookup::config::KafkaLookupConfig>()
+        }) else {
             bail!("no kafka lookup `stores` in {config_text}");
         };
         let table = std::sync::Arc::new(sluice::lookup::LookupTable::new("stores"));

@@ -92,11 +92,11 @@ async fn a_file_table_is_reloaded_when_its_file_changes() -> anyhow::Result<()> 
         engine: PluginEngine::new()?,
         tables: vec![
             WatchedTable {
-                config: cards_config,
+                file: watched(cards_config),
                 table: cards.clone(),
             },
             WatchedTable {
-                config: marks_config,
+                file: watched(marks_config),
                 table: marks.clone(),
             },
         ],
@@ -260,4 +260,12 @@ async fn a_kafka_table_follows_a_compacted_topic() -> anyhow::Result<()> {
     );
     drop(follower);
     Ok(())
+}
+
+/// The watcher's view of a file table: its path and how to load it.
+fn watched(config: FileLookupConfig) -> sluice::lookup::WatchedFile {
+    sluice::lookup::WatchedFile {
+        path: config.path.clone(),
+        reload: Box::new(move || sluice::lookup::file::load(&config).map_err(Into::into)),
+    }
 }

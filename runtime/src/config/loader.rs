@@ -15,7 +15,7 @@ use super::{
 };
 use crate::channels::{self, Channel};
 use crate::keys::KeyError;
-use crate::lookup::config::{FileLookupConfig, KafkaLookupConfig};
+use crate::lookup;
 use crate::sinks;
 use crate::sources;
 use crate::sources::embedded::EmbeddedBrokerConfig;
@@ -30,7 +30,6 @@ const TOP_LEVEL: &[&str] = &[
     "channels",
     "sinks",
 ];
-const LOOKUP_TYPES: &[&str] = &["file", "kafka"];
 
 pub(super) struct Loader<'a> {
     pub(super) file: PathBuf,
@@ -219,30 +218,11 @@ impl Loader<'_> {
     fn lookups(&mut self, root: &toml::Table, base: &Path) -> BTreeMap<String, LookupDef> {
         self.section(root, "lookups", |l, name, mut table| {
             let path = ["lookups".to_string(), name.to_string()];
-            let kind = l.take_type(&mut table, &path, LOOKUP_TYPES)?;
-            let value = toml::Value::Table(table);
-            match kind.as_str() {
-                "file" => {
-                    let mut cfg: FileLookupConfig = l.typed(value, &path)?;
-                    cfg.path = base.join(&cfg.path);
-                    if let Err((key, e)) = cfg.validate() {
-                        l.error(&[path[0].clone(), path[1].clone(), key.into()], e);
-                    }
-                    Some(LookupDef::File(cfg))
-                }
-                "kafka" => {
-                    let cfg: KafkaLookupConfig = l.typed(value, &path)?;
-                    if let Err((k, e)) = cfg.validate() {
-                        let at = match k {
-                            "properties" => property_path(&path, k, &cfg.properties, &e),
-                            k => vec![path[0].clone(), path[1].clone(), k.into()],
-                        };
-                        l.error(&at, e);
-                    }
-                    Some(LookupDef::Kafka(Box::new(cfg)))
-                }
-                other => unreachable!("type `{other}` was checked against LOOKUP_TYPES"),
-            }
+            let type_names: Vec<&str> = lookup::TYPES.iter().map(|t| t.name).collect();
+            let kind = l.take_type(&mut table, &path, &type_names)?;
+            let lookup_type = lookup::TYPES.iter().find(|t| t.name == kind)?;
+            let kind = l.component((lookup_type.load)(toml::Value::Table(table), base), &path)?;
+            Some(LookupDef { kind })
         })
     }
 
@@ -482,21 +462,6 @@ impl Loader<'_> {
             dead_letter,
         })
     }
-}
-
-/// Where a component's validation error `message` points: at the property
-/// of its librdkafka table `table` that the message names
-/// (`` `kafka."sasl.password"`: ... ``), else at the component (`path`) or,
-/// for a channel's or a table's `properties`, at that table.
-fn property_path(
-    path: &[String],
-    table: &str,
-    props: &crate::sources::kafka::KafkaProperties,
-    message: &str,
-) -> Vec<String> {
-    let mut at = path.to_vec();
-    at.extend(props.key_of(table, message));
-    at
 }
 
 fn unknown_field(message: &str) -> Option<&str> {

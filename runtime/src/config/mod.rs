@@ -54,7 +54,6 @@ pub use crate::plugin::{BreakerConfig, FailurePolicy, PluginKind};
 use crate::units::{ByteSize, HumanDuration};
 
 use crate::channels::Channel;
-use crate::lookup::config::{FileLookupConfig, KafkaLookupConfig};
 use crate::plugin::Limits;
 
 use crate::sinks::{Guarantee, Sink};
@@ -216,11 +215,11 @@ impl Config {
 
 /// `[lookups.<name>]`.
 #[derive(Debug, Clone)]
-pub enum LookupDef {
-    /// `type = "file"`: a CSV or JSON-lines file, reloaded when it changes.
-    File(FileLookupConfig),
-    /// `type = "kafka"`: a compacted topic, followed from its beginning.
-    Kafka(Box<KafkaLookupConfig>),
+pub struct LookupDef {
+    /// The table, by `type` (one of [`lookup::TYPES`](crate::lookup::TYPES)):
+    /// `file` (a CSV or JSON-lines file, reloaded when it changes) or
+    /// `kafka` (a compacted topic, followed from its beginning).
+    pub kind: Arc<dyn crate::lookup::Lookup>,
 }
 
 /// A sink and the channel it drains.

@@ -340,7 +340,11 @@ impl Loader<'_> {
             .values()
             .any(|s| s.kind.uses_embedded_broker())
             || config.sinks.values().any(|s| s.kind.uses_embedded_broker())
-            || config.channels.values().any(|c| c.uses_embedded_broker());
+            || config.channels.values().any(|c| c.uses_embedded_broker())
+            || config
+                .lookups
+                .values()
+                .any(|l| l.kind.uses_embedded_broker());
         if needs_embedded && config.embedded_broker.is_none() {
             self.error(
                 &key(&["sources"]),

@@ -3,7 +3,53 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use super::config::{FileFormat, FileLookupConfig};
+use super::{Lookup, LookupTable, LookupType, OpenContext, OpenLookup, WatchedFile};
+use crate::error::BoxError;
+use crate::keys::{self, KeyError};
+
+/// `type = "file"`.
+pub const TYPE: LookupType = LookupType {
+    name: "file",
+    load: |table, base| {
+        let mut config: FileLookupConfig = keys::deserialize(table)?;
+        config.path = base.join(&config.path);
+        config
+            .validate()
+            .map_err(|(key, message)| KeyError::Invalid {
+                at: vec![key.to_owned()],
+                message,
+            })?;
+        Ok(Arc::new(config))
+    },
+};
+
+impl Lookup for FileLookupConfig {
+    fn open(
+        &self,
+        table: Arc<LookupTable>,
+        _ctx: &OpenContext<'_>,
+    ) -> Result<OpenLookup, BoxError> {
+        let map = tokio::task::block_in_place(|| load(self))
+            .map_err(|e| format!("lookup `{}`: {e}", table.name()))?;
+        tracing::info!(table = %table.name(), keys = map.len(), "lookup table loaded");
+        table.replace(map);
+        let config = self.clone();
+        Ok(OpenLookup {
+            watched: Some(WatchedFile {
+                path: self.path.clone(),
+                reload: Box::new(move || load(&config).map_err(BoxError::from)),
+            }),
+            ..OpenLookup::default()
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// Why a lookup file could not be loaded.
 #[derive(Debug, thiserror::Error)]

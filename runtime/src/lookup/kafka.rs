@@ -27,10 +27,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
-use super::LookupTable;
 use super::config::KafkaLookupConfig;
+use super::{Lookup, LookupTable, LookupType, OpenContext, OpenLookup};
+use crate::error::BoxError;
 use crate::kafka_errors::ClientError;
 use crate::kafka_errors::{Health, Role, describe_error};
+use crate::keys::{self, KeyError};
 use crate::metrics::Metrics;
 
 /// Longest time between two publications while records keep arriving.
@@ -80,6 +82,46 @@ impl Drop for Follower {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `type = "kafka"`.
+pub const TYPE: LookupType = LookupType {
+    name: "kafka",
+    load: |table, _base| {
+        let config: KafkaLookupConfig = keys::deserialize(table)?;
+        config.validate().map_err(|(key, message)| {
+            let at = match key {
+                "properties" => config.properties.key_of("properties", &message),
+                key => vec![key.to_owned()],
+            };
+            KeyError::Invalid { at, message }
+        })?;
+        Ok(Arc::new(config))
+    },
+};
+
+impl Lookup for KafkaLookupConfig {
+    fn uses_embedded_broker(&self) -> bool {
+        self.bootstrap_servers.trim() == crate::sources::kafka::EMBEDDED
+    }
+
+    fn open(&self, table: Arc<LookupTable>, ctx: &OpenContext<'_>) -> Result<OpenLookup, BoxError> {
+        let bootstrap = crate::sources::kafka::resolve_bootstrap(
+            &self.bootstrap_servers,
+            ctx.embedded_bootstrap,
+        )?;
+        let follower =
+            tokio::task::block_in_place(|| follow(self, &bootstrap, table, ctx.metrics))?;
+        Ok(OpenLookup {
+            health: Some(follower.health().clone()),
+            follower: Some(Box::new(follower)),
+            ..OpenLookup::default()
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

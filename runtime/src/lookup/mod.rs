@@ -9,15 +9,90 @@
 //!
 //! Access is per team: a plugin's store holds only the [`Grants`] of its team,
 //! so a table of another team is simply not there.
+//!
+//! # Lookup types
+//!
+//! Each table type is one module: its keys, a [`LookupType`] in [`TYPES`]
+//! (how its keys load) and an implementation of [`Lookup`] (how it fills a
+//! table and keeps it current). The configuration loader and the topology
+//! know lookups only through these.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::error::BoxError;
+use crate::kafka_errors::Health;
+use crate::keys::KeyError;
+use crate::metrics::Metrics;
+
 pub mod config;
 pub mod file;
 pub mod kafka;
+
+/// Every lookup type, by its `type` name.
+#[rustfmt::skip]
+pub static TYPES: &[LookupType] = &[
+    file::TYPE,
+    kafka::TYPE,
+];
+
+/// One lookup `type`: its name and how its keys load.
+pub struct LookupType {
+    /// The `type` value.
+    pub name: &'static str,
+    /// Reads the table of `[lookups.<name>]` (without `type`); relative
+    /// paths start at `base`, the configuration file's directory.
+    pub load: LoadLookup,
+}
+
+/// See [`LookupType::load`].
+pub type LoadLookup = fn(toml::Value, base: &Path) -> Result<Arc<dyn Lookup>, KeyError>;
+
+/// A configured lookup table of some type.
+pub trait Lookup: std::fmt::Debug + Send + Sync {
+    /// Whether it reads from the embedded broker (`bootstrap_servers =
+    /// "embedded"`).
+    fn uses_embedded_broker(&self) -> bool {
+        false
+    }
+
+    /// Fills `table` and starts keeping it current.
+    fn open(&self, table: Arc<LookupTable>, ctx: &OpenContext<'_>) -> Result<OpenLookup, BoxError>;
+
+    /// The configuration as `Any`, for tools that need one type's keys.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// What opening a lookup may need.
+pub struct OpenContext<'a> {
+    /// Process-wide metrics; lookup counters are `lookup.<name>.<what>`.
+    pub metrics: &'a Metrics,
+    /// The embedded broker's address, if one runs.
+    pub embedded_bootstrap: Option<&'a str>,
+}
+
+/// An open lookup: what keeps its table current.
+#[derive(Default)]
+pub struct OpenLookup {
+    /// A file whose changes reload the table (the watcher calls `reload`).
+    pub watched: Option<WatchedFile>,
+    /// A task following a source of changes; dropping it stops it.
+    pub follower: Option<Box<dyn Any + Send>>,
+    /// The health of its Kafka client, if it has one.
+    pub health: Option<Arc<Health>>,
+}
+
+/// A file a table is loaded from, and how to load it again.
+pub struct WatchedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Reads the file into a whole new map.
+    pub reload: Box<dyn Fn() -> Result<HashMap<String, String>, BoxError> + Send + Sync>,
+}
 
 /// One named table, shared by every plugin instance granted it.
 #[derive(Debug)]

@@ -25,16 +25,15 @@ use tokio::sync::Notify;
 
 use super::engine::PluginEngine;
 use super::registry::{PluginSlot, Registry};
-use crate::lookup::LookupTable;
-use crate::lookup::config::FileLookupConfig;
+use crate::lookup::{LookupTable, WatchedFile};
 
 /// How long the watcher waits for a burst of events on one file to settle.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// A file lookup table and where it comes from.
+/// A lookup table loaded from a file, and that file.
 pub struct WatchedTable {
-    /// Its configuration.
-    pub config: FileLookupConfig,
+    /// The file and how to read it.
+    pub file: WatchedFile,
     /// The live table.
     pub table: Arc<LookupTable>,
 }
@@ -67,7 +66,7 @@ pub fn watch(set: WatchSet) -> Result<Watcher, WatchError> {
         dirs.insert(parent(slot.path()));
     }
     for t in &set.tables {
-        dirs.insert(parent(&t.config.path));
+        dirs.insert(parent(&t.file.path));
     }
     dirs.insert(set.resume_dir.clone());
     let set = Arc::new(Guarded {
@@ -109,7 +108,7 @@ pub fn watch(set: WatchSet) -> Result<Watcher, WatchError> {
         .slots()
         .map(|s| s.path().to_path_buf())
         .collect();
-    all.extend(set.set.tables.iter().map(|t| t.config.path.clone()));
+    all.extend(set.set.tables.iter().map(|t| t.file.path.clone()));
     all.insert(set.set.resume_dir.clone());
     handle(&set, &all);
     Ok(Watcher {
@@ -149,8 +148,8 @@ fn handle(guarded: &Guarded, changed: &BTreeSet<PathBuf>) {
         set.registry.write_status();
     }
     for t in &set.tables {
-        if changed.iter().any(|p| same_file(p, &t.config.path)) {
-            match crate::lookup::file::load(&t.config) {
+        if changed.iter().any(|p| same_file(p, &t.file.path)) {
+            match (t.file.reload)() {
                 Ok(map) => {
                     let keys = map.len();
                     t.table.replace(map);

@@ -33,7 +33,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelReceiver, ChannelSender, OpenContext};
 use crate::config::Config;
-use crate::config::LookupDef;
 use crate::delivery::SourceLink;
 use crate::kafka_errors::Health;
 use crate::lookup::{Grants, LookupTable};
@@ -217,8 +216,8 @@ struct Lookups {
     tables: BTreeMap<String, Arc<LookupTable>>,
     /// File tables, reloaded by the watcher when their file changes.
     watched: Vec<WatchedTable>,
-    /// Kafka tables' followers; dropping one stops it.
-    followers: Vec<crate::lookup::kafka::Follower>,
+    /// What follows a table's source of changes; dropping one stops it.
+    followers: Vec<Box<dyn std::any::Any + Send>>,
     healths: Vec<Arc<Health>>,
 }
 
@@ -230,32 +229,21 @@ impl Lookups {
             followers: Vec::new(),
             healths: Vec::new(),
         };
+        let ctx = crate::lookup::OpenContext {
+            metrics,
+            embedded_bootstrap: bootstrap,
+        };
         for (name, def) in &config.lookups {
             let table = Arc::new(LookupTable::new(name));
-            match def {
-                LookupDef::File(cfg) => {
-                    let map = tokio::task::block_in_place(|| crate::lookup::file::load(cfg))
-                        .map_err(|e| anyhow!("lookup `{name}`: {e}"))?;
-                    tracing::info!(table = %name, keys = map.len(), "lookup table loaded");
-                    table.replace(map);
-                    lookups.watched.push(WatchedTable {
-                        config: cfg.clone(),
-                        table: table.clone(),
-                    });
-                }
-                LookupDef::Kafka(cfg) => {
-                    let bootstrap = match (cfg.bootstrap_servers.as_str(), bootstrap) {
-                        ("embedded", Some(b)) => b.to_owned(),
-                        (other, _) => other.to_owned(),
-                    };
-                    let follower = tokio::task::block_in_place(|| {
-                        crate::lookup::kafka::follow(cfg, &bootstrap, table.clone(), metrics)
-                    })
-                    .map_err(|e| anyhow!(e))?;
-                    lookups.healths.push(follower.health().clone());
-                    lookups.followers.push(follower);
-                }
+            let open = def.kind.open(table.clone(), &ctx).map_err(|e| anyhow!(e))?;
+            if let Some(file) = open.watched {
+                lookups.watched.push(WatchedTable {
+                    file,
+                    table: table.clone(),
+                });
             }
+            lookups.healths.extend(open.health);
+            lookups.followers.extend(open.follower);
             lookups.tables.insert(name.clone(), table);
         }
         Ok(lookups)
