@@ -293,7 +293,6 @@ pub fn open(
     embedded_bootstrap: Option<&str>,
     metrics: &Metrics,
 ) -> Result<Opened, ClientError> {
-    config.validate().map_err(|(k, m)| format!("`{k}` {m}"))?;
     let bootstrap =
         resolve_bootstrap(&config.bootstrap_servers, embedded_bootstrap).map_err(|e| e.0)?;
     let c = |what: &str| metrics.counter(&format!("channel.{name}.{what}"));

@@ -325,7 +325,8 @@ impl Sink for KafkaSinkConfig {
     }
 }
 
-/// Runs the sink until its channel ends; see the module docs.
+/// Runs the sink until its channel ends; see the module docs. `config` was
+/// checked when it loaded ([`TYPE`]) and is not checked again.
 pub async fn run(
     config: KafkaSinkConfig,
     mut input: ChannelReceiver,
@@ -335,9 +336,6 @@ pub async fn run(
         sink: ctx.name.clone(),
         message,
     };
-    config
-        .validate()
-        .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(|e| fail(e.0))?;
     if config.exactly_once {

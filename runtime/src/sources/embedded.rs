@@ -199,11 +199,9 @@ impl std::fmt::Debug for EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// Starts a one-broker mock cluster and creates the configured topics.
+    /// Starts a one-broker mock cluster and creates the configured topics;
+    /// `config` was checked when the configuration loaded.
     pub fn start(config: &EmbeddedBrokerConfig) -> Result<Self, SourceError> {
-        config
-            .validate()
-            .map_err(|m| error(format!("invalid configuration: {m}")))?;
         let topics = config.all_topics();
         let partitions = config.partitions;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ClientError>>();

@@ -252,10 +252,6 @@ pub async fn run(
     output: mpsc::Sender<Batch>,
     ctx: SourceContext,
 ) -> Result<(), SourceError> {
-    config.validate().map_err(|(key, m)| SourceError {
-        source_name: ctx.name.clone(),
-        message: format!("invalid configuration: `{key}` {m}"),
-    })?;
     let start_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);

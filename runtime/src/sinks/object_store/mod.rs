@@ -120,7 +120,7 @@ impl Sink for ObjectStoreSinkConfig {
         input: ChannelReceiver,
         ctx: SinkContext,
     ) -> BoxFuture<'static, Result<(), SinkError>> {
-        Box::pin(run(self.clone(), input, ctx))
+        Box::pin(run_loaded(self.clone(), input, ctx))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -131,8 +131,23 @@ impl Sink for ObjectStoreSinkConfig {
 /// Runs the sink: writes every batch from `input` into rolling files until
 /// `input` ends, then completes all open files and returns. Returns an error
 /// if the config is invalid or if some file could not be completed (its
-/// batches were then reported as not delivered).
+/// batches were then reported as not delivered). For a configuration
+/// that did not come through [`TYPE`]'s `load` (tools, tests); the pipeline
+/// runs [`run_loaded`], which does not check it again.
 pub async fn run(
+    config: ObjectStoreSinkConfig,
+    input: ChannelReceiver,
+    ctx: SinkContext,
+) -> Result<(), SinkError> {
+    config.validate().map_err(|e| SinkError {
+        sink: ctx.name.clone(),
+        message: e.0,
+    })?;
+    run_loaded(config, input, ctx).await
+}
+
+/// [`run`] for a configuration [`TYPE`] loaded, and so checked already.
+async fn run_loaded(
     config: ObjectStoreSinkConfig,
     input: ChannelReceiver,
     ctx: SinkContext,
@@ -141,7 +156,6 @@ pub async fn run(
         sink: ctx.name.clone(),
         message,
     };
-    config.validate().map_err(|e| error(e.0))?;
     let dest = Destination::from_config(&config).map_err(|e| error(e.message))?;
     sink::run(config, dest, input, ctx).await
 }

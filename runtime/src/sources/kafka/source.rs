@@ -32,6 +32,7 @@ use crate::sources::{SourceContext, SourceError};
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a Kafka source until `ctx.shutdown` fires; see the module docs.
+/// `config` was checked when it loaded and is not checked again.
 /// `link` is shared with the exactly-once sinks it feeds ([`crate::delivery`]).
 pub async fn run(
     config: KafkaSourceConfig,
@@ -43,9 +44,6 @@ pub async fn run(
         source_name: ctx.name.clone(),
         message,
     };
-    config
-        .validate()
-        .map_err(|m| fail(format!("invalid configuration: {m}")))?;
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(|e| fail(e.0))?;
     let context = SourceKafkaContext::new(&ctx, link, &bootstrap, config.start_from);
