@@ -17,6 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use sluice_batch::{BatchBuf, EventRef, NewEvent, STRIDE};
+
+/// Header naming why an event was dead-lettered (by a plugin, a source, a
+/// router or a sink).
+pub const DEAD_LETTER_REASON: &str = "sluice.dead_letter.reason";
+/// Header naming the plugin (or `router`) that dead-lettered the event.
+pub const DEAD_LETTER_PLUGIN: &str = "sluice.dead_letter.plugin";
 use tokio::sync::{Notify, mpsc};
 
 /// A batch of events in flight, with its acknowledgement.

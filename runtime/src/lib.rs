@@ -28,7 +28,7 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod golden;
-pub mod kafka_errors;
+pub mod kafka;
 pub mod keys;
 pub mod lookup;
 pub mod metrics;

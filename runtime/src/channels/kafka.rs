@@ -43,13 +43,13 @@
 //! - **Errors**: broker and network errors are counted and retried by
 //!   librdkafka. A permanent error of the producer or the consumer — failed
 //!   authentication, an untrusted broker certificate, a missing ACL
-//!   ([`crate::kafka_errors`]) — fails the channel: batches sent to it are
+//!   ([`crate::kafka::errors`]) — fails the channel: batches sent to it are
 //!   failed, the receiver ends, and the agent stops with an error naming the
 //!   channel, the brokers and the cause ([`Opened::health`]).
 //! - **Security**: TLS and SASL settings go in `properties`; a value may be
 //!   read from a file or the environment
 //!   (`"sasl.password" = { env = "KAFKA_PASSWORD" }`), and secrets are never
-//!   logged ([`crate::sources::kafka::properties`]).
+//!   logged ([`crate::kafka::properties`]).
 //!
 //! Metrics: `channel.<name>.events_in` (acknowledged by the brokers),
 //! `.events_out`, `.errors`, `.undelivered_batches`, `.commits`.
@@ -78,12 +78,12 @@ use crate::channels::{
     OpenContext,
 };
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
-use crate::kafka_errors::ClientError;
-use crate::kafka_errors::{Health, Role, describe_error};
+use crate::kafka::errors::ClientError;
+use crate::kafka::errors::{Health, Role, describe_error};
+use crate::kafka::offsets::{Reported, Tp, Tracker};
+use crate::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 use crate::keys::{self, KeyError};
 use crate::metrics::{Counter, Metrics};
-use crate::sources::kafka::offsets::{Reported, Tp, Tracker};
-use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 use crate::units::HumanDuration;
 
 /// Header holding the event's original topic.
@@ -263,7 +263,7 @@ impl Channel for KafkaChannelConfig {
     }
 
     fn uses_embedded_broker(&self) -> bool {
-        self.bootstrap_servers == crate::sources::kafka::EMBEDDED
+        self.bootstrap_servers == crate::kafka::EMBEDDED
     }
 
     fn open(&self, name: &str, ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
@@ -752,7 +752,7 @@ impl ChannelKafkaContext {
 
 impl ClientContext for ChannelKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::sources::kafka::log_librdkafka(&self.name, level, fac, message);
+        crate::kafka::log_librdkafka(&self.name, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -816,7 +816,7 @@ mod tests {
 
     use super::*;
     use crate::event::EventRef;
-    use crate::sources::kafka::KafkaValue;
+    use crate::kafka::KafkaValue;
 
     const WAIT: Duration = Duration::from_secs(60);
 

@@ -38,7 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::event::Batch;
-use crate::kafka_errors::Health;
+use crate::kafka::errors::Health;
 use crate::keys::KeyError;
 use crate::metrics::Metrics;
 

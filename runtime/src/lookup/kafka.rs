@@ -7,7 +7,7 @@
 //! is not copied once per record.
 //!
 //! Errors are counted and retried by librdkafka, except permanent ones
-//! ([`crate::kafka_errors`]: failed authentication, an untrusted broker
+//! ([`crate::kafka::errors`]: failed authentication, an untrusted broker
 //! certificate, a missing ACL): at start they fail [`follow`] at once, with
 //! the table, the brokers and the cause; later they stop the follower and
 //! are reported through [`Follower::health`], which the topology watches to
@@ -30,8 +30,8 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use super::config::KafkaLookupConfig;
 use super::{Lookup, LookupTable, LookupType, OpenContext, OpenLookup};
 use crate::error::BoxError;
-use crate::kafka_errors::ClientError;
-use crate::kafka_errors::{Health, Role, describe_error};
+use crate::kafka::errors::ClientError;
+use crate::kafka::errors::{Health, Role, describe_error};
 use crate::keys::{self, KeyError};
 use crate::metrics::Metrics;
 
@@ -66,7 +66,7 @@ struct LookupKafkaContext {
 
 impl ClientContext for LookupKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::sources::kafka::log_librdkafka(&self.name, level, fac, message);
+        crate::kafka::log_librdkafka(&self.name, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -103,14 +103,12 @@ pub const TYPE: LookupType = LookupType {
 
 impl Lookup for KafkaLookupConfig {
     fn uses_embedded_broker(&self) -> bool {
-        self.bootstrap_servers.trim() == crate::sources::kafka::EMBEDDED
+        self.bootstrap_servers.trim() == crate::kafka::EMBEDDED
     }
 
     fn open(&self, table: Arc<LookupTable>, ctx: &OpenContext<'_>) -> Result<OpenLookup, BoxError> {
-        let bootstrap = crate::sources::kafka::resolve_bootstrap(
-            &self.bootstrap_servers,
-            ctx.embedded_bootstrap,
-        )?;
+        let bootstrap =
+            crate::kafka::resolve_bootstrap(&self.bootstrap_servers, ctx.embedded_bootstrap)?;
         let follower =
             tokio::task::block_in_place(|| follow(self, &bootstrap, table, ctx.metrics))?;
         Ok(OpenLookup {

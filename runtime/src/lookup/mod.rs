@@ -25,7 +25,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::error::BoxError;
-use crate::kafka_errors::Health;
+use crate::kafka::errors::Health;
 use crate::keys::KeyError;
 use crate::metrics::Metrics;
 

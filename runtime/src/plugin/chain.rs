@@ -48,10 +48,7 @@ use super::policy::{BreakerConfig, FailurePolicy};
 use super::registry::PluginSlot;
 use crate::metrics::{Counter, Metrics};
 
-/// Header naming why an event was dead-lettered.
-pub const DEAD_LETTER_REASON: &str = "sluice.dead_letter.reason";
-/// Header naming the plugin that dead-lettered the event.
-pub const DEAD_LETTER_PLUGIN: &str = "sluice.dead_letter.plugin";
+pub use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 /// Header with the SHA-256 of that plugin's file.
 pub const DEAD_LETTER_DIGEST: &str = "sluice.dead_letter.plugin_digest";
 /// Header with the event's origin, `topic/partition/offset`.

@@ -15,9 +15,9 @@
 use std::sync::atomic::Ordering;
 
 use crate::channels::ChannelSender;
+use crate::event::DEAD_LETTER_REASON;
 use crate::event::{Ack, Batch, BatchBuf, EventRef};
 use crate::metrics::Counter;
-use crate::plugin::chain::DEAD_LETTER_REASON;
 
 /// Header naming the sink that dead-lettered an event.
 pub const DEAD_LETTER_SINK: &str = "sluice.dead_letter.sink";

@@ -33,11 +33,11 @@
 //! A permanent error — failed authentication, an untrusted broker
 //! certificate, a missing ACL (a delivery report with
 //! `TOPIC_AUTHORIZATION_FAILED`, say) — is not retried: the sink stops with
-//! an error naming the brokers and the cause ([`crate::kafka_errors`]), and
+//! an error naming the brokers and the cause ([`crate::kafka::errors`]), and
 //! the batches in flight are failed. TLS and SASL are properties of the
 //! `kafka` table; secrets can be read from files or the environment
 //! (`"sasl.password" = { file = "/run/secrets/kafka-password" }`) and are
-//! never logged ([`crate::sources::kafka::properties`]).
+//! never logged ([`crate::kafka::properties`]).
 //!
 //! Metrics: `sink.<name>.events` and `.bytes` (bodies) delivered, `.errors`,
 //! `.retries`.
@@ -63,13 +63,13 @@ use tracing::{error, info, warn};
 
 use crate::channels::ChannelReceiver;
 use crate::event::{Batch, EventRef};
-use crate::kafka_errors::{Health, Role, describe_error};
+use crate::kafka::errors::{Health, Role, describe_error};
+use crate::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 use crate::keys::Invalid;
 use crate::keys::{self, KeyError};
 use crate::metrics::Counter;
 use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::{Guarantee, Sink, SinkContext, SinkError, SinkType};
-use crate::sources::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
 use crate::units::HumanDuration;
 
 pub mod transactional;
@@ -696,7 +696,7 @@ struct SinkKafkaContext {
 
 impl rdkafka::ClientContext for SinkKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::sources::kafka::log_librdkafka(&self.name, level, fac, message);
+        crate::kafka::log_librdkafka(&self.name, level, fac, message);
         // librdkafka only logs why a transaction became abortable (its
         // records are purged); the cause may be permanent (a missing ACL).
         if fac == "TXNERR" {

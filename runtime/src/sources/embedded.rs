@@ -52,7 +52,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::kafka_errors::ClientError;
+use crate::kafka::errors::ClientError;
 use crate::keys::Invalid;
 use crate::metrics::Metrics;
 use crate::sources::SourceError;
@@ -396,7 +396,7 @@ struct FeedContext;
 
 impl rdkafka::ClientContext for FeedContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::sources::kafka::log_librdkafka("embedded-feed", level, fac, message);
+        crate::kafka::log_librdkafka("embedded-feed", level, fac, message);
     }
 }
 

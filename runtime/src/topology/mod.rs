@@ -16,7 +16,7 @@
 //! commit. A sink that fails closes its channel; the batches that could not be
 //! sent are failed, so their offsets are never committed and nothing is lost.
 //! A failing source or sink, and a `kafka` channel or Kafka lookup table
-//! whose client hits a permanent error ([`crate::kafka_errors`]), start that
+//! whose client hits a permanent error ([`crate::kafka::errors`]), start that
 //! shutdown, and the run returns the first error.
 
 pub mod processor;
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::{ChannelReceiver, ChannelSender, OpenContext};
 use crate::config::Config;
 use crate::delivery::SourceLink;
-use crate::kafka_errors::Health;
+use crate::kafka::errors::Health;
 use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
 use crate::plugin::reload::{self, WatchSet, WatchedTable};

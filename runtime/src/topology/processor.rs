@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::ChannelSender;
 use crate::event::{Ack, Batch};
+use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::plugin::chain::Paused;
-use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::plugin::registry::Registry;
 use crate::plugin::{Chain, ChainOutput};
 

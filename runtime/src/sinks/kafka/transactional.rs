@@ -49,7 +49,7 @@
 //! failed: nothing was committed, so they are read again after a restart. A
 //! fatal error — typically the producer fenced by a newer one with the same
 //! `transactional.id` — stops the sink with an error; its batches are failed.
-//! So does a permanent error ([`crate::kafka_errors`]): failed
+//! So does a permanent error ([`crate::kafka::errors`]): failed
 //! authentication, an untrusted broker certificate, a missing ACL (on the
 //! transactional id at start, on the topic when a partition is added to a
 //! transaction); it is not aborted and retried.
@@ -103,7 +103,7 @@ use super::{BACKOFF, KafkaSinkConfig, Route, SHUTDOWN_ATTEMPTS, SinkKafkaContext
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
 use crate::event::{Ack, Batch, EventRef};
-use crate::kafka_errors::{Health, Role, describe_error};
+use crate::kafka::errors::{Health, Role, describe_error};
 use crate::metrics::Counter;
 use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::{SinkContext, SinkError};
@@ -1193,7 +1193,7 @@ mod tests {
         assert_eq!((event.partition(), event.offset()), (0, 1));
         assert_eq!(event.body(), &big[..]);
         let reason = event
-            .header(crate::plugin::chain::DEAD_LETTER_REASON)
+            .header(crate::event::DEAD_LETTER_REASON)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap();
         assert!(reason.contains("MessageSizeTooLarge"), "{reason}");

@@ -6,12 +6,9 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use super::properties::{KafkaProperties, PropertyError};
+use crate::kafka::{KafkaProperties, PropertyError, check_properties};
 use crate::keys::Invalid;
 use crate::units::{ByteSize, HumanDuration};
-
-/// The `bootstrap_servers` value that means "the embedded demo broker".
-pub const EMBEDDED: &str = "embedded";
 
 /// `[sources.<name>]` with `type = "kafka"`: a consumer-group member that
 /// turns records into batches and commits offsets only once the batches are
@@ -101,7 +98,7 @@ pub struct KafkaSourceConfig {
     /// password or secret, ...) are never logged: see
     /// [`properties`](super::properties). A wrong password, an untrusted
     /// broker certificate or a missing ACL stops the source with an error
-    /// naming the brokers and the cause ([`crate::kafka_errors`]).
+    /// naming the brokers and the cause ([`crate::kafka::errors`]).
     #[serde(default)]
     pub kafka: KafkaProperties,
 }
@@ -138,13 +135,6 @@ impl StartFrom {
         }
     }
 }
-
-/// Properties Sluice sets from its own keys; the `kafka` table must not set them.
-const OWN_KEYS: &[(&str, &str)] = &[
-    ("bootstrap.servers", "bootstrap_servers"),
-    ("group.id", "group_id"),
-    ("group.instance.id", "group_instance_id"),
-];
 
 /// Consumer properties whose `true` would let librdkafka commit offsets of
 /// undelivered events.
@@ -248,35 +238,10 @@ impl KafkaSourceConfig {
     }
 }
 
-/// Checks a component's property table, `table` being its key (`kafka`,
-/// `properties`): no key duplicating a Sluice key, no empty name, every
-/// `file` and `env` value readable. The message names the property.
-pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), PropertyError> {
-    if let Some((property, key)) = OWN_KEYS.iter().find(|(p, _)| props.contains_key(*p)) {
-        return Err(PropertyError::OwnKey {
-            table: table.to_owned(),
-            property,
-            key,
-        });
-    }
-    props.check(table)
-}
-
-/// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded
-/// broker's address, anything else is returned as is.
-pub fn resolve_bootstrap(value: &str, embedded: Option<&str>) -> Result<String, Invalid> {
-    if value.trim() == EMBEDDED {
-        embedded.map(str::to_owned).ok_or_else(|| {
-            Invalid("`bootstrap_servers = \"embedded\"` but no embedded broker runs; add an `[embedded_broker]` table or name real brokers".to_owned())
-        })
-    } else {
-        Ok(value.to_owned())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::resolve_bootstrap;
 
     const EXAMPLE: &str = r#"
         bootstrap_servers = "broker-1:9092,broker-2:9092"

@@ -28,7 +28,7 @@
 //!   meanwhile; then it commits synchronously and leaves the group.
 //! - **Errors**: broker and network errors are logged and counted;
 //!   librdkafka reconnects. A permanent error — failed authentication, an
-//!   untrusted broker certificate, a missing ACL ([`crate::kafka_errors`]) —
+//!   untrusted broker certificate, a missing ACL ([`crate::kafka::errors`]) —
 //!   or a fatal consumer error stops the source with an error naming the
 //!   brokers and the cause.
 //! - **Security**: TLS and SASL are librdkafka properties of the `kafka`
@@ -50,21 +50,17 @@
 
 mod config;
 mod headers;
-pub(crate) mod offsets;
-pub mod properties;
 mod source;
 #[cfg(test)]
 mod tests;
 
-pub use config::{EMBEDDED, KafkaSourceConfig, StartFrom, check_properties, resolve_bootstrap};
-pub use properties::{KafkaProperties, KafkaValue, PropertyError};
+pub use config::{KafkaSourceConfig, StartFrom};
 pub use source::run;
 
 use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use rdkafka::config::RDKafkaLogLevel;
 use tokio::sync::mpsc;
 
 use super::{Source, SourceContext, SourceError, SourceType};
@@ -93,7 +89,7 @@ impl Source for KafkaSourceConfig {
     }
 
     fn uses_embedded_broker(&self) -> bool {
-        self.bootstrap_servers == EMBEDDED
+        self.bootstrap_servers == crate::kafka::EMBEDDED
     }
 
     fn run(
@@ -107,25 +103,5 @@ impl Source for KafkaSourceConfig {
 
     fn as_any(&self) -> &dyn Any {
         self
-    }
-}
-
-/// Forwards a librdkafka log line of client `client` to `tracing`, with
-/// every secret given to a client scrubbed from it ([`properties::redact`]):
-/// at debug level librdkafka may echo property values.
-pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
-    let message = properties::redact(message);
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => {
-            tracing::error!(target: "librdkafka", client, fac, "{message}")
-        }
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", client, fac, "{message}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            tracing::info!(target: "librdkafka", client, fac, "{message}")
-        }
-        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", client, fac, "{message}"),
     }
 }

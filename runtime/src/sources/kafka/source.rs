@@ -18,14 +18,15 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use super::config::{KafkaSourceConfig, StartFrom, resolve_bootstrap};
-use super::offsets::{Reported, Tp, Tracker};
+use super::config::{KafkaSourceConfig, StartFrom};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
-use crate::kafka_errors::ClientError;
-use crate::kafka_errors::{Health, Role, describe_error};
+use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
+use crate::kafka::errors::ClientError;
+use crate::kafka::errors::{Health, Role, describe_error};
+use crate::kafka::offsets::{Reported, Tp, Tracker};
+use crate::kafka::resolve_bootstrap;
 use crate::metrics::{Counter, Gauge};
-use crate::plugin::chain::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::sources::{SourceContext, SourceError};
 
 /// How long a revocation waits for an exactly-once sink's commit in progress.
@@ -122,7 +123,7 @@ enum Stop {
     /// librdkafka reported a fatal error; the consumer is unusable.
     Fatal(KafkaError),
     /// A permanent error (authentication, TLS, ACLs): see
-    /// [`crate::kafka_errors`].
+    /// [`crate::kafka::errors`].
     Permanent(String),
     /// The committed positions of exactly-once sinks could not be read.
     Positions(String),
@@ -744,7 +745,7 @@ where
 
 impl ClientContext for SourceKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        super::log_librdkafka(&self.name, level, fac, message);
+        crate::kafka::log_librdkafka(&self.name, level, fac, message);
     }
 
     /// Consumer lag, in total and per partition: librdkafka's

@@ -11,6 +11,8 @@ use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+
+use crate::kafka::KafkaValue;
 use tokio_util::sync::CancellationToken;
 
 use super::*;

@@ -1,0 +1,82 @@
+//! The Kafka client code every Kafka-facing component shares: the
+//! consumer, producer and channel of Sluice, and Kafka lookups.
+//!
+//! - [`properties`]: the librdkafka property table of a component (one
+//!   table per component; values inline, from a file or from the
+//!   environment; secrets never logged);
+//! - [`errors`]: which client errors are permanent, and the [`Health`] of a
+//!   client that stops its component on one;
+//! - [`offsets`]: acknowledged offsets per partition, and what may be
+//!   committed;
+//! - here: the embedded broker's `bootstrap_servers` value, checks of a
+//!   property table against Sluice's own keys, and librdkafka's log lines
+//!   routed to `tracing`.
+//!
+//! The source, the sinks, the channel and the lookups depend on this module,
+//! never on each other.
+
+pub mod errors;
+pub(crate) mod offsets;
+pub mod properties;
+
+pub use errors::{ClientError, Health, Role, describe_error};
+pub use properties::{KafkaProperties, KafkaValue, PropertyError};
+use rdkafka::config::RDKafkaLogLevel;
+
+use crate::keys::Invalid;
+
+/// The `bootstrap_servers` value that means "the embedded demo broker".
+pub const EMBEDDED: &str = "embedded";
+
+/// Properties Sluice sets from its own keys; the `kafka` table must not set them.
+const OWN_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "bootstrap_servers"),
+    ("group.id", "group_id"),
+    ("group.instance.id", "group_instance_id"),
+];
+
+/// Checks a component's property table, `table` being its key (`kafka`,
+/// `properties`): no key duplicating a Sluice key, no empty name, every
+/// `file` and `env` value readable. The message names the property.
+pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), PropertyError> {
+    if let Some((property, key)) = OWN_KEYS.iter().find(|(p, _)| props.contains_key(*p)) {
+        return Err(PropertyError::OwnKey {
+            table: table.to_owned(),
+            property,
+            key,
+        });
+    }
+    props.check(table)
+}
+
+/// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded
+/// broker's address, anything else is returned as is.
+pub fn resolve_bootstrap(value: &str, embedded: Option<&str>) -> Result<String, Invalid> {
+    if value.trim() == EMBEDDED {
+        embedded.map(str::to_owned).ok_or_else(|| {
+            Invalid("`bootstrap_servers = \"embedded\"` but no embedded broker runs; add an `[embedded_broker]` table or name real brokers".to_owned())
+        })
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// Forwards a librdkafka log line of client `client` to `tracing`, with
+/// every secret given to a client scrubbed from it ([`properties::redact`]):
+/// at debug level librdkafka may echo property values.
+pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    let message = properties::redact(message);
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", client, fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", client, fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", client, fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", client, fac, "{message}"),
+    }
+}
