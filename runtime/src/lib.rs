@@ -7,13 +7,20 @@
 //! - [`sources`]: Kafka consumer, command output (`exec`) and the embedded demo broker, producing [`event::Batch`]es;
 //! - [`plugin`]: the wasmtime host running decoder → interceptors → router per batch;
 //! - [`channels`]: buffers with backpressure between processing and sinks: memory, file (write-ahead log) and Kafka;
-//! - [`sinks`]: rolling object-store files, Kafka producer, logger, null;
+//! - [`sinks`]: rolling object-store files, Kafka producer, a local file, logger, null;
+//! - [`lookup`]: tables plugins read, from files or compacted topics;
 //! - [`topology`]: builds the graph from [`config`], runs it, shuts it down.
+//!
+//! Each role (source, channel, sink, lookup) has one trait and one registry
+//! (`TYPES`) of its types; a type is one module and one registry line. The
+//! loader ([`config`]) and the [`topology`] know components only through
+//! those. The top-level modules form layers without cycles (checked by
+//! `tests/module_layers.rs`; the README draws them).
 //!
 //! Every Kafka client (source, sinks, channel, lookup tables) works over TLS
 //! and SASL, reads secrets from files or the environment without logging
-//! them ([`sources::kafka::properties`]), and stops on errors no retry can
-//! cure ([`kafka_errors`]).
+//! them ([`kafka::properties`]), and stops on errors no retry can cure
+//! ([`kafka::errors`]).
 //!
 //! For plugin authors: [`scaffold`] (`sluice plugin new`) and [`golden`]
 //! (`sluice plugin test --expected`).

@@ -88,7 +88,7 @@ pub struct Config {
 /// A source and the processing chain of its events.
 #[derive(Debug, Clone)]
 pub struct SourceDef {
-    /// The source itself, by `type` (one of [`sources::TYPES`]).
+    /// The source itself, by `type` (one of [`sources::TYPES`](crate::sources::TYPES)).
     pub kind: Arc<dyn Source>,
     /// Its `type`.
     pub type_name: &'static str,
@@ -225,7 +225,7 @@ pub struct LookupDef {
 /// A sink and the channel it drains.
 #[derive(Debug, Clone)]
 pub struct SinkDef {
-    /// The sink itself, by `type` (one of [`sinks::TYPES`]).
+    /// The sink itself, by `type` (one of [`sinks::TYPES`](crate::sinks::TYPES)).
     pub kind: Arc<dyn Sink>,
     /// Key `channel` (required): the channel this sink consumes.
     pub channel: String,

@@ -6,7 +6,7 @@
 //!   environment; secrets never logged);
 //! - [`errors`]: which client errors are permanent, and the [`Health`] of a
 //!   client that stops its component on one;
-//! - [`offsets`]: acknowledged offsets per partition, and what may be
+//! - `offsets`: acknowledged offsets per partition, and what may be
 //!   committed;
 //! - here: the embedded broker's `bootstrap_servers` value, checks of a
 //!   property table against Sluice's own keys, and librdkafka's log lines

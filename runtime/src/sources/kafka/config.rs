@@ -96,7 +96,7 @@ pub struct KafkaSourceConfig {
     /// configuration is loaded (readable, set, not empty). Secret values
     /// (`sasl.password`, `ssl.key.password`, `ssl.key.pem`, any key naming a
     /// password or secret, ...) are never logged: see
-    /// [`properties`](super::properties). A wrong password, an untrusted
+    /// [`properties`](crate::kafka::properties). A wrong password, an untrusted
     /// broker certificate or a missing ACL stops the source with an error
     /// naming the brokers and the cause ([`crate::kafka::errors`]).
     #[serde(default)]

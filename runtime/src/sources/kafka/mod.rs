@@ -9,7 +9,7 @@
 //! (create or log-append time in ms, else -1). Each batch carries an
 //! [`Ack`](crate::event::Ack) with a sequential id; every `commit_interval`
 //! the source commits, per partition, the offset after the longest prefix of
-//! delivered batches (see [`offsets`]). A batch reported undelivered blocks
+//! delivered batches (see `kafka::offsets`). A batch reported undelivered blocks
 //! its partitions' commits for as long as this consumer owns them, so its
 //! events are read again after a restart or rebalance.
 //!
@@ -33,7 +33,7 @@
 //!   brokers and the cause.
 //! - **Security**: TLS and SASL are librdkafka properties of the `kafka`
 //!   table; secrets can be read from files or the environment and are never
-//!   logged ([`properties`]).
+//!   logged ([`properties`](crate::kafka::properties)).
 //! - **Records that cannot be events**: a header key that is not UTF-8 (any
 //!   producer can send one) cannot be an event's header. Such a record goes,
 //!   whole, to the source's dead-letter channel: every header kept, invalid
