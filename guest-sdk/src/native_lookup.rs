@@ -3,7 +3,8 @@
 //!
 //! [`crate::lookup`] answers from here, and [`crate::testing`] fills and
 //! inspects it. It depends on neither, so the modules stay free of cycles
-//! (`driver` → `lookup` → `native_lookup` ← `testing` → `driver`).
+//! (`driver` → `lookup` → `native_lookup` ← `testing` → `driver`; checked
+//! by `tests/tests/module_layers.rs` at the workspace root).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -15,7 +15,8 @@
 //! (`TYPES`) of its types; a type is one module and one registry line. The
 //! loader ([`config`]) and the [`topology`] know components only through
 //! those. The top-level modules form layers without cycles (checked by
-//! `tests/module_layers.rs`; the README draws them).
+//! `tests/tests/module_layers.rs`, which checks the guest SDK too; the
+//! README draws them).
 //!
 //! Every Kafka client (source, sinks, channel, lookup tables) works over TLS
 //! and SASL, reads secrets from files or the environment without logging

@@ -276,6 +276,19 @@ impl KafkaProperties {
             Vec::new()
         }
     }
+
+    /// A component's validation message as a key error, located at the
+    /// property it names (see [`KafkaProperties::key_of`]).
+    pub fn invalid(
+        &self,
+        table: &str,
+        crate::keys::Invalid(message): crate::keys::Invalid,
+    ) -> crate::keys::KeyError {
+        crate::keys::KeyError::Invalid {
+            at: self.key_of(table, &message),
+            message,
+        }
+    }
 }
 
 impl Deref for KafkaProperties {

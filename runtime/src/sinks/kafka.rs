@@ -65,8 +65,8 @@ use crate::channels::ChannelReceiver;
 use crate::event::{Batch, EventRef};
 use crate::kafka::errors::{Health, Role, describe_error};
 use crate::kafka::{KafkaProperties, PropertyError, check_properties, resolve_bootstrap};
+use crate::keys;
 use crate::keys::Invalid;
-use crate::keys::{self, KeyError};
 use crate::metrics::Counter;
 use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::{Guarantee, Sink, SinkContext, SinkError, SinkType};
@@ -291,10 +291,7 @@ pub const TYPE: SinkType = SinkType {
         let config: KafkaSinkConfig = keys::deserialize(table)?;
         config
             .validate()
-            .map_err(|Invalid(message)| KeyError::Invalid {
-                at: config.kafka.key_of("kafka", &message),
-                message,
-            })?;
+            .map_err(|e| config.kafka.invalid("kafka", e))?;
         Ok(Arc::new(config))
     },
 };

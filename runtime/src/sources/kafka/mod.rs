@@ -66,7 +66,7 @@ use tokio::sync::mpsc;
 use super::{Source, SourceContext, SourceError, SourceType};
 use crate::delivery::SourceLink;
 use crate::event::Batch;
-use crate::keys::{self, Invalid, KeyError};
+use crate::keys;
 
 /// `type = "kafka"`.
 pub const TYPE: SourceType = SourceType {
@@ -75,10 +75,7 @@ pub const TYPE: SourceType = SourceType {
         let config: KafkaSourceConfig = keys::deserialize(table)?;
         config
             .validate()
-            .map_err(|Invalid(message)| KeyError::Invalid {
-                at: config.kafka.key_of("kafka", &message),
-                message,
-            })?;
+            .map_err(|e| config.kafka.invalid("kafka", e))?;
         Ok(Arc::new(config))
     },
 };
