@@ -408,9 +408,7 @@ impl Chain {
         let mut out = ChainOutput::default();
         let original = self.may_pause.then(|| batch.clone());
         let mut current = batch;
-        // Route of each event of `current`, as an index into `route_names`.
-        let mut routes: Vec<Option<u32>> = Vec::new();
-        let mut route_names: Vec<String> = Vec::new();
+        let mut routes = Routes::default();
         let mut lineage = String::new();
         for stage in &mut self.stages {
             if current.is_empty() {
@@ -444,87 +442,117 @@ impl Chain {
                 .outcomes
                 .iter()
                 .all(|o| o.kind == OutcomeKind::Keep && o.replacement == NO_REPLACEMENT);
-            if untouched {
-                continue;
+            if !untouched {
+                current = apply(stage, &result, &current, &mut routes, &mut out);
             }
-            let mut next = BatchBuf::with_capacity(current.len(), current.data_len());
-            let mut next_routes = Vec::with_capacity(current.len());
-            for (i, outcome) in result.outcomes.iter().enumerate() {
-                let Some(original) = current.get(i) else {
-                    break;
-                };
-                let route = routes.get(i).copied().flatten();
-                match outcome.kind {
-                    OutcomeKind::Drop => {
-                        out.dropped += 1;
-                        stage.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    OutcomeKind::DeadLetter => {
-                        stage.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                        let reason = &result.labels[outcome.label as usize];
-                        push_dead_letter(&mut out.dead, &original, reason, &stage.instance);
-                    }
-                    OutcomeKind::Keep | OutcomeKind::Modify | OutcomeKind::RouteTo => {
-                        match result.replacements.get(outcome.replacement as usize) {
-                            Some(replacement) if outcome.replacement != NO_REPLACEMENT => {
-                                next.push_ref(&replacement, Some(&original))
-                            }
-                            _ => next.push_ref(&original, None),
-                        }
-                        let route = if outcome.kind == OutcomeKind::RouteTo {
-                            let name = &result.labels[outcome.label as usize];
-                            let id = match route_names.iter().position(|n| n == name) {
-                                Some(id) => id,
-                                None => {
-                                    route_names.push(name.clone());
-                                    route_names.len() - 1
-                                }
-                            };
-                            Some(id as u32)
-                        } else {
-                            route
-                        };
-                        next_routes.push(route);
-                    }
-                }
-            }
-            current = next;
-            routes = next_routes;
         }
-        let lineage = lineage.as_bytes();
-        let stamp = !lineage.is_empty();
-        let stamped = |into: &mut BatchBuf, event: &EventRef<'_>| {
-            if stamp {
-                into.push_with_headers(event, &[(LINEAGE, lineage)]);
-            } else {
-                into.push_ref(event, None);
+        sort(out, current, routes, lineage.as_bytes())
+    }
+}
+
+/// Where the events of the chain's current batch go: per event, a route (an
+/// index into `names`) or the source's channels (`None`).
+#[derive(Default)]
+struct Routes {
+    of_event: Vec<Option<u32>>,
+    names: Vec<String>,
+}
+
+impl Routes {
+    /// The index of route `name`, added if new.
+    fn id(&mut self, name: &str) -> u32 {
+        let id = match self.names.iter().position(|n| n == name) {
+            Some(id) => id,
+            None => {
+                self.names.push(name.to_owned());
+                self.names.len() - 1
             }
         };
-        if routes.iter().all(Option::is_none) {
-            if stamp {
-                let mut default = BatchBuf::with_capacity(
-                    current.len(),
-                    current.data_len() + current.len() * (lineage.len() + 24),
-                );
-                for event in current.iter() {
-                    stamped(&mut default, &event);
-                }
-                out.default = default;
-            } else {
-                out.default = current;
-            }
-            return out;
-        }
-        let mut routed: Vec<BatchBuf> = vec![BatchBuf::default(); route_names.len()];
-        for (i, event) in current.iter().enumerate() {
-            match routes[i] {
-                Some(r) => stamped(&mut routed[r as usize], &event),
-                None => stamped(&mut out.default, &event),
-            }
-        }
-        out.routed = route_names.into_iter().zip(routed).collect();
-        out
+        id as u32
     }
+}
+
+/// Applies one stage's outcomes to `current`: drops and dead letters leave
+/// it (into `out`), kept events (or their replacements) and their routes
+/// make the next batch.
+fn apply(
+    stage: &Stage,
+    result: &PluginOutput,
+    current: &BatchBuf,
+    routes: &mut Routes,
+    out: &mut ChainOutput,
+) -> BatchBuf {
+    let mut next = BatchBuf::with_capacity(current.len(), current.data_len());
+    let mut next_routes = Vec::with_capacity(current.len());
+    for (i, outcome) in result.outcomes.iter().enumerate() {
+        let Some(original) = current.get(i) else {
+            break;
+        };
+        match outcome.kind {
+            OutcomeKind::Drop => {
+                out.dropped += 1;
+                stage.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            OutcomeKind::DeadLetter => {
+                stage.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                let reason = &result.labels[outcome.label as usize];
+                push_dead_letter(&mut out.dead, &original, reason, &stage.instance);
+            }
+            OutcomeKind::Keep | OutcomeKind::Modify | OutcomeKind::RouteTo => {
+                match result.replacements.get(outcome.replacement as usize) {
+                    Some(replacement) if outcome.replacement != NO_REPLACEMENT => {
+                        next.push_ref(&replacement, Some(&original))
+                    }
+                    _ => next.push_ref(&original, None),
+                }
+                let route = if outcome.kind == OutcomeKind::RouteTo {
+                    Some(routes.id(&result.labels[outcome.label as usize]))
+                } else {
+                    routes.of_event.get(i).copied().flatten()
+                };
+                next_routes.push(route);
+            }
+        }
+    }
+    routes.of_event = next_routes;
+    next
+}
+
+/// Sorts the chain's final batch by destination, stamping each event with
+/// the `lineage` of plugin versions that processed it (if any ran).
+fn sort(mut out: ChainOutput, current: BatchBuf, routes: Routes, lineage: &[u8]) -> ChainOutput {
+    let stamp = !lineage.is_empty();
+    let stamped = |into: &mut BatchBuf, event: &EventRef<'_>| {
+        if stamp {
+            into.push_with_headers(event, &[(LINEAGE, lineage)]);
+        } else {
+            into.push_ref(event, None);
+        }
+    };
+    if routes.of_event.iter().all(Option::is_none) {
+        if stamp {
+            let mut default = BatchBuf::with_capacity(
+                current.len(),
+                current.data_len() + current.len() * (lineage.len() + 24),
+            );
+            for event in current.iter() {
+                stamped(&mut default, &event);
+            }
+            out.default = default;
+        } else {
+            out.default = current;
+        }
+        return out;
+    }
+    let mut routed: Vec<BatchBuf> = vec![BatchBuf::default(); routes.names.len()];
+    for (i, event) in current.iter().enumerate() {
+        match routes.of_event[i] {
+            Some(r) => stamped(&mut routed[r as usize], &event),
+            None => stamped(&mut out.default, &event),
+        }
+    }
+    out.routed = routes.names.into_iter().zip(routed).collect();
+    out
 }
 
 /// Appends `event` to `dead` with the headers naming `reason`, the plugin and
