@@ -39,6 +39,17 @@ impl KeyError {
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// `(key, message)`, as component `validate` functions report a key at
+/// fault: a problem of that key.
+impl From<(&str, String)> for KeyError {
+    fn from((key, message): (&str, String)) -> Self {
+        Self::Invalid {
+            at: vec![key.to_owned()],
+            message,
+        }
+    }
+}
+
 impl From<String> for Invalid {
     fn from(message: String) -> Self {
         Self(message)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::config::{FileFormat, FileLookupConfig};
 use super::{Lookup, LookupTable, LookupType, OpenContext, OpenLookup, WatchedFile};
 use crate::error::BoxError;
-use crate::keys::{self, KeyError};
+use crate::keys;
 
 /// `type = "file"`.
 pub const TYPE: LookupType = LookupType {
@@ -16,12 +16,7 @@ pub const TYPE: LookupType = LookupType {
     load: |table, base| {
         let mut config: FileLookupConfig = keys::deserialize(table)?;
         config.path = base.join(&config.path);
-        config
-            .validate()
-            .map_err(|(key, message)| KeyError::Invalid {
-                at: vec![key.to_owned()],
-                message,
-            })?;
+        config.validate()?;
         Ok(Arc::new(config))
     },
 };

@@ -216,12 +216,7 @@ pub const TYPE: super::SourceType = super::SourceType {
     name: "exec",
     load: |table| {
         let config: ExecSourceConfig = crate::keys::deserialize(table)?;
-        config
-            .validate()
-            .map_err(|(key, message)| crate::keys::KeyError::Invalid {
-                at: vec![key.to_owned()],
-                message,
-            })?;
+        config.validate()?;
         Ok(std::sync::Arc::new(config))
     },
 };

@@ -87,7 +87,7 @@ use self::shared::{ChannelMetrics, Shared, State, Writer};
 use super::{
     Channel, ChannelError, ChannelReceiver, ChannelSender, ChannelType, OpenChannel, OpenContext,
 };
-use crate::keys::{self, KeyError};
+use crate::keys;
 use crate::metrics::Metrics;
 
 /// `type = "file"`.
@@ -95,12 +95,7 @@ pub const TYPE: ChannelType = ChannelType {
     name: "file",
     load: |table, ctx| {
         let mut config: FileChannelConfig = keys::deserialize(table)?;
-        config
-            .validate()
-            .map_err(|(key, message)| KeyError::Invalid {
-                at: vec![key.to_owned()],
-                message,
-            })?;
+        config.validate()?;
         config.dir = Some(match &config.dir {
             Some(dir) => ctx.base.join(dir),
             None => ctx.data_dir.join("channels").join(ctx.name),
