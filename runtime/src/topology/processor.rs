@@ -21,8 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::ChannelSender;
-use crate::event::{Ack, Batch};
-use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
+use crate::event::{Ack, Batch, DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::plugin::chain::Paused;
 use crate::plugin::registry::Registry;
