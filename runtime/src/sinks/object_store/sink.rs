@@ -425,7 +425,12 @@ impl Sink {
         for (index, event) in batch.events.iter().enumerate() {
             let dir_len = self.render_key(&event, wall_ms);
             let offset = event.offset();
-            match self.admit(&event, batch.ack.epoch()).await {
+            // At-least-once writes every event: no call (and no future) per event.
+            let verdict = match self.eo {
+                Some(_) => self.admit(&event, batch.ack.epoch()).await,
+                None => Verdict::Write,
+            };
+            match verdict {
                 Verdict::Write => {}
                 Verdict::Skip => continue,
                 Verdict::Committed => {
