@@ -18,3 +18,12 @@ pub enum ErrorKind {
 /// An error of any component, where a caller only reports it (for example
 /// a position store's recovery seen from the source).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether an I/O error says the disk (or the user's quota) is full: a
+/// transient failure that pauses intake until space is freed.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 /* ENOSPC */ | 122 /* EDQUOT */))
+}

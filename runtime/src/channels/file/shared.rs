@@ -140,13 +140,6 @@ pub(super) struct Shared {
     pub metrics: ChannelMetrics,
 }
 
-fn is_disk_full(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
-}
-
 impl Shared {
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -165,7 +158,7 @@ impl Shared {
         loop {
             match op() {
                 Ok(v) => return Some(v),
-                Err(e) if is_disk_full(&e) => {
+                Err(e) if crate::error::is_disk_full(&e) => {
                     self.metrics.disk_full.fetch_add(1, Ordering::Relaxed);
                     warn!(channel = %self.name, dir = %self.dir.display(), error = %e, ?backoff,
                         "disk full {what}; intake paused, retrying (nothing is dropped)");

@@ -79,7 +79,7 @@ impl StoreError {
             } else {
                 ErrorKind::Transient
             },
-            disk_full: is_disk_full(e),
+            disk_full: crate::error::is_disk_full(e),
         }
     }
 
@@ -93,10 +93,4 @@ impl StoreError {
         self.message = format!("{what}: {}", self.message);
         self
     }
-}
-
-/// Whether an I/O error says the disk (or the user's quota) is full.
-pub fn is_disk_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
-        || matches!(e.raw_os_error(), Some(28 /* ENOSPC */ | 122 /* EDQUOT */))
 }
