@@ -11,6 +11,11 @@
 //! - [`lookup`]: tables plugins read, from files or compacted topics;
 //! - [`topology`]: builds the graph from [`config`], runs it, shuts it down.
 //!
+//! [`event`], [`keys`], [`units`], [`metrics`] and [`error`] are the crate
+//! `sluice-core`; [`kafka`] is `sluice-kafka`; [`plugin`] and [`lookup`] are
+//! `sluice-plugin-host`. Each of those crates uses only the ones listed
+//! before it, never this one, so the compiler keeps the layers.
+//!
 //! Each role (source, channel, sink, lookup) has one trait and one registry
 //! (`TYPES`) of its types; a type is one module and one registry line. The
 //! loader ([`config`]) and the [`topology`] know components only through
@@ -33,19 +38,17 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod error;
-pub mod event;
 pub mod golden;
-pub mod kafka;
-pub mod keys;
-pub mod lookup;
-pub mod metrics;
-pub mod plugin;
 pub mod scaffold;
 pub mod sinks;
 pub mod sources;
 pub mod topology;
-pub mod units;
+
+// The layers below, under the names the rest of the runtime (and its users)
+// know them by: `crate::event` is `sluice_core::event`.
+pub use sluice_core::{error, event, keys, metrics, units};
+pub use sluice_kafka as kafka;
+pub use sluice_plugin_host::{lookup, plugin};
 
 #[cfg(test)]
 mod fuzz;

@@ -1,8 +1,11 @@
-//! The modules of each crate form layers: none depends on another in a
+//! The runtime's crates form layers (`sluice-core` ← `sluice-kafka` ←
+//! `sluice-plugin-host` ← `sluice`), each using only the ones below it, and
+//! the modules of each crate form layers: none depends on another in a
 //! cycle. For the runtime (`runtime/src`, its top-level modules) also: the
-//! component modules (sources, sinks, channels, lookups) share the Kafka
-//! client code (`kafka`) instead of reaching into each other, and the plugin
-//! host does not use the configuration loader. For the Rust guest SDK
+//! component modules (sources, sinks, channels) share the Kafka client code
+//! (`sluice-kafka`) instead of reaching into each other. That the plugin host
+//! and the lookups do not use the configuration loader, Cargo enforces: their
+//! crate is below it. For the Rust guest SDK
 //! (`guest-sdk/src`) the check once found `driver` → `lookup` → `testing` →
 //! `driver`.
 //!
@@ -134,13 +137,56 @@ fn graph(lib: &str, modules: &BTreeMap<String, String>) -> Graph {
         .collect()
 }
 
+/// The names the crate root `lib` gives to other crates' modules, each a
+/// layer below this crate: `pub use sluice_core::{event, keys};` gives
+/// `event` and `keys`, `pub use sluice_kafka as kafka;` gives `kafka`.
+fn lower_layers(lib: &str) -> Vec<String> {
+    let lib = code(lib);
+    let mut names = Vec::new();
+    for (at, _) in lib.match_indices("pub use sluice_") {
+        let statement = &lib[at + "pub use ".len()..];
+        let statement = &statement[..statement.find(';').unwrap_or(statement.len())];
+        if let Some((_, alias)) = statement.split_once(" as ") {
+            names.push(alias.trim().to_owned());
+        } else if let Some((_, group)) = statement.split_once("::") {
+            let group = group.trim_matches(['{', '}', ' ', '\n']);
+            names.extend(group.split(',').map(|n| n.trim().to_owned()));
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
 /// The graph of the crate whose `src` is `dir` (relative to the workspace).
+/// Modules of lower crates the root re-exports are nodes too, using
+/// nothing of this crate (Cargo refuses a cycle between crates).
 fn crate_graph(dir: &str) -> Graph {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(dir);
+    let src = workspace().join(dir);
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
-    graph(&lib, &modules(&src))
+    let mut modules = modules(&src);
+    for layer in lower_layers(&lib) {
+        modules.entry(layer).or_default();
+    }
+    graph(&lib, &modules)
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `sluice-*` crates the manifest at `dir` (relative to the workspace)
+/// depends on, outside its dev-dependencies.
+fn sluice_dependencies(dir: &str) -> BTreeSet<String> {
+    let manifest = std::fs::read_to_string(workspace().join(dir).join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = manifest.parse().unwrap();
+    manifest
+        .get("dependencies")
+        .and_then(|d| d.as_table())
+        .into_iter()
+        .flat_map(|d| d.keys())
+        .filter(|name| name.starts_with("sluice"))
+        .cloned()
+        .collect()
 }
 
 /// A cycle of `graph` as the modules along it, if there is one.
@@ -182,13 +228,56 @@ fn the_runtime_modules_depend_on_each_other_without_a_cycle() {
         graph["topology"].contains("sinks") && graph["config"].contains("sources"),
         "the check sees the modules' uses: {graph:?}"
     );
+    assert!(
+        graph["sources"].contains("event") && graph["topology"].contains("plugin"),
+        "the check sees the uses of lower crates' modules: {graph:?}"
+    );
     assert_eq!(cycle(&graph), None, "{graph:?}");
+}
+
+#[test]
+fn the_runtime_crates_are_layers() {
+    // Each crate and the `sluice-*` crates it may use: the layers of the
+    // README's "Code structure", lowest first.
+    let layers = [
+        ("crates/core", vec!["sluice-batch"]),
+        ("crates/kafka", vec!["sluice-core"]),
+        (
+            "crates/plugin-host",
+            vec!["sluice-core", "sluice-kafka", "sluice-batch"],
+        ),
+        (
+            "runtime",
+            vec![
+                "sluice-core",
+                "sluice-kafka",
+                "sluice-plugin-host",
+                "sluice-batch",
+            ],
+        ),
+    ];
+    for (dir, allowed) in layers {
+        let used = sluice_dependencies(dir);
+        let allowed: BTreeSet<String> = allowed.into_iter().map(str::to_owned).collect();
+        assert!(
+            used.is_subset(&allowed),
+            "{dir} uses {:?} beyond its layer",
+            used.difference(&allowed).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        sluice_dependencies("crates/kafka").contains("sluice-core"),
+        "the check reads the manifests"
+    );
+    let host = crate_graph("crates/plugin-host/src");
+    assert!(host["plugin"].contains("lookup"), "{host:?}");
+    assert_eq!(cycle(&host), None, "{host:?}");
 }
 
 #[test]
 fn runtime_components_share_the_kafka_client_code_not_each_other() {
     let graph = crate_graph("runtime/src");
-    let components = ["sources", "sinks", "channels", "lookup"];
+    let components = ["sources", "sinks", "channels"];
     for component in components {
         assert!(graph[component].contains("kafka"), "{component}: {graph:?}");
         for other in components.iter().chain(&["config", "topology"]) {
@@ -201,8 +290,17 @@ fn runtime_components_share_the_kafka_client_code_not_each_other() {
             );
         }
     }
-    assert!(!graph["plugin"].contains("config"), "{:?}", graph["plugin"]);
-    assert!(!graph["kafka"].contains("sources"), "{:?}", graph["kafka"]);
+    // The lookup tables live in the plugin host's crate, below every
+    // component and the loader; they too use the shared Kafka client.
+    let mut lookup = String::new();
+    sources(
+        &workspace().join("crates/plugin-host/src/lookup"),
+        &mut lookup,
+    );
+    assert!(
+        lookup.contains("sluice_kafka::"),
+        "lookup uses the Kafka client crate"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::units::HumanDuration;
+use sluice_core::units::HumanDuration;
 
 /// What a plugin is for; the component must export the matching interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

@@ -34,7 +34,7 @@ use super::engine::{LoadedPlugin, PluginEngine};
 use super::host::Sandbox;
 use super::instance::PluginInstance;
 use super::policy::PluginKind;
-use crate::metrics::{Counter, Metrics};
+use sluice_core::metrics::{Counter, Metrics};
 
 /// One published version of a plugin.
 #[derive(Clone)]

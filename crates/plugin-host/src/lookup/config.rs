@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::kafka::KafkaProperties;
+use sluice_kafka::KafkaProperties;
 
 /// Format of a file table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -7,7 +7,7 @@
 //! is not copied once per record.
 //!
 //! Errors are counted and retried by librdkafka, except permanent ones
-//! ([`crate::kafka::errors`]: failed authentication, an untrusted broker
+//! ([`sluice_kafka::errors`]: failed authentication, an untrusted broker
 //! certificate, a missing ACL): at start they fail [`follow`] at once, with
 //! the table, the brokers and the cause; later they stop the follower and
 //! are reported through [`Follower::health`], which the topology watches to
@@ -29,11 +29,11 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::config::KafkaLookupConfig;
 use super::{Lookup, LookupTable, LookupType, OpenContext, OpenLookup};
-use crate::error::BoxError;
-use crate::kafka::errors::ClientError;
-use crate::kafka::errors::{Health, Role, describe_error};
-use crate::keys::{self, KeyError};
-use crate::metrics::Metrics;
+use sluice_core::error::BoxError;
+use sluice_core::keys::{self, KeyError};
+use sluice_core::metrics::Metrics;
+use sluice_kafka::errors::ClientError;
+use sluice_kafka::errors::{Health, Role, describe_error};
 
 /// Longest time between two publications while records keep arriving.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
@@ -66,7 +66,7 @@ struct LookupKafkaContext {
 
 impl ClientContext for LookupKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::kafka::log_librdkafka(&self.name, level, fac, message);
+        sluice_kafka::log_librdkafka(&self.name, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -103,12 +103,12 @@ pub const TYPE: LookupType = LookupType {
 
 impl Lookup for KafkaLookupConfig {
     fn uses_embedded_broker(&self) -> bool {
-        self.bootstrap_servers.trim() == crate::kafka::EMBEDDED
+        self.bootstrap_servers.trim() == sluice_kafka::EMBEDDED
     }
 
     fn open(&self, table: Arc<LookupTable>, ctx: &OpenContext<'_>) -> Result<OpenLookup, BoxError> {
         let bootstrap =
-            crate::kafka::resolve_bootstrap(&self.bootstrap_servers, ctx.embedded_bootstrap)?;
+            sluice_kafka::resolve_bootstrap(&self.bootstrap_servers, ctx.embedded_bootstrap)?;
         let follower =
             tokio::task::block_in_place(|| follow(self, &bootstrap, table, ctx.metrics))?;
         Ok(OpenLookup {

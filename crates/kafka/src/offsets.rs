@@ -17,12 +17,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 /// A topic and a partition.
-pub(crate) type Tp = (String, i32);
+pub type Tp = (String, i32);
 
 /// Highest offset per partition of one batch; batches touch few partitions,
 /// so a vector beats a map.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct BatchOffsets(Vec<(Tp, i64)>);
+struct BatchOffsets(Vec<(Tp, i64)>);
 
 impl BatchOffsets {
     fn observe(&mut self, topic: &str, partition: i32, offset: i64) {
@@ -49,7 +49,7 @@ struct Pending {
 
 /// What a report changed; see [`Tracker::report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reported {
+pub enum Reported {
     /// Delivered (or a batch the tracker no longer follows).
     Delivered,
     /// Not delivered: commits of its partitions stop at it.
@@ -58,7 +58,7 @@ pub(crate) enum Reported {
 
 /// Offset bookkeeping of one source; see the module docs.
 #[derive(Debug, Default)]
-pub(crate) struct Tracker {
+pub struct Tracker {
     /// Offsets of the batch being filled.
     open: BatchOffsets,
     /// Handed-on batches not yet folded into `ready`, by id.
@@ -76,12 +76,12 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     /// Notes a record added to the open batch.
-    pub(crate) fn observe(&mut self, topic: &str, partition: i32, offset: i64) {
+    pub fn observe(&mut self, topic: &str, partition: i32, offset: i64) {
         self.open.observe(topic, partition, offset);
     }
 
     /// Closes the open batch as batch `id`.
-    pub(crate) fn seal(&mut self, id: u64) {
+    pub fn seal(&mut self, id: u64) {
         let offsets = std::mem::take(&mut self.open);
         if !offsets.0.is_empty() {
             self.pending.insert(
@@ -95,7 +95,7 @@ impl Tracker {
     }
 
     /// Applies an acknowledgement report.
-    pub(crate) fn report(&mut self, id: u64, delivered: bool) -> Reported {
+    pub fn report(&mut self, id: u64, delivered: bool) -> Reported {
         if delivered {
             if let Some(p) = self.pending.get_mut(&id) {
                 p.delivered = true;
@@ -141,14 +141,14 @@ impl Tracker {
 
     /// Offsets that may be committed and were not sent yet: `(topic,
     /// partition, next offset)`, sorted.
-    pub(crate) fn committable(&mut self) -> Vec<(Tp, i64)> {
+    pub fn committable(&mut self) -> Vec<(Tp, i64)> {
         self.advance();
         Self::newer(&self.ready, &self.committed)
     }
 
     /// Offsets that may be committed and are not confirmed committed (sent
     /// but unanswered, or never sent): what the final commit sends.
-    pub(crate) fn unconfirmed(&mut self) -> Vec<(Tp, i64)> {
+    pub fn unconfirmed(&mut self) -> Vec<(Tp, i64)> {
         self.advance();
         Self::newer(&self.ready, &self.confirmed)
     }
@@ -164,14 +164,14 @@ impl Tracker {
     }
 
     /// Records offsets as sent in a commit.
-    pub(crate) fn mark_committed(&mut self, offsets: &[(Tp, i64)]) {
+    pub fn mark_committed(&mut self, offsets: &[(Tp, i64)]) {
         for (tp, next) in offsets {
             self.committed.insert(tp.clone(), *next);
         }
     }
 
     /// Records offsets the group confirmed committed.
-    pub(crate) fn confirm(&mut self, offsets: &[(Tp, i64)]) {
+    pub fn confirm(&mut self, offsets: &[(Tp, i64)]) {
         for (tp, next) in offsets {
             let c = self.confirmed.entry(tp.clone()).or_insert(*next);
             *c = (*c).max(*next);
@@ -179,13 +179,13 @@ impl Tracker {
     }
 
     /// A commit failed: send everything again next time.
-    pub(crate) fn forget_committed(&mut self) {
+    pub fn forget_committed(&mut self) {
         self.committed.clear();
     }
 
     /// Unconfirmed committable offsets of the partitions in `tps` (before
     /// revoking them).
-    pub(crate) fn committable_of(&mut self, tps: &[Tp]) -> Vec<(Tp, i64)> {
+    pub fn committable_of(&mut self, tps: &[Tp]) -> Vec<(Tp, i64)> {
         let mut all = self.unconfirmed();
         all.retain(|(tp, _)| tps.contains(tp));
         all
@@ -193,7 +193,7 @@ impl Tracker {
 
     /// Forgets the partitions in `tps`: they now belong to another consumer
     /// (or are about to be re-read from their committed offsets).
-    pub(crate) fn revoke(&mut self, tps: &[Tp]) {
+    pub fn revoke(&mut self, tps: &[Tp]) {
         let owned = |tp: &Tp| !tps.contains(tp);
         self.open.retain(owned);
         for batch in self.pending.values_mut() {
@@ -209,7 +209,7 @@ impl Tracker {
 
     /// Number of handed-on batches whose offsets still wait for reports.
     #[cfg(test)]
-    pub(crate) fn pending_batches(&self) -> usize {
+    pub fn pending_batches(&self) -> usize {
         self.pending.len()
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::config::{FileFormat, FileLookupConfig};
 use super::{Lookup, LookupTable, LookupType, OpenContext, OpenLookup, WatchedFile};
-use crate::error::BoxError;
-use crate::keys;
+use sluice_core::error::BoxError;
+use sluice_core::keys;
 
 /// `type = "file"`.
 pub const TYPE: LookupType = LookupType {

@@ -46,9 +46,9 @@ use super::engine::PluginEngine;
 use super::instance::{PluginFailure, PluginInstance, PluginOutput};
 use super::policy::{BreakerConfig, FailurePolicy};
 use super::registry::PluginSlot;
-use crate::metrics::{Counter, Metrics};
+use sluice_core::metrics::{Counter, Metrics};
 
-pub use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
+pub use sluice_core::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 /// Header with the SHA-256 of that plugin's file.
 pub const DEAD_LETTER_DIGEST: &str = "sluice.dead_letter.plugin_digest";
 /// Header with the event's origin, `topic/partition/offset`.

@@ -30,8 +30,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::kafka::properties::{REDACTED, is_secret_key, redact};
-use crate::metrics::Counter;
+use crate::properties::{REDACTED, is_secret_key, redact};
+use sluice_core::metrics::Counter;
 
 /// Why a Kafka client cannot work until its configuration or ACLs change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,7 +364,7 @@ mod tests {
     use rdkafka::types::RDKafkaRespErr;
 
     use super::*;
-    use crate::kafka::properties::register_secret;
+    use crate::properties::register_secret;
 
     use RDKafkaErrorCode as C;
 

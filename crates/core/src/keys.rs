@@ -1,7 +1,7 @@
 //! Reading one component's own keys. A component type (a sink, say) turns
 //! the TOML table of `[sinks.<name>]` into its checked configuration, or
 //! into a [`KeyError`] that says which key is wrong and why; the
-//! configuration loader ([`crate::config`]) adds the table's own path and
+//! configuration loader (`sluice::config`) adds the table's own path and
 //! locates it in the file (file, line, column). Components depend on this
 //! leaf module, never on the loader.
 

@@ -282,9 +282,9 @@ impl KafkaProperties {
     pub fn invalid(
         &self,
         table: &str,
-        crate::keys::Invalid(message): crate::keys::Invalid,
-    ) -> crate::keys::KeyError {
-        crate::keys::KeyError::Invalid {
+        sluice_core::keys::Invalid(message): sluice_core::keys::Invalid,
+    ) -> sluice_core::keys::KeyError {
+        sluice_core::keys::KeyError::Invalid {
             at: self.key_of(table, &message),
             message,
         }

@@ -16,14 +16,14 @@
 //! never on each other.
 
 pub mod errors;
-pub(crate) mod offsets;
+pub mod offsets;
 pub mod properties;
 
 pub use errors::{ClientError, Health, Role, describe_error};
 pub use properties::{KafkaProperties, KafkaValue, PropertyError};
 use rdkafka::config::RDKafkaLogLevel;
 
-use crate::keys::Invalid;
+use sluice_core::keys::Invalid;
 
 /// The `bootstrap_servers` value that means "the embedded demo broker".
 pub const EMBEDDED: &str = "embedded";
@@ -64,7 +64,7 @@ pub fn resolve_bootstrap(value: &str, embedded: Option<&str>) -> Result<String, 
 /// Forwards a librdkafka log line of client `client` to `tracing`, with
 /// every secret given to a client scrubbed from it ([`properties::redact`]):
 /// at debug level librdkafka may echo property values.
-pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+pub fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
     let message = properties::redact(message);
     match level {
         RDKafkaLogLevel::Emerg

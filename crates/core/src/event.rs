@@ -129,7 +129,7 @@ impl Ack {
     }
 
     /// Like [`Ack::new`], for a batch read in ownership epoch `epoch`
-    /// (see [`crate::delivery`]).
+    /// (see `sluice::delivery`).
     pub fn in_epoch(id: u64, epoch: u64, to: mpsc::UnboundedSender<AckReport>) -> Self {
         Self::with(AckInner {
             id,

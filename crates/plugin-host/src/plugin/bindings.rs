@@ -6,7 +6,7 @@
 //! instead of generating three sets of bindings.
 
 wasmtime::component::bindgen!({
-    path: "../guest-sdk/wit",
+    path: "../../guest-sdk/wit",
     world: "imports",
 });
 

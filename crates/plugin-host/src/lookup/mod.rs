@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::error::BoxError;
-use crate::kafka::errors::Health;
-use crate::keys::KeyError;
-use crate::metrics::Metrics;
+use sluice_core::error::BoxError;
+use sluice_core::keys::KeyError;
+use sluice_core::metrics::Metrics;
+use sluice_kafka::errors::Health;
 
 pub mod config;
 pub mod file;

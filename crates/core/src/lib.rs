@@ -1,0 +1,12 @@
+//! Sluice's vocabulary, shared by every other crate of the runtime and
+//! depending on none of them: what flows ([`event`]: batches and their
+//! acknowledgements), how components are configured ([`keys`]: a component's
+//! keys and its errors; [`units`]: sizes and durations), what is counted
+//! ([`metrics`]) and what kind an error is ([`error`]: transient, permanent,
+//! a full disk).
+
+pub mod error;
+pub mod event;
+pub mod keys;
+pub mod metrics;
+pub mod units;
