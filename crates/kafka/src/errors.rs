@@ -117,7 +117,7 @@ pub fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<Cause> {
 }
 
 /// [`classify`] of an error returned by a client call or a delivery.
-pub fn classify_error(e: &KafkaError) -> Option<Cause> {
+pub(crate) fn classify_error(e: &KafkaError) -> Option<Cause> {
     classify(e.rdkafka_error_code(), &e.to_string())
 }
 

@@ -209,7 +209,7 @@ impl Tracker {
 
     /// Number of handed-on batches whose offsets still wait for reports.
     #[cfg(test)]
-    pub fn pending_batches(&self) -> usize {
+    pub(crate) fn pending_batches(&self) -> usize {
         self.pending.len()
     }
 }

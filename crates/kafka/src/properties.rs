@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// What a secret is replaced with in logs, errors and `Debug` output.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Secrets shorter than this are not scrubbed from log lines: replacing one
 /// or two characters everywhere would garble every message and hide nothing.
@@ -148,7 +148,7 @@ impl KafkaValue {
     /// The text librdkafka gets: a literal as written, a reference read now
     /// (`env` looks variables up). The error says what could not be read,
     /// never a value.
-    pub fn resolve_with(
+    pub(crate) fn resolve_with(
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<String, PropertyError> {
@@ -335,7 +335,7 @@ impl KafkaProperties {
     }
 
     /// [`Self::check`] with variables looked up by `env`.
-    pub fn check_with(
+    pub(crate) fn check_with(
         &self,
         table: &str,
         env: impl Fn(&str) -> Option<String>,
@@ -385,7 +385,7 @@ impl KafkaProperties {
 /// (`ssl.key.pem`, `ssl_key`, `sasl.oauthbearer.assertion.private.key.pem`)
 /// and `sasl.oauthbearer.config`, which may hold credentials.
 /// `sasl.username` is not a secret.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.trim().to_ascii_lowercase();
     ["password", "secret", "passphrase"]
         .iter()
@@ -399,7 +399,7 @@ pub fn is_secret_key(key: &str) -> bool {
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Remembers `value` as a secret that [`redact`] removes from text.
-pub fn register_secret(value: &str) {
+pub(crate) fn register_secret(value: &str) {
     if value.chars().count() < MIN_SCRUBBED_LEN {
         return;
     }

@@ -36,7 +36,7 @@ use sluice_kafka::errors::ClientError;
 use sluice_kafka::errors::{Health, Role, describe_error};
 
 /// Longest time between two publications while records keep arriving.
-pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 /// How long [`follow`] waits for the topic's metadata...
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// ...asking in requests of at most this long, so that a permanent error

@@ -18,7 +18,7 @@ pub use self::sluice::plugin::types::{BatchResult, PluginError as GuestError};
 /// the guest without first being copied into owned vectors.
 #[derive(wasmtime::component::ComponentType, wasmtime::component::Lower)]
 #[component(record)]
-pub struct BatchRef<'a> {
+pub(crate) struct BatchRef<'a> {
     /// All variable-length bytes.
     pub data: &'a [u8],
     /// Thirteen words per event.

@@ -57,7 +57,7 @@ pub const DEAD_LETTER_ORIGIN: &str = "sluice.dead_letter.origin";
 pub const LINEAGE: &str = "sluice.lineage";
 
 /// Most failed sub-calls spent isolating the bad events of one batch.
-pub const MAX_ISOLATION_FAILURES: u32 = 64;
+pub(crate) const MAX_ISOLATION_FAILURES: u32 = 64;
 
 /// How a stage handles failures.
 #[derive(Debug, Clone, Copy, Default)]

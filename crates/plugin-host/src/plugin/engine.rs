@@ -29,12 +29,12 @@ use super::limits::EPOCH_TICK;
 use super::policy::PluginKind;
 
 /// The WIT package every plugin is built against.
-pub const PACKAGE: &str = "sluice:plugin";
+pub(crate) const PACKAGE: &str = "sluice:plugin";
 /// Version of the WIT package this host implements.
-pub const PACKAGE_VERSION: &str = "0.1.0";
+pub(crate) const PACKAGE_VERSION: &str = "0.1.0";
 
 /// Export interface and function name of each plugin kind.
-pub fn export_of(kind: PluginKind) -> (String, &'static str) {
+pub(crate) fn export_of(kind: PluginKind) -> (String, &'static str) {
     let (iface, func) = match kind {
         PluginKind::Decoder => ("decode", "process"),
         PluginKind::Interceptor => ("intercept", "process"),
@@ -270,7 +270,7 @@ impl PluginEngine {
     }
 
     /// The cache file of a component with `digest`, if caching is on.
-    pub fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+    pub(crate) fn cache_path(&self, digest: &str) -> Option<PathBuf> {
         self.inner
             .cache_dir
             .as_ref()

@@ -134,7 +134,7 @@ impl PluginInstance {
     }
 
     /// The same plugin (name, config, sandbox) running another version.
-    pub fn with_version(&self, plugin: LoadedPlugin) -> Self {
+    pub(crate) fn with_version(&self, plugin: LoadedPlugin) -> Self {
         Self {
             engine: self.engine.clone(),
             plugin,
@@ -157,7 +157,7 @@ impl PluginInstance {
 
     /// Creates the live instance now (normally done by the first call), so a
     /// plugin that traps while starting is reported at startup.
-    pub fn warm_up(&mut self) -> Result<(), PluginFailure> {
+    pub(crate) fn warm_up(&mut self) -> Result<(), PluginFailure> {
         if self.live.is_none() {
             self.live = Some(self.instantiate()?);
         }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// How often the engine's epoch advances; the granularity of time budgets.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Limits applied to one plugin instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl Default for Limits {
 
 impl Limits {
     /// The budget in epoch ticks (at least one, rounded up).
-    pub fn budget_ticks(&self) -> u64 {
+    pub(crate) fn budget_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_nanos();
         (self.time_budget.as_nanos().div_ceil(tick) as u64).max(1)
     }
