@@ -102,7 +102,7 @@ impl std::fmt::Debug for SourceLink {
 
 /// Held while a sink writes a partition's commit; revocation waits for it.
 #[must_use = "the commit is fenced only while the guard lives"]
-pub struct CommitGuard<'a> {
+pub(crate) struct CommitGuard<'a> {
     link: &'a SourceLink,
     tp: Tp,
 }
@@ -165,15 +165,6 @@ impl SourceLink {
             .clone()
     }
 
-    /// Whether any exactly-once sink depends on this source.
-    pub fn has_stores(&self) -> bool {
-        !self
-            .stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-
     /// The partitions were assigned (or rewound): a new epoch starts for them.
     pub fn assign(&self, tps: &[Tp]) -> u64 {
         let mut parts = self.lock();
@@ -222,15 +213,25 @@ impl SourceLink {
         }
     }
 
+    /// Whether any exactly-once sink depends on this source.
+    #[cfg(test)]
+    pub(crate) fn has_stores(&self) -> bool {
+        !self
+            .stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Whether events of `tp` read in `epoch` are still this agent's to write.
-    pub fn is_current(&self, topic: &str, partition: i32, epoch: u64) -> bool {
+    pub(crate) fn is_current(&self, topic: &str, partition: i32, epoch: u64) -> bool {
         self.lock()
             .get(&(topic.to_owned(), partition))
             .is_some_and(|p| p.owned && epoch >= p.since)
     }
 
     /// The epoch `tp` was last assigned in, if it is owned.
-    pub fn owned_since(&self, topic: &str, partition: i32) -> Option<u64> {
+    pub(crate) fn owned_since(&self, topic: &str, partition: i32) -> Option<u64> {
         self.lock()
             .get(&(topic.to_owned(), partition))
             .filter(|p| p.owned)
@@ -239,7 +240,7 @@ impl SourceLink {
 
     /// Starts a commit of `tp` for data read in `epoch`; `None` if the
     /// partition was revoked or reassigned since (the data is stale).
-    pub fn begin_commit(&self, tp: &Tp, epoch: u64) -> Option<CommitGuard<'_>> {
+    pub(crate) fn begin_commit(&self, tp: &Tp, epoch: u64) -> Option<CommitGuard<'_>> {
         let mut parts = self.lock();
         let p = parts.get_mut(tp)?;
         if !p.owned || epoch < p.since {
@@ -256,7 +257,7 @@ impl SourceLink {
     /// commit race (another writer extended the partition's chain) or had to
     /// drop what it held. The source seeks and starts a new epoch for `tp`,
     /// so everything read before is stale.
-    pub fn request_rewind(&self, tp: Tp, offset: i64) {
+    pub(crate) fn request_rewind(&self, tp: Tp, offset: i64) {
         self.rewinds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -265,17 +266,17 @@ impl SourceLink {
     }
 
     /// Waits until a rewind is requested.
-    pub async fn rewind_requested(&self) {
+    pub(crate) async fn rewind_requested(&self) {
         self.rewind_wanted.notified().await;
     }
 
     /// The requested rewinds, oldest first.
-    pub fn take_rewinds(&self) -> Vec<(Tp, i64)> {
+    pub(crate) fn take_rewinds(&self) -> Vec<(Tp, i64)> {
         std::mem::take(&mut *self.rewinds.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Publishes the consumer's current group metadata (after each rebalance).
-    pub fn set_group_metadata(&self, metadata: Option<ConsumerGroupMetadata>) {
+    pub(crate) fn set_group_metadata(&self, metadata: Option<ConsumerGroupMetadata>) {
         *self.group.lock().unwrap_or_else(|e| e.into_inner()) = metadata.map(Arc::new);
     }
 
@@ -286,24 +287,24 @@ impl SourceLink {
 
     /// The source also feeds sinks that keep no positions of their own; see
     /// the module docs. Set before the source starts.
-    pub fn set_co_fed(&self) {
+    pub(crate) fn set_co_fed(&self) {
         self.co_fed.store(true, Ordering::Release);
     }
 
     /// Whether [`SourceLink::set_co_fed`] was called.
-    pub fn co_fed(&self) -> bool {
+    pub(crate) fn co_fed(&self) -> bool {
         self.co_fed.load(Ordering::Acquire)
     }
 
     /// A transactional sink commits the source's offsets inside its
     /// transactions: the source must not commit any itself. Set before the
     /// source starts.
-    pub fn set_offsets_in_transactions(&self) {
+    pub(crate) fn set_offsets_in_transactions(&self) {
         self.offsets_in_transactions.store(true, Ordering::Release);
     }
 
     /// Whether offsets are committed by a transactional sink, not the source.
-    pub fn offsets_in_transactions(&self) -> bool {
+    pub(crate) fn offsets_in_transactions(&self) -> bool {
         self.offsets_in_transactions.load(Ordering::Acquire)
     }
 }

@@ -41,7 +41,7 @@ include!(concat!(env!("OUT_DIR"), "/scaffold_files.rs"));
 
 /// Directory of the Rust guest SDK (`guest-sdk/` of the repository this
 /// binary was built from): the default `{{sdk_path}}`.
-pub const DEFAULT_SDK_PATH: &str = env!("SLUICE_GUEST_SDK_DIR");
+pub(crate) const DEFAULT_SDK_PATH: &str = env!("SLUICE_GUEST_SDK_DIR");
 
 /// The languages a plugin can be scaffolded in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,7 +113,7 @@ pub struct Created {
 
 /// Checks that `name` is kebab-case ASCII: lowercase letters and digits in
 /// words joined by single `-`, starting with a letter, at most 64 bytes.
-pub fn validate_name(name: &str) -> Result<()> {
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     let hint = "use kebab-case ASCII: lowercase letters and digits in words joined by `-`, \
                 starting with a letter (e.g. `my-filter`)";
     if name.is_empty() {
@@ -138,7 +138,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// `my-filter` → `my_filter`.
-pub fn snake_case(name: &str) -> String {
+pub(crate) fn snake_case(name: &str) -> String {
     name.replace('-', "_")
 }
 

@@ -87,13 +87,13 @@ use crate::metrics::{Counter, Metrics};
 use crate::units::HumanDuration;
 
 /// Header holding the event's original topic.
-pub const ORIGIN_TOPIC: &str = "sluice.origin.topic";
+pub(crate) const ORIGIN_TOPIC: &str = "sluice.origin.topic";
 /// Header holding the event's original partition.
-pub const ORIGIN_PARTITION: &str = "sluice.origin.partition";
+pub(crate) const ORIGIN_PARTITION: &str = "sluice.origin.partition";
 /// Header holding the event's original offset.
-pub const ORIGIN_OFFSET: &str = "sluice.origin.offset";
+pub(crate) const ORIGIN_OFFSET: &str = "sluice.origin.offset";
 /// Header holding the event's original timestamp (ms, or -1).
-pub const ORIGIN_TIMESTAMP: &str = "sluice.origin.timestamp";
+pub(crate) const ORIGIN_TIMESTAMP: &str = "sluice.origin.timestamp";
 /// How often the receiver checks, after the senders are gone, whether it
 /// has read every assigned partition to its end.
 const DRAIN_CHECK: Duration = Duration::from_millis(100);

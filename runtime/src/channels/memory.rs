@@ -28,7 +28,7 @@ pub const TYPE: ChannelType = ChannelType {
 /// Keys of a `memory` channel.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MemoryChannelConfig {
+pub(crate) struct MemoryChannelConfig {
     /// Most events held. Default 10000.
     #[serde(default = "default_capacity_events")]
     pub capacity_events: usize,
@@ -107,7 +107,7 @@ pub fn channel(capacity: Capacity) -> (ChannelSender, ChannelReceiver) {
 }
 
 /// Creates a memory channel, returning its concrete ends.
-pub fn memory_channel(capacity: Capacity) -> (MemorySender, MemoryReceiver) {
+pub(crate) fn memory_channel(capacity: Capacity) -> (MemorySender, MemoryReceiver) {
     let limits = Arc::new(Limits {
         held: AtomicUsize::new(0),
         events: Semaphore::new(capacity.events.clamp(1, MAX_PERMITS)),

@@ -60,7 +60,8 @@ pub struct ChannelType {
 }
 
 /// How a channel type reads its keys.
-pub type LoadChannel = fn(toml::Value, &LoadContext<'_>) -> Result<Arc<dyn Channel>, KeyError>;
+pub(crate) type LoadChannel =
+    fn(toml::Value, &LoadContext<'_>) -> Result<Arc<dyn Channel>, KeyError>;
 
 /// What reading a channel's keys may need besides them.
 pub struct LoadContext<'a> {

@@ -9,7 +9,7 @@ use super::locate::line_col;
 
 /// An unset variable or malformed reference at a 1-based position.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InterpolationError {
+pub(crate) struct InterpolationError {
     /// 1-based line.
     pub line: usize,
     /// 1-based column.
@@ -19,7 +19,7 @@ pub struct InterpolationError {
 }
 
 /// Replaces variable references in `text` using `lookup`.
-pub fn interpolate(
+pub(crate) fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {

@@ -8,7 +8,7 @@
 use toml::de::{DeTable, DeValue};
 
 /// 1-based line and column of byte `offset` in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -18,7 +18,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Byte offset of the deepest key of `path` that exists in `text` (array
 /// indices are decimal segments). `None` if not even the first key exists.
-pub fn key_offset(text: &str, path: &[String]) -> Option<usize> {
+pub(crate) fn key_offset(text: &str, path: &[String]) -> Option<usize> {
     let doc = DeTable::parse(text).ok()?;
     let mut table: &DeTable<'_> = doc.get_ref();
     let mut found = None;

@@ -34,9 +34,9 @@
 //! positions with [`locate`]. All errors found are reported at once.
 
 pub mod error;
-pub mod interpolate;
+pub(crate) mod interpolate;
 mod loader;
-pub mod locate;
+pub(crate) mod locate;
 mod references;
 pub mod team;
 
@@ -167,7 +167,7 @@ impl PluginDef {
 
 /// A plugin's effective settings: its own keys over its team's.
 #[derive(Debug, Clone)]
-pub struct PluginSettings {
+pub(crate) struct PluginSettings {
     /// The owning team.
     pub team: String,
     /// Memory cap and time budget.
@@ -184,7 +184,7 @@ impl Config {
     /// The sources whose events may reach `channel`: those listing it in
     /// `channels` or `dead_letter`, and those with a router (a router may
     /// route to any channel by name).
-    pub fn sources_feeding(&self, channel: &str) -> Vec<&str> {
+    pub(crate) fn sources_feeding(&self, channel: &str) -> Vec<&str> {
         self.sources
             .iter()
             .filter(|(_, s)| {
@@ -197,7 +197,7 @@ impl Config {
     }
 
     /// The effective settings of plugin `name` (which must exist).
-    pub fn plugin_settings(&self, name: &str) -> PluginSettings {
+    pub(crate) fn plugin_settings(&self, name: &str) -> PluginSettings {
         let def = &self.plugins[name];
         let team = &self.teams[def.team()];
         PluginSettings {
@@ -240,7 +240,7 @@ pub struct SinkDef {
 impl Config {
     /// The source feeding an exactly-once sink: the one source listing its
     /// channel in `channels` (checked when the config loads).
-    pub fn exactly_once_source(&self, sink: &str) -> Option<&str> {
+    pub(crate) fn exactly_once_source(&self, sink: &str) -> Option<&str> {
         let def = self
             .sinks
             .get(sink)
@@ -258,7 +258,7 @@ impl Config {
     /// Channels a source may not route to: those of exactly-once sinks fed
     /// by another source (their events would be foreign to the sink's
     /// committed positions).
-    pub fn channels_closed_to(&self, source: &str) -> Vec<String> {
+    pub(crate) fn channels_closed_to(&self, source: &str) -> Vec<String> {
         self.sinks
             .iter()
             .filter(|(name, _)| self.exactly_once_source(name).is_some_and(|s| s != source))

@@ -68,7 +68,7 @@ pub struct TeamDef {
 
 impl TeamDef {
     /// The implicit team of components that name none.
-    pub fn default_team(base: PathBuf) -> Self {
+    pub(crate) fn default_team(base: PathBuf) -> Self {
         Self {
             plugin_dir: base,
             memory_limit: default_memory_limit(),
@@ -85,7 +85,7 @@ impl TeamDef {
 
 impl TeamDef {
     /// What the team's plugins are granted.
-    pub fn capabilities(&self) -> Capabilities {
+    pub(crate) fn capabilities(&self) -> Capabilities {
         Capabilities {
             lookups: self.lookups.clone(),
             env: self.env.clone(),

@@ -20,7 +20,7 @@ use crate::event::{Ack, Batch, BatchBuf, EventRef};
 use crate::metrics::Counter;
 
 /// Header naming the sink that dead-lettered an event.
-pub const DEAD_LETTER_SINK: &str = "sluice.dead_letter.sink";
+pub(crate) const DEAD_LETTER_SINK: &str = "sluice.dead_letter.sink";
 
 /// The dead-letter channel of one sink, if it has one.
 pub struct DeadLetter {

@@ -49,7 +49,7 @@ use crate::event::Batch;
 use crate::keys::{self, KeyError};
 
 /// Tries of a failing batch after the channel has ended.
-pub const SHUTDOWN_ATTEMPTS: u32 = 3;
+pub(crate) const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// First and longest wait between tries of a failed write.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 

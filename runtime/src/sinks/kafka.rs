@@ -77,7 +77,7 @@ pub mod transactional;
 /// Batches being produced at once.
 const MAX_IN_FLIGHT_BATCHES: usize = 4;
 /// Tries per record after the channel has ended, before its batch is failed.
-pub const SHUTDOWN_ATTEMPTS: u32 = 3;
+pub(crate) const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// First and longest wait between tries of a failed record.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(30));
 /// Longest wait for the producer to flush when the channel ends.
@@ -226,7 +226,7 @@ impl KafkaSinkConfig {
     }
 
     /// `transaction_timeout` or its default.
-    pub fn transaction_timeout(&self) -> Duration {
+    pub(crate) fn transaction_timeout(&self) -> Duration {
         self.transaction_timeout
             .map_or(Duration::from_secs(60), HumanDuration::get)
     }
@@ -267,7 +267,7 @@ impl KafkaSinkConfig {
     }
 
     /// [`Self::client_config`] plus the transactional settings.
-    pub fn transactional_config(
+    pub(crate) fn transactional_config(
         &self,
         bootstrap: &str,
         sink: &str,

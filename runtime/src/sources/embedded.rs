@@ -58,9 +58,9 @@ use crate::metrics::Metrics;
 use crate::sources::SourceError;
 
 /// Counter of feed events delivered to the embedded broker.
-pub const FEED_EVENTS: &str = "embedded.feed.events";
+pub(crate) const FEED_EVENTS: &str = "embedded.feed.events";
 /// Counter of deliberately malformed feed events among them.
-pub const FEED_MALFORMED: &str = "embedded.feed.malformed";
+pub(crate) const FEED_MALFORMED: &str = "embedded.feed.malformed";
 
 /// Name used in errors (`SourceError::source_name`).
 const NAME: &str = "embedded_broker";
@@ -182,7 +182,7 @@ impl EmbeddedBrokerConfig {
 
 /// A running mock cluster (see the module docs). Dropping it stops the broker;
 /// keep it alive as long as any client uses it.
-pub struct EmbeddedBroker {
+pub(crate) struct EmbeddedBroker {
     bootstrap: String,
     config: EmbeddedBrokerConfig,
     /// Dropping it tells the owner thread to destroy the cluster.
@@ -251,7 +251,7 @@ impl EmbeddedBroker {
     /// at its rate until `count` events are delivered or `shutdown` fires;
     /// returns how many were delivered. Each delivery bumps [`FEED_EVENTS`]
     /// (and [`FEED_MALFORMED`] for broken lines).
-    pub async fn run_feed(
+    pub(crate) async fn run_feed(
         &self,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
@@ -363,11 +363,6 @@ impl Drop for EmbeddedBroker {
             let _ = t.join();
         }
     }
-}
-
-/// Feed events delivered so far (the [`FEED_EVENTS`] counter).
-pub fn feed_events(metrics: &Metrics) -> u64 {
-    metrics.get(FEED_EVENTS)
 }
 
 fn error(message: String) -> SourceError {
@@ -586,6 +581,12 @@ impl XorShift {
     fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// Feed events delivered so far (the [`FEED_EVENTS`] counter).
+#[cfg(test)]
+pub(crate) fn feed_events(metrics: &Metrics) -> u64 {
+    metrics.get(FEED_EVENTS)
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ use crate::metrics::Counter;
 use crate::units::{ByteSize, HumanDuration};
 
 /// Header on each piece of a split line: its 0-based index.
-pub const PART_HEADER: &str = "sluice.exec.part";
+pub(crate) const PART_HEADER: &str = "sluice.exec.part";
 /// How long the command gets to exit after SIGTERM before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
@@ -626,7 +626,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Why the command could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
+pub(crate) enum SpawnError {
     /// `command` names no program.
     #[error("`command` is empty")]
     EmptyCommand,

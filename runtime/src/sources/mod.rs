@@ -101,13 +101,13 @@ pub struct SourceError {
 }
 
 /// Default `batch_max_bytes` of every source.
-pub fn default_batch_max_bytes() -> crate::units::ByteSize {
+pub(crate) fn default_batch_max_bytes() -> crate::units::ByteSize {
     crate::units::ByteSize(16 << 20)
 }
 
 /// Bounds of `batch_max_bytes`: at least 1 KiB, at most 1 GiB (a batch's
 /// encoding addresses at most 4 GiB, and one oversized event may come on top).
-pub fn check_batch_max_bytes(value: crate::units::ByteSize) -> Result<(), Invalid> {
+pub(crate) fn check_batch_max_bytes(value: crate::units::ByteSize) -> Result<(), Invalid> {
     const MIN: u64 = 1 << 10;
     const MAX: u64 = 1 << 30;
     if (MIN..=MAX).contains(&value.get()) {

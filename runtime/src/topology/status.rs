@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 
 /// Totals the status line shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Events read by all sources.
     pub events_in: u64,
     /// Events written by all sinks.
@@ -76,7 +76,7 @@ pub fn spawn(metrics: Arc<Metrics>, enabled: bool, shutdown: CancellationToken) 
 
 /// Longest `exit_when_idle` waits for the very first event (a consumer group
 /// join can take several seconds) before it considers an empty run idle.
-pub const FIRST_EVENT_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const FIRST_EVENT_GRACE: Duration = Duration::from_secs(60);
 
 /// What moves while a pipeline has work. Sinks count because a run whose
 /// sources have caught up may still be writing (a file rolls) or be held

@@ -17,7 +17,7 @@ use std::path::Path;
 use super::error::WalError;
 
 /// First bytes of the checkpoint file: format name and version.
-pub const MAGIC: &[u8; 8] = b"SLCKPT\x00\x01";
+pub(crate) const MAGIC: &[u8; 8] = b"SLCKPT\x00\x01";
 pub(crate) const LEN: usize = MAGIC.len() + 8 + 8 + 4;
 
 /// A position in the log: a segment and a byte offset in it.
@@ -88,7 +88,7 @@ pub fn store(dir: &Path, pos: Position) -> io::Result<()> {
 }
 
 /// Makes the creation, rename or removal of entries of `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

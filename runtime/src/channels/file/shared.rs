@@ -94,7 +94,7 @@ pub(super) struct State {
 
 impl State {
     /// Bytes written and not yet delivered.
-    pub fn undelivered_bytes(&self) -> u64 {
+    pub(crate) fn undelivered_bytes(&self) -> u64 {
         let from_checkpoint: u64 = self
             .segments
             .range(self.checkpoint.segment..)
@@ -104,13 +104,13 @@ impl State {
     }
 
     /// Bytes of all segments.
-    pub fn disk_bytes(&self) -> u64 {
+    pub(crate) fn disk_bytes(&self) -> u64 {
         self.segments.values().sum()
     }
 
     /// Where the checkpoint may move: before the first record handed out
     /// and not delivered, or the read position.
-    pub fn deliverable(&self) -> Position {
+    pub(crate) fn deliverable(&self) -> Position {
         let mut pos = self.read;
         if let Some(first) = self.outstanding.first() {
             pos = pos.min(*first);
@@ -255,7 +255,7 @@ impl Shared {
     }
 
     /// Group commit (`fsync = "interval"`): fsyncs if batches wait for it.
-    pub fn sync_pending(&self) {
+    pub(crate) fn sync_pending(&self) {
         let mut w = self.writer();
         if !w.unsynced.is_empty() {
             self.sync(&mut w);

@@ -35,13 +35,13 @@ use super::error::WalError;
 use crate::event::BatchBuf;
 
 /// First bytes of every segment: format name and version.
-pub const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
+pub(crate) const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
 /// Length of the segment header.
-pub const HEADER_LEN: u64 = MAGIC.len() as u64;
+pub(crate) const HEADER_LEN: u64 = MAGIC.len() as u64;
 /// Length of a record's `len` and `crc` fields.
-pub const RECORD_HEADER_LEN: u64 = 8;
+pub(crate) const RECORD_HEADER_LEN: u64 = 8;
 /// Largest payload a record may declare; anything longer is corruption.
-pub const MAX_PAYLOAD: u64 = u32::MAX as u64;
+pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64;
 
 /// Appends the record of `batch` to `out`, unless its payload would be
 /// longer than [`MAX_PAYLOAD`] (then `out` is unchanged).
@@ -83,7 +83,7 @@ fn checksum(len: &[u8], payload: &[u8]) -> u32 {
 }
 
 /// Decodes a payload whose checksum matched.
-pub fn decode_payload(payload: &[u8]) -> Result<BatchBuf, WalError> {
+pub(crate) fn decode_payload(payload: &[u8]) -> Result<BatchBuf, WalError> {
     let words = payload
         .get(..4)
         .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
@@ -121,7 +121,7 @@ pub enum Read {
 }
 
 /// Reads the record at `at` of `file`, whose valid data ends at `end`.
-pub fn read_record(file: &File, at: u64, end: u64) -> io::Result<Read> {
+pub(crate) fn read_record(file: &File, at: u64, end: u64) -> io::Result<Read> {
     if at >= end {
         return Ok(Read::End);
     }
@@ -154,12 +154,12 @@ pub fn read_record(file: &File, at: u64, end: u64) -> io::Result<Read> {
 }
 
 /// The file of segment `id` in `dir`.
-pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wal"))
 }
 
 /// Ids of the segments in `dir`, ascending.
-pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -173,7 +173,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 /// Whether `file` starts with the segment header.
-pub fn has_header(file: &File) -> io::Result<bool> {
+pub(crate) fn has_header(file: &File) -> io::Result<bool> {
     let mut magic = [0u8; HEADER_LEN as usize];
     match file.read_exact_at(&mut magic, 0) {
         Ok(()) => Ok(&magic == MAGIC),
@@ -237,7 +237,7 @@ pub fn scan(file: &File, from: u64) -> io::Result<Scan> {
 
 /// Where the first whole, valid record after the damaged one at `at`
 /// starts, before `end`; `None` if none does.
-pub fn resync(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
+pub(crate) fn resync(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
     if end <= at + 1 {
         return Ok(None);
     }
@@ -248,7 +248,7 @@ pub fn resync(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
 
 /// The first position in `bytes` where a whole record with a matching
 /// checksum and a well-formed index starts.
-pub fn find_record(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn find_record(bytes: &[u8]) -> Option<usize> {
     let word = |i: usize| -> Option<u64> {
         let w = bytes.get(i..i + 4)?;
         Some(u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))

@@ -116,7 +116,7 @@ const CALL_ATTEMPTS: u32 = 5;
 const INIT_STEP: Duration = Duration::from_secs(1);
 
 /// This agent's id for default transactional ids: the host name.
-pub fn agent_id() -> String {
+pub(crate) fn agent_id() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())

@@ -27,7 +27,7 @@ use super::store::Destination;
 use crate::delivery::Tp;
 
 /// The checksum a record should carry.
-pub fn checksum(record: &Record) -> String {
+pub(crate) fn checksum(record: &Record) -> String {
     let mut bare = record.clone();
     bare.checksum = None;
     let json = serde_json::to_vec(&bare).unwrap_or_default();
@@ -42,10 +42,10 @@ pub fn seal(record: &mut Record) {
 /// Why a commit record cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Defect(pub String);
+pub(crate) struct Defect(pub String);
 
 /// Checks one record found as `<start>.json` in the directory of `tp`.
-pub fn check_record(
+pub(crate) fn check_record(
     record: &Record,
     name_start: i64,
     tp: &Tp,
@@ -91,7 +91,7 @@ pub fn check_record(
 }
 
 /// Checks that `next` continues `prev`.
-pub fn check_link(prev: &Record, next: &Record) -> Result<(), Defect> {
+pub(crate) fn check_link(prev: &Record, next: &Record) -> Result<(), Defect> {
     match next.start.cmp(&prev.end) {
         std::cmp::Ordering::Equal => Ok(()),
         std::cmp::Ordering::Greater => Err(Defect(format!(

@@ -52,7 +52,7 @@ use crate::delivery::{PositionStore, Tp};
 /// Where a file is written until it is published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Staged {
+pub(crate) enum Staged {
     /// A hidden local file, renamed to `visible` when published.
     Local {
         /// `.<name>.inprogress`.
@@ -71,7 +71,7 @@ pub enum Staged {
 
 /// A file whose bytes are all stored, waiting for its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sealed {
+pub(crate) struct Sealed {
     /// Where it is.
     pub staged: Staged,
     /// ETags of the uploaded parts (remote only).
@@ -108,7 +108,7 @@ pub struct Record {
 
 /// A file being written, recorded before its first byte is stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Intent {
+pub(crate) struct Intent {
     /// Where it is being written.
     pub staged: Staged,
     /// Its first offset.
@@ -125,7 +125,7 @@ pub enum Created {
 }
 
 /// The commit log of one sink; see the module docs.
-pub struct CommitLog {
+pub(crate) struct CommitLog {
     sink: String,
     dest: Arc<Destination>,
     agent: String,
@@ -186,7 +186,7 @@ impl CommitLog {
     }
 
     /// Records that a file is being written (before any of it is stored).
-    pub async fn write_intent(
+    pub(crate) async fn write_intent(
         &self,
         topic: &str,
         partition: i32,
@@ -213,7 +213,7 @@ impl CommitLog {
     /// twice with different contents; the second must be refused. Run when
     /// an exactly-once sink starts; an error says the store cannot give
     /// exactly-once.
-    pub async fn probe_conditional_create(&self) -> Result<(), StoreError> {
+    pub(crate) async fn probe_conditional_create(&self) -> Result<(), StoreError> {
         let nonce = format!(
             "{}-{}",
             short_hash(&self.agent),
@@ -274,7 +274,7 @@ impl CommitLog {
     /// After a record's files are published: moves `HEAD`, removes the
     /// record's intents and every older leftover of the partition, and
     /// remembers the new position.
-    pub async fn after_publish(&self, record: &Record) -> Result<(), StoreError> {
+    pub(crate) async fn after_publish(&self, record: &Record) -> Result<(), StoreError> {
         let dir = tp_dir(&record.topic, record.partition);
         self.put(
             &format!("commits/{dir}/HEAD"),
@@ -319,7 +319,7 @@ impl CommitLog {
     }
 
     /// Recovery of one partition; see the module docs.
-    pub async fn recover_tp(&self, tp: &Tp) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn recover_tp(&self, tp: &Tp) -> Result<Option<i64>, StoreError> {
         let dir = tp_dir(&tp.0, tp.1);
         let head = self
             .get(&format!("commits/{dir}/HEAD"))
@@ -408,7 +408,7 @@ impl CommitLog {
 
     /// Reads and checks every record of one partition directory, in order:
     /// the records that pass, and a description of each problem.
-    pub async fn verify_chain(
+    pub(crate) async fn verify_chain(
         &self,
         dir: &str,
         names: &[String],

@@ -13,9 +13,9 @@ use crate::keys::Invalid;
 use crate::units::{ByteSize, HumanDuration};
 
 /// Smallest multipart part S3 accepts (every part but the last).
-pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub(crate) const MIN_PART_SIZE: u64 = 5 << 20;
 /// Largest multipart part S3 accepts.
-pub const MAX_PART_SIZE: u64 = 5 << 30;
+pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 
 /// Rolling files into an object store or a local directory.
 ///
@@ -186,7 +186,7 @@ pub struct S3Options {
 
 impl S3Options {
     /// Whether create-only PUTs carry `x-oss-forbid-overwrite: true`.
-    pub fn forbid_overwrite(&self) -> bool {
+    pub(crate) fn forbid_overwrite(&self) -> bool {
         self.forbid_overwrite_header.unwrap_or_else(|| {
             self.endpoint
                 .as_deref()
@@ -235,7 +235,7 @@ fn default_shutdown_attempts() -> u32 {
 
 /// The kind of store a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
+pub(crate) enum Scheme {
     /// `file://`
     File,
     /// `s3://`
@@ -360,7 +360,7 @@ impl ObjectStoreSinkConfig {
     }
 
     /// The URL and its kind.
-    pub fn parse_url(&self) -> Result<(Scheme, Url), Invalid> {
+    pub(crate) fn parse_url(&self) -> Result<(Scheme, Url), Invalid> {
         let url = Url::parse(&self.url).map_err(|e| {
             format!(
                 "`url` = {:?} is not a URL ({e}); write e.g. \"file:///var/lib/sluice/out\" or \"s3://bucket/prefix\"",

@@ -47,7 +47,7 @@ impl StoreError {
     }
 
     /// The error of `what` on an object store.
-    pub fn remote(what: impl std::fmt::Display, e: &object_store::Error) -> Self {
+    pub(crate) fn remote(what: impl std::fmt::Display, e: &object_store::Error) -> Self {
         // A PUT answered "not found" names a bucket that does not exist.
         let permanent = matches!(
             e,
@@ -84,7 +84,7 @@ impl StoreError {
     }
 
     /// Whether no retry can succeed.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         self.kind == ErrorKind::Permanent
     }
 

@@ -94,7 +94,7 @@ impl Compression {
     }
 
     /// Levels accepted by `compression_level`.
-    pub fn check_level(self, level: i32) -> Result<(), Invalid> {
+    pub(crate) fn check_level(self, level: i32) -> Result<(), Invalid> {
         let range = match self {
             Self::None => return Err(Invalid("`compression_level` needs a `compression`".into())),
             Self::Gzip => 0..=9,
@@ -112,7 +112,7 @@ impl Compression {
     }
 
     /// A fresh compressor for one file.
-    pub fn compressor(self, level: Option<i32>) -> io::Result<Compressor> {
+    pub(crate) fn compressor(self, level: Option<i32>) -> io::Result<Compressor> {
         Ok(match self {
             Self::None => Compressor::None(Vec::new()),
             Self::Gzip => Compressor::Gzip(GzEncoder::new(
@@ -130,7 +130,7 @@ impl Compression {
 }
 
 /// Compresses one file's bytes into an output buffer the caller drains.
-pub enum Compressor {
+pub(crate) enum Compressor {
     /// No compression: the output is the input.
     None(Vec<u8>),
     /// gzip.

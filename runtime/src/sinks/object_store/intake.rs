@@ -30,12 +30,12 @@ use crate::channels::ChannelReceiver;
 use crate::event::Batch;
 
 /// Most batches read ahead while an operation is being retried.
-pub const MAX_PARKED: usize = 8;
+pub(crate) const MAX_PARKED: usize = 8;
 
 /// Whether the pipeline is stopping, as far as one sink's input tells, and
 /// the sink's word to its intake that it is waiting to retry. Cheap to clone.
 #[derive(Clone)]
-pub struct Drain {
+pub(crate) struct Drain {
     /// Raised by the intake when the channel ends.
     ended: Arc<watch::Sender<bool>>,
     /// Raised by the retrier while it waits between attempts.
@@ -58,7 +58,7 @@ impl Drain {
     }
 
     /// Marks the input as ended.
-    pub fn raise(&self) {
+    pub(crate) fn raise(&self) {
         self.ended.send_replace(true);
     }
 
@@ -78,7 +78,7 @@ impl Default for Drain {
 }
 
 /// What the sink loop does next.
-pub enum Next {
+pub(crate) enum Next {
     /// Write this batch.
     Batch(Batch),
     /// A roll deadline passed.
@@ -88,7 +88,7 @@ pub enum Next {
 }
 
 /// The sink loop's end of its input; aborts the intake task when dropped.
-pub struct Intake {
+pub(crate) struct Intake {
     rx: mpsc::Receiver<Batch>,
     task: JoinHandle<()>,
 }

@@ -39,7 +39,7 @@ const SUFFIX: &str = ".inprogress";
 
 /// The journal of one sink; see the module docs.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     dir: PathBuf,
     /// Holds the directory's lock for as long as the sink runs.
     _lock: File,
@@ -47,7 +47,7 @@ pub struct Journal {
 
 /// One recorded in-progress file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     id: String,
 }
 
@@ -87,14 +87,14 @@ impl Journal {
     }
 
     /// Forgets an entry once its file is complete or given up.
-    pub async fn forget(&self, entry: Entry) {
+    pub(crate) async fn forget(&self, entry: Entry) {
         let path = self.dir.join(&entry.id);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
     }
 
     /// Removes every in-progress file a previous run left, and its entry;
     /// returns the files removed.
-    pub fn sweep(&self) -> Result<Vec<PathBuf>, StoreError> {
+    pub(crate) fn sweep(&self) -> Result<Vec<PathBuf>, StoreError> {
         let mut removed = Vec::new();
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| StoreError::local(format!("reading {}", self.dir.display()), &e))?;

@@ -81,12 +81,10 @@ use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use object_store::ObjectStore;
-use object_store::multipart::MultipartStore;
 
 pub use self::config::{ObjectStoreSinkConfig, S3Options};
 pub use self::format::{Compression, Format};
-use self::store::{Destination, RemoteStore, url_prefix};
+use self::store::Destination;
 use crate::channels::ChannelReceiver;
 use crate::keys;
 use crate::sinks::{Guarantee, Sink, SinkContext, SinkError, SinkType};
@@ -161,21 +159,25 @@ async fn run_loaded(
 }
 
 /// Like [`run`], but writes into `store` (whatever `url`'s scheme); keys
-/// still start with `url`'s path. For tests and tools that need to read back
-/// what was written, e.g. with an `object_store::memory::InMemory`.
-pub async fn run_with_store<S: ObjectStore + MultipartStore>(
+/// still start with `url`'s path, so a test can read back what was written
+/// from an `object_store::memory::InMemory`.
+#[cfg(test)]
+pub(crate) async fn run_with_store<S>(
     config: ObjectStoreSinkConfig,
     store: Arc<S>,
     input: ChannelReceiver,
     ctx: SinkContext,
-) -> Result<(), SinkError> {
+) -> Result<(), SinkError>
+where
+    S: object_store::ObjectStore + object_store::multipart::MultipartStore,
+{
     let error = |message: String| SinkError {
         sink: ctx.name.clone(),
         message,
     };
     config.validate().map_err(|e| error(e.0))?;
     let (_, url) = config.parse_url().map_err(|e| error(e.0))?;
-    let prefix = url_prefix(&url).map_err(|e| error(e.message))?;
-    let dest = Destination::Remote(RemoteStore::new(store, prefix, config.url.clone()));
+    let prefix = store::url_prefix(&url).map_err(|e| error(e.message))?;
+    let dest = Destination::Remote(store::RemoteStore::new(store, prefix, config.url.clone()));
     sink::run(config, dest, input, ctx).await
 }

@@ -21,11 +21,11 @@ use object_store::client::{
 use object_store::{ClientOptions, PutOptions};
 
 /// The header OSS reads.
-pub const FORBID_OVERWRITE: &str = "x-oss-forbid-overwrite";
+pub(crate) const FORBID_OVERWRITE: &str = "x-oss-forbid-overwrite";
 
 /// Marks a request (in its extensions) as create-only.
 #[derive(Debug, Clone, Copy)]
-pub struct CreateOnly;
+pub(crate) struct CreateOnly;
 
 /// `opts` with the [`CreateOnly`] mark.
 pub fn mark(mut opts: PutOptions) -> PutOptions {
@@ -36,7 +36,7 @@ pub fn mark(mut opts: PutOptions) -> PutOptions {
 /// An HTTP connector whose clients add [`FORBID_OVERWRITE`] to create-only
 /// requests.
 #[derive(Debug, Default)]
-pub struct ForbidOverwriteConnector;
+pub(crate) struct ForbidOverwriteConnector;
 
 impl HttpConnector for ForbidOverwriteConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
@@ -47,7 +47,7 @@ impl HttpConnector for ForbidOverwriteConnector {
 
 /// See [`ForbidOverwriteConnector`].
 #[derive(Debug)]
-pub struct ForbidOverwrite(pub HttpClient);
+pub(crate) struct ForbidOverwrite(pub HttpClient);
 
 #[async_trait]
 impl HttpService for ForbidOverwrite {

@@ -82,14 +82,14 @@ impl Segment {
 
 /// A parsed `path` template; see the module docs.
 #[derive(Debug, Clone)]
-pub struct PathTemplate {
+pub(crate) struct PathTemplate {
     segments: Vec<Segment>,
     needs_time: bool,
     missing: String,
 }
 
 /// The header holding an event's time in epoch milliseconds (Flume's convention).
-pub const TIMESTAMP_HEADER: &str = "timestamp";
+pub(crate) const TIMESTAMP_HEADER: &str = "timestamp";
 
 impl PathTemplate {
     /// Parses `template`; `missing` replaces absent or empty substitutions.
@@ -197,14 +197,14 @@ impl PathTemplate {
 
     /// Whether rendering needs the event's time.
     #[cfg(test)]
-    pub fn needs_time(&self) -> bool {
+    pub(crate) fn needs_time(&self) -> bool {
         self.needs_time
     }
 
     /// Appends the directory for `event` to `out` (no leading or trailing `/`).
     /// `fallback_ms` is the wall clock used when the event carries no time.
     #[inline]
-    pub fn render(
+    pub(crate) fn render(
         &self,
         event: &EventRef<'_>,
         fallback_ms: i64,
@@ -280,10 +280,10 @@ fn check_component(component: &str) -> Result<(), &'static str> {
 }
 
 /// The longest a substituted value may render to; see the module docs.
-pub const MAX_VALUE_BYTES: usize = 160;
+pub(crate) const MAX_VALUE_BYTES: usize = 160;
 
 /// Appends `value` as one safe path component; see the module docs.
-pub fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
+pub(crate) fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
     if value.is_empty() {
         out.push_str(missing);
         return;
@@ -314,7 +314,7 @@ pub fn push_sanitized(out: &mut String, value: &[u8], missing: &str) {
 /// the rules before leading `.`/`_` were escaped and long values cut (so the
 /// commit chains of existing lakes are still found): `/`, `\`, control
 /// characters and invalid UTF-8 as `_`, a value of dots as underscores.
-pub fn push_bookkeeping_name(out: &mut String, value: &[u8], missing: &str) {
+pub(crate) fn push_bookkeeping_name(out: &mut String, value: &[u8], missing: &str) {
     if value.is_empty() {
         out.push_str(missing);
     } else if value.iter().all(|&b| b == b'.') {
@@ -368,7 +368,7 @@ fn push_digits(out: &mut String, value: u32, width: u32) {
 
 /// The time of `event` in epoch milliseconds; see the module docs.
 #[inline]
-pub fn event_time_ms(event: &EventRef<'_>, fallback_ms: i64) -> i64 {
+pub(crate) fn event_time_ms(event: &EventRef<'_>, fallback_ms: i64) -> i64 {
     if let Some(ms) = event.header(TIMESTAMP_HEADER).and_then(parse_millis) {
         return ms;
     }
@@ -392,7 +392,7 @@ fn parse_millis(value: &[u8]) -> Option<i64> {
 
 /// Calendar fields of one second, UTC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimeFields {
+pub(crate) struct TimeFields {
     year: u32,
     month: u32,
     day: u32,
@@ -420,7 +420,7 @@ impl TimeFields {
 /// Remembers the calendar fields of the last second rendered: consecutive
 /// events mostly fall in the same second.
 #[derive(Debug, Clone)]
-pub struct TimeCache {
+pub(crate) struct TimeCache {
     second: i64,
     fields: TimeFields,
 }

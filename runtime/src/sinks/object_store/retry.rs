@@ -13,7 +13,7 @@ use super::intake::Drain;
 use crate::metrics::Counter;
 
 /// Retry policy and its metrics.
-pub struct Retrier {
+pub(crate) struct Retrier {
     initial: Duration,
     max: Duration,
     shutdown_attempts: u32,
@@ -61,7 +61,7 @@ impl Retrier {
     /// sink keeps retrying them like any other failure, so a full disk stops
     /// intake (the channel fills, the source stops reading) instead of
     /// dropping anything, and resumes by itself once space is freed.
-    pub fn with_disk_full(mut self, counter: Counter) -> Self {
+    pub(crate) fn with_disk_full(mut self, counter: Counter) -> Self {
         self.disk_full = counter;
         self
     }

@@ -41,7 +41,7 @@ use crate::sinks::{SinkContext, SinkError};
 
 /// When files roll; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RollPolicy {
+pub(crate) struct RollPolicy {
     /// Since the file was opened.
     pub interval: Option<Duration>,
     /// Encoded bytes, before compression.

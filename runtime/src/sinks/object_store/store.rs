@@ -24,7 +24,7 @@ use super::config::{ObjectStoreSinkConfig, Scheme};
 use super::error::StoreError;
 
 /// Where completed files are made visible.
-pub enum Destination {
+pub(crate) enum Destination {
     /// A local directory (`file://`): hidden in-progress file, renamed when complete.
     Local(LocalDir),
     /// An object store: one PUT, or a multipart upload completed at roll.
@@ -33,7 +33,7 @@ pub enum Destination {
 
 impl Destination {
     /// Builds the destination a validated config names. Makes no network call.
-    pub fn from_config(config: &ObjectStoreSinkConfig) -> Result<Self, StoreError> {
+    pub(crate) fn from_config(config: &ObjectStoreSinkConfig) -> Result<Self, StoreError> {
         let (scheme, url) = config
             .parse_url()
             .map_err(|e| StoreError::configuration(e.0))?;
@@ -99,7 +99,7 @@ impl Destination {
     /// Makes a sealed file visible (exactly-once mode); idempotent, so
     /// recovery may redo it: a local file already renamed, or an upload
     /// already completed into an object of the same size, counts as done.
-    pub async fn publish(&self, file: &super::commit::Sealed) -> Result<(), StoreError> {
+    pub(crate) async fn publish(&self, file: &super::commit::Sealed) -> Result<(), StoreError> {
         use super::commit::Staged;
         match (self, &file.staged) {
             (Self::Local(_), Staged::Local { hidden, visible }) => {
@@ -178,7 +178,7 @@ impl Destination {
     /// most 4095 bytes whose every name, the in-progress one included, is
     /// at most 255. An error says which limit is exceeded: a permanent
     /// property of the event, which no retry changes.
-    pub fn check_length(&self, dir: &str, name: &str) -> Result<(), StoreError> {
+    pub(crate) fn check_length(&self, dir: &str, name: &str) -> Result<(), StoreError> {
         match self {
             Self::Local(local) => {
                 let hidden = format!(".{name}.inprogress");
@@ -232,7 +232,7 @@ impl Destination {
 }
 
 /// The URL's path as an object key prefix (no leading or trailing `/`).
-pub fn url_prefix(url: &Url) -> Result<String, StoreError> {
+pub(crate) fn url_prefix(url: &Url) -> Result<String, StoreError> {
     Path::from_url_path(url.path())
         .map(|p| p.to_string())
         .map_err(|e| StoreError::configuration(format!("`url` path {:?}: {e}", url.path())))
@@ -249,7 +249,7 @@ fn client_retry() -> RetryConfig {
 }
 
 /// An S3 client: environment first, then the `[s3]` table on top.
-pub fn s3_builder(config: &ObjectStoreSinkConfig, url: &Url) -> AmazonS3Builder {
+pub(crate) fn s3_builder(config: &ObjectStoreSinkConfig, url: &Url) -> AmazonS3Builder {
     let mut b = AmazonS3Builder::from_env()
         .with_url(url.as_str())
         .with_retry(client_retry());
@@ -313,7 +313,7 @@ const MAX_PATH_BYTES: usize = 4095;
 /// Test hooks: operations attempted, and injected failures (the next `n`
 /// operations fail). Nothing in non-test builds.
 #[derive(Debug, Clone, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     #[cfg(test)]
     pub fail_next: Arc<std::sync::atomic::AtomicUsize>,
     #[cfg(test)]
@@ -341,14 +341,14 @@ impl Faults {
 }
 
 /// A local directory.
-pub struct LocalDir {
+pub(crate) struct LocalDir {
     root: PathBuf,
     pub(super) faults: Faults,
 }
 
 /// Paths of one local file.
 #[derive(Debug, Clone)]
-pub struct LocalPaths {
+pub(crate) struct LocalPaths {
     /// Its directory.
     pub dir: PathBuf,
     /// `.<name>.inprogress`, where it is written.
@@ -368,7 +368,7 @@ impl LocalDir {
     }
 
     /// Path of `_sluice/<rel>` (exactly-once bookkeeping) under the root.
-    pub fn meta_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn meta_path(&self, rel: &str) -> PathBuf {
         self.root.join("_sluice").join(rel)
     }
 
@@ -403,7 +403,7 @@ impl LocalDir {
     }
 
     /// Writes `data` at `offset` (idempotent).
-    pub async fn write_at(
+    pub(crate) async fn write_at(
         &self,
         file: &Arc<std::fs::File>,
         hidden: &FsPath,
@@ -484,7 +484,7 @@ fn sync_dir(_dir: &FsPath) -> std::io::Result<()> {
 
 /// An object store reached through object_store's low-level multipart API,
 /// which lets a failed part be retried by index.
-pub struct RemoteStore {
+pub(crate) struct RemoteStore {
     store: Arc<dyn ObjectStore>,
     multipart: Arc<dyn MultipartStore>,
     prefix: String,
@@ -519,7 +519,7 @@ impl RemoteStore {
     }
 
     /// Path of `_sluice/<rel>` under the prefix.
-    pub fn meta_path(&self, rel: &str) -> Path {
+    pub(crate) fn meta_path(&self, rel: &str) -> Path {
         Path::from_iter(
             self.prefix
                 .split('/')
@@ -530,7 +530,7 @@ impl RemoteStore {
     }
 
     /// Aborts a multipart upload, ignoring one that is already gone.
-    pub async fn abort_quietly(&self, path: &Path, id: &MultipartId) {
+    pub(crate) async fn abort_quietly(&self, path: &Path, id: &MultipartId) {
         if let Err(e) = self.multipart.abort_multipart(path, id).await {
             tracing::debug!("aborting upload of {path}: {e}");
         }
@@ -577,7 +577,7 @@ impl RemoteStore {
     }
 
     /// Starts a multipart upload.
-    pub async fn create_multipart(&self, path: &Path) -> Result<MultipartId, StoreError> {
+    pub(crate) async fn create_multipart(&self, path: &Path) -> Result<MultipartId, StoreError> {
         self.faults.check("starting multipart upload")?;
         self.multipart
             .create_multipart(path)
@@ -586,7 +586,7 @@ impl RemoteStore {
     }
 
     /// Uploads part `idx` (0-based).
-    pub async fn put_part(
+    pub(crate) async fn put_part(
         &self,
         path: &Path,
         id: &MultipartId,

@@ -5,7 +5,7 @@
 
 /// How a [`Misbehaving`] store misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Misbehaviour {
+pub(crate) enum Misbehaviour {
     /// Create-only PUTs overwrite.
     IgnoresConditions,
     /// Every PUT and multipart upload is refused: permission denied.
@@ -14,7 +14,7 @@ pub enum Misbehaviour {
 
 /// An in-memory store with a [`Misbehaviour`].
 #[derive(Debug)]
-pub struct Misbehaving(object_store::memory::InMemory, Misbehaviour);
+pub(crate) struct Misbehaving(object_store::memory::InMemory, Misbehaviour);
 
 impl Misbehaving {
     /// An empty store misbehaving as `how`.

@@ -46,7 +46,7 @@ pub struct Report {
 
 impl Report {
     /// The report as printed.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for line in &self.chains {
             let _ = writeln!(out, "{line}");

@@ -30,11 +30,11 @@ use super::store::{Destination, LocalPaths};
 use crate::event::Ack;
 
 /// Output buffered before it is appended to a local in-progress file.
-pub const LOCAL_FLUSH_BYTES: usize = 1 << 20;
+pub(crate) const LOCAL_FLUSH_BYTES: usize = 1 << 20;
 
 /// What every file of a sink is written with.
 #[derive(Debug, Clone, Copy)]
-pub struct FileSettings {
+pub(crate) struct FileSettings {
     /// Record format.
     pub format: Format,
     /// Whole-file compression.
@@ -74,7 +74,7 @@ impl FileSettings {
 /// was given up, the sink's task was aborted) each [`Ack`] fails its batch,
 /// so a source never commits data that did not become visible.
 #[derive(Debug, Default)]
-pub struct HeldAcks(Vec<Ack>);
+pub(crate) struct HeldAcks(Vec<Ack>);
 
 impl HeldAcks {
     /// Holds one more batch's ack.
@@ -113,7 +113,7 @@ struct Upload {
 }
 
 /// A file being written.
-pub struct OpenFile {
+pub(crate) struct OpenFile {
     /// Where it appears, for logs (`s3://bucket/prefix/dir/name`, `/abs/dir/name`).
     pub display: String,
     /// Offset of its first event.
@@ -214,7 +214,7 @@ impl OpenFile {
 
     /// Whether enough output is buffered to hand some to the destination.
     #[inline]
-    pub fn wants_flush(&mut self, settings: &FileSettings) -> bool {
+    pub(crate) fn wants_flush(&mut self, settings: &FileSettings) -> bool {
         let threshold = match self.target {
             Target::Local { .. } => LOCAL_FLUSH_BYTES,
             Target::Remote { .. } => settings.part_size,
@@ -335,7 +335,7 @@ impl OpenFile {
     }
 
     /// Where the file is being written (exactly-once staging intents).
-    pub fn staged(&self) -> Option<Staged> {
+    pub(crate) fn staged(&self) -> Option<Staged> {
         match &self.target {
             Target::Local { paths, .. } => Some(Staged::Local {
                 hidden: paths.hidden.clone(),
@@ -419,7 +419,7 @@ impl OpenFile {
 
     /// Gives the file up: its acks are failed (by [`HeldAcks`]' drop) and
     /// what was stored of it is removed, best effort.
-    pub async fn abandon(self, dest: &Destination) {
+    pub(crate) async fn abandon(self, dest: &Destination) {
         match (dest, &self.target) {
             (
                 Destination::Remote(remote),

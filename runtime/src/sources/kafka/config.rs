@@ -203,7 +203,7 @@ impl KafkaSourceConfig {
     }
 
     /// The subscription as librdkafka takes it (patterns start with `^`).
-    pub fn subscription(&self) -> Vec<String> {
+    pub(crate) fn subscription(&self) -> Vec<String> {
         match &self.topic_pattern {
             Some(p) if p.starts_with('^') => vec![p.clone()],
             Some(p) => vec![format!("^{p}")],
