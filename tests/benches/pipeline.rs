@@ -6,7 +6,10 @@
 //! `cargo bench -p sluice-tests --bench pipeline`. Prints events/s of each
 //! variant and its ratio to the raw consumer; the exactly-once variant
 //! also writes a commit record per roll (4 MiB files instead of 64 MiB). `SLUICE_BENCH_EVENTS` sets the
-//! event count (default 200 000).
+//! event count (default 200 000), `SLUICE_BENCH_ONLY` runs the variants
+//! whose label contains it (e.g. `mask`, under a profiler), and
+//! `SLUICE_BENCH_SOURCE_EXTRA` is appended to the source's section (e.g.
+//! `kafka = { "fetch.queue.backoff.ms" = 1000 }` to compare a property).
 
 use std::time::{Duration, Instant};
 
@@ -57,12 +60,17 @@ fn main() -> anyhow::Result<()> {
 
         let raw = raw_consume(&kafka, &topic, events)?;
         println!("raw rdkafka consumer: {:.0} events/s", events as f64 / raw.as_secs_f64());
+        // `SLUICE_BENCH_ONLY=mask` runs one variant (e.g. under a profiler).
+        let only = std::env::var("SLUICE_BENCH_ONLY").ok();
         for (label, plugin, exactly_once) in [
             ("no plugin", None, false),
             ("no plugin, exactly-once", None, true),
             ("noop plugin", Some("noop"), false),
             ("mask plugin", Some("mask"), false),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(label, ..)| only.as_deref().is_none_or(|only| label.contains(only)))
+        {
             let took = sluice_run(&kafka, &topic, events, plugin, exactly_once).await?;
             println!(
                 "sluice {label} → files: {:.0} events/s, ratio to raw {:.2}",
@@ -143,7 +151,9 @@ group_id = "{group}"
 topics = ["{topic}"]
 batch_max_events = 1000
 channels = ["files"]
+{extra}
 {chain}"#,
+        extra = std::env::var("SLUICE_BENCH_SOURCE_EXTRA").unwrap_or_default(),
         out = out.path().display(),
         group = unique("sluice"),
         // Exactly-once commits every roll: roll often enough to pay for it.
