@@ -21,6 +21,7 @@ pub mod properties;
 
 pub use errors::{ClientError, Health, Role, describe_error};
 pub use properties::{KafkaProperties, KafkaValue, PropertyError};
+use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 
 use sluice_core::keys::Invalid;
@@ -47,6 +48,25 @@ pub fn check_properties(table: &str, props: &KafkaProperties) -> Result<(), Prop
         });
     }
     props.check(table)
+}
+
+/// librdkafka's pause before fetching again for a partition whose prefetch
+/// queue is over its thresholds (`queued.min.messages`, 100 000 messages by
+/// default, or `queued.max.messages.kbytes`), in milliseconds. librdkafka's
+/// default, 1000, stalls a consumer that drains its queue faster than that:
+/// with ~100-byte events the queue holds ~100 000 messages, the consumer
+/// empties it in a fraction of a second, then waits out the rest of the
+/// second. That capped every Sluice source at ~124 000 events/s whatever the
+/// pipeline did (the `pipeline` bench: 124 000 → 495 000 events/s with no
+/// plugin). 10 ms keeps the thresholds' memory bound and costs one check
+/// per partition per 10 ms while the queue is full.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
+/// Sets Sluice's defaults of every consumer (source, channel, lookup)
+/// before a component's own keys and its property table, which may
+/// override them.
+pub fn consumer_defaults(config: &mut ClientConfig) -> &mut ClientConfig {
+    config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
 }
 
 /// Resolves a `bootstrap_servers` value: `"embedded"` becomes the embedded

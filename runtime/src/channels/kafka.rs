@@ -205,7 +205,8 @@ impl KafkaChannelConfig {
         client_id: &str,
     ) -> Result<ClientConfig, PropertyError> {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", bootstrap)
+        crate::kafka::consumer_defaults(&mut c)
+            .set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")

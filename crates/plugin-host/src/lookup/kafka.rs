@@ -134,7 +134,7 @@ pub fn follow(
     let errors = metrics.counter(&format!("lookup.{}.errors", table.name()));
     let health = Health::new(Role::Lookup, table.name(), bootstrap, errors.clone());
     let mut client = ClientConfig::new();
-    client
+    sluice_kafka::consumer_defaults(&mut client)
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("sluice-lookup-{}", table.name()))
         .set("enable.auto.commit", "false")

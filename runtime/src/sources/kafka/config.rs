@@ -219,7 +219,7 @@ impl KafkaSourceConfig {
         client_id: &str,
     ) -> Result<ClientConfig, PropertyError> {
         let mut config = ClientConfig::new();
-        config
+        crate::kafka::consumer_defaults(&mut config)
             .set("bootstrap.servers", bootstrap)
             .set("group.id", &self.group_id)
             .set("client.id", client_id)
@@ -271,6 +271,23 @@ mod tests {
         assert_eq!(cc.get("enable.auto.commit"), Some("false"));
         assert_eq!(cc.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(cc.get("group.instance.id"), None);
+        assert_eq!(
+            cc.get("fetch.queue.backoff.ms"),
+            Some(crate::kafka::FETCH_QUEUE_BACKOFF_MS),
+            "no one-second stall after each drained prefetch queue"
+        );
+    }
+
+    #[test]
+    fn the_kafka_table_overrides_sluices_defaults() {
+        let c: KafkaSourceConfig = toml::from_str(
+            "bootstrap_servers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\n[kafka]\n\"fetch.queue.backoff.ms\" = 500\n\"queued.max.messages.kbytes\" = 1024",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let cc = c.client_config("b:9092", "sluice-test").unwrap();
+        assert_eq!(cc.get("fetch.queue.backoff.ms"), Some("500"));
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("1024"));
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!
 //! - **Backpressure**: while the output is full the consumer is not polled;
 //!   librdkafka's prefetch is bounded by `queued.max.messages.kbytes`
-//!   (16 MiB per partition queue unless overridden).
+//!   (16 MiB unless overridden) and `queued.min.messages`; when a queue is
+//!   over them librdkafka fetches again after `fetch.queue.backoff.ms`, which
+//!   Sluice sets to 10 ms instead of librdkafka's 1 s (see
+//!   [`FETCH_QUEUE_BACKOFF_MS`](crate::kafka::FETCH_QUEUE_BACKOFF_MS)).
 //! - **Rebalance**: on revocation the source commits what is delivered of the
 //!   revoked partitions (best effort) and forgets their pending offsets, so it
 //!   never commits for a partition it no longer owns. Batches of those
