@@ -201,6 +201,35 @@ impl PathTemplate {
         self.needs_time
     }
 
+    /// What [`Self::render`] reads of `event` besides its topic, when the
+    /// template names no header: two events of one topic with equal inputs
+    /// render the same directory, so a sink can reuse the last one it
+    /// rendered. `None` when the template reads headers.
+    #[inline]
+    pub(crate) fn inputs(
+        &self,
+        event: &EventRef<'_>,
+        fallback_ms: i64,
+        cache: &mut TimeCache,
+    ) -> Option<RenderInputs> {
+        if self
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Header(_)))
+        {
+            return None;
+        }
+        let fields = if self.needs_time {
+            cache.fields(event_time_ms(event, fallback_ms))
+        } else {
+            TimeFields::default()
+        };
+        Some(RenderInputs {
+            partition: event.partition(),
+            fields,
+        })
+    }
+
     /// Appends the directory for `event` to `out` (no leading or trailing `/`).
     /// `fallback_ms` is the wall clock used when the event carries no time.
     #[inline]
@@ -326,6 +355,16 @@ pub(crate) fn push_bookkeeping_name(out: &mut String, value: &[u8], missing: &st
 
 /// Appends `value` with `/`, `\`, control characters and invalid UTF-8 as `_`.
 fn push_escaped(out: &mut String, value: &[u8]) {
+    // Most values (topic names, ids) are printable ASCII with nothing to
+    // replace: one scan and one copy.
+    if value
+        .iter()
+        .all(|&b| (b' '..=b'~').contains(&b) && b != b'/' && b != b'\\')
+        && let Ok(plain) = std::str::from_utf8(value)
+    {
+        out.push_str(plain);
+        return;
+    }
     for chunk in value.utf8_chunks() {
         for c in chunk.valid().chars() {
             out.push(if c == '/' || c == '\\' || c.is_control() {
@@ -388,6 +427,14 @@ fn parse_millis(value: &[u8]) -> Option<i64> {
             .iter()
             .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
     )
+}
+
+/// What a template without header segments reads of an event besides its
+/// topic; see [`PathTemplate::inputs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RenderInputs {
+    partition: i32,
+    fields: TimeFields,
 }
 
 /// Calendar fields of one second, UTC.
@@ -469,6 +516,41 @@ mod tests {
             timestamp,
         });
         b
+    }
+
+    #[test]
+    fn inputs_say_when_a_rendering_can_be_reused() {
+        let dated = PathTemplate::parse("%{topic}/%Y-%m-%d", "unknown").unwrap();
+        let mut cache = TimeCache::default();
+        let inputs = |t: &PathTemplate, ts: i64, cache: &mut TimeCache| {
+            t.inputs(&batch(&[], ts).get(0).unwrap(), 0, cache)
+        };
+        let first = inputs(&dated, TS, &mut cache);
+        assert!(first.is_some());
+        assert_eq!(first, inputs(&dated, TS + 500, &mut cache), "same second");
+        assert_ne!(first, inputs(&dated, TS + 1_000, &mut cache), "next second");
+        let by_header = PathTemplate::parse("%{region}/%Y", "unknown").unwrap();
+        assert_eq!(
+            inputs(&by_header, TS, &mut cache),
+            None,
+            "a template reading headers is rendered for every event"
+        );
+    }
+
+    #[test]
+    fn escaping_takes_plain_values_as_they_are_and_replaces_the_rest() {
+        for (value, expected) in [
+            (&b"orders.eu-1_v2 x~"[..], "orders.eu-1_v2 x~"),
+            (b"a/b\\c", "a_b_c"),
+            (b"tab\there\x7f", "tab_here_"),
+            (b"caf\xc3\xa9", "caf\u{e9}"),
+            (b"bad\xff!", "bad_!"),
+            (b"c1\xc2\x85", "c1_"),
+        ] {
+            let mut out = String::from(">");
+            push_escaped(&mut out, value);
+            assert_eq!(out, format!(">{expected}"), "{value:?}");
+        }
     }
 
     fn render(template: &str, headers: &[(&str, &[u8])], timestamp: i64) -> String {
