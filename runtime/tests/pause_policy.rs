@@ -82,7 +82,7 @@ fn pipeline() -> Pipeline {
         resume: resume.clone(),
     };
     tokio::spawn(processor::run(
-        chain,
+        vec![chain],
         source,
         dispatch,
         CancellationToken::new(),

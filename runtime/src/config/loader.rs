@@ -400,6 +400,20 @@ impl Loader<'_> {
         let channels = self.take::<Vec<String>>(&mut table, "channels", &path);
         let dead_letter = self.take::<String>(&mut table, "dead_letter", &path);
         let team = self.take::<String>(&mut table, "team", &path);
+        let parallelism = self.take::<usize>(&mut table, "parallelism", &path);
+        if let Ok(Some(n)) = parallelism
+            && !(1..=super::MAX_PARALLELISM).contains(&n)
+        {
+            let mut at = path.to_vec();
+            at.push("parallelism".into());
+            self.error(
+                &at,
+                format!(
+                    "`parallelism` is {n}; expected 1 to {} (lanes processing this source's batches at once)",
+                    super::MAX_PARALLELISM
+                ),
+            );
+        }
         let source_type = sources::TYPES
             .iter()
             .find(|t| Some(t.name) == kind.as_deref())?;
@@ -420,6 +434,7 @@ impl Loader<'_> {
             channels: channels.unwrap_or_default(),
             dead_letter: dead_letter.ok()?,
             team: team.ok()?,
+            parallelism: parallelism.ok()?.unwrap_or_else(super::default_parallelism),
         })
     }
 

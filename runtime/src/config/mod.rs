@@ -106,6 +106,28 @@ pub struct SourceDef {
     /// Key `team`: the team whose pipeline this is ([`DEFAULT_TEAM`] if
     /// absent). It may use that team's plugins and plugins shared with it.
     pub team: Option<String>,
+    /// Key `parallelism`: how many batches this source's plugins process at
+    /// once, each lane taking the events of its own partitions (partition
+    /// modulo lanes), so the order within a partition is kept. Each lane
+    /// runs its own instance of every plugin of the chain (memory: lanes ×
+    /// each plugin's `memory_limit`). 1 to [`MAX_PARALLELISM`]; default:
+    /// the machine's cores, at most [`DEFAULT_MAX_PARALLELISM`]. Without
+    /// plugins there is nothing to spread and one lane runs.
+    pub parallelism: usize,
+}
+
+/// The most lanes a source's `parallelism` may ask for.
+pub const MAX_PARALLELISM: usize = 64;
+
+/// The most lanes a source gets by default (one per core up to this).
+pub const DEFAULT_MAX_PARALLELISM: usize = 8;
+
+/// A source's `parallelism` when the key is absent: one lane per core, at
+/// most [`DEFAULT_MAX_PARALLELISM`].
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(DEFAULT_MAX_PARALLELISM)
 }
 
 impl SourceDef {

@@ -832,3 +832,26 @@ format = "jsonl"
         "{errors:?}"
     );
 }
+
+#[test]
+fn parallelism_is_checked_and_defaults_to_the_cores() {
+    let config = parse_str(VALID).unwrap();
+    assert_eq!(config.sources["tx"].parallelism, default_parallelism());
+    assert!((1..=DEFAULT_MAX_PARALLELISM).contains(&default_parallelism()));
+    let set = VALID.replace("topics = [\"t\"]", "topics = [\"t\"]\nparallelism = 4");
+    assert_eq!(parse_str(&set).unwrap().sources["tx"].parallelism, 4);
+    for bad in ["0", "65"] {
+        let err = single_error(&VALID.replace(
+            "topics = [\"t\"]",
+            &format!("topics = [\"t\"]\nparallelism = {bad}"),
+        ));
+        assert_eq!(err.key, "sources.tx.parallelism");
+        assert_eq!((err.line, err.col), (7, 1));
+        assert!(err.message.contains("expected 1 to 64"), "{}", err.message);
+    }
+    let err = single_error(&VALID.replace(
+        "topics = [\"t\"]",
+        "topics = [\"t\"]\nparallelism = \"all\"",
+    ));
+    assert_eq!(err.key, "sources.tx.parallelism");
+}

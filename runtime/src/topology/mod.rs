@@ -405,22 +405,32 @@ fn spawn_sources(
         resume: BTreeMap::new(),
     };
     for (name, def) in &config.sources {
-        let mut stages = Vec::new();
-        for plugin in def.chain() {
-            let settings = config.plugin_settings(plugin);
-            let policy = StagePolicy {
-                on_failure: settings.on_failure,
-                breaker: settings.breaker,
-            };
-            stages.push(Stage::from_slot(
-                registry
-                    .get(plugin)
-                    .cloned()
-                    .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?,
-                engine,
-                policy,
-                metrics,
-            ));
+        // One chain per lane (see `SourceDef::parallelism`); no plugins, one lane.
+        let lanes = if def.chain().next().is_none() {
+            1
+        } else {
+            def.parallelism
+        };
+        let mut chains = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let mut stages = Vec::new();
+            for plugin in def.chain() {
+                let settings = config.plugin_settings(plugin);
+                let policy = StagePolicy {
+                    on_failure: settings.on_failure,
+                    breaker: settings.breaker,
+                };
+                stages.push(Stage::from_slot(
+                    registry
+                        .get(plugin)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?,
+                    engine,
+                    policy,
+                    metrics,
+                ));
+            }
+            chains.push(Chain::new(stages));
         }
         let resume = Arc::new(Notify::new());
         pipelines.resume.insert(name.clone(), resume.clone());
@@ -450,12 +460,9 @@ fn spawn_sources(
         pipelines
             .sources
             .spawn(def.kind.run(tx, ctx, links[name].clone()));
-        pipelines.processors.spawn(processor::run(
-            Chain::new(stages),
-            rx,
-            dispatch,
-            shutdown.clone(),
-        ));
+        pipelines
+            .processors
+            .spawn(processor::run(chains, rx, dispatch, shutdown.clone()));
     }
     Ok(pipelines)
 }

@@ -28,6 +28,7 @@ use crate::plugin::registry::Registry;
 use crate::plugin::{Chain, ChainOutput};
 
 /// Where a source's events can go.
+#[derive(Clone)]
 pub struct Dispatch {
     /// The source's name (for metrics and logs).
     pub source: String,
@@ -45,8 +46,87 @@ pub struct Dispatch {
     pub resume: Arc<Notify>,
 }
 
-/// Processes batches from `input` until it ends.
+/// Processes batches from `input` until it ends, with one lane per chain in
+/// `chains` (at least one; see [`lanes`]).
 pub async fn run(
+    mut chains: Vec<Chain>,
+    input: mpsc::Receiver<Batch>,
+    dispatch: Dispatch,
+    shutdown: CancellationToken,
+) {
+    if chains.len() > 1 {
+        return lanes(chains, input, dispatch, shutdown).await;
+    }
+    let chain = chains.pop().unwrap_or_else(|| Chain::new(Vec::new()));
+    lane(chain, input, dispatch, shutdown).await;
+}
+
+/// Several lanes: each batch is cut into one piece per lane (an event goes
+/// to lane `partition mod lanes`), and each lane processes its pieces in
+/// order with its own chain, on its own blocking thread, so plugins run on
+/// every core while each partition's events keep their order. Every piece
+/// holds a clone of the batch's ack: the batch counts as delivered when all
+/// its pieces are. A lane that holds a batch (a paused plugin) stops taking
+/// pieces; once its queue is full the cutting waits, and the source with it.
+async fn lanes(
+    chains: Vec<Chain>,
+    mut input: mpsc::Receiver<Batch>,
+    dispatch: Dispatch,
+    shutdown: CancellationToken,
+) {
+    let count = chains.len();
+    let mut queues = Vec::with_capacity(count);
+    let mut running = tokio::task::JoinSet::new();
+    for chain in chains {
+        let (tx, rx) = mpsc::channel(2);
+        running.spawn(lane(chain, rx, dispatch.clone(), shutdown.clone()));
+        queues.push(tx);
+    }
+    'batches: while let Some(batch) = input.recv().await {
+        let Batch {
+            events,
+            ack,
+            mut rejected,
+        } = batch;
+        for (index, piece) in cut(events, count).into_iter().enumerate() {
+            // The source's rejected records travel with the first piece.
+            if piece.is_empty() && (index > 0 || rejected.is_empty()) {
+                continue;
+            }
+            let mut piece = Batch::new(piece, ack.clone());
+            piece.rejected = std::mem::take(&mut rejected);
+            if queues[index].send(piece).await.is_err() {
+                // The lane ended (a panic or a shutdown while paused): the
+                // batch is read again.
+                ack.fail();
+                break 'batches;
+            }
+        }
+        ack.release();
+    }
+    drop(queues);
+    while running.join_next().await.is_some() {}
+}
+
+/// `events` as one piece per lane: an event goes to lane `partition mod
+/// lanes`. A batch of one lane's partitions is moved, not copied.
+fn cut(events: BatchBuf, lanes: usize) -> Vec<BatchBuf> {
+    let lane_of = |partition: i32| partition.rem_euclid(lanes as i32) as usize;
+    let first = events.get(0).map_or(0, |e| lane_of(e.partition()));
+    let mut pieces: Vec<BatchBuf> = (0..lanes).map(|_| BatchBuf::default()).collect();
+    if events.iter().all(|e| lane_of(e.partition()) == first) {
+        pieces[first] = events;
+        return pieces;
+    }
+    for event in events.iter() {
+        pieces[lane_of(event.partition())].push_ref(&event, None);
+    }
+    pieces
+}
+
+/// One lane: runs its chain on each batch from `input` and sends the
+/// pieces on, in order.
+async fn lane(
     chain: Chain,
     mut input: mpsc::Receiver<Batch>,
     dispatch: Dispatch,
@@ -267,5 +347,120 @@ impl Outlet {
                 self.shutdown.cancel();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use sluice_batch::NewEvent;
+
+    use super::*;
+    use crate::channels::memory::{self, Capacity};
+
+    fn event(partition: i32, offset: i64) -> NewEvent<'static> {
+        NewEvent {
+            key: None,
+            body: b"{}",
+            headers: &[],
+            topic: "t",
+            partition,
+            offset,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn cutting_keeps_each_partitions_order_and_moves_a_one_lane_batch() {
+        let mut events = BatchBuf::default();
+        for offset in 0..30 {
+            events.push(&event((offset % 5) as i32, offset));
+        }
+        let pieces = cut(events, 2);
+        assert_eq!(pieces.len(), 2);
+        for (lane, piece) in pieces.iter().enumerate() {
+            let seen: Vec<(i32, i64)> = piece.iter().map(|e| (e.partition(), e.offset())).collect();
+            assert!(
+                seen.iter().all(|(p, _)| *p as usize % 2 == lane),
+                "{seen:?}"
+            );
+            assert!(
+                seen.windows(2).all(|w| w[0].1 < w[1].1),
+                "in order: {seen:?}"
+            );
+        }
+        assert_eq!(pieces[0].len() + pieces[1].len(), 30);
+
+        let mut one_lane = BatchBuf::default();
+        one_lane.push(&event(3, 0));
+        one_lane.push(&event(1, 1));
+        let pieces = cut(one_lane, 2);
+        assert_eq!((pieces[0].len(), pieces[1].len()), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn lanes_keep_each_partitions_order_and_deliver_a_batch_once_all_its_pieces_are() {
+        let (to_sink, mut sink) = memory::channel(Capacity {
+            events: 1_000_000,
+            bytes: 1 << 30,
+        });
+        let dispatch = Dispatch {
+            source: "s".into(),
+            default: vec![to_sink],
+            by_name: BTreeMap::new(),
+            dead: None,
+            metrics: Arc::new(Metrics::default()),
+            registry: Registry::default(),
+            resume: Arc::new(Notify::new()),
+        };
+        let (input, batches) = mpsc::channel(2);
+        let chains = (0..3).map(|_| Chain::new(Vec::new())).collect();
+        let processing = tokio::spawn(run(chains, batches, dispatch, CancellationToken::new()));
+        let (ack_tx, mut reports) = mpsc::unbounded_channel();
+        let (batches_sent, per_batch, partitions) = (40u64, 100i64, 7i32);
+        let feed = tokio::spawn(async move {
+            let mut next = vec![0i64; partitions as usize];
+            for id in 0..batches_sent {
+                let mut events = BatchBuf::default();
+                for i in 0..per_batch {
+                    let p = ((i * 3 + id as i64) % partitions as i64) as i32;
+                    events.push(&event(p, next[p as usize]));
+                    next[p as usize] += 1;
+                }
+                let batch = Batch::new(events, Ack::new(id, ack_tx.clone()));
+                input.send(batch).await.unwrap();
+            }
+        });
+
+        let mut last: HashMap<i32, i64> = HashMap::new();
+        let mut received = 0;
+        while received < batches_sent as i64 * per_batch {
+            let batch = sink.recv().await.expect("every event arrives");
+            for e in batch.events.iter() {
+                let previous = last.insert(e.partition(), e.offset());
+                assert!(
+                    previous.is_none_or(|p| p + 1 == e.offset()),
+                    "partition {} went from {previous:?} to {}",
+                    e.partition(),
+                    e.offset()
+                );
+                received += 1;
+            }
+            batch.release();
+        }
+        feed.await.unwrap();
+        processing.await.unwrap();
+        let mut delivered = Vec::new();
+        while let Ok(report) = reports.try_recv() {
+            assert!(report.delivered, "batch {}", report.id);
+            delivered.push(report.id);
+        }
+        delivered.sort_unstable();
+        assert_eq!(
+            delivered,
+            (0..batches_sent).collect::<Vec<_>>(),
+            "one report per batch"
+        );
     }
 }
