@@ -93,29 +93,47 @@ fn main() -> anyhow::Result<()> {
 
         let mut results = vec![raw_consume(&kafka, &topic, events)?];
         println!("{}", line(&results[0], results[0].steady_rate()));
+        // Label, plugin, exactly-once, target, lanes (`parallelism`; None:
+        // the default, one per core). The mask lanes give the scaling curve.
         let variants = [
-            ("Sluice, no plugin → files", None, false, Target::Files),
-            ("Sluice, no plugin → S3", None, false, Target::S3),
+            (
+                "Sluice, no plugin → files",
+                None,
+                false,
+                Target::Files,
+                None,
+            ),
+            ("Sluice, no plugin → S3", None, false, Target::S3, None),
             (
                 "Sluice, no plugin, exactly-once → files",
                 None,
                 true,
                 Target::Files,
+                None,
             ),
             (
                 "Sluice, noop plugin → files",
                 Some("noop"),
                 false,
                 Target::Files,
+                None,
             ),
             (
-                "Sluice, mask plugin → files",
+                "Sluice, mask plugin, 1 lane → files",
                 Some("mask"),
                 false,
                 Target::Files,
+                Some(1),
+            ),
+            (
+                "Sluice, mask plugin, 2 lanes → files",
+                Some("mask"),
+                false,
+                Target::Files,
+                Some(2),
             ),
         ];
-        for (label, interceptor, exactly_once, target) in variants {
+        for (label, interceptor, exactly_once, target, lanes) in variants {
             if only.as_deref().is_some_and(|only| !label.contains(only)) {
                 continue;
             }
@@ -134,6 +152,7 @@ fn main() -> anyhow::Result<()> {
                 interceptor,
                 exactly_once,
                 s3: store,
+                lanes,
             };
             let measured = run.measure(label).await?;
             println!("{}", line(&measured, results[0].steady_rate()));
@@ -331,6 +350,8 @@ struct Run<'a> {
     exactly_once: bool,
     /// The S3 server's endpoint, to write there instead of local files.
     s3: Option<&'a str>,
+    /// The source's `parallelism`, if set.
+    lanes: Option<usize>,
 }
 
 impl Run<'_> {
@@ -383,6 +404,7 @@ topics = ["{topic}"]
 start_from = "earliest"
 batch_max_events = 1000
 channels = ["files"]
+{lanes}
 {extra}
 {chain}"#,
             kafka = self.kafka,
@@ -391,6 +413,10 @@ channels = ["files"]
             group = unique("sluice"),
             // Exactly-once commits every roll: roll often enough to pay for it.
             roll_size = if self.exactly_once { "4MiB" } else { "64MiB" },
+            lanes = self
+                .lanes
+                .map(|n| format!("parallelism = {n}"))
+                .unwrap_or_default(),
             extra = std::env::var("SLUICE_BENCH_SOURCE_EXTRA").unwrap_or_default(),
         ))
     }

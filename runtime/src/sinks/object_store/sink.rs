@@ -457,15 +457,19 @@ impl Sink {
                     continue;
                 }
             }
-            let roll_first = self.eo.is_none()
-                && self
-                    .files
-                    .get(self.key.as_str())
-                    .is_some_and(|f| offset < f.last_offset || self.policy.expired(f, now));
+            // One lookup decides: no file, a file to roll first, or a file
+            // to append to.
+            let (open, roll_first) = match self.files.get(self.key.as_str()) {
+                None => (false, false),
+                Some(f) => (
+                    true,
+                    self.eo.is_none() && (offset < f.last_offset || self.policy.expired(f, now)),
+                ),
+            };
             if roll_first && let Some(file) = self.take_file() {
                 self.finish(file).await;
             }
-            if !self.files.contains_key(self.key.as_str()) {
+            if !open || roll_first {
                 match self.open_file(&event, dir_len, now).await {
                     Opened::Yes => {}
                     Opened::Unwritable(why) => {
@@ -510,7 +514,8 @@ impl Sink {
     fn render_key(&mut self, event: &EventRef<'_>, wall_ms: i64) -> usize {
         let inputs = self.template.inputs(event, wall_ms, &mut self.time);
         let last = &mut self.last_key;
-        if inputs.is_some() && last.inputs == inputs && last.topic == event.topic() {
+        if inputs.is_some() && last.inputs == inputs && last.topic.as_bytes() == event.topic_bytes()
+        {
             self.key.clear();
             self.key.push_str(&last.key);
             return last.dir_len;

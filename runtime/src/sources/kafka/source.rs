@@ -334,12 +334,14 @@ impl Source {
         };
         let key = m.key();
         let body = m.payload().unwrap_or(&[]);
+        // Read once: each call asks librdkafka and checks the name's UTF-8.
+        let topic = m.topic();
         match unrepresentable {
             None => self.events.push(&NewEvent {
                 key,
                 body,
                 headers: &headers,
-                topic: m.topic(),
+                topic,
                 partition: m.partition(),
                 offset: m.offset(),
                 timestamp,
@@ -364,19 +366,19 @@ impl Source {
                     key,
                     body,
                     headers: &all,
-                    topic: m.topic(),
+                    topic,
                     partition: m.partition(),
                     offset: m.offset(),
                     timestamp,
                 });
                 self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                warn!(source = %self.ctx.name, topic = m.topic(), partition = m.partition(), offset = m.offset(), "{reason}; the record goes to the dead-letter channel");
+                warn!(source = %self.ctx.name, topic, partition = m.partition(), offset = m.offset(), "{reason}; the record goes to the dead-letter channel");
             }
         }
         self.consumer
             .context()
             .tracker()
-            .observe(m.topic(), m.partition(), m.offset());
+            .observe(topic, m.partition(), m.offset());
         self.metrics.events.fetch_add(1, Ordering::Relaxed);
         self.metrics.bytes.fetch_add(
             (body.len() + key.map_or(0, <[u8]>::len)) as u64,
