@@ -251,6 +251,15 @@ pub fn run<H: Handler>(handler: H, events: &[TestEvent]) -> Vec<TestOutput> {
     try_run(handler, events).unwrap_or_else(|e| panic!("the batch failed: {e}"))
 }
 
+/// Runs `handler` natively over an encoded `batch`, through the same driver
+/// as the wasm build, and returns how many events it replaced. For
+/// measuring a plugin's native cost beside its WebAssembly cost (the host's
+/// `plugin_call` bench); [`run`] checks results, this does not.
+pub fn run_encoded<H: Handler>(handler: H, batch: &BatchBuf) -> Result<usize, Error> {
+    let result = driver::process(&batch.data, &batch.index, handler)?;
+    Ok(result.replacements.len())
+}
+
 /// Runs `handler` over `events` as one batch; `Err` is the batch failure the
 /// host would receive.
 pub fn try_run<H: Handler>(handler: H, events: &[TestEvent]) -> Result<Vec<TestOutput>, Error> {

@@ -4,7 +4,9 @@
 //! build the flat batch from consumed records (as the Kafka source does), run
 //! the plugin chain, write the kept events as `text` lines (as a sink does) —
 //! for a batch of 1000 events, with no plugin, the `noop` interceptor, and the
-//! `mask` interceptor, at 100-byte and 1-KiB JSON bodies. Criterion reports
+//! `mask` interceptor, at 100-byte and 1-KiB JSON bodies. `mask-native` is
+//! the baseline for `mask`: the same crate compiled natively and run by the
+//! same guest driver over the same flat batch (no text lines written). Criterion reports
 //! elements/s; ns/event = 1e9 / throughput.
 //!
 //! Needs the plugins built first: `scripts/build-plugins.sh`, then
@@ -45,7 +47,8 @@ fn records(body_size: usize) -> Vec<Record> {
         .collect()
 }
 
-fn stage(records: &[Record], chain: Option<&mut Chain>, out: &mut Vec<u8>) -> usize {
+/// The records as one flat batch, as the Kafka source builds it.
+fn flat(records: &[Record]) -> BatchBuf {
     let bytes: usize = records
         .iter()
         .map(|r| r.body.len() + r.key.len() + 16)
@@ -62,6 +65,11 @@ fn stage(records: &[Record], chain: Option<&mut Chain>, out: &mut Vec<u8>) -> us
             timestamp: 1_413_249_509_000,
         });
     }
+    batch
+}
+
+fn stage(records: &[Record], chain: Option<&mut Chain>, out: &mut Vec<u8>) -> usize {
+    let batch = flat(records);
     let output = match chain {
         Some(chain) => chain.process(batch),
         None => ChainOutput {
@@ -124,6 +132,21 @@ fn bench(c: &mut Criterion) {
         );
         group.bench_with_input(BenchmarkId::new("mask", label), &input, |b, input| {
             b.iter(|| black_box(stage(input, Some(&mut mask), &mut out)))
+        });
+        // The same plugin compiled natively, run by the same driver over the
+        // same flat batch: what WebAssembly costs against native code.
+        sluice_guest::testing::set_config(r#"{"fields":["card"],"keep_last":4}"#);
+        let batch = flat(&input);
+        assert_eq!(
+            sluice_guest::testing::run_encoded(mask::mask, &batch).expect("native mask"),
+            BATCH,
+            "native mask masks every event"
+        );
+        group.bench_with_input(BenchmarkId::new("mask-native", label), &input, |b, input| {
+            b.iter(|| {
+                let batch = flat(input);
+                black_box(sluice_guest::testing::run_encoded(mask::mask, &batch))
+            })
         });
     }
     group.finish();
