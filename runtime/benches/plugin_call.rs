@@ -142,12 +142,16 @@ fn bench(c: &mut Criterion) {
             BATCH,
             "native mask masks every event"
         );
-        group.bench_with_input(BenchmarkId::new("mask-native", label), &input, |b, input| {
-            b.iter(|| {
-                let batch = flat(input);
-                black_box(sluice_guest::testing::run_encoded(mask::mask, &batch))
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("mask-native", label),
+            &input,
+            |b, input| {
+                b.iter(|| {
+                    let batch = flat(input);
+                    black_box(sluice_guest::testing::run_encoded(mask::mask, &batch))
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -346,7 +346,10 @@ mod tests {
         let body = format!(r#"{{"k":"{long}\"{long}","card":"{long}é\u00e9{long}"}}"#);
         let edits = find_fields(body.as_bytes(), &paths(&["card"])).unwrap();
         assert_eq!(edits.len(), 1);
-        assert_eq!(&body[edits[0].span.clone()], format!(r#""{long}é\u00e9{long}""#));
+        assert_eq!(
+            &body[edits[0].span.clone()],
+            format!(r#""{long}é\u00e9{long}""#)
+        );
         let control = format!("{{\"k\":\"{long}\u{1}{long}\"}}");
         assert_eq!(find_fields(control.as_bytes(), &paths(&["k"])), None);
         let unterminated = format!("{{\"k\":\"{long}{long}");
