@@ -167,6 +167,10 @@ struct Embedded {
     feed: Option<tokio::task::JoinHandle<Result<u64, SourceError>>>,
     /// Fires when the feed is done (at once without a broker).
     feed_done: CancellationToken,
+    /// Held until the run ends: the sources may start reading only after
+    /// the feed is done (slow plugin compiles), so the feed task's
+    /// reference alone must not decide when the broker stops.
+    broker: Option<Arc<EmbeddedBroker>>,
 }
 
 impl Embedded {
@@ -182,13 +186,15 @@ impl Embedded {
                 bootstrap: None,
                 feed: None,
                 feed_done,
+                broker: None,
             });
         };
         let broker = Arc::new(EmbeddedBroker::start(cfg).context("starting the embedded broker")?);
         let bootstrap = Some(broker.bootstrap_servers());
         let (metrics, shutdown, done) = (metrics.clone(), shutdown.clone(), feed_done.clone());
+        let feeder = broker.clone();
         let feed = tokio::spawn(async move {
-            let result = broker.run_feed(metrics, shutdown).await;
+            let result = feeder.run_feed(metrics, shutdown).await;
             done.cancel();
             result
         });
@@ -196,10 +202,12 @@ impl Embedded {
             bootstrap,
             feed: Some(feed),
             feed_done,
+            broker: Some(broker),
         })
     }
 
-    /// Waits for the feed to end, recording its failure.
+    /// Waits for the feed to end, recording its failure; then the broker
+    /// stops (the sources reading it have ended by now).
     async fn finish(self, errors: &mut Vec<anyhow::Error>) {
         if let Some(task) = self.feed {
             match task.await {
@@ -207,6 +215,10 @@ impl Embedded {
                 Ok(Err(e)) => errors.push(e.into()),
                 Err(e) => errors.push(anyhow!("embedded feed task: {e}")),
             }
+        }
+        if let Some(broker) = self.broker {
+            // The last reference: stopping the cluster joins its thread.
+            let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
         }
     }
 }
@@ -588,5 +600,74 @@ fn flatten<E: Into<anyhow::Error>>(r: Result<Result<(), E>, tokio::task::JoinErr
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.into()),
         Err(e) => Err(anyhow!("task failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    use super::*;
+
+    const EMBEDDED: &str = r#"
+[embedded_broker]
+partitions = 1
+
+[embedded_broker.feed]
+topic = "demo"
+scenario = "card-transactions"
+count = 20
+rate = 100000
+
+[sources.demo]
+type = "kafka"
+bootstrap_servers = "embedded"
+group_id = "g"
+topics = ["demo"]
+channels = ["out"]
+
+[channels.out]
+type = "memory"
+
+[sinks.out]
+type = "null"
+channel = "out"
+"#;
+
+    /// The sources may start after the feed is done (a cold plugin compile
+    /// takes seconds): the broker must still be there for them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_embedded_broker_outlives_its_feed() {
+        let config =
+            crate::config::parse(std::path::Path::new("embedded.toml"), EMBEDDED, |_| None)
+                .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let mut embedded = Embedded::start(&config, &metrics, &CancellationToken::new()).unwrap();
+        // Once its task has ended, the feed holds the broker no longer.
+        let feed = embedded.feed.take().unwrap();
+        assert_eq!(feed.await.unwrap().unwrap(), 20);
+        let bootstrap = embedded.bootstrap.clone().unwrap();
+        let answered = tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .unwrap();
+            consumer
+                .fetch_metadata(Some("demo"), Duration::from_secs(5))
+                .map(|m| m.topics().len())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            answered.ok(),
+            Some(1),
+            "the broker still answers after its feed"
+        );
+        let mut errors = Vec::new();
+        embedded.finish(&mut errors).await;
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }
