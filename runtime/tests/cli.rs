@@ -1,4 +1,4 @@
-//! The `sluice` binary: `validate` and `plugin test`.
+//! The `sluice` binary: `run` of the quickstart, `validate` and `plugin test`.
 
 mod util;
 
@@ -37,6 +37,51 @@ fn validate_accepts_the_quickstart() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sources, 5 plugins"));
+}
+
+/// README's first command runs this: from a fresh directory (plugins
+/// compiled cold, which outlasts the demo feed) every event of the feed is
+/// read, and the lake holds committed files.
+#[test]
+fn the_quickstart_reads_every_event_from_a_fresh_start() {
+    util::plugin("mask");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["run"])
+        .arg(repo().join("conf/quickstart.toml"))
+        .args(["--exit-when-idle", "3s"])
+        .env("SLUICE_OUT", out_dir.path())
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = without_colours(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("events_in=5000"),
+        "every feed event is read: {log}"
+    );
+    let commits = std::fs::read_dir(out_dir.path().join("lake/_sluice/commits"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(commits > 0, "the lake holds committed files: {log}");
+}
+
+/// `text` without its terminal colour sequences (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]
