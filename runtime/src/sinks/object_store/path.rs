@@ -85,6 +85,8 @@ impl Segment {
 pub(crate) struct PathTemplate {
     segments: Vec<Segment>,
     needs_time: bool,
+    /// Whether a segment is a header's value (see [`Self::inputs`]).
+    reads_headers: bool,
     missing: String,
 }
 
@@ -177,6 +179,7 @@ impl PathTemplate {
         segments.retain(|s| !matches!(s, Segment::Literal(l) if l.is_empty()));
         let template_ok = Self {
             needs_time: segments.iter().any(Segment::is_time),
+            reads_headers: segments.iter().any(|s| matches!(s, Segment::Header(_))),
             segments,
             missing: missing.to_owned(),
         };
@@ -212,11 +215,7 @@ impl PathTemplate {
         fallback_ms: i64,
         cache: &mut TimeCache,
     ) -> Option<RenderInputs> {
-        if self
-            .segments
-            .iter()
-            .any(|s| matches!(s, Segment::Header(_)))
-        {
+        if self.reads_headers {
             return None;
         }
         let fields = if self.needs_time {
