@@ -27,3 +27,30 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     ) || matches!(e.raw_os_error(), Some(28 /* ENOSPC */ | 122 /* EDQUOT */))
 }
+
+/// Declares an error that is one message in words an operator can act on:
+/// `Display` is the message, and it converts from `String` and `&str`. For
+/// errors whose type is all the kind they need (`keys::Invalid`, the plugin
+/// host's `Refused`, ...), so each is one declaration, not three impls. The
+/// declaring crate depends on `thiserror`.
+#[macro_export]
+macro_rules! message_error {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("{0}")]
+        $vis struct $name(pub String);
+
+        impl From<String> for $name {
+            fn from(message: String) -> Self {
+                Self(message)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(message: &str) -> Self {
+                Self(message.to_owned())
+            }
+        }
+    };
+}

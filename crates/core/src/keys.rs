@@ -33,11 +33,11 @@ impl KeyError {
     }
 }
 
-/// Why a value a component read is not acceptable: the message says which
-/// value and what is expected. Becomes a [`KeyError::Invalid`] of the table.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
+crate::message_error! {
+    /// Why a value a component read is not acceptable: the message says which
+    /// value and what is expected. Becomes a [`KeyError::Invalid`] of the table.
+    pub struct Invalid;
+}
 
 /// `(key, message)`, as component `validate` functions report a key at
 /// fault: a problem of that key.
@@ -47,18 +47,6 @@ impl From<(&str, String)> for KeyError {
             at: vec![key.to_owned()],
             message,
         }
-    }
-}
-
-impl From<String> for Invalid {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
-}
-
-impl From<&str> for Invalid {
-    fn from(message: &str) -> Self {
-        Self(message.to_owned())
     }
 }
 

@@ -131,10 +131,10 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Why a duration or size is not one: the value and how to write it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UnitError(pub String);
+crate::message_error! {
+    /// Why a duration or size is not one: the value and how to write it.
+    pub struct UnitError;
+}
 
 #[cfg(test)]
 mod tests {

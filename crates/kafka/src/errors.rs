@@ -203,17 +203,11 @@ pub fn describe_error(e: &KafkaError) -> String {
     }
 }
 
-/// A Kafka client that cannot start or go on: the message names what it
-/// was doing, the brokers and the cause (secrets scrubbed). The component
-/// stops with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientError(pub String);
-
-impl From<String> for ClientError {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
+sluice_core::message_error! {
+    /// A Kafka client that cannot start or go on: the message names what it
+    /// was doing, the brokers and the cause (secrets scrubbed). The component
+    /// stops with it.
+    pub struct ClientError;
 }
 
 impl ClientError {

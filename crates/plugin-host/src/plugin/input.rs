@@ -73,21 +73,9 @@ impl InputEvent {
     }
 }
 
-/// Why a `plugin test` input file is not a list of events; names the file and line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
-
-impl From<String> for InputError {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
-}
-
-impl From<&str> for InputError {
-    fn from(message: &str) -> Self {
-        Self(message.to_owned())
-    }
+sluice_core::message_error! {
+    /// Why a `plugin test` input file is not a list of events; names the file and line.
+    pub struct InputError;
 }
 
 #[cfg(test)]

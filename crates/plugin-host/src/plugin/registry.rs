@@ -411,36 +411,12 @@ pub fn read_status(path: &Path) -> Result<Vec<PluginStatus>, StatusError> {
     serde_json::from_str(&text).map_err(|e| StatusError(format!("parsing {}: {e}", path.display())))
 }
 
-/// Why a plugin file is not loaded: the check it failed, in words an operator can act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
-impl From<String> for Refused {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
+sluice_core::message_error! {
+    /// Why a plugin file is not loaded: the check it failed, in words an operator can act on.
+    pub struct Refused;
 }
 
-impl From<&str> for Refused {
-    fn from(message: &str) -> Self {
-        Self(message.to_owned())
-    }
-}
-
-/// Why the plugin status file could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct StatusError(pub String);
-
-impl From<String> for StatusError {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
-}
-
-impl From<&str> for StatusError {
-    fn from(message: &str) -> Self {
-        Self(message.to_owned())
-    }
+sluice_core::message_error! {
+    /// Why the plugin status file could not be read.
+    pub struct StatusError;
 }

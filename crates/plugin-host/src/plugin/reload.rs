@@ -209,19 +209,7 @@ fn resume_requested(set: &WatchSet) {
     }
 }
 
-/// Why the plugin and lookup files cannot be watched.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct WatchError(pub String);
-
-impl From<String> for WatchError {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
-}
-
-impl From<&str> for WatchError {
-    fn from(message: &str) -> Self {
-        Self(message.to_owned())
-    }
+sluice_core::message_error! {
+    /// Why the plugin and lookup files cannot be watched.
+    pub struct WatchError;
 }
