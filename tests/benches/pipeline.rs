@@ -163,16 +163,24 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// One variant's line: its rates and the ratio of its steady rate to
-/// `baseline`'s.
-fn line(m: &Measured, baseline: f64) -> String {
-    format!(
-        "{}: {:.0} events/s steady (ratio to raw {:.2}), {:.0} events/s total, {:.2} CPU s per M events",
-        m.label,
-        m.steady_rate(),
-        m.steady_rate() / baseline,
+/// One variant's figures: steady events/s, its ratio to `baseline`'s
+/// steady rate, total events/s, CPU seconds per million events.
+fn figures(m: &Measured, baseline: f64) -> (f64, f64, f64, f64) {
+    let steady = m.steady_rate();
+    (
+        steady,
+        steady / baseline,
         m.events as f64 / m.total.as_secs_f64(),
         m.cpu.as_secs_f64() * 1e6 / m.events as f64,
+    )
+}
+
+/// One variant's line, printed as it finishes.
+fn line(m: &Measured, baseline: f64) -> String {
+    let (steady, ratio, total, cpu) = figures(m, baseline);
+    format!(
+        "{}: {steady:.0} events/s steady (ratio to raw {ratio:.2}), {total:.0} events/s total, {cpu:.2} CPU s per M events",
+        m.label
     )
 }
 
@@ -183,13 +191,10 @@ fn table(results: &[Measured]) -> String {
         "| pipeline | events/s (steady) | ratio to raw | events/s (total) | CPU s per M events |\n|---|---|---|---|---|\n",
     );
     for m in results {
+        let (steady, ratio, total, cpu) = figures(m, baseline);
         out.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.2} |\n",
-            m.label,
-            m.steady_rate(),
-            m.steady_rate() / baseline,
-            m.events as f64 / m.total.as_secs_f64(),
-            m.cpu.as_secs_f64() * 1e6 / m.events as f64,
+            "| {} | {steady:.0} | {ratio:.2} | {total:.0} | {cpu:.2} |\n",
+            m.label
         ));
     }
     out
