@@ -39,7 +39,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::metrics::Metrics;
 use sluice::sources::kafka::KafkaSourceConfig;
 use sluice::topology::{self, RunOptions};
-use sluice_tests::{create_bucket, create_topic, plugin, unique};
+use sluice_tests::{card_event, create_bucket, create_topic, plugin, unique};
 
 /// What one variant measured.
 struct Measured {
@@ -211,17 +211,7 @@ async fn produce(kafka: &str, topic: &str, events: usize) -> anyhow::Result<usiz
     let mut bytes = 0;
     for i in 0..events {
         // ~190 bytes, like a card authorisation.
-        let body = format!(
-            r#"{{"id":"{i:010}","ts":"2026-12-03T10:{:02}:{:02}.{:03}Z","user":"u{:06}","merchant":"m-{:05}","card_number":"4111111111{:06}","amount":{}.{:02},"currency":"EUR","country":"DE"}}"#,
-            i / 60_000 % 60,
-            i / 1000 % 60,
-            i % 1000,
-            i % 250_000,
-            i % 20_000,
-            i % 1_000_000,
-            i % 900 + 1,
-            i % 100,
-        );
+        let body = card_event(i as u64);
         bytes += body.len();
         let key = i.to_string();
         pending.push(

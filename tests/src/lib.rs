@@ -123,6 +123,22 @@ pub async fn read_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<(Stri
     Ok(out)
 }
 
+/// Event `i` of the benches' data: a ~170-byte JSON card authorisation
+/// with a `card_number` to mask.
+pub fn card_event(i: u64) -> String {
+    format!(
+        r#"{{"id":"{i:010}","ts":"2026-12-03T10:{:02}:{:02}.{:03}Z","user":"u{:06}","merchant":"m-{:05}","card_number":"4111111111{:06}","amount":{}.{:02},"currency":"EUR","country":"DE"}}"#,
+        i / 60_000 % 60,
+        i / 1000 % 60,
+        i % 1000,
+        i % 250_000,
+        i % 20_000,
+        i % 1_000_000,
+        i % 900 + 1,
+        i % 100,
+    )
+}
+
 /// A unique-enough suffix for topic, group and prefix names.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -39,7 +39,8 @@ use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
 use crate::plugin::reload::{self, WatchSet, WatchedTable};
 use crate::plugin::{
-    Chain, EngineOptions, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec, Stage, StagePolicy,
+    CacheKey, Chain, EngineOptions, LogGate, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec,
+    Stage, StagePolicy,
 };
 use crate::sinks::{Guarantee, SinkContext, SinkError};
 use crate::sources::embedded::EmbeddedBroker;
@@ -76,6 +77,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let engine = PluginEngine::with_options(EngineOptions {
         cache_dir: Some(config.data_dir.join("cache")),
+        cache_key: compile_cache_key(&config.data_dir),
         ..Default::default()
     })
     .context("starting the plugin engine")?;
@@ -262,6 +264,44 @@ impl Lookups {
     }
 }
 
+/// The key compile cache entries are signed with, from the file named by
+/// `SLUICE_COMPILE_CACHE_KEY` or `$XDG_CONFIG_HOME/sluice/compile-cache.key`
+/// (`~/.config/...`), created owner-only on first use. It must lie outside
+/// `data_dir`: write access to the data directory must not be enough to
+/// have code run. Without a usable key file the key lasts this process only
+/// (a restart compiles every plugin again), with a warning.
+fn compile_cache_key(data_dir: &std::path::Path) -> Option<CacheKey> {
+    let path = std::env::var_os("SLUICE_COMPILE_CACHE_KEY")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config"))
+                })
+                .map(|dir| dir.join("sluice/compile-cache.key"))
+        });
+    let Some(path) = path else {
+        tracing::warn!(
+            "no compile cache key file (set SLUICE_COMPILE_CACHE_KEY or HOME): cached plugins last this run only"
+        );
+        return None;
+    };
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let parent = path.parent().and_then(|p| std::fs::canonicalize(p).ok());
+    if path.starts_with(&data_dir) || parent.is_some_and(|p| p.starts_with(&data_dir)) {
+        tracing::warn!(key = %path.display(), "the compile cache key lies inside data_dir, where it protects nothing: cached plugins last this run only");
+        return None;
+    }
+    match CacheKey::load_or_create(&path) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            tracing::warn!(key = %path.display(), "compile cache key unusable ({e}): cached plugins last this run only");
+            None
+        }
+    }
+}
+
 /// Loads every plugin into a registry of versions, each with its team's
 /// sandbox, and writes the registry's status file.
 fn load_plugins(
@@ -289,6 +329,7 @@ fn load_plugins(
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
                 .collect(),
             clock: settings.capabilities.clock,
+            log: LogGate::new(metrics.counter(&format!("plugin.{name}.log_suppressed"))),
         };
         let spec = SlotSpec {
             name: name.clone(),

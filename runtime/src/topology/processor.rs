@@ -68,6 +68,8 @@ pub async fn run(
 /// holds a clone of the batch's ack: the batch counts as delivered when all
 /// its pieces are. A lane that holds a batch (a paused plugin) stops taking
 /// pieces; once its queue is full the cutting waits, and the source with it.
+/// A lane that ends (a panic, or a shutdown while paused) ends the cutting:
+/// batches not taken are failed by the source and read again.
 async fn lanes(
     chains: Vec<Chain>,
     mut input: mpsc::Receiver<Batch>,
@@ -78,29 +80,40 @@ async fn lanes(
     let mut queues = Vec::with_capacity(count);
     let mut running = tokio::task::JoinSet::new();
     for chain in chains {
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(1);
         running.spawn(lane(chain, rx, dispatch.clone(), shutdown.clone()));
         queues.push(tx);
     }
-    'batches: while let Some(batch) = input.recv().await {
+    'batches: loop {
+        // A batch is taken only once every lane has taken its last piece
+        // (each lane then works on one piece with the next one queued).
+        // While a lane is behind, the source's batch stays with the source,
+        // which keeps filling it: the source sees a busy stage and does not
+        // hand on small batches (`flush_when_idle`).
+        let mut permits = Vec::with_capacity(count);
+        for queue in &queues {
+            match queue.reserve().await {
+                Ok(permit) => permits.push(permit),
+                // The lane ended (a panic or a shutdown while paused).
+                Err(_) => break 'batches,
+            }
+        }
+        let Some(batch) = input.recv().await else {
+            break;
+        };
         let Batch {
             events,
             ack,
             mut rejected,
         } = batch;
-        for (index, piece) in cut(events, count).into_iter().enumerate() {
+        for (index, (piece, permit)) in cut(events, count).into_iter().zip(permits).enumerate() {
             // The source's rejected records travel with the first piece.
             if piece.is_empty() && (index > 0 || rejected.is_empty()) {
                 continue;
             }
             let mut piece = Batch::new(piece, ack.clone());
             piece.rejected = std::mem::take(&mut rejected);
-            if queues[index].send(piece).await.is_err() {
-                // The lane ended (a panic or a shutdown while paused): the
-                // batch is read again.
-                ack.fail();
-                break 'batches;
-            }
+            permit.send(piece);
         }
         ack.release();
     }

@@ -42,10 +42,15 @@
 //!   whole, to the source's dead-letter channel: every header kept, invalid
 //!   key bytes written `\xNN`, the key's bytes in hex in
 //!   `sluice.dead_letter.reason` ([`headers`]). Counted in `.rejected`.
+//! - **Headers named like the host's** (`sluice.*`: lineage, dead-letter
+//!   reasons, origins) are dropped from every record, so a producer cannot
+//!   forge provenance ([`crate::event::HOST_HEADER_PREFIX`]). Counted in
+//!   `.host_headers_dropped`.
 //!
 //! Metrics: `source.<name>.events`, `.bytes` (keys and bodies), `.batches`,
 //! `.commits` (commit requests sent), `.errors`, `.undelivered_batches`,
-//! `.rejected` (records sent to the dead-letter channel by the source), and
+//! `.rejected` (records sent to the dead-letter channel by the source),
+//! `.host_headers_dropped`, and
 //! the gauge `.lag` (sum of the consumer lag of the assigned partitions, from
 //! librdkafka's statistics every `statistics.interval.ms`, default 1 s) with
 //! one gauge per partition, `.lag.<topic>.<partition>`: the partition's end

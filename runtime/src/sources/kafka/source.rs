@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 use super::config::{KafkaSourceConfig, StartFrom};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
-use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
+use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON, is_host_header};
 use crate::kafka::errors::ClientError;
 use crate::kafka::errors::{Health, Role, describe_error};
 use crate::kafka::offsets::{Reported, Tp, Tracker};
@@ -83,6 +83,7 @@ pub async fn run(
         max_events: config.batch_max_events,
         max_bytes: config.batch_max_bytes.get(),
         max_wait: config.batch_max_wait.get(),
+        flush_when_idle: config.flush_when_idle,
         metrics: SourceMetrics::new(&ctx),
         ctx,
     };
@@ -97,6 +98,8 @@ struct SourceMetrics {
     commits: Counter,
     errors: Counter,
     undelivered: Counter,
+    /// Headers named like the host's (`sluice.*`) dropped from records.
+    host_headers: Counter,
     /// Records sent to the dead-letter channel by the source itself.
     rejected: Counter,
 }
@@ -111,6 +114,7 @@ impl SourceMetrics {
             errors: ctx.counter("errors"),
             undelivered: ctx.counter("undelivered_batches"),
             rejected: ctx.counter("rejected"),
+            host_headers: ctx.counter("host_headers_dropped"),
         }
     }
 }
@@ -150,6 +154,8 @@ struct Source {
     max_events: usize,
     max_bytes: u64,
     max_wait: Duration,
+    /// See [`KafkaSourceConfig::flush_when_idle`].
+    flush_when_idle: bool,
     metrics: SourceMetrics,
     ctx: SourceContext,
 }
@@ -244,7 +250,9 @@ impl Source {
     }
 
     /// Takes `first` and then every record `stream` yields without waiting,
-    /// until the batch is full (and handed on).
+    /// until the batch is full (and handed on). When the stream has nothing
+    /// more and the processing stage is idle, the partial batch is handed on
+    /// too (`flush_when_idle`).
     async fn burst(
         &mut self,
         first: KafkaResult<BorrowedMessage<'_>>,
@@ -281,9 +289,26 @@ impl Source {
             }
             match stream.next().now_or_never() {
                 Some(Some(next)) => message = next,
+                _ if self.flush_when_idle && self.processing_idle() => {
+                    return if self.flush().await {
+                        Ok(())
+                    } else {
+                        Err(Stop::OutputClosed)
+                    };
+                }
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// Whether the processing stage has taken every batch handed on: it is
+    /// waiting for work (or busy with its last batch), so a partial batch
+    /// costs it no throughput. While batches queue, the open one keeps
+    /// filling.
+    fn processing_idle(&self) -> bool {
+        self.output
+            .as_ref()
+            .is_some_and(|output| output.capacity() == output.max_capacity())
     }
 
     /// Seeks partitions back to where a sink asked (see
@@ -322,12 +347,20 @@ impl Source {
     fn add(&mut self, m: &BorrowedMessage<'_>) -> bool {
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         let mut unrepresentable = None;
+        let mut host_headers = 0;
         super::headers::for_each(m, |key, value| match std::str::from_utf8(key) {
+            // The host's headers are the host's: a producer cannot set them.
+            Ok(key) if is_host_header(key) => host_headers += 1,
             Ok(key) => headers.push((key, value)),
             Err(_) => {
                 unrepresentable.get_or_insert(key);
             }
         });
+        if host_headers > 0 {
+            self.metrics
+                .host_headers
+                .fetch_add(host_headers, Ordering::Relaxed);
+        }
         let timestamp = match m.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) if t >= 0 => t,
             _ => -1,
@@ -352,7 +385,10 @@ impl Source {
                 // Rare: the headers are read again, every key escaped.
                 let mut escaped: Vec<(String, &[u8])> = Vec::new();
                 super::headers::for_each(m, |k, v| {
-                    escaped.push((super::headers::escape_key(k), v));
+                    let k = super::headers::escape_key(k);
+                    if !is_host_header(&k) {
+                        escaped.push((k, v));
+                    }
                 });
                 let reason = format!(
                     "a header key is not UTF-8 (hex {}); keys are kept with invalid bytes as \\xNN",

@@ -114,6 +114,7 @@ fn config(
         batch_max_events: max_events,
         batch_max_bytes: crate::sources::default_batch_max_bytes(),
         batch_max_wait: max_wait.parse::<HumanDuration>().unwrap(),
+        flush_when_idle: true,
         commit_interval: "50ms".parse().unwrap(),
         start_from: StartFrom::Earliest,
         kafka: Default::default(),
@@ -364,12 +365,12 @@ async fn cuts_batches_by_count() {
     produce(&bootstrap, "count", 0..35).await;
     let (ctx, metrics) = context("count");
     let (tx, mut rx) = mpsc::channel(16);
-    let source = tokio::spawn(run(
-        config(&bootstrap, "count", "g-count", 10, "1h"),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
+    // Cut by count and time only: a batch never leaves early.
+    let config = KafkaSourceConfig {
+        flush_when_idle: false,
+        ..config(&bootstrap, "count", "g-count", 10, "1h")
+    };
+    let source = tokio::spawn(run(config, tx, ctx.clone(), SourceLink::new("s")));
 
     let mut sizes = Vec::new();
     let mut offsets = Vec::new();
@@ -409,12 +410,11 @@ async fn cuts_batches_by_time() {
     produce(&bootstrap, "time", 0..7).await;
     let (ctx, _metrics) = context("time");
     let (tx, mut rx) = mpsc::channel(16);
-    let source = tokio::spawn(run(
-        config(&bootstrap, "time", "g-time", 1000, "200ms"),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
+    let config = KafkaSourceConfig {
+        flush_when_idle: false,
+        ..config(&bootstrap, "time", "g-time", 1000, "200ms")
+    };
+    let source = tokio::spawn(run(config, tx, ctx.clone(), SourceLink::new("s")));
 
     // Far fewer records than `batch_max_events`: only the timer hands them on.
     let mut received = 0;
@@ -428,6 +428,40 @@ async fn cuts_batches_by_time() {
     .await
     .expect("the timer flushes the partial batch");
     assert!(!ctx.shutdown.is_cancelled());
+    ctx.shutdown.cancel();
+    assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hands_a_partial_batch_on_when_processing_waits() {
+    let mock = cluster("idle", 2);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "idle", 0..7).await;
+    let (ctx, _metrics) = context("idle");
+    let (tx, mut rx) = mpsc::channel(16);
+    // Neither the count nor the hour-long timer would hand these 7 on.
+    let source = tokio::spawn(run(
+        config(&bootstrap, "idle", "g-idle", 1000, "1h"),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+
+    let mut offsets = Vec::new();
+    timeout(WAIT, async {
+        while offsets.len() < 7 {
+            let batch = rx.recv().await.expect("source ended early");
+            offsets.extend(batch.events.iter().map(|e| (e.partition(), e.offset())));
+            batch.release();
+        }
+    })
+    .await
+    .expect("the idle processing stage gets the partial batch");
+    assert!(!ctx.shutdown.is_cancelled());
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 7, "each record once: {offsets:?}");
     ctx.shutdown.cancel();
     assert!(timeout(WAIT, rx.recv()).await.unwrap().is_none());
     timeout(WAIT, source).await.unwrap().unwrap().unwrap();
@@ -638,4 +672,61 @@ async fn a_header_key_that_is_not_utf8_is_dead_lettered_not_a_panic() {
     let _ = timeout(WAIT, source).await.expect("source stops");
     let (committed, _) = committed_and_end(&bootstrap, "g-bad-key", "in", 1);
     assert_eq!(committed, [7]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_cannot_forge_the_hosts_headers() {
+    let mock = cluster("forged", 1);
+    let bootstrap = mock.bootstrap_servers();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "sluice.lineage",
+            value: Some("mask@0000000000000000"),
+        })
+        .insert(Header {
+            key: "trace",
+            value: Some("t-1"),
+        })
+        .insert(Header {
+            key: "sluice.dead_letter.reason",
+            value: Some("nothing to see"),
+        });
+    producer
+        .send(
+            FutureRecord::to("forged")
+                .key("k")
+                .payload("body")
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("delivered");
+    let (ctx, metrics) = context("forged");
+    let (tx, mut rx) = mpsc::channel(4);
+    let source = tokio::spawn(run(
+        config(&bootstrap, "forged", "g-forged", 100, "20ms"),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    let batch = timeout(WAIT, rx.recv())
+        .await
+        .expect("a batch in time")
+        .expect("source ended early");
+    let events = seen(&batch);
+    batch.release();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].headers,
+        vec![("trace".to_owned(), b"t-1".to_vec())],
+        "only the producer's own header is left"
+    );
+    assert_eq!(metrics.get("source.forged.host_headers_dropped"), 2);
+    ctx.shutdown.cancel();
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
 }
