@@ -169,18 +169,22 @@ fn restart_cached_vs_cold() {
     let mask = plugin("mask");
     let mut cold = Vec::new();
     let mut cached = Vec::new();
+    let key = sluice::plugin::CacheKey::ephemeral();
     for i in 0..5 {
         let cache = dir.path().join(format!("cache{i}"));
         let engine = PluginEngine::with_options(EngineOptions {
             cache_dir: Some(cache.clone()),
+            cache_key: Some(key.clone()),
             ..Default::default()
         })
         .unwrap();
         let l = engine.load(&mask, None).unwrap();
         assert!(!l.cached);
         cold.push(l.compile_time);
+        engine.remember(&l);
         let engine = PluginEngine::with_options(EngineOptions {
             cache_dir: Some(cache),
+            cache_key: Some(key.clone()),
             ..Default::default()
         })
         .unwrap();
@@ -244,6 +248,7 @@ fn team_isolation() {
                         Limits {
                             memory_bytes: 64 << 20,
                             time_budget: Duration::from_millis(200),
+                            ..Limits::default()
                         },
                     ),
                     &metrics,
@@ -284,8 +289,8 @@ fn epoch_cost() {
     let mut results = Vec::new();
     for epoch in [false, true, false, true] {
         let engine = PluginEngine::with_options(EngineOptions {
-            cache_dir: None,
             epoch_interruption: epoch,
+            ..Default::default()
         })
         .unwrap();
         let mut chain = mask_chain(&engine, &metrics, "m");

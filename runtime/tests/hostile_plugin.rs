@@ -105,6 +105,7 @@ fn granted_capabilities_work_so_the_denials_are_the_sandbox() {
         grants: Grants::new([table("own", "alice", "granted-row")]),
         env: vec![("SLUICE_HOSTILE_GRANTED".to_string(), "visible".to_string())].into(),
         clock: true,
+        ..Sandbox::default()
     };
     let headers = run(
         sandbox,

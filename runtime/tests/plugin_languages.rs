@@ -598,3 +598,23 @@ fn scaffold_c() {
 fn scaffold_go() {
     scaffold("go");
 }
+
+// --- async support --------------------------------------------------------
+
+/// wasmtime's component-model async support (which it documents as very
+/// incomplete) is on only for components that cannot be compiled without
+/// it (`engine.rs` tests one that uses an async intrinsic). None of the
+/// five languages' `mask` components needs it: all run on the engine
+/// without it.
+#[test]
+fn no_first_party_component_gets_async_support() {
+    let engine = sluice::plugin::PluginEngine::new().unwrap();
+    for lang in LANGS {
+        let Some(component) = mask_component(lang) else {
+            skip(&missing_component(lang));
+            continue;
+        };
+        let loaded = engine.load(&component, None).unwrap();
+        assert!(!loaded.uses_async, "{lang} was compiled with async support");
+    }
+}

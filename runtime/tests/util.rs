@@ -78,5 +78,6 @@ pub fn limits(ms: u64) -> sluice::plugin::Limits {
     sluice::plugin::Limits {
         memory_bytes: 32 << 20,
         time_budget: std::time::Duration::from_millis(ms),
+        ..Default::default()
     }
 }

@@ -18,6 +18,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use sluice_batch::{BatchBuf, EventRef, NewEvent, STRIDE};
 
+/// Headers whose names start with this are the host's: provenance
+/// (`sluice.lineage`, `sluice.dead_letter.*`, `sluice.origin.*`) and the
+/// sources' own (`sluice.exec.part`). Nobody else may set them: sources drop
+/// them from what they read, and a plugin's replacement event carries the
+/// host headers of the event it replaces, whatever the plugin returned, so
+/// a producer or a plugin can neither forge provenance nor erase it.
+pub const HOST_HEADER_PREFIX: &str = "sluice.";
+
+/// Whether header `name` is one of the host's ([`HOST_HEADER_PREFIX`]).
+pub fn is_host_header(name: &str) -> bool {
+    name.starts_with(HOST_HEADER_PREFIX)
+}
+
 /// Header naming why an event was dead-lettered (by a plugin, a source, a
 /// router or a sink).
 pub const DEAD_LETTER_REASON: &str = "sluice.dead_letter.reason";

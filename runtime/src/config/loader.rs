@@ -202,6 +202,9 @@ impl Loader<'_> {
             }
             let mut def: TeamDef = l.typed(toml::Value::Table(table), &path)?;
             def.plugin_dir = base.join(&def.plugin_dir);
+            if !(1..=1000).contains(&def.output_ratio) {
+                l.error(&[path[0].clone(), path[1].clone(), "output_ratio".into()], "must be from 1 to 1000");
+            }
             if def.max_instances == 0 {
                 l.error(&[path[0].clone(), path[1].clone(), "max_instances".into()], "must be at least 1");
             }

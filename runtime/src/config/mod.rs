@@ -227,6 +227,7 @@ impl Config {
             limits: Limits {
                 memory_bytes: def.memory_limit.unwrap_or(team.memory_limit).get() as usize,
                 time_budget: def.time_budget.unwrap_or(team.time_budget).get(),
+                output_ratio: team.output_ratio,
             },
             on_failure: def.on_failure.unwrap_or(team.on_failure),
             breaker: def.circuit_breaker.unwrap_or(team.circuit_breaker),

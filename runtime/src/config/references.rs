@@ -10,6 +10,23 @@ use super::loader::{Loader, names};
 use super::{Config, DEFAULT_TEAM, PluginKind};
 use crate::sinks::Guarantee;
 
+/// `path` with `.` and `..` resolved without touching the file system (the
+/// directories may not exist yet).
+fn lexical(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl Loader<'_> {
     /// Checks references between components.
     pub(super) fn validate(&mut self, config: &Config) {
@@ -225,9 +242,23 @@ impl Loader<'_> {
         }
     }
 
-    /// Each team's lookup tables exist and its plugins fit `max_instances`.
+    /// Each team's lookup tables exist, its plugins fit `max_instances`,
+    /// and its `plugin_dir` is not inside `data_dir` (which holds the
+    /// compile cache and the status files: a directory that deploys plugin
+    /// files must not be one the runtime trusts for its own state).
     fn check_teams(&mut self, config: &Config) {
+        let data_dir = lexical(&config.data_dir);
         for (name, team) in &config.teams {
+            if name != DEFAULT_TEAM && lexical(&team.plugin_dir).starts_with(&data_dir) {
+                self.error(
+                    &key(&["teams", name, "plugin_dir"]),
+                    format!(
+                        "`{}` lies inside data_dir `{}`, which holds the compile cache; keep plugin files apart from the runtime's state",
+                        team.plugin_dir.display(),
+                        config.data_dir.display()
+                    ),
+                );
+            }
             for (i, table) in team.lookups.iter().enumerate() {
                 if !config.lookups.contains_key(table)
                     && !self.broken.contains(&format!("lookups.{table}"))

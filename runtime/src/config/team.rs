@@ -6,6 +6,7 @@
 //! plugin_dir = "plugins/payments"   # watched; plugin paths of the team are relative to it
 //! memory_limit = "64MiB"            # linear memory per plugin instance
 //! time_budget = "500ms"             # per batch, enforced by epoch interruption
+//! output_ratio = 4                  # a call's output: at most 4 × (its input + 1 MiB)
 //! max_instances = 8                 # live plugin instances of the team, all pipelines together
 //! lookups = ["customers"]           # lookup tables its plugins may read
 //! env = []                          # host environment variables its plugins may read
@@ -42,6 +43,13 @@ pub struct TeamDef {
     /// Longest one plugin call may take on one batch. Default `"2s"`.
     #[serde(default = "default_time_budget")]
     pub time_budget: HumanDuration,
+    /// A plugin call's output (replacement events, route names, dead-letter
+    /// reasons) may hold at most this many times its input's bytes plus
+    /// 1 MiB, and this many replacement events per input event plus 64; a
+    /// call over it fails its batch (the failure policy applies), before the
+    /// host copies any of it. 1 to 1000; default 4.
+    #[serde(default = "default_output_ratio")]
+    pub output_ratio: u32,
     /// Most live plugin instances of this team (one per plugin per source
     /// using it). Default 16.
     #[serde(default = "default_max_instances")]
@@ -73,6 +81,7 @@ impl TeamDef {
             plugin_dir: base,
             memory_limit: default_memory_limit(),
             time_budget: default_time_budget(),
+            output_ratio: default_output_ratio(),
             max_instances: usize::MAX,
             lookups: Vec::new(),
             env: Vec::new(),
@@ -114,6 +123,10 @@ pub(super) fn default_memory_limit() -> ByteSize {
 
 pub(super) fn default_time_budget() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(2))
+}
+
+fn default_output_ratio() -> u32 {
+    4
 }
 
 fn default_max_instances() -> usize {

@@ -290,6 +290,19 @@ fn team_and_plugin_keys_are_validated_with_their_key() {
             "needs 2 plugin instances",
         ),
         (
+            format!(
+                "data_dir = \"state\"\n{}",
+                TEAMS.replace("plugins/risk", "state/../state/plugins")
+            ),
+            "teams.risk.plugin_dir",
+            "lies inside data_dir",
+        ),
+        (
+            TEAMS.replace("[teams.risk]", "[teams.risk]\noutput_ratio = 0"),
+            "teams.risk.output_ratio",
+            "must be from 1 to 1000",
+        ),
+        (
             TEAMS.replace("[teams.risk]", "[teams.risk]\non_failure = \"explode\""),
             "teams.risk.on_failure",
             "unknown variant",

@@ -15,6 +15,11 @@
 //! each plugin that processed it (`name@<first 16 hex digits of sha256>`,
 //! `;`-separated), so "which files did the buggy version write?" is a query.
 //!
+//! Headers under `sluice.` are the host's: an event a plugin returns keeps
+//! the host headers of the event it replaces, and any the plugin set are
+//! discarded and counted in `plugin.<name>.forged_headers`, so the lineage
+//! and dead-letter headers readers see are the host's.
+//!
 //! # Failures
 //!
 //! When a plugin fails a batch (trap, timeout, memory cap, plugin error,
@@ -40,7 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use sluice_batch::{BatchBuf, EventRef, NO_REPLACEMENT, OutcomeEntry, OutcomeKind};
+use sluice_batch::{BatchBuf, EventRef, NO_REPLACEMENT, NewEvent, OutcomeEntry, OutcomeKind};
 
 use super::engine::PluginEngine;
 use super::instance::{PluginFailure, PluginInstance, PluginOutput};
@@ -48,6 +53,7 @@ use super::policy::{BreakerConfig, FailurePolicy};
 use super::registry::PluginSlot;
 use sluice_core::metrics::{Counter, Metrics};
 
+use sluice_core::event::is_host_header;
 pub use sluice_core::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 /// Header with the SHA-256 of that plugin's file.
 pub const DEAD_LETTER_DIGEST: &str = "sluice.dead_letter.plugin_digest";
@@ -86,6 +92,9 @@ pub struct Stage {
     passed_through: Counter,
     breaker_opened: Counter,
     swaps: Counter,
+    /// Host headers (`sluice.*`) a plugin set on its output and the host
+    /// discarded ([`push_replacement`]).
+    forged_headers: Counter,
 }
 
 impl Stage {
@@ -102,6 +111,7 @@ impl Stage {
             passed_through: c("passed_through"),
             breaker_opened: c("breaker_opened"),
             swaps: c("swaps"),
+            forged_headers: c("forged_headers"),
             slot: None,
             generation: 0,
             policy: StagePolicy::default(),
@@ -501,7 +511,10 @@ fn apply(
             OutcomeKind::Keep | OutcomeKind::Modify | OutcomeKind::RouteTo => {
                 match result.replacements.get(outcome.replacement as usize) {
                     Some(replacement) if outcome.replacement != NO_REPLACEMENT => {
-                        next.push_ref(&replacement, Some(&original))
+                        let forged = push_replacement(&mut next, &replacement, &original);
+                        if forged > 0 {
+                            stage.forged_headers.fetch_add(forged, Ordering::Relaxed);
+                        }
                     }
                     _ => next.push_ref(&original, None),
                 }
@@ -516,6 +529,55 @@ fn apply(
     }
     routes.of_event = next_routes;
     next
+}
+
+/// Appends a plugin's `replacement` for `original` to `next`. The host's
+/// headers (`sluice.*`) are the original's, whatever the plugin returned: a
+/// plugin can neither forge provenance (a `sluice.lineage` or a dead-letter
+/// reason of its own, which readers taking the first value would believe)
+/// nor erase it. Returns how many host headers the plugin set that the
+/// original does not have (forged ones; copies of the original's are not
+/// counted).
+fn push_replacement(
+    next: &mut BatchBuf,
+    replacement: &EventRef<'_>,
+    original: &EventRef<'_>,
+) -> u64 {
+    let host = |event: &EventRef<'_>| {
+        event
+            .headers()
+            .map_while(Result::ok)
+            .any(|(name, _)| is_host_header(name))
+    };
+    if !host(replacement) && !host(original) {
+        next.push_ref(replacement, Some(original));
+        return 0;
+    }
+    let originals: Vec<(&str, &[u8])> = original
+        .headers()
+        .map_while(Result::ok)
+        .filter(|(name, _)| is_host_header(name))
+        .collect();
+    let mut forged = 0;
+    let mut headers = Vec::new();
+    for (name, value) in replacement.headers().map_while(Result::ok) {
+        if !is_host_header(name) {
+            headers.push((name, value));
+        } else if !originals.contains(&(name, value)) {
+            forged += 1;
+        }
+    }
+    headers.extend_from_slice(&originals);
+    next.push(&NewEvent {
+        key: replacement.key(),
+        body: replacement.body(),
+        headers: &headers,
+        topic: original.topic(),
+        partition: original.partition(),
+        offset: original.offset(),
+        timestamp: replacement.timestamp(),
+    });
+    forged
 }
 
 /// Sorts the chain's final batch by destination, stamping each event with

@@ -7,9 +7,8 @@
 //! Compiled code is cached by content digest in the data directory
 //! (`cache/<sha256>-<engine>.cwasm`, where `<engine>` identifies the wasmtime
 //! version and settings), so a restart loads machine code instead of running
-//! Cranelift again. The cache directory is trusted like the binary itself:
-//! wasmtime checks that an artifact was made by a compatible engine, not that
-//! nobody tampered with it.
+//! Cranelift again; entries are signed and checked ([`super::compile_cache`]).
+//! Compiling is bounded in time ([`EngineOptions::compile_timeout`]).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -24,6 +23,8 @@ use wasmtime::{Config, Engine};
 
 use super::PluginError;
 use super::bindings::Imports;
+use super::compile_cache::{CacheKey, CompileCache};
+use super::guarded_imports;
 use super::host::HostState;
 use super::limits::EPOCH_TICK;
 use super::policy::PluginKind;
@@ -55,6 +56,13 @@ pub struct PluginEngine {
 pub struct EngineOptions {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The key cache entries are signed with; `None`: a key for this
+    /// process only (entries of earlier runs are compiled again).
+    pub cache_key: Option<CacheKey>,
+    /// Longest a plugin may take to compile; a file that takes longer (a
+    /// compile bomb) is refused. Cranelift cannot be interrupted: the
+    /// compile goes on in the background until it ends, its result unused.
+    pub compile_timeout: Duration,
     /// Interrupt calls that exceed their time budget. Only benchmarks turn
     /// this off, to measure what it costs.
     pub epoch_interruption: bool,
@@ -64,19 +72,76 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            cache_key: None,
+            compile_timeout: Duration::from_secs(60),
             epoch_interruption: true,
         }
     }
 }
 
 struct EngineInner {
-    engine: Engine,
-    cache_dir: Option<PathBuf>,
-    /// Identifies the engine's code format in cache file names.
-    compat: String,
-    linker: Linker<HostState>,
+    /// For components of the synchronous component model: every
+    /// first-party plugin, in every language.
+    plain: Flavour,
+    /// With wasmtime's component-model async support, which wasmtime calls
+    /// very incomplete: only for components that cannot be compiled without
+    /// it (ones using the async model's intrinsics, as some componentize-js
+    /// versions emit even for synchronous exports).
+    with_async: Flavour,
+    compile_timeout: Duration,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+}
+
+/// One wasmtime engine configuration with its linker and compile cache.
+struct Flavour {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<CompileCache>,
+}
+
+impl Flavour {
+    fn new(options: &EngineOptions, with_async: bool, key: &CacheKey) -> Result<Self, PluginError> {
+        let invalid = |what: &str, e: wasmtime::Error| PluginError::Invalid {
+            path: "<engine>".into(),
+            message: format!("{what}: {e:#}"),
+        };
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(options.epoch_interruption);
+        config.wasm_component_model_async(with_async);
+        let engine = Engine::new(&config).map_err(|e| invalid("creating engine", e))?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| invalid("linking WASI", e))?;
+        Imports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| invalid("linking the host interface", e))?;
+        guarded_imports::link_bounded_clocks(&mut linker, guarded_imports::MONOTONIC_CLOCK)
+            .map_err(|e| invalid("linking WASI clocks", e))?;
+        guarded_imports::link_bounded_get_many(
+            &mut linker,
+            &format!("{PACKAGE}/lookup@{PACKAGE_VERSION}"),
+        )
+        .map_err(|e| invalid("linking the host interface", e))?;
+        // The engine's settings change its code format: each flavour has
+        // its own cache entries (named apart even if wasmtime's hash did
+        // not tell them apart).
+        let compat = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            let flavour = if with_async { "-async" } else { "" };
+            format!("{:016x}{flavour}", h.finish())
+        };
+        let cache = options
+            .cache_dir
+            .clone()
+            .and_then(|dir| CompileCache::open(dir, key.clone(), compat));
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+        })
+    }
 }
 
 impl Drop for EngineInner {
@@ -101,6 +166,9 @@ pub struct LoadedPlugin {
     pub cached: bool,
     /// Time spent compiling or loading the cached code.
     pub compile_time: Duration,
+    /// Whether it needs the component model's async support (compiled for
+    /// the engine that has it).
+    pub uses_async: bool,
 }
 
 impl LoadedPlugin {
@@ -123,58 +191,56 @@ impl PluginEngine {
             path: "<engine>".into(),
             message,
         };
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(options.epoch_interruption);
-        // Components built by componentize-js use `task.*` intrinsics of the
-        // async component model even for synchronous exports.
-        config.wasm_component_model_async(true);
-        let engine =
-            Engine::new(&config).map_err(|e| invalid(format!("creating engine: {e:#}")))?;
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| invalid(format!("linking WASI: {e:#}")))?;
-        Imports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| invalid(format!("linking the host interface: {e:#}")))?;
-        let compat = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            engine.precompile_compatibility_hash().hash(&mut h);
-            format!("{:016x}", h.finish())
-        };
+        let key = options
+            .cache_key
+            .clone()
+            .unwrap_or_else(CacheKey::ephemeral);
+        let plain = Flavour::new(&options, false, &key)?;
+        let with_async = Flavour::new(&options, true, &key)?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
-            let engine = engine.clone();
+            let engines = [plain.engine.clone(), with_async.engine.clone()];
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("sluice-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for engine in &engines {
+                            engine.increment_epoch();
+                        }
                     }
                 })
                 .map_err(|e| invalid(format!("starting the epoch ticker: {e}")))?
         };
         Ok(Self {
             inner: Arc::new(EngineInner {
-                engine,
-                cache_dir: options.cache_dir,
-                compat,
-                linker,
+                plain,
+                with_async,
+                compile_timeout: options.compile_timeout,
                 stop,
                 ticker: Some(ticker),
             }),
         })
     }
 
-    /// The wasmtime engine.
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+    /// The engine with (`true`) or without the component model's async support.
+    fn flavour(&self, uses_async: bool) -> &Flavour {
+        if uses_async {
+            &self.inner.with_async
+        } else {
+            &self.inner.plain
+        }
     }
 
-    /// The linker every instance is created with.
-    pub fn linker(&self) -> &Linker<HostState> {
-        &self.inner.linker
+    /// The wasmtime engine `loaded` was compiled with.
+    pub fn engine(&self, loaded: &LoadedPlugin) -> &Engine {
+        &self.flavour(loaded.uses_async).engine
+    }
+
+    /// The linker instances of `loaded` are created with.
+    pub fn linker(&self, loaded: &LoadedPlugin) -> &Linker<HostState> {
+        &self.flavour(loaded.uses_async).linker
     }
 
     /// Reads and compiles the plugin at `path`, checking it implements `expected`
@@ -204,9 +270,29 @@ impl PluginEngine {
         };
         let digest = digest(bytes);
         let started = Instant::now();
-        let (component, cached) = self
-            .compile_cached(bytes, &digest)
-            .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        // The plain engine first; the async one only for what needs it.
+        let (component, cached, uses_async) = match self.compile_cached(false, bytes, &digest) {
+            Ok((component, cached)) => (component, cached, false),
+            // A compile bomb is not given a second compile.
+            Err(plain) if plain.downcast_ref::<CompileTimeout>().is_some() => {
+                return Err(invalid(format!("{plain:#}")));
+            }
+            Err(plain) => match self.compile_cached(true, bytes, &digest) {
+                Ok((component, cached)) => {
+                    tracing::info!(
+                        plugin = name,
+                        "the component needs the component model's async support: compiled for the engine that has it"
+                    );
+                    (component, cached, true)
+                }
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "not a valid WebAssembly component: {plain:#}"
+                    )));
+                }
+            },
+        };
+        let engine = &self.flavour(uses_async).engine;
         let compile_time = started.elapsed();
         let ty = component.component_type();
         let exported: Vec<PluginKind> = [
@@ -217,10 +303,10 @@ impl PluginEngine {
         .into_iter()
         .filter(|k| {
             let (iface, func) = export_of(*k);
-            ty.exports(&self.inner.engine).any(|(name, item)| {
+            ty.exports(engine).any(|(name, item)| {
                 name == iface
                     && matches!(&item.ty, ComponentItem::ComponentInstance(i)
-                            if i.exports(&self.inner.engine).any(|(n, _)| n == func))
+                            if i.exports(engine).any(|(n, _)| n == func))
             })
         })
         .collect();
@@ -255,53 +341,70 @@ impl PluginEngine {
             }
         };
         // Fail now, not at the first batch, if an import cannot be satisfied.
-        self.inner.linker.instantiate_pre(&component).map_err(|e| {
-            invalid(format!(
-                "its imports cannot be satisfied by this host: {e:#}"
-            ))
-        })?;
+        self.flavour(uses_async)
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| {
+                invalid(format!(
+                    "its imports cannot be satisfied by this host: {e:#}"
+                ))
+            })?;
         Ok(LoadedPlugin {
             component,
             kind,
             digest,
             cached,
             compile_time,
+            uses_async,
         })
     }
 
-    /// The cache file of a component with `digest`, if caching is on.
-    pub(crate) fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        self.inner
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{digest}-{}.cwasm", self.inner.compat)))
+    /// Writes the machine code of `loaded` to the compile cache, unless it
+    /// came from there or caching is off. Called only for a plugin that
+    /// passed every check, so a refused candidate is never cached.
+    pub fn remember(&self, loaded: &LoadedPlugin) {
+        if let (Some(cache), false) = (&self.flavour(loaded.uses_async).cache, loaded.cached) {
+            cache.put(&loaded.digest, &loaded.component);
+        }
     }
 
-    /// Compiles `bytes`, or loads the cached machine code of the same digest.
-    /// A cache that cannot be read or written only costs a compile.
-    fn compile_cached(&self, bytes: &[u8], digest: &str) -> wasmtime::Result<(Component, bool)> {
-        let engine = &self.inner.engine;
-        let Some(path) = self.cache_path(digest) else {
-            return Ok((Component::new(engine, bytes)?, false));
-        };
-        if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of an
-            // engine with the same compatibility hash (it is in the name), in
-            // the operator's data directory; wasmtime re-checks the header.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok((c, true)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring unusable compile cache entry: {e:#}")
-                }
-            }
+    /// The cached machine code of `digest` if the cache holds a valid entry,
+    /// else `bytes` compiled (within the compile timeout).
+    fn compile_cached(
+        &self,
+        uses_async: bool,
+        bytes: &[u8],
+        digest: &str,
+    ) -> wasmtime::Result<(Component, bool)> {
+        let flavour = self.flavour(uses_async);
+        let engine = &flavour.engine;
+        if let Some(component) = flavour.cache.as_ref().and_then(|c| c.get(engine, digest)) {
+            return Ok((component, true));
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = write_atomically(&path, &component.serialize()?) {
-            tracing::warn!(path = %path.display(), "could not write the compile cache: {e}");
-        }
-        Ok((component, false))
+        Ok((self.compile(engine, bytes)?, false))
+    }
+
+    /// Compiles `bytes` on a thread of its own, waiting at most the compile
+    /// timeout.
+    fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let engine = engine.clone();
+        let bytes = bytes.to_vec();
+        std::thread::Builder::new()
+            .name("sluice-compile".into())
+            .spawn(move || {
+                let _ = tx.send(Component::new(&engine, &bytes));
+            })?;
+        let limit = self.inner.compile_timeout;
+        rx.recv_timeout(limit)
+            .unwrap_or_else(|_| Err(wasmtime::Error::new(CompileTimeout(limit))))
     }
 }
+
+/// A compile that ran past [`EngineOptions::compile_timeout`].
+#[derive(Debug, thiserror::Error)]
+#[error("compiling it took longer than {0:?} (the compile timeout); refused")]
+struct CompileTimeout(Duration);
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
 /// reader never sees half a file.
@@ -344,4 +447,32 @@ pub fn tagged_build(component: &[u8], tag: &str) -> Vec<u8> {
     leb128(payload.len(), &mut out);
     out.extend_from_slice(&payload);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component using an intrinsic of the async component model.
+    const ASYNC_COMPONENT: &str = "(component (core func (canon backpressure.inc)))";
+    const PLAIN_COMPONENT: &str = "(component (core module))";
+
+    #[test]
+    fn only_a_component_that_needs_it_is_compiled_with_async_support() {
+        let engine = PluginEngine::new().unwrap();
+        let digest = |text: &str| super::digest(text.as_bytes());
+        assert!(
+            engine
+                .compile_cached(false, PLAIN_COMPONENT.as_bytes(), &digest(PLAIN_COMPONENT))
+                .is_ok()
+        );
+        let refused = engine
+            .compile_cached(false, ASYNC_COMPONENT.as_bytes(), &digest(ASYNC_COMPONENT))
+            .map(drop)
+            .unwrap_err();
+        assert!(format!("{refused:#}").contains("async"), "{refused:#}");
+        engine
+            .compile_cached(true, ASYNC_COMPONENT.as_bytes(), &digest(ASYNC_COMPONENT))
+            .unwrap();
+    }
 }

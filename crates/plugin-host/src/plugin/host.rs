@@ -5,7 +5,8 @@
 //! arguments, no sockets or name lookups, and a wall clock stuck at the Unix
 //! epoch. A team's [`Sandbox`] grants more: named environment variables, the
 //! real wall clock, lookup tables. Guest stdout and stderr are captured line
-//! by line into the host log, tagged with the plugin's name.
+//! by line into the host log, tagged with the plugin's name; they and
+//! `host.log` share the plugin's [`LogGate`] (rate, size, escaping).
 
 use std::io;
 use std::pin::Pin;
@@ -13,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Host, Level, LookupError, LookupHost};
-use super::limits::Limits;
+use super::limits::{Limits, StoreCaps};
+use super::log_gate::{Admit, LOG_LINES_PER_SECOND, LogGate, clean};
 use crate::lookup::Grants;
 
 /// What one plugin instance may reach: its limits and its team's grants.
@@ -32,6 +33,8 @@ pub struct Sandbox {
     pub env: Arc<[(String, String)]>,
     /// Whether it sees the real wall clock.
     pub clock: bool,
+    /// Its log budget, shared by every instance of the plugin.
+    pub log: LogGate,
 }
 
 /// The wall clock of a plugin without the `clock` grant: always the epoch.
@@ -51,23 +54,34 @@ impl HostWallClock for EpochClock {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    /// Memory limiter of this instance.
-    pub limits: StoreLimits,
+    /// Resource limiter of this instance.
+    pub limits: StoreCaps,
     plugin: Arc<str>,
     config_json: Arc<str>,
     grants: Grants,
+    log: LogGate,
+    /// When the call in progress must end (its time budget), if one is.
+    deadline: Option<std::time::Instant>,
 }
 
 impl HostState {
     /// State for an instance of plugin `plugin` with its config as JSON.
     pub fn new(plugin: Arc<str>, config_json: Arc<str>, sandbox: &Sandbox) -> Self {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(LogStream::new(plugin.clone(), "stdout"))
-            .stderr(LogStream::new(plugin.clone(), "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .envs(&sandbox.env);
+        wasi.stdout(LogStream::new(
+            plugin.clone(),
+            "stdout",
+            sandbox.log.clone(),
+        ))
+        .stderr(LogStream::new(
+            plugin.clone(),
+            "stderr",
+            sandbox.log.clone(),
+        ))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .envs(&sandbox.env);
         if !sandbox.clock {
             wasi.wall_clock(EpochClock);
         }
@@ -77,13 +91,30 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: StoreCaps::new(limits),
             plugin,
             config_json,
             grants,
+            log: sandbox.log.clone(),
+            deadline: None,
+        }
+    }
+
+    /// Starts a call (or an instantiation) that must end by `deadline`.
+    pub(crate) fn set_deadline(&mut self, deadline: std::time::Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// `wait` cut to what is left of the call's time budget (plus one epoch
+    /// tick, so the guest is back in wasm code, where the epoch check traps
+    /// it, when the budget has run out).
+    pub(crate) fn bounded_wait(&self, wait: std::time::Duration) -> std::time::Duration {
+        match self.deadline {
+            Some(deadline) => wait.min(
+                deadline.saturating_duration_since(std::time::Instant::now())
+                    + super::limits::EPOCH_TICK,
+            ),
+            None => wait,
         }
     }
 
@@ -108,14 +139,7 @@ impl WasiView for HostState {
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        plugin_log(&self.log, &self.plugin, level, "host.log", &message);
     }
 
     fn config(&mut self) -> String {
@@ -145,33 +169,60 @@ impl LookupHost for HostState {
     }
 }
 
+/// Writes one line a plugin logged (through `host.log` or a captured
+/// `stream`), if its [`LogGate`] lets it: escaped, bounded, and preceded by
+/// a warning when lines were dropped before it.
+fn plugin_log(gate: &LogGate, plugin: &str, level: Level, stream: &str, message: &str) {
+    let Admit::Yes { suppressed_before } = gate.admit() else {
+        return;
+    };
+    if suppressed_before > 0 {
+        tracing::warn!(
+            plugin,
+            suppressed = suppressed_before,
+            "plugin log lines dropped: over the rate of {LOG_LINES_PER_SECOND} lines/s (plugin.{plugin}.log_suppressed)"
+        );
+    }
+    let message = clean(message);
+    match level {
+        Level::Trace => tracing::trace!(plugin, stream, "{message}"),
+        Level::Debug => tracing::debug!(plugin, stream, "{message}"),
+        Level::Info => tracing::info!(plugin, stream, "{message}"),
+        Level::Warn => tracing::warn!(plugin, stream, "{message}"),
+        Level::Error => tracing::error!(plugin, stream, "{message}"),
+    }
+}
+
 /// Guest stdout/stderr forwarded to the log one line at a time.
 #[derive(Clone)]
 struct LogStream {
     plugin: Arc<str>,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
+    gate: LogGate,
 }
 
 /// A line longer than this is logged in pieces rather than buffered without bound.
 const MAX_LINE: usize = 8 << 10;
 
 impl LogStream {
-    fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+    fn new(plugin: Arc<str>, stream: &'static str, gate: LogGate) -> Self {
         Self {
             plugin,
             stream,
             pending: Arc::default(),
+            gate,
         }
     }
 
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
-        tracing::info!(
-            plugin = &*self.plugin,
-            stream = self.stream,
-            "{}",
-            line.trim_end()
+        plugin_log(
+            &self.gate,
+            &self.plugin,
+            Level::Info,
+            self.stream,
+            line.trim_end(),
         );
     }
 }

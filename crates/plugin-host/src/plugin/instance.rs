@@ -8,14 +8,14 @@
 
 use std::sync::Arc;
 
-use sluice_batch::{BatchBuf, OutcomeEntry, decode_outcomes};
+use sluice_batch::{BatchBuf, OutcomeEntry, STRIDE, decode_outcomes};
 use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{BatchRef, BatchResult, GuestError};
 use super::engine::{LoadedPlugin, PluginEngine, export_of};
 use super::host::{HostState, Sandbox};
-use super::limits::Limits;
+use super::limits::{EXTRA_LABELS, Limits, MAX_ERROR_MESSAGE, MAX_LABEL_BYTES};
 
 /// Why a batch could not be processed by a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,15 +167,18 @@ impl PluginInstance {
     fn instantiate(&self) -> Result<Live, PluginFailure> {
         let fail = |e: wasmtime::Error| PluginFailure::Instantiate(format!("{e:#}"));
         let mut store = Store::new(
-            self.engine.engine(),
+            self.engine.engine(&self.plugin),
             HostState::new(self.name.clone(), self.config_json.clone(), &self.sandbox),
         );
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.sandbox.limits.budget_ticks());
+        store
+            .data_mut()
+            .set_deadline(std::time::Instant::now() + self.sandbox.limits.time_budget);
         let instance = self
             .engine
-            .linker()
+            .linker(&self.plugin)
             .instantiate(&mut store, &self.plugin.component)
             .map_err(fail)?;
         let (iface, func_name) = export_of(self.plugin.kind);
@@ -200,6 +203,9 @@ impl PluginInstance {
         };
         live.store
             .set_epoch_deadline(self.sandbox.limits.budget_ticks());
+        live.store
+            .data_mut()
+            .set_deadline(std::time::Instant::now() + self.sandbox.limits.time_budget);
         let typed = live
             .func
             .typed::<(BatchRef<'_>,), (Result<BatchResult, GuestError>,)>(&live.store)
@@ -211,9 +217,11 @@ impl PluginInstance {
             index: &batch.index,
         };
         let result = typed.call(&mut live.store, (arg,));
-        let result = match result {
-            Ok((Ok(r),)) => r,
-            Ok((Err(e),)) => return Err(PluginFailure::Returned(e.message)),
+        let raw = match result {
+            Ok((Ok(raw),)) => raw,
+            Ok((Err(e),)) => {
+                return Err(PluginFailure::Returned(cut(&e.message, MAX_ERROR_MESSAGE)));
+            }
             Err(e) => {
                 self.live = None;
                 return Err(match e.downcast_ref::<Trap>() {
@@ -224,20 +232,95 @@ impl PluginInstance {
                 });
             }
         };
-        let replacements =
-            BatchBuf::from_parts(result.replacements.data, result.replacements.index)
-                .map_err(|e| PluginFailure::Malformed(format!("replacements: {e}")))?;
-        let outcomes = decode_outcomes(
-            &result.outcomes,
-            batch.len(),
-            replacements.len(),
-            result.labels.len(),
-        )
-        .map_err(|e| PluginFailure::Malformed(e.to_string()))?;
+        let (outcomes, replacements, labels) = check_output(raw, batch, &self.sandbox.limits)?;
+        let outcomes = decode_outcomes(&outcomes, batch.len(), replacements.len(), labels.len())
+            .map_err(|e| PluginFailure::Malformed(e.to_string()))?;
         Ok(PluginOutput {
             outcomes,
             replacements,
-            labels: result.labels,
+            labels,
         })
     }
+}
+
+/// The first `max` bytes of `message` (at a character boundary), saying
+/// how much was cut.
+fn cut(message: &str, max: usize) -> String {
+    if message.len() <= max {
+        return message.to_owned();
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} more bytes cut)",
+        &message[..end],
+        message.len() - end
+    )
+}
+
+/// A call's output once its sizes are within `limits` for the `input`
+/// batch: outcome words for exactly the input's events, replacements and
+/// labels within the output bound ([`Limits::output_bytes`],
+/// [`Limits::output_events`]), at most one label per input event plus
+/// [`EXTRA_LABELS`], none over [`MAX_LABEL_BYTES`]. What the host then
+/// builds from it (a reason header per dead-lettered event, the next stage's
+/// batch) is bounded by these, not by what the plugin asked for.
+///
+/// The checks run on the lifted output: wasmtime runs the guest's
+/// post-return (which frees the output in its memory) inside the call, so
+/// the unlifted `WasmList`/`WasmStr` forms would point at freed memory.
+/// Lifting itself is bounded by the plugin's memory limit only per distinct
+/// byte: many labels pointing at the same bytes are each copied (see
+/// `docs/plugins.md`, "Limits").
+fn check_output(
+    raw: BatchResult,
+    input: &BatchBuf,
+    limits: &Limits,
+) -> Result<(Vec<u32>, BatchBuf, Vec<String>), PluginFailure> {
+    let over = |what: String| PluginFailure::Malformed(format!("output over its limits: {what}"));
+    let expected = input.len() * sluice_batch::OUTCOME_STRIDE;
+    if raw.outcomes.len() != expected {
+        return Err(PluginFailure::Malformed(format!(
+            "{} outcome words for {} events; expected {expected}",
+            raw.outcomes.len(),
+            input.len()
+        )));
+    }
+    let max_bytes = limits.output_bytes(input.data.len());
+    let max_words = limits.output_events(input.len()) * STRIDE;
+    if raw.replacements.index.len() > max_words {
+        return Err(over(format!(
+            "{} replacement events for {} input events; at most {}",
+            raw.replacements.index.len() / STRIDE,
+            input.len(),
+            max_words / STRIDE
+        )));
+    }
+    let max_labels = input.len() + EXTRA_LABELS;
+    if raw.labels.len() > max_labels {
+        return Err(over(format!(
+            "{} labels for {} events; at most {max_labels}",
+            raw.labels.len(),
+            input.len()
+        )));
+    }
+    if let Some(long) = raw.labels.iter().find(|l| l.len() > MAX_LABEL_BYTES) {
+        return Err(over(format!(
+            "a label (route or dead-letter reason) of {} bytes; at most {MAX_LABEL_BYTES}",
+            long.len()
+        )));
+    }
+    let total = raw.replacements.data.len() + raw.labels.iter().map(String::len).sum::<usize>();
+    if total > max_bytes {
+        return Err(over(format!(
+            "{total} bytes of replacements and labels for {} bytes of input; at most {max_bytes} (output_ratio {})",
+            input.data.len(),
+            limits.output_ratio
+        )));
+    }
+    let replacements = BatchBuf::from_parts(raw.replacements.data, raw.replacements.index)
+        .map_err(|e| PluginFailure::Malformed(format!("replacements: {e}")))?;
+    Ok((raw.outcomes, replacements, raw.labels))
 }

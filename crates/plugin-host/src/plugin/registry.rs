@@ -300,6 +300,7 @@ fn check(
             .call(&batch)
             .map_err(|e| format!("its self-test batch failed: {e}"))?;
     }
+    engine.remember(&loaded);
     Ok(loaded)
 }
 
