@@ -277,7 +277,38 @@ static void push_edit(scanner *s, size_t start, size_t end, int is_string) {
   e->e[e->n++] = ed;
 }
 
-/* A string; sets its span including the quotes. */
+/* Steps over the escape at b[i] (its backslash included), refusing what JSON
+ * refuses, as the Rust scanner does: an unknown escape (`\q`), a `\u` without
+ * four hex digits, a lone or reversed surrogate. Returns the index after it,
+ * or 0 (never a valid answer: an escape follows an opening quote). */
+static size_t skip_escape(const uint8_t *b, size_t n, size_t i) {
+  if (++i >= n)
+    return 0;
+  switch (b[i]) {
+  case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+    return i + 1;
+  case 'u': {
+    uint32_t u, u2;
+    if (!hex4(b, n, i + 1, &u))
+      return 0;
+    i += 5;
+    if (u >= 0xDC00 && u <= 0xDFFF)
+      return 0;
+    if (u < 0xD800 || u > 0xDBFF)
+      return i;
+    if (i + 1 >= n || b[i] != '\\' || b[i + 1] != 'u' || !hex4(b, n, i + 2, &u2))
+      return 0;
+    return u2 >= 0xDC00 && u2 <= 0xDFFF ? i + 6 : 0;
+  }
+  default:
+    return 0;
+  }
+}
+
+/* A string; sets its span including the quotes. Its escapes are checked, so
+ * a bad one makes the body not JSON, as in the Rust scanner. Its UTF-8 is not
+ * checked here (nor there): a key is checked where it is compared (invalid:
+ * not JSON), a value where it is masked (invalid: masked as ""). */
 static int scan_string(scanner *s, size_t *start, size_t *end) {
   const uint8_t *b = s->b;
   size_t i = s->i, n = s->n;
@@ -295,7 +326,8 @@ static int scan_string(scanner *s, size_t *start, size_t *end) {
       *end = i + 1;
       return 1;
     }
-    i += 2; /* a backslash and the byte it escapes */
+    if ((i = skip_escape(b, n, i)) == 0)
+      return 0;
   }
 }
 
@@ -476,6 +508,9 @@ int json_find_fields(const uint8_t *body, size_t n, const json_path *paths, size
   scanner s = {body, n, 0, paths, npaths, out, key_scratch};
   uint64_t live = npaths >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << npaths) - 1);
   out->n = 0;
+  /* JSON text is UTF-8; the scanner checks only the keys it compares. */
+  if (!utf8_valid(body, n))
+    return 0;
   ws(&s);
   int ok = value(&s, live, 0, 0, 0);
   key_scratch = s.key;

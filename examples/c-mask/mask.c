@@ -2,6 +2,12 @@
  * Rust plugins/mask; see README.md). Masks sensitive values keeping their last
  * characters: JSON `fields` by key path, then `patterns` (POSIX extended
  * regular expressions) over the raw body.
+ * Config keys: `fields`, `patterns`, `keep_last` (default 4), `mask_char`
+ * (default "*") and `on_unparseable`: "dead-letter" (the default when `fields`
+ * is set) or "pass" (the default otherwise), what happens to a body `fields`
+ * cannot read (not one JSON document, or nested deeper than 128 levels). A
+ * masking stage fails closed: such a body could carry a card number in clear.
+ * "pass" sends it on with only `patterns` applied.
  * Build: examples/c-mask/build.sh -> target/examples/c-mask.wasm */
 #include <regex.h>
 #include <stdarg.h>
@@ -14,6 +20,19 @@
 
 #define MAX_FIELDS 64
 
+/* The dead-letter reason of a body `fields` cannot read; the same text in
+ * every language's `mask` (the golden files hold it). */
+static const char UNPARSEABLE[] = "mask: body is not a JSON document (or nests deeper than "
+                                  "128 levels); its fields cannot be masked";
+
+/* What happens to a body `fields` cannot read. UNSET only while parsing: the
+ * default depends on whether `fields` is set, which a later key may decide. */
+typedef enum {
+  ON_UNPARSEABLE_UNSET,
+  ON_UNPARSEABLE_DEAD_LETTER,
+  ON_UNPARSEABLE_PASS,
+} on_unparseable;
+
 /* ---- configuration ---------------------------------------------------- */
 
 typedef struct {
@@ -25,6 +44,7 @@ typedef struct {
   size_t keep_last;
   uint8_t mask_char[4]; /* UTF-8 */
   size_t mask_char_len;
+  on_unparseable on_unparseable;
 } config;
 
 static config cfg;
@@ -141,6 +161,30 @@ static int add_patterns(const jv *list) {
   return 1;
 }
 
+/* Whether string `v` is `word` (compared by length: a decoded string may hold NUL). */
+static int string_is(const jv *v, const char *word) {
+  return v->slen == strlen(word) && memcmp(v->s, word, v->slen) == 0;
+}
+
+/* `on_unparseable`: "dead-letter" or "pass"; 0 (with the error set) otherwise. */
+static int set_on_unparseable(const jv *v) {
+  if (v->t != JV_STRING) {
+    fail_config("on_unparseable: invalid type: ", jv_type_name(v),
+                ", expected `dead-letter` or `pass`", NULL);
+    return 0;
+  }
+  if (string_is(v, "dead-letter"))
+    cfg.on_unparseable = ON_UNPARSEABLE_DEAD_LETTER;
+  else if (string_is(v, "pass"))
+    cfg.on_unparseable = ON_UNPARSEABLE_PASS;
+  else {
+    fail_config("on_unparseable: unknown variant `", v->s, "`, expected `dead-letter` or `pass`",
+                NULL);
+    return 0;
+  }
+  return 1;
+}
+
 static void parse_config(void) {
   interceptor_string_t raw;
   sluice_plugin_host_config(&raw);
@@ -189,12 +233,19 @@ static void parse_config(void) {
       }
       memcpy(cfg.mask_char, v->s, v->slen);
       cfg.mask_char_len = v->slen;
+    } else if (strcmp(key, "on_unparseable") == 0) {
+      if (!set_on_unparseable(v))
+        goto done;
     } else {
       fail_config("unknown field `", key,
-                  "`, expected one of `fields`, `patterns`, `keep_last`, `mask_char`", NULL);
+                  "`, expected one of `fields`, `patterns`, `keep_last`, `mask_char`, "
+                  "`on_unparseable`",
+                  NULL);
       goto done;
     }
   }
+  if (cfg.on_unparseable == ON_UNPARSEABLE_UNSET)
+    cfg.on_unparseable = cfg.nfields > 0 ? ON_UNPARSEABLE_DEAD_LETTER : ON_UNPARSEABLE_PASS;
   if (cfg.nfields == 0 && cfg.npatterns == 0) {
     fail_config("nothing to mask: set `fields` (JSON keys) or `patterns` (regexes), or both",
                 NULL);
@@ -370,10 +421,18 @@ bool exports_sluice_plugin_intercept_process(exports_sluice_plugin_intercept_bat
     sluice_event ev = sluice_batch_event(&batch, i);
     sluice_bytes body = sluice_event_body(&ev);
     const buf *new_body = NULL;
-    if (cfg.nfields > 0 && json_find_fields(body.ptr, body.len, cfg.fields, cfg.nfields, &edits) &&
-        edits.n > 0) {
-      apply_json_edits(body.ptr, body.len, &scratch_a);
-      new_body = &scratch_a;
+    if (cfg.nfields > 0) {
+      if (!json_find_fields(body.ptr, body.len, cfg.fields, cfg.nfields, &edits)) {
+        /* Fail closed: its fields cannot be masked. The host dead-letters the
+         * original event, so `patterns` would change nothing. */
+        if (cfg.on_unparseable == ON_UNPARSEABLE_DEAD_LETTER) {
+          sluice_result_dead_letter(&result, UNPARSEABLE);
+          continue;
+        }
+      } else if (edits.n > 0) {
+        apply_json_edits(body.ptr, body.len, &scratch_a);
+        new_body = &scratch_a;
+      }
     }
     if (cfg.npatterns > 0) {
       const uint8_t *cur = new_body ? new_body->p : body.ptr;

@@ -11,12 +11,24 @@
 //              they match the raw body, after `fields`.
 //   keep_last  characters left visible at the end of a masked value (default 4).
 //   mask_char  the replacement character (default "*").
+//   on_unparseable  "dead-letter" or "pass": what happens to a body `fields`
+//              cannot read (not UTF-8, not one JSON document, or nested deeper
+//              than 128 levels). Default "dead-letter" when `fields` is set
+//              (a masking stage fails closed rather than pass a card number on
+//              in clear), else "pass". With "pass" only `patterns` apply to
+//              such a body. A JSON scalar (`42`, `"text"`) is a document with
+//              no fields: it passes.
 
-import { keep } from '../../guest-sdk/js/sluice.js';
+import { deadLetter, keep } from '../../guest-sdk/js/sluice.js';
 
 const MAX_FIELDS = 64;
 const MAX_NESTING = 128;
-const KEYS = ['fields', 'patterns', 'keep_last', 'mask_char'];
+const KEYS = ['fields', 'patterns', 'keep_last', 'mask_char', 'on_unparseable'];
+const POLICIES = ['dead-letter', 'pass'];
+
+/** The dead-letter reason, the same in every language's `mask` (the golden files hold it). */
+const UNPARSEABLE =
+  'mask: body is not a JSON document (or nests deeper than 128 levels); its fields cannot be masked';
 
 // ---------------------------------------------------------------------------
 // Configuration: checked once, with serde-like messages naming the key.
@@ -43,10 +55,33 @@ function strings(raw, key) {
   return list;
 }
 
+/** The `on_unparseable` policy, or null for the default. */
+function policy(value) {
+  // null is the default, as serde reads an absent Option.
+  if (value === null) return null;
+  const expected = POLICIES.map((p) => `\`${p}\``).join(' or ');
+  if (typeof value !== 'string') {
+    throw new Error(`on_unparseable: invalid type: ${describe(value)}, expected ${expected}`);
+  }
+  if (!POLICIES.includes(value)) {
+    throw new Error(`on_unparseable: unknown variant \`${value}\`, expected ${expected}`);
+  }
+  return value;
+}
+
 /** Called once by the SDK with the plugin's config table. */
 export function configure(raw) {
-  const config = { trie: null, patterns: [], keepLast: 4, maskChar: '*', maskJson: null, maskRun: null };
+  const config = {
+    trie: null,
+    patterns: [],
+    keepLast: 4,
+    maskChar: '*',
+    maskJson: null,
+    maskRun: null,
+    deadLetter: false,
+  };
   let fields = [];
+  let onUnparseable = null;
   for (const key of Object.keys(raw)) {
     const value = raw[key];
     switch (key) {
@@ -77,6 +112,9 @@ export function configure(raw) {
           throw new Error(`mask_char: invalid value: string ${JSON.stringify(value)}, expected a character`);
         }
         config.maskChar = value;
+        break;
+      case 'on_unparseable':
+        onUnparseable = policy(value);
         break;
       default:
         throw new Error(
@@ -116,6 +154,8 @@ export function configure(raw) {
     });
   }
   if (fields.length > 0) config.trie = root;
+  // Without `fields` nothing is ever unparseable: patterns read any body.
+  config.deadLetter = fields.length > 0 && (onUnparseable ?? 'dead-letter') === 'dead-letter';
   // The masking character as it is written inside a JSON string, in UTF-8.
   config.maskJson = new TextEncoder().encode(JSON.stringify(config.maskChar).slice(1, -1));
   config.maskRun = new Uint8Array(0);
@@ -139,40 +179,24 @@ function maskStr(value, config) {
 // numbers are found so that the body can be edited in place.
 //
 // StarlingMonkey interprets JavaScript, where every call costs far more than a
-// native built-in doing a whole body at once, so the usual path is: JSON.parse
-// validates, one `split` cuts the body into strings and brackets, and a loop
-// over those pieces follows the key paths. When JSON.parse refuses a body with
-// escapes (the Rust scanner accepts any `\x` escape and decodes values later),
-// a token-by-token scanner decides instead.
+// native built-in doing a whole body at once, so: JSON.parse validates, a
+// check for escaped lone surrogates (which JSON.parse lets through) completes
+// that, and a walk over the characters between strings follows the key paths.
+// The Rust scanner refuses exactly what serde_json refuses (bad escapes such
+// as `\q`, lone surrogates), so a body JSON.parse refuses is not JSON for it
+// either.
 
 const STRING = 1;
 const NUMBER = 2;
-const LITERAL = 3;
-const PUNCT = 4;
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-function wellFormed(s) {
-  return typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s);
-}
 
 /**
  * The trie entry of the key whose token (quotes included) is text[start, end)
- * in `level`: undefined if none, null if the key is invalid.
+ * in `level`, or undefined if none. The body is valid JSON, so the token is.
  */
 function child(level, text, start, end, escapes) {
   if (escapes) {
     const slash = text.indexOf('\\', start);
-    if (slash >= 0 && slash < end) {
-      let key;
-      try {
-        key = JSON.parse(text.slice(start, end));
-      } catch {
-        return null;
-      }
-      if (!wellFormed(key)) return null; // a lone surrogate escape is invalid
-      return level.map[`"${key}"`];
-    }
+    if (slash >= 0 && slash < end) return level.map[`"${JSON.parse(text.slice(start, end))}"`];
   }
   const candidates = level.byLen[end - start];
   if (candidates === undefined) return undefined;
@@ -225,8 +249,7 @@ const objects = [];
 /**
  * The walk over a body JSON.parse accepted, so its structure is sound: it
  * looks at the characters between strings one by one and skips over strings
- * with indexOf. Returns the edits, or null past MAX_NESTING or on a key with a
- * lone surrogate escape (invalid for the Rust plugin, accepted by JSON.parse).
+ * with indexOf. Returns the edits, or null past MAX_NESTING.
  */
 function walk(text, trie) {
   const n = text.length;
@@ -258,7 +281,6 @@ function walk(text, trie) {
           valueMasked = masked;
         } else {
           const entry = child(level, text, i, end, escapes);
-          if (entry === null) return null;
           valueLevel = entry === undefined ? null : entry.next;
           valueMasked = entry !== undefined && entry.terminal;
         }
@@ -324,123 +346,52 @@ function walk(text, trie) {
   return edits;
 }
 
-// The token-by-token scanner, for bodies with escapes JSON.parse refuses.
-const TOKEN = /("(?:[^"\\\x00-\x1f]|\\[\s\S])*")|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|(true|false|null)|([{}[\]:,])/y;
+// In a body JSON.parse accepted every backslash starts a valid escape, so
+// escapes matched left to right stay aligned (`\\u` is `\\` then `u`).
+const ESCAPE = /\\(?:u([0-9a-fA-F]{4})|[^u])/g;
 
-let src = '';
-let pos = 0;
-let tokenType = 0;
-let tokenStart = 0;
-let edits = [];
-
-function ws() {
-  let c = src.charCodeAt(pos);
-  while (c === 32 || c === 9 || c === 10 || c === 13) c = src.charCodeAt(++pos);
-}
-
-/** Reads the next token; false at the end or on bytes that start no token. */
-function next() {
-  ws();
-  TOKEN.lastIndex = pos;
-  const m = TOKEN.exec(src);
-  if (m === null) return false;
-  tokenStart = pos;
-  pos = TOKEN.lastIndex;
-  tokenType = m[1] !== undefined ? STRING : m[2] !== undefined ? NUMBER : m[3] !== undefined ? LITERAL : PUNCT;
-  return true;
-}
-
-/** One value; `level`: trie level of the paths still live, `masked`: inside a match. */
-function value(level, masked, nesting) {
-  if (nesting > MAX_NESTING || !next()) return false;
-  switch (tokenType) {
-    case STRING:
-    case NUMBER:
-      if (masked) edits.push(tokenStart, pos, tokenType);
+/**
+ * Whether `text`, valid for JSON.parse, escapes a lone surrogate: a high half
+ * not followed at once by an escaped low half, or a low half alone. JSON.parse
+ * accepts those; the Rust scanner (like serde_json) refuses the body. (A raw
+ * surrogate cannot be in text decoded from UTF-8.)
+ */
+function loneSurrogate(text) {
+  if (text.indexOf('\\u') < 0) return false;
+  let pairAt = -1; // after a high half: where its low half must start
+  ESCAPE.lastIndex = 0;
+  let m;
+  while ((m = ESCAPE.exec(text)) !== null) {
+    const unit = m[1] === undefined ? -1 : parseInt(m[1], 16);
+    const low = unit >= 0xdc00 && unit <= 0xdfff;
+    if (pairAt >= 0) {
+      if (m.index !== pairAt || !low) return true;
+      pairAt = -1;
+    } else if (low) {
       return true;
-    case LITERAL:
-      return true;
-    default: {
-      const c = src.charCodeAt(tokenStart);
-      if (c === 123) return object(level, masked, nesting + 1);
-      if (c === 91) return array(level, masked, nesting + 1);
-      return false;
+    } else if (unit >= 0xd800 && unit <= 0xdbff) {
+      pairAt = ESCAPE.lastIndex;
     }
   }
+  return pairAt >= 0;
 }
 
-function object(level, masked, nesting) {
-  ws();
-  if (src.charCodeAt(pos) === 125) {
-    pos++;
-    return true;
-  }
-  for (;;) {
-    if (!next() || tokenType !== STRING) return false;
-    let childLevel = null;
-    let childMasked = masked;
-    if (!masked && level !== null) {
-      const entry = child(level, src, tokenStart, pos, true);
-      if (entry === null) return false;
-      if (entry !== undefined) {
-        childMasked = entry.terminal;
-        childLevel = entry.next;
-      }
-    }
-    if (!next() || tokenType !== PUNCT || src.charCodeAt(tokenStart) !== 58) return false;
-    if (!value(childLevel, childMasked, nesting)) return false;
-    if (!next() || tokenType !== PUNCT) return false;
-    const c = src.charCodeAt(tokenStart);
-    if (c === 125) return true;
-    if (c !== 44) return false;
-  }
-}
-
-function array(level, masked, nesting) {
-  ws();
-  if (src.charCodeAt(pos) === 93) {
-    pos++;
-    return true;
-  }
-  for (;;) {
-    if (!value(level, masked, nesting)) return false;
-    if (!next() || tokenType !== PUNCT) return false;
-    const c = src.charCodeAt(tokenStart);
-    if (c === 93) return true;
-    if (c !== 44) return false;
-  }
-}
-
-function scan(body, trie) {
-  src = body;
-  pos = 0;
-  edits = [];
-  const ok = value(trie, false, 0);
-  if (ok) ws();
-  const found = ok && pos === body.length ? edits : null;
-  src = '';
-  return found;
-}
-
-/** Flat [start, end, type] triples of the values to mask, or null if `body` is not one JSON document. */
+/**
+ * Flat [start, end, type] triples of the values to mask, or null if `body` is
+ * not one JSON document (nested at most MAX_NESTING deep) for the Rust scanner.
+ */
 function findFields(body, trie) {
   try {
     JSON.parse(body);
   } catch {
-    return body.indexOf('\\') >= 0 ? scan(body, trie) : null;
+    return null;
   }
-  return walk(body, trie);
+  return loneSurrogate(body) ? null : walk(body, trie);
 }
 
-/** The text a masked JSON string value stands for ('' if its escapes are invalid). */
+/** The text a masked JSON string value stands for (its token is valid JSON). */
 function decodeString(token) {
-  let text;
-  try {
-    text = JSON.parse(token);
-  } catch {
-    return '';
-  }
-  return wellFormed(text) ? text : ''; // a lone surrogate escape is invalid
+  return JSON.parse(token);
 }
 
 /** `body` with the JSON values at `spans` replaced by masked strings. */
@@ -571,32 +522,39 @@ function maskPatternsBytes(bytes, config) {
   return out;
 }
 
-/** Whether `text` starts (after whitespace) with an object or array: only those hold keys. */
-function startsContainer(text) {
-  let i = 0;
-  let c = text[0];
-  while (c === ' ' || c === '\t' || c === '\n' || c === '\r') c = text[++i];
-  return c === '{' || c === '[';
-}
+// The body as text, or null if it is not UTF-8. `ignoreBOM` keeps a leading
+// byte-order mark, which the SDK's event.text() drops: the Rust scanner reads
+// bytes, so a body starting with one is not JSON, and patterns must not drop it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-const STRICT = { strict: true };
+function bodyText(bytes) {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
 
 /** Masks the configured values of one event. */
 export function process(event, config) {
-  const text = event.text(STRICT);
+  const bytes = event.body;
+  const text = bodyText(bytes);
   if (text === null) {
-    // Not UTF-8: not JSON either, so only `patterns` apply.
+    // Not UTF-8: not JSON either, so `fields` cannot read it; only `patterns` apply.
+    if (config.deadLetter) return deadLetter(UNPARSEABLE);
     if (config.patterns.length > 0) {
-      const masked = maskPatternsBytes(event.body, config);
+      const masked = maskPatternsBytes(bytes, config);
       if (masked !== null) event.setBody(masked);
     }
     return keep();
   }
   let body = null;
-  if (config.trie !== null && startsContainer(text)) {
+  if (config.trie !== null) {
+    // Scalars too: only parsing tells `42` (no fields) from `4111 in clear`.
     const spans = findFields(text, config.trie);
-    if (spans !== null && spans.length > 0) {
-      const bytes = event.body;
+    if (spans === null) {
+      if (config.deadLetter) return deadLetter(UNPARSEABLE);
+    } else if (spans.length > 0) {
       if (bytes.length === text.length && config.patterns.length === 0 && text.indexOf('\\') < 0) {
         event.setBody(applyEditsAscii(bytes, spans, config));
         return keep();

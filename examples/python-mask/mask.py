@@ -11,16 +11,30 @@ Config keys (the `config` table of the plugin):
              match the raw body, after `fields`.
   keep_last  characters left visible at the end of a masked value (default 4).
   mask_char  the replacement character (default "*").
+  on_unparseable
+             "dead-letter" or "pass": what happens to a body `fields` cannot
+             read (not UTF-8, not one JSON document, a bad escape, or nested
+             deeper than 128 levels). Default "dead-letter" when `fields` is
+             set, so that a card number is never passed on in clear; "pass"
+             lets it through with only `patterns` applied. A JSON scalar
+             (`42`, `"text"`) is a document with no fields: it passes.
 """
 
 import json
 import re
 
-from sluice_plugin import keep
+from sluice_plugin import dead_letter, keep
 
 MAX_FIELDS = 64
 MAX_NESTING = 128
-KEYS = ("fields", "patterns", "keep_last", "mask_char")
+KEYS = ("fields", "patterns", "keep_last", "mask_char", "on_unparseable")
+POLICIES = ("dead-letter", "pass")
+# The dead-letter reason of a body `fields` cannot read: the same in every
+# language's `mask` (the golden files hold it).
+UNPARSEABLE = (
+    "mask: body is not a JSON document (or nests deeper than 128 levels); "
+    "its fields cannot be masked"
+)
 
 # ---------------------------------------------------------------------------
 # Configuration: checked once, with serde-like messages naming the key.
@@ -52,7 +66,9 @@ def _strings(raw, key):
 
 
 class Config:
-    __slots__ = ("trie", "quick_keys", "patterns", "keep_last", "mask_char", "mask_json")
+    __slots__ = (
+        "trie", "quick_keys", "patterns", "keep_last", "mask_char", "mask_json", "dead_letter",
+    )  # fmt: skip
 
     def __init__(self):
         self.trie = None  # {key: (children, terminal)}
@@ -61,12 +77,27 @@ class Config:
         self.keep_last = 4
         self.mask_char = "*"
         self.mask_json = "*"  # the masking character as written in a JSON string
+        self.dead_letter = False  # whether a body `fields` cannot read is dead-lettered
+
+
+def _policy(value):
+    """`on_unparseable`, as serde reads the Rust plugin's enum."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"on_unparseable: invalid type: {_describe(value)}, expected enum OnUnparseable"
+        )
+    if value not in POLICIES:
+        raise ValueError(
+            f"on_unparseable: unknown variant `{value}`, expected `dead-letter` or `pass`"
+        )
+    return value
 
 
 def configure(raw):
     """Called once by the SDK with the plugin's config table."""
     config = Config()
     fields = []
+    policy = None  # unset: decided by whether `fields` is
     for key, value in raw.items():
         if key == "fields":
             fields = _strings(raw, key)
@@ -92,6 +123,9 @@ def configure(raw):
                     f"mask_char: invalid value: {_describe(value)}, expected a character"
                 )
             config.mask_char = value
+        elif key == "on_unparseable":
+            # null is "unset", as for the Rust plugin's Option.
+            policy = None if value is None else _policy(value)
         else:
             expected = ", ".join(f"`{k}`" for k in KEYS)
             raise ValueError(f"unknown field `{key}`, expected one of {expected}")
@@ -119,6 +153,9 @@ def configure(raw):
             level = entry[0]
     if fields:
         config.trie = root
+        # Fail closed by default: a body whose fields cannot be found must not
+        # go on with them in clear.
+        config.dead_letter = policy != "pass"
         # A body can only match if it holds a first key as a plain JSON string
         # (or escapes, which may spell one).
         config.quick_keys = tuple(root)
@@ -139,23 +176,27 @@ def _mask_str(value, config):
 
 # Finding the values to mask. The rules are those of the Rust plugin's
 # validating scanner (plugins/mask/src/json.rs): the body must be one JSON
-# document (nested at most 128 deep), and the spans of the masked strings and
-# numbers are found so that the body can be edited in place.
+# document (nested at most 128 deep, every escape valid, no lone surrogate),
+# and the spans of the masked strings and numbers are found so that the body
+# can be edited in place.
 #
-# Python code is slow per step and native calls are not, so the usual path is:
-# json.loads validates, one regex split cuts the body into strings, brackets
-# and commas, and a loop over those pieces follows the key paths. When
-# json.loads refuses a body with escapes (the Rust scanner accepts any `\x`
-# escape and decodes values later), a token-by-token scanner decides instead.
+# Python code is slow per step and native calls are not, so json.loads
+# validates, one regex split cuts the body into strings, brackets and commas,
+# and a loop over those pieces follows the key paths. json.loads refuses what
+# the Rust scanner refuses (an unknown escape such as `\q` included) but for
+# two things: a lone surrogate escape, which one regex looks for, and nesting
+# deeper than 128, which the walk counts.
 
-_STRING, _NUMBER, _LITERAL, _PUNCT = 1, 2, 3, 4
+_STRING, _NUMBER = 1, 2
 
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# parse_int=str: the digits are not converted, so a long integer is no error
+# (Python refuses int() of more than 4300 digits; JSON does not).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=str)
 
 
 def _valid_json(text):
@@ -166,17 +207,28 @@ def _valid_json(text):
     return True
 
 
+# The escapes of a body, in order (so that in `\\ud800` the escape is `\\`):
+# group 1 is set for a surrogate escape that is not the first half of a pair.
+_ESCAPES = re.compile(
+    r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)",
+    re.S,
+)
+
+
+def _lone_surrogate(text):
+    """Whether `text`, valid JSON, escapes a lone surrogate: json.loads
+    accepts one, but it is no character and JSON (and the Rust scanner)
+    refuses it."""
+    return "\\u" in text and any(m.group(1) for m in _ESCAPES.finditer(text))
+
+
 def _entry(level, token):
-    """The trie entry of key `token` (quotes included) in `level`: None if
-    absent, False if the key is invalid."""
-    if "\\" not in token:
-        return level.get(token)
-    try:
-        key = json.loads(token)
-        key.encode("utf-8")  # a lone surrogate escape is invalid
-    except ValueError:
-        return False
-    return level.get(f'"{key}"')
+    """The trie entry of key `token` (quotes included) in `level`, or None."""
+    if "\\" in token:
+        # Escapes may spell a key: compare it decoded (the body is valid JSON).
+        token = f'"{json.loads(token)}"'
+    return level.get(token)
 
 
 _PIECES = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],])', re.S)
@@ -187,8 +239,7 @@ _BLANK = " \t\n\r"
 def _walk(text, trie):
     """The walk over a body json.loads accepted, so its structure is sound.
     `parts` alternates gaps (blanks, ':', numbers, literals) and tokens
-    (strings, brackets, commas). None past MAX_NESTING or on a key with a
-    lone surrogate escape."""
+    (strings, brackets, commas). None past MAX_NESTING."""
     parts = _PIECES.split(text)
     edits = []
     stack = []  # (level, masked, in_object) of the enclosing containers
@@ -206,8 +257,6 @@ def _walk(text, trie):
                     value_level, value_masked = None, masked
                 else:
                     entry = _entry(level, token)
-                    if entry is False:
-                        return None
                     if entry is None:
                         value_level, value_masked = None, False
                     else:
@@ -252,98 +301,20 @@ def _walk(text, trie):
     return edits
 
 
-# The token-by-token scanner, for bodies with escapes json.loads refuses. The
-# body is cut into tokens by one regex (the group number is the token type;
-# the last group catches anything that starts no token), then walked
-# recursively.
-_TOKEN = re.compile(
-    r'[ \t\n\r]*(?:("(?:[^"\\\x00-\x1f]|\\.)*")'
-    r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
-    r"|(true|false|null)|([{}\[\]:,])|([^ \t\n\r]))",
-    re.S,
-)
-
-
-def _value(text, toks, i, level, masked, nesting, edits):
-    if nesting > MAX_NESTING or i >= len(toks):
-        return -1
-    kind, start, end = toks[i]
-    if kind == _STRING or kind == _NUMBER:
-        if masked:
-            edits.append((start, end, kind))
-        return i + 1
-    if kind == _LITERAL:
-        return i + 1
-    if kind == _PUNCT:
-        c = text[start]
-        if c == "{":
-            return _object(text, toks, i + 1, level, masked, nesting + 1, edits)
-        if c == "[":
-            return _array(text, toks, i + 1, level, masked, nesting + 1, edits)
-    return -1
-
-
-def _object(text, toks, i, level, masked, nesting, edits):
-    n = len(toks)
-    if i < n and toks[i][0] == _PUNCT and text[toks[i][1]] == "}":
-        return i + 1
-    while i < n:
-        kind, start, end = toks[i]
-        if kind != _STRING:
-            return -1
-        child_level, child_masked = None, masked
-        if not masked and level:
-            entry = _entry(level, text[start:end])
-            if entry is False:
-                return -1
-            if entry is not None:
-                child_level, child_masked = entry
-        i += 1
-        if i >= n or toks[i][0] != _PUNCT or text[toks[i][1]] != ":":
-            return -1
-        i = _value(text, toks, i + 1, child_level, child_masked, nesting, edits)
-        if i < 0 or i >= n or toks[i][0] != _PUNCT:
-            return -1
-        c = text[toks[i][1]]
-        if c == "}":
-            return i + 1
-        if c != ",":
-            return -1
-        i += 1
-    return -1
-
-
-def _array(text, toks, i, level, masked, nesting, edits):
-    n = len(toks)
-    if i < n and toks[i][0] == _PUNCT and text[toks[i][1]] == "]":
-        return i + 1
-    while True:
-        i = _value(text, toks, i, level, masked, nesting, edits)
-        if i < 0 or i >= n or toks[i][0] != _PUNCT:
-            return -1
-        c = text[toks[i][1]]
-        if c == "]":
-            return i + 1
-        if c != ",":
-            return -1
-        i += 1
-
-
-def _scan(text, trie):
-    toks = [(m.lastindex, m.start(m.lastindex), m.end()) for m in _TOKEN.finditer(text)]
-    edits = []
-    # The tokens cover the text up to trailing whitespace, so walking all of
-    # them means the document ends where the text does.
-    if _value(text, toks, 0, trie, False, 0, edits) != len(toks):
-        return None
-    return edits
-
-
 def find_fields(text, trie):
     """(start, end, kind) of the values to mask, or None if `text` is not one JSON document."""
-    if _valid_json(text):
-        return _walk(text, trie)
-    return _scan(text, trie) if "\\" in text else None
+    if not _valid_json(text) or _lone_surrogate(text):
+        return None
+    return _walk(text, trie)
+
+
+def is_document(text):
+    """Whether find_fields reads `text` at all, for a body in which no key can
+    match: the walk then only counts nesting, which cannot pass the limit in a
+    body with fewer brackets than that."""
+    if text.count("{") + text.count("[") > MAX_NESTING:
+        return find_fields(text, {}) is not None
+    return _valid_json(text) and not _lone_surrogate(text)
 
 
 def _apply_edits(text, edits, config):
@@ -418,20 +389,40 @@ def _mask_patterns_bytes(body, config):
     return bytes(out)
 
 
+def _fields(text, config):
+    """The edits of `fields` in `text` (maybe none), or None if it is not one
+    JSON document."""
+    if "\\" in text or any(k in text for k in config.quick_keys):
+        return find_fields(text, config.trie)
+    # No key can match (a key is written as is or spelled with escapes).
+    # Whether the body is a document then only matters to dead-letter it.
+    if config.dead_letter and not is_document(text):
+        return None
+    return []
+
+
 def process(event, config):
     """Masks the configured values of one event."""
     text = event.text(strict=True)
     if text is None:
-        # Not UTF-8: not JSON either, so only `patterns` apply.
+        # Not UTF-8: not JSON either, so `fields` cannot apply; only
+        # `patterns` do, if the body passes.
+        if config.dead_letter:
+            return dead_letter(UNPARSEABLE)
         if config.patterns:
             masked = _mask_patterns_bytes(event.body, config)
             if masked is not None:
                 event.set_body(masked)
         return keep()
     body = None
-    if config.trie is not None and ("\\" in text or any(k in text for k in config.quick_keys)):
-        edits = find_fields(text, config.trie)
-        if edits:
+    if config.trie is not None:
+        edits = _fields(text, config)
+        if edits is None:
+            if config.dead_letter:
+                # The original event goes to the dead-letter channel:
+                # `patterns` would change nothing there.
+                return dead_letter(UNPARSEABLE)
+        elif edits:
             body = _apply_edits(text, edits, config)
     if config.patterns:
         masked = _mask_patterns(body if body is not None else text, config)

@@ -2,7 +2,9 @@
 //!
 //! - **golden**: the `mask` interceptor written in Rust, JavaScript, Python,
 //!   C and Go, run by `sluice plugin test` on `examples/mask-golden/input.jsonl`,
-//!   prints exactly `examples/mask-golden/expected.jsonl`, byte for byte;
+//!   prints exactly `examples/mask-golden/expected.jsonl` (with `config.toml`)
+//!   and `expected-strict.jsonl` (with `config-strict.toml`, where a body
+//!   `fields` cannot read is dead-lettered), byte for byte;
 //! - **pipeline**: all five run side by side in one real pipeline (librdkafka's
 //!   mock Kafka cluster → one source per language with its `mask` →
 //!   `file://` object-store sink) and each language's files hold exactly the
@@ -88,11 +90,23 @@ fn golden(lang: &str) {
     let Some(component) = mask_component(lang) else {
         return skip(&missing_component(lang));
     };
+    // `config.toml` passes a body `fields` cannot read on (patterns applied);
+    // `config-strict.toml` leaves `on_unparseable` at its default and
+    // dead-letters it.
+    for (config, expected) in [
+        ("config.toml", "expected.jsonl"),
+        ("config-strict.toml", "expected-strict.jsonl"),
+    ] {
+        golden_run(lang, &component, config, expected);
+    }
+}
+
+fn golden_run(lang: &str, component: &Path, config: &str, expected: &str) {
     let dir = golden_dir();
     let mut out = Vec::new();
     let failed = sluice::cli::plugin_test(
-        &component,
-        Some(&dir.join("config.toml")),
+        component,
+        Some(&dir.join(config)),
         &dir.join("input.jsonl"),
         None,
         // As the pipeline test below: a first call of a 12-18 MB JS or
@@ -103,20 +117,20 @@ fn golden(lang: &str) {
         },
         &mut out,
     )
-    .unwrap_or_else(|e| panic!("{lang}: plugin test: {e:#}"));
-    let expected = std::fs::read(dir.join("expected.jsonl")).unwrap();
-    if out != expected {
+    .unwrap_or_else(|e| panic!("{lang}: plugin test with {config}: {e:#}"));
+    let wanted = std::fs::read(dir.join(expected)).unwrap();
+    if out != wanted {
         let diff = sluice::golden::diff(
-            &String::from_utf8_lossy(&expected),
+            &String::from_utf8_lossy(&wanted),
             &String::from_utf8_lossy(&out),
-            "examples/mask-golden/expected.jsonl",
+            &format!("examples/mask-golden/{expected}"),
             &format!("{lang} mask"),
         )
         .map(|d| d.text)
         .unwrap_or_else(|| "(the lines are equal; line endings differ)\n".into());
-        panic!("{lang} mask output differs from the golden file:\n{diff}");
+        panic!("{lang} mask output with {config} differs from the golden file:\n{diff}");
     }
-    assert!(!failed, "{lang}: a batch failed");
+    assert!(!failed, "{lang}: a batch failed with {config}");
 }
 
 #[test]
@@ -176,7 +190,7 @@ fn golden_input() -> Vec<InputEvent> {
 }
 
 /// The bodies the golden file passes on (every outcome but `drop` and
-/// `dead_letter`), sorted; and how many it dead-letters.
+/// `dead-letter`), sorted; and how many it dead-letters.
 fn golden_output() -> (Vec<Vec<u8>>, u64) {
     let text = std::fs::read_to_string(golden_dir().join("expected.jsonl")).unwrap();
     let mut bodies = Vec::new();
@@ -185,7 +199,7 @@ fn golden_output() -> (Vec<Vec<u8>>, u64) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         match v["outcome"].as_str().unwrap() {
             "drop" => {}
-            "dead_letter" => dead += 1,
+            "dead-letter" => dead += 1,
             _ => bodies.push(v["event"]["body"].as_str().unwrap().as_bytes().to_vec()),
         }
     }

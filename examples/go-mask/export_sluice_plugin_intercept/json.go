@@ -205,6 +205,10 @@ type scanner struct {
 // findFields returns the strings and numbers at or below any of paths (arrays
 // looked through) in document order; ok is false when body is not one JSON document.
 func (s *scanner) findFields(body []byte, paths [][]string) (edits []edit, ok bool) {
+	// JSON text is UTF-8; the scanner checks only the keys it compares.
+	if !utf8.Valid(body) {
+		return nil, false
+	}
 	s.b, s.i, s.paths, s.edits = body, 0, paths, s.edits[:0]
 	live := uint64(1)<<len(paths) - 1
 	if len(paths) >= 64 {
@@ -388,7 +392,43 @@ func (s *scanner) str() (start, end int, ok bool) {
 			s.i = i + 1
 			return start, i + 1, true
 		}
-		i += 2 // a backslash and the byte it escapes
+		if i, ok = escape(b, i); !ok {
+			return 0, 0, false
+		}
+	}
+}
+
+// escape steps over the escape at b[i] (a backslash), refusing what JSON refuses,
+// as the Rust scanner does: an unknown escape (`\q`), a `\u` without four hex
+// digits, a lone surrogate. Such a body is not JSON, so under `on_unparseable =
+// "dead-letter"` it must not pass as a document with unread fields.
+func escape(b []byte, i int) (next int, ok bool) {
+	i++
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return i + 1, true
+	case 'u':
+		u, ok := hex4(b, i+1)
+		if !ok || (u >= 0xDC00 && u <= 0xDFFF) {
+			return 0, false
+		}
+		i += 5
+		if u < 0xD800 || u > 0xDBFF {
+			return i, true
+		}
+		if i+1 >= len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		u2, ok := hex4(b, i+2)
+		if !ok || u2 < 0xDC00 || u2 > 0xDFFF {
+			return 0, false
+		}
+		return i + 6, true
+	default:
+		return 0, false
 	}
 }
 

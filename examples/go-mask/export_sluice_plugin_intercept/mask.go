@@ -1,7 +1,10 @@
 // mask.go: the `mask` interceptor plugin in Go (same config and behaviour as the
 // Rust plugins/mask; see README.md). Masks sensitive values keeping their last
 // characters: JSON `fields` by key path, then `patterns` (Go regexp / RE2 syntax)
-// over the raw body. Build: examples/go-mask/build.sh -> target/examples/go-mask.wasm
+// over the raw body. A body `fields` cannot read (not one JSON document, or nested
+// deeper than 128 levels) is dead-lettered unless `on_unparseable = "pass"` (the
+// default is "dead-letter" when `fields` is set, "pass" otherwise): a masking stage
+// fails closed. Build: examples/go-mask/build.sh -> target/examples/go-mask.wasm
 package export_sluice_plugin_intercept
 
 import (
@@ -17,12 +20,28 @@ import (
 
 const maxFields = 64
 
+// unparseableReason is the dead-letter reason of a body `fields` cannot read (the
+// same in every language's `mask`: the golden files hold it).
+const unparseableReason = "mask: body is not a JSON document (or nests deeper than 128 levels); its fields cannot be masked"
+
+// unparseablePolicy is what happens to a body `fields` cannot read (`on_unparseable`).
+type unparseablePolicy int
+
+const (
+	// deadLetterUnparseable dead-letters it with unparseableReason (the default
+	// with `fields`): passing it on would let its fields through unmasked.
+	deadLetterUnparseable unparseablePolicy = iota
+	// passUnparseable passes it on with only `patterns` applied.
+	passUnparseable
+)
+
 // config is the plugin configuration (see README.md).
 type config struct {
-	fields   [][]string
-	patterns []*regexp.Regexp
-	keepLast int
-	maskChar []byte // one character, UTF-8
+	fields        [][]string
+	patterns      []*regexp.Regexp
+	keepLast      int
+	maskChar      []byte // one character, UTF-8
+	onUnparseable unparseablePolicy
 }
 
 func configError(format string, args ...any) error {
@@ -41,6 +60,7 @@ func parseConfig(text string) (*config, error) {
 		return nil, configError("invalid type: %s, expected a table", jsonTypeName(root))
 	}
 	c := &config{keepLast: 4, maskChar: []byte("*")}
+	policySet := false
 	for i, key := range obj.keys {
 		v := obj.values[i]
 		switch key {
@@ -84,14 +104,39 @@ func parseConfig(text string) (*config, error) {
 				return nil, configError("mask_char: invalid value: %s, expected a single character", jsonTypeName(v))
 			}
 			c.maskChar = []byte(s)
+		case "on_unparseable":
+			p, err := parsePolicy(v)
+			if err != nil {
+				return nil, err
+			}
+			c.onUnparseable, policySet = p, true
 		default:
-			return nil, configError("unknown field `%s`, expected one of `fields`, `patterns`, `keep_last`, `mask_char`", key)
+			return nil, configError("unknown field `%s`, expected one of `fields`, `patterns`, `keep_last`, `mask_char`, `on_unparseable`", key)
 		}
+	}
+	// The default depends on `fields`, which may come after `on_unparseable`.
+	if !policySet && len(c.fields) == 0 {
+		c.onUnparseable = passUnparseable
 	}
 	if len(c.fields) == 0 && len(c.patterns) == 0 {
 		return nil, configError("nothing to mask: set `fields` (JSON keys) or `patterns` (regexes), or both")
 	}
 	return c, nil
+}
+
+// parsePolicy reads `on_unparseable`; errors are worded like serde's for an enum.
+func parsePolicy(v any) (unparseablePolicy, error) {
+	s, isStr := v.(string)
+	switch {
+	case !isStr:
+		return 0, configError("on_unparseable: invalid type: %s, expected `dead-letter` or `pass`", jsonTypeName(v))
+	case s == "dead-letter":
+		return deadLetterUnparseable, nil
+	case s == "pass":
+		return passUnparseable, nil
+	default:
+		return 0, configError("on_unparseable: unknown variant `%s`, expected `dead-letter` or `pass`", s)
+	}
 }
 
 func stringList(key string, v any) ([]string, error) {
@@ -205,7 +250,13 @@ func (m *masker) handle(e sluice.Event, r *sluice.Result) error {
 	body := e.Body()
 	var newBody []byte
 	if len(m.cfg.fields) > 0 {
-		if edits, ok := m.scan.findFields(body, m.cfg.fields); ok && len(edits) > 0 {
+		edits, ok := m.scan.findFields(body, m.cfg.fields)
+		if !ok && m.cfg.onUnparseable == deadLetterUnparseable {
+			// Fail closed: the host dead-letters the original, so patterns are moot.
+			r.DeadLetter(unparseableReason)
+			return nil
+		}
+		if ok && len(edits) > 0 {
 			m.bufA = m.applyJSONEdits(m.bufA, body, edits)
 			newBody = m.bufA
 		}

@@ -28,9 +28,12 @@ pub(crate) struct Edit {
 
 /// The strings and numbers at or below any of `paths` (key paths; arrays are
 /// looked through), in document order. `None` if `body` is not one JSON
-/// document. `paths` holds at most 64 entries.
+/// document (UTF-8 included). `paths` holds at most 64 entries.
 pub(crate) fn find_fields(body: &[u8], paths: &[Vec<String>]) -> Option<Vec<Edit>> {
     debug_assert!(paths.len() <= 64);
+    // JSON text is UTF-8 (RFC 8259, 8.1); the scanner below checks only the
+    // keys it compares, so the whole body is checked here.
+    std::str::from_utf8(body).ok()?;
     let live = if paths.len() >= 64 {
         u64::MAX
     } else {
@@ -389,6 +392,9 @@ mod tests {
         ] {
             assert_eq!(find_fields(bad.as_bytes(), &paths(&["a"])), None, "{bad}");
         }
+        // Bytes that are not UTF-8, in a value the scanner does not compare.
+        assert_eq!(find_fields(b"{\"b\": \"\xff\"}", &paths(&["a"])), None);
+        assert_eq!(find_fields(b"{\"a\": \"\xc3\"}", &paths(&["a"])), None);
     }
 
     #[test]

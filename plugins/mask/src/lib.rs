@@ -26,6 +26,7 @@
 //! | `patterns` | list of strings | `[]` | Regular expressions ([`regex`] syntax) masked wherever they match the raw body. |
 //! | `keep_last` | integer | `4` | Characters left visible at the end of each masked value; a value not longer than this is masked entirely. |
 //! | `mask_char` | one-character string | `"*"` | Replacement character. |
+//! | `on_unparseable` | `"dead-letter"` or `"pass"` | `"dead-letter"` when `fields` is set, else `"pass"` | What happens to a body `fields` cannot read (see below). |
 //!
 //! At least one of `fields` and `patterns` must be given. Unknown keys, an
 //! invalid regex or a `mask_char` of more than one character fail the batch
@@ -33,9 +34,14 @@
 //!
 //! # Details
 //!
-//! - `fields` applies to bodies that are a JSON document. Any other body
-//!   (not UTF-8, not JSON) is left unchanged by `fields`; `patterns` still
-//!   apply.
+//! - `fields` applies to bodies that are one JSON document. A body that is
+//!   not (not UTF-8, not JSON, a bad escape, trailing bytes, empty, or
+//!   nested deeper than 128 levels) cannot have its fields masked, so by default it
+//!   is dead-lettered with the reason [`UNPARSEABLE`]: a masking stage fails
+//!   closed instead of passing a card number on in clear. With
+//!   `on_unparseable = "pass"` such a body goes on as before, with only
+//!   `patterns` applied. A JSON scalar (`42`, `"text"`) is a document: it has
+//!   no fields, and passes.
 //! - Strings and numbers are masked; a masked number becomes a string
 //!   (`"card": 4111111111111111` becomes `"card": "************1111"`).
 //!   Booleans and `null` are left alone.
@@ -62,6 +68,21 @@ pub struct Config {
     patterns: Vec<Regex>,
     keep_last: usize,
     mask_char: char,
+    on_unparseable: OnUnparseable,
+}
+
+/// The dead-letter reason of a body `fields` cannot read (the same in every
+/// language's `mask`: the golden files hold it).
+pub const UNPARSEABLE: &str = "mask: body is not a JSON document (or nests deeper than 128 levels); its fields cannot be masked";
+
+/// What happens to a body `fields` cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnparseable {
+    /// Dead-letter it with [`UNPARSEABLE`] (the default with `fields`).
+    DeadLetter,
+    /// Pass it on with only `patterns` applied.
+    Pass,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +96,8 @@ struct RawConfig {
     keep_last: usize,
     #[serde(default = "default_mask_char")]
     mask_char: char,
+    #[serde(default)]
+    on_unparseable: Option<OnUnparseable>,
 }
 
 fn default_keep_last() -> usize {
@@ -120,11 +143,17 @@ impl<'de> Deserialize<'de> for Config {
             }
             fields.push(path);
         }
+        let on_unparseable = raw.on_unparseable.unwrap_or(if fields.is_empty() {
+            OnUnparseable::Pass
+        } else {
+            OnUnparseable::DeadLetter
+        });
         Ok(Config {
             fields,
             patterns: raw.patterns,
             keep_last: raw.keep_last,
             mask_char: raw.mask_char,
+            on_unparseable,
         })
     }
 }
@@ -136,11 +165,17 @@ pub fn mask(event: &mut Event) -> Result<Outcome, Error> {
     let body = event.body();
     let mut new_body: Option<Vec<u8>> = None;
 
-    if !config.fields.is_empty()
-        && let Some(edits) = json::find_fields(body, &config.fields)
-        && !edits.is_empty()
-    {
-        new_body = Some(apply_json_edits(body, &edits, config));
+    if !config.fields.is_empty() {
+        match json::find_fields(body, &config.fields) {
+            Some(edits) if !edits.is_empty() => {
+                new_body = Some(apply_json_edits(body, &edits, config));
+            }
+            Some(_) => {}
+            None if config.on_unparseable == OnUnparseable::DeadLetter => {
+                return Ok(Outcome::dead_letter(UNPARSEABLE));
+            }
+            None => {}
+        }
     }
 
     if !config.patterns.is_empty() {
@@ -299,7 +334,7 @@ mod tests {
     #[test]
     fn unchanged_events_are_not_copied() {
         let out = run(
-            r#"{"fields": ["card"]}"#,
+            r#"{"fields": ["card"], "on_unparseable": "pass"}"#,
             &[
                 r#"{"id": 1}"#,
                 "not json",
@@ -312,6 +347,70 @@ mod tests {
             assert_eq!(o.outcome, Outcome::Keep);
             assert!(!o.modified, "{:?}", o.event.body_str());
         }
+    }
+
+    #[test]
+    fn unparseable_bodies_are_dead_lettered_by_default() {
+        let deep = format!(
+            "{}{{\"card\":\"4111111111111111\"}}{}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let bodies = [
+            "not json 4111111111111111",
+            "",
+            r#"{"card": "4111111111111111""#,
+            r#"{"card": "4111111111111111", "note": "\q"}"#,
+            r#"{"card": "4111111111111111"} trailing"#,
+            deep.as_str(),
+        ];
+        let out = run(
+            r#"{"fields": ["card"], "patterns": ["\\d{13,19}"]}"#,
+            &bodies,
+        );
+        for (o, body) in out.iter().zip(bodies) {
+            assert_eq!(o.outcome, Outcome::dead_letter(UNPARSEABLE), "{body:?}");
+        }
+        // The same with the policy spelled out.
+        let out = run(
+            r#"{"fields": ["card"], "on_unparseable": "dead-letter"}"#,
+            &bodies[..1],
+        );
+        assert_eq!(out[0].outcome, Outcome::dead_letter(UNPARSEABLE));
+    }
+
+    #[test]
+    fn json_scalars_and_shallow_nesting_are_documents() {
+        let nested = format!(
+            "{}{{\"card\":\"4111111111111111\"}}{}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let out = run(
+            r#"{"fields": ["card"]}"#,
+            &["42", r#""text""#, "null", &nested],
+        );
+        for o in &out[..3] {
+            assert_eq!(o.outcome, Outcome::Keep);
+            assert!(!o.modified);
+        }
+        assert!(
+            out[3]
+                .event
+                .body_str()
+                .unwrap()
+                .contains("************1111")
+        );
+    }
+
+    #[test]
+    fn pass_lets_unparseable_bodies_through_with_patterns_applied() {
+        let out = run(
+            r#"{"fields": ["card"], "patterns": ["\\d{13,19}"], "on_unparseable": "pass"}"#,
+            &["not json 4111111111111111"],
+        );
+        assert_eq!(out[0].outcome, Outcome::Keep);
+        assert_eq!(out[0].event.body_str(), Some("not json ************1111"));
     }
 
     #[test]
@@ -369,6 +468,11 @@ mod tests {
         assert!(e.starts_with("invalid plugin config: keep_last: "), "{e}");
         assert!(fail("{}").contains("nothing to mask"));
         assert!(fail(r#"{"fields": ["a..b"]}"#).contains("empty segment"));
+        let e = fail(r#"{"fields": ["card"], "on_unparseable": "drop"}"#);
+        assert!(
+            e.starts_with("invalid plugin config: on_unparseable: unknown variant `drop`"),
+            "{e}"
+        );
     }
 
     #[test]
