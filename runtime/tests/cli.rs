@@ -36,7 +36,7 @@ fn validate_accepts_the_quickstart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sources, 5 plugins"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sources, 6 plugins"));
 }
 
 /// README's first command runs this: from a fresh directory (plugins
@@ -64,6 +64,66 @@ fn the_quickstart_reads_every_event_from_a_fresh_start() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert!(commits > 0, "the lake holds committed files: {log}");
+    // No card number in clear anywhere: the lake (`mask`) and the dead
+    // letters (`redact`, the source's dead_letter_interceptors), which hold
+    // the lines the decoder rejected.
+    let dead = files_text(&out_dir.path().join("dead-letter"));
+    assert!(
+        dead.contains("sluice.dead_letter.reason"),
+        "the feed's malformed lines are dead-lettered: {log}"
+    );
+    for dir in ["lake", "dead-letter", "high-risk", "refunds"] {
+        let text = files_text(&out_dir.path().join(dir));
+        let cards = clear_card_numbers(&text);
+        assert!(
+            cards.is_empty(),
+            "{dir} holds card numbers in clear: {cards:?}"
+        );
+    }
+}
+
+/// The text of every file under `dir`, recursively, but for Sluice's own
+/// `_sluice` records.
+fn files_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return text;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if entry.file_name() != "_sluice" {
+                text.push_str(&files_text(&path));
+            }
+        } else {
+            text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    text
+}
+
+/// The runs of exactly 16 digits in `text` that look like the feed's card
+/// numbers: a leading 4 and a valid Luhn check digit.
+fn clear_card_numbers(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|run| run.len() == 16 && run.starts_with('4'))
+        .filter(|run| {
+            let sum: u32 = run
+                .bytes()
+                .rev()
+                .enumerate()
+                .map(|(i, b)| {
+                    let d = u32::from(b - b'0');
+                    match (i % 2, d * 2) {
+                        (0, _) => d,
+                        (_, x) if x > 9 => x - 9,
+                        (_, x) => x,
+                    }
+                })
+                .sum();
+            sum.is_multiple_of(10)
+        })
+        .collect()
 }
 
 /// `text` without its terminal colour sequences (`ESC [ ... m`).
@@ -144,7 +204,16 @@ fn plugin_test_prints_masked_events() {
     let body: serde_json::Value =
         serde_json::from_str(lines[0]["event"]["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["card"], "************1111");
-    assert_eq!(lines[1]["outcome"], "keep");
+    // `fields` cannot read a body that is not JSON: mask fails closed.
+    assert_eq!(lines[1]["outcome"], "dead-letter");
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("mask: body is not a JSON document"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[1]["event"]["key"], "k");
 }
 

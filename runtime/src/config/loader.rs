@@ -402,6 +402,8 @@ impl Loader<'_> {
         let router = self.take::<String>(&mut table, "router", &path);
         let channels = self.take::<Vec<String>>(&mut table, "channels", &path);
         let dead_letter = self.take::<String>(&mut table, "dead_letter", &path);
+        let dead_letter_interceptors =
+            self.take::<Vec<String>>(&mut table, "dead_letter_interceptors", &path);
         let team = self.take::<String>(&mut table, "team", &path);
         let parallelism = self.take::<usize>(&mut table, "parallelism", &path);
         if let Ok(Some(n)) = parallelism
@@ -436,6 +438,7 @@ impl Loader<'_> {
             router: router.ok()?,
             channels: channels.unwrap_or_default(),
             dead_letter: dead_letter.ok()?,
+            dead_letter_interceptors: dead_letter_interceptors.ok()?.unwrap_or_default(),
             team: team.ok()?,
             parallelism: parallelism.ok()?.unwrap_or_else(super::default_parallelism),
         })

@@ -11,6 +11,7 @@
 //! router = "by-type"
 //! channels = ["lake"]          # where events go unless routed elsewhere
 //! dead_letter = "rejects"      # where dead-lettered events go
+//! dead_letter_interceptors = ["redact"]   # run on dead letters before they go there
 //!
 //! [plugins.mask]
 //! type = "interceptor"
@@ -103,6 +104,16 @@ pub struct SourceDef {
     /// Key `dead_letter`: channel for dead-lettered events and failed batches;
     /// required when the source has plugins.
     pub dead_letter: Option<String>,
+    /// Key `dead_letter_interceptors`: interceptor plugins every dead letter
+    /// of this source passes through, in order, before it reaches the
+    /// `dead_letter` channel: a dead letter holds the event as the failing
+    /// stage received it (a decoder's raw input, say), so a value the chain
+    /// would have masked is in clear there unless a stage here masks it
+    /// (`mask` with `patterns`). The event keeps its dead-letter headers. A
+    /// stage here that fails or dead-letters an event withholds that event's
+    /// body and key (header [`crate::plugin::chain::DEAD_LETTER_WITHHELD`]), whatever the
+    /// plugin's `on_failure`: a dead letter is never written unredacted. Default none.
+    pub dead_letter_interceptors: Vec<String>,
     /// Key `team`: the team whose pipeline this is ([`DEFAULT_TEAM`] if
     /// absent). It may use that team's plugins and plugins shared with it.
     pub team: Option<String>,
@@ -138,6 +149,13 @@ impl SourceDef {
             .chain(&self.interceptors)
             .chain(&self.router)
             .map(String::as_str)
+    }
+
+    /// Every plugin the source runs: its chain, then its
+    /// `dead_letter_interceptors`.
+    pub fn plugins(&self) -> impl Iterator<Item = &str> {
+        self.chain()
+            .chain(self.dead_letter_interceptors.iter().map(String::as_str))
     }
 }
 

@@ -60,6 +60,20 @@ impl Loader<'_> {
                         .router
                         .iter()
                         .map(|p| ("router", None, p, PluginKind::Router)),
+                )
+                .chain(
+                    source
+                        .dead_letter_interceptors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            (
+                                "dead_letter_interceptors",
+                                Some(i),
+                                p,
+                                PluginKind::Interceptor,
+                            )
+                        }),
                 );
             let team = source.team.as_deref().unwrap_or(DEFAULT_TEAM);
             if !config.teams.contains_key(team) && !self.broken.contains(&format!("teams.{team}")) {
@@ -125,6 +139,10 @@ impl Loader<'_> {
                     );
                 }
                 Some(_) => {}
+                None if !source.dead_letter_interceptors.is_empty() => self.error(
+                    &key(&["sources", name, "dead_letter_interceptors"]),
+                    "`dead_letter_interceptors` redact the events sent to `dead_letter`, which is not set",
+                ),
                 None if source.chain().next().is_some() => self.error(
                     &key(&["sources", name]),
                     "missing required key `dead_letter`: a source with plugins needs a channel for events they dead-letter and for batches they fail",
@@ -275,7 +293,7 @@ impl Loader<'_> {
             let instances = config
                 .sources
                 .values()
-                .flat_map(|s| s.chain())
+                .flat_map(|s| s.plugins())
                 .filter(|p| config.plugins.get(*p).is_some_and(|d| d.team() == name))
                 .count();
             if instances > team.max_instances {

@@ -117,6 +117,46 @@ fn dangling_references_are_errors() {
 }
 
 #[test]
+fn dead_letter_interceptors_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("mask.wasm");
+    std::fs::write(&wasm, b"\0asm").unwrap();
+    let plugins = format!(
+        "{VALID}\n[plugins.mask]\ntype = \"interceptor\"\npath = \"{0}\"\n\n[plugins.dec]\ntype = \"decoder\"\npath = \"{0}\"\n",
+        wasm.display()
+    );
+    // Without a dead-letter channel they have nothing to redact.
+    let text = plugins.replace(
+        "channels = [\"lake\"]",
+        "channels = [\"lake\"]\ndead_letter_interceptors = [\"mask\"]",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sources.tx.dead_letter_interceptors");
+    assert!(err.message.contains("`dead_letter`"), "{}", err.message);
+    // Each names an interceptor.
+    let text = plugins.replace(
+        "channels = [\"lake\"]",
+        "channels = [\"lake\"]\ndead_letter = \"lake\"\ndead_letter_interceptors = [\"mask\", \"dec\"]",
+    );
+    let err = single_error(&text);
+    assert_eq!(err.key, "sources.tx.dead_letter_interceptors.1");
+    assert!(
+        err.message.contains("needs a `interceptor`"),
+        "{}",
+        err.message
+    );
+    // A valid one loads, apart from the chain.
+    let text = plugins.replace(
+        "channels = [\"lake\"]",
+        "channels = [\"lake\"]\ndead_letter = \"lake\"\ndead_letter_interceptors = [\"mask\"]",
+    );
+    let config = parse_str(&text).unwrap();
+    let source = &config.sources["tx"];
+    assert_eq!(source.chain().count(), 0);
+    assert_eq!(source.plugins().collect::<Vec<_>>(), ["mask"]);
+}
+
+#[test]
 fn plugins_need_a_dead_letter_channel_and_an_existing_file() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("mask.wasm");

@@ -464,26 +464,27 @@ fn spawn_sources(
         } else {
             def.parallelism
         };
-        let mut chains = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
-            let mut stages = Vec::new();
-            for plugin in def.chain() {
-                let settings = config.plugin_settings(plugin);
-                let policy = StagePolicy {
-                    on_failure: settings.on_failure,
-                    breaker: settings.breaker,
-                };
-                stages.push(Stage::from_slot(
-                    registry
+        let stages = |plugins: &mut dyn Iterator<Item = &str>| -> Result<Vec<Stage>> {
+            plugins
+                .map(|plugin| {
+                    let settings = config.plugin_settings(plugin);
+                    let policy = StagePolicy {
+                        on_failure: settings.on_failure,
+                        breaker: settings.breaker,
+                    };
+                    let slot = registry
                         .get(plugin)
                         .cloned()
-                        .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?,
-                    engine,
-                    policy,
-                    metrics,
-                ));
-            }
-            chains.push(Chain::new(stages));
+                        .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?;
+                    Ok(Stage::from_slot(slot, engine, policy, metrics))
+                })
+                .collect()
+        };
+        let mut chains = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let chain = Chain::new(stages(&mut def.chain())?);
+            let redaction = stages(&mut def.dead_letter_interceptors.iter().map(String::as_str))?;
+            chains.push(chain.with_redaction(redaction));
         }
         let resume = Arc::new(Notify::new());
         pipelines.resume.insert(name.clone(), resume.clone());

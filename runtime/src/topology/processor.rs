@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::ChannelSender;
 use crate::event::{Ack, Batch, DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::metrics::{Counter, Gauge, Metrics};
-use crate::plugin::chain::Paused;
+use crate::plugin::chain::{DEAD_LETTER_WITHHELD, Paused};
 use crate::plugin::registry::Registry;
 use crate::plugin::{Chain, ChainOutput};
 
@@ -152,12 +152,17 @@ async fn lane(
             ack,
             rejected,
         } = batch;
-        let Some(output) = processor.process(events).await else {
+        let Some(mut output) = processor.process(events).await else {
             // A panic or a shutdown while paused: the batch is read again.
             ack.fail();
             return;
         };
-        let sends = processor.out.route(output, &rejected, &ack);
+        processor.out.gather_dead(&mut output, &rejected);
+        let Some(output) = processor.redact(output).await else {
+            ack.fail();
+            return;
+        };
+        let sends = processor.out.route(output, &ack);
         processor.out.send(sends, &ack).await;
         // Every piece holds a clone now; this holder's part is done.
         ack.release();
@@ -178,6 +183,7 @@ struct Outlet {
     shutdown: CancellationToken,
     dropped: Counter,
     dead_lettered: Counter,
+    withheld: Counter,
     paused: Gauge,
     pauses: Counter,
 }
@@ -192,6 +198,7 @@ impl Processor {
         let out = Outlet {
             dropped: metrics.counter(&name("dropped_by_plugins")),
             dead_lettered: metrics.counter(&name("dead_lettered")),
+            withheld: metrics.counter(&name("dead_letters_withheld")),
             paused: metrics.gauge(&name("paused")),
             pauses: metrics.counter(&name("pauses")),
             dispatch,
@@ -239,6 +246,42 @@ impl Processor {
             events = paused.batch;
         }
     }
+
+    /// Runs the source's dead-letter redaction stages (on a blocking
+    /// thread) over the batch's dead letters; `None` if they panicked (the
+    /// runtime shuts down).
+    async fn redact(&mut self, mut output: ChainOutput) -> Option<ChainOutput> {
+        if !self.chain.redacts() || output.dead.is_empty() {
+            return Some(output);
+        }
+        let moved = std::mem::take(&mut self.chain);
+        let dead = std::mem::take(&mut output.dead);
+        match tokio::task::spawn_blocking(move || {
+            let mut chain = moved;
+            let redacted = chain.redact(dead);
+            (chain, redacted)
+        })
+        .await
+        {
+            Ok((back, redacted)) => {
+                self.chain = back;
+                output.dead = redacted.events;
+                output.dropped += redacted.dropped;
+                if redacted.withheld > 0 {
+                    self.out
+                        .withheld
+                        .fetch_add(redacted.withheld as u64, Ordering::Relaxed);
+                    tracing::warn!(source = %self.out.dispatch.source, events = redacted.withheld, "a dead-letter redaction stage failed; those dead letters are written without body and key (header {DEAD_LETTER_WITHHELD})");
+                }
+                Some(output)
+            }
+            Err(e) => {
+                tracing::error!(source = %self.out.dispatch.source, "dead-letter redaction panicked: {e}; shutting down");
+                self.out.shutdown.cancel();
+                None
+            }
+        }
+    }
 }
 
 impl Outlet {
@@ -283,26 +326,48 @@ impl Outlet {
         resumed
     }
 
-    /// Splits the chain's output (and the records the source rejected) into
-    /// one piece per channel: the source's channels, routes, dead letters.
-    fn route<'a>(&'a self, output: ChainOutput, rejected: &BatchBuf, ack: &Ack) -> Sends<'a> {
+    /// Moves into `output.dead` what cannot go on as it is: the records the
+    /// source rejected (when the source has a dead-letter channel; without
+    /// one they are delivered as they are now, escaped and with the reason
+    /// in their headers, rather than failed again and again) and events
+    /// routed to a name that is no channel.
+    fn gather_dead(&self, output: &mut ChainOutput, rejected: &BatchBuf) {
         let dispatch = &self.dispatch;
-        self.dropped
-            .fetch_add(output.dropped as u64, Ordering::Relaxed);
-        let mut dead = output.dead;
-        let mut output_default = output.default;
-        // Records the source could not hand on as they are: dead-lettered,
-        // or (a source without a dead-letter channel) delivered as they are
-        // now, escaped and with the reason in their headers, rather than
-        // failed again and again.
         let rejects = if dispatch.dead.is_some() {
-            &mut dead
+            &mut output.dead
         } else {
-            &mut output_default
+            &mut output.default
         };
         for event in rejected.iter() {
             rejects.push_ref(&event, None);
         }
+        let routed = std::mem::take(&mut output.routed);
+        for (route, events) in routed {
+            if dispatch.by_name.contains_key(&route) {
+                output.routed.push((route, events));
+                continue;
+            }
+            let reason = format!("route `{route}` names no channel");
+            for event in events.iter() {
+                output.dead.push_with_headers(
+                    &event,
+                    &[
+                        (DEAD_LETTER_REASON, reason.as_bytes()),
+                        (DEAD_LETTER_PLUGIN, b"router"),
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Splits the chain's output into one piece per channel: the source's
+    /// channels, routes, dead letters ([`Outlet::gather_dead`] first).
+    fn route<'a>(&'a self, output: ChainOutput, ack: &Ack) -> Sends<'a> {
+        let dispatch = &self.dispatch;
+        self.dropped
+            .fetch_add(output.dropped as u64, Ordering::Relaxed);
+        let dead = output.dead;
+        let output_default = output.default;
         let mut sends: Sends<'a> = Vec::new();
         if !output_default.is_empty() {
             let n = dispatch.default.len();
@@ -317,20 +382,8 @@ impl Outlet {
             }
         }
         for (route, events) in output.routed {
-            match dispatch.by_name.get(&route) {
-                Some(tx) => sends.push((tx, events)),
-                None => {
-                    let reason = format!("route `{route}` names no channel");
-                    for event in events.iter() {
-                        dead.push_with_headers(
-                            &event,
-                            &[
-                                (DEAD_LETTER_REASON, reason.as_bytes()),
-                                (DEAD_LETTER_PLUGIN, b"router"),
-                            ],
-                        );
-                    }
-                }
+            if let Some(tx) = dispatch.by_name.get(&route) {
+                sends.push((tx, events));
             }
         }
         if !dead.is_empty() {

@@ -20,6 +20,16 @@
 //! discarded and counted in `plugin.<name>.forged_headers`, so the lineage
 //! and dead-letter headers readers see are the host's.
 //!
+//! # Redacting dead letters
+//!
+//! A dead letter is the event as the failing stage received it, so what a
+//! later stage would have masked is in clear in it. A chain may carry
+//! redaction stages ([`Chain::with_redaction`], a source's
+//! `dead_letter_interceptors`) that [`Chain::redact`] runs on the dead
+//! letters of each batch. They fail closed: a dead letter a redaction stage
+//! fails on is written with its body and key withheld
+//! ([`DEAD_LETTER_WITHHELD`]), never in clear.
+//!
 //! # Failures
 //!
 //! When a plugin fails a batch (trap, timeout, memory cap, plugin error,
@@ -59,6 +69,11 @@ pub use sluice_core::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 pub const DEAD_LETTER_DIGEST: &str = "sluice.dead_letter.plugin_digest";
 /// Header with the event's origin, `topic/partition/offset`.
 pub const DEAD_LETTER_ORIGIN: &str = "sluice.dead_letter.origin";
+/// Header on a dead letter whose body and key were withheld because a
+/// dead-letter redaction stage (the source's `dead_letter_interceptors`)
+/// failed on it; the value says which stage. The event can be read again
+/// from its origin ([`DEAD_LETTER_ORIGIN`]).
+pub const DEAD_LETTER_WITHHELD: &str = "sluice.dead_letter.withheld";
 /// Header naming the plugin versions that processed an event.
 pub const LINEAGE: &str = "sluice.lineage";
 
@@ -392,6 +407,20 @@ pub struct Chain {
     stages: Vec<Stage>,
     /// Whether a stage may pause, so the input must be kept for a retry.
     may_pause: bool,
+    /// The stages dead letters pass through ([`Chain::redact`]).
+    redaction: Option<Box<Chain>>,
+}
+
+/// The dead letters of a batch after the redaction stages.
+#[derive(Debug, Default)]
+pub struct Redacted {
+    /// The dead letters to send: as the stages passed them on, or withheld.
+    pub events: BatchBuf,
+    /// Dead letters a redaction stage dropped on purpose.
+    pub dropped: usize,
+    /// Dead letters whose body and key were withheld (a stage failed or
+    /// dead-lettered them), each with a [`DEAD_LETTER_WITHHELD`] header.
+    pub withheld: usize,
 }
 
 impl Chain {
@@ -400,7 +429,72 @@ impl Chain {
         let may_pause = stages
             .iter()
             .any(|s| s.policy.on_failure == FailurePolicy::Pause);
-        Self { stages, may_pause }
+        Self {
+            stages,
+            may_pause,
+            redaction: None,
+        }
+    }
+
+    /// The chain with `stages` run on its dead letters ([`Chain::redact`]).
+    /// Their failure policy becomes `dead-letter` whatever it was (a
+    /// redaction stage must neither pass a dead letter on in clear nor hold
+    /// the source); their circuit breakers stay.
+    pub fn with_redaction(mut self, stages: Vec<Stage>) -> Self {
+        if stages.is_empty() {
+            self.redaction = None;
+            return self;
+        }
+        let stages = stages
+            .into_iter()
+            .map(|s| {
+                let breaker = s.policy.breaker;
+                s.with_policy(StagePolicy {
+                    on_failure: FailurePolicy::DeadLetter,
+                    breaker,
+                })
+            })
+            .collect();
+        self.redaction = Some(Box::new(Chain::new(stages)));
+        self
+    }
+
+    /// Whether dead letters pass through redaction stages.
+    pub fn redacts(&self) -> bool {
+        self.redaction.is_some()
+    }
+
+    /// Runs the redaction stages on `dead` (the dead letters of a batch,
+    /// with their reason headers). What the stages keep, modify or route
+    /// is sent as the dead letter, with the headers it came with; what they
+    /// drop is counted; what they fail on or dead-letter is sent with its
+    /// body and key withheld and a [`DEAD_LETTER_WITHHELD`] header, so no
+    /// dead letter is written in clear and none is lost without a trace.
+    pub fn redact(&mut self, dead: BatchBuf) -> Redacted {
+        let Some(redaction) = self.redaction.as_mut() else {
+            return Redacted {
+                events: dead,
+                ..Redacted::default()
+            };
+        };
+        if dead.is_empty() {
+            return Redacted::default();
+        }
+        let out = redaction.process(dead);
+        let mut events = out.default;
+        for (_, routed) in &out.routed {
+            for event in routed.iter() {
+                events.push_ref(&event, None);
+            }
+        }
+        for event in out.dead.iter() {
+            push_withheld(&mut events, &event);
+        }
+        Redacted {
+            events,
+            dropped: out.dropped,
+            withheld: out.dead.len(),
+        }
     }
 
     /// Whether the chain has no plugins.
@@ -619,6 +713,29 @@ fn sort(mut out: ChainOutput, current: BatchBuf, routes: Routes, lineage: &[u8])
 
 /// Appends `event` to `dead` with the headers naming `reason`, the plugin and
 /// version, and the event's origin.
+/// Appends `event` without its body and key, with its headers and a
+/// [`DEAD_LETTER_WITHHELD`] header naming the redaction stage that failed
+/// (the last [`DEAD_LETTER_PLUGIN`] it was given).
+fn push_withheld(out: &mut BatchBuf, event: &EventRef<'_>) {
+    let stage = event
+        .headers()
+        .filter_map(Result::ok)
+        .filter(|(name, _)| *name == DEAD_LETTER_PLUGIN)
+        .last()
+        .map_or(&b""[..], |(_, value)| value);
+    let mut headers: Vec<(&str, &[u8])> = event.headers().filter_map(Result::ok).collect();
+    headers.push((DEAD_LETTER_WITHHELD, stage));
+    out.push(&NewEvent {
+        key: None,
+        body: b"",
+        headers: &headers,
+        topic: event.topic(),
+        partition: event.partition(),
+        offset: event.offset(),
+        timestamp: event.timestamp(),
+    });
+}
+
 fn push_dead_letter(
     dead: &mut BatchBuf,
     event: &EventRef<'_>,
