@@ -92,3 +92,84 @@ fn a_sleep_in_a_self_test_ends_with_the_time_budget() {
     assert!(refused.contains("time budget"), "{refused}");
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
 }
+
+/// A candidate whose self-test sleeps holds only its own plugin's reload:
+/// another team's new version, deployed after it, goes live while the
+/// sleeper's check still runs (reloads used to run one after another on the
+/// watcher's single thread, so every reload waited out the sleeper's time
+/// budget).
+#[test]
+fn a_sleeping_self_test_does_not_hold_another_plugins_reload() {
+    use std::collections::BTreeMap;
+
+    use sluice::plugin::Registry;
+    use sluice::plugin::engine::tagged_build;
+    use sluice::plugin::reload::{self, WatchSet};
+
+    const SLEEPER_BUDGET: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("team-a"), dir.path().join("team-b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let misbehave = std::fs::read(util::plugin("misbehave")).unwrap();
+    let noop = std::fs::read(util::plugin("noop")).unwrap();
+    let (a_path, b_path) = (a_dir.join("sleeper.wasm"), b_dir.join("other.wasm"));
+    std::fs::write(&a_path, &misbehave).unwrap();
+    std::fs::write(&b_path, &noop).unwrap();
+    let engine = PluginEngine::new().unwrap();
+    let metrics = Metrics::default();
+    let spec = |name: &str, path: &std::path::Path, config: &str, ms: u64| SlotSpec {
+        name: name.into(),
+        kind: PluginKind::Interceptor,
+        path: path.to_path_buf(),
+        team: name.into(),
+        pin: None,
+        config_json: config.into(),
+        sandbox: Sandbox {
+            limits: limits(ms),
+            ..Sandbox::default()
+        },
+    };
+    // Sleeps only on the body `zzz`, which only its self-test will hold.
+    let sleeper = PluginSlot::load(
+        &engine,
+        spec(
+            "a-sleeper",
+            &a_path,
+            r#"{"mode":"sleep","when_body":"zzz"}"#,
+            SLEEPER_BUDGET,
+        ),
+        &metrics,
+    )
+    .unwrap();
+    let other = PluginSlot::load(&engine, spec("b-other", &b_path, "{}", 2000), &metrics).unwrap();
+    let mut registry = Registry::new(None);
+    registry.insert(sleeper.clone());
+    registry.insert(other.clone());
+    let _watcher = reload::watch(WatchSet {
+        registry,
+        engine,
+        tables: Vec::new(),
+        resume_dir: dir.path().join("control"),
+        resume: BTreeMap::new(),
+    })
+    .unwrap();
+
+    std::fs::write(a_dir.join("sleeper.selftest.jsonl"), "{\"body\":\"zzz\"}\n").unwrap();
+    util::deploy(&a_path, &tagged_build(&misbehave, "v2"));
+    util::deploy(&b_path, &tagged_build(&noop, "v2"));
+    util::wait_until("the other team's swap", Duration::from_secs(25), || {
+        other.current().generation == 2
+    });
+    assert_eq!(
+        metrics.get("plugin.a-sleeper.reloads_rejected"),
+        0,
+        "the sleeper's check was still running when the other version went live"
+    );
+    util::wait_until(
+        "the sleeper's refusal",
+        Duration::from_millis(SLEEPER_BUDGET * 2),
+        || metrics.get("plugin.a-sleeper.reloads_rejected") == 1,
+    );
+    assert_eq!(sleeper.current().generation, 1, "the sleeper keeps serving");
+}

@@ -391,6 +391,11 @@ impl Registry {
         let Some(path) = &self.status_file else {
             return;
         };
+        // Reloads finish on threads of their own (see `reload`): one writer
+        // at a time, each writing the state as it is then, so the last
+        // rename holds every slot's latest state.
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
         let rows: Vec<PluginStatus> = self.slots.values().map(|s| s.status()).collect();
         let result = serde_json::to_vec_pretty(&rows)
             .map_err(std::io::Error::other)

@@ -6,8 +6,14 @@
 //! Directories are watched rather than files so that a plugin replaced by a
 //! rename (the safe way to deploy: write `x.wasm.tmp`, `mv` it over
 //! `x.wasm`), deleted, or created again is seen. Events arrive on the
-//! watcher's own thread, where plugins are compiled and checked
-//! ([`PluginSlot::reload`]) while batches keep flowing.
+//! watcher's own thread. A plugin's new version is compiled and checked
+//! ([`PluginSlot::reload`]) on a thread of that plugin's own, while batches
+//! keep flowing: a candidate that is slow to compile (bounded by the
+//! engine's compile timeout) or to pass its self-test (bounded by its time
+//! budget) delays only its own next version, never another team's reload,
+//! a lookup reload or a resume request. One reload per plugin runs at a
+//! time; changes seen while it runs make one more reload after it, so the
+//! last file written is the one that ends up checked.
 //!
 //! An operator resumes a paused source by creating a file named after it in
 //! `control/resume/` (`sluice resume` does that); the file is removed once
@@ -69,9 +75,15 @@ pub fn watch(set: WatchSet) -> Result<Watcher, WatchError> {
         dirs.insert(parent(&t.file.path));
     }
     dirs.insert(set.resume_dir.clone());
+    let reloaders = set
+        .registry
+        .slots()
+        .map(|slot| (slot.path().to_path_buf(), Arc::new(Reloader::default())))
+        .collect();
     let set = Arc::new(Guarded {
         set,
         one_at_a_time: std::sync::Mutex::new(()),
+        reloaders,
     });
     let handler = {
         let set = set.clone();
@@ -124,28 +136,79 @@ fn parent(path: &Path) -> PathBuf {
 }
 
 /// The watch set with a lock, so the startup pass and the watcher thread
-/// never reload the same file at once (a late, stale reload could otherwise
-/// overwrite a newer one).
+/// never act on the same lookup file at once (a late, stale reload could
+/// otherwise overwrite a newer one), and one [`Reloader`] per plugin file.
 struct Guarded {
     set: WatchSet,
     one_at_a_time: std::sync::Mutex<()>,
+    reloaders: BTreeMap<PathBuf, Arc<Reloader>>,
 }
 
-/// Acts on a set of changed paths.
-fn handle(guarded: &Guarded, changed: &BTreeSet<PathBuf>) {
+/// Runs one plugin's reloads on a thread of their own, one at a time.
+#[derive(Default)]
+struct Reloader {
+    state: std::sync::Mutex<ReloaderState>,
+}
+
+#[derive(Default)]
+struct ReloaderState {
+    /// A reload thread is running.
+    running: bool,
+    /// The file changed again while it ran: reload once more.
+    again: bool,
+}
+
+impl Reloader {
+    /// Reloads `slot` on this plugin's thread (started if none runs), and
+    /// rewrites the status file if that changed anything.
+    fn request(self: &Arc<Self>, slot: &Arc<PluginSlot>, set: &Arc<Guarded>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.running {
+                state.again = true;
+                return;
+            }
+            state.running = true;
+        }
+        let (me, moved, set) = (self.clone(), slot.clone(), set.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("reload {}", slot.name()))
+            .spawn(move || {
+                loop {
+                    if reload_slot(&moved, &set.set.engine) {
+                        set.set.registry.write_status();
+                    }
+                    let mut state = me.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if !std::mem::take(&mut state.again) {
+                        state.running = false;
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+            tracing::error!(
+                plugin = slot.name(),
+                "cannot start a reload thread: {e}; the running version stays"
+            );
+        }
+    }
+}
+
+/// Acts on a set of changed paths: plugin reloads start on their own
+/// threads ([`Reloader`]); lookup reloads and resume requests run here.
+fn handle(guarded: &Arc<Guarded>, changed: &BTreeSet<PathBuf>) {
     let _lock = guarded
         .one_at_a_time
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let set = &guarded.set;
-    let mut swapped = false;
     for slot in set.registry.slots() {
-        if changed.iter().any(|p| same_file(p, slot.path())) {
-            swapped |= reload_slot(slot, &set.engine);
+        if changed.iter().any(|p| same_file(p, slot.path()))
+            && let Some(reloader) = guarded.reloaders.get(slot.path())
+        {
+            reloader.request(slot, guarded);
         }
-    }
-    if swapped {
-        set.registry.write_status();
     }
     for t in &set.tables {
         if changed.iter().any(|p| same_file(p, &t.file.path)) {
