@@ -10,7 +10,8 @@
 //! 3. **restart**: loading `mask` with an empty compile cache (cold compile)
 //!    and with a warm one.
 //! 4. **team isolation**: team B's `mask` throughput alone, then while team
-//!    A's plugin spins to its time budget on every batch (breaker off).
+//!    A's plugin runs one of the hostile-plugin attacks on every batch
+//!    (breaker off), one table row per attack, with A's events accounted for.
 //! 5. **epoch interruption**: `mask` ns/event with and without it.
 //!
 //! Build the plugins first (`scripts/build-plugins.sh`), then
@@ -19,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice::config::{BreakerConfig, PluginKind};
@@ -223,64 +224,102 @@ fn throughput(chain: &mut Chain, input: &BatchBuf, for_: Duration) -> f64 {
     events as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The attacks of the hostile-plugin suite that run inside a batch, as
+/// `misbehave` modes, with the time budget each runs under.
+const ATTACKS: &[(&str, &str, u64)] = &[
+    ("spin to the time budget", r#"{"mode":"spin"}"#, 200),
+    ("sleep an hour through WASI", r#"{"mode":"sleep"}"#, 200),
+    ("allocate without bound", r#"{"mode":"alloc"}"#, 2000),
+    ("trap", r#"{"mode":"trap"}"#, 2000),
+    (
+        "20 MiB reason x 100 events",
+        r#"{"mode":"huge-reason"}"#,
+        2000,
+    ),
+    ("get-many of 10^6 keys", r#"{"mode":"lookup-bomb"}"#, 2000),
+    (
+        "log flood, 64 KiB per event",
+        r#"{"mode":"flood","flood_bytes":65536}"#,
+        2000,
+    ),
+    ("forged provenance headers", r#"{"mode":"forge"}"#, 2000),
+];
+
+/// Team A runs each attack on every batch (100 events, breaker off) while
+/// team B's `mask` pipeline runs beside it: B's throughput against B alone
+/// measured just before (same run, same machine), and whether every event of
+/// A's batches is accounted for (out + dropped + dead-lettered = in).
 fn team_isolation() {
     let engine = PluginEngine::new().unwrap();
     let metrics = Metrics::default();
     let input = batch(1000);
     let mut b = mask_chain(&engine, &metrics, "b");
-    let alone = throughput(&mut b, &input, Duration::from_secs(4));
-    let stop = Arc::new(AtomicBool::new(false));
-    let spins = Arc::new(AtomicU64::new(0));
-    let spinner = {
-        let engine = engine.clone();
-        let stop = stop.clone();
-        let spins = spins.clone();
-        std::thread::spawn(move || {
-            let metrics = Metrics::default();
-            let loaded = engine.load(&plugin("misbehave"), None).unwrap();
-            let mut a = Chain::new(vec![
-                Stage::new(
-                    PluginInstance::new(
-                        engine.clone(),
-                        loaded,
-                        "a",
-                        r#"{"mode":"spin"}"#.into(),
-                        Limits {
-                            memory_bytes: 64 << 20,
-                            time_budget: Duration::from_millis(200),
-                            ..Limits::default()
-                        },
-                    ),
-                    &metrics,
-                )
-                .with_policy(StagePolicy {
-                    // Breaker off: the plugin really spins to its budget on every batch.
-                    breaker: BreakerConfig {
-                        failures: 0,
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                }),
-            ]);
-            let one = batch(1);
-            while !stop.load(Ordering::Relaxed) {
-                let out = a.process(one.clone());
-                assert_eq!(out.dead.len(), 1);
-                spins.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
-    let contended = throughput(&mut b, &input, Duration::from_secs(4));
-    stop.store(true, Ordering::Relaxed);
-    spinner.join().unwrap();
+    let window = Duration::from_secs(3);
+    // Warm up B (first calls, allocator).
+    throughput(&mut b, &input, Duration::from_millis(500));
     println!(
-        "team isolation: team B mask {:.0} events/s alone, {:.0} events/s while team A spins to its 200 ms budget ({} interrupted batches): B keeps {:.1}% ({} cores)",
-        alone,
-        contended,
-        spins.load(Ordering::Relaxed),
-        100.0 * contended / alone,
+        "team isolation (team B: mask on 1000-event batches; team A: misbehave, breaker off; {} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    println!(
+        "| attack by team A | A's batches | A's events in | accounted for | B alone (events/s) | B beside A | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, config, budget_ms) in ATTACKS {
+        let alone = throughput(&mut b, &input, window);
+        let stop = Arc::new(AtomicBool::new(false));
+        let attacker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            let config = config.to_string();
+            let budget = Duration::from_millis(*budget_ms);
+            std::thread::spawn(move || {
+                let metrics = Metrics::default();
+                let loaded = engine.load(&plugin("misbehave"), None).unwrap();
+                let mut a = Chain::new(vec![
+                    Stage::new(
+                        PluginInstance::new(
+                            engine.clone(),
+                            loaded,
+                            "a",
+                            config,
+                            Limits {
+                                memory_bytes: 64 << 20,
+                                time_budget: budget,
+                                ..Limits::default()
+                            },
+                        ),
+                        &metrics,
+                    )
+                    .with_policy(StagePolicy {
+                        // Breaker off: the attack really runs on every batch.
+                        breaker: BreakerConfig {
+                            failures: 0,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }),
+                ]);
+                let hundred = batch(100);
+                let (mut batches, mut events_in, mut accounted) = (0u64, 0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let out = a.process(hundred.clone());
+                    let routed: usize = out.routed.iter().map(|(_, b)| b.len()).sum();
+                    batches += 1;
+                    events_in += hundred.len() as u64;
+                    accounted += (out.default.len() + routed + out.dropped + out.dead.len()) as u64;
+                }
+                (batches, events_in, accounted)
+            })
+        };
+        let beside = throughput(&mut b, &input, window);
+        stop.store(true, Ordering::Relaxed);
+        let (batches, events_in, accounted) = attacker.join().unwrap();
+        println!(
+            "| {name} | {batches} | {events_in} | {accounted} | {alone:.0} | {beside:.0} | {:.2} |",
+            beside / alone
+        );
+    }
 }
 
 fn epoch_cost() {

@@ -50,6 +50,13 @@ impl HostWallClock for EpochClock {
     }
 }
 
+/// Most WASI resources (streams, pollables, …) one plugin instance may hold
+/// at once; wasmtime's default is about a million, each kept across batches
+/// for as long as the instance lives. A plugin needs a handful; a push past
+/// this fails the host call, and with it the batch (the failure policy
+/// applies and the next call runs on a fresh instance).
+pub const MAX_WASI_RESOURCES: usize = 4096;
+
 /// Everything a plugin's store holds.
 pub struct HostState {
     wasi: WasiCtx,
@@ -88,9 +95,11 @@ impl HostState {
         let limits = &sandbox.limits;
         let grants = sandbox.grants.clone();
         let wasi = wasi.build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_WASI_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limits: StoreCaps::new(limits),
             plugin,
             config_json,
@@ -269,5 +278,19 @@ impl tokio::io::AsyncWrite for LogStream {
             self.emit(&line);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_holds_at_most_max_wasi_resources() {
+        let mut state = HostState::new("p".into(), "{}".into(), &Sandbox::default());
+        for i in 0..MAX_WASI_RESOURCES {
+            assert!(state.table.push(i).is_ok(), "resource {i}");
+        }
+        assert!(state.table.push(0usize).is_err(), "one past the cap");
     }
 }

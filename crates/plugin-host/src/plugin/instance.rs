@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use sluice_batch::{BatchBuf, OutcomeEntry, STRIDE, decode_outcomes};
-use wasmtime::component::Func;
+use wasmtime::component::{Func, WasmStr};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{BatchRef, BatchResult, GuestError};
 use super::engine::{LoadedPlugin, PluginEngine, export_of};
 use super::host::{HostState, Sandbox};
-use super::limits::{EXTRA_LABELS, Limits, MAX_ERROR_MESSAGE, MAX_LABEL_BYTES};
+use super::limits::{EPOCH_TICK, EXTRA_LABELS, Limits, MAX_ERROR_MESSAGE, MAX_LABEL_BYTES};
 
 /// Why a batch could not be processed by a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,14 +173,18 @@ impl PluginInstance {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.sandbox.limits.budget_ticks());
-        store
-            .data_mut()
-            .set_deadline(std::time::Instant::now() + self.sandbox.limits.time_budget);
+        let deadline = std::time::Instant::now() + self.sandbox.limits.time_budget;
+        store.data_mut().set_deadline(deadline);
         let instance = self
             .engine
             .linker(&self.plugin)
             .instantiate(&mut store, &self.plugin.component)
             .map_err(fail)?;
+        // As in `call`: a start that outlived its budget (a cut sleep)
+        // before the epoch caught up.
+        if std::time::Instant::now() >= deadline + EPOCH_TICK {
+            return Err(PluginFailure::Timeout(self.sandbox.limits.time_budget));
+        }
         let (iface, func_name) = export_of(self.plugin.kind);
         let func = instance
             .get_export_index(&mut store, None, &iface)
@@ -203,9 +207,10 @@ impl PluginInstance {
         };
         live.store
             .set_epoch_deadline(self.sandbox.limits.budget_ticks());
-        live.store
-            .data_mut()
-            .set_deadline(std::time::Instant::now() + self.sandbox.limits.time_budget);
+        let deadline = std::time::Instant::now() + self.sandbox.limits.time_budget;
+        live.store.data_mut().set_deadline(deadline);
+        let fuel = lift_fuel(batch, &self.sandbox.limits);
+        live.store.set_hostcall_fuel(fuel);
         let typed = live
             .func
             .typed::<(BatchRef<'_>,), (Result<BatchResult, GuestError>,)>(&live.store)
@@ -217,6 +222,14 @@ impl PluginInstance {
             index: &batch.index,
         };
         let result = typed.call(&mut live.store, (arg,));
+        // The epoch ticker can run slow against the wall clock (a loaded
+        // machine: 1% slow is 300 ms over a 30 s budget), and a plugin whose
+        // sleep was cut to the budget may return before the epoch catches
+        // up: a call that ends a tick past its deadline failed its budget.
+        if result.is_ok() && std::time::Instant::now() >= deadline + EPOCH_TICK {
+            self.live = None;
+            return Err(PluginFailure::Timeout(self.sandbox.limits.time_budget));
+        }
         let raw = match result {
             Ok((Ok(raw),)) => raw,
             Ok((Err(e),)) => {
@@ -227,6 +240,15 @@ impl PluginInstance {
                 return Err(match e.downcast_ref::<Trap>() {
                     Some(Trap::Interrupt) => {
                         PluginFailure::Timeout(self.sandbox.limits.time_budget)
+                    }
+                    // wasmtime's own words for running out of lift fuel (its
+                    // error type is private): the output was refused before
+                    // it was copied.
+                    _ if format!("{e:#}").contains("fuel allocated for hostcalls") => {
+                        PluginFailure::Malformed(format!(
+                            "output over its limits: more than {fuel} bytes to copy out of the plugin (replacements and labels at most {} bytes, a label at most {MAX_LABEL_BYTES})",
+                            self.sandbox.limits.output_bytes(batch.data.len())
+                        ))
                     }
                     _ => PluginFailure::Trap(format!("{e:#}")),
                 });
@@ -241,6 +263,22 @@ impl PluginInstance {
             labels,
         })
     }
+}
+
+/// What wasmtime may copy out of the plugin's memory for one call: its
+/// result (outcome words, replacement events and labels within the bounds
+/// [`check_output`] then checks) and, on its own, each host call the plugin
+/// makes during it. wasmtime counts this "hostcall fuel" before it copies
+/// each string and list, so many labels pointing at the same guest bytes
+/// (lifted one copy each) cost the host no more than this, instead of up to
+/// the 128 MiB wasmtime allows by default, or far more.
+fn lift_fuel(input: &BatchBuf, limits: &Limits) -> usize {
+    let outcome_words = input.len() * sluice_batch::OUTCOME_STRIDE;
+    let index_words = limits.output_events(input.len()) * STRIDE;
+    // A lifted `list<string>` is charged per element at the host's size of
+    // one unlifted string, then per byte of each string.
+    let label_entries = (input.len() + EXTRA_LABELS) * std::mem::size_of::<WasmStr>();
+    (outcome_words + index_words) * 4 + label_entries + limits.output_bytes(input.data.len())
 }
 
 /// The first `max` bytes of `message` (at a character boundary), saying
@@ -271,9 +309,8 @@ fn cut(message: &str, max: usize) -> String {
 /// The checks run on the lifted output: wasmtime runs the guest's
 /// post-return (which frees the output in its memory) inside the call, so
 /// the unlifted `WasmList`/`WasmStr` forms would point at freed memory.
-/// Lifting itself is bounded by the plugin's memory limit only per distinct
-/// byte: many labels pointing at the same bytes are each copied (see
-/// `docs/plugins.md`, "Limits").
+/// Lifting itself is bounded by [`lift_fuel`], which wasmtime checks before
+/// it copies each piece.
 fn check_output(
     raw: BatchResult,
     input: &BatchBuf,
