@@ -14,6 +14,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{BatchRef, BatchResult, GuestError};
 use super::engine::{LoadedPlugin, PluginEngine, export_of};
+use super::guarded_imports::{MAX_LOOKUP_KEY_BYTES, MAX_LOOKUP_KEYS};
 use super::host::{HostState, Sandbox};
 use super::limits::{EPOCH_TICK, EXTRA_LABELS, Limits, MAX_ERROR_MESSAGE, MAX_LABEL_BYTES};
 
@@ -246,7 +247,7 @@ impl PluginInstance {
                     // it was copied.
                     _ if format!("{e:#}").contains("fuel allocated for hostcalls") => {
                         PluginFailure::Malformed(format!(
-                            "output over its limits: more than {fuel} bytes to copy out of the plugin (replacements and labels at most {} bytes, a label at most {MAX_LABEL_BYTES})",
+                            "output over its limits: more than {fuel} bytes to copy out of the plugin at once (its output, or one host call's arguments; replacements and labels at most {} bytes, a label at most {MAX_LABEL_BYTES})",
                             self.sandbox.limits.output_bytes(batch.data.len())
                         ))
                     }
@@ -270,15 +271,22 @@ impl PluginInstance {
 /// [`check_output`] then checks) and, on its own, each host call the plugin
 /// makes during it. wasmtime counts this "hostcall fuel" before it copies
 /// each string and list, so many labels pointing at the same guest bytes
-/// (lifted one copy each) cost the host no more than this, instead of up to
-/// the 128 MiB wasmtime allows by default, or far more.
+/// (lifted one copy each) cost the host no more than this (at least the
+/// ~41 MB of the largest allowed `get-many`), instead of up to the 128 MiB
+/// wasmtime allows by default, or far more.
 fn lift_fuel(input: &BatchBuf, limits: &Limits) -> usize {
     let outcome_words = input.len() * sluice_batch::OUTCOME_STRIDE;
     let index_words = limits.output_events(input.len()) * STRIDE;
     // A lifted `list<string>` is charged per element at the host's size of
     // one unlifted string, then per byte of each string.
     let label_entries = (input.len() + EXTRA_LABELS) * std::mem::size_of::<WasmStr>();
-    (outcome_words + index_words) * 4 + label_entries + limits.output_bytes(input.data.len())
+    let result =
+        (outcome_words + index_words) * 4 + label_entries + limits.output_bytes(input.data.len());
+    // The same fuel serves each host call: room for the largest `get-many`
+    // its own check allows, so that an oversized request is refused by that
+    // check, with its own words, before its keys are copied.
+    let lookup = MAX_LOOKUP_KEYS * (std::mem::size_of::<WasmStr>() + MAX_LOOKUP_KEY_BYTES);
+    result.max(lookup)
 }
 
 /// The first `max` bytes of `message` (at a character boundary), saying
