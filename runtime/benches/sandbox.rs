@@ -317,6 +317,11 @@ fn team_isolation() {
                     while !stop.load(Ordering::Relaxed) {
                         let out = a.process(hundred.clone());
                         let routed: usize = out.routed.iter().map(|(_, b)| b.len()).sum();
+                        // Every event of every attacking batch is accounted for.
+                        assert_eq!(
+                            out.default.len() + routed + out.dropped + out.dead.len(),
+                            hundred.len()
+                        );
                         batches += 1;
                         events_in += hundred.len() as u64;
                         accounted +=
