@@ -24,6 +24,49 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format on stderr: `text`, or `json` (one object per line,
+    /// for log shippers).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log levels: a level (`debug`), or per module
+    /// (`info,sluice::sinks=debug,rdkafka=warn`). Default: `RUST_LOG`, else `info`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`
+    /// (with `message` and the component, e.g. `source`), `span`.
+    Json,
+}
+
+impl Cli {
+    /// Installs the process's log subscriber as the flags ask; an invalid
+    /// `--log-level` is an error naming the directive.
+    pub fn init_logging(&self) -> Result<()> {
+        use std::io::IsTerminal;
+        use tracing_subscriber::EnvFilter;
+        let filter = match &self.log_level {
+            Some(directives) => EnvFilter::builder()
+                .parse(directives)
+                .with_context(|| format!("--log-level `{directives}`"))?,
+            None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Text => builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init(),
+            LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        }
+        .map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+    }
 }
 
 /// Subcommands.

@@ -34,6 +34,7 @@
 //! Delivery is at-least-once end to end: a source commits an offset only after
 //! every sink that received an event up to it has made it durable (see [`event`]).
 
+pub mod admin;
 pub mod channels;
 pub mod cli;
 pub mod config;
@@ -46,7 +47,7 @@ pub mod topology;
 
 // The layers below, under the names the rest of the runtime (and its users)
 // know them by: `crate::event` is `sluice_core::event`.
-pub use sluice_core::{error, event, keys, metrics, units};
+pub use sluice_core::{error, event, keys, metrics, tap, units};
 pub use sluice_kafka as kafka;
 pub use sluice_plugin_host::{lookup, plugin};
 

@@ -54,8 +54,13 @@ fn the_quickstart_reads_every_event_from_a_fresh_start() {
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
-    let log = without_colours(&String::from_utf8_lossy(&out.stderr));
+    let raw_log = String::from_utf8_lossy(&out.stderr);
+    let log = without_colours(&raw_log);
     assert!(out.status.success(), "{log}");
+    assert!(
+        !raw_log.contains('\u{1b}'),
+        "colour escapes in a log written to a pipe: {raw_log}"
+    );
     assert!(
         log.contains("events_in=5000"),
         "every feed event is read: {log}"

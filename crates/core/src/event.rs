@@ -12,9 +12,17 @@
 //! clone released) and may commit its offsets; otherwise the source never
 //! commits past that batch and the events are read again after a restart
 //! (at-least-once), never lost.
+//!
+//! A source may [time](Ack::time_delivery) a batch: when its last clone is
+//! gone and every holder released, the time since the batch's first event
+//! was read goes into a histogram (the end-to-end latency an operator
+//! alerts on).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::metrics::Histogram;
 
 pub use sluice_batch::{BatchBuf, EventRef, NewEvent, STRIDE};
 
@@ -133,6 +141,8 @@ struct AckInner {
     /// Woken whenever a clone is released or dropped.
     gone: Notify,
     to: Option<mpsc::UnboundedSender<AckReport>>,
+    /// When the batch's first event was read, and where its delivery time goes.
+    timer: OnceLock<(Instant, Arc<Histogram>)>,
 }
 
 impl Ack {
@@ -151,6 +161,7 @@ impl Ack {
             holders: AtomicUsize::new(1),
             gone: Notify::new(),
             to: Some(to),
+            timer: OnceLock::new(),
         })
     }
 
@@ -163,6 +174,7 @@ impl Ack {
             holders: AtomicUsize::new(1),
             gone: Notify::new(),
             to: None,
+            timer: OnceLock::new(),
         })
     }
 
@@ -177,6 +189,13 @@ impl Ack {
     /// batch counting as delivered.
     pub fn release(mut self) {
         self.released = true;
+    }
+
+    /// Once the batch is delivered (every holder released), records the
+    /// time since `read` into `into`. A failed batch records nothing: it is
+    /// read again and timed then. Only the first call counts.
+    pub fn time_delivery(&self, read: Instant, into: Arc<Histogram>) {
+        let _ = self.inner.timer.set((read, into));
     }
 
     /// Marks the batch as not delivered: its source will not commit past it.
@@ -228,11 +247,17 @@ impl Ack {
 
 impl Drop for AckInner {
     fn drop(&mut self) {
+        let delivered = !self.failed.load(Ordering::Acquire);
+        if let Some((read, histogram)) = self.timer.get()
+            && delivered
+        {
+            histogram.observe(read.elapsed());
+        }
         if let Some(to) = &self.to {
             // The source may already be gone (shutdown); nothing to tell then.
             let _ = to.send(AckReport {
                 id: self.id,
-                delivered: !self.failed.load(Ordering::Acquire),
+                delivered,
             });
         }
     }
@@ -312,5 +337,25 @@ mod tests {
         .join();
         a.release();
         assert!(!rx.try_recv().unwrap().delivered);
+    }
+
+    #[test]
+    fn a_timed_batch_records_its_delivery_only_when_delivered() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let latency = Arc::new(Histogram::new(crate::metrics::FAST_BUCKETS));
+        let read = Instant::now() - std::time::Duration::from_millis(20);
+        let a = Ack::new(4, tx.clone());
+        a.time_delivery(read, latency.clone());
+        let b = a.clone();
+        a.release();
+        assert_eq!(latency.count(), 0, "a holder is left");
+        b.release();
+        assert_eq!(latency.count(), 1);
+        assert!(latency.sum_seconds() >= 0.02);
+        let failed = Ack::new(5, tx);
+        failed.time_delivery(read, latency.clone());
+        failed.fail();
+        failed.release();
+        assert_eq!(latency.count(), 1, "a failed batch is not timed");
     }
 }

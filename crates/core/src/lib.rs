@@ -2,11 +2,12 @@
 //! depending on none of them: what flows ([`event`]: batches and their
 //! acknowledgements), how components are configured ([`keys`]: a component's
 //! keys and its errors; [`units`]: sizes and durations), what is counted
-//! ([`metrics`]) and what kind an error is ([`error`]: transient, permanent,
+//! ([`metrics`]), what can be watched live ([`tap`]) and what kind an error is ([`error`]: transient, permanent,
 //! a full disk).
 
 pub mod error;
 pub mod event;
 pub mod keys;
 pub mod metrics;
+pub mod tap;
 pub mod units;

@@ -50,11 +50,13 @@ impl Channel for MemoryChannelConfig {
         false
     }
 
-    fn open(&self, _name: &str, _ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
-        let (sender, receiver) = channel(Capacity {
+    fn open(&self, name: &str, ctx: &OpenContext<'_>) -> Result<OpenChannel, ChannelError> {
+        let (tx, rx) = memory_channel(Capacity {
             events: self.capacity_events,
             bytes: usize::try_from(self.capacity_bytes.get()).unwrap_or(usize::MAX),
         });
+        tx.limits.register_fill(name, ctx.metrics);
+        let (sender, receiver) = (ChannelSender::Memory(tx), ChannelReceiver::Memory(rx));
         Ok(OpenChannel {
             sender,
             receiver,
@@ -85,6 +87,34 @@ struct Limits {
     events: Semaphore,
     bytes: Semaphore,
     capacity: Capacity,
+}
+
+impl Limits {
+    /// Registers the channel's fill (`channel.<name>.queued_events`,
+    /// `.queued_bytes`) and capacity as gauges read at scrape time.
+    fn register_fill(self: &Arc<Self>, name: &str, metrics: &crate::metrics::Metrics) {
+        let clamp = |n: usize| n.clamp(1, MAX_PERMITS);
+        let (events, bytes) = (clamp(self.capacity.events), clamp(self.capacity.bytes));
+        let me = Arc::downgrade(self);
+        metrics.gauge_fn(&format!("channel.{name}.queued_events"), move || {
+            me.upgrade().map_or(0, |l| {
+                events.saturating_sub(l.events.available_permits()) as i64
+            })
+        });
+        let me = Arc::downgrade(self);
+        metrics.gauge_fn(&format!("channel.{name}.queued_bytes"), move || {
+            me.upgrade().map_or(0, |l| {
+                bytes.saturating_sub(l.bytes.available_permits()) as i64
+            })
+        });
+        let gauge = |what: &str, v: usize| {
+            metrics
+                .gauge(&format!("channel.{name}.{what}"))
+                .store(v as i64, Ordering::Relaxed)
+        };
+        gauge("capacity_events", events);
+        gauge("capacity_bytes", bytes);
+    }
 }
 
 /// The sending side; clone it per producer.

@@ -22,6 +22,7 @@ use crate::sources::embedded::EmbeddedBrokerConfig;
 
 const TOP_LEVEL: &[&str] = &[
     "data_dir",
+    "admin",
     "embedded_broker",
     "teams",
     "lookups",
@@ -30,6 +31,15 @@ const TOP_LEVEL: &[&str] = &[
     "channels",
     "sinks",
 ];
+
+/// Whether `name` may name a component: 1 to 128 ASCII letters, digits,
+/// `_` and `-`. A dot would make `source.<name>.events` ambiguous to read back.
+fn valid_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
 
 pub(super) struct Loader<'a> {
     pub(super) file: PathBuf,
@@ -127,6 +137,7 @@ impl Loader<'_> {
         let base = self.file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let embedded_broker = self.embedded_broker(&root);
         let data_dir = self.data_dir(&root, &base);
+        let admin = self.admin(&root, &base);
         let teams = self.teams(&root, &base);
         let lookups = self.lookups(&root, &base);
         let sources = self.section(&root, "sources", |l, name, table| l.source(name, table));
@@ -137,6 +148,7 @@ impl Loader<'_> {
         let config = Config {
             file: self.file.clone(),
             data_dir,
+            admin,
             teams,
             lookups,
             embedded_broker,
@@ -179,6 +191,20 @@ impl Loader<'_> {
             }
             Some(cfg)
         })
+    }
+
+    /// `[admin]`, if present, with its token read.
+    fn admin(&mut self, root: &toml::Table, base: &Path) -> Option<crate::admin::AdminConfig> {
+        let value = root.get("admin")?;
+        let path = ["admin".to_string()];
+        let keys: crate::admin::AdminKeys = self.typed(value.clone(), &path)?;
+        match keys.check(base, |var| std::env::var(var).ok()) {
+            Ok(admin) => Some(admin),
+            Err(e) => {
+                self.error(&["admin".to_string(), e.key.to_string()], e.message);
+                None
+            }
+        }
     }
 
     /// `data_dir`, relative to the file (default `.sluice` beside it).
@@ -323,6 +349,14 @@ impl Loader<'_> {
         };
         for (name, value) in table {
             let path = [section.to_string(), name.clone()];
+            if !valid_name(name) {
+                self.error(
+                    &path,
+                    format!("`{name}` is not a valid name: use letters, digits, `_` and `-` (names appear in metric labels, file names and logs)"),
+                );
+                self.broken.insert(format!("{section}.{name}"));
+                continue;
+            }
             let Some(component) = value.as_table() else {
                 self.error(
                     &path,
@@ -479,6 +513,7 @@ impl Loader<'_> {
         }
         Some(SinkDef {
             kind,
+            type_name: sink_type.name,
             channel,
             dead_letter,
         })

@@ -70,6 +70,9 @@ pub struct Config {
     /// plugin cache, status files, control requests), relative to the
     /// configuration file. Default `.sluice` beside the file.
     pub data_dir: PathBuf,
+    /// `[admin]`: the admin endpoint (`/metrics`, `/health`, `/ready`,
+    /// `/tap`); off when absent. See [`crate::admin`].
+    pub admin: Option<crate::admin::AdminConfig>,
     /// `[teams.<name>]`, plus the implicit [`DEFAULT_TEAM`].
     pub teams: BTreeMap<String, TeamDef>,
     /// `[lookups.<name>]`: tables plugins read through the `lookup` interface.
@@ -268,6 +271,8 @@ pub struct LookupDef {
 pub struct SinkDef {
     /// The sink itself, by `type` (one of [`sinks::TYPES`](crate::sinks::TYPES)).
     pub kind: Arc<dyn Sink>,
+    /// Its `type`.
+    pub type_name: &'static str,
     /// Key `channel` (required): the channel this sink consumes.
     pub channel: String,
     /// Key `dead_letter` (`kafka` and `object_store` sinks): the channel for

@@ -908,3 +908,25 @@ fn parallelism_is_checked_and_defaults_to_the_cores() {
     ));
     assert_eq!(err.key, "sources.tx.parallelism");
 }
+
+#[test]
+fn component_names_are_plain_words() {
+    let text = VALID.replace("[sinks.lake]", "[sinks.\"lake.v2\"]");
+    let e = single_error(&text);
+    assert_eq!(e.key, "sinks.lake.v2");
+    assert!(e.message.contains("not a valid name"), "{}", e.message);
+    assert_eq!(e.line, 13);
+}
+
+#[test]
+fn the_admin_section_is_checked_where_it_is_written() {
+    let e = single_error(&format!("{VALID}\n[admin]\nlisten = \"0.0.0.0:9464\"\n"));
+    assert_eq!(e.key, "admin.listen");
+    assert!(e.message.contains("token_file"), "{}", e.message);
+    let e = single_error(&format!("{VALID}\n[admin]\nlisten = \"127.0.0.1:9464\"\nport = 1\n"));
+    assert_eq!(e.key, "admin.port");
+    let e = single_error(&format!("{VALID}\n[admin]\nlisten = \"localhost\"\n"));
+    assert_eq!(e.key, "admin.listen");
+    let ok = parse_str(&format!("{VALID}\n[admin]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
+    assert_eq!(ok.admin.unwrap().listen.port(), 9464);
+}

@@ -118,6 +118,11 @@ impl SinkContext {
     pub fn counter(&self, what: &str) -> crate::metrics::Counter {
         self.metrics.counter(&format!("sink.{}.{what}", self.name))
     }
+
+    /// The sink's gauge `sink.<name>.<what>`.
+    pub fn gauge(&self, what: &str) -> crate::metrics::Gauge {
+        self.metrics.gauge(&format!("sink.{}.{what}", self.name))
+    }
 }
 
 /// A sink failed in a way it cannot recover from by retrying.

@@ -88,6 +88,12 @@ impl SourceContext {
         self.metrics
             .counter(&format!("source.{}.{what}", self.name))
     }
+
+    /// The source's histogram `source.<name>.<what>` (bounds in seconds).
+    pub fn histogram(&self, what: &str, bounds: &'static [f64]) -> Arc<crate::metrics::Histogram> {
+        self.metrics
+            .histogram(&format!("source.{}.{what}", self.name), bounds)
+    }
 }
 
 /// A source failed in a way it cannot recover from.

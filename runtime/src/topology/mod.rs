@@ -31,6 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{Admin, Phase, PhaseCell};
 use crate::channels::{ChannelReceiver, ChannelSender, OpenContext};
 use crate::config::Config;
 use crate::delivery::SourceLink;
@@ -68,6 +69,32 @@ pub struct RunOptions {
 
 /// Runs `config` until Ctrl-C or idle, returning the final metrics.
 pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
+    let metrics = options.metrics.clone();
+    // The admin endpoint answers from before the plugins compile until the
+    // pipelines have drained.
+    let phase = Arc::new(PhaseCell::default());
+    let admin = match &config.admin {
+        Some(admin) => Some(Admin::start(
+            admin,
+            &config,
+            metrics.clone(),
+            phase.clone(),
+        )?),
+        None => None,
+    };
+    let result = run_pipelines(config, options, &phase).await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    result
+}
+
+/// [`run`] without the admin endpoint: builds, runs and drains the pipelines.
+async fn run_pipelines(
+    config: Config,
+    options: RunOptions,
+    phase: &PhaseCell,
+) -> Result<Arc<Metrics>> {
     let metrics = options.metrics.clone();
     let shutdown = options.shutdown.clone();
     let embedded = Embedded::start(&config, &metrics, &shutdown)?;
@@ -137,15 +164,28 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         ))
     });
     stop_on_signal(shutdown.clone());
+    phase.set(Phase::Running);
+    let stopping = {
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    };
 
-    let mut errors = supervise(
+    let supervised = supervise(
         pipelines.sources,
         pipelines.processors,
         sink_tasks,
         &healths,
         &shutdown,
-    )
-    .await;
+    );
+    tokio::pin!(supervised);
+    let mut errors = tokio::select! {
+        errors = &mut supervised => errors,
+        () = stopping => {
+            phase.set(Phase::Stopping);
+            supervised.await
+        }
+    };
+    phase.set(Phase::Stopping);
     shutdown.cancel();
     settle_channels(channel_tasks, &mut errors).await;
     embedded.finish(&mut errors).await;
@@ -490,7 +530,11 @@ fn spawn_sources(
         pipelines.resume.insert(name.clone(), resume.clone());
         let dispatch = Dispatch {
             source: name.clone(),
-            default: def.channels.iter().map(|c| senders[c].clone()).collect(),
+            default: def
+                .channels
+                .iter()
+                .map(|c| (c.clone(), senders[c].clone()))
+                .collect(),
             by_name: {
                 let closed = config.channels_closed_to(name);
                 senders
@@ -499,7 +543,10 @@ fn spawn_sources(
                     .map(|(c, s)| (c.clone(), s.clone()))
                     .collect()
             },
-            dead: def.dead_letter.as_ref().map(|c| senders[c].clone()),
+            dead: def
+                .dead_letter
+                .as_ref()
+                .map(|c| (c.clone(), senders[c].clone())),
             metrics: metrics.clone(),
             registry: registry.clone(),
             resume,

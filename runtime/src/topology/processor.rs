@@ -26,18 +26,19 @@ use crate::metrics::{Counter, Gauge, Metrics};
 use crate::plugin::chain::{DEAD_LETTER_WITHHELD, Paused};
 use crate::plugin::registry::Registry;
 use crate::plugin::{Chain, ChainOutput};
+use crate::tap::TapPoint;
 
 /// Where a source's events can go.
 #[derive(Clone)]
 pub struct Dispatch {
     /// The source's name (for metrics and logs).
     pub source: String,
-    /// The source's `channels`.
-    pub default: Vec<ChannelSender>,
+    /// The source's `channels`, by name.
+    pub default: Vec<(String, ChannelSender)>,
     /// Every channel by name, for routes.
     pub by_name: BTreeMap<String, ChannelSender>,
-    /// The source's `dead_letter` channel.
-    pub dead: Option<ChannelSender>,
+    /// The source's `dead_letter` channel, by name.
+    pub dead: Option<(String, ChannelSender)>,
     /// Process metrics.
     pub metrics: Arc<Metrics>,
     /// Versions of the plugins, to wait for a new one while paused.
@@ -152,6 +153,7 @@ async fn lane(
             ack,
             rejected,
         } = batch;
+        processor.out.source_tap.offer(&events);
         let Some(mut output) = processor.process(events).await else {
             // A panic or a shutdown while paused: the batch is read again.
             ack.fail();
@@ -186,10 +188,14 @@ struct Outlet {
     withheld: Counter,
     paused: Gauge,
     pauses: Counter,
+    /// `source:<name>`: what the source read.
+    source_tap: Arc<TapPoint>,
+    /// `channel:<name>` of every channel this source may send to.
+    channel_taps: BTreeMap<String, Arc<TapPoint>>,
 }
 
-/// Where a batch's pieces go: a channel each.
-type Sends<'a> = Vec<(&'a ChannelSender, BatchBuf)>;
+/// Where a batch's pieces go: a channel each, by name.
+type Sends<'a> = Vec<(&'a str, &'a ChannelSender, BatchBuf)>;
 
 impl Processor {
     fn new(chain: Chain, dispatch: Dispatch, shutdown: CancellationToken) -> Self {
@@ -201,6 +207,15 @@ impl Processor {
             withheld: metrics.counter(&name("dead_letters_withheld")),
             paused: metrics.gauge(&name("paused")),
             pauses: metrics.counter(&name("pauses")),
+            source_tap: metrics.tap(&format!("source:{}", dispatch.source)),
+            channel_taps: dispatch
+                .default
+                .iter()
+                .map(|(c, _)| c)
+                .chain(dispatch.by_name.keys())
+                .chain(dispatch.dead.iter().map(|(c, _)| c))
+                .map(|c| (c.clone(), metrics.tap(&format!("channel:{c}"))))
+                .collect(),
             dispatch,
             shutdown,
         };
@@ -372,25 +387,25 @@ impl Outlet {
         if !output_default.is_empty() {
             let n = dispatch.default.len();
             let mut events = Some(output_default);
-            for (i, tx) in dispatch.default.iter().enumerate() {
+            for (i, (channel, tx)) in dispatch.default.iter().enumerate() {
                 let piece = if i + 1 == n {
                     events.take().unwrap_or_default()
                 } else {
                     events.clone().unwrap_or_default()
                 };
-                sends.push((tx, piece));
+                sends.push((channel, tx, piece));
             }
         }
         for (route, events) in output.routed {
-            if let Some(tx) = dispatch.by_name.get(&route) {
-                sends.push((tx, events));
+            if let Some((channel, tx)) = dispatch.by_name.get_key_value(&route) {
+                sends.push((channel, tx, events));
             }
         }
         if !dead.is_empty() {
             self.dead_lettered
                 .fetch_add(dead.len() as u64, Ordering::Relaxed);
             match &dispatch.dead {
-                Some(tx) => sends.push((tx, dead)),
+                Some((channel, tx)) => sends.push((channel, tx, dead)),
                 None => {
                     // Validation requires a dead-letter channel wherever plugins
                     // run; without one, keep the batch uncommitted rather than lose it.
@@ -405,7 +420,10 @@ impl Outlet {
     /// Sends each piece with its own clone of `ack`; a closed channel (its
     /// sink stopped) fails the batch and shuts the runtime down.
     async fn send(&self, sends: Sends<'_>, ack: &Ack) {
-        for (tx, events) in sends {
+        for (channel, tx, events) in sends {
+            if let Some(tap) = self.channel_taps.get(channel) {
+                tap.offer(&events);
+            }
             let piece = Batch::new(events, ack.clone());
             if let Err(closed) = tx.send(piece).await {
                 closed.0.ack.fail();
@@ -473,7 +491,7 @@ mod tests {
         });
         let dispatch = Dispatch {
             source: "s".into(),
-            default: vec![to_sink],
+            default: vec![("sink".into(), to_sink)],
             by_name: BTreeMap::new(),
             dead: None,
             metrics: Arc::new(Metrics::default()),

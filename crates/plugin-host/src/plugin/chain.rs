@@ -61,7 +61,8 @@ use super::engine::PluginEngine;
 use super::instance::{PluginFailure, PluginInstance, PluginOutput};
 use super::policy::{BreakerConfig, FailurePolicy};
 use super::registry::PluginSlot;
-use sluice_core::metrics::{Counter, Metrics};
+use sluice_core::metrics::{Counter, FAST_BUCKETS, Histogram, Metrics};
+use sluice_core::tap::TapPoint;
 
 use sluice_core::event::is_host_header;
 pub use sluice_core::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
@@ -110,6 +111,10 @@ pub struct Stage {
     /// Host headers (`sluice.*`) a plugin set on its output and the host
     /// discarded ([`push_replacement`]).
     forged_headers: Counter,
+    /// Wall-clock time of each call, failed or not.
+    batch_seconds: Arc<Histogram>,
+    /// `plugin:<name>`: what the stage passes on.
+    tap: Arc<TapPoint>,
 }
 
 impl Stage {
@@ -127,6 +132,11 @@ impl Stage {
             breaker_opened: c("breaker_opened"),
             swaps: c("swaps"),
             forged_headers: c("forged_headers"),
+            batch_seconds: metrics.histogram(
+                &format!("plugin.{}.batch_seconds", instance.name()),
+                FAST_BUCKETS,
+            ),
+            tap: metrics.tap(&format!("plugin:{}", instance.name())),
             slot: None,
             generation: 0,
             policy: StagePolicy::default(),
@@ -204,7 +214,10 @@ impl Stage {
             );
             return self.apply_policy(batch, failure, Some(reason));
         }
-        match self.instance.call(batch) {
+        let started = Instant::now();
+        let called = self.instance.call(batch);
+        self.batch_seconds.observe(started.elapsed());
+        match called {
             Ok(out) => {
                 self.failures_in_row = 0;
                 self.open_until = None;
@@ -549,6 +562,7 @@ impl Chain {
             if !untouched {
                 current = apply(stage, &result, &current, &mut routes, &mut out);
             }
+            stage.tap.offer(&current);
         }
         sort(out, current, routes, lineage.as_bytes())
     }

@@ -10,7 +10,7 @@ use tracing::{error, warn};
 
 use super::error::StoreError;
 use super::intake::Drain;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Gauge};
 
 /// Retry policy and its metrics.
 pub(crate) struct Retrier {
@@ -20,6 +20,8 @@ pub(crate) struct Retrier {
     retries: Counter,
     write_errors: Counter,
     disk_full: Counter,
+    /// 1 while the last attempt failed (the sink cannot write), 0 otherwise.
+    failing: Gauge,
     rng: u64,
     sink: String,
     /// Raised once the sink's input has ended.
@@ -50,6 +52,7 @@ impl Retrier {
             retries,
             write_errors,
             disk_full: Counter::default(),
+            failing: Gauge::default(),
             rng: seed | 1,
             sink,
             drain,
@@ -63,6 +66,13 @@ impl Retrier {
     /// dropping anything, and resumes by itself once space is freed.
     pub(crate) fn with_disk_full(mut self, counter: Counter) -> Self {
         self.disk_full = counter;
+        self
+    }
+
+    /// Reports in `gauge` whether the sink is failing: 1 from a failed
+    /// attempt until one succeeds (the admin endpoint's readiness).
+    pub(crate) fn with_failing(mut self, gauge: Gauge) -> Self {
+        self.failing = gauge;
         self
     }
 
@@ -89,9 +99,13 @@ impl Retrier {
         loop {
             let closed_before = self.drain.raised();
             let error = match op(attempt).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.failing.store(0, Ordering::Relaxed);
+                    return Ok(value);
+                }
                 Err(error) => error.into(),
             };
+            self.failing.store(1, Ordering::Relaxed);
             self.write_errors.fetch_add(1, Ordering::Relaxed);
             if error.is_permanent() {
                 error!(sink = %self.sink, "{error}: no retry can succeed; the sink stops");

@@ -91,6 +91,8 @@ struct Metrics {
     events: Counter,
     bytes: Counter,
     files_written: Counter,
+    /// Unix time (s) a file last became visible.
+    last_commit: Gauge,
     open_files: Gauge,
     /// Files completed early to stay within `max_open_files`.
     rolled_for_room: Counter,
@@ -400,11 +402,13 @@ impl Sink {
                 ctx.name.clone(),
                 drain,
             )
-            .with_disk_full(ctx.counter("disk_full")),
+            .with_disk_full(ctx.counter("disk_full"))
+            .with_failing(ctx.gauge("failing")),
             metrics: Metrics {
                 events: ctx.counter("events"),
                 bytes: ctx.counter("bytes"),
                 files_written: ctx.counter("files_written"),
+                last_commit: ctx.gauge("last_commit_timestamp_seconds"),
                 open_files: ctx.metrics.gauge(&format!("sink.{}.open_files", ctx.name)),
                 rolled_for_room: ctx.counter("rolled_for_max_open_files"),
             },
@@ -974,6 +978,9 @@ impl Sink {
         }
         for file in files {
             self.metrics.files_written.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .last_commit
+                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
             info!(
                 sink = %self.name,
                 path = %file.display,
@@ -1033,6 +1040,9 @@ impl Sink {
         {
             Ok(size) => {
                 self.metrics.files_written.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .last_commit
+                    .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
                 info!(
                     sink = %self.name,
                     path = %file.display,

@@ -27,7 +27,7 @@ use crate::kafka::errors::ClientError;
 use crate::kafka::errors::{Health, Role, describe_error};
 use crate::kafka::offsets::{Reported, Tp, Tracker};
 use crate::kafka::resolve_bootstrap;
-use crate::metrics::{Counter, Gauge};
+use crate::metrics::{Counter, DELIVERY_BUCKETS, Gauge, Histogram};
 use crate::sources::{SourceContext, SourceError};
 
 /// How long a revocation waits for an exactly-once sink's commit in progress.
@@ -79,6 +79,7 @@ pub async fn run(
         rejected: BatchBuf::default(),
         batch_epoch: 0,
         deadline: None,
+        first_read: Instant::now(),
         next_id: 0,
         max_events: config.batch_max_events,
         max_bytes: config.batch_max_bytes.get(),
@@ -102,6 +103,8 @@ struct SourceMetrics {
     host_headers: Counter,
     /// Records sent to the dead-letter channel by the source itself.
     rejected: Counter,
+    /// Time from a batch's first record read to every sink holding it durably.
+    delivery: Arc<Histogram>,
 }
 
 impl SourceMetrics {
@@ -115,6 +118,7 @@ impl SourceMetrics {
             undelivered: ctx.counter("undelivered_batches"),
             rejected: ctx.counter("rejected"),
             host_headers: ctx.counter("host_headers_dropped"),
+            delivery: ctx.histogram("delivery_seconds", DELIVERY_BUCKETS),
         }
     }
 }
@@ -150,6 +154,8 @@ struct Source {
     batch_epoch: u64,
     /// When the batch being filled must be handed on.
     deadline: Option<Instant>,
+    /// When the first record of the batch being filled was read.
+    first_read: Instant,
     next_id: u64,
     max_events: usize,
     max_bytes: u64,
@@ -421,7 +427,8 @@ impl Source {
             Ordering::Relaxed,
         );
         if self.deadline.is_none() {
-            self.deadline = Some(Instant::now() + self.max_wait);
+            self.first_read = Instant::now();
+            self.deadline = Some(self.first_read + self.max_wait);
             self.batch_epoch = self.consumer.context().link.epoch();
         }
         self.events.len() + self.rejected.len() >= self.max_events
@@ -445,6 +452,9 @@ impl Source {
         let events = std::mem::take(&mut self.events);
         self.events = BatchBuf::with_capacity(events.len(), events.data_len());
         let mut batch = Batch::new(events, Ack::in_epoch(id, self.batch_epoch, ack_tx.clone()));
+        batch
+            .ack
+            .time_delivery(self.first_read.into_std(), self.metrics.delivery.clone());
         batch.rejected = std::mem::take(&mut self.rejected);
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         // While blocked here the consumer is not polled: backpressure.
@@ -653,6 +663,10 @@ pub(crate) struct SourceKafkaContext {
     lag: Gauge,
     errors: Counter,
     commits: Counter,
+    /// Partitions assigned now; -1 until the source first joined its group.
+    assigned: Gauge,
+    /// Unix time (s) of the last offset commit the broker confirmed.
+    last_commit: Gauge,
 }
 
 impl SourceKafkaContext {
@@ -673,6 +687,17 @@ impl SourceKafkaContext {
             lag: ctx.metrics.gauge(&format!("source.{}.lag", ctx.name)),
             errors: ctx.counter("errors"),
             commits: ctx.counter("commits"),
+            assigned: {
+                let g = ctx
+                    .metrics
+                    .gauge(&format!("source.{}.assigned_partitions", ctx.name));
+                g.store(-1, Ordering::Relaxed);
+                g
+            },
+            last_commit: ctx.metrics.gauge(&format!(
+                "source.{}.last_commit_timestamp_seconds",
+                ctx.name
+            )),
         }
     }
 
@@ -943,7 +968,11 @@ impl ConsumerContext for SourceKafkaContext {
         info!(source = %self.name, partitions = ?tps, "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Ok(assignment) = consumer.assignment() {
+            self.assigned
+                .store(assignment.count() as i64, Ordering::Relaxed);
+        }
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let tps: Vec<(String, i32)> = tpl
@@ -963,6 +992,8 @@ impl ConsumerContext for SourceKafkaContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if result.is_ok() {
+            self.last_commit
+                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
             let confirmed: Vec<(Tp, i64)> = offsets
                 .elements()
                 .iter()

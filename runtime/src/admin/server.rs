@@ -1,0 +1,169 @@
+//! The admin endpoint's HTTP/1.1 server: routing, the bearer token, and
+//! bounds on what a client can make it do (connections at once, time to
+//! send the request head).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::State;
+use super::exposition;
+
+/// A response body: whole, or streamed (`/tap`).
+pub(super) type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Longest a client may take to send a request's head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `stop` fires.
+pub(super) async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    max_connections: usize,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(component = "admin", error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => if let Err(e) = result {
+                    debug!(component = "admin", %peer, error = %e, "connection ended");
+                },
+                _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
+/// Answers one request.
+async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    let head = req.method() == Method::HEAD;
+    let response = match path.as_str() {
+        "/health" => json(StatusCode::OK, &state.probes.health(state.phase.get())),
+        "/ready" => {
+            let r = state.probes.readiness(state.phase.get(), &state.metrics);
+            let code = if r.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(code, &r)
+        }
+        "/metrics" | "/tap" if !authorized(state, &req) => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+            r
+        }
+        "/metrics" => {
+            let body = exposition::render(
+                &state.metrics,
+                &state.catalog,
+                state.phase.get() == super::Phase::Running,
+            );
+            let mut r = Response::new(full(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8"
+                    .parse()
+                    .expect("static"),
+            );
+            r
+        }
+        "/tap" => super::tap::respond(state, req.uri().query().unwrap_or("")),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /health, /ready, /metrics or /tap\n",
+        ),
+    };
+    if head {
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, full(Vec::new()));
+    }
+    response
+}
+
+/// Whether the request carries the token (or none is set).
+fn authorized(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|presented| token.matches(presented))
+}
+
+pub(super) fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+pub(super) fn text(code: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static"),
+    );
+    r
+}
+
+pub(super) fn json(code: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(full(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static"),
+    );
+    r
+}
