@@ -5,6 +5,8 @@
 #     Maven Central jars; scripts/kafka.sh): PLAINTEXT, SSL, SASL_SSL and
 #     SASL_PLAINTEXT listeners, SCRAM and PLAIN users, ACLs enforced,
 #   - a moto S3 server (PyPI `moto[server]`) with bucket `sluice-test`.
+# `install` also installs Prometheus and promtool (Debian's `prometheus`),
+# which the admin endpoint's tests start themselves, and tmux (`sluice top`).
 # `start` writes their addresses (and the broker's CA and test users) to
 # target/services.env; `stop` ends only the processes it started, by the PIDs
 # it recorded. The fault tests (tests/tests/broker_restart.rs) start brokers
@@ -34,6 +36,14 @@ install() {
   scripts/kafka.sh install
   if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'moto[server]'
+  fi
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+    || ! command -v tmux >/dev/null || ! command -v systemd-analyze >/dev/null; then
+    as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+    as_root apt-get update -qq
+    # The package's own service is not started: policy-rc.d, or no init here.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus tmux systemd >/dev/null
   fi
 }
 

@@ -923,7 +923,9 @@ fn the_admin_section_is_checked_where_it_is_written() {
     let e = single_error(&format!("{VALID}\n[admin]\nlisten = \"0.0.0.0:9464\"\n"));
     assert_eq!(e.key, "admin.listen");
     assert!(e.message.contains("token_file"), "{}", e.message);
-    let e = single_error(&format!("{VALID}\n[admin]\nlisten = \"127.0.0.1:9464\"\nport = 1\n"));
+    let e = single_error(&format!(
+        "{VALID}\n[admin]\nlisten = \"127.0.0.1:9464\"\nport = 1\n"
+    ));
     assert_eq!(e.key, "admin.port");
     let e = single_error(&format!("{VALID}\n[admin]\nlisten = \"localhost\"\n"));
     assert_eq!(e.key, "admin.listen");
