@@ -151,10 +151,16 @@ impl SourceLink {
 
     /// Registers an exactly-once sink's committed positions.
     pub fn register(&self, store: Arc<dyn PositionStore>) {
-        self.stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(store);
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        // A sink rebuilt by a live reload registers again: it replaces itself.
+        stores.retain(|s| s.name() != store.name());
+        stores.push(store);
+    }
+
+    /// Forgets the store of sink `name` (removed by a live reload).
+    pub fn unregister(&self, name: &str) {
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        stores.retain(|s| s.name() != name);
     }
 
     /// The registered position stores.

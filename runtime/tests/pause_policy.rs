@@ -15,6 +15,7 @@ use sluice::metrics::Metrics;
 use sluice::plugin::registry::Registry;
 use sluice::plugin::{Chain, PluginEngine, PluginSlot, Sandbox, SlotSpec, Stage, StagePolicy};
 use sluice::topology::processor::{self, Dispatch};
+use sluice::topology::routes::{Route, RouteTable};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use util::{batch, plugin};
@@ -72,14 +73,18 @@ fn pipeline() -> Pipeline {
     });
     let (input, source) = mpsc::channel(2);
     let resume = Arc::new(Notify::new());
+    let routes = Arc::new(RouteTable::default());
+    routes.set("out", Route::Ready(tx.clone()));
     let dispatch = Dispatch {
         source: "src".into(),
-        default: vec![tx.clone()],
-        by_name: Default::default(),
-        dead: Some(tx.clone()),
+        default: vec!["out".into()],
+        closed: Default::default(),
+        dead: Some("out".into()),
+        routes,
         metrics: metrics.clone(),
         registry,
         resume: resume.clone(),
+        fatal: CancellationToken::new(),
     };
     tokio::spawn(processor::run(
         vec![chain],

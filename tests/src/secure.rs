@@ -259,6 +259,8 @@ pub fn run_cli_agent_if_asked(env_var: &str, log_filter: &str) {
             exit_when_idle: None,
             no_status: true,
         },
+        log_format: sluice::cli::LogFormat::Text,
+        log_level: None,
     };
     let code = match runtime.block_on(sluice::cli::main(cli)) {
         Ok(code) => code,

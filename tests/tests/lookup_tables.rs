@@ -266,6 +266,8 @@ async fn a_kafka_table_follows_a_compacted_topic() -> anyhow::Result<()> {
 fn watched(config: FileLookupConfig) -> sluice::lookup::WatchedFile {
     sluice::lookup::WatchedFile {
         path: config.path.clone(),
-        reload: Box::new(move || sluice::lookup::file::load(&config).map_err(Into::into)),
+        reload: std::sync::Arc::new(move || {
+            sluice::lookup::file::load(&config).map_err(Into::into)
+        }),
     }
 }

@@ -306,7 +306,7 @@ mod tests {
             )
             .unwrap();
         p.offer(&batch(5));
-        assert_eq!(rx.try_recv().unwrap().contains("\"offset\":0"), true);
+        assert!(rx.try_recv().unwrap().contains("\"offset\":0"));
         assert!(rx.try_recv().unwrap().contains("\"offset\":1"));
         assert!(rx.try_recv().is_err(), "three were skipped");
         drop(rx);

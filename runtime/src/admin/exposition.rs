@@ -51,11 +51,31 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "1 while every pipeline runs, 0 while starting or shutting down.",
     ),
+    (
+        "sluice_config_reloads_total",
+        Kind::Counter,
+        "Configuration reloads applied.",
+    ),
+    (
+        "sluice_config_reloads_rejected_total",
+        Kind::Counter,
+        "Configuration reloads refused (invalid, or changing what needs a restart); the running configuration went on.",
+    ),
+    (
+        "sluice_config_reload_seconds",
+        Kind::Histogram,
+        "Time to apply a reloaded configuration, from reading the file to the last component started.",
+    ),
     // sources
     (
         "sluice_source_events_total",
         Kind::Counter,
         "Events read by a source.",
+    ),
+    (
+        "sluice_source_starts_total",
+        Kind::Counter,
+        "Times a source started: 1, plus one per live reload that rebuilt it.",
     ),
     (
         "sluice_source_bytes_total",
@@ -230,6 +250,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Events written into a durable channel.",
     ),
     (
+        "sluice_channel_starts_total",
+        Kind::Counter,
+        "Times a channel opened: 1, plus one per live reload that rebuilt it.",
+    ),
+    (
         "sluice_channel_events_out_total",
         Kind::Counter,
         "Events a durable channel handed to its sink.",
@@ -314,6 +339,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "sluice_sink_events_total",
         Kind::Counter,
         "Events a sink wrote.",
+    ),
+    (
+        "sluice_sink_starts_total",
+        Kind::Counter,
+        "Times a sink started: 1, plus one per live reload that rebuilt it.",
     ),
     (
         "sluice_sink_bytes_total",

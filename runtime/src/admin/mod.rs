@@ -13,7 +13,6 @@
 //! have drained. It reads the same registry the pipelines bump
 //! ([`crate::metrics`]): serving it takes no lock on their path.
 
-mod config;
 pub mod exposition;
 mod probes;
 mod server;
@@ -22,10 +21,11 @@ mod tap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AdminConfig, AdminKeyError, AdminKeys, Token};
+pub use crate::config::admin::{AdminConfig, Token};
 pub use exposition::Catalog;
 pub use probes::{NotReady, Phase, PhaseCell, Probes, Readiness};
 
@@ -35,16 +35,37 @@ use crate::metrics::Metrics;
 /// What the request handlers share.
 pub(crate) struct State {
     metrics: Arc<Metrics>,
-    catalog: Catalog,
-    probes: Probes,
+    /// What the running configuration implies; replaced on a live reload.
+    view: ArcSwap<View>,
     phase: Arc<PhaseCell>,
     token: Option<Token>,
+}
+
+/// What the endpoint knows of the running configuration.
+pub(crate) struct View {
+    catalog: Catalog,
+    probes: Probes,
     /// `sink:<name>` → `channel:<its channel>`, for `/tap`.
     sink_channels: std::collections::BTreeMap<String, String>,
 }
 
+impl View {
+    fn of(config: &Config) -> Self {
+        Self {
+            probes: Probes::new(config),
+            catalog: catalog(config),
+            sink_channels: config
+                .sinks
+                .iter()
+                .map(|(name, def)| (name.clone(), def.channel.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// A running admin endpoint; [`Admin::stop`] ends it.
 pub struct Admin {
+    state: Arc<State>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     /// The address it listens on (the port is known even if `listen` gave 0).
@@ -68,30 +89,31 @@ impl Admin {
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .context("admin endpoint: registering the socket")?;
         let state = Arc::new(State {
-            probes: Probes::new(config, &metrics),
-            catalog: catalog(config),
+            view: ArcSwap::from_pointee(View::of(config)),
             metrics,
             phase,
             token: admin.token.clone(),
-            sink_channels: config
-                .sinks
-                .iter()
-                .map(|(name, def)| (name.clone(), def.channel.clone()))
-                .collect(),
         });
         let stop = CancellationToken::new();
         let task = tokio::spawn(server::serve(
             listener,
-            state,
+            state.clone(),
             admin.max_connections,
             stop.clone(),
         ));
         tracing::info!(component = "admin", address = %local_addr, token = admin.token.is_some(), "admin endpoint listening: /metrics /health /ready /tap");
         Ok(Self {
+            state,
             stop,
             task,
             local_addr,
         })
+    }
+
+    /// Follows a live reload: labels, readiness checks and tap points of
+    /// the new configuration.
+    pub fn update(&self, config: &Config) {
+        self.state.view.store(Arc::new(View::of(config)));
     }
 
     /// Stops serving and waits for the server task.

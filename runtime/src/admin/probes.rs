@@ -86,15 +86,13 @@ pub struct Readiness {
 }
 
 impl Probes {
-    /// The checks `config` implies. A Kafka source counts as not joined
-    /// (`assigned_partitions` -1) from here until its first assignment.
-    pub fn new(config: &Config, metrics: &Metrics) -> Self {
+    /// The checks `config` implies. (A Kafka source's
+    /// `assigned_partitions` is -1 from before it starts until its first
+    /// assignment: the topology sets it so.)
+    pub fn new(config: &Config) -> Self {
         let mut checks = Vec::new();
         for (name, def) in &config.sources {
             if def.type_name == "kafka" {
-                metrics
-                    .gauge(&format!("source.{name}.assigned_partitions"))
-                    .store(-1, Ordering::Relaxed);
                 checks.push(Check::Joined(name.clone()));
             }
             checks.push(Check::NotPaused(name.clone()));
@@ -102,9 +100,10 @@ impl Probes {
         for name in config.sinks.keys() {
             checks.push(Check::Writing(name.clone()));
         }
+        static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         Self {
             checks,
-            born: Instant::now(),
+            born: *STARTED.get_or_init(Instant::now),
         }
     }
 

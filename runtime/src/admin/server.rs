@@ -85,9 +85,16 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     }
     let head = req.method() == Method::HEAD;
     let response = match path.as_str() {
-        "/health" => json(StatusCode::OK, &state.probes.health(state.phase.get())),
+        "/health" => json(
+            StatusCode::OK,
+            &state.view.load().probes.health(state.phase.get()),
+        ),
         "/ready" => {
-            let r = state.probes.readiness(state.phase.get(), &state.metrics);
+            let r = state
+                .view
+                .load()
+                .probes
+                .readiness(state.phase.get(), &state.metrics);
             let code = if r.ready {
                 StatusCode::OK
             } else {
@@ -104,7 +111,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         "/metrics" => {
             let body = exposition::render(
                 &state.metrics,
-                &state.catalog,
+                &state.view.load().catalog,
                 state.phase.get() == super::Phase::Running,
             );
             let mut r = Response::new(full(body));

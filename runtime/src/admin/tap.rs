@@ -112,7 +112,7 @@ pub(super) fn respond(state: &State, query: &str) -> Response<Body> {
         return json(StatusCode::OK, &serde_json::json!({ "points": points }));
     };
     let resolved = match point.strip_prefix("sink:") {
-        Some(sink) => match state.sink_channels.get(sink) {
+        Some(sink) => match state.view.load().sink_channels.get(sink) {
             Some(channel) => format!("channel:{channel}"),
             None => point.clone(),
         },

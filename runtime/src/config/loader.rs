@@ -32,6 +32,12 @@ const TOP_LEVEL: &[&str] = &[
     "sinks",
 ];
 
+/// A value as canonical text: equal for equal values, whatever the layout
+/// of the file they were read from.
+fn fingerprint(value: &toml::Value) -> String {
+    toml::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
+}
+
 /// Whether `name` may name a component: 1 to 128 ASCII letters, digits,
 /// `_` and `-`. A dot would make `source.<name>.events` ambiguous to read back.
 fn valid_name(name: &str) -> bool {
@@ -48,6 +54,9 @@ pub(super) struct Loader<'a> {
     /// `section.name` of components that failed to load; references to them
     /// are not reported again.
     pub(super) broken: std::collections::BTreeSet<String>,
+    /// Each component's table (and each top-level key) as read, after
+    /// interpolation: a live reload compares them to find what changed.
+    pub(super) fingerprints: BTreeMap<String, String>,
 }
 
 impl Loader<'_> {
@@ -134,6 +143,11 @@ impl Loader<'_> {
                 );
             }
         }
+        for key in ["data_dir", "admin", "embedded_broker"] {
+            if let Some(v) = root.get(key) {
+                self.fingerprints.insert(key.to_owned(), fingerprint(v));
+            }
+        }
         let base = self.file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let embedded_broker = self.embedded_broker(&root);
         let data_dir = self.data_dir(&root, &base);
@@ -156,6 +170,7 @@ impl Loader<'_> {
             plugins,
             channels,
             sinks,
+            fingerprints: std::mem::take(&mut self.fingerprints),
         };
         self.validate(&config);
         Some(config)
@@ -194,10 +209,10 @@ impl Loader<'_> {
     }
 
     /// `[admin]`, if present, with its token read.
-    fn admin(&mut self, root: &toml::Table, base: &Path) -> Option<crate::admin::AdminConfig> {
+    fn admin(&mut self, root: &toml::Table, base: &Path) -> Option<super::admin::AdminConfig> {
         let value = root.get("admin")?;
         let path = ["admin".to_string()];
-        let keys: crate::admin::AdminKeys = self.typed(value.clone(), &path)?;
+        let keys: super::admin::AdminKeys = self.typed(value.clone(), &path)?;
         match keys.check(base, |var| std::env::var(var).ok()) {
             Ok(admin) => Some(admin),
             Err(e) => {
@@ -364,6 +379,8 @@ impl Loader<'_> {
                 );
                 continue;
             };
+            self.fingerprints
+                .insert(format!("{section}.{name}"), fingerprint(value));
             match build(self, name, component.clone()) {
                 Some(built) => {
                     out.insert(name.clone(), built);

@@ -34,6 +34,7 @@
 //! config struct (`deny_unknown_fields`), and error paths are mapped back to
 //! positions with [`locate`]. All errors found are reported at once.
 
+pub mod admin;
 pub mod error;
 pub(crate) mod interpolate;
 mod loader;
@@ -72,7 +73,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `[admin]`: the admin endpoint (`/metrics`, `/health`, `/ready`,
     /// `/tap`); off when absent. See [`crate::admin`].
-    pub admin: Option<crate::admin::AdminConfig>,
+    pub admin: Option<admin::AdminConfig>,
     /// `[teams.<name>]`, plus the implicit [`DEFAULT_TEAM`].
     pub teams: BTreeMap<String, TeamDef>,
     /// `[lookups.<name>]`: tables plugins read through the `lookup` interface.
@@ -87,6 +88,10 @@ pub struct Config {
     pub channels: BTreeMap<String, Arc<dyn Channel>>,
     /// `[sinks.<name>]`.
     pub sinks: BTreeMap<String, SinkDef>,
+    /// `section.name` (and the top-level keys `data_dir`, `admin`,
+    /// `embedded_broker`) → the component's table as canonical text, so a
+    /// live reload can tell which components changed.
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 /// A source and the processing chain of its events.
@@ -343,6 +348,7 @@ pub fn parse(
         text: &text,
         errors: Vec::new(),
         broken: Default::default(),
+        fingerprints: Default::default(),
     };
     let config = loader.load();
     match config {

@@ -5,52 +5,44 @@
 //! runs the source's plugin [`Chain`](crate::plugin::Chain) on a blocking thread
 //! and dispatches the result to channels → one sink task per channel.
 //!
-//! Plugins are loaded once into a [`Registry`] of versions (compiled code is
-//! cached in `data_dir`), each source's chain follows it, and a file watcher
-//! swaps in new versions while everything runs (see [`crate::plugin::reload`]).
+//! Plugins are loaded once into a [`Registry`](crate::plugin::Registry) of
+//! versions (compiled code is cached in `data_dir`), each source's chain
+//! follows it, and a file watcher swaps in new versions while everything
+//! runs (see [`crate::plugin::reload`]). The configuration file itself is
+//! watched too (and `SIGHUP` asks for a reload): a valid new configuration
+//! is applied as a difference ([`graph`]), an invalid one is refused and the
+//! running one goes on ([`config_reload`]).
 //!
 //! Shutdown (Ctrl-C, or `--exit-when-idle`) runs in dependency order: sources
 //! stop reading and flush their partial batch, processors finish what they
-//! hold and drop their channel senders, channels drain, sinks make everything
-//! durable and return, acknowledgements flow back, and sources make their final
-//! commit. A sink that fails closes its channel; the batches that could not be
+//! hold, the route table lets go of the channels, channels drain, sinks make
+//! everything durable and return, acknowledgements flow back, and sources
+//! make their final commit. A sink that fails closes its channel; the batches that could not be
 //! sent are failed, so their offsets are never committed and nothing is lost.
 //! A failing source or sink, and a `kafka` channel or Kafka lookup table
 //! whose client hits a permanent error ([`crate::kafka::errors`]), start that
 //! shutdown, and the run returns the first error.
 
+mod config_reload;
+mod graph;
 pub mod processor;
+pub mod routes;
 pub mod status;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, Phase, PhaseCell};
-use crate::channels::{ChannelReceiver, ChannelSender, OpenContext};
 use crate::config::Config;
-use crate::delivery::SourceLink;
-use crate::kafka::errors::Health;
-use crate::lookup::{Grants, LookupTable};
 use crate::metrics::Metrics;
-use crate::plugin::reload::{self, WatchSet, WatchedTable};
-use crate::plugin::{
-    CacheKey, Chain, EngineOptions, LogGate, PluginEngine, PluginSlot, Registry, Sandbox, SlotSpec,
-    Stage, StagePolicy,
-};
-use crate::sinks::{Guarantee, SinkContext, SinkError};
+use crate::plugin::{CacheKey, EngineOptions, PluginEngine};
+use crate::sources::SourceError;
 use crate::sources::embedded::EmbeddedBroker;
-use crate::sources::{SourceContext, SourceError};
-use processor::Dispatch;
-
-/// Longest wait for a durable channel to record its sink's last
-/// acknowledgements at shutdown.
-const CHANNEL_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+use graph::{Graph, Shared};
 
 /// How to run a topology.
 #[derive(Debug, Clone, Default)]
@@ -82,23 +74,24 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
         )?),
         None => None,
     };
-    let result = run_pipelines(config, options, &phase).await;
+    let result = run_pipelines(config, options, &phase, admin.as_ref()).await;
     if let Some(admin) = admin {
         admin.stop().await;
     }
     result
 }
 
-/// [`run`] without the admin endpoint: builds, runs and drains the pipelines.
+/// [`run`] without the admin endpoint: builds the graph, runs it, applies
+/// live reloads, and drains it.
 async fn run_pipelines(
     config: Config,
     options: RunOptions,
     phase: &PhaseCell,
+    admin: Option<&Admin>,
 ) -> Result<Arc<Metrics>> {
     let metrics = options.metrics.clone();
     let shutdown = options.shutdown.clone();
     let embedded = Embedded::start(&config, &metrics, &shutdown)?;
-    let bootstrap = embedded.bootstrap.clone();
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
@@ -108,51 +101,21 @@ async fn run_pipelines(
         ..Default::default()
     })
     .context("starting the plugin engine")?;
-    let lookups = Lookups::open(&config, bootstrap.as_deref(), &metrics)?;
-    // Kafka clients that are not tasks of their own: their permanent errors
-    // stop the run.
-    let mut healths = lookups.healths.clone();
-    let registry = load_plugins(&config, &engine, &lookups.tables, &metrics)?;
-    let channels = Channels::open(&config, bootstrap.as_deref(), &metrics)?;
-    healths.extend(channels.healths.iter().cloned());
-
-    // Delivery links: one per source, shared with the sinks it feeds.
-    let links: BTreeMap<String, Arc<SourceLink>> = config
-        .sources
-        .keys()
-        .map(|name| (name.clone(), SourceLink::new(name)))
-        .collect();
-    let Channels {
-        senders,
-        mut receivers,
-        settle: channel_tasks,
-        ..
-    } = channels;
-    let sink_tasks = spawn_sinks(
-        &config,
-        &links,
-        &senders,
-        &mut receivers,
-        &bootstrap,
-        &metrics,
-    )?;
-    let pipelines = spawn_sources(
-        &config, &links, &senders, &registry, &engine, &bootstrap, &metrics, &shutdown,
-    )?;
-    // Only processors hold senders now: channels end when processors finish.
-    drop(senders);
-    drop(receivers);
-
-    // Hot reload: from here on, a changed plugin or lookup file is picked up.
-    let _watcher = reload::watch(WatchSet {
-        registry: registry.clone(),
-        engine: engine.clone(),
-        tables: lookups.watched,
-        resume_dir: config.data_dir.join("control").join("resume"),
-        resume: pipelines.resume,
-    })
-    .map_err(|e| anyhow!(e))?;
-    let _followers = lookups.followers;
+    let (failures_tx, mut failures) = mpsc::unbounded_channel();
+    let shared = Shared {
+        metrics: metrics.clone(),
+        engine,
+        bootstrap: embedded.bootstrap.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let mut reloads = config_reload::Trigger::start(&config.file, &metrics)?;
+    let mut graph = match Graph::start(config, shared, failures_tx) {
+        Ok(g) => g,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e);
+        }
+    };
 
     let status = status::spawn(metrics.clone(), options.status_line, shutdown.clone());
     let idle = options.exit_when_idle.map(|idle| {
@@ -165,29 +128,28 @@ async fn run_pipelines(
     });
     stop_on_signal(shutdown.clone());
     phase.set(Phase::Running);
-    let stopping = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    };
 
-    let supervised = supervise(
-        pipelines.sources,
-        pipelines.processors,
-        sink_tasks,
-        &healths,
-        &shutdown,
-    );
-    tokio::pin!(supervised);
-    let mut errors = tokio::select! {
-        errors = &mut supervised => errors,
-        () = stopping => {
-            phase.set(Phase::Stopping);
-            supervised.await
+    let mut errors = Vec::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(failure) = failures.recv() => {
+                errors.push(failure);
+                shutdown.cancel();
+            }
+            Some(()) = reloads.requested() => {
+                if let Err(e) = config_reload::apply(&mut graph, &metrics, admin).await {
+                    errors.push(e);
+                    shutdown.cancel();
+                }
+            }
         }
-    };
+    }
     phase.set(Phase::Stopping);
-    shutdown.cancel();
-    settle_channels(channel_tasks, &mut errors).await;
+    graph.drain().await;
+    while let Ok(failure) = failures.try_recv() {
+        errors.push(failure);
+    }
     embedded.finish(&mut errors).await;
     if let Some(idle) = idle {
         idle.abort();
@@ -265,45 +227,6 @@ impl Embedded {
     }
 }
 
-/// The lookup tables, filled, and what keeps them current.
-struct Lookups {
-    tables: BTreeMap<String, Arc<LookupTable>>,
-    /// File tables, reloaded by the watcher when their file changes.
-    watched: Vec<WatchedTable>,
-    /// What follows a table's source of changes; dropping one stops it.
-    followers: Vec<Box<dyn std::any::Any + Send>>,
-    healths: Vec<Arc<Health>>,
-}
-
-impl Lookups {
-    fn open(config: &Config, bootstrap: Option<&str>, metrics: &Arc<Metrics>) -> Result<Self> {
-        let mut lookups = Self {
-            tables: BTreeMap::new(),
-            watched: Vec::new(),
-            followers: Vec::new(),
-            healths: Vec::new(),
-        };
-        let ctx = crate::lookup::OpenContext {
-            metrics,
-            embedded_bootstrap: bootstrap,
-        };
-        for (name, def) in &config.lookups {
-            let table = Arc::new(LookupTable::new(name));
-            let open = def.kind.open(table.clone(), &ctx).map_err(|e| anyhow!(e))?;
-            if let Some(file) = open.watched {
-                lookups.watched.push(WatchedTable {
-                    file,
-                    table: table.clone(),
-                });
-            }
-            lookups.healths.extend(open.health);
-            lookups.followers.extend(open.follower);
-            lookups.tables.insert(name.clone(), table);
-        }
-        Ok(lookups)
-    }
-}
-
 /// The key compile cache entries are signed with, from the file named by
 /// `SLUICE_COMPILE_CACHE_KEY` or `$XDG_CONFIG_HOME/sluice/compile-cache.key`
 /// (`~/.config/...`), created owner-only on first use. It must lie outside
@@ -342,232 +265,6 @@ fn compile_cache_key(data_dir: &std::path::Path) -> Option<CacheKey> {
     }
 }
 
-/// Loads every plugin into a registry of versions, each with its team's
-/// sandbox, and writes the registry's status file.
-fn load_plugins(
-    config: &Config,
-    engine: &PluginEngine,
-    tables: &BTreeMap<String, Arc<LookupTable>>,
-    metrics: &Arc<Metrics>,
-) -> Result<Registry> {
-    let mut registry = Registry::new(Some(config.data_dir.join("status").join("plugins.json")));
-    for (name, def) in &config.plugins {
-        let settings = config.plugin_settings(name);
-        let sandbox = Sandbox {
-            limits: settings.limits,
-            grants: Grants::new(
-                settings
-                    .capabilities
-                    .lookups
-                    .iter()
-                    .filter_map(|t| tables.get(t).cloned()),
-            ),
-            env: settings
-                .capabilities
-                .env
-                .iter()
-                .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
-                .collect(),
-            clock: settings.capabilities.clock,
-            log: LogGate::new(metrics.counter(&format!("plugin.{name}.log_suppressed"))),
-        };
-        let spec = SlotSpec {
-            name: name.clone(),
-            kind: def.kind,
-            path: def.path.clone(),
-            team: settings.team.clone(),
-            pin: def.sha256.clone(),
-            config_json: serde_json::to_string(&def.config).context("encoding plugin config")?,
-            sandbox,
-        };
-        let slot = tokio::task::block_in_place(|| PluginSlot::load(engine, spec, metrics))
-            .map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-        let v = slot.current();
-        tracing::info!(plugin = %name, team = %settings.team, digest = v.loaded.short_digest(), kind = def.kind.as_str(),
-            cached = v.loaded.cached, compile_ms = v.loaded.compile_time.as_millis() as u64, "plugin loaded");
-        registry.insert(slot);
-    }
-    registry.write_status();
-    Ok(registry)
-}
-
-/// Every channel, open.
-struct Channels {
-    senders: BTreeMap<String, ChannelSender>,
-    receivers: BTreeMap<String, ChannelReceiver>,
-    /// Tasks recording acknowledgements of durable channels, by channel.
-    settle: Vec<(String, tokio::task::JoinHandle<()>)>,
-    healths: Vec<Arc<Health>>,
-}
-
-impl Channels {
-    fn open(config: &Config, bootstrap: Option<&str>, metrics: &Metrics) -> Result<Self> {
-        let ctx = OpenContext {
-            metrics,
-            embedded_bootstrap: bootstrap,
-        };
-        let mut channels = Self {
-            senders: BTreeMap::new(),
-            receivers: BTreeMap::new(),
-            settle: Vec::new(),
-            healths: Vec::new(),
-        };
-        for (name, def) in &config.channels {
-            let open = tokio::task::block_in_place(|| def.open(name, &ctx))?;
-            if let Some(settle) = open.settle {
-                channels.settle.push((name.clone(), settle));
-            }
-            channels.healths.extend(open.health);
-            channels.senders.insert(name.clone(), open.sender);
-            channels.receivers.insert(name.clone(), open.receiver);
-        }
-        Ok(channels)
-    }
-}
-
-/// Starts every sink on its channel's receiver.
-fn spawn_sinks(
-    config: &Config,
-    links: &BTreeMap<String, Arc<SourceLink>>,
-    senders: &BTreeMap<String, ChannelSender>,
-    receivers: &mut BTreeMap<String, ChannelReceiver>,
-    bootstrap: &Option<String>,
-    metrics: &Arc<Metrics>,
-) -> Result<JoinSet<Result<(), SinkError>>> {
-    let mut tasks = JoinSet::new();
-    for (name, def) in &config.sinks {
-        let rx = receivers
-            .remove(&def.channel)
-            .ok_or_else(|| anyhow!("channel `{}` has no receiver", def.channel))?;
-        let link = match config.sources_feeding(&def.channel)[..] {
-            [source] => links.get(source).cloned(),
-            _ => None,
-        };
-        if let (Guarantee::Transactional, Some(link)) = (def.kind.guarantee(), &link) {
-            // The sink's transactions commit the source's offsets.
-            link.set_offsets_in_transactions();
-        }
-        // Every source that may reach this sink resumes no later than the
-        // consumer group's commit, unless the sink keeps its own positions
-        // and has no dead-letter sink (which keeps none: an exactly-once
-        // sink sends what it re-reads there again).
-        if def.kind.guarantee() != Guarantee::ExactlyOnce || def.dead_letter.is_some() {
-            for source in config.sources_feeding(&def.channel) {
-                links[source].set_co_fed();
-            }
-        }
-        let ctx = SinkContext {
-            name: name.clone(),
-            metrics: metrics.clone(),
-            embedded_bootstrap: bootstrap.clone(),
-            link: config
-                .exactly_once_source(name)
-                .and_then(|s| links.get(s).cloned())
-                .or(link),
-            state_dir: Some(config.data_dir.join("sinks").join(name)),
-            dead_letter: def.dead_letter.as_ref().map(|c| senders[c].clone()),
-        };
-        tasks.spawn(def.kind.run(rx, ctx));
-    }
-    Ok(tasks)
-}
-
-/// Every source's task and its processor's, and the handles an operator
-/// resumes a paused source by.
-struct Pipelines {
-    sources: JoinSet<Result<(), SourceError>>,
-    processors: JoinSet<()>,
-    resume: BTreeMap<String, Arc<Notify>>,
-}
-
-/// Starts every source and the processor running its plugin chain.
-#[allow(clippy::too_many_arguments)]
-fn spawn_sources(
-    config: &Config,
-    links: &BTreeMap<String, Arc<SourceLink>>,
-    senders: &BTreeMap<String, ChannelSender>,
-    registry: &Registry,
-    engine: &PluginEngine,
-    bootstrap: &Option<String>,
-    metrics: &Arc<Metrics>,
-    shutdown: &CancellationToken,
-) -> Result<Pipelines> {
-    let mut pipelines = Pipelines {
-        sources: JoinSet::new(),
-        processors: JoinSet::new(),
-        resume: BTreeMap::new(),
-    };
-    for (name, def) in &config.sources {
-        // One chain per lane (see `SourceDef::parallelism`); no plugins, one lane.
-        let lanes = if def.chain().next().is_none() {
-            1
-        } else {
-            def.parallelism
-        };
-        let stages = |plugins: &mut dyn Iterator<Item = &str>| -> Result<Vec<Stage>> {
-            plugins
-                .map(|plugin| {
-                    let settings = config.plugin_settings(plugin);
-                    let policy = StagePolicy {
-                        on_failure: settings.on_failure,
-                        breaker: settings.breaker,
-                    };
-                    let slot = registry
-                        .get(plugin)
-                        .cloned()
-                        .ok_or_else(|| anyhow!("plugin `{plugin}` was not loaded"))?;
-                    Ok(Stage::from_slot(slot, engine, policy, metrics))
-                })
-                .collect()
-        };
-        let mut chains = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
-            let chain = Chain::new(stages(&mut def.chain())?);
-            let redaction = stages(&mut def.dead_letter_interceptors.iter().map(String::as_str))?;
-            chains.push(chain.with_redaction(redaction));
-        }
-        let resume = Arc::new(Notify::new());
-        pipelines.resume.insert(name.clone(), resume.clone());
-        let dispatch = Dispatch {
-            source: name.clone(),
-            default: def
-                .channels
-                .iter()
-                .map(|c| (c.clone(), senders[c].clone()))
-                .collect(),
-            by_name: {
-                let closed = config.channels_closed_to(name);
-                senders
-                    .iter()
-                    .filter(|(c, _)| !closed.contains(c))
-                    .map(|(c, s)| (c.clone(), s.clone()))
-                    .collect()
-            },
-            dead: def
-                .dead_letter
-                .as_ref()
-                .map(|c| (c.clone(), senders[c].clone())),
-            metrics: metrics.clone(),
-            registry: registry.clone(),
-            resume,
-        };
-        let (tx, rx) = mpsc::channel(2);
-        let ctx = SourceContext {
-            name: name.clone(),
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
-            embedded_bootstrap: bootstrap.clone(),
-        };
-        pipelines
-            .sources
-            .spawn(def.kind.run(tx, ctx, links[name].clone()));
-        pipelines
-            .processors
-            .spawn(processor::run(chains, rx, dispatch, shutdown.clone()));
-    }
-    Ok(pipelines)
-}
-
 /// On the first SIGINT or SIGTERM, shuts down gracefully; on the second,
 /// exits at once.
 fn stop_on_signal(shutdown: CancellationToken) {
@@ -580,88 +277,6 @@ fn stop_on_signal(shutdown: CancellationToken) {
             }
         }
     });
-}
-
-/// Waits for every source, processor and sink to end. A failing one, or a
-/// Kafka client in `healths` hitting a permanent error, starts a shutdown;
-/// returns every failure.
-async fn supervise(
-    mut source_tasks: JoinSet<Result<(), SourceError>>,
-    mut processor_tasks: JoinSet<()>,
-    mut sink_tasks: JoinSet<Result<(), SinkError>>,
-    healths: &[Arc<Health>],
-    shutdown: &CancellationToken,
-) -> Vec<anyhow::Error> {
-    let (failure_tx, mut failures) = mpsc::unbounded_channel::<usize>();
-    let health_watchers: Vec<_> = healths
-        .iter()
-        .enumerate()
-        .map(|(i, health)| {
-            let (health, tx) = (health.clone(), failure_tx.clone());
-            tokio::spawn(async move {
-                health.failed().await;
-                let _ = tx.send(i);
-            })
-        })
-        .collect();
-    drop(failure_tx);
-    let mut reported = vec![false; healths.len()];
-    let failure = |i: usize| {
-        let h = &healths[i];
-        anyhow!("{}: {}", h.component(), h.failure().unwrap_or_default())
-    };
-
-    let mut errors = Vec::new();
-    let mut sinks_left = sink_tasks.len();
-    let mut sources_left = source_tasks.len();
-    let mut processors_left = processor_tasks.len();
-    while sinks_left + sources_left + processors_left > 0 {
-        tokio::select! {
-            Some(r) = source_tasks.join_next(), if sources_left > 0 => {
-                sources_left -= 1;
-                if let Err(e) = flatten(r) { errors.push(e); shutdown.cancel(); }
-            }
-            Some(r) = processor_tasks.join_next(), if processors_left > 0 => {
-                processors_left -= 1;
-                if let Err(e) = r { errors.push(anyhow!("processor task: {e}")); shutdown.cancel(); }
-            }
-            Some(r) = sink_tasks.join_next(), if sinks_left > 0 => {
-                sinks_left -= 1;
-                if let Err(e) = flatten(r) { errors.push(e); shutdown.cancel(); }
-            }
-            Some(i) = failures.recv() => {
-                reported[i] = true;
-                errors.push(failure(i));
-                shutdown.cancel();
-            }
-        }
-    }
-    for (i, health) in healths.iter().enumerate() {
-        if !reported[i] && health.failure().is_some() {
-            errors.push(failure(i));
-        }
-    }
-    for watcher in health_watchers {
-        watcher.abort();
-    }
-    errors
-}
-
-/// Durable channels settle the acknowledgements of their sinks (last
-/// checkpoint, last offset commit) once every sink has stopped.
-async fn settle_channels(
-    tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
-    errors: &mut Vec<anyhow::Error>,
-) {
-    for (name, task) in tasks {
-        match tokio::time::timeout(CHANNEL_SETTLE_TIMEOUT, task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(anyhow!("channel `{name}`: {e}")),
-            Err(_) => {
-                tracing::warn!(channel = %name, "channel did not settle its acknowledgements in time; what it has not recorded is delivered again next time")
-            }
-        }
-    }
 }
 
 /// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM (what Kubernetes, systemd
@@ -681,14 +296,6 @@ async fn stop_requested() -> bool {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.is_ok()
-    }
-}
-
-fn flatten<E: Into<anyhow::Error>>(r: Result<Result<(), E>, tokio::task::JoinError>) -> Result<()> {
-    match r {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.into()),
-        Err(e) => Err(anyhow!("task failed: {e}")),
     }
 }
 

@@ -12,7 +12,7 @@
 //! its sink failed, the batch's acknowledgement is failed (its offsets will not
 //! be committed) and the runtime shuts down.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,7 +20,7 @@ use sluice_batch::BatchBuf;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::ChannelSender;
+use super::routes::RouteTable;
 use crate::event::{Ack, Batch, DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::plugin::chain::{DEAD_LETTER_WITHHELD, Paused};
@@ -33,12 +33,18 @@ use crate::tap::TapPoint;
 pub struct Dispatch {
     /// The source's name (for metrics and logs).
     pub source: String,
-    /// The source's `channels`, by name.
-    pub default: Vec<(String, ChannelSender)>,
-    /// Every channel by name, for routes.
-    pub by_name: BTreeMap<String, ChannelSender>,
-    /// The source's `dead_letter` channel, by name.
-    pub dead: Option<(String, ChannelSender)>,
+    /// The source's `channels`.
+    pub default: Vec<String>,
+    /// Channels this source may not route to (see
+    /// `Config::channels_closed_to`).
+    pub closed: BTreeSet<String>,
+    /// The source's `dead_letter` channel.
+    pub dead: Option<String>,
+    /// Where each channel name leads now.
+    pub routes: Arc<RouteTable>,
+    /// The run's shutdown: a panicking chain or a stopped sink fires it.
+    /// (The processor's own token stops this source alone.)
+    pub fatal: CancellationToken,
     /// Process metrics.
     pub metrics: Arc<Metrics>,
     /// Versions of the plugins, to wait for a new one while paused.
@@ -190,12 +196,10 @@ struct Outlet {
     pauses: Counter,
     /// `source:<name>`: what the source read.
     source_tap: Arc<TapPoint>,
-    /// `channel:<name>` of every channel this source may send to.
-    channel_taps: BTreeMap<String, Arc<TapPoint>>,
 }
 
 /// Where a batch's pieces go: a channel each, by name.
-type Sends<'a> = Vec<(&'a str, &'a ChannelSender, BatchBuf)>;
+type Sends = Vec<(String, BatchBuf)>;
 
 impl Processor {
     fn new(chain: Chain, dispatch: Dispatch, shutdown: CancellationToken) -> Self {
@@ -208,14 +212,6 @@ impl Processor {
             paused: metrics.gauge(&name("paused")),
             pauses: metrics.counter(&name("pauses")),
             source_tap: metrics.tap(&format!("source:{}", dispatch.source)),
-            channel_taps: dispatch
-                .default
-                .iter()
-                .map(|(c, _)| c)
-                .chain(dispatch.by_name.keys())
-                .chain(dispatch.dead.iter().map(|(c, _)| c))
-                .map(|c| (c.clone(), metrics.tap(&format!("channel:{c}"))))
-                .collect(),
             dispatch,
             shutdown,
         };
@@ -248,7 +244,7 @@ impl Processor {
                 }
                 Err(e) => {
                     tracing::error!(source = %self.out.dispatch.source, "plugin chain panicked: {e}; shutting down");
-                    self.out.shutdown.cancel();
+                    self.out.dispatch.fatal.cancel();
                     return None;
                 }
             };
@@ -292,7 +288,7 @@ impl Processor {
             }
             Err(e) => {
                 tracing::error!(source = %self.out.dispatch.source, "dead-letter redaction panicked: {e}; shutting down");
-                self.out.shutdown.cancel();
+                self.out.dispatch.fatal.cancel();
                 None
             }
         }
@@ -358,7 +354,7 @@ impl Outlet {
         }
         let routed = std::mem::take(&mut output.routed);
         for (route, events) in routed {
-            if dispatch.by_name.contains_key(&route) {
+            if dispatch.routes.knows(&route) && !dispatch.closed.contains(&route) {
                 output.routed.push((route, events));
                 continue;
             }
@@ -377,35 +373,32 @@ impl Outlet {
 
     /// Splits the chain's output into one piece per channel: the source's
     /// channels, routes, dead letters ([`Outlet::gather_dead`] first).
-    fn route<'a>(&'a self, output: ChainOutput, ack: &Ack) -> Sends<'a> {
+    fn route(&self, output: ChainOutput, ack: &Ack) -> Sends {
         let dispatch = &self.dispatch;
         self.dropped
             .fetch_add(output.dropped as u64, Ordering::Relaxed);
         let dead = output.dead;
         let output_default = output.default;
-        let mut sends: Sends<'a> = Vec::new();
+        let mut sends: Sends = Vec::new();
         if !output_default.is_empty() {
             let n = dispatch.default.len();
             let mut events = Some(output_default);
-            for (i, (channel, tx)) in dispatch.default.iter().enumerate() {
+            for (i, channel) in dispatch.default.iter().enumerate() {
                 let piece = if i + 1 == n {
                     events.take().unwrap_or_default()
                 } else {
                     events.clone().unwrap_or_default()
                 };
-                sends.push((channel, tx, piece));
+                sends.push((channel.clone(), piece));
             }
         }
-        for (route, events) in output.routed {
-            if let Some((channel, tx)) = dispatch.by_name.get_key_value(&route) {
-                sends.push((channel, tx, events));
-            }
-        }
+        // `gather_dead` left only routes to channels.
+        sends.extend(output.routed);
         if !dead.is_empty() {
             self.dead_lettered
                 .fetch_add(dead.len() as u64, Ordering::Relaxed);
             match &dispatch.dead {
-                Some((channel, tx)) => sends.push((channel, tx, dead)),
+                Some(channel) => sends.push((channel.clone(), dead)),
                 None => {
                     // Validation requires a dead-letter channel wherever plugins
                     // run; without one, keep the batch uncommitted rather than lose it.
@@ -419,16 +412,24 @@ impl Outlet {
 
     /// Sends each piece with its own clone of `ack`; a closed channel (its
     /// sink stopped) fails the batch and shuts the runtime down.
-    async fn send(&self, sends: Sends<'_>, ack: &Ack) {
-        for (channel, tx, events) in sends {
-            if let Some(tap) = self.channel_taps.get(channel) {
-                tap.offer(&events);
-            }
+    async fn send(&self, sends: Sends, ack: &Ack) {
+        for (channel, events) in sends {
+            let Some(tx) = self.dispatch.routes.sender(&channel).await else {
+                // Removed by a reload while this batch was on its way: the
+                // batch is read again, not lost.
+                tracing::warn!(source = %self.dispatch.source, %channel, "channel removed; failing the batch, which is read again");
+                ack.fail();
+                continue;
+            };
+            self.dispatch
+                .metrics
+                .tap(&format!("channel:{channel}"))
+                .offer(&events);
             let piece = Batch::new(events, ack.clone());
             if let Err(closed) = tx.send(piece).await {
                 closed.0.ack.fail();
                 tracing::error!(source = %self.dispatch.source, "a channel's sink has stopped; shutting down");
-                self.shutdown.cancel();
+                self.dispatch.fatal.cancel();
             }
         }
     }
@@ -436,12 +437,13 @@ impl Outlet {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::HashMap;
 
     use sluice_batch::NewEvent;
 
     use super::*;
     use crate::channels::memory::{self, Capacity};
+    use crate::topology::routes::Route;
 
     fn event(partition: i32, offset: i64) -> NewEvent<'static> {
         NewEvent {
@@ -489,14 +491,18 @@ mod tests {
             events: 1_000_000,
             bytes: 1 << 30,
         });
+        let routes = Arc::new(RouteTable::default());
+        routes.set("sink", Route::Ready(to_sink));
         let dispatch = Dispatch {
             source: "s".into(),
-            default: vec![("sink".into(), to_sink)],
-            by_name: BTreeMap::new(),
+            default: vec!["sink".into()],
+            closed: BTreeSet::new(),
             dead: None,
+            routes,
             metrics: Arc::new(Metrics::default()),
             registry: Registry::default(),
             resume: Arc::new(Notify::new()),
+            fatal: CancellationToken::new(),
         };
         let (input, batches) = mpsc::channel(2);
         let chains = (0..3).map(|_| Chain::new(Vec::new())).collect();

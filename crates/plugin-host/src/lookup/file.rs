@@ -35,7 +35,7 @@ impl Lookup for FileLookupConfig {
         Ok(OpenLookup {
             watched: Some(WatchedFile {
                 path: self.path.clone(),
-                reload: Box::new(move || load(&config).map_err(BoxError::from)),
+                reload: Arc::new(move || load(&config).map_err(BoxError::from)),
             }),
             ..OpenLookup::default()
         })

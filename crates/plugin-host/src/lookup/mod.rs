@@ -87,11 +87,12 @@ pub struct OpenLookup {
 }
 
 /// A file a table is loaded from, and how to load it again.
+#[derive(Clone)]
 pub struct WatchedFile {
     /// The file.
     pub path: PathBuf,
     /// Reads the file into a whole new map.
-    pub reload: Box<dyn Fn() -> Result<HashMap<String, String>, BoxError> + Send + Sync>,
+    pub reload: Arc<dyn Fn() -> Result<HashMap<String, String>, BoxError> + Send + Sync>,
 }
 
 /// One named table, shared by every plugin instance granted it.

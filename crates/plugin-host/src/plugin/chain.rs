@@ -182,14 +182,23 @@ impl Stage {
     /// Switches to the slot's current version if it changed. A new version
     /// closes the circuit breaker.
     pub fn refresh(&mut self) {
-        let Some((slot, _)) = &self.slot else {
+        let Some((slot, engine)) = &self.slot else {
             return;
         };
         let current = slot.current();
         if current.generation == self.generation {
             return;
         }
-        self.instance = self.instance.with_version(current.loaded.clone());
+        self.instance = PluginInstance::sandboxed(
+            engine.clone(),
+            current.loaded.clone(),
+            self.instance.name(),
+            current.config_json.to_string(),
+            current.sandbox.clone(),
+        );
+        if let Some(policy) = current.policy {
+            self.policy = policy;
+        }
         self.generation = current.generation;
         self.failures_in_row = 0;
         self.open_until = None;

@@ -134,18 +134,6 @@ impl PluginInstance {
         &self.config_json
     }
 
-    /// The same plugin (name, config, sandbox) running another version.
-    pub(crate) fn with_version(&self, plugin: LoadedPlugin) -> Self {
-        Self {
-            engine: self.engine.clone(),
-            plugin,
-            name: self.name.clone(),
-            config_json: self.config_json.clone(),
-            sandbox: self.sandbox.clone(),
-            live: None,
-        }
-    }
-
     /// The plugin's name in the configuration.
     pub fn name(&self) -> &str {
         &self.name

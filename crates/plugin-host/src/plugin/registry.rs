@@ -36,7 +36,10 @@ use super::instance::PluginInstance;
 use super::policy::PluginKind;
 use sluice_core::metrics::{Counter, Metrics};
 
-/// One published version of a plugin.
+/// One published version of a plugin: its code and the settings it runs
+/// with. A new file and a new configuration (a live reload of the config:
+/// the plugin's `config`, its team's limits or grants, its policy) are both
+/// new versions, swapped in at a batch boundary.
 #[derive(Clone)]
 pub struct PluginVersion {
     /// The compiled, checked component.
@@ -45,6 +48,14 @@ pub struct PluginVersion {
     pub generation: u64,
     /// When it was published.
     pub since: SystemTime,
+    /// Its `config` table as JSON.
+    pub config_json: Arc<str>,
+    /// Its limits and grants.
+    pub sandbox: Sandbox,
+    /// The pinned SHA-256, if any.
+    pub pin: Option<String>,
+    /// The failure policy stages running it adopt; `None` keeps theirs.
+    pub policy: Option<super::chain::StagePolicy>,
 }
 
 /// What a reload attempt did.
@@ -71,9 +82,6 @@ pub struct PluginSlot {
     kind: PluginKind,
     path: PathBuf,
     team: String,
-    pin: Option<String>,
-    config_json: Arc<str>,
-    sandbox: Sandbox,
     current: ArcSwap<PluginVersion>,
     generation: watch::Sender<u64>,
     last_error: Mutex<Option<String>>,
@@ -130,13 +138,14 @@ impl PluginSlot {
             kind: spec.kind,
             path: spec.path,
             team: spec.team,
-            pin: spec.pin,
-            config_json,
-            sandbox: spec.sandbox,
             current: ArcSwap::from_pointee(PluginVersion {
                 loaded,
                 generation: 1,
                 since: SystemTime::now(),
+                config_json,
+                sandbox: spec.sandbox,
+                pin: spec.pin,
+                policy: None,
             }),
             generation,
             last_error: Mutex::new(None),
@@ -169,13 +178,62 @@ impl PluginSlot {
 
     /// A fresh instance of the running version, in the plugin's sandbox.
     pub fn instance(&self, engine: &PluginEngine) -> PluginInstance {
+        let v = self.current();
         PluginInstance::sandboxed(
             engine.clone(),
-            self.current().loaded.clone(),
+            v.loaded.clone(),
             &self.name,
-            self.config_json.to_string(),
-            self.sandbox.clone(),
+            v.config_json.to_string(),
+            v.sandbox.clone(),
         )
+    }
+
+    /// Publishes the plugin with new settings (a live reload of the
+    /// configuration): the file as it is now, checked with `spec`'s config,
+    /// sandbox and pin exactly like a new file, and `policy` for the stages
+    /// running it. The running version keeps serving if the check fails.
+    /// The name, kind and path must be the slot's (a plugin whose kind or
+    /// file changed is a new slot).
+    pub fn reconfigure(
+        &self,
+        engine: &PluginEngine,
+        spec: SlotSpec,
+        policy: super::chain::StagePolicy,
+    ) -> Result<u64, Refused> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        if spec.name != self.name || spec.kind != self.kind || spec.path != self.path {
+            return Err(Refused(format!(
+                "plugin `{}`: its kind or file changed; it needs a new slot",
+                self.name
+            )));
+        }
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| format!("reading plugin {}: {e}", self.path.display()))?;
+        let config_json: Arc<str> = spec.config_json.into();
+        let loaded = check(
+            engine,
+            &self.name,
+            self.kind,
+            &self.path,
+            &bytes,
+            spec.pin.as_deref(),
+            &config_json,
+            &spec.sandbox,
+        )?;
+        let generation = self.current().generation + 1;
+        self.current.store(Arc::new(PluginVersion {
+            loaded,
+            generation,
+            since: SystemTime::now(),
+            config_json,
+            sandbox: spec.sandbox,
+            pin: spec.pin,
+            policy: Some(policy),
+        }));
+        self.generation.send_replace(generation);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::info!(plugin = %self.name, generation, "plugin reconfigured; live from the next batch");
+        Ok(generation)
     }
 
     /// Checks the file as it is now and publishes it if it is a new, good
@@ -196,25 +254,30 @@ impl PluginSlot {
         if digest == self.current().loaded.digest {
             return ReloadOutcome::Unchanged;
         }
+        let settings = self.current();
         let loaded = match check(
             engine,
             &self.name,
             self.kind,
             &self.path,
             &bytes,
-            self.pin.as_deref(),
-            &self.config_json,
-            &self.sandbox,
+            settings.pin.as_deref(),
+            &settings.config_json,
+            &settings.sandbox,
         ) {
             Ok(l) => l,
             Err(reason) => return self.reject(reason.0),
         };
-        let generation = self.current().generation + 1;
+        let generation = settings.generation + 1;
         let digest = loaded.digest.clone();
         self.current.store(Arc::new(PluginVersion {
             loaded,
             generation,
             since: SystemTime::now(),
+            config_json: settings.config_json.clone(),
+            sandbox: settings.sandbox.clone(),
+            pin: settings.pin.clone(),
+            policy: settings.policy,
         }));
         self.generation.send_replace(generation);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -252,7 +315,7 @@ impl PluginSlot {
                 .since
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            pinned: self.pin.is_some(),
+            pinned: v.pin.is_some(),
             last_rejection: self
                 .last_error
                 .lock()
@@ -374,6 +437,11 @@ impl Registry {
     /// Adds a slot.
     pub fn insert(&mut self, slot: Arc<PluginSlot>) {
         self.slots.insert(slot.name().to_owned(), slot);
+    }
+
+    /// Removes the slot of plugin `name` (gone from the configuration).
+    pub fn remove(&mut self, name: &str) {
+        self.slots.remove(name);
     }
 
     /// The slot of plugin `name`.

@@ -37,6 +37,7 @@ use crate::lookup::{LookupTable, WatchedFile};
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// A lookup table loaded from a file, and that file.
+#[derive(Clone)]
 pub struct WatchedTable {
     /// The file and how to read it.
     pub file: WatchedFile,

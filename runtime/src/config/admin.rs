@@ -1,4 +1,5 @@
-//! `[admin]`: where the admin endpoint listens and the token guarding it.
+//! `[admin]`: where the admin endpoint ([`crate::admin`]) listens and the
+//! token guarding it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
