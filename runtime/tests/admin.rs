@@ -302,8 +302,31 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
 
     scrape_with_prometheus(dir.path(), &addr);
 
-    // SIGTERM, as an orchestrator stops a pod: a graceful, successful exit.
+    // SIGHUP reloads the configuration; the file is unchanged, so nothing
+    // is rebuilt.
     let pid = agent.child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let message = |line: &str| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        v["fields"]["message"].as_str().map(str::to_owned)
+    };
+    agent.wait_for_log("the SIGHUP", |l| {
+        message(l).filter(|m| m.starts_with("SIGHUP"))
+    });
+    agent.wait_for_log("the unchanged reload", |l| {
+        message(l).filter(|m| m.contains("no component did"))
+    });
+    let (_, metrics) = get(&addr, "/metrics", Some(TOKEN));
+    assert_eq!(
+        sample(
+            &metrics,
+            "sluice_source_starts_total",
+            "component=\"transactions\""
+        ),
+        Some(1.0)
+    );
+
+    // SIGTERM, as an orchestrator stops a pod: a graceful, successful exit.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = wait_until("exit after SIGTERM", Duration::from_secs(60), || {
         agent.child.try_wait().unwrap()

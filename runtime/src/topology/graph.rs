@@ -738,3 +738,124 @@ async fn settle(name: &str, channel: RunningChannel) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[sources.a]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["a"]
+channels = ["lake"]
+
+[sources.b]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+topics = ["b"]
+channels = ["other"]
+
+[channels.lake]
+type = "memory"
+
+[channels.other]
+type = "memory"
+
+[channels.rejects]
+type = "memory"
+
+[sinks.lake]
+type = "object_store"
+channel = "lake"
+url = "file:///tmp/lake"
+roll_interval = "10s"
+dead_letter = "rejects"
+
+[sinks.other]
+type = "object_store"
+channel = "other"
+url = "file:///tmp/other"
+exactly_once = true
+roll_interval = "10s"
+
+[sinks.rejects]
+type = "null"
+channel = "rejects"
+"#;
+
+    fn load(text: &str) -> Config {
+        crate::config::parse(std::path::Path::new("t.toml"), text, |_| None)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_same_configuration_changes_nothing() {
+        // Layout and comments do not count: only values do.
+        let spaced = BASE.replace("type = \"null\"", "type    =   \"null\"   # the end");
+        assert!(plan(&load(BASE), &load(&spaced)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_sinks_new_roll_cycles_its_channel_and_nothing_else() {
+        let new = BASE.replacen("roll_interval = \"10s\"", "roll_interval = \"1s\"", 1);
+        let p = plan(&load(BASE), &load(&new)).unwrap();
+        assert_eq!(p.close_channels, set(&["lake"]));
+        assert_eq!(p.open_channels, set(&["lake"]));
+        assert!(
+            p.stop_sources.is_empty() && p.start_sources.is_empty(),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_exactly_once_sink_restarts_its_source_with_it() {
+        let new = BASE.replace(
+            "url = \"file:///tmp/other\"",
+            "url = \"file:///tmp/other2\"",
+        );
+        let p = plan(&load(BASE), &load(&new)).unwrap();
+        assert_eq!(p.close_channels, set(&["other"]));
+        assert_eq!(p.stop_sources, set(&["b"]));
+        assert_eq!(p.start_sources, set(&["b"]));
+    }
+
+    #[test]
+    fn a_dead_letter_channel_cycles_the_sinks_writing_into_it() {
+        let new = BASE.replace("type = \"null\"", "type = \"logger\"");
+        let p = plan(&load(BASE), &load(&new)).unwrap();
+        // `lake` holds `rejects` as its dead-letter channel: it must end
+        // before `rejects` can close.
+        assert_eq!(p.close_channels, set(&["lake", "rejects"]));
+        assert!(p.stop_sources.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_removed_source_only_stops() {
+        let new = BASE.replace(
+            "[sources.a]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ngroup_id = \"g\"\ntopics = [\"a\"]\nchannels = [\"lake\"]\n",
+            "",
+        );
+        let new = load(&new);
+        assert!(!new.sources.contains_key("a"));
+        let p = plan(&load(BASE), &new).unwrap();
+        assert_eq!(p.stop_sources, set(&["a"]));
+        assert!(
+            p.start_sources.is_empty() && p.close_channels.is_empty(),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn what_needs_a_restart_is_refused() {
+        let new = format!("data_dir = \"elsewhere\"\n{BASE}");
+        let why = plan(&load(BASE), &load(&new)).unwrap_err();
+        assert!(why.contains("data_dir"), "{why}");
+    }
+}
