@@ -1,5 +1,5 @@
-//! The `sluice` command line: `run`, `validate`, `resume`, `plugin list`,
-//! `plugin test`, `plugin new`.
+//! The `sluice` command line: `run`, `validate`, `top`, `resume`, `lake
+//! verify`, `plugin list`, `plugin test`, `plugin new`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -98,6 +98,27 @@ pub enum Command {
         config: PathBuf,
         /// The source to resume.
         source: String,
+    },
+    /// Watch a running agent: every component's rates, lag, errors and
+    /// plugin versions, refreshed live (Ctrl-C quits). Reads the agent's
+    /// admin endpoint (`[admin]`).
+    Top {
+        /// The agent's configuration: where its admin endpoint listens,
+        /// its token, and its plugin status file.
+        config: Option<PathBuf>,
+        /// The admin endpoint, `host:port` (instead of the configuration's).
+        #[arg(long)]
+        address: Option<String>,
+        /// A file holding the endpoint's bearer token (instead of the
+        /// configuration's).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// How often to refresh, e.g. `1s`.
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        interval: Duration,
+        /// Print one view (rates over one interval) and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Inspect what sinks wrote.
     Lake {
@@ -218,6 +239,13 @@ pub async fn main(cli: Cli) -> Result<i32> {
             command: LakeCommand::Verify { config, sink },
         } => lake_verify(&config, &sink).await,
         Command::Resume { config, source } => resume(&config, &source),
+        Command::Top {
+            config,
+            address,
+            token_file,
+            interval,
+            once,
+        } => top(config.as_deref(), address, token_file, interval, once).await,
         Command::Plugin {
             command: PluginCommand::List { config, json },
         } => plugin_list(&config, json),
@@ -332,6 +360,60 @@ async fn lake_verify(config: &Path, sink: &str) -> Result<i32> {
         .map_err(|e| anyhow::anyhow!("verifying sink `{sink}`: {e}"))?;
     print!("{}", report.render());
     Ok(if report.problems.is_empty() { 0 } else { 1 })
+}
+
+/// `sluice top`: the target from the flags and the configuration.
+async fn top(
+    config: Option<&Path>,
+    address: Option<String>,
+    token_file: Option<PathBuf>,
+    interval: Duration,
+    once: bool,
+) -> Result<i32> {
+    let config = match config {
+        Some(path) => match load_or_report(path) {
+            Some(c) => Some(c),
+            None => return Ok(2),
+        },
+        None => None,
+    };
+    let admin = config.as_ref().and_then(|c| c.admin.as_ref());
+    let address = match (address, admin) {
+        (Some(a), _) => a,
+        (None, Some(admin)) => {
+            // Where the agent says it listens (port 0 picks one), else `listen`.
+            let recorded = config
+                .as_ref()
+                .map(|c| c.data_dir.join("status").join("admin.addr"))
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+            let mut addr = recorded.unwrap_or(admin.listen);
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        }
+        (None, None) => bail!("give the agent's configuration (with `[admin]`) or --address"),
+    };
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => admin
+            .and_then(|a| a.token.as_ref())
+            .map(|t| t.expose().to_owned()),
+    };
+    let target = crate::top::Target {
+        address,
+        token,
+        status_file: config
+            .as_ref()
+            .map(|c| c.data_dir.join("status").join("plugins.json")),
+    };
+    crate::top::run(target, interval, once).await
 }
 
 /// `sluice resume`: asks the running agent to resume a paused source.

@@ -43,6 +43,7 @@ pub mod golden;
 pub mod scaffold;
 pub mod sinks;
 pub mod sources;
+pub mod top;
 pub mod topology;
 
 // The layers below, under the names the rest of the runtime (and its users)

@@ -302,6 +302,8 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
 
     scrape_with_prometheus(dir.path(), &addr);
 
+    watch_with_top(&config, dir.path());
+
     // SIGHUP reloads the configuration; the file is unchanged, so nothing
     // is rebuilt.
     let pid = agent.child.id() as libc::pid_t;
@@ -426,6 +428,106 @@ fn scrape_with_prometheus(dir: &Path, agent: &str) {
         },
     );
     assert!(p99 > 0.0 && p99 < 60.0, "p99 delivery {p99} s");
+}
+
+/// `sluice top` on the agent: once to stdout, then live in a tmux session
+/// (its own server socket), quit with Ctrl-C.
+fn watch_with_top(config: &Path, out: &Path) {
+    let once = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["top", "--once", "--interval", "1s"])
+        .arg(config)
+        .env("SLUICE_OUT", out)
+        .output()
+        .unwrap();
+    let view = String::from_utf8_lossy(&once.stdout).into_owned();
+    assert!(
+        once.status.success(),
+        "{view}{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    assert!(view.contains("running, ready"), "{view}");
+    let row = |view: &str, name: &str| -> Vec<String> {
+        view.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in:\n{view}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // transactions kafka fraud EVENTS/S ...: read at ~2000 events/s.
+    let source = row(&view, "transactions");
+    let rate: f64 = source[3].trim_end_matches('k').parse().unwrap();
+    assert!(rate > 0.0, "{view}");
+    // mask fraud GEN DIGEST ...: the running version.
+    let mask = row(&view, "mask");
+    assert_eq!(mask[2], "1", "{view}");
+    assert!(
+        mask[3].len() == 12 && mask[3].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{view}"
+    );
+
+    let Some(tmux) = which("tmux") else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_SERVICES").is_none(),
+            "tmux is not installed (scripts/services.sh install)"
+        );
+        return;
+    };
+    let socket = format!("sluice-top-{}", std::process::id());
+    let tmux_cmd = |args: &[&str]| {
+        Command::new(&tmux)
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let command = format!(
+        "{} top --interval 1s {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        config.display()
+    );
+    let started = tmux_cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "-e",
+        &format!("SLUICE_OUT={}", out.display()),
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for KillServer<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let _server = KillServer(&tmux_cmd);
+    let screen = wait_until("top's live view", Duration::from_secs(30), || {
+        let pane = String::from_utf8_lossy(&tmux_cmd(&["capture-pane", "-p", "-t", "top"]).stdout)
+            .into_owned();
+        let live = pane.lines().any(|l| {
+            l.starts_with("transactions ")
+                && l.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|r| r != "-" && r != "0")
+        });
+        (live && pane.contains("PLUGIN") && pane.contains("SINK")).then_some(pane)
+    });
+    assert!(screen.contains("running, ready"), "{screen}");
+    // Ctrl-C quits and gives the terminal back.
+    tmux_cmd(&["send-keys", "-t", "top", "C-c"]);
+    wait_until("top to quit", Duration::from_secs(10), || {
+        (!tmux_cmd(&["has-session", "-t", "top"]).status.success()).then_some(())
+    });
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -116,3 +116,65 @@ fn the_systemd_unit_verifies() {
     let (_, out) = run(Command::new(&analyze).arg("verify").arg(path));
     assert!(out.contains("exce"), "a bad value goes unnoticed: {out}");
 }
+
+/// The Kubernetes manifests, decoded strictly into the Kubernetes API types
+/// by `deploy/kubernetes/check` (Go, with the API's own structs), which
+/// also checks the references between objects; a typo fails it.
+#[test]
+fn the_kubernetes_manifests_check() {
+    let Some(go) = tool("go") else {
+        return;
+    };
+    let check = repo().join("deploy/kubernetes/check");
+    let (ok, out) = run(Command::new(&go)
+        .current_dir(&check)
+        .args(["run", ".", "../sluice.yaml"]));
+    assert!(
+        ok && out.contains("ok: ../sluice.yaml (5 objects)"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(repo().join("deploy/kubernetes/sluice.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, text.replace("readinessProbe", "readinesProbe")).unwrap();
+    let (ok, out) = run(Command::new(&go)
+        .current_dir(&check)
+        .arg("run")
+        .arg(".")
+        .arg(&bad));
+    assert!(
+        !ok && out.contains("readinesProbe"),
+        "a misspelt field passes: {out}"
+    );
+}
+
+/// The configuration the Kubernetes manifests ship passes `sluice validate`
+/// (with its token file and data directory moved to a temporary directory).
+#[test]
+fn the_kubernetes_config_map_validates() {
+    let text = std::fs::read_to_string(repo().join("deploy/kubernetes/sluice.yaml")).unwrap();
+    let mut lines = text.lines().skip_while(|l| l.trim() != "sluice.toml: |");
+    lines.next().expect("a sluice.toml key in the ConfigMap");
+    let toml: Vec<&str> = lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+    let toml = toml
+        .join("\n")
+        .replace(
+            "/etc/sluice-token/token",
+            &dir.path().join("token").display().to_string(),
+        )
+        .replace(
+            "/var/lib/sluice",
+            &dir.path().join("data").display().to_string(),
+        );
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let (ok, out) = run(Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("validate")
+        .arg(&config));
+    assert!(ok, "{out}\n{toml}");
+}

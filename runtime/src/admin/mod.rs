@@ -101,6 +101,17 @@ impl Admin {
             admin.max_connections,
             stop.clone(),
         ));
+        // Where it listens (`listen` may give port 0), for `sluice top`.
+        let status = config.data_dir.join("status");
+        if let Err(e) = std::fs::create_dir_all(&status)
+            .and_then(|()| std::fs::write(status.join("admin.addr"), local_addr.to_string()))
+        {
+            tracing::warn!(
+                component = "admin",
+                "could not record the admin address in {}: {e}",
+                status.display()
+            );
+        }
         tracing::info!(component = "admin", address = %local_addr, token = admin.token.is_some(), "admin endpoint listening: /metrics /health /ready /tap");
         Ok(Self {
             state,
