@@ -94,7 +94,27 @@ fn main() -> anyhow::Result<()> {
         let mut results = vec![raw_consume(&kafka, &topic, events)?];
         println!("{}", line(&results[0], results[0].steady_rate()));
         // Label, plugin, exactly-once, target, lanes (`parallelism`; None:
-        // the default, one per core). The mask lanes give the scaling curve.
+        // the default, one per core), admin endpoint scraped every second.
+        // The mask lanes give the scaling curve; the admin pair, run twice
+        // alternately, the endpoint's cost.
+        let admin_pair = [
+            (
+                "Sluice, mask plugin, 1 lane, admin off → files",
+                Some("mask"),
+                false,
+                Target::Files,
+                Some(1),
+                false,
+            ),
+            (
+                "Sluice, mask plugin, 1 lane, admin scraped every 1 s → files",
+                Some("mask"),
+                false,
+                Target::Files,
+                Some(1),
+                true,
+            ),
+        ];
         let variants = [
             (
                 "Sluice, no plugin → files",
@@ -102,14 +122,23 @@ fn main() -> anyhow::Result<()> {
                 false,
                 Target::Files,
                 None,
+                false,
             ),
-            ("Sluice, no plugin → S3", None, false, Target::S3, None),
+            (
+                "Sluice, no plugin → S3",
+                None,
+                false,
+                Target::S3,
+                None,
+                false,
+            ),
             (
                 "Sluice, no plugin, exactly-once → files",
                 None,
                 true,
                 Target::Files,
                 None,
+                false,
             ),
             (
                 "Sluice, noop plugin → files",
@@ -117,6 +146,7 @@ fn main() -> anyhow::Result<()> {
                 false,
                 Target::Files,
                 None,
+                false,
             ),
             (
                 "Sluice, mask plugin, 1 lane → files",
@@ -124,6 +154,7 @@ fn main() -> anyhow::Result<()> {
                 false,
                 Target::Files,
                 Some(1),
+                false,
             ),
             (
                 "Sluice, mask plugin, 2 lanes → files",
@@ -131,9 +162,11 @@ fn main() -> anyhow::Result<()> {
                 false,
                 Target::Files,
                 Some(2),
+                false,
             ),
         ];
-        for (label, interceptor, exactly_once, target, lanes) in variants {
+        let variants = variants.into_iter().chain(admin_pair).chain(admin_pair);
+        for (label, interceptor, exactly_once, target, lanes, admin) in variants {
             if only.as_deref().is_some_and(|only| !label.contains(only)) {
                 continue;
             }
@@ -153,6 +186,7 @@ fn main() -> anyhow::Result<()> {
                 exactly_once,
                 s3: store,
                 lanes,
+                admin,
             };
             let measured = run.measure(label).await?;
             println!("{}", line(&measured, results[0].steady_rate()));
@@ -347,11 +381,13 @@ struct Run<'a> {
     s3: Option<&'a str>,
     /// The source's `parallelism`, if set.
     lanes: Option<usize>,
+    /// Whether the admin endpoint runs, scraped every second.
+    admin: bool,
 }
 
 impl Run<'_> {
     /// The configuration; `out` is the local directory for files.
-    async fn config(&self, out: &std::path::Path) -> anyhow::Result<String> {
+    async fn config(&self, out: &std::path::Path, admin: Option<u16>) -> anyhow::Result<String> {
         let chain = match self.interceptor {
             Some(name) => {
                 let config = if name == "mask" {
@@ -376,8 +412,12 @@ impl Run<'_> {
             }
             None => format!("url = \"file://{}\"", out.display()),
         };
+        let admin = admin
+            .map(|port| format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"))
+            .unwrap_or_default();
         Ok(format!(
             r#"
+{admin}
 [sinks.files]
 type = "object_store"
 channel = "files"
@@ -418,7 +458,16 @@ channels = ["files"]
 
     async fn measure(&self, label: &str) -> anyhow::Result<Measured> {
         let out = tempfile::tempdir()?;
-        let text = self.config(out.path()).await?;
+        let port = if self.admin {
+            Some(
+                std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port(),
+            )
+        } else {
+            None
+        };
+        let text = self.config(out.path(), port).await?;
         let config = sluice::config::parse(std::path::Path::new("bench.toml"), &text, |_| None)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let metrics = std::sync::Arc::new(Metrics::default());
@@ -430,6 +479,7 @@ channels = ["files"]
         let cpu = cpu_time();
         let started = Instant::now();
         let run = tokio::spawn(topology::run(config, options));
+        let scraper = port.map(|port| tokio::spawn(scrape_every_second(port)));
         let written = || metrics.get("sink.files.events");
         let mut first = None;
         while written() < self.events as u64 {
@@ -443,6 +493,9 @@ channels = ["files"]
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let ended = Instant::now();
+        if let Some(scraper) = scraper {
+            scraper.abort();
+        }
         // Written: stop, which also completes (renames or uploads) the open files.
         shutdown.cancel();
         run.await??;
@@ -453,5 +506,24 @@ channels = ["files"]
             total: ended - started,
             cpu: cpu_time() - cpu,
         })
+    }
+}
+
+/// What Prometheus does to an agent: `GET /metrics` every second, the whole
+/// answer read.
+async fn scrape_every_second(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            continue;
+        };
+        let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+        if s.write_all(request.as_bytes()).await.is_ok() {
+            let mut body = Vec::new();
+            let _ = s.read_to_end(&mut body).await;
+            std::hint::black_box(body);
+        }
     }
 }
