@@ -120,6 +120,33 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Stream live events from a running agent as JSON lines: what a
+    /// source read (`source:NAME`), what a plugin passed on
+    /// (`plugin:NAME`), what enters a channel (`channel:NAME`) or reaches a
+    /// sink (`sink:NAME`). Without `--point`, lists the points.
+    Tap {
+        /// The agent's configuration: where its admin endpoint listens and
+        /// its token.
+        config: Option<PathBuf>,
+        /// Where to watch.
+        #[arg(long)]
+        point: Option<String>,
+        /// Fraction of the events to copy, in (0, 1].
+        #[arg(long, default_value = "1")]
+        sample: f64,
+        /// Events to print before exiting.
+        #[arg(long, default_value = "100")]
+        limit: u64,
+        /// Longest to wait, in seconds.
+        #[arg(long, default_value = "60")]
+        seconds: u64,
+        /// The admin endpoint, `host:port` (instead of the configuration's).
+        #[arg(long)]
+        address: Option<String>,
+        /// A file holding the endpoint's bearer token.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
     /// Inspect what sinks wrote.
     Lake {
         /// What to check.
@@ -245,7 +272,28 @@ pub async fn main(cli: Cli) -> Result<i32> {
             token_file,
             interval,
             once,
-        } => top(config.as_deref(), address, token_file, interval, once).await,
+        } => {
+            let Some(target) = admin_target(config.as_deref(), address, token_file)? else {
+                return Ok(2);
+            };
+            crate::top::run(target, interval, once).await
+        }
+        Command::Tap {
+            config,
+            point,
+            sample,
+            limit,
+            seconds,
+            address,
+            token_file,
+        } => {
+            let Some(target) = admin_target(config.as_deref(), address, token_file)? else {
+                return Ok(2);
+            };
+            tokio::task::spawn_blocking(move || tap(&target, point, sample, limit, seconds))
+                .await
+                .context("tap task")?
+        }
         Command::Plugin {
             command: PluginCommand::List { config, json },
         } => plugin_list(&config, json),
@@ -362,18 +410,17 @@ async fn lake_verify(config: &Path, sink: &str) -> Result<i32> {
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }
 
-/// `sluice top`: the target from the flags and the configuration.
-async fn top(
+/// The admin endpoint to talk to, from the flags and the agent's
+/// configuration; `None` after printing the configuration's problems.
+fn admin_target(
     config: Option<&Path>,
     address: Option<String>,
     token_file: Option<PathBuf>,
-    interval: Duration,
-    once: bool,
-) -> Result<i32> {
+) -> Result<Option<crate::remote::Target>> {
     let config = match config {
         Some(path) => match load_or_report(path) {
             Some(c) => Some(c),
-            None => return Ok(2),
+            None => return Ok(None),
         },
         None => None,
     };
@@ -406,14 +453,42 @@ async fn top(
             .and_then(|a| a.token.as_ref())
             .map(|t| t.expose().to_owned()),
     };
-    let target = crate::top::Target {
+    Ok(Some(crate::remote::Target {
         address,
         token,
         status_file: config
             .as_ref()
             .map(|c| c.data_dir.join("status").join("plugins.json")),
+    }))
+}
+
+/// `sluice tap`: prints the tapped events (or the points) as they come.
+fn tap(
+    target: &crate::remote::Target,
+    point: Option<String>,
+    sample: f64,
+    limit: u64,
+    seconds: u64,
+) -> Result<i32> {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
     };
-    crate::top::run(target, interval, once).await
+    let mut path = format!("/tap?sample={sample}&limit={limit}&seconds={seconds}");
+    if let Some(point) = &point {
+        path.push_str(&format!("&point={}", encode(point)));
+    }
+    let mut out = std::io::stdout().lock();
+    crate::remote::stream_lines(target, &path, |line| {
+        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    })?;
+    Ok(0)
 }
 
 /// `sluice resume`: asks the running agent to resume a paused source.

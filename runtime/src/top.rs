@@ -12,23 +12,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Where the agent's admin endpoint is and how to read it.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// `host:port`.
-    pub address: String,
-    /// The bearer token, if the endpoint has one.
-    pub token: Option<String>,
-    /// The agent's plugin status file, if known.
-    pub status_file: Option<std::path::PathBuf>,
-}
+use crate::remote::{Target, get};
 
 /// A series' labels.
 type Labels = BTreeMap<String, String>;
@@ -123,32 +113,6 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         rest = &after[end..];
     }
     out
-}
-
-/// One GET; the body if the answer is 200 (or 503 for `/ready`).
-fn get(target: &Target, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(&target.address)
-        .with_context(|| format!("connecting to {}", target.address))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = target
-        .token
-        .as_ref()
-        .map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
-        target.address
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
 }
 
 fn scrape(target: &Target) -> Result<Scrape> {

@@ -300,6 +300,46 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
         "the points are listed: {listing}"
     );
 
+    // `sluice tap`, as an operator runs it: the agent's config gives the
+    // endpoint (port 0: the address it recorded) and the token.
+    let tapped = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "tap",
+            "--point",
+            "plugin:mask",
+            "--limit",
+            "3",
+            "--seconds",
+            "30",
+        ])
+        .arg(&config)
+        .env("SLUICE_OUT", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tapped.stdout).into_owned();
+    assert!(
+        tapped.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&tapped.stderr)
+    );
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let body: serde_json::Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+        assert!(body["card"].as_str().unwrap().starts_with("****"), "{line}");
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["tap", "--point", "plugin:nope"])
+        .arg(&config)
+        .env("SLUICE_OUT", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && err.contains("no tap point `plugin:nope`"),
+        "{err}"
+    );
+
     scrape_with_prometheus(dir.path(), &addr);
 
     watch_with_top(&config, dir.path());
