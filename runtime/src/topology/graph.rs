@@ -345,8 +345,8 @@ impl Graph {
         for name in &plan.stop_sources {
             self.stop_source(name).await;
         }
-        for name in &plan.close_channels {
-            self.close_channel(&old, name, plan.open_channels.contains(name))
+        for name in closing_order(&old, &plan.close_channels) {
+            self.close_channel(&old, &name, plan.open_channels.contains(&name))
                 .await;
         }
         for name in &plan.open_channels {
@@ -721,6 +721,31 @@ impl Graph {
     }
 }
 
+/// `channels` in an order that closes a channel only once no sink still
+/// running holds it as its `dead_letter` (such a sink drains a channel that
+/// closes earlier in the order); a cycle, which the loader refuses, falls
+/// back to name order.
+fn closing_order(old: &Config, channels: &BTreeSet<String>) -> Vec<String> {
+    let mut left = channels.clone();
+    let mut order = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let held = |c: &String| {
+            old.sinks.values().any(|d| {
+                d.dead_letter.as_ref() == Some(c) && d.channel != *c && left.contains(&d.channel)
+            })
+        };
+        let next = left
+            .iter()
+            .find(|c| !held(c))
+            .or_else(|| left.iter().next())
+            .cloned()
+            .expect("not empty");
+        left.remove(&next);
+        order.push(next);
+    }
+    order
+}
+
 /// Waits (bounded) for a durable channel to record its sink's last
 /// acknowledgements, and stops watching its client.
 async fn settle(name: &str, channel: RunningChannel) {
@@ -834,6 +859,15 @@ channel = "rejects"
         // before `rejects` can close.
         assert_eq!(p.close_channels, set(&["lake", "rejects"]));
         assert!(p.stop_sources.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_dead_letter_channel_closes_after_the_sinks_writing_into_it() {
+        // `zlake`'s sink writes into `arejects`: `arejects` closes last,
+        // although its name comes first.
+        let text = BASE.replace("lake", "zlake").replace("rejects", "arejects");
+        let order = closing_order(&load(&text), &set(&["zlake", "arejects"]));
+        assert_eq!(order, vec!["zlake".to_string(), "arejects".to_string()]);
     }
 
     #[test]

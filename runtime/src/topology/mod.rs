@@ -132,6 +132,7 @@ async fn run_pipelines(
     let mut errors = Vec::new();
     loop {
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             Some(failure) = failures.recv() => {
                 errors.push(failure);

@@ -414,7 +414,14 @@ impl Outlet {
     /// sink stopped) fails the batch and shuts the runtime down.
     async fn send(&self, sends: Sends, ack: &Ack) {
         for (channel, events) in sends {
-            let Some(tx) = self.dispatch.routes.sender(&channel).await else {
+            // A route being rebuilt is waited for, unless this source stops
+            // (the run's shutdown while a reload failed half-way).
+            let tx = tokio::select! {
+                biased; // a ready route is taken even while stopping
+                tx = self.dispatch.routes.sender(&channel) => tx,
+                _ = self.shutdown.cancelled() => None,
+            };
+            let Some(tx) = tx else {
                 // Removed by a reload while this batch was on its way: the
                 // batch is read again, not lost.
                 tracing::warn!(source = %self.dispatch.source, %channel, "channel removed; failing the batch, which is read again");
