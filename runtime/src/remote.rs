@@ -21,11 +21,10 @@ pub struct Target {
     pub status_file: Option<std::path::PathBuf>,
 }
 
-/// One GET: the status and the body.
-pub fn get(target: &Target, path: &str) -> Result<(u16, String)> {
+/// Connects and sends `GET path` (with the token, if any).
+fn request(target: &Target, path: &str) -> Result<TcpStream> {
     let mut stream = TcpStream::connect(&target.address)
         .with_context(|| format!("connecting to {}", target.address))?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let auth = target
         .token
         .as_ref()
@@ -35,6 +34,13 @@ pub fn get(target: &Target, path: &str) -> Result<(u16, String)> {
         "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
         target.address
     )?;
+    Ok(stream)
+}
+
+/// One GET: the status and the body.
+pub fn get(target: &Target, path: &str) -> Result<(u16, String)> {
+    let mut stream = request(target, path)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -51,17 +57,7 @@ pub fn get(target: &Target, path: &str) -> Result<(u16, String)> {
 /// (chunked or not), until the answer ends or `each` returns `false`.
 /// `Err` if the status is not 200 (with the body, which says why).
 pub fn stream_lines(target: &Target, path: &str, mut each: impl FnMut(&str) -> bool) -> Result<()> {
-    let mut stream = TcpStream::connect(&target.address)
-        .with_context(|| format!("connecting to {}", target.address))?;
-    let auth = target
-        .token
-        .as_ref()
-        .map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
-        target.address
-    )?;
+    let stream = request(target, path)?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
