@@ -72,6 +72,10 @@ pub(super) struct Shared {
 pub(super) type Failure = anyhow::Error;
 
 struct RunningSource {
+    /// Tells this instance from an earlier one of the same name.
+    id: u64,
+    /// Whether its task has ended on its own (an `exec` command that exited).
+    ended: bool,
     /// Stops this source alone (a child of the run's shutdown).
     stop: CancellationToken,
     source: JoinHandle<()>,
@@ -109,6 +113,9 @@ pub(super) struct Graph {
     sinks: BTreeMap<String, JoinHandle<()>>,
     sources: BTreeMap<String, RunningSource>,
     failures: mpsc::UnboundedSender<Failure>,
+    /// Receives `(name, id)` when a source's task ends.
+    ended: mpsc::UnboundedSender<(String, u64)>,
+    next_id: u64,
     watcher: Option<reload::Watcher>,
 }
 
@@ -279,11 +286,13 @@ pub(super) fn plan(old: &Config, new: &Config) -> Result<Plan, String> {
 impl Graph {
     /// Opens every lookup table and channel, loads every plugin, and starts
     /// every sink and source of `config`. `failures` receives what must
-    /// shut the run down.
+    /// shut the run down, `ended` each source instance whose task ended
+    /// (see [`Graph::source_ended`]).
     pub fn start(
         config: Config,
         shared: Shared,
         failures: mpsc::UnboundedSender<Failure>,
+        ended: mpsc::UnboundedSender<(String, u64)>,
     ) -> Result<Self> {
         let mut graph = Self {
             links: BTreeMap::new(),
@@ -294,6 +303,8 @@ impl Graph {
             sinks: BTreeMap::new(),
             sources: BTreeMap::new(),
             failures,
+            ended,
+            next_id: 0,
             watcher: None,
             shared,
             config,
@@ -319,6 +330,18 @@ impl Graph {
     /// The running configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Records that instance `id` of source `name` ended on its own (not
+    /// stopped by a reload); `true` once every source has: the run is over
+    /// and drains, as when every `exec` command has exited.
+    pub fn source_ended(&mut self, name: &str, id: u64) -> bool {
+        if let Some(s) = self.sources.get_mut(name)
+            && s.id == id
+        {
+            s.ended = true;
+        }
+        !self.sources.is_empty() && self.sources.values().all(|s| s.ended)
     }
 
     /// Applies `new` (see the module docs); on an error the graph may be
@@ -690,16 +713,22 @@ impl Graph {
             embedded_bootstrap: self.shared.bootstrap.clone(),
         };
         let run = def.kind.run(tx, ctx, self.link(name));
-        let failures = self.failures.clone();
+        let (failures, ended) = (self.failures.clone(), self.ended.clone());
+        let id = self.next_id;
+        self.next_id += 1;
+        let source_name = name.to_owned();
         let source = tokio::spawn(async move {
             if let Err(e) = run.await {
                 let _ = failures.send(e.into());
             }
+            let _ = ended.send((source_name, id));
         });
         let processor = tokio::spawn(processor::run(chains, rx, dispatch, stop.clone()));
         self.sources.insert(
             name.to_owned(),
             RunningSource {
+                id,
+                ended: false,
                 stop,
                 source,
                 processor,

@@ -102,6 +102,7 @@ async fn run_pipelines(
     })
     .context("starting the plugin engine")?;
     let (failures_tx, mut failures) = mpsc::unbounded_channel();
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
     let shared = Shared {
         metrics: metrics.clone(),
         engine,
@@ -109,7 +110,7 @@ async fn run_pipelines(
         shutdown: shutdown.clone(),
     };
     let mut reloads = config_reload::Trigger::start(&config.file, &metrics)?;
-    let mut graph = match Graph::start(config, shared, failures_tx) {
+    let mut graph = match Graph::start(config, shared, failures_tx, ended_tx) {
         Ok(g) => g,
         Err(e) => {
             shutdown.cancel();
@@ -137,6 +138,12 @@ async fn run_pipelines(
             Some(failure) = failures.recv() => {
                 errors.push(failure);
                 shutdown.cancel();
+            }
+            Some((source, id)) = ended.recv() => {
+                if graph.source_ended(&source, id) {
+                    tracing::info!("every source has ended; draining the pipelines");
+                    shutdown.cancel();
+                }
             }
             Some(()) = reloads.requested() => {
                 if let Err(e) = config_reload::apply(&mut graph, &metrics, admin).await {
