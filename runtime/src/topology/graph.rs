@@ -395,17 +395,29 @@ impl Graph {
     }
 
     /// Stops everything in dependency order once the run's shutdown fired:
-    /// sources and processors end, the route table lets go of the channels,
-    /// sinks drain them, durable channels settle.
+    /// sources stop reading and hand on their last batch, processors finish
+    /// and end, the route table lets go of the channels, sinks drain them
+    /// (completing their files, which acknowledges the sources' last
+    /// batches), sources make their final commit, durable channels settle.
+    /// A source waits for its acknowledgements, which a sink may hold until
+    /// its channel closes: so the channels close before sources are awaited.
     pub async fn drain(mut self) {
         self.shared.shutdown.cancel();
-        let names: Vec<String> = self.sources.keys().cloned().collect();
-        for name in names {
-            self.stop_source(&name).await;
+        let sources = std::mem::take(&mut self.sources);
+        for s in sources.values() {
+            s.stop.cancel();
+        }
+        let mut waiting = Vec::with_capacity(sources.len());
+        for (_, s) in sources {
+            let _ = s.processor.await;
+            waiting.push(s.source);
         }
         self.routes.clear();
         for (_, sink) in std::mem::take(&mut self.sinks) {
             let _ = sink.await;
+        }
+        for source in waiting {
+            let _ = source.await;
         }
         for (name, channel) in std::mem::take(&mut self.channels) {
             settle(&name, channel).await;
@@ -745,8 +757,10 @@ impl Graph {
             return;
         };
         s.stop.cancel();
-        let _ = s.source.await;
+        // The processor ends once the source stops handing on; the source
+        // then waits until its sinks hold everything it read, and commits.
         let _ = s.processor.await;
+        let _ = s.source.await;
     }
 }
 
