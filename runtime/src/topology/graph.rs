@@ -116,6 +116,9 @@ pub(super) struct Graph {
     /// Receives `(name, id)` when a source's task ends.
     ended: mpsc::UnboundedSender<(String, u64)>,
     next_id: u64,
+    /// Tasks of sources a reload was stopping when the run shut down:
+    /// [`Graph::drain`] awaits them with the others.
+    stopping: Vec<JoinHandle<()>>,
     watcher: Option<reload::Watcher>,
 }
 
@@ -305,6 +308,7 @@ impl Graph {
             failures,
             ended,
             next_id: 0,
+            stopping: Vec::new(),
             watcher: None,
             shared,
             config,
@@ -368,6 +372,10 @@ impl Graph {
         for name in &plan.stop_sources {
             self.stop_source(name).await;
         }
+        if self.shared.shutdown.is_cancelled() {
+            // Shut down mid-way: the drain stops what runs now.
+            return Ok(());
+        }
         for name in closing_order(&old, &plan.close_channels) {
             self.close_channel(&old, &name, plan.open_channels.contains(&name))
                 .await;
@@ -407,7 +415,7 @@ impl Graph {
         for s in sources.values() {
             s.stop.cancel();
         }
-        let mut waiting = Vec::with_capacity(sources.len());
+        let mut waiting = std::mem::take(&mut self.stopping);
         for (_, s) in sources {
             let _ = s.processor.await;
             waiting.push(s.source);
@@ -758,9 +766,23 @@ impl Graph {
         };
         s.stop.cancel();
         // The processor ends once the source stops handing on; the source
-        // then waits until its sinks hold everything it read, and commits.
-        let _ = s.processor.await;
-        let _ = s.source.await;
+        // then waits until its sinks hold everything it read (a file sink:
+        // up to its roll), and commits. A shutdown meanwhile leaves the
+        // waiting to the drain.
+        let shutdown = self.shared.shutdown.clone();
+        let (mut processor, mut source) = (s.processor, s.source);
+        tokio::select! {
+            _ = &mut processor => {}
+            () = shutdown.cancelled() => {
+                let _ = processor.await;
+                self.stopping.push(source);
+                return;
+            }
+        }
+        tokio::select! {
+            _ = &mut source => {}
+            () = shutdown.cancelled() => self.stopping.push(source),
+        }
     }
 }
 
