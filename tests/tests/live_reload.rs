@@ -4,7 +4,8 @@
 //! exactly-once `lake`), `b` (topic B into `bsink`) and `c` (topic C into
 //! `csink`). While producers send, the configuration file is replaced:
 //!
-//! 1. by a file with a syntax error: refused, everything runs on;
+//! 1. by a file with a syntax error, then by one whose plugin cannot start
+//!    in its team's new memory limit: both refused, everything runs on;
 //! 2. by one that changes `lake`'s roll settings, adds a sink `copy` fed by
 //!    `a`, removes source `b` (with its channel and sink), and changes
 //!    `mask`'s config and its team's limits;
@@ -39,8 +40,11 @@ struct Names {
     group: String,
 }
 
-/// The configuration: `version` 1, 2 or 3 (see the module docs).
+/// The configuration: `version` 1, 2 or 3 (see the module docs); version
+/// 0 is version 1 with a memory limit no plugin can start in.
 fn config(n: &Names, dir: &Path, version: u32) -> String {
+    let memory = if version == 0 { "64KiB" } else { "64MiB" };
+    let version = version.max(1);
     let plugin_dir = plugin("mask").parent().unwrap().display().to_string();
     let out = dir.display();
     let time_budget = ["", "2s", "3s", "4s"][version as usize];
@@ -53,6 +57,7 @@ data_dir = "{out}/state"
 [teams.t]
 plugin_dir = "{plugin_dir}"
 time_budget = "{time_budget}"
+memory_limit = "{memory}"
 on_failure = "dead-letter"
 
 [plugins.mask]
@@ -299,6 +304,18 @@ async fn a_live_reload_changes_only_what_changed_and_loses_nothing() -> Result<(
         m.get("config.reloads") == 0,
         "a refused file is not applied"
     );
+    // A valid file whose plugin cannot start with its new settings is
+    // refused before anything changes.
+    deploy(&file, &config(&n, dir.path(), 0));
+    wait_for("the second refusal", Duration::from_secs(60), || {
+        m.get("config.reloads_rejected") == 2
+    })
+    .await?;
+    ensure!(
+        generation(dir.path(), "mask") == 1,
+        "the running mask version stays"
+    );
+    ensure!(m.get("config.reloads") == 0);
 
     // 2. The real change, mid-stream.
     ensure!(

@@ -165,10 +165,16 @@ pub(super) async fn apply(
         ?plan,
         "applying the new configuration"
     );
-    graph
-        .apply(new, &plan)
-        .await
-        .map_err(|e| anyhow!("applying the reloaded configuration: {e:#}"))?;
+    match graph.apply(new, &plan).await {
+        Ok(()) => {}
+        Err(graph::ApplyError::Refused(why)) => {
+            refuse(why);
+            return Ok(());
+        }
+        Err(graph::ApplyError::Failed(e)) => {
+            return Err(anyhow!("applying the reloaded configuration: {e:#}"));
+        }
+    }
     if let Some(admin) = admin {
         admin.update(graph.config());
     }

@@ -122,6 +122,15 @@ pub(super) struct Graph {
     watcher: Option<reload::Watcher>,
 }
 
+/// Why a new configuration was not applied.
+#[derive(Debug)]
+pub(super) enum ApplyError {
+    /// It was refused before anything changed: the running one goes on.
+    Refused(String),
+    /// Applying it failed half-way: the run shuts down.
+    Failed(anyhow::Error),
+}
+
 /// What a new configuration changes; see [`plan`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Plan {
@@ -315,10 +324,13 @@ impl Graph {
         };
         let config = graph.config.clone();
         for name in config.lookups.keys() {
-            graph.open_lookup(&config, name)?;
+            let lookup = graph.open_lookup(&config, name)?;
+            graph.lookups.insert(name.clone(), lookup);
         }
+        let none = BTreeMap::new();
         for name in config.plugins.keys() {
-            graph.load_plugin(&config, name)?;
+            let slot = graph.load_plugin(&config, name, &none)?;
+            graph.registry.insert(slot);
         }
         graph.registry.write_status();
         for name in config.channels.keys() {
@@ -348,27 +360,62 @@ impl Graph {
         !self.sources.is_empty() && self.sources.values().all(|s| s.ended)
     }
 
-    /// Applies `new` (see the module docs); on an error the graph may be
-    /// partly changed, and the run shuts down.
-    pub async fn apply(&mut self, new: Config, plan: &Plan) -> Result<()> {
+    /// Applies `new` (see the module docs). First everything that can
+    /// refuse it is checked without changing anything: new lookup tables
+    /// open, new plugins load, changed plugins pass their checks with their
+    /// new settings. A refusal leaves the running graph as it was. Then the
+    /// changes are made; an error there shuts the run down.
+    pub async fn apply(&mut self, new: Config, plan: &Plan) -> Result<(), ApplyError> {
         let old = self.config.clone();
+        // Prepare: nothing running changes.
+        let mut fresh: BTreeMap<String, OpenLookup> = BTreeMap::new();
         for name in &plan.open_lookups {
-            self.open_lookup(&new, name)?;
+            let lookup = self
+                .open_lookup(&new, name)
+                .map_err(|e| ApplyError::Refused(format!("lookup table `{name}`: {e:#}")))?;
+            fresh.insert(name.clone(), lookup);
         }
+        let mut slots = Vec::new();
         for name in &plan.load_plugins {
-            self.load_plugin(&new, name)?;
+            let slot = self
+                .load_plugin(&new, name, &fresh)
+                .map_err(|e| ApplyError::Refused(format!("{e:#}")))?;
+            slots.push(slot);
         }
+        let mut versions = Vec::new();
         for name in &plan.reconfigure_plugins {
-            let (spec, policy) = self.slot_spec(&new, name)?;
+            let (spec, policy) = self
+                .slot_spec(&new, name, &fresh)
+                .map_err(|e| ApplyError::Refused(format!("{e:#}")))?;
             let slot = self
                 .registry
                 .get(name)
                 .cloned()
-                .ok_or_else(|| anyhow!("plugin `{name}` has no slot"))?;
+                .ok_or_else(|| ApplyError::Failed(anyhow!("plugin `{name}` has no slot")))?;
             let engine = self.shared.engine.clone();
-            tokio::task::block_in_place(|| slot.reconfigure(&engine, spec, policy))
-                .map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
+            let version = tokio::task::block_in_place(|| slot.prepare(&engine, spec, policy))
+                .map_err(|e| ApplyError::Refused(e.0))?;
+            versions.push((slot, version));
         }
+        // Commit.
+        for (name, lookup) in fresh {
+            if let Some(h) = self.lookups.insert(name, lookup).and_then(|l| l.health) {
+                h.abort();
+            }
+        }
+        for slot in slots {
+            self.registry.insert(slot);
+        }
+        for (slot, version) in versions {
+            slot.publish(version);
+        }
+        self.change(old, new, plan)
+            .await
+            .map_err(ApplyError::Failed)
+    }
+
+    /// The second half of [`Graph::apply`]: sources, channels and sinks.
+    async fn change(&mut self, old: Config, new: Config, plan: &Plan) -> Result<()> {
         for name in &plan.stop_sources {
             self.stop_source(name).await;
         }
@@ -460,7 +507,8 @@ impl Graph {
         Ok(())
     }
 
-    fn open_lookup(&mut self, config: &Config, name: &str) -> Result<()> {
+    /// Opens lookup table `name` of `config` (not yet in the graph).
+    fn open_lookup(&self, config: &Config, name: &str) -> Result<OpenLookup> {
         let def = &config.lookups[name];
         let table = Arc::new(LookupTable::new(name));
         let ctx = crate::lookup::OpenContext {
@@ -469,26 +517,25 @@ impl Graph {
         };
         let open = def.kind.open(table.clone(), &ctx).map_err(|e| anyhow!(e))?;
         let health = open.health.map(|h| self.watch_health(h));
-        let previous = self.lookups.insert(
-            name.to_owned(),
-            OpenLookup {
-                watched: open.watched.map(|file| WatchedTable {
-                    file,
-                    table: table.clone(),
-                }),
-                table,
-                _follower: open.follower,
-                health,
-            },
-        );
-        if let Some(h) = previous.and_then(|p| p.health) {
-            h.abort();
-        }
-        Ok(())
+        Ok(OpenLookup {
+            watched: open.watched.map(|file| WatchedTable {
+                file,
+                table: table.clone(),
+            }),
+            table,
+            _follower: open.follower,
+            health,
+        })
     }
 
-    /// The slot spec and stage policy of plugin `name` under `config`.
-    fn slot_spec(&self, config: &Config, name: &str) -> Result<(SlotSpec, StagePolicy)> {
+    /// The slot spec and stage policy of plugin `name` under `config`, its
+    /// grants from `fresh` tables before the graph's.
+    fn slot_spec(
+        &self,
+        config: &Config,
+        name: &str,
+        fresh: &BTreeMap<String, OpenLookup>,
+    ) -> Result<(SlotSpec, StagePolicy)> {
         let def = &config.plugins[name];
         let settings = config.plugin_settings(name);
         let sandbox = Sandbox {
@@ -498,7 +545,8 @@ impl Graph {
                     .capabilities
                     .lookups
                     .iter()
-                    .filter_map(|t| self.lookups.get(t).map(|l| l.table.clone())),
+                    .filter_map(|t| fresh.get(t).or(self.lookups.get(t)))
+                    .map(|l| l.table.clone()),
             ),
             env: settings
                 .capabilities
@@ -529,8 +577,14 @@ impl Graph {
         Ok((spec, policy))
     }
 
-    fn load_plugin(&mut self, config: &Config, name: &str) -> Result<()> {
-        let (spec, _) = self.slot_spec(config, name)?;
+    /// Loads plugin `name` of `config` into a new slot (not yet in the registry).
+    fn load_plugin(
+        &self,
+        config: &Config,
+        name: &str,
+        fresh: &BTreeMap<String, OpenLookup>,
+    ) -> Result<Arc<PluginSlot>> {
+        let (spec, _) = self.slot_spec(config, name, fresh)?;
         let team = spec.team.clone();
         let kind = spec.kind;
         let slot = tokio::task::block_in_place(|| {
@@ -540,8 +594,7 @@ impl Graph {
         let v = slot.current();
         tracing::info!(plugin = %name, %team, digest = v.loaded.short_digest(), kind = kind.as_str(),
             cached = v.loaded.cached, compile_ms = v.loaded.compile_time.as_millis() as u64, "plugin loaded");
-        self.registry.insert(slot);
-        Ok(())
+        Ok(slot)
     }
 
     fn watch_health(&self, health: Arc<Health>) -> JoinHandle<()> {

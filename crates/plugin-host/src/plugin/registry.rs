@@ -188,19 +188,18 @@ impl PluginSlot {
         )
     }
 
-    /// Publishes the plugin with new settings (a live reload of the
-    /// configuration): the file as it is now, checked with `spec`'s config,
-    /// sandbox and pin exactly like a new file, and `policy` for the stages
-    /// running it. The running version keeps serving if the check fails.
-    /// The name, kind and path must be the slot's (a plugin whose kind or
-    /// file changed is a new slot).
-    pub fn reconfigure(
+    /// Checks the plugin with new settings (a live reload of the
+    /// configuration): the file as it is now, with `spec`'s config, sandbox
+    /// and pin, exactly like a new file, and `policy` for the stages running
+    /// it. Nothing changes until [`PluginSlot::publish`]; a refusal leaves
+    /// the running version alone. The name, kind and path must be the
+    /// slot's (a plugin whose kind or file changed is a new slot).
+    pub fn prepare(
         &self,
         engine: &PluginEngine,
         spec: SlotSpec,
         policy: super::chain::StagePolicy,
-    ) -> Result<u64, Refused> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+    ) -> Result<PluginVersion, Refused> {
         if spec.name != self.name || spec.kind != self.kind || spec.path != self.path {
             return Err(Refused(format!(
                 "plugin `{}`: its kind or file changed; it needs a new slot",
@@ -219,21 +218,36 @@ impl PluginSlot {
             spec.pin.as_deref(),
             &config_json,
             &spec.sandbox,
-        )?;
-        let generation = self.current().generation + 1;
-        self.current.store(Arc::new(PluginVersion {
+        )
+        .map_err(|e| {
+            Refused(format!(
+                "plugin `{}` with its new settings: {}",
+                self.name, e.0
+            ))
+        })?;
+        Ok(PluginVersion {
             loaded,
-            generation,
+            generation: 0,
             since: SystemTime::now(),
             config_json,
             sandbox: spec.sandbox,
             pin: spec.pin,
             policy: Some(policy),
-        }));
+        })
+    }
+
+    /// Makes a version from [`PluginSlot::prepare`] the running one, live
+    /// from each stage's next batch; returns its generation.
+    pub fn publish(&self, mut version: PluginVersion) -> u64 {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.current().generation + 1;
+        version.generation = generation;
+        version.since = SystemTime::now();
+        self.current.store(Arc::new(version));
         self.generation.send_replace(generation);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         tracing::info!(plugin = %self.name, generation, "plugin reconfigured; live from the next batch");
-        Ok(generation)
+        generation
     }
 
     /// Checks the file as it is now and publishes it if it is a new, good
