@@ -99,6 +99,16 @@ struct OpenLookup {
     health: Option<JoinHandle<()>>,
 }
 
+impl Drop for OpenLookup {
+    /// A table dropped (replaced, removed, or opened for a refused reload)
+    /// no longer reports its client's failures.
+    fn drop(&mut self) {
+        if let Some(h) = self.health.take() {
+            h.abort();
+        }
+    }
+}
+
 /// See the module docs.
 pub(super) struct Graph {
     shared: Shared,
@@ -399,9 +409,8 @@ impl Graph {
         }
         // Commit.
         for (name, lookup) in fresh {
-            if let Some(h) = self.lookups.insert(name, lookup).and_then(|l| l.health) {
-                h.abort();
-            }
+            // The table it replaces (if any) stops following its source.
+            self.lookups.insert(name, lookup);
         }
         for slot in slots {
             self.registry.insert(slot);
@@ -437,11 +446,7 @@ impl Graph {
             self.registry.remove(name);
         }
         for name in &plan.remove_lookups {
-            if let Some(l) = self.lookups.remove(name)
-                && let Some(h) = l.health
-            {
-                h.abort();
-            }
+            self.lookups.remove(name);
         }
         self.registry.write_status();
         self.config = new;
@@ -477,11 +482,7 @@ impl Graph {
         for (name, channel) in std::mem::take(&mut self.channels) {
             settle(&name, channel).await;
         }
-        for (_, lookup) in std::mem::take(&mut self.lookups) {
-            if let Some(h) = lookup.health {
-                h.abort();
-            }
-        }
+        self.lookups.clear();
     }
 
     /// Sources by name, and how an operator resumes each.
