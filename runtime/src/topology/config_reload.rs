@@ -149,7 +149,7 @@ pub(super) async fn apply(
     let plan = match graph::plan(graph.config(), &new) {
         Ok(p) => p,
         Err(why) => {
-            refuse(why);
+            refuse(why.to_string());
             return Ok(());
         }
     };

@@ -192,11 +192,19 @@ fn changed(old: &Config, new: &Config, section: &str) -> (BTreeSet<String>, BTre
     (changed, removed)
 }
 
+/// A new configuration changes a top-level key that cannot change live.
+#[derive(Debug, thiserror::Error)]
+#[error("`{key}` changed: that needs a restart")]
+pub(super) struct NeedsRestart {
+    /// `data_dir`, `admin` or `embedded_broker`.
+    pub key: &'static str,
+}
+
 /// What must change to go from `old` to `new`, or why it cannot be done live.
-pub(super) fn plan(old: &Config, new: &Config) -> Result<Plan, String> {
+pub(super) fn plan(old: &Config, new: &Config) -> Result<Plan, NeedsRestart> {
     for key in ["data_dir", "admin", "embedded_broker"] {
         if old.fingerprints.get(key) != new.fingerprints.get(key) {
-            return Err(format!("`{key}` changed: that needs a restart"));
+            return Err(NeedsRestart { key });
         }
     }
     let mut plan = Plan::default();
@@ -1009,6 +1017,7 @@ channel = "rejects"
     fn what_needs_a_restart_is_refused() {
         let new = format!("data_dir = \"elsewhere\"\n{BASE}");
         let why = plan(&load(BASE), &load(&new)).unwrap_err();
-        assert!(why.contains("data_dir"), "{why}");
+        assert_eq!(why.key, "data_dir");
+        assert!(why.to_string().contains("needs a restart"), "{why}");
     }
 }
