@@ -115,7 +115,17 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         "sluice_source_lines_split_total",
         Kind::Counter,
-        "Lines of an exec source cut because they exceeded the line limit.",
+        "Lines of a line-reading source (exec, stdin, spooldir) cut because they exceeded the line limit.",
+    ),
+    (
+        "sluice_source_files_completed_total",
+        Kind::Counter,
+        "Files a spooldir source ingested and renamed or deleted.",
+    ),
+    (
+        "sluice_source_file_errors_total",
+        Kind::Counter,
+        "Files a spooldir source could not read or complete (left in place until a restart).",
     ),
     (
         "sluice_source_restarts_total",

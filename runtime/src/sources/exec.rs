@@ -667,6 +667,7 @@ mod tests {
                 metrics: metrics.clone(),
                 shutdown: CancellationToken::new(),
                 embedded_bootstrap: None,
+                state_dir: std::env::temp_dir().join("sluice-test-state"),
             },
             metrics,
         )

@@ -10,9 +10,14 @@
 //! shutdown token fires, then stops reading, waits for outstanding batches to
 //! be acknowledged, commits, and returns.
 
+pub(crate) mod batcher;
 pub mod embedded;
 pub mod exec;
+pub mod generator;
 pub mod kafka;
+pub mod position_file;
+pub mod spooldir;
+pub mod stdin;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -33,6 +38,9 @@ use crate::metrics::Metrics;
 pub const TYPES: &[SourceType] = &[
     kafka::TYPE,
     exec::TYPE,
+    stdin::TYPE,
+    generator::TYPE,
+    spooldir::TYPE,
 ];
 
 /// One source type.
@@ -80,6 +88,9 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// Bootstrap servers of the embedded demo broker, if one runs.
     pub embedded_bootstrap: Option<String>,
+    /// Where the source may keep state across restarts (position files):
+    /// `data_dir/sources/<name>`, created by the source when it needs it.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl SourceContext {

@@ -793,6 +793,7 @@ impl Graph {
             metrics: metrics.clone(),
             shutdown: stop.clone(),
             embedded_bootstrap: self.shared.bootstrap.clone(),
+            state_dir: config.data_dir.join("sources").join(name),
         };
         let run = def.kind.run(tx, ctx, self.link(name));
         let (failures, ended) = (self.failures.clone(), self.ended.clone());

@@ -94,6 +94,7 @@ fn context(name: &str) -> (SourceContext, Arc<Metrics>) {
         metrics: metrics.clone(),
         shutdown: CancellationToken::new(),
         embedded_bootstrap: None,
+        state_dir: std::env::temp_dir().join("sluice-test-state"),
     };
     (ctx, metrics)
 }
