@@ -128,6 +128,21 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Files a spooldir source could not read or complete (left in place until a restart).",
     ),
     (
+        "sluice_source_rotations_total",
+        Kind::Counter,
+        "Rotations a taildir source followed (a renamed file read to its end and closed, or a truncation).",
+    ),
+    (
+        "sluice_source_truncations_total",
+        Kind::Counter,
+        "Files a taildir source saw shrink (copy-truncate rotation) and read again from their start.",
+    ),
+    (
+        "sluice_source_files_tracked",
+        Kind::Gauge,
+        "Files a taildir source follows now.",
+    ),
+    (
         "sluice_source_restarts_total",
         Kind::Counter,
         "Restarts of an exec source's command.",

@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod position_file;
 pub mod spooldir;
 pub mod stdin;
+pub mod taildir;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -41,6 +42,7 @@ pub const TYPES: &[SourceType] = &[
     stdin::TYPE,
     generator::TYPE,
     spooldir::TYPE,
+    taildir::TYPE,
 ];
 
 /// One source type.
