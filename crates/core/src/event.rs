@@ -143,6 +143,8 @@ struct AckInner {
     to: Option<mpsc::UnboundedSender<AckReport>>,
     /// When the batch's first event was read, and where its delivery time goes.
     timer: OnceLock<(Instant, Arc<Histogram>)>,
+    /// See [`Ack::mark_positional`].
+    positional: AtomicBool,
 }
 
 impl Ack {
@@ -162,6 +164,7 @@ impl Ack {
             gone: Notify::new(),
             to: Some(to),
             timer: OnceLock::new(),
+            positional: AtomicBool::new(false),
         })
     }
 
@@ -175,6 +178,7 @@ impl Ack {
             gone: Notify::new(),
             to: None,
             timer: OnceLock::new(),
+            positional: AtomicBool::new(false),
         })
     }
 
@@ -196,6 +200,22 @@ impl Ack {
     /// read again and timed then. Only the first call counts.
     pub fn time_delivery(&self, read: Instant, into: Arc<Histogram>) {
         let _ = self.inner.timer.set((read, into));
+    }
+
+    /// Declares that the batch's events carry *positional* offsets: the
+    /// same input read again (after a crash, from a stale position) gets
+    /// the same topic, partition and offset, and offsets ascend within a
+    /// partition. A durable channel may then drop an event whose offset it
+    /// already holds, which makes re-reading exact (see the file channel's
+    /// `highwater` module). Sources reading files set it; Kafka sources do
+    /// not (a re-created topic starts its offsets again).
+    pub fn mark_positional(&self) {
+        self.inner.positional.store(true, Ordering::Release);
+    }
+
+    /// Whether [`mark_positional`](Self::mark_positional) was called.
+    pub fn is_positional(&self) -> bool {
+        self.inner.positional.load(Ordering::Acquire)
     }
 
     /// Marks the batch as not delivered: its source will not commit past it.

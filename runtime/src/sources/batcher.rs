@@ -111,6 +111,7 @@ pub(crate) struct Batcher<M> {
     deadline: Option<Instant>,
     next_id: u64,
     metrics: BatchMetrics,
+    positional: bool,
 }
 
 impl<M> Batcher<M> {
@@ -135,7 +136,16 @@ impl<M> Batcher<M> {
                 undelivered: ctx.counter("undelivered_batches"),
                 delivery: ctx.histogram("delivery_seconds", DELIVERY_BUCKETS),
             },
+            positional: false,
         }
+    }
+
+    /// Marks every batch positional ([`Ack::mark_positional`]): the source
+    /// numbers events by where they are in its input, so a durable channel
+    /// can drop what it already holds when the source reads it again.
+    pub fn positional(mut self) -> Self {
+        self.positional = true;
+        self
     }
 
     /// Appends an event to the open batch.
@@ -212,6 +222,9 @@ impl<M> Batcher<M> {
         self.next_id += 1;
         self.pending.insert(id, mark);
         let ack = Ack::new(id, acks_tx.clone());
+        if self.positional {
+            ack.mark_positional();
+        }
         if let Some(read) = read {
             ack.time_delivery(read.into_std(), self.metrics.delivery.clone());
         }

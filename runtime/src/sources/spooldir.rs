@@ -257,6 +257,9 @@ impl super::Source for SpoolDirSourceConfig {
 struct State {
     /// The file being ingested, if any.
     file: Option<InProgress>,
+    /// The offset base of the next file (see [`InProgress::base`]).
+    #[serde(default)]
+    next_base: Option<i64>,
 }
 
 /// A file being ingested and how far its lines are acknowledged.
@@ -266,6 +269,11 @@ struct InProgress {
     dev: u64,
     ino: u64,
     position: u64,
+    /// Its events' offsets are `base` plus the byte offset their line ends
+    /// at: the same line read again gets the same offset (the events are
+    /// positional: a file channel drops what it already holds). The next
+    /// file's base lies past this file's last offset.
+    base: i64,
 }
 
 /// How ingesting a file ended.
@@ -284,7 +292,6 @@ struct Spool {
     batcher: Batcher<(u64, u64)>,
     state_path: PathBuf,
     state: State,
-    next_offset: i64,
     /// Files that failed this run: not tried again until a restart.
     failed: HashSet<(u64, u64)>,
     files_completed: Counter,
@@ -313,14 +320,13 @@ async fn run(
         .map_err(|e| err(e.to_string()))?
         .unwrap_or_default();
     let mut spool = Spool {
-        batcher: Batcher::new(config.limits(), output, &ctx),
+        batcher: Batcher::new(config.limits(), output, &ctx).positional(),
         files_completed: ctx.counter("files_completed"),
         file_errors: ctx.counter("file_errors"),
         lines_split: ctx.counter("lines_split"),
         config,
         state_path,
         state,
-        next_offset: batcher::now_us(),
         failed: HashSet::new(),
         output_closed: false,
         ctx,
@@ -344,11 +350,16 @@ impl Spool {
                 continue;
             };
             let id = (meta.dev(), meta.ino());
+            let base = match &self.state.file {
+                Some(f) if (f.dev, f.ino) == id => f.base,
+                _ => self.state.next_base.unwrap_or_else(batcher::now_us),
+            };
             self.state.file = Some(InProgress {
                 path: path.clone(),
                 dev: id.0,
                 ino: id.1,
                 position: start,
+                base,
             });
             self.save()?;
             info!(source = %self.ctx.name, file = %path.display(), from = start, "ingesting file");
@@ -474,7 +485,7 @@ impl Spool {
         let mut last_growth = tokio::time::Instant::now();
         let shutdown = self.ctx.shutdown.clone();
         let path_text = path.display().to_string();
-        let base = path
+        let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -525,7 +536,7 @@ impl Spool {
             reader.consume(chunk.len());
             let mut rest = &chunk[..];
             while !rest.is_empty() {
-                let n = self.feed(&mut splitter, rest, &path_text, &base);
+                let n = self.feed(&mut splitter, rest, pos, &path_text, &name);
                 pos += n as u64;
                 rest = &rest[n..];
                 if self.batcher.full()
@@ -540,7 +551,7 @@ impl Spool {
         let mut tail = Vec::new();
         splitter.finish(&mut |line| tail.push((line.bytes.to_vec(), line.part)));
         for (bytes, part) in tail {
-            self.push(&bytes, part, &path_text, &base);
+            self.push(&bytes, part, pos, &path_text, &name);
         }
         if !self.flush(&mut order, pos).await {
             return Ok(Ingested::Stopped);
@@ -608,27 +619,36 @@ impl Spool {
         self.save()
     }
 
-    /// Feeds `chunk` to the splitter; returns the bytes taken.
-    fn feed(&mut self, splitter: &mut LineSplitter, chunk: &[u8], path: &str, base: &str) -> usize {
+    /// Feeds `chunk`, which starts at byte `at` of the file, to the
+    /// splitter; returns the bytes taken.
+    fn feed(
+        &mut self,
+        splitter: &mut LineSplitter,
+        chunk: &[u8],
+        at: u64,
+        path: &str,
+        name: &str,
+    ) -> usize {
         let mut line = None;
         let n = splitter.feed(chunk, &mut |l| line = Some((l.bytes.to_vec(), l.part)));
         if let Some((bytes, part)) = line {
             if part == Some(0) {
                 self.lines_split.fetch_add(1, Ordering::Relaxed);
             }
-            self.push(&bytes, part, path, base);
+            self.push(&bytes, part, at + n as u64, path, name);
         }
         n
     }
 
-    fn push(&mut self, body: &[u8], part: Option<u32>, path: &str, base: &str) {
+    /// Appends the line (or piece) ending at byte `end` of the file.
+    fn push(&mut self, body: &[u8], part: Option<u32>, end: u64, path: &str, name: &str) {
         let part = part.map(|p| p.to_string());
         let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(3);
         if let Some(h) = &self.config.file_header {
             headers.push((h, path.as_bytes()));
         }
         if let Some(h) = &self.config.basename_header {
-            headers.push((h, base.as_bytes()));
+            headers.push((h, name.as_bytes()));
         }
         if let Some(p) = &part {
             headers.push((super::exec::PART_HEADER, p.as_bytes()));
@@ -639,10 +659,9 @@ impl Spool {
             headers: &headers,
             topic: &self.ctx.name,
             partition: 0,
-            offset: self.next_offset,
+            offset: self.state.file.as_ref().map_or(0, |f| f.base) + end as i64,
             timestamp: batcher::now_ms(),
         });
-        self.next_offset += 1;
     }
 
     /// Renames or deletes an ingested file, then forgets it.
@@ -674,7 +693,9 @@ impl Spool {
                 self.failed.insert(id);
             }
         }
-        self.state.file = None;
+        if let Some(f) = self.state.file.take() {
+            self.state.next_base = Some(f.base + f.position as i64 + 1);
+        }
         self.save()
     }
 }

@@ -35,6 +35,11 @@
 //!   retried with backoff up to 5 s, counted in `read_errors`; nothing is
 //!   skipped for it. Only a record whose checksum or framing is wrong is
 //!   quarantined, and reading resumes at the next good record.
+//! - **Positional sources** (`taildir`, `spooldir`): events the channel
+//!   already holds, recognised by partition and offset, are dropped
+//!   (`duplicates_dropped`) instead of appended again, so such a source
+//!   re-reading its last batches after a crash adds nothing twice
+//!   ([`highwater`]).
 //! - **Size**: a batch whose record would exceed 4 GiB is refused (its ack
 //!   fails, `write_errors` counts it); sources' `batch_max_bytes` keeps
 //!   batches far below that.
@@ -56,11 +61,12 @@
 //!
 //! `channel.<name>.events_in`, `.events_out`, `.fsyncs`, `.disk_full`,
 //! `.write_errors`, `.read_errors`, `.corrupt_records`, `.corrupt_bytes`, `.replayed_events`,
-//! `.undelivered_batches`; gauge `.bytes_on_disk`.
+//! `.undelivered_batches`, `.duplicates_dropped`; gauge `.bytes_on_disk`.
 
 pub mod checkpoint;
 mod config;
 pub mod error;
+mod highwater;
 mod receiver;
 mod recover;
 mod sender;
@@ -156,6 +162,8 @@ pub fn open(
     metrics: &Metrics,
 ) -> Result<Opened, error::WalError> {
     let recovered = recover::recover(dir, name)?;
+    let mut high = highwater::load(dir)?;
+    highwater::scan(dir, &recovered.segments, recovered.start, &mut high)?;
     let m = ChannelMetrics::new(metrics, name);
     m.corrupt_records
         .fetch_add(recovered.corrupt_records, Ordering::Relaxed);
@@ -200,6 +208,7 @@ pub fn open(
         by_ack: HashMap::new(),
         failed: None,
         held_events: recovered.replay_events as usize,
+        high,
     };
     m.bytes_on_disk
         .store(state.disk_bytes() as i64, Ordering::Relaxed);
@@ -214,6 +223,7 @@ pub fn open(
             segment: id,
             len: wal::HEADER_LEN,
             unsynced: Vec::new(),
+            unsynced_marks: Vec::new(),
         }),
         state: Mutex::new(state),
         data_ready: Notify::new(),
@@ -221,6 +231,7 @@ pub fn open(
         senders_closed: AtomicBool::new(false),
         receiver_closed: AtomicBool::new(false),
         metrics: m,
+        high_file: Mutex::new(()),
     });
     if config.fsync == FsyncPolicy::Interval {
         let weak = Arc::downgrade(&shared);

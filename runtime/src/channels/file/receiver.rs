@@ -262,6 +262,15 @@ pub(super) fn apply(shared: &Shared, reports: &[AckReport]) {
         }
         target
     };
+    // The marks of what lies behind the checkpoint go first: its records may
+    // be deleted once it is stored.
+    let has_marks = !shared.state().high.is_empty();
+    if has_marks && let Err(e) = shared.store_marks() {
+        shared.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+        error!(channel = %shared.name, dir = %shared.dir.display(), error = %e,
+            "writing the highwater marks failed; the checkpoint waits for the next acknowledgement");
+        return;
+    }
     if let Err(e) = checkpoint::store(&shared.dir, target) {
         shared.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
         error!(channel = %shared.name, dir = %shared.dir.display(), error = %e,

@@ -43,12 +43,18 @@ impl FileSender {
     /// of undelivered data (a batch is admitted alone into an empty log,
     /// however large). Its ack is released once the batch is durable per the
     /// fsync policy: from then on the channel owns the events.
-    pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
+    pub async fn send(&self, mut batch: Batch) -> Result<(), Closed> {
         if batch.is_empty() {
             batch.release();
             return Ok(());
         }
         let shared = self.shared().clone();
+        if batch.ack.is_positional() {
+            match dedupe(&shared, batch).await {
+                Some(kept) => batch = kept,
+                None => return Ok(()),
+            }
+        }
         let mut record = Vec::new();
         if let Err(e) = wal::encode(&batch.events, &mut record) {
             // Not written, so not delivered: the source reads it again. A
@@ -104,6 +110,49 @@ impl FileSender {
     pub fn held_events(&self) -> usize {
         self.shared().state().held_events
     }
+}
+
+/// Lists the batch's new partitions durably, then leaves out the events
+/// the channel already holds ([`highwater`](super::highwater)). `None` if
+/// nothing is left to append (the batch is then settled: released if all
+/// was held, failed if the marks could not be written).
+async fn dedupe(shared: &Arc<Shared>, mut batch: Batch) -> Option<Batch> {
+    let unlisted = super::highwater::unlisted(&shared.state().high, &batch.events);
+    if !unlisted.is_empty() {
+        {
+            let mut st = shared.state();
+            for key in unlisted {
+                st.high.entry(key).or_insert(-1);
+            }
+        }
+        let stored = tokio::task::spawn_blocking({
+            let shared = shared.clone();
+            move || shared.store_marks()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        if let Err(e) = stored {
+            shared.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(channel = %shared.name, error = %e, "cannot record a new partition of a positional source; the batch is reported as not delivered");
+            batch.ack.fail();
+            return None;
+        }
+    }
+    let without = super::highwater::without_held(&shared.state().high, &batch.events);
+    if let Some((kept, dropped)) = without {
+        shared
+            .metrics
+            .duplicates_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        tracing::info!(channel = %shared.name, dropped, "events the channel already holds were read again (a source restarted); dropped");
+        if kept.is_empty() {
+            batch.release();
+            return None;
+        }
+        batch.events = kept;
+    }
+    Some(batch)
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ use tracing::{error, warn};
 
 use super::checkpoint::{Position, sync_dir};
 use super::config::FsyncPolicy;
+use super::highwater::{self, HighWater};
 use super::wal::{self, HEADER_LEN};
-use crate::event::{Ack, Batch};
+use crate::event::{Ack, Batch, BatchBuf};
 use crate::metrics::{Counter, Gauge, Metrics};
 
 /// First and longest wait between tries of a failed disk operation.
@@ -40,6 +41,7 @@ pub(super) struct ChannelMetrics {
     pub corrupt_bytes: Counter,
     pub replayed_events: Counter,
     pub undelivered_batches: Counter,
+    pub duplicates_dropped: Counter,
 }
 
 impl ChannelMetrics {
@@ -57,6 +59,7 @@ impl ChannelMetrics {
             corrupt_bytes: c("corrupt_bytes"),
             replayed_events: c("replayed_events"),
             undelivered_batches: c("undelivered_batches"),
+            duplicates_dropped: c("duplicates_dropped"),
         }
     }
 }
@@ -68,6 +71,8 @@ pub(super) struct Writer {
     pub len: u64,
     /// Acks of batches written since the last fsync (`fsync = "interval"`).
     pub unsynced: Vec<Ack>,
+    /// The offsets of positional batches among them: marks raised at the fsync.
+    pub unsynced_marks: Vec<BatchBuf>,
 }
 
 /// Positions and bookkeeping, under one lock.
@@ -90,6 +95,8 @@ pub(super) struct State {
     pub failed: Option<Position>,
     /// Events written and not yet read.
     pub held_events: usize,
+    /// What positional sources' partitions hold ([`highwater`](super::highwater)).
+    pub high: HighWater,
 }
 
 impl State {
@@ -138,6 +145,9 @@ pub(super) struct Shared {
     pub senders_closed: AtomicBool,
     pub receiver_closed: AtomicBool,
     pub metrics: ChannelMetrics,
+    /// Serialises writes of the `highwater` file (each writes a snapshot
+    /// taken under it, so a later write never holds older marks).
+    pub high_file: Mutex<()>,
 }
 
 impl Shared {
@@ -205,8 +215,12 @@ impl Shared {
             return Err(batch);
         }
         let events = batch.len();
+        let positional = batch.ack.is_positional();
         {
             let mut st = self.state();
+            if positional && self.fsync != FsyncPolicy::Interval {
+                highwater::raise(&mut st.high, &batch.events, true);
+            }
             st.written = Position {
                 segment: w.segment,
                 offset: w.len,
@@ -222,9 +236,13 @@ impl Shared {
             .fetch_add(events as u64, Ordering::Relaxed);
         self.data_ready.notify_waiters();
         let Batch { events, ack, .. } = batch;
-        drop(events);
         match self.fsync {
-            FsyncPolicy::Interval => w.unsynced.push(ack),
+            FsyncPolicy::Interval => {
+                if positional {
+                    w.unsynced_marks.push(events);
+                }
+                w.unsynced.push(ack);
+            }
             FsyncPolicy::EveryBatch | FsyncPolicy::Never => {
                 drop(w);
                 ack.release(); // durable: the source may forget the batch
@@ -245,13 +263,28 @@ impl Shared {
             for ack in w.unsynced.drain(..) {
                 ack.fail();
             }
+            w.unsynced_marks.clear();
             return false;
         }
         self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if !w.unsynced_marks.is_empty() {
+            let mut st = self.state();
+            for events in w.unsynced_marks.drain(..) {
+                highwater::raise(&mut st.high, &events, true);
+            }
+        }
         for ack in w.unsynced.drain(..) {
             ack.release();
         }
         true
+    }
+
+    /// Persists the marks ([`highwater`]): a snapshot taken under the
+    /// file's lock. Blocking.
+    pub fn store_marks(&self) -> io::Result<()> {
+        let _file = self.high_file.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.state().high.clone();
+        highwater::store(&self.dir, &snapshot)
     }
 
     /// Group commit (`fsync = "interval"`): fsyncs if batches wait for it.
@@ -289,6 +322,7 @@ impl Shared {
             segment: id,
             len: HEADER_LEN,
             unsynced: std::mem::take(&mut w.unsynced),
+            unsynced_marks: std::mem::take(&mut w.unsynced_marks),
         };
         let mut st = self.state();
         st.segments.insert(id, HEADER_LEN);

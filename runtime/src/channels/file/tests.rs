@@ -516,6 +516,7 @@ fn checkpoint_position_stays_before_undelivered_records() {
         by_ack: HashMap::new(),
         failed: None,
         held_events: 0,
+        high: Default::default(),
     };
     assert_eq!(st.deliverable(), p(1, 900));
     assert_eq!(st.undelivered_bytes(), 1000 + 500 - 8);
@@ -560,4 +561,91 @@ async fn a_full_disk_pauses_intake_and_nothing_is_dropped() {
         b.release();
     }
     assert_eq!(seen, (0..2000).collect::<Vec<_>>());
+}
+
+/// A positional batch (as `taildir` sends) whose ack reports to `to`.
+fn positional(first: i64, n: usize, id: u64, to: &mpsc::UnboundedSender<AckReport>) -> Batch {
+    let batch = acked(first, n, id, to);
+    batch.ack.mark_positional();
+    batch
+}
+
+#[tokio::test]
+async fn positional_batches_read_again_after_a_crash_are_not_appended_twice() {
+    for fsync in [FsyncPolicy::EveryBatch, FsyncPolicy::Interval] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(4096, 1 << 30);
+        cfg.fsync = fsync;
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+        // Run 1: 0..100 sent, delivered and checkpointed (small segments:
+        // the records holding them are deleted); 100..150 sent, not read.
+        let (opened, _) = open_at(dir.path(), &cfg);
+        for (i, first) in (0..150).step_by(10).enumerate() {
+            opened
+                .sender
+                .send(positional(first, 10, i as u64, &ack_tx))
+                .await
+                .unwrap();
+        }
+        // A non-positional batch of the same partition is never filtered.
+        let mut rx = opened.receiver;
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            let b = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            got.extend(offsets(&b));
+            b.release();
+        }
+        // Every incoming ack was released: the source commits 0..150.
+        for _ in 0..15 {
+            assert!(
+                timeout(WAIT, ack_rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .delivered
+            );
+        }
+        drop(opened.sender);
+        drop(rx);
+        opened.checkpointer.await.unwrap();
+        let crash = snapshot(dir.path());
+        // Run 2: the source's position file was stale: it sends 60..200 again.
+        let (opened, metrics) = open_at(crash.path(), &cfg);
+        for (i, first) in (60..200).step_by(20).enumerate() {
+            opened
+                .sender
+                .send(positional(first, 20, 100 + i as u64, &ack_tx))
+                .await
+                .unwrap();
+        }
+        opened.sender.send(acked(0, 3, 999, &ack_tx)).await.unwrap();
+        drop(opened.sender);
+        let mut rx = opened.receiver;
+        let mut after = Vec::new();
+        while let Some(b) = timeout(WAIT, rx.recv()).await.unwrap() {
+            after.extend(offsets(&b));
+            b.release();
+        }
+        drop(rx);
+        opened.checkpointer.await.unwrap();
+        let mut want: Vec<i64> = (100..200).collect();
+        want.extend([0, 1, 2]);
+        assert_eq!(after, want, "{fsync:?}");
+        assert_eq!(
+            metrics.get("channel.wal.duplicates_dropped"),
+            90,
+            "{fsync:?}"
+        );
+        // Every ack of run 2 was released too: the source moves on.
+        for _ in 0..8 {
+            assert!(
+                timeout(WAIT, ack_rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .delivered
+            );
+        }
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
 }

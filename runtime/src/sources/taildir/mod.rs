@@ -255,6 +255,8 @@ type FileId = (u64, u64);
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Positions {
     files: Vec<Recorded>,
+    /// The partition the next file followed gets.
+    next_partition: i32,
 }
 
 /// One followed file and how far it is acknowledged.
@@ -265,18 +267,24 @@ struct Recorded {
     path: PathBuf,
     group: String,
     pos: u64,
+    /// The file's partition: its events are numbered by the byte offset
+    /// their line ends at, within this partition (positional events: a file
+    /// channel drops what it already holds). A truncated file starts a new
+    /// partition.
+    partition: i32,
 }
 
-/// What a batch covers: per file (and its truncation generation), the
-/// offset its last event ends at.
-type Mark = (u64, HashMap<FileId, (u32, u64)>);
+/// What a batch covers: per file (and its partition), the offset its last
+/// event ends at.
+type Mark = (u64, HashMap<FileId, (i32, u64)>);
 
 /// The acknowledged positions and the position file.
 struct Commits {
     path: PathBuf,
-    order: InOrder<HashMap<FileId, (u32, u64)>>,
-    /// Per file: generation, path, group, acknowledged offset.
-    records: BTreeMap<FileId, (u32, Recorded)>,
+    order: InOrder<HashMap<FileId, (i32, u64)>>,
+    /// Per file: path, group, partition, acknowledged offset.
+    records: BTreeMap<FileId, Recorded>,
+    next_partition: i32,
     /// A position file write failed; retried at the next commit.
     failing: bool,
     source: String,
@@ -291,9 +299,9 @@ impl Commits {
             return;
         }
         for ends in ready {
-            for (id, (generation, pos)) in ends {
-                if let Some((g, rec)) = self.records.get_mut(&id)
-                    && *g == generation
+            for (id, (partition, pos)) in ends {
+                if let Some(rec) = self.records.get_mut(&id)
+                    && rec.partition == partition
                 {
                     rec.pos = rec.pos.max(pos);
                 }
@@ -302,9 +310,16 @@ impl Commits {
         self.save();
     }
 
+    /// A partition no file had yet.
+    fn new_partition(&mut self) -> i32 {
+        self.next_partition += 1;
+        self.next_partition - 1
+    }
+
     fn save(&mut self) {
         let positions = Positions {
-            files: self.records.values().map(|(_, r)| r.clone()).collect(),
+            files: self.records.values().cloned().collect(),
+            next_partition: self.next_partition,
         };
         match position_file::store(&self.path, &positions) {
             Ok(()) => self.failing = false,
@@ -331,8 +346,9 @@ struct Tailed {
     path: PathBuf,
     group: String,
     file: Arc<std::fs::File>,
-    /// Incremented at each truncation: older marks no longer apply.
-    generation: u32,
+    /// See [`Recorded::partition`]; changes at each truncation, and marks
+    /// of an older one no longer apply.
+    partition: i32,
     /// The next byte to read.
     read_pos: u64,
     splitter: LineSplitter,
@@ -350,11 +366,10 @@ struct Tail {
     commits: Commits,
     files: BTreeMap<FileId, Tailed>,
     /// Ends of the files' events in the open batch.
-    open_mark: HashMap<FileId, (u32, u64)>,
+    open_mark: HashMap<FileId, (i32, u64)>,
     /// Positions read from the position file, used at the first scan.
     recorded: HashMap<FileId, Recorded>,
     first_scan: bool,
-    next_offset: i64,
     rotations: Counter,
     truncations: Counter,
     lines_split: Counter,
@@ -395,11 +410,12 @@ async fn run(
         .unwrap_or_default();
     let first_start = !path.exists();
     let mut tail = Tail {
-        batcher: Batcher::new(config.limits(), output, &ctx),
+        batcher: Batcher::new(config.limits(), output, &ctx).positional(),
         commits: Commits {
             path,
             order: InOrder::default(),
             records: BTreeMap::new(),
+            next_partition: loaded.next_partition,
             failing: false,
             source: ctx.name.clone(),
         },
@@ -419,7 +435,6 @@ async fn run(
         config,
         files: BTreeMap::new(),
         open_mark: HashMap::new(),
-        next_offset: batcher::now_us(),
         output_closed: false,
         ctx,
     };
@@ -496,7 +511,7 @@ impl Tail {
                     if path != rec.path {
                         info!(source = %self.ctx.name, from = %rec.path.display(), to = %path.display(), "a file was renamed while stopped; reading it to its end");
                     }
-                    self.open(id, path, rec.group.clone(), rec.pos);
+                    self.open(id, path, rec.group.clone(), rec.pos, Some(rec.partition));
                 }
                 None => {
                     warn!(source = %self.ctx.name, file = %rec.path.display(), position = rec.pos, "a followed file is gone (deleted while stopped); whatever it held after the position is lost");
@@ -538,12 +553,13 @@ impl Tail {
         for t in self.files.values_mut() {
             t.matched = false;
         }
+        let mut opened = false;
         for (id, (path, group, len)) in found {
             if let Some(t) = self.files.get_mut(&id) {
                 if t.path != path {
                     info!(source = %self.ctx.name, from = %t.path.display(), to = %path.display(), "file renamed");
                     t.path = path.clone();
-                    if let Some((_, rec)) = self.commits.records.get_mut(&id) {
+                    if let Some(rec) = self.commits.records.get_mut(&id) {
                         rec.path = path;
                     }
                 }
@@ -555,17 +571,22 @@ impl Tail {
             } else {
                 0
             };
-            self.open(id, path, group, start);
+            self.open(id, path, group, start, None);
             if let Some(t) = self.files.get_mut(&id) {
                 t.matched = true;
+                opened = true;
             }
+        }
+        // New files' partitions are on disk before any of their events.
+        if opened {
+            self.commits.save();
         }
         self.tracked
             .store(self.files.len() as i64, Ordering::Relaxed);
     }
 
-    /// Starts following a file at `pos`.
-    fn open(&mut self, id: FileId, path: PathBuf, group: String, pos: u64) {
+    /// Starts following a file at `pos`, in `partition` (a new one if none).
+    fn open(&mut self, id: FileId, path: PathBuf, group: String, pos: u64, partition: Option<i32>) {
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) => {
@@ -578,18 +599,17 @@ impl Tail {
             return;
         }
         info!(source = %self.ctx.name, file = %path.display(), group, from = pos, "following file");
+        let partition = partition.unwrap_or_else(|| self.commits.new_partition());
         self.commits.records.insert(
             id,
-            (
-                0,
-                Recorded {
-                    dev: id.0,
-                    ino: id.1,
-                    path: path.clone(),
-                    group: group.clone(),
-                    pos,
-                },
-            ),
+            Recorded {
+                dev: id.0,
+                ino: id.1,
+                path: path.clone(),
+                group: group.clone(),
+                pos,
+                partition,
+            },
         );
         self.files.insert(
             id,
@@ -598,7 +618,7 @@ impl Tail {
                 path,
                 group,
                 file: Arc::new(file),
-                generation: 0,
+                partition,
                 read_pos: pos,
                 splitter: LineSplitter::new(self.config.max_line_bytes.get() as usize),
                 pending: None,
@@ -744,12 +764,11 @@ impl Tail {
             body,
             headers: &headers,
             topic: &self.ctx.name,
-            partition: 0,
-            offset: self.next_offset,
+            partition: t.partition,
+            offset: end as i64,
             timestamp: batcher::now_ms(),
         });
-        self.next_offset += 1;
-        self.open_mark.insert(id, (t.generation, end));
+        self.open_mark.insert(id, (t.partition, end));
     }
 
     /// Hands on the open batch, committing positions while it waits.
@@ -778,11 +797,12 @@ impl Tail {
         self.truncations.fetch_add(1, Ordering::Relaxed);
         self.rotations.fetch_add(1, Ordering::Relaxed);
         self.finish_file(id);
+        let partition = self.commits.new_partition();
         if let Some(t) = self.files.get_mut(&id) {
-            t.generation += 1;
+            t.partition = partition;
             t.read_pos = 0;
-            if let Some((g, rec)) = self.commits.records.get_mut(&id) {
-                *g = t.generation;
+            if let Some(rec) = self.commits.records.get_mut(&id) {
+                rec.partition = partition;
                 rec.pos = 0;
             }
         }
@@ -847,7 +867,7 @@ impl Tail {
                 .commits
                 .records
                 .get(&id)
-                .is_some_and(|(_, r)| r.pos >= self.files[&id].read_pos);
+                .is_some_and(|r| r.pos >= self.files[&id].read_pos);
             if acknowledged && !self.open_mark.contains_key(&id) {
                 let t = self.files.remove(&id).expect("listed");
                 info!(source = %self.ctx.name, file = %t.path.display(), "closed a rotated file read to its end");
