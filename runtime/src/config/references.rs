@@ -373,10 +373,11 @@ impl Loader<'_> {
                 );
             } else if let Some(source) = config.sources.get(feeders[0])
                 && !source.kind.rereads()
+                && !source.kind.positional()
             {
                 self.error(
                     &key(&["sinks", name, "exactly_once"]),
-                    format!("an exactly-once sink needs a `kafka` source (one that can re-read from a committed position); source `{}` is not", feeders[0]),
+                    format!("an exactly-once sink needs a source that can re-read from a committed position (`kafka`, `taildir`); source `{}` is not", feeders[0]),
                 );
             }
         }

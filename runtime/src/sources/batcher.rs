@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::SourceContext;
+use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::metrics::{Counter, DELIVERY_BUCKETS, Histogram};
 use crate::units::{ByteSize, HumanDuration};
@@ -112,6 +113,9 @@ pub(crate) struct Batcher<M> {
     next_id: u64,
     metrics: BatchMetrics,
     positional: bool,
+    /// Stamps each batch with the link's epoch when its first event came.
+    link: Option<Arc<SourceLink>>,
+    epoch: u64,
 }
 
 impl<M> Batcher<M> {
@@ -137,7 +141,18 @@ impl<M> Batcher<M> {
                 delivery: ctx.histogram("delivery_seconds", DELIVERY_BUCKETS),
             },
             positional: false,
+            link: None,
+            epoch: 0,
         }
+    }
+
+    /// Stamps every batch with the epoch of `link` current when its first
+    /// event was pushed ([`Ack::in_epoch`]): a source that assigns
+    /// partitions on its link (and flushes before each assignment) keeps
+    /// every batch within one epoch.
+    pub fn with_link(mut self, link: Arc<SourceLink>) -> Self {
+        self.link = Some(link);
+        self
     }
 
     /// Marks every batch positional ([`Ack::mark_positional`]): the source
@@ -156,6 +171,9 @@ impl<M> Batcher<M> {
             .bytes
             .fetch_add(event.body.len() as u64, Ordering::Relaxed);
         if self.deadline.is_none() {
+            if let Some(link) = &self.link {
+                self.epoch = link.epoch();
+            }
             let now = Instant::now();
             self.first_read = Some(now);
             self.deadline = Some(now + self.limits.max_wait.get());
@@ -221,7 +239,7 @@ impl<M> Batcher<M> {
         let id = self.next_id;
         self.next_id += 1;
         self.pending.insert(id, mark);
-        let ack = Ack::new(id, acks_tx.clone());
+        let ack = Ack::in_epoch(id, self.epoch, acks_tx.clone());
         if self.positional {
             ack.mark_positional();
         }

@@ -62,6 +62,16 @@ pub trait Source: Debug + Send + Sync + Any {
     /// (a Kafka consumer can; a command's output cannot). Exactly-once
     /// sinks accept only such sources.
     fn rereads(&self) -> bool;
+    /// Whether it numbers events by where they are in its input (a file
+    /// source: partition per file, offset = byte offset): it resumes from
+    /// its own acknowledged positions, which never pass an exactly-once
+    /// sink's, and that sink skips what it already committed. Such a source
+    /// may feed an exactly-once object-store sink (not a transactional Kafka
+    /// sink, which commits consumer offsets). It assigns its partitions on
+    /// its link and honours rewinds ([`crate::delivery`]).
+    fn positional(&self) -> bool {
+        false
+    }
     /// Whether it connects to the embedded demo broker.
     fn uses_embedded_broker(&self) -> bool {
         false

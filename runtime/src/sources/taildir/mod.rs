@@ -28,7 +28,14 @@
 //! and the truncation are in the copy only — a limit of copy-truncate
 //! itself; prefer rename rotation). A file rotated while Sluice was stopped
 //! is found again by its inode in the directory it was in and read to its
-//! end.
+//! end. **A file created *and* rotated away while Sluice was stopped** can
+//! only be found if the group's pattern matches rotated names too
+//! (`/var/log/app/app.log*`): make it so. Files are told apart by inode,
+//! so a renamed file is never read twice.
+//!
+//! **Idle files**: a file that has not grown for `idle_timeout`, with all
+//! it held acknowledged, is closed (its position kept) and opened again
+//! when it grows: rotated files matching the pattern cost no descriptor.
 //!
 //! **Positions**: the position file (`position_file`, default
 //! `data_dir/sources/<name>/taildir.json`) lists every file followed, by
@@ -50,15 +57,25 @@
 //! `sluice.exec.part`), never dropped. Topic = the source's name,
 //! partition 0, offsets ascending across restarts, timestamp = when read.
 //!
-//! **Cannot replay from elsewhere**: the files are the replay. A batch not
-//! delivered stops commits for the rest of the run (counted in
-//! `undelivered_batches`) so a restart reads it again. Behind a `file`
-//! channel a batch is acknowledged once on disk, and a crash repeats at
-//! most the batches acknowledged in the instant before the position file
-//! was replaced.
+//! **Exactly once**: events are *positional*: each file is a partition
+//! of its own (numbers never reused), and an event's offset is the byte
+//! offset its line ends at, so a line read again gets the same partition
+//! and offset. A restart (even after `kill -9`) reads again at most what
+//! was handed on and not yet acknowledged, and that is never added twice:
+//!
+//! - through a `memory` channel into an object-store sink with
+//!   `exactly_once = true`: the source assigns its partitions on its link,
+//!   the sink keeps its committed offsets beside its output and skips what
+//!   it holds (as for Kafka);
+//! - into a `file` channel: the channel drops events it already holds
+//!   (`duplicates_dropped`).
+//!
+//! A batch not delivered, or a sink asking to re-read a partition (it lost
+//! a commit race), makes the source read every file again from its
+//! acknowledged position (`rereads`), in a new epoch.
 //!
 //! Metrics: `source.<name>.events`, `.bytes`, `.batches`,
-//! `.undelivered_batches`, `.rotations`, `.truncations`, `.lines_split`,
+//! `.undelivered_batches`, `.rotations`, `.truncations`, `.rereads`, `.lines_split`,
 //! gauge `.files_tracked`, histogram `.delivery_seconds`.
 
 mod glob;
@@ -74,12 +91,13 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::glob::FilePattern;
 use super::batcher::{self, Batcher, InOrder, Limits, LineSplitter, Report};
 use super::position_file;
 use super::{SourceContext, SourceError};
+use crate::delivery::SourceLink;
 use crate::event::{Batch, NewEvent};
 use crate::metrics::{Counter, Gauge};
 use crate::units::{ByteSize, HumanDuration};
@@ -109,8 +127,9 @@ pub struct TailDirSourceConfig {
     /// How often directories are listed and idle files checked. Default `"250ms"`.
     #[serde(default = "default_poll")]
     pub poll_interval: HumanDuration,
-    /// A file no longer matched (rotated away, deleted) is closed once it
-    /// has not grown for this long. Default `"2m"`.
+    /// A file that has not grown for this long is closed (a file no longer
+    /// matched, rotated away or deleted, for good; a matched one until it
+    /// grows). Default `"2m"`.
     #[serde(default = "default_idle")]
     pub idle_timeout: HumanDuration,
     /// A line matching this regular expression starts a new event; others
@@ -234,13 +253,17 @@ impl super::Source for TailDirSourceConfig {
         false
     }
 
+    fn positional(&self) -> bool {
+        true
+    }
+
     fn run(
         &self,
         output: mpsc::Sender<Batch>,
         ctx: SourceContext,
-        _link: Arc<crate::delivery::SourceLink>,
+        link: Arc<SourceLink>,
     ) -> futures::future::BoxFuture<'static, Result<(), SourceError>> {
-        Box::pin(run(self.clone(), output, ctx))
+        Box::pin(run(self.clone(), output, ctx, link))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -276,7 +299,8 @@ struct Recorded {
 
 /// What a batch covers: per file (and its partition), the offset its last
 /// event ends at.
-type Mark = (u64, HashMap<FileId, (i32, u64)>);
+/// Also: the commit generation and sequence number of the batch.
+type Mark = (u64, u64, HashMap<FileId, (i32, u64)>);
 
 /// The acknowledged positions and the position file.
 struct Commits {
@@ -285,6 +309,9 @@ struct Commits {
     /// Per file: path, group, partition, acknowledged offset.
     records: BTreeMap<FileId, Recorded>,
     next_partition: i32,
+    /// Bumped when reading restarts from the acknowledged positions:
+    /// reports of batches handed on before are ignored.
+    generation: u64,
     /// A position file write failed; retried at the next commit.
     failing: bool,
     source: String,
@@ -293,7 +320,10 @@ struct Commits {
 impl Commits {
     /// Takes one batch's report; writes the position file if it advanced.
     fn report(&mut self, report: Report<Mark>) {
-        let (seq, ends) = report.mark;
+        let (generation, seq, ends) = report.mark;
+        if generation != self.generation {
+            return;
+        }
         let ready = self.order.report(seq, ends, report.delivered);
         if ready.is_empty() {
             return;
@@ -308,6 +338,13 @@ impl Commits {
             }
         }
         self.save();
+    }
+
+    /// Forgets the batches in flight: reading restarts from the
+    /// acknowledged positions.
+    fn restart(&mut self) {
+        self.generation += 1;
+        self.order = InOrder::default();
     }
 
     /// A partition no file had yet.
@@ -374,7 +411,11 @@ struct Tail {
     truncations: Counter,
     lines_split: Counter,
     tracked: Gauge,
+    rereads: Counter,
     output_closed: bool,
+    link: Arc<SourceLink>,
+    /// Partitions opened and not yet assigned on the link.
+    to_assign: Vec<i32>,
 }
 
 /// Reads up to 64 KiB of `file` at `pos` off the async threads.
@@ -393,6 +434,7 @@ async fn run(
     config: TailDirSourceConfig,
     output: mpsc::Sender<Batch>,
     ctx: SourceContext,
+    link: Arc<SourceLink>,
 ) -> Result<(), SourceError> {
     let err = |message: String| SourceError {
         source_name: ctx.name.clone(),
@@ -409,13 +451,27 @@ async fn run(
         .map_err(|e| err(e.to_string()))?
         .unwrap_or_default();
     let first_start = !path.exists();
+    // Partitions are never reused, even if the position file is lost (a
+    // channel or sink holding an old partition's offsets would skip a new
+    // file's lines): the first start numbers from the seconds since 2024.
+    let next_partition = if first_start {
+        ((batcher::now_us() / 1_000_000 - 1_704_067_200).max(0) as i32) & 0x3fff_ffff
+    } else {
+        loaded.next_partition
+    };
     let mut tail = Tail {
-        batcher: Batcher::new(config.limits(), output, &ctx).positional(),
+        batcher: Batcher::new(config.limits(), output, &ctx)
+            .positional()
+            .with_link(link.clone()),
+        link,
+        to_assign: Vec::new(),
+        rereads: ctx.counter("rereads"),
         commits: Commits {
             path,
             order: InOrder::default(),
             records: BTreeMap::new(),
-            next_partition: loaded.next_partition,
+            next_partition,
+            generation: 0,
             failing: false,
             source: ctx.name.clone(),
         },
@@ -454,19 +510,27 @@ impl Tail {
                 self.first_scan = false;
                 last_scan = Some(Instant::now());
             }
+            self.assign_new().await;
             let progressed = self.read_all().await;
             self.timeouts().await;
             for report in self.batcher.ready_reports() {
                 self.commits.report(report);
             }
+            let rewinds = self.link.take_rewinds();
+            if !rewinds.is_empty() || self.commits.order.blocked() {
+                self.reread(&rewinds).await;
+                continue;
+            }
             if progressed {
                 continue;
             }
             let deadline = self.batcher.deadline();
+            let link = self.link.clone();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 report = self.batcher.report() => self.commits.report(report),
+                _ = link.rewind_requested() => {}
                 _ = batcher::sleep_until(deadline) => { self.flush().await; }
                 _ = tokio::time::sleep(self.config.poll_interval.get()) => {}
             }
@@ -485,6 +549,56 @@ impl Tail {
             });
         }
         Ok(())
+    }
+
+    /// Assigns the partitions of newly followed files on the link (after
+    /// handing on the open batch, so each batch lies within one epoch), and
+    /// has every exactly-once sink complete what a crash left of them.
+    async fn assign_new(&mut self) {
+        if self.to_assign.is_empty() {
+            return;
+        }
+        self.flush().await;
+        let tps: Vec<(String, i32)> = self
+            .to_assign
+            .drain(..)
+            .map(|p| (self.ctx.name.clone(), p))
+            .collect();
+        self.link.assign(&tps);
+        for store in self.link.stores() {
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = store.recover(&tps).await {
+                warn!(source = %self.ctx.name, sink = store.name(), error = %e, "a sink cannot recover its committed positions yet; retrying");
+                if self.ctx.shutdown.is_cancelled() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// Reads every file again from its acknowledged position: a batch was
+    /// not delivered, or an exactly-once sink asked to re-read a partition.
+    /// What was handed on since is forgotten (its reports ignored; a new
+    /// epoch makes it stale downstream); what is read again and already
+    /// held is skipped by the sink or the file channel.
+    async fn reread(&mut self, rewinds: &[((String, i32), i64)]) {
+        warn!(source = %self.ctx.name, rewinds = ?rewinds, "reading the files again from their acknowledged positions");
+        self.rereads.fetch_add(1, Ordering::Relaxed);
+        self.batcher.discard();
+        self.open_mark.clear();
+        self.commits.restart();
+        let max = self.config.max_line_bytes.get() as usize;
+        for t in self.files.values_mut() {
+            if let Some(rec) = self.commits.records.get(&t.id) {
+                t.read_pos = rec.pos;
+            }
+            t.splitter = LineSplitter::new(max);
+            t.pending = None;
+            self.to_assign.push(t.partition);
+        }
+        self.assign_new().await;
     }
 
     /// Finds the files of the position file by inode where they were
@@ -554,6 +668,7 @@ impl Tail {
             t.matched = false;
         }
         let mut opened = false;
+        let mut dormant_seen: Vec<FileId> = Vec::new();
         for (id, (path, group, len)) in found {
             if let Some(t) = self.files.get_mut(&id) {
                 if t.path != path {
@@ -564,6 +679,18 @@ impl Tail {
                     }
                 }
                 t.matched = true;
+                continue;
+            }
+            // A file closed while idle: opened again once it has grown.
+            if let Some(rec) = self.commits.records.get(&id) {
+                if len != rec.pos {
+                    let (pos, partition) = (rec.pos, rec.partition);
+                    self.open(id, path, group, pos, Some(partition));
+                    if let Some(t) = self.files.get_mut(&id) {
+                        t.matched = true;
+                    }
+                }
+                dormant_seen.push(id);
                 continue;
             }
             let start = if self.first_scan && self.config.skip_to_end {
@@ -577,8 +704,20 @@ impl Tail {
                 opened = true;
             }
         }
+        // Records of idle-closed files no longer listed: gone (deleted, or
+        // renamed to a name no group matches).
+        let gone: Vec<FileId> = self
+            .commits
+            .records
+            .keys()
+            .filter(|id| !self.files.contains_key(id) && !dormant_seen.contains(id))
+            .copied()
+            .collect();
+        for id in &gone {
+            self.commits.records.remove(id);
+        }
         // New files' partitions are on disk before any of their events.
-        if opened {
+        if opened || !gone.is_empty() {
             self.commits.save();
         }
         self.tracked
@@ -600,6 +739,7 @@ impl Tail {
         }
         info!(source = %self.ctx.name, file = %path.display(), group, from = pos, "following file");
         let partition = partition.unwrap_or_else(|| self.commits.new_partition());
+        self.to_assign.push(partition);
         self.commits.records.insert(
             id,
             Recorded {
@@ -651,7 +791,7 @@ impl Tail {
                 progressed = true;
                 continue;
             }
-            if len == t.read_pos {
+            if len == t.read_pos || self.to_assign.contains(&t.partition) {
                 continue;
             }
             let chunk = match read_at(t.file.clone(), t.read_pos).await {
@@ -777,7 +917,11 @@ impl Tail {
             return;
         }
         let seq = self.commits.order.next();
-        let mark = (seq, std::mem::take(&mut self.open_mark));
+        let mark = (
+            self.commits.generation,
+            seq,
+            std::mem::take(&mut self.open_mark),
+        );
         let commits = &mut self.commits;
         let mut on_report = |report: Report<Mark>| {
             commits.report(report);
@@ -798,6 +942,7 @@ impl Tail {
         self.rotations.fetch_add(1, Ordering::Relaxed);
         self.finish_file(id);
         let partition = self.commits.new_partition();
+        self.to_assign.push(partition);
         if let Some(t) = self.files.get_mut(&id) {
             t.partition = partition;
             t.read_pos = 0;
@@ -850,10 +995,28 @@ impl Tail {
         let done: Vec<FileId> = self
             .files
             .values()
-            .filter(|t| !t.matched && t.last_data.elapsed() >= idle)
+            .filter(|t| t.last_data.elapsed() >= idle)
             .map(|t| t.id)
             .collect();
         for id in done {
+            if self.files[&id].matched {
+                // Still listed: close it if everything read is acknowledged
+                // and no line is half-written; it opens again when it grows.
+                let t = &self.files[&id];
+                let settled = t.pending.is_none()
+                    && t.splitter.buffered() == 0
+                    && !self.open_mark.contains_key(&id)
+                    && self
+                        .commits
+                        .records
+                        .get(&id)
+                        .is_some_and(|r| r.pos >= t.read_pos && r.partition == t.partition);
+                if settled {
+                    let t = self.files.remove(&id).expect("listed");
+                    debug!(source = %self.ctx.name, file = %t.path.display(), "closed an idle file");
+                }
+                continue;
+            }
             let len = self.files[&id].file.metadata().map_or(0, |m| m.len());
             if len > self.files[&id].read_pos {
                 continue;

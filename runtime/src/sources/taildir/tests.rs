@@ -45,7 +45,12 @@ fn start(config: TailDirSourceConfig, state: &Path) -> Running {
     };
     let shutdown = ctx.shutdown.clone();
     let (tx, rx) = mpsc::channel(2);
-    let task = tokio::spawn(run(config, tx, ctx));
+    let task = tokio::spawn(run(
+        config,
+        tx,
+        ctx,
+        crate::delivery::SourceLink::new("tail"),
+    ));
     Running {
         rx,
         shutdown,
@@ -184,19 +189,24 @@ async fn rename_rotation_loses_and_repeats_nothing() {
         .collect();
     assert_eq!(g1, expected("g1-", 0..150));
     assert_eq!(g2, expected("g2-", 0..100));
-    // The rotated file is closed once idle and acknowledged.
+    // Both are closed once idle and acknowledged; the rotated one, no
+    // longer matched, is forgotten, the other keeps its position.
     let metrics = run.metrics.clone();
     timeout(WAIT, async {
-        while metrics
-            .gauge("source.tail.files_tracked")
-            .load(Ordering::Relaxed)
-            != 1
+        while metrics.get("source.tail.rotations") != 1
+            || metrics
+                .gauge("source.tail.files_tracked")
+                .load(Ordering::Relaxed)
+                != 0
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
     .unwrap();
+    // Closed while idle, opened again when it grows.
+    append(&log, "g2-100\n");
+    assert_eq!(bodies(&run.receive(1).await), ["g2-100"]);
     run.stop().await;
     let positions: Positions = position_file::load(&state.path().join("taildir.json"))
         .unwrap()

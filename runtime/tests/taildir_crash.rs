@@ -1,0 +1,230 @@
+//! Scenario: a `taildir` source follows an application log that a writer
+//! keeps appending to and rotates by rename, into an exactly-once
+//! object-store sink through a memory channel (the group's pattern,
+//! `app.log*`, matches rotated names too, so files created and rotated
+//! away while Sluice is down are found); the `sluice` process is
+//! killed with SIGKILL several times mid-stream, then run to the end.
+//! Every line written must be in the committed output exactly once, each
+//! file's lines in order: none lost across the rotations and the kills,
+//! none repeated.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const LINES: usize = 60_000;
+/// A rotation every this many lines.
+const ROTATE_EVERY: usize = 7_000;
+/// Killed runs, and how many committed output lines each waits for first.
+const KILL_AFTER: [usize; 3] = [2_000, 15_000, 30_000];
+
+fn config(dir: &Path) -> String {
+    format!(
+        r#"data_dir = "{state}"
+
+[sources.app]
+type = "taildir"
+filegroups = {{ app = "{logs}/app.log*" }}
+poll_interval = "50ms"
+idle_timeout = "1s"
+batch_max_events = 500
+batch_max_wait = "50ms"
+channels = ["mem"]
+
+[channels.mem]
+type = "memory"
+
+[sinks.lake]
+type = "object_store"
+channel = "mem"
+url = "file://{out}"
+format = "jsonl"
+exactly_once = true
+roll_count = 3000
+roll_interval = "300ms"
+"#,
+        state = dir.join("state").display(),
+        logs = dir.join("logs").display(),
+        out = dir.join("out").display(),
+    )
+}
+
+fn start(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg("--no-status")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("starting sluice")
+}
+
+/// Bodies in the committed output files (in-progress files start with `.`;
+/// the sink's own records live under `_sluice`).
+fn output(dir: &Path) -> Vec<(String, i32, i64)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "_sluice" {
+                    stack.push(path);
+                }
+            } else if !name.starts_with('.') && name.ends_with(".jsonl") {
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display()));
+                    out.push((
+                        v["value"].as_str().expect("value").to_owned(),
+                        v["partition"].as_i64().expect("partition") as i32,
+                        v["offset"].as_i64().expect("offset"),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Appends `LINES` numbered lines to `logs/app.log`, 100 at a time about
+/// every 10 ms, renaming the file to `app.log.<n>` every `ROTATE_EVERY`
+/// lines (a new `app.log` is then created by the next write).
+fn writer(logs: PathBuf, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let log = logs.join("app.log");
+        let mut rotations = 0;
+        for chunk in 0..LINES / 100 {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            let text: String = (chunk * 100..chunk * 100 + 100)
+                .map(|i| format!("line {i:06}\n"))
+                .collect();
+            f.write_all(text.as_bytes()).unwrap();
+            drop(f);
+            if (chunk + 1) * 100 % ROTATE_EVERY == 0 {
+                rotations += 1;
+                std::fs::rename(&log, logs.join(format!("app.log.{rotations}"))).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        done.store(true, Ordering::Release);
+    })
+}
+
+#[test]
+fn every_line_exactly_once_across_rotations_and_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, config(dir.path())).unwrap();
+    let out = dir.path().join("out");
+
+    let done = Arc::new(AtomicBool::new(false));
+    let writing = writer(logs.clone(), done.clone());
+    for (run, after) in KILL_AFTER.iter().enumerate() {
+        let log = dir.path().join(format!("run{run}.log"));
+        let mut child = start(&config_path, &log);
+        wait_for(
+            &format!("{after} committed lines in run {run}"),
+            Duration::from_secs(60),
+            || output(&out).len() >= *after,
+        );
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        assert!(
+            !done.load(Ordering::Acquire) || output(&out).len() < LINES,
+            "run {run}: everything was written before the kill; nothing was tested"
+        );
+        eprintln!(
+            "run {run}: killed after {} committed lines",
+            output(&out).len()
+        );
+    }
+    writing.join().unwrap();
+
+    // The last run: until every line is committed, then a clean stop.
+    let log = dir.path().join("final.log");
+    let mut child = start(&config_path, &log);
+    let wait = wait_for_lines(&out, &mut child, &log);
+    // SAFETY: kill(2) on the child we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "final run: {status}");
+    let got = output(&out);
+    eprintln!("final run: {} lines after {wait:?}", got.len());
+
+    let mut bodies: Vec<&str> = got.iter().map(|(b, _, _)| b.as_str()).collect();
+    bodies.sort_unstable();
+    let duplicates = bodies.windows(2).filter(|w| w[0] == w[1]).count();
+    bodies.dedup();
+    let expected: Vec<String> = (0..LINES).map(|i| format!("line {i:06}")).collect();
+    let missing = expected
+        .iter()
+        .filter(|l| bodies.binary_search(&l.as_str()).is_err())
+        .count();
+    assert_eq!((missing, duplicates), (0, 0), "lines missing and repeated");
+    assert_eq!(got.len(), LINES);
+    // Within a partition (a file), offsets ascend with the line numbers.
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, &str)>> = Default::default();
+    for (body, partition, offset) in &got {
+        by_partition
+            .entry(*partition)
+            .or_default()
+            .push((*offset, body));
+    }
+    assert!(
+        by_partition.len() > LINES / ROTATE_EVERY,
+        "one partition per file"
+    );
+    for lines in by_partition.values_mut() {
+        lines.sort_unstable();
+        assert!(lines.windows(2).all(|w| w[0].1 < w[1].1), "file order kept");
+    }
+}
+
+/// Waits (bounded) until the output holds every line.
+fn wait_for_lines(out: &Path, child: &mut Child, log: &Path) -> Duration {
+    let started = Instant::now();
+    while output(out).len() < LINES {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the final run ended early ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!(
+                "the final run committed {} of {LINES} lines in 120 s:\n{}",
+                output(out).len(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
