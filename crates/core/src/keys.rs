@@ -56,6 +56,41 @@ impl From<Invalid> for KeyError {
     }
 }
 
+/// A bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token from its text (surrounding whitespace removed); `None` if
+    /// that leaves nothing.
+    pub fn new(text: &str) -> Option<Self> {
+        let text = text.trim();
+        (!text.is_empty()).then(|| Self(text.to_owned()))
+    }
+
+    /// Whether `presented` is the token, comparing every byte whatever the
+    /// first difference (no timing hint about how much matched).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        let mut diff = (expected.len() != presented.len()) as u8;
+        for (i, b) in expected.iter().enumerate() {
+            diff |= b ^ presented.get(i).copied().unwrap_or(!b);
+        }
+        diff == 0
+    }
+
+    /// The token's text (to send it, as `sluice tap` does).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 /// Deserializes a component's table into its configuration type.
 pub fn deserialize<T: DeserializeOwned>(table: toml::Value) -> Result<T, KeyError> {
     serde_path_to_error::deserialize(table).map_err(KeyError::Keys)

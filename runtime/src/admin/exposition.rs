@@ -143,6 +143,26 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Files a taildir source follows now.",
     ),
     (
+        "sluice_source_rereads_total",
+        Kind::Counter,
+        "Times a file source read its files again from the acknowledged positions (a batch not delivered, or a sink's request).",
+    ),
+    (
+        "sluice_source_requests_total",
+        Kind::Counter,
+        "Requests an http source received.",
+    ),
+    (
+        "sluice_source_requests_rejected_total",
+        Kind::Counter,
+        "Requests an http source answered with a 4xx (bad body, too large, no token, wrong path or method).",
+    ),
+    (
+        "sluice_source_requests_throttled_total",
+        Kind::Counter,
+        "Requests an http source answered 503 because the pipeline had no room.",
+    ),
+    (
         "sluice_source_restarts_total",
         Kind::Counter,
         "Restarts of an exec source's command.",
@@ -323,6 +343,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "sluice_channel_undelivered_batches_total",
         Kind::Counter,
         "Batches a channel could not keep; their source reads them again.",
+    ),
+    (
+        "sluice_channel_duplicates_dropped_total",
+        Kind::Counter,
+        "Events of a file source read again after a restart that a file channel already held, and dropped.",
     ),
     (
         "sluice_channel_commits_total",

@@ -32,33 +32,7 @@ fn default_max_connections() -> usize {
     64
 }
 
-/// A bearer token; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// Whether `presented` is the token, comparing every byte whatever the
-    /// first difference (no timing hint about how much matched).
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        let expected = self.0.as_bytes();
-        let mut diff = (expected.len() != presented.len()) as u8;
-        for (i, b) in expected.iter().enumerate() {
-            diff |= b ^ presented.get(i).copied().unwrap_or(!b);
-        }
-        diff == 0
-    }
-
-    /// The token's text (to send it, as `sluice tap` does).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
+pub use crate::keys::Token;
 
 /// A checked `[admin]`: its address and token, read.
 #[derive(Debug, Clone)]
@@ -150,7 +124,7 @@ fn non_empty(text: String, key: &'static str, why: &str) -> Result<Token, AdminK
             message: "the token must be one word of visible characters".into(),
         });
     }
-    Ok(Token(trimmed.to_owned()))
+    Ok(Token::new(trimmed).expect("checked non-empty"))
 }
 
 #[cfg(test)]
@@ -168,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_token_matches_only_itself() {
-        let t = Token("s3cret".into());
+        let t = Token::new("s3cret").unwrap();
         assert!(t.matches(b"s3cret"));
         assert!(!t.matches(b"s3cre"));
         assert!(!t.matches(b"s3cretX"));

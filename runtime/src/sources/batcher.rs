@@ -488,6 +488,24 @@ impl LineSplitter {
     }
 }
 
+/// Assigns `tps` on a positional source's link (a new epoch: flush the
+/// open batch first) and has every exactly-once sink complete what a crash
+/// left of them, retrying until it can or shutdown.
+pub(crate) async fn assign(link: &SourceLink, tps: &[(String, i32)], ctx: &SourceContext) {
+    link.assign(tps);
+    for store in link.stores() {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = store.recover(tps).await {
+            tracing::warn!(source = %ctx.name, sink = store.name(), error = %e, "a sink cannot recover its committed positions yet; retrying");
+            if ctx.shutdown.is_cancelled() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
 /// Milliseconds since the epoch now (`-1` if the clock is before it).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -14,6 +14,7 @@ pub(crate) mod batcher;
 pub mod embedded;
 pub mod exec;
 pub mod generator;
+pub mod http;
 pub mod kafka;
 pub mod position_file;
 pub mod spooldir;
@@ -43,6 +44,7 @@ pub const TYPES: &[SourceType] = &[
     generator::TYPE,
     spooldir::TYPE,
     taildir::TYPE,
+    http::TYPE,
 ];
 
 /// One source type.

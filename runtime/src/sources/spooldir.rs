@@ -39,10 +39,17 @@
 //! path, device and inode) and the byte offset up to which its lines are
 //! acknowledged, in order. It is replaced atomically after every
 //! acknowledged batch, and a restart resumes the file there. A file is
-//! renamed or deleted only once every batch of it is acknowledged. With a
-//! `file` channel a batch is acknowledged once on disk; a crash can repeat
-//! only the batches acknowledged in the instant before the position file
-//! was replaced.
+//! renamed or deleted only once every batch of it is acknowledged.
+//!
+//! **Exactly once**: events are *positional*: partition 0, offset = the
+//! file's base (recorded when it is started; each file's lies past the
+//! previous file's last offset) plus the byte offset its line ends at, so
+//! a line read again after a crash gets the same offset. Through a
+//! `memory` channel into an object-store sink with `exactly_once = true`
+//! the sink skips what it already committed (the source assigns partition
+//! 0 on its link; a sink's request to re-read makes it read the file again
+//! from the acknowledged position); into a `file` channel the channel drops
+//! what it already holds. Either way a `kill -9` mid-file repeats nothing.
 //!
 //! **Failures**: a batch not delivered makes the source read the file
 //! again from the last acknowledged position (counted in
@@ -238,13 +245,17 @@ impl super::Source for SpoolDirSourceConfig {
         false
     }
 
+    fn positional(&self) -> bool {
+        true
+    }
+
     fn run(
         &self,
         output: mpsc::Sender<Batch>,
         ctx: SourceContext,
-        _link: std::sync::Arc<crate::delivery::SourceLink>,
+        link: std::sync::Arc<crate::delivery::SourceLink>,
     ) -> futures::future::BoxFuture<'static, Result<(), SourceError>> {
-        Box::pin(run(self.clone(), output, ctx))
+        Box::pin(run(self.clone(), output, ctx, link))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -298,12 +309,14 @@ struct Spool {
     file_errors: Counter,
     lines_split: Counter,
     output_closed: bool,
+    link: std::sync::Arc<crate::delivery::SourceLink>,
 }
 
 async fn run(
     config: SpoolDirSourceConfig,
     output: mpsc::Sender<Batch>,
     ctx: SourceContext,
+    link: std::sync::Arc<crate::delivery::SourceLink>,
 ) -> Result<(), SourceError> {
     let err = |message: String| SourceError {
         source_name: ctx.name.clone(),
@@ -320,7 +333,10 @@ async fn run(
         .map_err(|e| err(e.to_string()))?
         .unwrap_or_default();
     let mut spool = Spool {
-        batcher: Batcher::new(config.limits(), output, &ctx).positional(),
+        batcher: Batcher::new(config.limits(), output, &ctx)
+            .positional()
+            .with_link(link.clone()),
+        link,
         files_completed: ctx.counter("files_completed"),
         file_errors: ctx.counter("file_errors"),
         lines_split: ctx.counter("lines_split"),
@@ -365,6 +381,9 @@ impl Spool {
             info!(source = %self.ctx.name, file = %path.display(), from = start, "ingesting file");
             loop {
                 let start = self.state.file.as_ref().map_or(0, |f| f.position);
+                // Every (re)start of a file is a new epoch of partition 0.
+                let tp = [(self.ctx.name.clone(), 0)];
+                batcher::assign(&self.link, &tp, &self.ctx).await;
                 match self.ingest(&path, start).await {
                     Ok(Ingested::Done) => {
                         self.complete(&path, id)?;
@@ -489,11 +508,24 @@ impl Spool {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let link = self.link.clone();
         loop {
             let deadline = self.batcher.deadline();
             let chunk = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(Ingested::Stopped),
+                _ = link.rewind_requested() => {
+                    if link.take_rewinds().is_empty() {
+                        continue;
+                    }
+                    // A sink dropped what it held: read again from the
+                    // acknowledged position, once what is in flight settled.
+                    self.batcher.discard();
+                    return Ok(match self.settle(&mut order).await {
+                        Ingested::Stopped => Ingested::Stopped,
+                        _ => Ingested::Again,
+                    });
+                }
                 report = self.batcher.report() => {
                     let (seq, end) = report.mark;
                     if let Some(&committed) = order.report(seq, end, report.delivered).last() {
@@ -712,6 +744,10 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(30);
 
+    fn link() -> Arc<crate::delivery::SourceLink> {
+        crate::delivery::SourceLink::new("spool")
+    }
+
     fn config(dir: &Path, extra: &str) -> SpoolDirSourceConfig {
         // Test defaults, which `extra` may override.
         let mut table: toml::Table = toml::from_str(&format!(
@@ -792,6 +828,7 @@ mod tests {
             ),
             tx,
             ctx,
+            link(),
         ));
         let got = receive(&mut rx, 4).await;
         let a_text = a.display().to_string();
@@ -833,6 +870,7 @@ mod tests {
             ),
             tx,
             ctx,
+            link(),
         ));
         let mut got = receive(&mut rx, 1).await;
         // Appended while the source waits at its end: read, not completed early.
@@ -872,7 +910,7 @@ mod tests {
         // then the process "dies": the task is aborted, nothing shuts down.
         let (ctx, _) = context(state.path());
         let (tx, mut rx) = mpsc::channel(1);
-        let task = tokio::spawn(run(config(spool.path(), extra), tx, ctx));
+        let task = tokio::spawn(run(config(spool.path(), extra), tx, ctx, link()));
         let mut delivered = Vec::new();
         for _ in 0..12 {
             let batch = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
@@ -907,7 +945,7 @@ mod tests {
         let (ctx, metrics) = context(state.path());
         let shutdown = ctx.shutdown.clone();
         let (tx, mut rx) = mpsc::channel(4);
-        let task = tokio::spawn(run(config(spool.path(), extra), tx, ctx));
+        let task = tokio::spawn(run(config(spool.path(), extra), tx, ctx, link()));
         let rest = receive(&mut rx, 3800).await;
         delivered.extend(rest.into_iter().map(|(b, _)| b));
         assert_eq!(delivered, lines);

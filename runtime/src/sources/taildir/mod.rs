@@ -564,18 +564,7 @@ impl Tail {
             .drain(..)
             .map(|p| (self.ctx.name.clone(), p))
             .collect();
-        self.link.assign(&tps);
-        for store in self.link.stores() {
-            let mut backoff = Duration::from_millis(100);
-            while let Err(e) = store.recover(&tps).await {
-                warn!(source = %self.ctx.name, sink = store.name(), error = %e, "a sink cannot recover its committed positions yet; retrying");
-                if self.ctx.shutdown.is_cancelled() {
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
+        batcher::assign(&self.link, &tps, &self.ctx).await;
     }
 
     /// Reads every file again from its acknowledged position: a batch was
