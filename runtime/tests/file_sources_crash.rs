@@ -1,12 +1,14 @@
-//! Scenario: a `taildir` source follows an application log that a writer
-//! keeps appending to and rotates by rename, into an exactly-once
-//! object-store sink through a memory channel (the group's pattern,
-//! `app.log*`, matches rotated names too, so files created and rotated
-//! away while Sluice is down are found); the `sluice` process is
-//! killed with SIGKILL several times mid-stream, then run to the end.
-//! Every line written must be in the committed output exactly once, each
-//! file's lines in order: none lost across the rotations and the kills,
-//! none repeated.
+//! Scenarios: a file source feeds an exactly-once object-store sink
+//! through a memory channel, and the `sluice` process is killed with
+//! SIGKILL several times mid-stream, then run to the end. Every line must
+//! be in the committed output exactly once, each file's lines in order.
+//!
+//! - `taildir`: a writer keeps appending to an application log and rotates
+//!   it by rename (the group's pattern, `app.log*`, matches rotated names
+//!   too, so files created and rotated away while Sluice is down are found).
+//! - `spooldir`: completed files are dropped into the spool directory
+//!   (written beside it, then renamed in) and each is renamed
+//!   `.COMPLETED` once ingested; the kills land mid-file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,15 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const LINES: usize = 60_000;
-/// A rotation every this many lines.
+/// A rotation (taildir), a new file (spooldir) every this many lines.
 const ROTATE_EVERY: usize = 7_000;
 /// Killed runs, and how many committed output lines each waits for first.
 const KILL_AFTER: [usize; 3] = [2_000, 15_000, 30_000];
 
-fn config(dir: &Path) -> String {
+fn taildir(dir: &Path) -> String {
     format!(
-        r#"data_dir = "{state}"
-
+        r#"
 [sources.app]
 type = "taildir"
 filegroups = {{ app = "{logs}/app.log*" }}
@@ -33,7 +34,32 @@ idle_timeout = "1s"
 batch_max_events = 500
 batch_max_wait = "50ms"
 channels = ["mem"]
+"#,
+        logs = dir.join("logs").display(),
+    )
+}
 
+fn spooldir(dir: &Path) -> String {
+    format!(
+        r#"
+[sources.app]
+type = "spooldir"
+dir = "{spool}"
+min_age = "100ms"
+poll_interval = "50ms"
+batch_max_events = 500
+batch_max_wait = "50ms"
+channels = ["mem"]
+"#,
+        spool = dir.join("spool").display(),
+    )
+}
+
+/// The pipeline around `source`.
+fn config(dir: &Path, source: &str) -> String {
+    format!(
+        r#"data_dir = "{state}"
+{source}
 [channels.mem]
 type = "memory"
 
@@ -47,7 +73,6 @@ roll_count = 3000
 roll_interval = "300ms"
 "#,
         state = dir.join("state").display(),
-        logs = dir.join("logs").display(),
         out = dir.join("out").display(),
     )
 }
@@ -134,19 +159,79 @@ fn writer(logs: PathBuf, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// Drops `LINES` numbered lines into `spool` as files of `ROTATE_EVERY`
+/// lines, each written beside the directory and renamed in, one about
+/// every 700 ms.
+fn dropper(spool: PathBuf, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let staging = spool.with_extension("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        for (n, first) in (0..LINES).step_by(ROTATE_EVERY).enumerate() {
+            let text: String = (first..(first + ROTATE_EVERY).min(LINES))
+                .map(|i| format!("line {i:06}\n"))
+                .collect();
+            let name = format!("drop-{n:03}.log");
+            std::fs::write(staging.join(&name), text).unwrap();
+            std::fs::rename(staging.join(&name), spool.join(&name)).unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        done.store(true, Ordering::Release);
+    })
+}
+
 #[test]
-fn every_line_exactly_once_across_rotations_and_sigkill() {
+fn taildir_every_line_exactly_once_across_rotations_and_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let config_path = dir.path().join("sluice.toml");
-    std::fs::write(&config_path, config(dir.path())).unwrap();
-    let out = dir.path().join("out");
-
     let done = Arc::new(AtomicBool::new(false));
-    let writing = writer(logs.clone(), done.clone());
+    let writing = writer(logs, done.clone());
+    let got = crash_and_finish(dir.path(), &taildir(dir.path()), &done, writing);
+    // One partition per file, each file's lines in order.
+    check_exactly_once(&got, LINES / ROTATE_EVERY + 1);
+}
+
+#[test]
+fn spooldir_every_line_exactly_once_across_sigkill_mid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let dropping = dropper(spool.clone(), done.clone());
+    let got = crash_and_finish(dir.path(), &spooldir(dir.path()), &done, dropping);
+    // One partition, offsets ascending with the line numbers across files.
+    check_exactly_once(&got, 1);
+    let completed = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".COMPLETED")
+        })
+        .count();
+    assert_eq!(
+        completed,
+        LINES.div_ceil(ROTATE_EVERY),
+        "every file completed"
+    );
+}
+
+/// Runs Sluice with `source`, killing it `KILL_AFTER.len()` times while the
+/// input is produced, then once more until every line is committed; returns
+/// the committed output (body, partition, offset).
+fn crash_and_finish(
+    dir: &Path,
+    source: &str,
+    done: &AtomicBool,
+    producing: std::thread::JoinHandle<()>,
+) -> Vec<(String, i32, i64)> {
+    let config_path = dir.join("sluice.toml");
+    std::fs::write(&config_path, config(dir, source)).unwrap();
+    let out = dir.join("out");
     for (run, after) in KILL_AFTER.iter().enumerate() {
-        let log = dir.path().join(format!("run{run}.log"));
+        let log = dir.join(format!("run{run}.log"));
         let mut child = start(&config_path, &log);
         wait_for(
             &format!("{after} committed lines in run {run}"),
@@ -164,10 +249,10 @@ fn every_line_exactly_once_across_rotations_and_sigkill() {
             output(&out).len()
         );
     }
-    writing.join().unwrap();
+    producing.join().unwrap();
 
     // The last run: until every line is committed, then a clean stop.
-    let log = dir.path().join("final.log");
+    let log = dir.join("final.log");
     let mut child = start(&config_path, &log);
     let wait = wait_for_lines(&out, &mut child, &log);
     // SAFETY: kill(2) on the child we spawned and have not reaped.
@@ -176,7 +261,12 @@ fn every_line_exactly_once_across_rotations_and_sigkill() {
     assert!(status.success(), "final run: {status}");
     let got = output(&out);
     eprintln!("final run: {} lines after {wait:?}", got.len());
+    got
+}
 
+/// Every line once; within each of `partitions` partitions, offsets
+/// ascend with the line numbers.
+fn check_exactly_once(got: &[(String, i32, i64)], partitions: usize) {
     let mut bodies: Vec<&str> = got.iter().map(|(b, _, _)| b.as_str()).collect();
     bodies.sort_unstable();
     let duplicates = bodies.windows(2).filter(|w| w[0] == w[1]).count();
@@ -188,21 +278,20 @@ fn every_line_exactly_once_across_rotations_and_sigkill() {
         .count();
     assert_eq!((missing, duplicates), (0, 0), "lines missing and repeated");
     assert_eq!(got.len(), LINES);
-    // Within a partition (a file), offsets ascend with the line numbers.
     let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, &str)>> = Default::default();
-    for (body, partition, offset) in &got {
+    for (body, partition, offset) in got {
         by_partition
             .entry(*partition)
             .or_default()
             .push((*offset, body));
     }
-    assert!(
-        by_partition.len() > LINES / ROTATE_EVERY,
-        "one partition per file"
-    );
+    assert_eq!(by_partition.len(), partitions);
     for lines in by_partition.values_mut() {
         lines.sort_unstable();
-        assert!(lines.windows(2).all(|w| w[0].1 < w[1].1), "file order kept");
+        assert!(
+            lines.windows(2).all(|w| w[0].1 < w[1].1),
+            "input order kept"
+        );
     }
 }
 
