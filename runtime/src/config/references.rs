@@ -38,6 +38,7 @@ impl Loader<'_> {
         self.check_teams(config);
         self.check_plugin_files(config);
         self.check_exactly_once_sinks(config);
+        self.check_positional_topics(config);
         self.check_embedded_broker(config);
     }
 
@@ -319,6 +320,31 @@ impl Loader<'_> {
 
     /// Exactly-once sinks (both kinds) need a channel that is not durable;
     /// object-store ones need exactly one source that can re-read.
+    /// A durable channel knows positional sources' events by topic (their
+    /// name), partition and offset, and drops those it holds; a Kafka topic
+    /// of the same name in the same channel would be mistaken for them.
+    fn check_positional_topics(&mut self, config: &Config) {
+        for (name, source) in &config.sources {
+            if !source.kind.positional() {
+                continue;
+            }
+            for (other, def) in &config.sources {
+                let shared = def.channels.iter().find(|c| {
+                    source.channels.contains(c)
+                        && config.channels.get(*c).is_some_and(|ch| ch.durable())
+                });
+                if let Some(channel) = shared
+                    && def.kind.may_read_topic(name)
+                {
+                    self.error(
+                        &key(&["sources", other, "channels"]),
+                        format!("source `{other}` may read a topic named `{name}` and shares the durable channel `{channel}` with the `{}` source `{name}`, whose events carry that topic: rename the source or give each its own channel", source.type_name),
+                    );
+                }
+            }
+        }
+    }
+
     fn check_exactly_once_sinks(&mut self, config: &Config) {
         for (name, sink) in &config.sinks {
             let eo = sink.kind.guarantee() != Guarantee::AtLeastOnce;

@@ -932,3 +932,73 @@ fn the_admin_section_is_checked_where_it_is_written() {
     let ok = parse_str(&format!("{VALID}\n[admin]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
     assert_eq!(ok.admin.unwrap().listen.port(), 9464);
 }
+
+#[test]
+fn a_kafka_topic_named_like_a_file_source_cannot_share_its_durable_channel() {
+    let text = |pattern: &str| {
+        format!(
+            r#"data_dir = "/tmp/sluice-test"
+
+[sources.app]
+type = "taildir"
+filegroups = {{ a = "/var/log/app/*.log" }}
+channels = ["wal"]
+
+[sources.tx]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "g"
+{pattern}
+channels = ["wal"]
+
+[channels.wal]
+type = "file"
+
+[sinks.out]
+type = "null"
+channel = "wal"
+"#
+        )
+    };
+    for clash in ["topics = [\"app\"]", "topic_pattern = \"a.p\""] {
+        let err = single_error(&text(clash));
+        assert_eq!(err.key, "sources.tx.channels", "{err}");
+        assert!(
+            err.message.contains("shares the durable channel `wal`"),
+            "{err}"
+        );
+    }
+    assert!(parse_str(&text("topics = [\"other\"]")).is_ok());
+}
+
+#[test]
+fn an_exactly_once_sink_may_be_fed_by_a_file_source() {
+    let text = r#"data_dir = "/tmp/sluice-test"
+
+[sources.app]
+type = "spooldir"
+dir = "/var/spool/app"
+channels = ["mem"]
+
+[channels.mem]
+type = "memory"
+
+[sinks.lake]
+type = "object_store"
+channel = "mem"
+url = "file:///tmp/lake"
+roll_interval = "10s"
+exactly_once = true
+"#;
+    let config = parse_str(text).unwrap();
+    assert_eq!(config.exactly_once_source("lake"), Some("app"));
+    let exec = text.replace(
+        "type = \"spooldir\"\ndir = \"/var/spool/app\"",
+        "type = \"exec\"\ncommand = [\"date\"]",
+    );
+    let err = single_error(&exec);
+    assert!(
+        err.message.contains("re-read from a committed position"),
+        "{err}"
+    );
+}

@@ -74,6 +74,12 @@ pub trait Source: Debug + Send + Sync + Any {
     fn positional(&self) -> bool {
         false
     }
+    /// Whether events it reads may carry topic `name` (a Kafka source
+    /// reading such a topic). Positional sources use their own name as
+    /// topic; the loader refuses a durable channel shared by both.
+    fn may_read_topic(&self, _name: &str) -> bool {
+        false
+    }
     /// Whether it connects to the embedded demo broker.
     fn uses_embedded_broker(&self) -> bool {
         false

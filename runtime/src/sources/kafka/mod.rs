@@ -93,6 +93,19 @@ impl Source for KafkaSourceConfig {
         true
     }
 
+    fn may_read_topic(&self, name: &str) -> bool {
+        self.topics.iter().any(|t| t == name)
+            || self.topic_pattern.as_deref().is_some_and(|p| {
+                let anchored = if p.starts_with('^') {
+                    p.to_owned()
+                } else {
+                    format!("^{p}")
+                };
+                // A pattern the regex crate cannot read: assume it may match.
+                regex::Regex::new(&anchored).map_or(true, |r| r.is_match(name))
+            })
+    }
+
     fn uses_embedded_broker(&self) -> bool {
         self.bootstrap_servers == crate::kafka::EMBEDDED
     }
