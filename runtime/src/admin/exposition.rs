@@ -163,6 +163,31 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Requests an http source answered 503 because the pipeline had no room.",
     ),
     (
+        "sluice_source_messages_total",
+        Kind::Counter,
+        "Messages a syslog source received, parsed or not (UDP datagrams the kernel dropped are not seen).",
+    ),
+    (
+        "sluice_source_messages_invalid_total",
+        Kind::Counter,
+        "Messages a syslog source could not parse (kept raw with `syslog.invalid`, or dropped with `keep_unparsed = false`).",
+    ),
+    (
+        "sluice_source_messages_truncated_total",
+        Kind::Counter,
+        "Messages a syslog source cut to `max_message_bytes`.",
+    ),
+    (
+        "sluice_source_connections_total",
+        Kind::Counter,
+        "TCP connections a syslog source accepted and served.",
+    ),
+    (
+        "sluice_source_connections_refused_total",
+        Kind::Counter,
+        "TCP connections a syslog source closed at once because `max_connections` were open.",
+    ),
+    (
         "sluice_source_restarts_total",
         Kind::Counter,
         "Restarts of an exec source's command.",
@@ -348,6 +373,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "sluice_channel_duplicates_dropped_total",
         Kind::Counter,
         "Events of a file source read again after a restart that a file channel already held, and dropped.",
+    ),
+    (
+        "sluice_sink_group_failovers_total",
+        Kind::Counter,
+        "Batches a member sink of a group failed and the group gave to another member.",
     ),
     (
         "sluice_channel_commits_total",
@@ -541,7 +571,14 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
 ];
 
 /// The kinds of component whose metrics carry a `component` label.
-const COMPONENT_KINDS: &[&str] = &["source", "sink", "channel", "plugin", "lookup"];
+const COMPONENT_KINDS: &[&str] = &[
+    "source",
+    "sink",
+    "channel",
+    "plugin",
+    "lookup",
+    "sink_group",
+];
 
 /// What the renderer knows of each component: its type and team.
 #[derive(Debug, Clone, Default)]

@@ -30,6 +30,7 @@ const TOP_LEVEL: &[&str] = &[
     "plugins",
     "channels",
     "sinks",
+    "sink_groups",
 ];
 
 /// A value as canonical text: equal for equal values, whatever the layout
@@ -158,6 +159,14 @@ impl Loader<'_> {
         let plugins = self.plugins(&root, &base, &teams);
         let channels = self.channels(&root, &base, &data_dir);
         let sinks = self.section(&root, "sinks", |l, name, table| l.sink(name, table));
+        let sink_groups = self.section(&root, "sink_groups", |l, name, table| {
+            let path = ["sink_groups".to_string(), name.to_string()];
+            let loaded = crate::keys::deserialize::<super::sink_groups::SinkGroupDef>(
+                toml::Value::Table(table),
+            )
+            .and_then(|g| g.validate().map(|()| g).map_err(Into::into));
+            l.component(loaded, &path)
+        });
 
         let config = Config {
             file: self.file.clone(),
@@ -170,6 +179,7 @@ impl Loader<'_> {
             plugins,
             channels,
             sinks,
+            sink_groups,
             fingerprints: std::mem::take(&mut self.fingerprints),
         };
         self.validate(&config);

@@ -40,6 +40,7 @@ pub(crate) mod interpolate;
 mod loader;
 pub(crate) mod locate;
 mod references;
+pub mod sink_groups;
 pub mod team;
 
 use std::collections::BTreeMap;
@@ -88,6 +89,8 @@ pub struct Config {
     pub channels: BTreeMap<String, Arc<dyn Channel>>,
     /// `[sinks.<name>]`.
     pub sinks: BTreeMap<String, SinkDef>,
+    /// `[sink_groups.<name>]`: sinks draining one channel together.
+    pub sink_groups: BTreeMap<String, sink_groups::SinkGroupDef>,
     /// `section.name` (and the top-level keys `data_dir`, `admin`,
     /// `embedded_broker`) → the component's table as canonical text, so a
     /// live reload can tell which components changed.
@@ -229,6 +232,14 @@ pub(crate) struct PluginSettings {
 }
 
 impl Config {
+    /// The group sink `sink` is a member of, if any.
+    pub fn group_of(&self, sink: &str) -> Option<&str> {
+        self.sink_groups
+            .iter()
+            .find(|(_, g)| g.sinks.iter().any(|s| s == sink))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The sources whose events may reach `channel`: those listing it in
     /// `channels` or `dead_letter`, and those with a router (a router may
     /// route to any channel by name).

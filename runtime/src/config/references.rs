@@ -33,6 +33,7 @@ impl Loader<'_> {
         self.check_sources(config);
         let drained = self.check_sink_channels(config);
         self.check_sink_dead_letters(config);
+        self.check_sink_groups(config);
         self.check_transactional_sinks(config);
         self.check_drained(config, &drained);
         self.check_teams(config);
@@ -169,7 +170,10 @@ impl Loader<'_> {
                         names(config.channels.keys())
                     ),
                 );
-            } else if let Some(other) = drained.insert(&sink.channel, name) {
+            } else if let Some(other) = drained.insert(&sink.channel, name)
+                && (config.group_of(name).is_none()
+                    || config.group_of(name) != config.group_of(other))
+            {
                 self.error(
                     &key(&["sinks", name, "channel"]),
                     format!("channel `{}` is already drained by sink `{other}`; a channel has exactly one sink", sink.channel),
@@ -177,6 +181,58 @@ impl Loader<'_> {
             }
         }
         drained
+    }
+
+    /// Each group's members exist, belong to no other group, drain one
+    /// channel together, and are not exactly-once.
+    fn check_sink_groups(&mut self, config: &Config) {
+        let mut member_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for (group, def) in &config.sink_groups {
+            let at = key(&["sink_groups", group, "sinks"]);
+            let mut channel: Option<&str> = None;
+            for sink in &def.sinks {
+                let Some(s) = config.sinks.get(sink) else {
+                    if !self.broken.contains(&format!("sinks.{sink}")) {
+                        self.error(
+                            &at,
+                            format!(
+                                "no sink named `{sink}` (sinks defined: {})",
+                                names(config.sinks.keys())
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                if let Some(other) = member_of.insert(sink, group) {
+                    self.error(&at, format!("sink `{sink}` is already in group `{other}`; a sink belongs to one group"));
+                }
+                if s.kind.guarantee() != Guarantee::AtLeastOnce {
+                    self.error(&at, format!("sink `{sink}` is exactly-once: its committed positions are its own, so it cannot share a channel's batches with other sinks"));
+                }
+                match channel {
+                    None => channel = Some(&s.channel),
+                    Some(c) if c != s.channel => self.error(
+                        &at,
+                        format!("the members of a group drain one channel: `{sink}` drains `{}`, the others `{c}`", s.channel),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            if let Some(c) = channel
+                && let Some(stray) = config
+                    .sinks
+                    .iter()
+                    .find(|(n, s)| s.channel == c && !def.sinks.contains(n))
+            {
+                self.error(
+                    &at,
+                    format!(
+                        "sink `{}` drains channel `{c}` too but is not in the group",
+                        stray.0
+                    ),
+                );
+            }
+        }
     }
 
     /// Each sink's own `dead_letter` channel: it exists, is not its own

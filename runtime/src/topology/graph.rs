@@ -41,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::processor::{self, Dispatch};
 use super::routes::{Route, RouteTable};
-use crate::channels::OpenContext;
+use super::sink_group;
+use crate::channels::{ChannelReceiver, OpenContext};
 use crate::config::Config;
 use crate::delivery::SourceLink;
 use crate::kafka::errors::Health;
@@ -196,7 +197,7 @@ fn changed(old: &Config, new: &Config, section: &str) -> (BTreeSet<String>, BTre
 #[derive(Debug, thiserror::Error)]
 #[error("`{key}` changed: that needs a restart")]
 pub(super) struct NeedsRestart {
-    /// `data_dir`, `admin` or `embedded_broker`.
+    /// `data_dir`, `admin`, `embedded_broker` or `sink_groups`.
     pub key: &'static str,
 }
 
@@ -206,6 +207,9 @@ pub(super) fn plan(old: &Config, new: &Config) -> Result<Plan, NeedsRestart> {
         if old.fingerprints.get(key) != new.fingerprints.get(key) {
             return Err(NeedsRestart { key });
         }
+    }
+    if old.sink_groups != new.sink_groups {
+        return Err(NeedsRestart { key: "sink_groups" });
     }
     let mut plan = Plan::default();
     let (lookups, removed_lookups) = changed(old, new, "lookups");
@@ -646,10 +650,38 @@ impl Graph {
         );
         self.starts("channel", name);
         let mut receiver = Some(open.receiver);
+        // A sink group drains the channel: each member gets a channel of
+        // its own, fed by the group's dispatcher.
+        let group = config
+            .sinks
+            .iter()
+            .find(|(_, d)| d.channel == name)
+            .and_then(|(sink, _)| config.group_of(sink))
+            .map(str::to_owned);
+        let mut member_rx: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
+        let mut members = Vec::new();
+        if let Some(group) = &group {
+            let def = &config.sink_groups[group];
+            for sink in def.by_priority() {
+                let (tx, rx) =
+                    crate::channels::memory::channel(crate::channels::memory::Capacity {
+                        events: 1,
+                        bytes: 1,
+                    });
+                member_rx.insert(sink.clone(), rx);
+                members.push(sink_group::Member::new(&sink, tx, &self.shared.metrics));
+            }
+        }
+        let dead: BTreeMap<String, Arc<std::sync::atomic::AtomicBool>> = members
+            .iter()
+            .map(|m| (m.name.clone(), m.dead.clone()))
+            .collect();
         for (sink, def) in config.sinks.iter().filter(|(_, d)| d.channel == name) {
-            let rx = receiver
-                .take()
-                .ok_or_else(|| anyhow!("channel `{name}` has more than one sink"))?;
+            let rx = match member_rx.remove(sink) {
+                Some(rx) => Some(rx),
+                None => receiver.take(),
+            }
+            .ok_or_else(|| anyhow!("channel `{name}` has more than one sink"))?;
             let link = match config.sources_feeding(name)[..] {
                 [source] => Some(self.link(source)),
                 _ => None,
@@ -691,15 +723,38 @@ impl Graph {
             };
             let task = def.kind.run(rx, ctx);
             let failures = self.failures.clone();
+            let member = dead.get(sink).cloned();
+            let sink_name = sink.clone();
             self.sinks.insert(
                 sink.clone(),
                 tokio::spawn(async move {
-                    if let Err(e) = task.await {
-                        let _ = failures.send(e.into());
+                    match (task.await, member) {
+                        (Ok(()), _) => {}
+                        // A group member's failure is the group's to handle.
+                        (Err(e), Some(dead)) => {
+                            tracing::error!(sink = %sink_name, error = %e, "a sink of a group stopped; the group carries on without it");
+                            dead.store(true, Ordering::Release);
+                        }
+                        (Err(e), None) => {
+                            let _ = failures.send(e.into());
+                        }
                     }
                 }),
             );
             self.starts("sink", sink);
+        }
+        if let (Some(group), Some(rx)) = (group, receiver.take()) {
+            let def = config.sink_groups[&group].clone();
+            let failures = self.failures.clone();
+            let run = sink_group::run(group.clone(), def, rx, members, self.shared.metrics.clone());
+            self.sinks.insert(
+                format!("group:{group}"),
+                tokio::spawn(async move {
+                    if let Err(e) = run.await {
+                        let _ = failures.send(e.into());
+                    }
+                }),
+            );
         }
         self.routes.set(name, Route::Ready(open.sender));
         Ok(())

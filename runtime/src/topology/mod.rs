@@ -27,6 +27,7 @@ mod config_reload;
 mod graph;
 pub mod processor;
 pub mod routes;
+mod sink_group;
 pub mod status;
 
 use std::sync::Arc;
