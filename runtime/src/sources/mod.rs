@@ -17,8 +17,10 @@ pub mod generator;
 pub mod http;
 pub mod kafka;
 pub mod position_file;
+pub(crate) mod regex_key;
 pub mod spooldir;
 pub mod stdin;
+pub mod syslog;
 pub mod taildir;
 
 use std::any::Any;
@@ -45,6 +47,7 @@ pub const TYPES: &[SourceType] = &[
     spooldir::TYPE,
     taildir::TYPE,
     http::TYPE,
+    syslog::TYPE,
 ];
 
 /// One source type.

@@ -96,10 +96,10 @@ pub struct SpoolDirSourceConfig {
     #[serde(default)]
     pub delete_policy: DeletePolicy,
     /// Only files whose name matches this regular expression. Default: all.
-    #[serde(default, with = "serde_regex_opt")]
+    #[serde(default, with = "super::regex_key")]
     pub include_pattern: Option<Regex>,
     /// Never files whose name matches this regular expression.
-    #[serde(default, with = "serde_regex_opt")]
+    #[serde(default, with = "super::regex_key")]
     pub ignore_pattern: Option<Regex>,
     /// Header holding the file's absolute path; none if unset.
     #[serde(default)]
@@ -159,21 +159,6 @@ pub enum ConsumeOrder {
     Youngest,
     /// Any.
     Random,
-}
-
-/// Regular expressions in keys, compiled when the config is read.
-pub(crate) mod serde_regex_opt {
-    use regex::Regex;
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
-        let Some(text) = Option::<String>::deserialize(d)? else {
-            return Ok(None);
-        };
-        Regex::new(&text)
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("not a regular expression: {e}")))
-    }
 }
 
 fn default_suffix() -> String {

@@ -73,6 +73,8 @@ struct Dispatch {
     def: SinkGroupDef,
     members: Vec<Member>,
     next: usize,
+    /// State of the `random` selector.
+    rng: u64,
     failovers: Counter,
 }
 
@@ -97,8 +99,11 @@ impl Dispatch {
             }
             (Processor::LoadBalance, Selector::Random) if available.is_empty() => None,
             (Processor::LoadBalance, Selector::Random) => {
-                let r = crate::sources::batcher::now_us() as usize;
-                Some(available[r % available.len()])
+                // xorshift64: enough to spread batches.
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                Some(available[(self.rng % available.len() as u64) as usize])
             }
         }
     }
@@ -131,6 +136,10 @@ pub(super) async fn run(
         def,
         members,
         next: 0,
+        rng: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+            | 1,
     };
     info!(group = %d.group, members = ?d.members.iter().map(|m| &m.name).collect::<Vec<_>>(), "sink group started");
     let (report_tx, mut reports) = mpsc::unbounded_channel::<AckReport>();

@@ -134,7 +134,7 @@ pub struct TailDirSourceConfig {
     pub idle_timeout: HumanDuration,
     /// A line matching this regular expression starts a new event; others
     /// are appended to the open one. Unset: every line is an event.
-    #[serde(default, with = "super::spooldir::serde_regex_opt")]
+    #[serde(default, with = "super::regex_key")]
     pub multiline_start: Option<Regex>,
     /// The open multi-line event is handed on this long after its last
     /// line. Default `"1s"`.
