@@ -39,7 +39,8 @@
 //! before the sink wrote them.
 //!
 //! **Bounds**: `max_connections` served at once (more wait to be
-//! accepted), 10 s to send a request head, `max_body_bytes` per body.
+//! accepted), 10 s for a TLS handshake and for a request head,
+//! `max_body_bytes` per body.
 //!
 //! Metrics: `source.<name>.events`, `.bytes`, `.batches`,
 //! `.undelivered_batches`, `.requests`, `.requests_rejected` (every 4xx),
@@ -359,11 +360,13 @@ pub(crate) async fn run(
         connections.spawn(async move {
             let _permit = permit;
             match tls {
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => serve(stream, peer, intake, stop).await,
-                    Err(e) => {
+                // A client gets as long for the handshake as for a request head.
+                Some(tls) => match tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve(stream, peer, intake, stop).await,
+                    Ok(Err(e)) => {
                         debug!(source = %intake.name, %peer, error = %e, "TLS handshake failed")
                     }
+                    Err(_) => debug!(source = %intake.name, %peer, "TLS handshake timed out"),
                 },
                 None => serve(stream, peer, intake, stop).await,
             }
