@@ -1,5 +1,5 @@
 //! The `sluice` command line: `run`, `validate`, `top`, `resume`, `lake
-//! verify`, `plugin list`, `plugin test`, `plugin new`.
+//! verify`, `plugin list`, `plugin test`, `plugin new`, `import flume`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -158,6 +158,47 @@ pub enum Command {
         /// What to do with a plugin.
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Convert another agent's configuration into a Sluice one.
+    Import {
+        /// Which kind of configuration.
+        #[command(subcommand)]
+        what: ImportKind,
+    },
+}
+
+/// `sluice import ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImportKind {
+    /// Convert one agent of an Apache Flume configuration.
+    ///
+    /// Reads the agent's sources, channels, sinks, sink groups, selectors
+    /// and interceptors from a Flume `.properties` file, writes a commented
+    /// Sluice configuration (stdout, or `--output`), and reports on stderr
+    /// what could not be carried over and what to do instead. Exit 0; 1 with
+    /// `--strict` if something was not carried over; 2 if the file cannot be
+    /// read or the agent has no components.
+    Flume {
+        /// The Flume configuration (`flume.conf`, Java properties).
+        file: PathBuf,
+        /// The agent to convert: the first part of its keys (`a1` in
+        /// `a1.sources = r1`), as Flume's `--name`.
+        #[arg(long, short = 'n')]
+        agent: String,
+        /// Write the Sluice configuration here instead of to stdout.
+        #[arg(long, short = 'o', value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Exit 1 if anything could not be carried over (or is a
+        /// placeholder to fill in).
+        #[arg(long)]
+        strict: bool,
+        /// The plugin directory of the generated team: where
+        /// `flume_interceptors.wasm`, `timestamp.wasm` and
+        /// `header_router.wasm` are (default `plugins`, beside the output).
+        /// A relative DIR is taken from the current directory and written
+        /// absolute.
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: Option<PathBuf>,
     },
 }
 
@@ -339,7 +380,80 @@ pub async fn main(cli: Cli) -> Result<i32> {
                     sdk_path,
                 },
         } => plugin_new(lang, &name, dir, sdk_path),
+        Command::Import {
+            what:
+                ImportKind::Flume {
+                    file,
+                    agent,
+                    output,
+                    strict,
+                    plugin_dir,
+                },
+        } => Ok(import_flume(
+            &file,
+            agent,
+            output.as_deref(),
+            strict,
+            plugin_dir,
+        )),
     }
+}
+
+/// `sluice import flume`: 0, 1 (`--strict` and something unmapped) or 2.
+fn import_flume(
+    file: &Path,
+    agent: String,
+    output: Option<&Path>,
+    strict: bool,
+    plugin_dir: Option<PathBuf>,
+) -> i32 {
+    let plugin_dir = match plugin_dir.map(std::path::absolute).transpose() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: --plugin-dir: {e}");
+            return 2;
+        }
+    };
+    let options = crate::import::flume::Options {
+        agent: agent.clone(),
+        plugin_dir,
+    };
+    let imported = match crate::import::flume_file(file, &options) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let written = match output {
+        Some(out) => std::fs::write(out, &imported.toml)
+            .map(|()| out.display().to_string())
+            .map_err(|e| format!("writing {}: {e}", out.display())),
+        None => std::io::stdout()
+            .lock()
+            .write_all(imported.toml.as_bytes())
+            .map(|()| "stdout".to_owned())
+            .map_err(|e| format!("writing to stdout: {e}")),
+    };
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let source = file.display().to_string();
+    eprintln!(
+        "imported agent `{agent}` of {source} into {written}: {}",
+        imported.summary
+    );
+    eprint!("{}", imported.report.render(&source));
+    let unmapped = imported.report.unmapped();
+    if strict && unmapped > 0 {
+        eprintln!("--strict: {unmapped} items not carried over");
+        return 1;
+    }
+    0
 }
 
 /// `sluice validate`: 0 if the configuration loads, 2 (errors printed) if not.

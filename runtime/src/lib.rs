@@ -40,6 +40,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod golden;
+pub mod import;
 pub mod remote;
 pub mod scaffold;
 pub mod sinks;

@@ -32,11 +32,10 @@ async fn post(addr: SocketAddr, body: &str) -> anyhow::Result<u16> {
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw)).await??;
     let text = String::from_utf8_lossy(&raw);
-    Ok(text
-        .split(' ')
+    text.split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {text:?}"))?)
+        .ok_or_else(|| anyhow::anyhow!("no status in {text:?}"))
 }
 
 fn body(request: usize) -> String {
