@@ -397,3 +397,96 @@ fn the_default_plugin_dir_is_a_placeholder_beside_the_output() {
     assert!(text.contains("plugin_dir = \"plugins\""), "{text}");
     assert!(text.contains("# Where the plugin files are"), "{text}");
 }
+
+/// Reads every line of the files under `dir`.
+fn lines_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "_sluice" {
+                    stack.push(path);
+                }
+            } else if !name.starts_with('.') {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.extend(text.lines().map(str::to_owned));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn imported_agents_of_local_parts_run_end_to_end() {
+    // Two agents Flume's guide describes with local parts only: a sequence
+    // generator stamped by the timestamp interceptor, and an exec source,
+    // each into a file_roll sink.
+    let dir = tempfile::tempdir().unwrap();
+    let (seq_out, exec_out) = (dir.path().join("seq"), dir.path().join("exec"));
+    std::fs::create_dir_all(&seq_out).unwrap();
+    std::fs::create_dir_all(&exec_out).unwrap();
+    let flume = format!(
+        "seq.sources = r1\nseq.channels = c1\nseq.sinks = k1\n\
+         seq.sources.r1.type = seq\nseq.sources.r1.totalEvents = 5000\nseq.sources.r1.channels = c1\n\
+         seq.sources.r1.interceptors = i1\nseq.sources.r1.interceptors.i1.type = timestamp\n\
+         seq.channels.c1.type = memory\n\
+         seq.sinks.k1.type = file_roll\nseq.sinks.k1.channel = c1\nseq.sinks.k1.sink.directory = {}\nseq.sinks.k1.sink.rollInterval = 1\n\
+         exe.sources = r1\nexe.channels = c1\nexe.sinks = k1\n\
+         exe.sources.r1.type = exec\nexe.sources.r1.command = seq 1 3000\nexe.sources.r1.restart = false\nexe.sources.r1.channels = c1\n\
+         exe.channels.c1.type = file\nexe.channels.c1.checkpointDir = {}/ckpt\nexe.channels.c1.dataDirs = {}/data\n\
+         exe.sinks.k1.type = file_roll\nexe.sinks.k1.channel = c1\nexe.sinks.k1.sink.directory = {}\nexe.sinks.k1.sink.rollInterval = 1\n",
+        seq_out.display(),
+        dir.path().display(),
+        dir.path().display(),
+        exec_out.display(),
+    );
+    let file = dir.path().join("agents.properties");
+    std::fs::write(&file, flume).unwrap();
+    for (agent, out, expected) in [
+        (
+            "seq",
+            &seq_out,
+            (0..5000).map(|i| i.to_string()).collect::<Vec<_>>(),
+        ),
+        (
+            "exe",
+            &exec_out,
+            (1..=3000).map(|i| i.to_string()).collect::<Vec<_>>(),
+        ),
+    ] {
+        let toml = dir.path().join(format!("{agent}.toml"));
+        let imported = sluice()
+            .args(["import", "flume"])
+            .arg(&file)
+            .args(["--agent", agent, "--output"])
+            .arg(&toml)
+            .arg("--plugin-dir")
+            .arg(plugin_dir())
+            .output()
+            .unwrap();
+        assert!(
+            imported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+        let text = std::fs::read_to_string(&toml).unwrap();
+        let run = sluice()
+            .args(["run", "--no-status", "--exit-when-idle", "2s"])
+            .arg(&toml)
+            .envs(env_of(&text))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{agent}: {log}\n{text}");
+        let mut got = lines_under(out);
+        got.sort_by_key(|l| l.parse::<u64>().unwrap_or(u64::MAX));
+        assert_eq!(
+            got, expected,
+            "{agent}: every event once in the file_roll output\n{text}"
+        );
+    }
+}
