@@ -102,6 +102,9 @@ use crate::event::{Batch, NewEvent};
 use crate::metrics::{Counter, Gauge};
 use crate::units::{ByteSize, HumanDuration};
 
+/// The pause before reading again after a batch was not delivered.
+const REREAD_PAUSE: Duration = Duration::from_millis(500);
+
 /// `[sources.<name>]` with `type = "taildir"`; see the module docs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -575,6 +578,14 @@ impl Tail {
     async fn reread(&mut self, rewinds: &[((String, i32), i64)]) {
         warn!(source = %self.ctx.name, rewinds = ?rewinds, "reading the files again from their acknowledged positions");
         self.rereads.fetch_add(1, Ordering::Relaxed);
+        if rewinds.is_empty() {
+            // A sink failed a batch: give it a moment before the same data
+            // comes again, rather than spin against a failing store.
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(REREAD_PAUSE) => {}
+            }
+        }
         self.batcher.discard();
         self.open_mark.clear();
         self.commits.restart();
