@@ -77,18 +77,33 @@ roll_interval = "300ms"
     )
 }
 
-fn start(config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg("--no-status")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("starting sluice")
+/// A running `sluice`, killed if the test fails while it runs (so a failed
+/// test leaves no agent behind).
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(config: &Path, log: &Path) -> Agent {
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg("--no-status")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("starting sluice"),
+    )
 }
 
 /// Bodies in the committed output files (in-progress files start with `.`;
@@ -232,7 +247,7 @@ fn crash_and_finish(
     let out = dir.join("out");
     for (run, after) in KILL_AFTER.iter().enumerate() {
         let log = dir.join(format!("run{run}.log"));
-        let mut child = start(&config_path, &log);
+        let Agent(child) = &mut start(&config_path, &log);
         wait_for(
             &format!("{after} committed lines in run {run}"),
             Duration::from_secs(60),
@@ -253,8 +268,8 @@ fn crash_and_finish(
 
     // The last run: until every line is committed, then a clean stop.
     let log = dir.join("final.log");
-    let mut child = start(&config_path, &log);
-    let wait = wait_for_lines(&out, &mut child, &log);
+    let Agent(child) = &mut start(&config_path, &log);
+    let wait = wait_for_lines(&out, child, &log);
     // SAFETY: kill(2) on the child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let status = child.wait().unwrap();
