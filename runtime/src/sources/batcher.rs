@@ -424,6 +424,9 @@ pub(crate) struct Line<'a> {
     pub part: Option<u32>,
     /// Whether this ends a line (false for all but a split line's last piece).
     pub complete: bool,
+    /// Bytes of the chunk fed taken up to this line's end (what
+    /// [`LineSplitter::feed`] returns): the line ends there in the input.
+    pub taken: usize,
 }
 
 impl LineSplitter {
@@ -445,12 +448,12 @@ impl LineSplitter {
         match chunk.iter().take(room + 1).position(|b| *b == b'\n') {
             Some(i) => {
                 self.line.extend_from_slice(&chunk[..i]);
-                self.emit_line(true, emit);
+                self.emit_line(true, i + 1, emit);
                 i + 1
             }
             None if chunk.len() > room => {
                 self.line.extend_from_slice(&chunk[..room]);
-                self.emit_line(false, emit);
+                self.emit_line(false, room, emit);
                 room
             }
             None => {
@@ -463,7 +466,7 @@ impl LineSplitter {
     /// Emits the unterminated rest, if any (the input ended).
     pub fn finish(&mut self, emit: &mut dyn FnMut(Line<'_>)) {
         if !self.line.is_empty() {
-            self.emit_line(true, emit);
+            self.emit_line(true, 0, emit);
         }
     }
 
@@ -472,7 +475,7 @@ impl LineSplitter {
         self.line.len()
     }
 
-    fn emit_line(&mut self, complete: bool, emit: &mut dyn FnMut(Line<'_>)) {
+    fn emit_line(&mut self, complete: bool, taken: usize, emit: &mut dyn FnMut(Line<'_>)) {
         let part = if complete {
             (self.part > 0).then_some(self.part)
         } else {
@@ -482,6 +485,7 @@ impl LineSplitter {
             bytes: &self.line,
             part,
             complete,
+            taken,
         });
         self.line.clear();
         self.part = if complete { 0 } else { self.part + 1 };

@@ -565,11 +565,17 @@ impl Spool {
                 }
             }
         }
-        let mut tail = Vec::new();
-        splitter.finish(&mut |line| tail.push((line.bytes.to_vec(), line.part)));
-        for (bytes, part) in tail {
-            self.push(&bytes, part, pos, &path_text, &name);
-        }
+        // A last line without its newline is still a line.
+        let offset = self.base() + pos as i64;
+        let (batcher, config, topic) = (&mut self.batcher, &self.config, &self.ctx.name);
+        splitter.finish(&mut |l| {
+            let event = Line {
+                body: l.bytes,
+                part: l.part,
+                offset,
+            };
+            push(batcher, config, topic, &event, &path_text, &name);
+        });
         if !self.flush(&mut order, pos).await {
             return Ok(Ingested::Stopped);
         }
@@ -637,7 +643,8 @@ impl Spool {
     }
 
     /// Feeds `chunk`, which starts at byte `at` of the file, to the
-    /// splitter; returns the bytes taken.
+    /// splitter, appending the line it completes (if any) straight from the
+    /// splitter's buffer; returns the bytes taken.
     fn feed(
         &mut self,
         splitter: &mut LineSplitter,
@@ -646,39 +653,26 @@ impl Spool {
         path: &str,
         name: &str,
     ) -> usize {
-        let mut line = None;
-        let n = splitter.feed(chunk, &mut |l| line = Some((l.bytes.to_vec(), l.part)));
-        if let Some((bytes, part)) = line {
-            if part == Some(0) {
-                self.lines_split.fetch_add(1, Ordering::Relaxed);
+        let base = self.base();
+        let (batcher, config, topic) = (&mut self.batcher, &self.config, &self.ctx.name);
+        let lines_split = &self.lines_split;
+        splitter.feed(chunk, &mut |l| {
+            if l.part == Some(0) {
+                lines_split.fetch_add(1, Ordering::Relaxed);
             }
-            self.push(&bytes, part, at + n as u64, path, name);
-        }
-        n
+            let end = at + l.taken as u64;
+            let event = Line {
+                body: l.bytes,
+                part: l.part,
+                offset: base + end as i64,
+            };
+            push(batcher, config, topic, &event, path, name);
+        })
     }
 
-    /// Appends the line (or piece) ending at byte `end` of the file.
-    fn push(&mut self, body: &[u8], part: Option<u32>, end: u64, path: &str, name: &str) {
-        let part = part.map(|p| p.to_string());
-        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(3);
-        if let Some(h) = &self.config.file_header {
-            headers.push((h, path.as_bytes()));
-        }
-        if let Some(h) = &self.config.basename_header {
-            headers.push((h, name.as_bytes()));
-        }
-        if let Some(p) = &part {
-            headers.push((super::exec::PART_HEADER, p.as_bytes()));
-        }
-        self.batcher.push(&NewEvent {
-            key: None,
-            body,
-            headers: &headers,
-            topic: &self.ctx.name,
-            partition: 0,
-            offset: self.state.file.as_ref().map_or(0, |f| f.base) + end as i64,
-            timestamp: batcher::now_ms(),
-        });
+    /// The offset base of the file in progress.
+    fn base(&self) -> i64 {
+        self.state.file.as_ref().map_or(0, |f| f.base)
     }
 
     /// Renames or deletes an ingested file, then forgets it.
@@ -715,6 +709,45 @@ impl Spool {
         }
         self.save()
     }
+}
+
+/// A line of the file in progress, as an event: its body, its piece number
+/// if it is part of a split line, and its positional offset.
+struct Line<'a> {
+    body: &'a [u8],
+    part: Option<u32>,
+    offset: i64,
+}
+
+/// Appends `line` to the open batch, with the path and file-name headers.
+fn push(
+    batcher: &mut Batcher<(u64, u64)>,
+    config: &SpoolDirSourceConfig,
+    topic: &str,
+    line: &Line<'_>,
+    path: &str,
+    name: &str,
+) {
+    let part = line.part.map(|p| p.to_string());
+    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(3);
+    if let Some(h) = &config.file_header {
+        headers.push((h, path.as_bytes()));
+    }
+    if let Some(h) = &config.basename_header {
+        headers.push((h, name.as_bytes()));
+    }
+    if let Some(p) = &part {
+        headers.push((super::exec::PART_HEADER, p.as_bytes()));
+    }
+    batcher.push(&NewEvent {
+        key: None,
+        body: line.body,
+        headers: &headers,
+        topic,
+        partition: 0,
+        offset: line.offset,
+        timestamp: batcher::now_ms(),
+    });
 }
 
 #[cfg(test)]

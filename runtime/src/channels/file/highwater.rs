@@ -119,15 +119,39 @@ pub(super) fn scan(
     Ok(())
 }
 
+/// Each partition of `batch` with its highest offset, in order of first
+/// appearance. One key is built per run of events of one partition (a
+/// file source's batch holds a few such runs), not per event.
+fn maxima(batch: &BatchBuf) -> Vec<(Key, i64)> {
+    let mut out: Vec<(Key, i64)> = Vec::new();
+    let mut last: Option<usize> = None;
+    for e in batch.iter() {
+        let same = |(k, _): &(Key, i64)| k.1 == e.partition() && k.0.as_bytes() == e.topic_bytes();
+        let at = match last.filter(|&i| same(&out[i])) {
+            Some(i) => i,
+            None => match out.iter().position(same) {
+                Some(i) => i,
+                None => {
+                    let topic = String::from_utf8_lossy(e.topic_bytes()).into_owned();
+                    out.push(((topic, e.partition()), e.offset()));
+                    out.len() - 1
+                }
+            },
+        };
+        out[at].1 = out[at].1.max(e.offset());
+        last = Some(at);
+    }
+    out
+}
+
 /// Raises the marks with the offsets of `batch`; with `add`, partitions not
 /// yet listed are listed too.
 pub(super) fn raise(high: &mut HighWater, batch: &BatchBuf, add: bool) {
-    for e in batch.iter() {
-        let topic = String::from_utf8_lossy(e.topic_bytes());
-        match high.get_mut(&(topic.to_string(), e.partition())) {
-            Some(mark) => *mark = (*mark).max(e.offset()),
+    for (key, offset) in maxima(batch) {
+        match high.get_mut(&key) {
+            Some(mark) => *mark = (*mark).max(offset),
             None if add => {
-                high.insert((topic.into_owned(), e.partition()), e.offset());
+                high.insert(key, offset);
             }
             None => {}
         }
@@ -136,28 +160,30 @@ pub(super) fn raise(high: &mut HighWater, batch: &BatchBuf, add: bool) {
 
 /// Partitions of `batch` that `high` does not list yet.
 pub(super) fn unlisted(high: &HighWater, batch: &BatchBuf) -> Vec<Key> {
-    let mut new: Vec<Key> = Vec::new();
-    for e in batch.iter() {
-        let key = (
-            String::from_utf8_lossy(e.topic_bytes()).into_owned(),
-            e.partition(),
-        );
-        if !high.contains_key(&key) && !new.contains(&key) {
-            new.push(key);
-        }
-    }
-    new
+    maxima(batch)
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| !high.contains_key(key))
+        .collect()
 }
 
 /// `batch` without the events at or below their partition's mark, and how
-/// many were left out; `None` if none was.
+/// many were left out; `None` if none was (the common case: one pass, no
+/// copy).
 pub(super) fn without_held(high: &HighWater, batch: &BatchBuf) -> Option<(BatchBuf, usize)> {
+    let marks: Vec<(Key, Option<i64>)> = maxima(batch)
+        .into_iter()
+        .map(|(key, _)| {
+            let mark = high.get(&key).copied();
+            (key, mark)
+        })
+        .collect();
     let held = |e: &crate::event::EventRef<'_>| {
-        high.get(&(
-            String::from_utf8_lossy(e.topic_bytes()).into_owned(),
-            e.partition(),
-        ))
-        .is_some_and(|mark| e.offset() <= *mark)
+        marks
+            .iter()
+            .find(|(k, _)| k.1 == e.partition() && k.0.as_bytes() == e.topic_bytes())
+            .and_then(|(_, mark)| *mark)
+            .is_some_and(|mark| e.offset() <= mark)
     };
     let dropped = batch.iter().filter(|e| held(e)).count();
     if dropped == 0 {

@@ -50,6 +50,31 @@ pub struct Decoded {
     pub body: Vec<u8>,
 }
 
+/// Why a request body is refused (answered 400 with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Not an array of Flume events.
+    #[error("expected a JSON array of {{\"headers\": {{..}}, \"body\": \"..\"}} objects: {0}")]
+    NotFlumeJson(#[source] serde_json::Error),
+    /// An event sets a header only the host may set.
+    #[error("event {event}: header `{name}`: names starting with `sluice.` are reserved")]
+    ReservedHeader {
+        /// The event's index in the array.
+        event: usize,
+        /// The header.
+        name: String,
+    },
+    /// A line of an NDJSON body is not JSON.
+    #[error("line {line}: not JSON: {source}")]
+    NotJsonLine {
+        /// 1-based.
+        line: usize,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Flume's JSON handler event.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,20 +86,20 @@ struct FlumeEvent {
 
 /// The events of `body` read as `format` (resolved); `Err` with the
 /// reason to answer 400 with.
-pub fn decode(format: Format, body: &[u8]) -> Result<Vec<Decoded>, String> {
+pub fn decode(format: Format, body: &[u8]) -> Result<Vec<Decoded>, BodyError> {
     match format {
         Format::Json => {
-            let events: Vec<FlumeEvent> = serde_json::from_slice(body).map_err(|e| {
-                format!("expected a JSON array of {{\"headers\": {{..}}, \"body\": \"..\"}} objects: {e}")
-            })?;
+            let events: Vec<FlumeEvent> =
+                serde_json::from_slice(body).map_err(BodyError::NotFlumeJson)?;
             events
                 .into_iter()
                 .enumerate()
                 .map(|(i, e)| {
                     if let Some(name) = e.headers.keys().find(|k| crate::event::is_host_header(k)) {
-                        return Err(format!(
-                            "event {i}: header `{name}`: names starting with `sluice.` are reserved"
-                        ));
+                        return Err(BodyError::ReservedHeader {
+                            event: i,
+                            name: name.clone(),
+                        });
                     }
                     Ok(Decoded {
                         headers: e.headers.into_iter().collect(),
@@ -92,7 +117,10 @@ pub fn decode(format: Format, body: &[u8]) -> Result<Vec<Decoded>, String> {
                         headers: Vec::new(),
                         body: line.to_vec(),
                     })
-                    .map_err(|e| format!("line {}: not JSON: {e}", i + 1))
+                    .map_err(|source| BodyError::NotJsonLine {
+                        line: i + 1,
+                        source,
+                    })
             })
             .collect(),
         Format::Lines | Format::Auto => Ok(lines(body)
@@ -156,15 +184,20 @@ mod tests {
 
     #[test]
     fn malformed_bodies_say_why() {
-        let e = decode(Format::Ndjson, b"{\"ok\":1}\n{oops\n").unwrap_err();
+        let e = decode(Format::Ndjson, b"{\"ok\":1}\n{oops\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("line 2: not JSON"), "{e}");
-        let e = decode(Format::Json, b"{\"body\": \"x\"}").unwrap_err();
+        let e = decode(Format::Json, b"{\"body\": \"x\"}")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected a JSON array"), "{e}");
         let e = decode(
             Format::Json,
             br#"[{"headers": {"sluice.x": "1"}, "body": "y"}]"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("reserved"), "{e}");
     }
 }

@@ -213,7 +213,7 @@ impl HttpSourceConfig {
             (Some(_), None) => return Err(("tls_key", "`tls_cert` needs `tls_key`".into())),
             (None, Some(_)) => return Err(("tls_cert", "`tls_key` needs `tls_cert`".into())),
             (Some(cert), Some(key)) => {
-                tls_acceptor(cert, key).map_err(|e| ("tls_cert", e))?;
+                tls_acceptor(cert, key).map_err(|e| ("tls_cert", e.to_string()))?;
             }
             (None, None) => {}
         }
@@ -221,32 +221,77 @@ impl HttpSourceConfig {
     }
 }
 
+/// Why the PEM files of `tls_cert`/`tls_key` cannot serve HTTPS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not the PEM it should be.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or malformed.
+        what: String,
+    },
+    /// rustls refuses the pair (a key not matching the certificate, ...).
+    #[error("{cert} and {key}: {source}")]
+    Refused {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's error.
+        #[source]
+        source: tokio_rustls::rustls::Error,
+    },
+}
+
 /// A TLS acceptor for the PEM files.
 fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     use tokio_rustls::rustls;
     let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let pem = |path: &std::path::Path, what: String| TlsError::Pem {
+        path: path.to_owned(),
+        what,
     };
     let certs = rustls_pemfile::certs(&mut &read(cert)?[..])
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(|e| pem(cert, e.to_string()))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", cert.display()));
+        return Err(pem(cert, "holds no PEM certificate".into()));
     }
     let key_der = rustls_pemfile::private_key(&mut &read(key)?[..])
-        .map_err(|e| format!("{}: {e}", key.display()))?
-        .ok_or_else(|| format!("{} holds no PEM private key", key.display()))?;
+        .map_err(|e| pem(key, e.to_string()))?
+        .ok_or_else(|| pem(key, "holds no PEM private key".into()))?;
+    let refused = |source| TlsError::Refused {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        source,
+    };
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(refused)?
     .with_no_client_auth()
     .with_single_cert(certs, key_der)
-    .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
+    .map_err(refused)?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -315,7 +360,7 @@ pub(crate) async fn run(
         let _ = bound.send(addr);
     }
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).map_err(err)?),
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).map_err(|e| err(e.to_string()))?),
         _ => None,
     };
     info!(source = %ctx.name, %addr, tls = tls.is_some(), path = %config.path, "http source listening");
@@ -477,7 +522,7 @@ async fn handle(intake: &Intake, req: Request<Incoming>) -> Response<Full<Bytes>
     };
     let events = match decode::decode(format, &body) {
         Ok(events) => events,
-        Err(why) => return reject(StatusCode::BAD_REQUEST, why),
+        Err(why) => return reject(StatusCode::BAD_REQUEST, why.to_string()),
     };
     if events.is_empty() {
         return answer(StatusCode::OK, "{\"accepted\":0}\n".into());

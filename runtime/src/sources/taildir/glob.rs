@@ -6,6 +6,39 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
+/// Why a `filegroups` path is not a pattern this source can follow.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GlobError {
+    /// Relative paths would depend on the working directory.
+    #[error("`{0}` is not an absolute path")]
+    NotAbsolute(String),
+    /// A directory, or `/`.
+    #[error("`{0}` names no file")]
+    NoFile(String),
+    /// Only the file name may be a glob.
+    #[error("`{path}`: only the file name may be a pattern, not the directory `{dir}`")]
+    PatternInDirectory {
+        /// The path given.
+        path: String,
+        /// Its directory part.
+        dir: String,
+    },
+    /// File names are matched as text.
+    #[error("`{0}` is not UTF-8")]
+    NotUtf8(String),
+    /// A `[` set never closed.
+    #[error("`{0}`: `[` without its `]`")]
+    Unclosed(String),
+    /// A set that matches nothing or has a reversed range (`[]`, `[z-a]`).
+    #[error("`{path}`: {reason}")]
+    BadSet {
+        /// The path given.
+        path: String,
+        /// What the set is wrong in.
+        reason: String,
+    },
+}
+
 /// One filegroup's pattern: its directory and the compiled name glob.
 #[derive(Debug, Clone)]
 pub(crate) struct FilePattern {
@@ -16,26 +49,33 @@ pub(crate) struct FilePattern {
 
 impl FilePattern {
     /// Parses `/dir/glob`; the directory part must be free of glob syntax.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, GlobError> {
         let path = Path::new(text);
         if !path.is_absolute() {
-            return Err(format!("`{text}` is not an absolute path"));
+            return Err(GlobError::NotAbsolute(text.to_owned()));
         }
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(format!("`{text}` names no file"));
+            return Err(GlobError::NoFile(text.to_owned()));
         };
         let dir_text = dir.to_string_lossy();
         if dir_text.contains(['*', '?', '[']) {
-            return Err(format!(
-                "`{text}`: only the file name may be a pattern, not the directory `{dir_text}`"
-            ));
+            return Err(GlobError::PatternInDirectory {
+                path: text.to_owned(),
+                dir: dir_text.into_owned(),
+            });
         }
         let name = name
             .to_str()
-            .ok_or_else(|| format!("`{text}` is not UTF-8"))?;
+            .ok_or_else(|| GlobError::NotUtf8(text.to_owned()))?;
         Ok(Self {
             dir: dir.to_owned(),
-            name: Regex::new(&glob_regex(name)?).map_err(|e| e.to_string())?,
+            name: Regex::new(
+                &glob_regex(name).ok_or_else(|| GlobError::Unclosed(text.to_owned()))?,
+            )
+            .map_err(|e| GlobError::BadSet {
+                path: text.to_owned(),
+                reason: e.to_string(),
+            })?,
         })
     }
 
@@ -45,8 +85,8 @@ impl FilePattern {
     }
 }
 
-/// The anchored regular expression of a glob.
-fn glob_regex(glob: &str) -> Result<String, String> {
+/// The anchored regular expression of a glob; `None` if a `[` is not closed.
+fn glob_regex(glob: &str) -> Option<String> {
     let mut re = String::from("^");
     let mut chars = glob.chars().peekable();
     while let Some(c) = chars.next() {
@@ -71,7 +111,7 @@ fn glob_regex(glob: &str) -> Result<String, String> {
                     re.push(c);
                 }
                 if !closed {
-                    return Err(format!("`{glob}`: `[` without its `]`"));
+                    return None;
                 }
                 re.push(']');
             }
@@ -79,7 +119,7 @@ fn glob_regex(glob: &str) -> Result<String, String> {
         }
     }
     re.push('$');
-    Ok(re)
+    Some(re)
 }
 
 #[cfg(test)]
@@ -98,6 +138,13 @@ mod tests {
         assert!(p.matches("a+b(c).log") && !p.matches("aab(c).log"));
         assert!(FilePattern::parse("relative/*.log").is_err());
         assert!(FilePattern::parse("/var/*/x.log").is_err());
-        assert!(FilePattern::parse("/x/[ab.log").is_err());
+        assert!(matches!(
+            FilePattern::parse("/x/[ab.log"),
+            Err(GlobError::Unclosed(_))
+        ));
+        assert!(matches!(
+            FilePattern::parse("/x/[z-a].log"),
+            Err(GlobError::BadSet { .. })
+        ));
     }
 }
