@@ -5,6 +5,7 @@
 //! ([`metrics`]), what can be watched live ([`tap`]) and what kind an error is ([`error`]: transient, permanent,
 //! a full disk).
 
+pub mod durable;
 pub mod error;
 pub mod event;
 pub mod keys;

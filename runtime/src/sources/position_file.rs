@@ -3,8 +3,7 @@
 //! over, directory synced), so a crash leaves the old or the new file,
 //! never a torn one.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -66,17 +65,7 @@ pub fn store<T: Serialize>(path: &Path, value: &T) -> Result<(), PositionFileErr
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
     let bytes = serde_json::to_vec_pretty(value).expect("positions serialize");
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp).map_err(|e| io("creating", e))?;
-    file.write_all(&bytes).map_err(|e| io("writing", e))?;
-    file.sync_all().map_err(|e| io("syncing", e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| io("renaming", e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("syncing the directory of", e))
+    crate::durable::replace(path, &bytes).map_err(|e| io("replacing", e))
 }
 
 #[cfg(test)]

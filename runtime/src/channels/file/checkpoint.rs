@@ -10,8 +10,7 @@
 //! and ignored: the channel then replays everything it still holds, which
 //! duplicates events but loses none.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use super::error::WalError;
@@ -78,19 +77,10 @@ pub fn load(dir: &Path) -> Result<Option<Position>, WalError> {
 
 /// Persists `pos` as the checkpoint of `dir`, atomically (see the module docs).
 pub fn store(dir: &Path, pos: Position) -> io::Result<()> {
-    let tmp = dir.join("checkpoint.tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(&encode(pos))?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join("checkpoint"))?;
-    sync_dir(dir)
+    crate::durable::replace(&dir.join("checkpoint"), &encode(pos))
 }
 
-/// Makes the creation, rename or removal of entries of `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(crate) use crate::durable::sync_dir;
 
 #[cfg(test)]
 mod tests {

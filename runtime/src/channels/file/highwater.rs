@@ -25,12 +25,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Position, sync_dir};
+use super::checkpoint::Position;
 use super::error::{WalError, context};
 use super::wal::{self, HEADER_LEN};
 use crate::event::BatchBuf;
@@ -81,13 +81,8 @@ pub(super) fn store(dir: &Path, high: &HighWater) -> io::Result<()> {
             offset,
         })
         .collect();
-    let tmp = dir.join("highwater.tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(&marks).map_err(io::Error::other)?)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(FILE))?;
-    sync_dir(dir)
+    let bytes = serde_json::to_vec(&marks).map_err(io::Error::other)?;
+    crate::durable::replace(&dir.join(FILE), &bytes)
 }
 
 /// Raises the listed marks from the records of `segments` from `start` on.
