@@ -5,6 +5,8 @@
 #     Maven Central jars; scripts/kafka.sh): PLAINTEXT, SSL, SASL_SSL and
 #     SASL_PLAINTEXT listeners, SCRAM and PLAIN users, ACLs enforced,
 #   - a moto S3 server (PyPI `moto[server]`) with bucket `sluice-test`.
+# `install` also installs DuckDB and PyArrow (PyPI), the readers the lake
+# tests check Parquet, csv and tsv output with.
 # `install` also installs Prometheus and promtool (Debian's `prometheus`),
 # which the admin endpoint's tests start themselves, and tmux (`sluice top`).
 # `start` writes their addresses (and the broker's CA and test users) to
@@ -36,6 +38,10 @@ install() {
   scripts/kafka.sh install
   if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'moto[server]'
+  fi
+  # The real readers of the lake tests (tests/tests/lake_parquet.rs).
+  if ! python3 -c 'import duckdb, pyarrow' >/dev/null 2>&1; then
+    python3 -m pip install --quiet duckdb pyarrow
   fi
   if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
     || ! command -v tmux >/dev/null || ! command -v systemd-analyze >/dev/null; then

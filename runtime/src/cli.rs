@@ -147,6 +147,29 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Print the table definition (`CREATE ... TABLE`) over a sink's
+    /// output: its columns, Hive partitions from its `path`, format and
+    /// location. For sinks with `format` = "parquet", "csv" or "tsv".
+    Ddl {
+        /// The configuration file (TOML).
+        config: PathBuf,
+        /// The `object_store` sink.
+        sink: String,
+        /// Whose SQL: hive, trino, spark or duckdb.
+        #[arg(long, value_enum, default_value = "hive")]
+        dialect: crate::sinks::object_store::table::ddl::Dialect,
+        /// Table name (default: the sink's name).
+        #[arg(long)]
+        table: Option<String>,
+        /// The topic whose table it is, when the path's location part
+        /// holds `%{topic}`.
+        #[arg(long)]
+        topic: Option<String>,
+        /// The table's location instead of the sink's URL and path (e.g.
+        /// `s3a://bucket/raw/orders` for Hadoop, or a local copy).
+        #[arg(long)]
+        location: Option<String>,
+    },
     /// Inspect what sinks wrote.
     Lake {
         /// What to check.
@@ -306,6 +329,23 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Lake {
             command: LakeCommand::Verify { config, sink },
         } => lake_verify(&config, &sink).await,
+        Command::Ddl {
+            config,
+            sink,
+            dialect,
+            table,
+            topic,
+            location,
+        } => ddl(
+            &config,
+            &sink,
+            dialect,
+            &crate::sinks::object_store::table::ddl::DdlOptions {
+                table,
+                topic,
+                location,
+            },
+        ),
         Command::Resume { config, source } => resume(&config, &source),
         Command::Top {
             config,
@@ -499,6 +539,32 @@ async fn run(config: &Path, exit_when_idle: Option<Duration>, no_status: bool) -
         dead_lettered = totals.dead_lettered,
         "stopped"
     );
+    print!("{}", topology::status::summary(&metrics));
+    Ok(0)
+}
+
+/// `sluice ddl`: prints the table definition over a sink's output.
+fn ddl(
+    config: &Path,
+    sink: &str,
+    dialect: crate::sinks::object_store::table::ddl::Dialect,
+    options: &crate::sinks::object_store::table::ddl::DdlOptions,
+) -> Result<i32> {
+    let Some(config) = load_or_report(config) else {
+        return Ok(2);
+    };
+    let Some(def) = config.sinks.get(sink) else {
+        bail!("no sink named `{sink}` in {}", config.file.display());
+    };
+    let Some(os) = def
+        .kind
+        .as_any()
+        .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
+    else {
+        bail!("sink `{sink}` is not an object_store sink");
+    };
+    let sql = crate::sinks::object_store::table::ddl::ddl(sink, os, dialect, options)?;
+    print!("{sql}");
     Ok(0)
 }
 

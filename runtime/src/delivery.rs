@@ -236,6 +236,15 @@ impl SourceLink {
             .is_some_and(|p| p.owned && epoch >= p.since)
     }
 
+    /// The partitions owned now.
+    pub(crate) fn owned(&self) -> Vec<Tp> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| p.owned)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
     /// The epoch `tp` was last assigned in, if it is owned.
     pub(crate) fn owned_since(&self, topic: &str, partition: i32) -> Option<u64> {
         self.lock()

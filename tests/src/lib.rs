@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use rdkafka::ClientConfig;
@@ -111,7 +112,6 @@ pub fn s3(services: &Services) -> Result<AmazonS3> {
 
 /// Every object under `prefix` with its bytes, sorted by path.
 pub async fn read_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    use futures::TryStreamExt;
     let prefix = object_store::path::Path::from(prefix);
     let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
     let mut out = Vec::new();
@@ -376,4 +376,101 @@ pub fn run_agent_if_asked(env_var: &str) {
             .await
             .expect("pipeline");
     });
+}
+
+/// Where the committed chain of a partition ends (0 if nothing is committed).
+pub async fn committed_end(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<i64> {
+    let dir =
+        object_store::path::Path::from(format!("{prefix}/_sluice/commits/{topic}+{partition}"));
+    let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+    let Some(last) = metas
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with(".json"))
+        .map(|m| m.location.clone())
+        .max()
+    else {
+        return Ok(0);
+    };
+    let body = store.get(&last).await?.bytes().await?;
+    let record: serde_json::Value = serde_json::from_slice(&body)?;
+    record["end"].as_i64().context("record without `end`")
+}
+
+/// Where the published part of a partition's chain ends (0 if nothing is
+/// published): the end of the record `HEAD` names. A record is the commit;
+/// its files become visible just after it, and `HEAD` moves once they are.
+pub async fn published_end(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<i64> {
+    let dir = format!("{prefix}/_sluice/commits/{topic}+{partition}");
+    let head = match store
+        .get(&object_store::path::Path::from(format!("{dir}/HEAD")))
+        .await
+    {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let start: i64 = std::str::from_utf8(&head)?.trim().parse()?;
+    let record = object_store::path::Path::from(format!("{dir}/{start:020}.json"));
+    let body = store.get(&record).await?.bytes().await?;
+    let record: serde_json::Value = serde_json::from_slice(&body)?;
+    record["end"].as_i64().context("record without `end`")
+}
+
+/// Runs `tests/lake/read_lake.py MODE ARGS...` (DuckDB and PyArrow, which
+/// `scripts/services.sh install` installs) and returns the JSON it prints.
+pub fn read_lake(mode: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let script = repo_root().join("tests/lake/read_lake.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(mode)
+        .args(args)
+        .output()
+        .context("running python3")?;
+    if !out.status.success() {
+        bail!(
+            "{} {mode} {args:?} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading the lake reader's JSON")
+}
+
+/// Copies every object under `prefix/` except the `_sluice/` bookkeeping
+/// into `dir`, keeping paths: the lake as a reader sees it, for the local
+/// readers (DuckDB, PyArrow). Returns the relative paths copied.
+pub async fn mirror(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    dir: &std::path::Path,
+) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (key, body) in read_all(store, prefix).await? {
+        let rel = key
+            .strip_prefix(prefix)
+            .unwrap_or(&key)
+            .trim_start_matches('/')
+            .to_owned();
+        if rel.starts_with("_sluice/") {
+            continue;
+        }
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, body)?;
+        names.push(rel);
+    }
+    names.sort();
+    Ok(names)
 }

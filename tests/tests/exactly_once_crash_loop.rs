@@ -35,7 +35,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_tests::{Services, create_topic, s3, services, unique};
+use sluice_tests::{Services, committed_end, create_topic, published_end, s3, services, unique};
 
 const EVENTS: usize = 200_000;
 const PARTITIONS: i32 = 4;
@@ -170,54 +170,6 @@ async fn produce(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
         placed.push((d.partition, d.offset));
     }
     Ok(placed)
-}
-
-/// Where the committed chain of a partition ends (0 if nothing is committed).
-async fn committed_end(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<i64> {
-    let dir =
-        object_store::path::Path::from(format!("{prefix}/_sluice/commits/{topic}+{partition}"));
-    let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
-    let Some(last) = metas
-        .iter()
-        .filter(|m| m.location.as_ref().ends_with(".json"))
-        .map(|m| m.location.clone())
-        .max()
-    else {
-        return Ok(0);
-    };
-    let body = store.get(&last).await?.bytes().await?;
-    let record: serde_json::Value = serde_json::from_slice(&body)?;
-    record["end"].as_i64().context("record without `end`")
-}
-
-/// Where the published part of a partition's chain ends (0 if nothing is
-/// published): the end of the record `HEAD` names. A record is the commit;
-/// its files become visible just after it, and `HEAD` moves once they are.
-async fn published_end(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<i64> {
-    let dir = format!("{prefix}/_sluice/commits/{topic}+{partition}");
-    let head = match store
-        .get(&object_store::path::Path::from(format!("{dir}/HEAD")))
-        .await
-    {
-        Ok(r) => r.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(0),
-        Err(e) => return Err(e.into()),
-    };
-    let start: i64 = std::str::from_utf8(&head)?.trim().parse()?;
-    let record = object_store::path::Path::from(format!("{dir}/{start:020}.json"));
-    let body = store.get(&record).await?.bytes().await?;
-    let record: serde_json::Value = serde_json::from_slice(&body)?;
-    record["end"].as_i64().context("record without `end`")
 }
 
 /// How often a partition's chain passed from one agent process to another:

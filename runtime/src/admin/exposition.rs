@@ -233,6 +233,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Partitions assigned to a Kafka source now; -1 before it first joined its group.",
     ),
     (
+        "sluice_source_bounded_partitions_left",
+        Kind::Gauge,
+        "Partitions of a bounded Kafka source assigned and not yet at their end; 0 once the run's range is read.",
+    ),
+    (
         "sluice_source_last_commit_timestamp_seconds",
         Kind::Gauge,
         "Unix time of the last offset commit the broker confirmed (0: none yet).",
@@ -434,6 +439,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "sluice_sink_files_written_total",
         Kind::Counter,
         "Files an object-store sink made visible.",
+    ),
+    (
+        "sluice_sink_type_mismatches_total",
+        Kind::Counter,
+        "Table values that did not fit their column's type (written as null, or their event dead-lettered, by `on_type_mismatch`).",
+    ),
+    (
+        "sluice_sink_success_markers_total",
+        Kind::Counter,
+        "`_SUCCESS` markers an object-store sink wrote into complete time partitions.",
     ),
     (
         "sluice_sink_commits_total",

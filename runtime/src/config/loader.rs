@@ -522,6 +522,14 @@ impl Loader<'_> {
             );
             return None;
         };
+        if let Some(why) = kind.needs_dead_letter()
+            && dead_letter.is_none()
+        {
+            self.error(
+                &path,
+                format!("{why} needs `dead_letter`: the channel such events go to"),
+            );
+        }
         if dead_letter.is_some() && !sink_type.takes_dead_letter {
             let mut takers: Vec<&str> = sinks::TYPES
                 .iter()

@@ -84,6 +84,11 @@ pub trait Sink: Debug + Send + Sync + Any {
     fn releases_without_more_input(&self) -> bool {
         true
     }
+    /// Why it needs a `dead_letter` channel, if its configuration sends
+    /// events there (checked when the config loads).
+    fn needs_dead_letter(&self) -> Option<&'static str> {
+        None
+    }
     /// Runs the sink on `input` until the channel ends.
     fn run(
         &self,

@@ -461,48 +461,11 @@ impl CommitLog {
     // Plain operations on `_sluice/…` under the destination.
 
     async fn get(&self, rel: &str) -> Result<Option<Bytes>, StoreError> {
-        match &*self.dest {
-            Destination::Local(local) => {
-                let path = local.meta_path(rel);
-                match tokio::fs::read(&path).await {
-                    Ok(b) => Ok(Some(b.into())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(StoreError::local(format!("reading {}", path.display()), &e)),
-                }
-            }
-            Destination::Remote(remote) => {
-                let path = remote.meta_path(rel);
-                match remote.store().get(&path).await {
-                    Ok(r) => r
-                        .bytes()
-                        .await
-                        .map(Some)
-                        .map_err(|e| StoreError::remote(format!("reading {path}"), &e)),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(StoreError::remote(format!("reading {path}"), &e)),
-                }
-            }
-        }
+        self.dest.get_meta(rel).await
     }
 
     async fn put(&self, rel: &str, body: Bytes) -> Result<(), StoreError> {
-        match &*self.dest {
-            Destination::Local(local) => {
-                let path = local.meta_path(rel);
-                tokio::task::spawn_blocking(move || write_durably(&path, &body, false).map(|_| ()))
-                    .await
-                    .map_err(|e| StoreError::transient(format!("blocking task: {e}")))?
-            }
-            Destination::Remote(remote) => {
-                let path = remote.meta_path(rel);
-                remote
-                    .store()
-                    .put(&path, PutPayload::from(body))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| StoreError::remote(format!("writing {path}"), &e))
-            }
-        }
+        self.dest.put_meta(rel, body).await
     }
 
     async fn create_if_absent(&self, rel: &str, body: Bytes) -> Result<Created, StoreError> {
@@ -639,7 +602,7 @@ impl CommitLog {
 
 /// Writes `path` via a temporary file and fsyncs; with `exclusive`, fails
 /// with [`Created::Conflict`] if `path` exists (hard link, atomic).
-fn write_durably(
+pub(crate) fn write_durably(
     path: &std::path::Path,
     body: &[u8],
     exclusive: bool,

@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::format::{Compression, Format};
+use super::format::{Compression, FileFormat};
 use super::path::PathTemplate;
+use super::table::parquet::ParquetOptions;
+use super::table::{ColumnDef, Columns, OnMismatch};
 use crate::keys::Invalid;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -73,18 +75,65 @@ pub struct ObjectStoreSinkConfig {
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
 
-    /// How events are written: `"text"` (body + newline, the default) or
-    /// `"jsonl"` (one JSON object per event with key, value, topic, partition,
-    /// offset, timestamp and headers).
+    /// How events are written: `"text"` (body + newline, the default),
+    /// `"jsonl"` (one JSON object per event with key, value, topic,
+    /// partition, offset, timestamp and headers), or a table of `columns`:
+    /// `"parquet"`, `"csv"` or `"tsv"`.
     #[serde(default)]
-    pub format: Format,
+    pub format: FileFormat,
 
-    /// Whole-file compression: `"none"` (the default), `"gzip"` (`.gz`) or `"zstd"` (`.zst`).
+    /// Compression: for text, jsonl, csv and tsv the whole file, `"none"`
+    /// (the default), `"gzip"` (`.gz`) or `"zstd"` (`.zst`); for parquet
+    /// its pages, `"snappy"` (the default), `"zstd"`, `"gzip"` or `"none"`.
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: Option<Compression>,
 
     /// Compression level: 0–9 for gzip (default 6), 1–22 for zstd (default 3).
     pub compression_level: Option<i32>,
+
+    /// The table's columns, for `format = "parquet"`, `"csv"` or `"tsv"`
+    /// (required there, refused otherwise): `[[sinks.<name>.columns]]`
+    /// entries of `name`, `type` and `from`; see the `table` module docs
+    /// and docs/lake.md.
+    #[serde(default)]
+    pub columns: Vec<ColumnDef>,
+
+    /// What a value that does not fit its column's type becomes: `"null"`
+    /// (the default; counted in `sink.<name>.type_mismatches`) or
+    /// `"dead_letter"` (the event goes to the sink's `dead_letter` channel,
+    /// with the column and reason; requires `dead_letter`).
+    #[serde(default)]
+    pub on_type_mismatch: OnMismatch,
+
+    /// csv and tsv: start every file with a row of the column names
+    /// (default `false`; Hive tables then want
+    /// `TBLPROPERTIES ("skip.header.line.count"="1")`, which `sluice ddl`
+    /// writes).
+    #[serde(default)]
+    pub header_row: bool,
+
+    /// Write an empty `_SUCCESS` object into each time partition (the
+    /// directory of the path's finest time escape, e.g. `hr=%H`) once it is
+    /// complete: the low watermark of event time over the partitions the
+    /// sink receives has passed its end plus `allowed_lateness`, and all its
+    /// files are visible. Needs a time escape in `path`. Default `false`.
+    #[serde(default)]
+    pub success_markers: bool,
+
+    /// How long after a time partition's end its events may still arrive
+    /// before it counts as complete (`success_markers`). Default `"0s"`.
+    #[serde(default = "default_allowed_lateness")]
+    pub allowed_lateness: HumanDuration,
+
+    /// A source partition that delivered nothing for this long no longer
+    /// holds the `_SUCCESS` watermark back (it is caught up). Default `"1m"`.
+    #[serde(default = "default_marker_idle_timeout")]
+    pub marker_idle_timeout: HumanDuration,
+
+    /// Parquet layout: `[sinks.<name>.parquet]` with `row_group_rows`,
+    /// `row_group_size`, `dictionary`, `statistics`. Only with
+    /// `format = "parquet"`.
+    pub parquet: Option<ParquetOptions>,
 
     /// Size of multipart-upload parts for S3, GCS and Azure, between 5MiB
     /// and 5GiB. A file whose compressed size stays below it is uploaded with
@@ -213,6 +262,13 @@ impl fmt::Debug for S3Options {
     }
 }
 
+fn default_allowed_lateness() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}
+fn default_marker_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
 fn default_max_open_files() -> usize {
     256
 }
@@ -249,6 +305,104 @@ pub(crate) enum Scheme {
 }
 
 impl ObjectStoreSinkConfig {
+    /// The compression in effect (`compression`, or the format's default).
+    pub fn compression(&self) -> Compression {
+        self.compression
+            .unwrap_or_else(|| self.format.default_compression())
+    }
+
+    /// The checked column spec, for a table format.
+    pub(crate) fn table(&self) -> Result<Option<Columns>, Invalid> {
+        if !self.format.is_table() {
+            return Ok(None);
+        }
+        Columns::parse(&self.columns, self.on_type_mismatch).map(Some)
+    }
+
+    /// The table keys: present exactly with the formats they are for.
+    fn validate_table(&self) -> Result<(), Invalid> {
+        let format = self.format;
+        if format.is_table() {
+            if self.columns.is_empty() {
+                return Err(Invalid(format!(
+                    "`format` = \"{}\" needs `columns`: add `[[sinks.<name>.columns]]` entries with `name`, `type` and `from`",
+                    format.name()
+                )));
+            }
+            self.table()?;
+        } else {
+            for (key, set) in [
+                ("columns", !self.columns.is_empty()),
+                (
+                    "on_type_mismatch",
+                    self.on_type_mismatch != OnMismatch::default(),
+                ),
+            ] {
+                if set {
+                    return Err(Invalid(format!(
+                        "`{key}` is for the table formats (parquet, csv, tsv), not `format` = \"{}\"",
+                        format.name()
+                    )));
+                }
+            }
+        }
+        if self.header_row && !matches!(format, FileFormat::Csv | FileFormat::Tsv) {
+            return Err(Invalid(format!(
+                "`header_row` is for csv and tsv, not `format` = \"{}\"",
+                format.name()
+            )));
+        }
+        match (&self.parquet, format) {
+            (Some(p), FileFormat::Parquet) => p.validate()?,
+            (Some(_), _) => {
+                return Err(Invalid(format!(
+                    "`parquet` options are set but `format` = \"{}\"",
+                    format.name()
+                )));
+            }
+            _ => {}
+        }
+        if self.success_markers {
+            let template = PathTemplate::parse(&self.path, &self.missing_header_value)
+                .map_err(|e| Invalid(format!("`path`: {e}")))?;
+            if template.period().is_none() {
+                return Err(Invalid(format!(
+                    "`success_markers` marks time partitions, but `path` = {:?} has no time escape (e.g. `dt=%Y-%m-%d/hr=%H`)",
+                    self.path
+                )));
+            }
+            if self.marker_idle_timeout.get().is_zero() {
+                return Err(Invalid(
+                    "`marker_idle_timeout` must be longer than 0ms".into(),
+                ));
+            }
+        } else {
+            for (key, set) in [
+                (
+                    "allowed_lateness",
+                    self.allowed_lateness != default_allowed_lateness(),
+                ),
+                (
+                    "marker_idle_timeout",
+                    self.marker_idle_timeout != default_marker_idle_timeout(),
+                ),
+            ] {
+                if set {
+                    return Err(Invalid(format!(
+                        "`{key}` applies to `_SUCCESS` markers: set `success_markers = true` too"
+                    )));
+                }
+            }
+        }
+        if self.compression() == Compression::Snappy && format != FileFormat::Parquet {
+            return Err(Invalid(format!(
+                "`compression` = \"snappy\" is for parquet (its pages); a `{}` file can be \"gzip\" or \"zstd\"",
+                format.name()
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: the URL, the template, roll triggers and
     /// option combinations. Messages name the key and the fix.
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -287,8 +441,9 @@ impl ObjectStoreSinkConfig {
             )));
         }
         if let Some(level) = self.compression_level {
-            self.compression.check_level(level)?;
+            self.compression().check_level(level)?;
         }
+        self.validate_table()?;
         let part = self.upload_part_size.get();
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part) {
             return Err(Invalid(format!(
@@ -477,8 +632,8 @@ mod tests {
         assert_eq!(c.roll_interval.unwrap().get(), Duration::from_secs(10));
         assert_eq!(c.roll_size.unwrap().get(), 128 << 20);
         assert_eq!(c.roll_count, Some(100_000));
-        assert_eq!(c.format, Format::Jsonl);
-        assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.format, FileFormat::Jsonl);
+        assert_eq!(c.compression(), Compression::Zstd);
         assert_eq!(c.upload_part_size.get(), 16 << 20);
         let s3 = c.s3.as_ref().unwrap();
         assert!(s3.path_style && s3.allow_http);
@@ -493,8 +648,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.path, "");
         assert_eq!(c.missing_header_value, "unknown");
-        assert_eq!(c.format, Format::Text);
-        assert_eq!(c.compression, Compression::None);
+        assert_eq!(c.format, FileFormat::Text);
+        assert_eq!(c.compression(), Compression::None);
         assert_eq!(c.upload_part_size.get(), 8 << 20);
         assert_eq!(c.retry_backoff_initial.get(), Duration::from_millis(100));
         assert_eq!(c.retry_backoff_max.get(), Duration::from_secs(30));

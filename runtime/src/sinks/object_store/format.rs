@@ -1,4 +1,6 @@
-//! Record formats (`text`, `jsonl`) and file compression (`none`, `gzip`, `zstd`).
+//! File formats (`text`, `jsonl`, and the tables `csv`, `tsv`, `parquet` of
+//! [`super::table`]) and file compression (`none`, `gzip`, `zstd`, and
+//! `snappy` inside Parquet files).
 //!
 //! # `text`
 //!
@@ -70,6 +72,71 @@ impl Format {
     }
 }
 
+/// What an object-store sink's files are: a record format, or a table of
+/// the sink's `columns` ([`super::table`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// The body and a newline (Flume's `DataStream`).
+    #[default]
+    Text,
+    /// One JSON object per line with the body and its Kafka metadata.
+    Jsonl,
+    /// Comma-separated columns (RFC 4180).
+    Csv,
+    /// Tab-separated columns (Hive's text format).
+    Tsv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl FileFormat {
+    /// The record format, if this is one (not a table).
+    pub fn record(self) -> Option<Format> {
+        match self {
+            Self::Text => Some(Format::Text),
+            Self::Jsonl => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+
+    /// Whether files are tables of the sink's `columns`.
+    pub fn is_table(self) -> bool {
+        self.record().is_none()
+    }
+
+    /// Name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+            Self::Tsv => "tsv",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    /// File extension, without compression suffix.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Text => "txt",
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+            Self::Tsv => "tsv",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    /// The default compression: snappy inside Parquet files (what Hive,
+    /// Spark and Kafka Connect write), none for the others.
+    pub fn default_compression(self) -> Compression {
+        match self {
+            Self::Parquet => Compression::Snappy,
+            _ => Compression::None,
+        }
+    }
+}
+
 /// How whole files are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +148,8 @@ pub enum Compression {
     Gzip,
     /// Zstandard (`.zst`).
     Zstd,
+    /// Snappy, inside Parquet files only (page compression).
+    Snappy,
 }
 
 impl Compression {
@@ -90,6 +159,7 @@ impl Compression {
             Self::None => "",
             Self::Gzip => ".gz",
             Self::Zstd => ".zst",
+            Self::Snappy => ".snappy",
         }
     }
 
@@ -97,6 +167,11 @@ impl Compression {
     pub(crate) fn check_level(self, level: i32) -> Result<(), Invalid> {
         let range = match self {
             Self::None => return Err(Invalid("`compression_level` needs a `compression`".into())),
+            Self::Snappy => {
+                return Err(Invalid(
+                    "`compression_level` does not apply to snappy, which has no levels".into(),
+                ));
+            }
             Self::Gzip => 0..=9,
             Self::Zstd => zstd::compression_level_range(),
         };
@@ -125,6 +200,12 @@ impl Compression {
                 Vec::new(),
                 level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL),
             )?),
+            // Refused for whole files when the config loads.
+            Self::Snappy => {
+                return Err(io::Error::other(
+                    "snappy compresses Parquet pages, not whole files",
+                ));
+            }
         })
     }
 }
@@ -259,7 +340,10 @@ const SMALL_HEADER_COUNT: usize = 16;
 
 /// Calls `f` with the headers of `event` in order, keeping only the first of
 /// each name.
-fn for_each_first_header<'a>(event: &EventRef<'a>, mut f: impl FnMut(&'a str, &'a [u8])) {
+pub(crate) fn for_each_first_header<'a>(
+    event: &EventRef<'a>,
+    mut f: impl FnMut(&'a str, &'a [u8]),
+) {
     let headers = event.headers().map_while(Result::ok);
     if event.headers().take(SMALL_HEADER_COUNT + 1).count() <= SMALL_HEADER_COUNT {
         let mut seen: [&str; SMALL_HEADER_COUNT] = [""; SMALL_HEADER_COUNT];
@@ -307,7 +391,7 @@ fn push_bytes_as_string(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
     }
 }
 
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     push_json_str_inner(out, s);
     out.push(b'"');
@@ -341,7 +425,7 @@ fn push_json_str_inner(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-fn push_int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn push_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = v.unsigned_abs();
@@ -360,7 +444,7 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Standard base64 with padding.
-fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut chunks = bytes.chunks_exact(3);
     for c in &mut chunks {

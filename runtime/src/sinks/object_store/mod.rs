@@ -62,11 +62,13 @@ mod error;
 pub mod format;
 mod intake;
 mod journal;
+mod markers;
 mod oss;
 pub mod path;
 mod retry;
 mod sink;
 mod store;
+pub mod table;
 pub mod verify;
 mod writer;
 
@@ -83,7 +85,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use self::config::{ObjectStoreSinkConfig, S3Options};
-pub use self::format::{Compression, Format};
+pub use self::format::{Compression, FileFormat, Format};
 use self::store::Destination;
 use crate::channels::ChannelReceiver;
 use crate::keys;
@@ -111,6 +113,11 @@ impl Sink for ObjectStoreSinkConfig {
 
     fn releases_without_more_input(&self) -> bool {
         self.roll_interval.is_some() || self.roll_idle.is_some()
+    }
+
+    fn needs_dead_letter(&self) -> Option<&'static str> {
+        (self.on_type_mismatch == table::OnMismatch::DeadLetter)
+            .then_some("`on_type_mismatch` = \"dead_letter\"")
     }
 
     fn run(

@@ -80,6 +80,44 @@ impl Segment {
     }
 }
 
+/// The span of time one rendered directory covers: the template's finest
+/// time escape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Period {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Month,
+    Year,
+}
+
+impl Period {
+    /// The end (exclusive, epoch milliseconds) of the period holding `ms`.
+    pub fn end_ms(self, ms: i64) -> i64 {
+        let fixed = |len: i64| ms.div_euclid(len) * len + len;
+        match self {
+            Self::Second => fixed(1_000),
+            Self::Minute => fixed(60_000),
+            Self::Hour => fixed(3_600_000),
+            Self::Day => fixed(86_400_000),
+            Self::Month | Self::Year => {
+                let Some(t) = DateTime::from_timestamp_millis(ms) else {
+                    return i64::MAX;
+                };
+                let (y, m) = match self {
+                    Self::Month if t.month() == 12 => (t.year() + 1, 1),
+                    Self::Month => (t.year(), t.month() + 1),
+                    _ => (t.year() + 1, 1),
+                };
+                chrono::NaiveDate::from_ymd_opt(y, m, 1)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map_or(i64::MAX, |d| d.and_utc().timestamp_millis())
+            }
+        }
+    }
+}
+
 /// A parsed `path` template; see the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct PathTemplate {
@@ -196,6 +234,23 @@ impl PathTemplate {
             }
         }
         Ok(template_ok)
+    }
+
+    /// The span of time one rendered directory covers, if the template
+    /// has time escapes.
+    pub(crate) fn period(&self) -> Option<Period> {
+        self.segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Second => Some(Period::Second),
+                Segment::Minute => Some(Period::Minute),
+                Segment::Hour => Some(Period::Hour),
+                Segment::Day | Segment::DayOfYear => Some(Period::Day),
+                Segment::Month => Some(Period::Month),
+                Segment::Year | Segment::Year2 => Some(Period::Year),
+                _ => None,
+            })
+            .min()
     }
 
     /// Whether rendering needs the event's time.
@@ -697,6 +752,23 @@ mod tests {
         assert_eq!(b.second, a.second + 1);
         // Far outside chrono's range: the epoch, not a panic.
         assert_eq!(cache.fields(i64::MAX).year, 1970);
+    }
+
+    #[test]
+    fn periods_are_the_finest_escape_and_end_where_the_next_begins() {
+        let period = |t: &str| PathTemplate::parse(t, "unknown").unwrap().period();
+        assert_eq!(period("%{topic}"), None);
+        assert_eq!(period("dt=%Y-%m-%d/hr=%H"), Some(Period::Hour));
+        assert_eq!(period("%Y/%m"), Some(Period::Month));
+        assert_eq!(period("%Y/%j/%M"), Some(Period::Minute));
+        // 2026-12-04T15:22:11.5Z
+        let t = 1_796_397_731_500;
+        assert_eq!(Period::Hour.end_ms(t), 1_796_400_000_000);
+        assert_eq!(Period::Hour.end_ms(1_796_400_000_000), 1_796_403_600_000);
+        assert_eq!(Period::Day.end_ms(t), 1_796_428_800_000);
+        assert_eq!(Period::Month.end_ms(t), 1_798_761_600_000, "2027-01-01");
+        assert_eq!(Period::Year.end_ms(t), 1_798_761_600_000);
+        assert_eq!(Period::Second.end_ms(-1), 0);
     }
 
     #[test]

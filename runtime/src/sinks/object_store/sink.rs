@@ -29,10 +29,13 @@ use super::config::ObjectStoreSinkConfig;
 use super::error::StoreError;
 use super::intake::{Drain, Intake, Next};
 use super::journal::Journal;
+use super::markers::Markers;
 use super::path::{PathTemplate, RenderInputs, TimeCache};
 use super::retry::Retrier;
 use super::store::Destination;
-use super::writer::{FileSettings, OpenFile};
+use super::table::parquet::ParquetFile;
+use super::table::{Table, TableOut};
+use super::writer::{Encoder, FileSettings, OpenFile};
 use crate::channels::ChannelReceiver;
 use crate::delivery::{SourceLink, Tp};
 use crate::event::{Batch, EventRef};
@@ -258,6 +261,10 @@ pub struct Sink {
     max_open_files: usize,
     /// Where events that can never be written go.
     dead_letter: crate::sinks::dead_letter::DeadLetter,
+    /// The table of a table format (parquet, csv, tsv).
+    table: Option<Table>,
+    /// `_SUCCESS` markers, if asked for.
+    markers: Option<Markers>,
     /// Why the sink must stop (an event that can never be written, and no
     /// `dead_letter`).
     fatal: Option<String>,
@@ -297,6 +304,19 @@ pub async fn run(
     if sink.eo.is_some() {
         info!(sink = %ctx.name, url = %config.url, "exactly-once: files become visible only with their commit record");
     }
+    if let Some(markers) = &mut sink.markers {
+        let dest = &sink.dest;
+        let state = markers.state();
+        let loaded = sink.retrier.run(|_| dest.get_meta(state)).await;
+        let restored = loaded.and_then(|body| match body {
+            Some(body) => markers.restore(&body),
+            None => Ok(()),
+        });
+        restored.map_err(|e| SinkError {
+            sink: ctx.name.clone(),
+            message: format!("reading the `_SUCCESS` marker state: {e}"),
+        })?;
+    }
     loop {
         let deadline = sink.next_deadline();
         match intake.next(deadline).await {
@@ -304,6 +324,7 @@ pub async fn run(
             Next::Tick => sink.roll_due(Instant::now()).await,
             Next::Closed => break,
         }
+        sink.mark_complete().await;
         let fatal = sink.retrier.fatal().map(|e| e.message.as_str());
         if let Some(fatal) = fatal.or(sink.fatal.as_deref()) {
             // Access denied, a missing bucket, a read-only file system: no
@@ -318,6 +339,7 @@ pub async fn run(
         }
     }
     sink.finish_all().await;
+    sink.mark_complete().await;
     sink.result()
 }
 
@@ -373,11 +395,29 @@ impl Sink {
                     message: format!("`path`: {e}"),
                 }
             })?;
+        let table =
+            Table::from_config(config, ctx.counter("type_mismatches")).map_err(|e| SinkError {
+                sink: ctx.name.clone(),
+                message: e.0,
+            })?;
+        let markers = match (config.success_markers, template.period()) {
+            (true, Some(period)) => Some(Markers::new(
+                &ctx.name,
+                period,
+                config.allowed_lateness.get(),
+                config.marker_idle_timeout.get(),
+                ctx.link.clone(),
+                ctx.counter("success_markers"),
+            )),
+            _ => None,
+        };
         Ok(Self {
             name: ctx.name.clone(),
+            table,
+            markers,
             settings: FileSettings {
                 format: config.format,
-                compression: config.compression,
+                compression: config.compression(),
                 level: config.compression_level,
                 part_size: usize::try_from(config.upload_part_size.get())
                     .unwrap_or(usize::MAX)
@@ -424,13 +464,62 @@ impl Sink {
 
     /// The earliest time-based roll of any open file.
     fn next_deadline(&self) -> Option<Instant> {
+        // Waiting `_SUCCESS` markers are checked again as partitions go idle.
+        let markers = self
+            .markers
+            .as_ref()
+            .filter(|m| m.waiting())
+            .map(|m| Instant::now() + m.recheck());
         if !self.policy.timed() {
-            return None;
+            return markers;
         }
         self.files
             .values()
             .filter_map(|f| self.policy.deadline(f.opened_at, f.last_write))
+            .chain(markers)
             .min()
+    }
+
+    /// Writes the `_SUCCESS` markers of directories now complete: due by
+    /// the watermark ([`Markers::due`]) and with no file open.
+    async fn mark_complete(&mut self) {
+        let Some(markers) = &mut self.markers else {
+            return;
+        };
+        if !markers.waiting() {
+            return;
+        }
+        let mut due = markers.due(Instant::now());
+        due.retain(|dir| {
+            !self.files.keys().any(|k| {
+                k.strip_prefix(dir.as_str())
+                    .is_some_and(|r| r.starts_with('\0'))
+            })
+        });
+        if due.is_empty() {
+            return;
+        }
+        due.sort_unstable();
+        let Some(markers) = &mut self.markers else {
+            return;
+        };
+        let mut marked = false;
+        for dir in &due {
+            let dest = &self.dest;
+            match self.retrier.run(|_| Markers::mark(dest, dir)).await {
+                Ok(()) => {
+                    markers.marked(dir);
+                    marked = true;
+                }
+                Err(e) => {
+                    self.last_error = Some(format!("writing the `_SUCCESS` marker of {dir}: {e}"));
+                    break;
+                }
+            }
+        }
+        if marked && let Err(e) = self.retrier.run(|_| markers.save(&self.dest)).await {
+            self.last_error = Some(format!("saving the `_SUCCESS` marker state: {e}"));
+        }
     }
 
     async fn write_batch(&mut self, batch: Batch) {
@@ -460,6 +549,30 @@ impl Sink {
                     }
                     continue;
                 }
+            }
+            if let Some(markers) = &mut self.markers {
+                let time = super::path::event_time_ms(&event, wall_ms);
+                if markers.observe(
+                    &self.key[..dir_len],
+                    event.topic(),
+                    event.partition(),
+                    time,
+                    now,
+                ) && let Err(e) = self.retrier.run(|_| markers.save(&self.dest)).await
+                {
+                    self.record_failure(format!("saving the `_SUCCESS` marker state: {e}"));
+                    batch.ack.fail();
+                    continue;
+                }
+            }
+            // A table's row, before any file is opened for it: a value that
+            // does not fit (`on_type_mismatch = "dead_letter"`) keeps the
+            // event out of every file.
+            if let Some(table) = &mut self.table
+                && let Err(mismatch) = table.fill(&event)
+            {
+                unwritable.push((index, mismatch.to_string()));
+                continue;
             }
             // One lookup decides: no file, a file to roll first, or a file
             // to append to.
@@ -566,9 +679,14 @@ impl Sink {
     /// `dead_letter` channel is set. Such an event is in no commit: it went
     /// to the dead-letter channel, maybe without reaching its sink before a
     /// crash, so it is sent there again (at-least-once, like that sink).
-    fn unwritable_committed(&self, event: &EventRef<'_>, dir_len: usize) -> Option<String> {
+    fn unwritable_committed(&mut self, event: &EventRef<'_>, dir_len: usize) -> Option<String> {
         if !self.dead_letter.configured() {
             return None;
+        }
+        if let Some(table) = &mut self.table
+            && let Err(mismatch) = table.fill(event)
+        {
+            return Some(mismatch.to_string());
         }
         let name = self.settings.file_name(
             event.topic(),
@@ -610,16 +728,35 @@ impl Sink {
             }
             _ => None,
         };
-        let opened = OpenFile::open(
-            &self.dest,
-            &self.settings,
-            &dir,
-            &name,
-            offset,
-            now,
-            &mut self.retrier,
-        )
-        .await;
+        let opened = match self.encoder() {
+            Ok(enc) => {
+                OpenFile::open(
+                    &self.dest,
+                    &self.settings,
+                    &dir,
+                    &name,
+                    offset,
+                    now,
+                    &mut self.retrier,
+                    enc,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let header = match &self.table {
+            Some(Table {
+                out: TableOut::Delimited { header, .. },
+                ..
+            }) => header.as_slice(),
+            _ => &[],
+        };
+        let opened = opened.and_then(|mut file| {
+            if !header.is_empty() {
+                file.write(header)?;
+            }
+            Ok(file)
+        });
         let mut file = match opened {
             Ok(file) => file,
             Err(e) => {
@@ -691,9 +828,29 @@ impl Sink {
             file.acks.push(batch.ack.clone());
             file.batch_seq = self.batch_seq;
         }
-        self.encoded.clear();
-        self.settings.format.encode(event, &mut self.encoded);
-        if let Err(e) = file.append(&self.encoded, offset, now) {
+        let appended = match (&self.table, self.settings.format.record()) {
+            (Some(table), _) => match &table.out {
+                TableOut::Parquet(_) => file.append_row(&table.row, offset, now),
+                TableOut::Delimited { dialect, .. } => {
+                    self.encoded.clear();
+                    dialect.encode(&table.columns, &table.row, &mut self.encoded);
+                    file.append(&self.encoded, offset, now)
+                }
+            },
+            (None, Some(format)) => {
+                self.encoded.clear();
+                format.encode(event, &mut self.encoded);
+                file.append(&self.encoded, offset, now)
+            }
+            (None, None) => Err(StoreError::permanent(
+                "internal error: a table format without its table",
+            )),
+        };
+        let size = match (&self.table, &appended) {
+            (Some(table), Ok(())) if matches!(table.out, TableOut::Parquet(_)) => table.row.size(),
+            _ => self.encoded.len() as u64,
+        };
+        if let Err(e) = appended {
             if let Some(file) = self.take_file() {
                 self.abandon(file, e).await;
             }
@@ -701,7 +858,7 @@ impl Sink {
             return;
         }
         written.events += 1;
-        written.bytes += self.encoded.len() as u64;
+        written.bytes += size;
         let full = self.policy.full(file);
         if let Some(eo) = &mut self.eo
             && let Some(state) = eo.parts.get_mut(&(topic.to_owned(), partition))
@@ -755,6 +912,32 @@ impl Sink {
                 self.record_failure(format!("dead-lettering failed: {e}"));
             }
         }
+    }
+
+    /// A new file's encoder: a Parquet writer, or the file compression.
+    fn encoder(&self) -> Result<Encoder, StoreError> {
+        if let Some(Table {
+            out: TableOut::Parquet(properties),
+            columns,
+            ..
+        }) = &self.table
+        {
+            return ParquetFile::new(columns, properties.clone())
+                .map(|p| Encoder::Parquet(Box::new(std::sync::Mutex::new(p))))
+                .map_err(|e| {
+                    StoreError::local("starting a Parquet file", &std::io::Error::other(e))
+                });
+        }
+        self.settings
+            .compression
+            .compressor(self.settings.level)
+            .map(Encoder::Stream)
+            .map_err(|e| {
+                StoreError::local(
+                    format!("starting {:?} compression", self.settings.compression),
+                    &e,
+                )
+            })
     }
 
     /// Removes the file of the current key from the open set.

@@ -96,6 +96,78 @@ impl Destination {
 }
 
 impl Destination {
+    /// Reads bookkeeping object `_sluice/<rel>`, if it exists.
+    pub(crate) async fn get_meta(&self, rel: &str) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            Destination::Local(local) => {
+                let path = local.meta_path(rel);
+                match tokio::fs::read(&path).await {
+                    Ok(b) => Ok(Some(b.into())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StoreError::local(format!("reading {}", path.display()), &e)),
+                }
+            }
+            Destination::Remote(remote) => {
+                let path = remote.meta_path(rel);
+                match remote.store().get(&path).await {
+                    Ok(r) => r
+                        .bytes()
+                        .await
+                        .map(Some)
+                        .map_err(|e| StoreError::remote(format!("reading {path}"), &e)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(StoreError::remote(format!("reading {path}"), &e)),
+                }
+            }
+        }
+    }
+
+    /// Writes bookkeeping object `_sluice/<rel>` whole, durably, replacing it.
+    pub(crate) async fn put_meta(&self, rel: &str, body: Bytes) -> Result<(), StoreError> {
+        match self {
+            Destination::Local(local) => {
+                let path = local.meta_path(rel);
+                Self::put_local(path, body).await
+            }
+            Destination::Remote(remote) => {
+                let path = remote.meta_path(rel);
+                remote
+                    .store()
+                    .put(&path, PutPayload::from(body))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| StoreError::remote(format!("writing {path}"), &e))
+            }
+        }
+    }
+
+    /// Writes object `name` in rendered directory `dir` whole (a `_SUCCESS`
+    /// marker), replacing it.
+    pub(crate) async fn put_in(
+        &self,
+        dir: &str,
+        name: &str,
+        body: Bytes,
+    ) -> Result<(), StoreError> {
+        match self {
+            Destination::Local(local) => {
+                Self::put_local(local.paths(dir, name).visible, body).await
+            }
+            Destination::Remote(remote) => {
+                let (path, _) = remote.path(dir, name);
+                remote.put(&path, body).await
+            }
+        }
+    }
+
+    async fn put_local(path: PathBuf, body: Bytes) -> Result<(), StoreError> {
+        tokio::task::spawn_blocking(move || {
+            super::commit::write_durably(&path, &body, false).map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::transient(format!("blocking task: {e}")))?
+    }
+
     /// Makes a sealed file visible (exactly-once mode); idempotent, so
     /// recovery may redo it: a local file already renamed, or an upload
     /// already completed into an object of the same size, counts as done.

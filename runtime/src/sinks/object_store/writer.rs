@@ -12,7 +12,7 @@
 //!   but the last) are sent as they fill and which is completed at roll.
 //!   Either way the object appears whole, at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use object_store::MultipartId;
@@ -23,10 +23,12 @@ use tracing::warn;
 
 use super::commit::{Sealed, Staged};
 use super::error::StoreError;
-use super::format::{Compression, Compressor, Format};
+use super::format::{Compression, Compressor, FileFormat};
 use super::journal::Entry;
 use super::retry::Retrier;
 use super::store::{Destination, LocalPaths};
+use super::table::Row;
+use super::table::parquet::ParquetFile;
 use crate::event::Ack;
 
 /// Output buffered before it is appended to a local in-progress file.
@@ -35,8 +37,8 @@ pub(crate) const LOCAL_FLUSH_BYTES: usize = 1 << 20;
 /// What every file of a sink is written with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileSettings {
-    /// Record format.
-    pub format: Format,
+    /// File format.
+    pub format: FileFormat,
     /// Whole-file compression.
     pub compression: Compression,
     /// Compression level, if not the codec's default.
@@ -60,10 +62,14 @@ impl FileSettings {
     ) -> String {
         let mut name = String::with_capacity(topic.len() + 40);
         super::path::push_sanitized(&mut name, topic.as_bytes(), missing);
+        // Parquet compresses pages inside the file, keeping its name.
+        let suffix = match self.format {
+            FileFormat::Parquet => "",
+            _ => self.compression.suffix(),
+        };
         name.push_str(&format!(
-            "+{partition}+{first_offset:020}.{}{}",
+            "+{partition}+{first_offset:020}.{}{suffix}",
             self.format.extension(),
-            self.compression.suffix()
         ));
         name
     }
@@ -107,6 +113,40 @@ enum Target {
     },
 }
 
+/// What turns a file's events into its bytes.
+pub(crate) enum Encoder {
+    /// Encoded records (or delimited rows) through whole-file compression.
+    Stream(Compressor),
+    /// A Parquet writer. The writer is `Send` but not `Sync`, and the sink's
+    /// futures hold `&OpenFile`s across awaits; a `Mutex` makes it `Sync`
+    /// and costs nothing here: it is only ever reached through `&mut`
+    /// ([`Mutex::get_mut`] does not lock).
+    Parquet(Box<Mutex<ParquetFile>>),
+}
+
+impl Encoder {
+    /// Bytes produced and not taken yet (see [`Compressor::output`]).
+    #[inline]
+    fn output(&mut self) -> &mut Vec<u8> {
+        match self {
+            Self::Stream(c) => c.output(),
+            Self::Parquet(p) => p.get_mut().unwrap_or_else(PoisonError::into_inner).output(),
+        }
+    }
+
+    /// Ends the file's encoding; returns the bytes not taken yet.
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Self::Stream(c) => c.finish(),
+            Self::Parquet(p) => p
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .finish()
+                .map_err(std::io::Error::other),
+        }
+    }
+}
+
 struct Upload {
     id: MultipartId,
     parts: Vec<PartId>,
@@ -134,14 +174,14 @@ pub(crate) struct OpenFile {
     pub batch_seq: u64,
     /// Its entry in the sink's journal of in-progress files, if it has one.
     pub journal: Option<Entry>,
-    enc: Compressor,
+    enc: Encoder,
     stored: u64,
     target: Target,
 }
 
 impl OpenFile {
-    /// Opens file `name` in rendered directory `dir`: creates the hidden
-    /// local file (retrying) or prepares an upload.
+    /// Opens file `name` in rendered directory `dir`, to be encoded by
+    /// `enc`: creates the hidden local file (retrying) or prepares an upload.
     #[allow(clippy::too_many_arguments)]
     pub async fn open(
         dest: &Destination,
@@ -151,16 +191,8 @@ impl OpenFile {
         first_offset: i64,
         now: Instant,
         retrier: &mut Retrier,
+        enc: Encoder,
     ) -> Result<Self, StoreError> {
-        let enc = settings
-            .compression
-            .compressor(settings.level)
-            .map_err(|e| {
-                StoreError::local(
-                    format!("starting {:?} compression", settings.compression),
-                    &e,
-                )
-            })?;
         let (target, display) = match dest {
             Destination::Local(local) => {
                 let paths = local.paths(dir, name);
@@ -202,14 +234,45 @@ impl OpenFile {
     /// Appends one encoded event.
     #[inline]
     pub fn append(&mut self, encoded: &[u8], offset: i64, now: Instant) -> Result<(), StoreError> {
-        self.enc
-            .write(encoded)
-            .map_err(|e| StoreError::local(format!("compressing into {}", self.display), &e))?;
+        self.write(encoded)?;
         self.events += 1;
         self.raw_bytes += encoded.len() as u64;
         self.last_offset = offset;
         self.last_write = now;
         Ok(())
+    }
+
+    /// Appends one event's row to a Parquet file.
+    #[inline]
+    pub fn append_row(&mut self, row: &Row, offset: i64, now: Instant) -> Result<(), StoreError> {
+        let Encoder::Parquet(file) = &mut self.enc else {
+            return Err(StoreError::permanent(
+                "internal error: a row for a file that is not Parquet",
+            ));
+        };
+        let file = file.get_mut().unwrap_or_else(PoisonError::into_inner);
+        file.push(row).map_err(|e| {
+            StoreError::local(
+                format!("encoding Parquet into {}", self.display),
+                &std::io::Error::other(e),
+            )
+        })?;
+        self.events += 1;
+        self.raw_bytes += row.size();
+        self.last_offset = offset;
+        self.last_write = now;
+        Ok(())
+    }
+
+    /// Writes bytes that are no event (a header row) into a stream file.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let Encoder::Stream(c) = &mut self.enc else {
+            return Err(StoreError::permanent(
+                "internal error: bytes for a Parquet file",
+            ));
+        };
+        c.write(bytes)
+            .map_err(|e| StoreError::local(format!("compressing into {}", self.display), &e))
     }
 
     /// Whether enough output is buffered to hand some to the destination.
@@ -262,11 +325,11 @@ impl OpenFile {
 
     /// Ends the compressed stream; its tail joins the buffered output.
     fn finish_compression(&mut self) -> Result<(), StoreError> {
-        let enc = std::mem::replace(&mut self.enc, Compressor::None(Vec::new()));
-        let tail = enc.finish().map_err(|e| {
-            StoreError::local(format!("finishing compression of {}", self.display), &e)
-        })?;
-        self.enc = Compressor::None(tail);
+        let enc = std::mem::replace(&mut self.enc, Encoder::Stream(Compressor::None(Vec::new())));
+        let tail = enc
+            .finish()
+            .map_err(|e| StoreError::local(format!("finishing {}", self.display), &e))?;
+        self.enc = Encoder::Stream(Compressor::None(tail));
         Ok(())
     }
 
@@ -481,7 +544,7 @@ mod tests {
     #[test]
     fn file_names_are_deterministic() {
         let s = FileSettings {
-            format: Format::Jsonl,
+            format: FileFormat::Jsonl,
             compression: Compression::Gzip,
             level: None,
             part_size: 8 << 20,
@@ -492,7 +555,7 @@ mod tests {
             "logs+3+00000000000000000042.jsonl.gz"
         );
         let s = FileSettings {
-            format: Format::Text,
+            format: FileFormat::Text,
             compression: Compression::None,
             ..s
         };
