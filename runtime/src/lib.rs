@@ -50,7 +50,7 @@ pub mod topology;
 
 // The layers below, under the names the rest of the runtime (and its users)
 // know them by: `crate::event` is `sluice_core::event`.
-pub use sluice_core::{durable, error, event, keys, metrics, tap, units};
+pub use sluice_core::{durable, error, event, keys, metrics, ranges, tap, units};
 pub use sluice_kafka as kafka;
 pub use sluice_plugin_host::{lookup, plugin};
 

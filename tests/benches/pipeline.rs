@@ -48,6 +48,8 @@ struct Measured {
     steady: Duration,
     total: Duration,
     cpu: Duration,
+    /// Bytes of the files written (local file variants).
+    on_disk: Option<u64>,
 }
 
 impl Measured {
@@ -165,8 +167,27 @@ fn main() -> anyhow::Result<()> {
                 false,
             ),
         ];
-        let variants = variants.into_iter().chain(admin_pair).chain(admin_pair);
-        for (label, interceptor, exactly_once, target, lanes, admin) in variants {
+        let formats = [
+            ("Sluice, no plugin → jsonl+zstd files", Output::JsonlZstd),
+            (
+                "Sluice, no plugin → parquet files (snappy)",
+                Output::Parquet("snappy"),
+            ),
+            (
+                "Sluice, no plugin → parquet files (zstd)",
+                Output::Parquet("zstd"),
+            ),
+        ];
+        let variants =
+            variants
+                .into_iter()
+                .chain(admin_pair)
+                .chain(admin_pair)
+                .map(|v| (v, Output::Text))
+                .chain(formats.map(|(label, output)| {
+                    ((label, None, false, Target::Files, None, false), output)
+                }));
+        for ((label, interceptor, exactly_once, target, lanes, admin), output) in variants {
             if only.as_deref().is_some_and(|only| !label.contains(only)) {
                 continue;
             }
@@ -187,6 +208,7 @@ fn main() -> anyhow::Result<()> {
                 s3: store,
                 lanes,
                 admin,
+                output,
             };
             let measured = run.measure(label).await?;
             println!("{}", line(&measured, results[0].steady_rate()));
@@ -212,8 +234,12 @@ fn figures(m: &Measured, baseline: f64) -> (f64, f64, f64, f64) {
 /// One variant's line, printed as it finishes.
 fn line(m: &Measured, baseline: f64) -> String {
     let (steady, ratio, total, cpu) = figures(m, baseline);
+    let disk = m
+        .on_disk
+        .map(|b| format!(", {:.1} MB on disk", b as f64 / 1e6))
+        .unwrap_or_default();
     format!(
-        "{}: {steady:.0} events/s steady (ratio to raw {ratio:.2}), {total:.0} events/s total, {cpu:.2} CPU s per M events",
+        "{}: {steady:.0} events/s steady (ratio to raw {ratio:.2}), {total:.0} events/s total, {cpu:.2} CPU s per M events{disk}",
         m.label
     )
 }
@@ -222,12 +248,16 @@ fn line(m: &Measured, baseline: f64) -> String {
 fn table(results: &[Measured]) -> String {
     let baseline = results[0].steady_rate();
     let mut out = String::from(
-        "| pipeline | events/s (steady) | ratio to raw | events/s (total) | CPU s per M events |\n|---|---|---|---|---|\n",
+        "| pipeline | events/s (steady) | ratio to raw | events/s (total) | CPU s per M events | MB on disk |\n|---|---|---|---|---|---|\n",
     );
     for m in results {
         let (steady, ratio, total, cpu) = figures(m, baseline);
+        let disk = m
+            .on_disk
+            .map(|b| format!("{:.1}", b as f64 / 1e6))
+            .unwrap_or_else(|| "–".into());
         out.push_str(&format!(
-            "| {} | {steady:.0} | {ratio:.2} | {total:.0} | {cpu:.2} |\n",
+            "| {} | {steady:.0} | {ratio:.2} | {total:.0} | {cpu:.2} | {disk} |\n",
             m.label
         ));
     }
@@ -366,11 +396,98 @@ fn raw_consume(kafka: &str, topic: &str, events: usize) -> anyhow::Result<Measur
             steady: ended - first.unwrap_or(started),
             total: ended - started,
             cpu: cpu_time() - cpu,
+            on_disk: None,
         })
     }
 }
 
-/// One Sluice variant: Kafka → (a plugin) → rolled `text` files.
+/// What a variant's files are.
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    /// The body and a newline.
+    Text,
+    /// One JSON object per event (key, value, metadata), zstd-compressed.
+    JsonlZstd,
+    /// Parquet with the events' fields as typed columns, pages compressed
+    /// with this codec.
+    Parquet(&'static str),
+}
+
+/// The columns of [`card_event`]s, and the metadata, as Parquet columns.
+const CARD_COLUMNS: &str = r#"
+[[sinks.files.columns]]
+name = "id"
+type = "string"
+from = "json:id"
+[[sinks.files.columns]]
+name = "ts"
+type = "timestamp"
+from = "json:ts"
+[[sinks.files.columns]]
+name = "user"
+type = "string"
+from = "json:user"
+[[sinks.files.columns]]
+name = "merchant"
+type = "string"
+from = "json:merchant"
+[[sinks.files.columns]]
+name = "card_number"
+type = "string"
+from = "json:card_number"
+[[sinks.files.columns]]
+name = "amount"
+type = "double"
+from = "json:amount"
+[[sinks.files.columns]]
+name = "currency"
+type = "string"
+from = "json:currency"
+[[sinks.files.columns]]
+name = "country"
+type = "string"
+from = "json:country"
+[[sinks.files.columns]]
+name = "kafka_partition"
+type = "int"
+from = "partition"
+[[sinks.files.columns]]
+name = "kafka_offset"
+type = "long"
+from = "offset"
+[[sinks.files.columns]]
+name = "kafka_timestamp"
+type = "timestamp"
+from = "timestamp"
+"#;
+
+impl Output {
+    /// The sink keys of this output.
+    fn keys(self) -> String {
+        match self {
+            Self::Text => "format = \"text\"\n".into(),
+            Self::JsonlZstd => "format = \"jsonl\"\ncompression = \"zstd\"\n".into(),
+            Self::Parquet(codec) => {
+                format!("format = \"parquet\"\ncompression = \"{codec}\"\n{CARD_COLUMNS}")
+            }
+        }
+    }
+}
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// One Sluice variant: Kafka → (a plugin) → rolled files.
 struct Run<'a> {
     kafka: &'a str,
     topic: &'a str,
@@ -383,6 +500,8 @@ struct Run<'a> {
     lanes: Option<usize>,
     /// Whether the admin endpoint runs, scraped every second.
     admin: bool,
+    /// What the files are.
+    output: Output,
 }
 
 impl Run<'_> {
@@ -418,18 +537,18 @@ impl Run<'_> {
         Ok(format!(
             r#"
 {admin}
+[channels.files]
+type = "memory"
+
 [sinks.files]
 type = "object_store"
 channel = "files"
 {destination}
 path = "%{{topic}}/%Y-%m-%d"
-format = "text"
 roll_size = "{roll_size}"
 roll_interval = "10s"
 exactly_once = {exactly_once}
-
-[channels.files]
-type = "memory"
+{output}
 
 [sources.bench]
 type = "kafka"
@@ -453,6 +572,7 @@ channels = ["files"]
                 .map(|n| format!("parallelism = {n}"))
                 .unwrap_or_default(),
             extra = std::env::var("SLUICE_BENCH_SOURCE_EXTRA").unwrap_or_default(),
+            output = self.output.keys(),
         ))
     }
 
@@ -505,6 +625,7 @@ channels = ["files"]
             steady: ended - first.unwrap_or(started),
             total: ended - started,
             cpu: cpu_time() - cpu,
+            on_disk: self.s3.is_none().then(|| bytes_under(out.path())),
         })
     }
 }

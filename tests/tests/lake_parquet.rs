@@ -68,7 +68,7 @@ fn value_of(i: usize) -> Value {
         "user": {"name": format!("u{}", i % 50), "tags": ["a", format!("t{}", i % 3)]},
         "items": [{"sku": "x", "qty": 1}, {"sku": "y", "qty": i % 7}],
         "amount": amount,
-        "flag": i % 2 == 0,
+        "flag": i.is_multiple_of(2),
     })
 }
 

@@ -113,6 +113,7 @@ pub struct Metrics {
     observed: Mutex<BTreeMap<String, GaugeFn>>,
     histograms: Mutex<BTreeMap<String, Arc<Histogram>>>,
     taps: crate::tap::Taps,
+    ranges: crate::ranges::ReadRanges,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -149,6 +150,13 @@ impl Metrics {
     /// Every tap point, to subscribe to.
     pub fn taps(&self) -> &crate::tap::Taps {
         &self.taps
+    }
+
+    /// The ranges bounded sources read, for the run's summary; kept with
+    /// the metrics because the run hands them back to its caller (see
+    /// [`crate::ranges`]).
+    pub fn ranges(&self) -> &crate::ranges::ReadRanges {
+        &self.ranges
     }
 
     /// Registers a gauge whose value `read` computes whenever metrics are

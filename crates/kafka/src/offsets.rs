@@ -207,6 +207,23 @@ impl Tracker {
         self.poisoned.retain(|tp, _| owned(tp));
     }
 
+    /// Whether every batch handed on has been reported (delivered or not)
+    /// and the open batch is empty: nothing is in flight.
+    pub fn settled(&mut self) -> bool {
+        self.advance();
+        self.pending.is_empty() && self.open.0.is_empty()
+    }
+
+    /// The offset up to which `topic`'s `partition` is delivered (what may
+    /// be committed), if anything of it was.
+    pub fn delivered_up_to(&mut self, topic: &str, partition: i32) -> Option<i64> {
+        self.advance();
+        self.ready
+            .iter()
+            .find(|((t, p), _)| *p == partition && t == topic)
+            .map(|(_, next)| *next)
+    }
+
     /// Number of handed-on batches whose offsets still wait for reports.
     #[cfg(test)]
     pub(crate) fn pending_batches(&self) -> usize {
@@ -311,6 +328,28 @@ mod tests {
         cut(&mut tr, 2, &[(0, 1)]);
         tr.report(2, true);
         assert_eq!(tr.committable(), vec![(tp("t", 0), 2)]);
+    }
+
+    #[test]
+    fn settled_once_every_batch_is_reported() {
+        let mut tr = Tracker::default();
+        assert!(tr.settled(), "nothing handed on");
+        cut(&mut tr, 0, &[(0, 0), (0, 1)]);
+        cut(&mut tr, 1, &[(0, 2)]);
+        tr.observe("t", 0, 3);
+        assert!(!tr.settled());
+        tr.seal(2);
+        tr.report(1, true);
+        tr.report(2, true);
+        assert!(!tr.settled(), "batch 0 is in flight");
+        assert_eq!(tr.delivered_up_to("t", 0), None);
+        tr.report(0, true);
+        assert!(tr.settled());
+        assert_eq!(tr.delivered_up_to("t", 0), Some(4));
+        cut(&mut tr, 3, &[(1, 0)]);
+        tr.report(3, false);
+        assert!(tr.settled(), "a failed batch is reported too");
+        assert_eq!(tr.delivered_up_to("t", 1), None);
     }
 
     #[test]

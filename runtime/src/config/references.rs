@@ -35,6 +35,7 @@ impl Loader<'_> {
         self.check_sink_dead_letters(config);
         self.check_sink_groups(config);
         self.check_transactional_sinks(config);
+        self.check_bounded_sources(config);
         self.check_drained(config, &drained);
         self.check_teams(config);
         self.check_plugin_files(config);
@@ -298,6 +299,35 @@ impl Loader<'_> {
                         if feeders.is_empty() { "none".to_owned() } else { feeders.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ") }
                     ),
                 ),
+            }
+        }
+    }
+
+    /// A bounded source ends once everything it read is durable: a sink it
+    /// feeds through a memory channel must release what it holds without
+    /// waiting for more events, or the run would never end. (A `file` or
+    /// `kafka` channel holds the events itself, durably.)
+    fn check_bounded_sources(&mut self, config: &Config) {
+        for (source, def) in &config.sources {
+            if !def.kind.bounded() {
+                continue;
+            }
+            for (sink, sink_def) in &config.sinks {
+                if config
+                    .channels
+                    .get(&sink_def.channel)
+                    .is_none_or(|c| c.durable())
+                    || !config
+                        .sources_feeding(&sink_def.channel)
+                        .contains(&source.as_str())
+                    || sink_def.kind.releases_without_more_input()
+                {
+                    continue;
+                }
+                self.error(
+                    &key(&["sinks", sink]),
+                    format!("sink `{sink}` is fed by the bounded source `{source}`, whose run ends only once everything it read is durable; the sink must make each batch durable without waiting for more events (an `object_store` sink: roll by time too, with `roll_interval` or `roll_idle`)"),
+                );
             }
         }
     }

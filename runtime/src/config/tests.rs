@@ -428,6 +428,29 @@ fn an_exactly_once_channel_cannot_take_dead_letters() {
     assert!(err.message.contains("dead_letter"), "{err}");
 }
 
+#[test]
+fn a_bounded_source_loads_and_its_sinks_must_release_without_more_input() {
+    let bounded = EXACTLY_ONCE.replace(
+        "channels = [\"lake\"]\n",
+        "channels = [\"lake\"]\n[sources.tx.bounded]\nstart = { \"t:0\" = 5 }\nend = \"2026-12-03T00:00:00Z\"\n",
+    );
+    let config = parse_str(&bounded).unwrap();
+    assert!(config.sources["tx"].kind.bounded());
+    // A file that rolls by size alone would hold the last batch for ever.
+    let err = single_error(&bounded.replace("roll_interval = \"10s\"", "roll_size = \"1MiB\""));
+    assert_eq!(err.key, "sinks.lake", "{err}");
+    assert!(err.message.contains("bounded source `tx`"), "{err}");
+    assert!(err.message.contains("roll_idle"), "{err}");
+    // A bad key inside `bounded` is reported with its position.
+    let errors = parse_str(&bounded.replace("\"t:0\" = 5", "\"u:0\" = 5"))
+        .unwrap_err()
+        .0;
+    let err = &errors[0];
+    assert_eq!(err.key, "sources.tx.bounded.start", "{err}");
+    assert_eq!(err.line, 9, "{err}");
+    assert!(err.message.contains("`u` is not in `topics`"), "{err}");
+}
+
 const EXACTLY_ONCE_KAFKA: &str = r#"
 [sources.tx]
 type = "kafka"

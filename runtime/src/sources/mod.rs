@@ -87,6 +87,13 @@ pub trait Source: Debug + Send + Sync + Any {
     fn uses_embedded_broker(&self) -> bool {
         false
     }
+    /// Whether it reads a range fixed when it starts and then ends on its
+    /// own, once everything it read is delivered (a `kafka` source with
+    /// `bounded`): the sinks it feeds must release what they hold without
+    /// waiting for more events.
+    fn bounded(&self) -> bool {
+        false
+    }
     /// Runs the source, sending its batches to `output`, until
     /// `ctx.shutdown` fires and what it sent is acknowledged. `link` is its
     /// delivery link with the sinks it feeds ([`crate::delivery`]).
@@ -121,6 +128,11 @@ impl SourceContext {
     pub fn counter(&self, what: &str) -> crate::metrics::Counter {
         self.metrics
             .counter(&format!("source.{}.{what}", self.name))
+    }
+
+    /// The source's gauge `source.<name>.<what>`.
+    pub fn gauge(&self, what: &str) -> crate::metrics::Gauge {
+        self.metrics.gauge(&format!("source.{}.{what}", self.name))
     }
 
     /// The source's histogram `source.<name>.<what>` (bounds in seconds).

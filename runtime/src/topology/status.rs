@@ -38,6 +38,40 @@ impl Totals {
     }
 }
 
+/// What `sluice run` prints when the run ends: the totals, then one line
+/// per partition a bounded source read (see [`crate::ranges`]).
+///
+/// ```text
+/// run ended: 9000 events read, 9000 written, 3 files completed, 0 dead-lettered
+/// bounded source `orders`: orders:0 offsets 120..5000 (4880 events)
+/// bounded source `orders`: orders:1 offsets 0..2000 of 0..4000 (2000 events; stopped before the end)
+/// ```
+pub(crate) fn summary(metrics: &Metrics) -> String {
+    use std::fmt::Write as _;
+    let t = Totals::read(metrics);
+    let mut out = format!(
+        "run ended: {} events read, {} written, {} files completed, {} dead-lettered\n",
+        t.events_in, t.events_out, t.files, t.dead_lettered
+    );
+    for r in metrics.ranges().all() {
+        let _ = write!(
+            out,
+            "bounded source `{}`: {}:{} offsets ",
+            r.source, r.topic, r.partition
+        );
+        let _ = if r.complete {
+            writeln!(out, "{}..{} ({} events)", r.start, r.end, r.events)
+        } else {
+            writeln!(
+                out,
+                "{}..{} of {}..{} ({} events; stopped before the end)",
+                r.start, r.next, r.start, r.end, r.events
+            )
+        };
+    }
+    out
+}
+
 /// Prints the status line every second while stderr is a terminal.
 pub fn spawn(metrics: Arc<Metrics>, enabled: bool, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -146,6 +180,39 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+
+    #[test]
+    fn the_summary_lists_totals_and_bounded_ranges() {
+        use crate::ranges::PartitionRange;
+        let metrics = Metrics::new();
+        metrics
+            .counter("source.orders.events")
+            .fetch_add(7, Ordering::Relaxed);
+        metrics
+            .counter("sink.lake.events")
+            .fetch_add(7, Ordering::Relaxed);
+        metrics
+            .counter("sink.lake.files_written")
+            .fetch_add(2, Ordering::Relaxed);
+        let range = |partition, next, complete| PartitionRange {
+            source: "orders".into(),
+            topic: "orders".into(),
+            partition,
+            start: 3,
+            end: 8,
+            next,
+            events: (next - 3) as u64,
+            complete,
+        };
+        metrics.ranges().record(range(1, 5, false));
+        metrics.ranges().record(range(0, 8, true));
+        assert_eq!(
+            summary(&metrics),
+            "run ended: 7 events read, 7 written, 2 files completed, 0 dead-lettered\n\
+             bounded source `orders`: orders:0 offsets 3..8 (5 events)\n\
+             bounded source `orders`: orders:1 offsets 3..5 of 3..8 (2 events; stopped before the end)\n"
+        );
+    }
 
     /// Runs the detector with `idle` (on the test's paused clock) over
     /// metrics in which a source has read `events`.

@@ -922,7 +922,7 @@ impl Sink {
             ..
         }) = &self.table
         {
-            return ParquetFile::new(columns, properties.clone())
+            return ParquetFile::new(columns, (**properties).clone())
                 .map(|p| Encoder::Parquet(Box::new(std::sync::Mutex::new(p))))
                 .map_err(|e| {
                     StoreError::local("starting a Parquet file", &std::io::Error::other(e))

@@ -1,12 +1,15 @@
 //! Configuration of the `kafka` source, and the librdkafka property helpers the
 //! Kafka sink and the embedded broker share with it.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::kafka::{KafkaProperties, PropertyError, check_properties};
+use crate::kafka::{KafkaProperties, KafkaValue, PropertyError, check_properties};
 use crate::keys::Invalid;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -38,6 +41,22 @@ use crate::units::{ByteSize, HumanDuration};
 /// "sasl.username" = "sluice"
 /// "sasl.password" = { file = "/run/secrets/kafka-password" }  # or { env = "KAFKA_PASSWORD" }
 /// "ssl.ca.location" = "/etc/kafka/ca.pem"   # the CA that signed the brokers' certificates
+/// ```
+///
+/// A bounded run (a batch job, like Camus or DataWorks' Kafka reader): read
+/// each partition from a start to an end fixed when the run starts, then
+/// end; `sluice run` exits 0 with a summary once everything read is
+/// delivered (see [`Bounded`]):
+///
+/// ```toml
+/// [sources.orders]
+/// type = "kafka"
+/// bootstrap_servers = "broker-1:9092"
+/// group_id = "sluice-orders-backfill"
+/// topics = ["orders"]
+/// [sources.orders.bounded]
+/// start = { "orders:0" = 120, "orders:1" = 0 }   # or "committed" (default), "earliest", "2026-12-03T00:00:00Z"
+/// end = "end_at_start"                          # or "2026-12-04T00:00:00Z", { "orders:0" = 5000, "orders:1" = 4000 }
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +115,16 @@ pub struct KafkaSourceConfig {
     /// `"earliest"` (default) or `"latest"` (librdkafka's `auto.offset.reset`).
     #[serde(default)]
     pub start_from: StartFrom,
+    /// A bounded run: read every partition of `topics` from `bounded.start`
+    /// up to `bounded.end` (both fixed when the source starts), hand on
+    /// nothing at or past the end, and end the source once every partition
+    /// reached its end and everything read is delivered and committed; when
+    /// every source of the run has ended, `sluice run` exits 0 and prints a
+    /// summary with each partition's offset range. Unset: the source reads
+    /// until it is stopped. Needs `topics` (not `topic_pattern`). See
+    /// [`Bounded`].
+    #[serde(default)]
+    pub bounded: Option<Bounded>,
     /// Extra librdkafka consumer properties (`"session.timeout.ms" = 30000`,
     /// `"security.protocol" = "ssl"`, ...), passed through as strings; they
     /// override Sluice's defaults. `enable.auto.commit` and
@@ -147,6 +176,243 @@ impl StartFrom {
         match self {
             Self::Earliest => "earliest",
             Self::Latest => "latest",
+        }
+    }
+}
+
+/// `[sources.<name>.bounded]`: the range of every partition a bounded run
+/// reads, `start` (inclusive) to `end` (exclusive). Both are resolved to
+/// offsets when the source starts (ends) or when a partition is assigned
+/// (starts); a partition whose start is at or past its end is done at once.
+///
+/// ```toml
+/// [sources.orders.bounded]
+/// start = "committed"     # default; or "earliest", an RFC 3339 time, or { "orders:0" = 120, ... }
+/// end = "end_at_start"    # required; or an RFC 3339 time, or { "orders:0" = 5000, ... }
+/// ```
+///
+/// In a table the keys are `"topic:partition"` and the values offsets; it
+/// must list every partition of every topic in `topics`, and only those.
+/// With an exactly-once sink a rerun over the same range writes nothing new:
+/// the sink skips what its commit log holds. An agent ends once the
+/// partitions assigned to it are done: run a bounded job as one agent per
+/// consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bounded {
+    /// Where each partition starts: `"committed"` (default) where the
+    /// exactly-once sinks' committed output or the consumer group left off,
+    /// else per `start_from`, as an unbounded source starts; `"earliest"`
+    /// the oldest retained record; an RFC 3339 time (`"2026-12-03T00:00:00Z"`,
+    /// or a TOML date-time) the first offset whose timestamp is at or after
+    /// it (the partition's end of log if none is); or a table of offsets,
+    /// `{ "orders:0" = 120, "orders:1" = 0 }`.
+    #[serde(default)]
+    pub start: BoundStart,
+    /// Where each partition ends (exclusive; required): `"end_at_start"` the
+    /// partition's high watermark when the run starts (under `read_committed`,
+    /// the last stable offset), so records produced during the run are not
+    /// read; an RFC 3339 time, the first offset whose timestamp is at or
+    /// after it (the high watermark if none is); or a table of offsets,
+    /// `{ "orders:0" = 5000, "orders:1" = 4000 }`. An offset past the
+    /// partition's current end waits for records up to it.
+    pub end: BoundEnd,
+}
+
+/// `bounded.start`; see [`Bounded::start`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BoundStart {
+    /// Where the exactly-once sinks or the group left off, else `start_from`.
+    #[default]
+    Committed,
+    /// The oldest retained record.
+    Earliest,
+    /// The first offset whose timestamp is at or after this time (ms since
+    /// the Unix epoch).
+    Time(i64),
+    /// An offset per partition.
+    Offsets(PartitionOffsets),
+}
+
+/// `bounded.end`; see [`Bounded::end`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundEnd {
+    /// The high watermark when the run starts.
+    EndAtStart,
+    /// The first offset whose timestamp is at or after this time (ms since
+    /// the Unix epoch); the high watermark if none is.
+    Time(i64),
+    /// An offset per partition (exclusive).
+    Offsets(PartitionOffsets),
+}
+
+/// A `{ "topic:partition" = offset }` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionOffsets(pub BTreeMap<(String, i32), i64>);
+
+impl PartitionOffsets {
+    /// The offset given for `topic`'s `partition`.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0
+            .iter()
+            .find(|((t, p), _)| *p == partition && t == topic)
+            .map(|(_, o)| *o)
+    }
+}
+
+/// What a `bounded.start` or `bounded.end` value reads as, before its words
+/// are checked.
+enum Position {
+    Word(String),
+    Time(i64),
+    Offsets(PartitionOffsets),
+}
+
+/// The TOML date-time a `toml::Value` hands to serde as a one-key map.
+const TOML_DATETIME: &str = "$__toml_private_datetime";
+
+const TIME_EXAMPLE: &str = "an RFC 3339 time such as \"2026-12-03T00:00:00Z\"";
+
+fn parse_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// `"orders:0"` → `("orders", 0)`.
+fn parse_topic_partition(key: &str) -> Option<(String, i32)> {
+    let (topic, partition) = key.rsplit_once(':')?;
+    let partition: i32 = partition.parse().ok()?;
+    (!topic.is_empty() && partition >= 0).then(|| (topic.to_owned(), partition))
+}
+
+struct PositionVisitor(&'static str);
+
+impl<'de> Visitor<'de> for PositionVisitor {
+    type Value = Position;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}, {TIME_EXAMPLE}, or a table of offsets such as {{ \"orders:0\" = 120 }}",
+            self.0
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Position, E> {
+        if v.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+            return parse_time(v).map(Position::Time).ok_or_else(|| {
+                E::custom(format!(
+                    "{v:?} is not {TIME_EXAMPLE} (a date, a time and an offset or `Z`)"
+                ))
+            });
+        }
+        Ok(Position::Word(v.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Position, A::Error> {
+        let mut offsets = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == TOML_DATETIME {
+                let text: String = map.next_value()?;
+                return parse_time(&text).map(Position::Time).ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "{text} is not a full date-time with an offset; write {TIME_EXAMPLE}"
+                    ))
+                });
+            }
+            let Some(tp) = parse_topic_partition(&key) else {
+                return Err(de::Error::custom(format!(
+                    "{key:?} does not name a partition; keys are \"topic:partition\", e.g. \"orders:0\""
+                )));
+            };
+            let offset: i64 = map.next_value()?;
+            if offset < 0 {
+                return Err(de::Error::custom(format!(
+                    "the offset of {key:?} is {offset}; offsets are 0 or more"
+                )));
+            }
+            if offsets.insert(tp, offset).is_some() {
+                return Err(de::Error::custom(format!("{key:?} is given twice")));
+            }
+        }
+        if offsets.is_empty() {
+            return Err(de::Error::custom(
+                "the table of offsets is empty; give an offset per partition, e.g. { \"orders:0\" = 120 }",
+            ));
+        }
+        Ok(Position::Offsets(PartitionOffsets(offsets)))
+    }
+}
+
+impl<'de> Deserialize<'de> for BoundStart {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const WORDS: &str = "\"committed\", \"earliest\"";
+        match deserializer.deserialize_any(PositionVisitor(WORDS))? {
+            Position::Word(w) if w == "committed" => Ok(Self::Committed),
+            Position::Word(w) if w == "earliest" => Ok(Self::Earliest),
+            Position::Word(w) => Err(de::Error::custom(format!(
+                "unknown start {w:?}; expected {WORDS}, {TIME_EXAMPLE}, or a table of offsets such as {{ \"orders:0\" = 120 }}"
+            ))),
+            Position::Time(t) => Ok(Self::Time(t)),
+            Position::Offsets(o) => Ok(Self::Offsets(o)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BoundEnd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const WORDS: &str = "\"end_at_start\"";
+        match deserializer.deserialize_any(PositionVisitor(WORDS))? {
+            Position::Word(w) if w == "end_at_start" => Ok(Self::EndAtStart),
+            Position::Word(w) => Err(de::Error::custom(format!(
+                "unknown end {w:?}; expected {WORDS}, {TIME_EXAMPLE}, or a table of offsets such as {{ \"orders:0\" = 5000 }}"
+            ))),
+            Position::Time(t) => Ok(Self::Time(t)),
+            Position::Offsets(o) => Ok(Self::Offsets(o)),
+        }
+    }
+}
+
+impl Bounded {
+    /// Checks what serde cannot, against the source's `topics`.
+    fn validate(&self, topics: &[String], has_pattern: bool) -> Result<(), Invalid> {
+        if has_pattern {
+            return Err(Invalid(
+                "`bounded` needs `topics`: a bounded run reads the partitions of named topics, fixed when it starts; replace `topic_pattern` with `topics`".into(),
+            ));
+        }
+        let tables = [("start", self.start.offsets()), ("end", self.end.offsets())];
+        for (key, table) in tables {
+            let Some(table) = table else { continue };
+            if let Some(((topic, partition), _)) =
+                table.0.iter().find(|((t, _), _)| !topics.contains(t))
+            {
+                return Err(Invalid(format!(
+                    "`bounded.{key}` names \"{topic}:{partition}\", but `{topic}` is not in `topics`"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BoundStart {
+    /// The table, if the start is one.
+    pub fn offsets(&self) -> Option<&PartitionOffsets> {
+        match self {
+            Self::Offsets(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+impl BoundEnd {
+    /// The table, if the end is one.
+    pub fn offsets(&self) -> Option<&PartitionOffsets> {
+        match self {
+            Self::Offsets(o) => Some(o),
+            _ => None,
         }
     }
 }
@@ -203,6 +469,17 @@ impl KafkaSourceConfig {
             .map_err(|e| Invalid(format!("`batch_max_bytes` {e}")))?;
         if self.commit_interval.get().is_zero() {
             return Err(Invalid("`commit_interval` must be longer than 0ms".into()));
+        }
+        if let Some(bounded) = &self.bounded {
+            bounded.validate(&self.topics, self.topic_pattern.is_some())?;
+            if self.kafka.get("statistics.interval.ms").is_some_and(|v| {
+                matches!(v, KafkaValue::Int(0))
+                    || matches!(v, KafkaValue::Str(s) if s.trim() == "0")
+            }) {
+                return Err(Invalid(
+                    "`kafka.\"statistics.interval.ms\"` = 0 turns off the statistics a bounded run reads to see that a partition ending in transaction markers is done; remove it or set it above 0".into(),
+                ));
+            }
         }
         check_properties("kafka", &self.kafka).map_err(|e| e.to_string())?;
         for key in COMMIT_KEYS {
@@ -393,5 +670,169 @@ mod tests {
                 .unwrap_err()
                 .contains("member name")
         );
+    }
+
+    /// The bounded example of the struct docs, as the loader reads it.
+    const BOUNDED: &str = r#"
+        bootstrap_servers = "broker-1:9092"
+        group_id = "sluice-orders-backfill"
+        topics = ["orders"]
+        [bounded]
+        start = { "orders:0" = 120, "orders:1" = 0 }
+        end = "end_at_start"
+    "#;
+
+    /// Loads `text` as the `kafka` source type does: the key at fault and
+    /// the message, or the configuration.
+    fn load(text: &str) -> Result<KafkaSourceConfig, (String, String)> {
+        let table: toml::Value =
+            toml::from_str(text).map_err(|e| (String::new(), e.to_string()))?;
+        match (super::super::TYPE.load)(table) {
+            Ok(source) => Ok(source
+                .as_any()
+                .downcast_ref::<KafkaSourceConfig>()
+                .expect("a kafka source")
+                .clone()),
+            Err(crate::keys::KeyError::Keys(e)) => {
+                Err((e.path().to_string(), e.inner().to_string()))
+            }
+            Err(crate::keys::KeyError::Invalid { at, message }) => Err((at.join("."), message)),
+        }
+    }
+
+    #[test]
+    fn parses_the_bounded_example() {
+        let c = load(BOUNDED).unwrap();
+        let b = c.bounded.expect("bounded");
+        assert_eq!(
+            b.start,
+            BoundStart::Offsets(PartitionOffsets(
+                [
+                    (("orders".to_owned(), 0), 120),
+                    (("orders".to_owned(), 1), 0)
+                ]
+                .into()
+            ))
+        );
+        assert_eq!(b.end, BoundEnd::EndAtStart);
+        assert_eq!(b.start.offsets().unwrap().get("orders", 0), Some(120));
+    }
+
+    #[test]
+    fn bounded_positions_are_words_times_or_tables() {
+        let with = |bounded: &str| {
+            load(&format!(
+                "bootstrap_servers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\", \"u:v\"]\n[bounded]\n{bounded}"
+            ))
+            .map(|c| c.bounded.expect("bounded"))
+        };
+        let b = with("end = \"end_at_start\"").unwrap();
+        assert_eq!(
+            (b.start, b.end),
+            (BoundStart::Committed, BoundEnd::EndAtStart)
+        );
+        let b = with("start = \"earliest\"\nend = \"2026-12-03T01:00:00+01:00\"").unwrap();
+        assert_eq!(b.start, BoundStart::Earliest);
+        assert_eq!(b.end, BoundEnd::Time(1_796_256_000_000));
+        // A TOML date-time, unquoted.
+        let b = with("start = 2026-12-03T00:00:00Z\nend = \"end_at_start\"").unwrap();
+        assert_eq!(b.start, BoundStart::Time(1_796_256_000_000));
+        // Straight from TOML text, a date-time is a map to serde.
+        let b: Bounded =
+            toml::from_str("start = 2026-12-03T00:00:00Z\nend = \"end_at_start\"").unwrap();
+        assert_eq!(b.start, BoundStart::Time(1_796_256_000_000));
+        let e = toml::from_str::<Bounded>("end = 2026-12-03").unwrap_err();
+        assert!(e.to_string().contains("not a full date-time"), "{e}");
+        // A topic name may hold a colon: the partition follows the last one.
+        let b = with("end = { \"u:v:3\" = 9 }").unwrap();
+        assert_eq!(b.end.offsets().unwrap().get("u:v", 3), Some(9));
+    }
+
+    #[test]
+    fn bad_bounded_values_name_the_key() {
+        let base = "bootstrap_servers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\n";
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[bounded]\nstart = \"earliest\"",
+                "bounded",
+                "missing field `end`",
+            ),
+            (
+                "[bounded]\nend = \"latest\"",
+                "bounded.end",
+                "unknown end \"latest\"",
+            ),
+            (
+                "[bounded]\nstart = \"newest\"\nend = \"end_at_start\"",
+                "bounded.start",
+                "unknown start \"newest\"",
+            ),
+            (
+                "[bounded]\nend = \"2026-13-01\"",
+                "bounded.end",
+                "is not an RFC 3339 time",
+            ),
+            (
+                "[bounded]\nend = 2026-12-03",
+                "bounded.end",
+                "is not an RFC 3339 time",
+            ),
+            (
+                "[bounded]\nend = { \"t\" = 5 }",
+                "bounded.end",
+                "keys are \"topic:partition\"",
+            ),
+            (
+                "[bounded]\nend = { \"t:-1\" = 5 }",
+                "bounded.end",
+                "does not name a partition",
+            ),
+            (
+                "[bounded]\nend = { \"t:0\" = -5 }",
+                "bounded.end",
+                "offsets are 0 or more",
+            ),
+            (
+                "[bounded]\nend = {}",
+                "bounded.end",
+                "the table of offsets is empty",
+            ),
+            (
+                "[bounded]\nend = 5",
+                "bounded.end",
+                "\"end_at_start\", an RFC 3339 time",
+            ),
+            (
+                "[bounded]\nend = \"end_at_start\"\nstop = 1",
+                "bounded.stop",
+                "unknown field `stop`",
+            ),
+            (
+                "[bounded]\nend = { \"x:0\" = 5 }",
+                "bounded.end",
+                "`x` is not in `topics`",
+            ),
+            (
+                "[bounded]\nstart = { \"x:0\" = 5 }\nend = \"end_at_start\"",
+                "bounded.start",
+                "`x` is not in `topics`",
+            ),
+            (
+                "[bounded]\nend = \"end_at_start\"\n[kafka]\n\"statistics.interval.ms\" = 0",
+                "kafka.statistics.interval.ms",
+                "`kafka.\"statistics.interval.ms\"` = 0",
+            ),
+        ];
+        for (extra, key, message) in cases {
+            let (at, got) = load(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(at, *key, "{extra}: {got}");
+            assert!(got.contains(message), "{extra}: {got}");
+        }
+        let (at, got) = load(
+            "bootstrap_servers = \"b:9092\"\ngroup_id = \"g\"\ntopic_pattern = \"t.*\"\n[bounded]\nend = \"end_at_start\"",
+        )
+        .unwrap_err();
+        assert_eq!(at, "bounded");
+        assert!(got.contains("`bounded` needs `topics`"), "{got}");
     }
 }

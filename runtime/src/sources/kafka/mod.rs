@@ -37,6 +37,12 @@
 //! - **Security**: TLS and SASL are librdkafka properties of the `kafka`
 //!   table; secrets can be read from files or the environment and are never
 //!   logged ([`properties`](crate::kafka::properties)).
+//! - **Bounded runs** (`bounded`): each partition is read from a start to
+//!   an end fixed when the source starts; records at or past the end are
+//!   not handed on and the partition is paused; once every assigned
+//!   partition is done and every batch is delivered, the source commits and
+//!   ends with `Ok`, and reports each partition's range for the run's
+//!   summary ([`bounded`]).
 //! - **Records that cannot be events**: a header key that is not UTF-8 (any
 //!   producer can send one) cannot be an event's header. Such a record goes,
 //!   whole, to the source's dead-letter channel: every header kept, invalid
@@ -50,19 +56,21 @@
 //! Metrics: `source.<name>.events`, `.bytes` (keys and bodies), `.batches`,
 //! `.commits` (commit requests sent), `.errors`, `.undelivered_batches`,
 //! `.rejected` (records sent to the dead-letter channel by the source),
-//! `.host_headers_dropped`, and
+//! `.host_headers_dropped`, the gauge `.bounded_partitions_left` (bounded
+//! runs: assigned partitions not yet at their end), and
 //! the gauge `.lag` (sum of the consumer lag of the assigned partitions, from
 //! librdkafka's statistics every `statistics.interval.ms`, default 1 s) with
 //! one gauge per partition, `.lag.<topic>.<partition>`: the partition's end
 //! minus the group's committed offset, as Kafka's consumer-group tool counts.
 
+mod bounded;
 mod config;
 mod headers;
 mod source;
 #[cfg(test)]
 mod tests;
 
-pub use config::{KafkaSourceConfig, StartFrom};
+pub use config::{BoundEnd, BoundStart, Bounded, KafkaSourceConfig, PartitionOffsets, StartFrom};
 pub use source::run;
 
 use std::any::Any;
@@ -81,16 +89,33 @@ pub const TYPE: SourceType = SourceType {
     name: "kafka",
     load: |table| {
         let config: KafkaSourceConfig = keys::deserialize(table)?;
-        config
-            .validate()
-            .map_err(|e| config.kafka.invalid("kafka", e))?;
+        config.validate().map_err(|e| locate(&config, e))?;
         Ok(Arc::new(config))
     },
 };
 
+/// A validation message as a problem of the key it opens with: `bounded.start`,
+/// `bounded.end`, `bounded`, or a property of the `kafka` table.
+fn locate(config: &KafkaSourceConfig, e: keys::Invalid) -> keys::KeyError {
+    const BOUNDED: [&[&str]; 3] = [&["bounded", "start"], &["bounded", "end"], &["bounded"]];
+    for at in BOUNDED {
+        if e.0.starts_with(&format!("`{}`", at.join("."))) {
+            return keys::KeyError::Invalid {
+                at: at.iter().map(|k| (*k).to_owned()).collect(),
+                message: e.0,
+            };
+        }
+    }
+    config.kafka.invalid("kafka", e)
+}
+
 impl Source for KafkaSourceConfig {
     fn rereads(&self) -> bool {
         true
+    }
+
+    fn bounded(&self) -> bool {
+        self.bounded.is_some()
     }
 
     fn may_read_topic(&self, name: &str) -> bool {

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
+use super::bounded::{self, Admit, Change, Fetched, Hooks, PlannedStart, Progress};
 use super::config::{KafkaSourceConfig, StartFrom};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
@@ -48,7 +49,13 @@ pub async fn run(
     };
     let bootstrap = resolve_bootstrap(&config.bootstrap_servers, ctx.embedded_bootstrap.as_deref())
         .map_err(|e| fail(e.0))?;
-    let context = SourceKafkaContext::new(&ctx, link, &bootstrap, config.start_from);
+    let context = SourceKafkaContext::new(
+        &ctx,
+        link,
+        &bootstrap,
+        config.start_from,
+        config.bounded.is_some(),
+    );
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
         .map_err(|e| fail(format!("configuring the consumer: {e}")))?
@@ -59,6 +66,30 @@ pub async fn run(
                 describe_error(&e)
             ))
         })?;
+    let consumer = Arc::new(consumer);
+    // A bounded run fixes its ranges before it joins the group: the
+    // rebalance callback positions assigned partitions by the plan.
+    let progress = match &config.bounded {
+        Some(bounds) => {
+            let (c, topics, bounds, name) = (
+                consumer.clone(),
+                config.topics.clone(),
+                bounds.clone(),
+                ctx.name.clone(),
+            );
+            let plan =
+                tokio::task::spawn_blocking(move || bounded::plan(&*c, &topics, &bounds, &name))
+                    .await
+                    .map_err(|e| fail(format!("planning the bounded run: {e}")))?
+                    .map_err(|e| fail(e.to_string()))?;
+            let progress = Progress::new(&plan, ctx.gauge("bounded_partitions_left"));
+            if let Some(hooks) = &consumer.context().bounded {
+                hooks.set_plan(plan);
+            }
+            Some(progress)
+        }
+        None => None,
+    };
     let subscription = config.subscription();
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer
@@ -70,7 +101,8 @@ pub async fn run(
     let mut commit_tick = tokio::time::interval(config.commit_interval.get());
     commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let source = Source {
-        consumer: Arc::new(consumer),
+        consumer,
+        bounded: progress,
         output: Some(output),
         ack_tx: Some(ack_tx),
         ack_rx,
@@ -136,12 +168,19 @@ enum Stop {
     Permanent(String),
     /// The committed positions of exactly-once sinks could not be read.
     Positions(String),
+    /// Bounded: every partition reached its end and is delivered.
+    Finished,
+    /// Bounded: every partition reached its end, but some were not
+    /// delivered up to it.
+    Incomplete(String),
 }
 
 struct Source {
     /// Cloned by the loops while they run; the last reference after `drain`,
     /// so `close` can drop (close) it off the async runtime.
     consumer: Arc<StreamConsumer<SourceKafkaContext>>,
+    /// A bounded run's partitions (see [`bounded`]).
+    bounded: Option<Progress>,
     output: Option<mpsc::Sender<Batch>>,
     ack_tx: Option<mpsc::UnboundedSender<AckReport>>,
     ack_rx: mpsc::UnboundedReceiver<AckReport>,
@@ -183,15 +222,38 @@ impl Source {
             Stop::Positions(e) => {
                 error!(source = %self.ctx.name, error = %e, "kafka source stopping: it cannot tell where to resume")
             }
+            Stop::Finished => {
+                info!(source = %self.ctx.name, "bounded run done: every partition reached its end and everything read is delivered")
+            }
+            Stop::Incomplete(e) => {
+                error!(source = %self.ctx.name, error = %e, "bounded run incomplete")
+            }
         }
         self.drain().await;
         let Source {
             consumer,
+            bounded,
             ctx,
             metrics,
             ..
         } = self;
         close(consumer, &ctx, &metrics).await;
+        if let Some(progress) = bounded {
+            for range in progress.ranges(&ctx.name) {
+                info!(
+                    source = %ctx.name,
+                    topic = %range.topic,
+                    partition = range.partition,
+                    start = range.start,
+                    end = range.end,
+                    read_to = range.next,
+                    events = range.events,
+                    reached_end = range.complete,
+                    "bounded partition"
+                );
+                ctx.metrics.ranges().record(range);
+            }
+        }
         let error = |message: String| SourceError {
             source_name: ctx.name.clone(),
             message,
@@ -203,6 +265,7 @@ impl Source {
             ))),
             Stop::Permanent(e) => Err(error(e)),
             Stop::Positions(e) => Err(error(e)),
+            Stop::Incomplete(e) => Err(error(e)),
             Stop::OutputClosed if !ctx.shutdown.is_cancelled() => Err(error(
                 "the processing stage stopped receiving batches before shutdown".into(),
             )),
@@ -227,13 +290,20 @@ impl Source {
         let shutdown = self.ctx.shutdown.clone();
         let link = self.consumer.context().link.clone();
         let health = self.consumer.context().health.clone();
+        let hooks = consumer.context().bounded.as_ref();
         loop {
+            if self.bounded.is_some()
+                && let Some(stop) = self.bounded_end().await
+            {
+                return stop;
+            }
             let deadline = self.deadline;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 failure = health.failed() => return Stop::Permanent(failure.to_owned()),
                 _ = link.rewind_requested() => self.rewind(&link).await,
+                () = woken(hooks) => {}
                 Some(report) = self.ack_rx.recv() => self.on_report(report),
                 _ = self.commit_tick.tick() => self.commit(),
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -278,7 +348,8 @@ impl Source {
                 return Err(Stop::OutputClosed);
             }
             let full = match message {
-                Ok(m) => self.add(&m),
+                Ok(m) if self.bounded.is_some() => self.add_bounded(&m),
+                Ok(m) => self.add(&m, m.topic()),
                 Err(e) => {
                     if let Some(stop) = self.on_error(e) {
                         return Err(stop);
@@ -337,6 +408,11 @@ impl Source {
                         .context()
                         .tracker()
                         .revoke(&[(topic.clone(), partition)]);
+                    if let Some(progress) = &mut self.bounded
+                        && progress.rewound(&topic, partition, offset, bounded::unix_now())
+                    {
+                        self.resume(&[(topic.clone(), partition)]);
+                    }
                     warn!(source = %self.ctx.name, topic, partition, offset, "partition rewound at a sink's request");
                 }
                 Err(e) => {
@@ -349,8 +425,131 @@ impl Source {
         }
     }
 
-    /// Appends a record to the open batch; `true` when the batch is full.
-    fn add(&mut self, m: &BorrowedMessage<'_>) -> bool {
+    /// Bounded: applies what the callbacks queued, then hands `m` on only
+    /// if it is below its partition's end; pauses a partition that reached
+    /// its end. `true` when the batch is full.
+    fn add_bounded(&mut self, m: &BorrowedMessage<'_>) -> bool {
+        self.bounded_news();
+        // Read once: each call asks librdkafka and checks the name's UTF-8.
+        let (topic, partition) = (m.topic(), m.partition());
+        let Some(progress) = &mut self.bounded else {
+            return self.add(m, topic);
+        };
+        match progress.admit(topic, partition, m.offset()) {
+            Admit::Take => self.add(m, topic),
+            Admit::Last => {
+                let full = self.add(m, topic);
+                self.pause(&[(topic.to_owned(), partition)]);
+                full
+            }
+            Admit::Past => {
+                self.pause(&[(topic.to_owned(), partition)]);
+                false
+            }
+            Admit::Drop => false,
+        }
+    }
+
+    /// Bounded: applies assignments and statistics the librdkafka callbacks
+    /// queued since the last call (one atomic load when there are none).
+    fn bounded_news(&mut self) {
+        let (Some(hooks), Some(progress)) = (
+            self.consumer.context().bounded.as_ref(),
+            self.bounded.as_mut(),
+        ) else {
+            return;
+        };
+        let version = hooks.version();
+        if version == progress.seen {
+            return;
+        }
+        progress.seen = version;
+        let (changes, fetched) = hooks.take();
+        let now = bounded::unix_now();
+        let mut pause = Vec::new();
+        for change in changes {
+            match change {
+                Change::Assigned { tp, start } => {
+                    if progress.assigned(&tp, start, now) {
+                        pause.push(tp);
+                    }
+                }
+                Change::Revoked(tp) => progress.revoked(&tp),
+            }
+        }
+        if let Some(report) = fetched {
+            let done = progress.fetched(&report);
+            if !done.is_empty() {
+                debug!(source = %self.ctx.name, partitions = ?done, "bounded: fetched to the end with nothing left to read");
+            }
+            pause.extend(done);
+        }
+        self.pause(&pause);
+    }
+
+    /// Bounded: once every assigned partition is done, hands the open batch
+    /// on and, when every batch is reported, says how the run ends.
+    async fn bounded_end(&mut self) -> Option<Stop> {
+        self.bounded_news();
+        if !self.bounded.as_ref().is_some_and(Progress::finished) {
+            return None;
+        }
+        if !self.flush().await {
+            return Some(Stop::OutputClosed);
+        }
+        let context = self.consumer.context();
+        if !context.tracker().settled() {
+            return None;
+        }
+        let progress = self.bounded.as_mut()?;
+        let short = progress
+            .undelivered(|topic, partition| context.tracker().delivered_up_to(topic, partition));
+        if short.is_empty() {
+            return Some(Stop::Finished);
+        }
+        let list: Vec<String> = short
+            .iter()
+            .map(|((topic, partition), delivered, read)| match delivered {
+                Some(d) => format!("{topic}:{partition} delivered up to {d} of {read}"),
+                None => {
+                    format!("{topic}:{partition} delivered nothing of what was read up to {read}")
+                }
+            })
+            .collect();
+        Some(Stop::Incomplete(format!(
+            "every partition reached its end, but some batches were not delivered ({}); their offsets were not committed, so a run with `start = \"committed\"` reads them again",
+            list.join(", ")
+        )))
+    }
+
+    /// Pauses fetching `tps` (bounded: done partitions).
+    fn pause(&self, tps: &[Tp]) {
+        if tps.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(tps.len());
+        for (topic, partition) in tps {
+            tpl.add_partition(topic, *partition);
+        }
+        if let Err(e) = self.consumer.pause(&tpl) {
+            warn!(source = %self.ctx.name, partitions = ?tps, error = %e, "pausing done partitions failed; their further records are dropped");
+        }
+    }
+
+    /// Resumes fetching `tps` (bounded: partitions rewound below their end).
+    fn resume(&self, tps: &[Tp]) {
+        let mut tpl = TopicPartitionList::with_capacity(tps.len());
+        for (topic, partition) in tps {
+            tpl.add_partition(topic, *partition);
+        }
+        if let Err(e) = self.consumer.resume(&tpl) {
+            warn!(source = %self.ctx.name, partitions = ?tps, error = %e, "resuming a rewound partition failed");
+        }
+    }
+
+    /// Appends a record of `topic` (its name, read once by the caller) to
+    /// the open batch; `true` when the batch is full.
+    fn add(&mut self, m: &BorrowedMessage<'_>, topic: &str) -> bool {
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         let mut unrepresentable = None;
         let mut host_headers = 0;
@@ -373,8 +572,6 @@ impl Source {
         };
         let key = m.key();
         let body = m.payload().unwrap_or(&[]);
-        // Read once: each call asks librdkafka and checks the name's UTF-8.
-        let topic = m.topic();
         match unrepresentable {
             None => self.events.push(&NewEvent {
                 key,
@@ -627,6 +824,14 @@ async fn close(
     }
 }
 
+/// Resolves when a bounded source's callbacks have news (never without one).
+async fn woken(hooks: Option<&Hooks>) {
+    match hooks {
+        Some(hooks) => hooks.woken().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(d) = deadline {
         tokio::time::sleep_until(d).await;
@@ -667,6 +872,8 @@ pub(crate) struct SourceKafkaContext {
     assigned: Gauge,
     /// Unix time (s) of the last offset commit the broker confirmed.
     last_commit: Gauge,
+    /// A bounded run's plan and what the callbacks tell its consume loop.
+    pub(super) bounded: Option<Hooks>,
 }
 
 impl SourceKafkaContext {
@@ -675,6 +882,7 @@ impl SourceKafkaContext {
         link: Arc<SourceLink>,
         bootstrap: &str,
         start_from: StartFrom,
+        bounded: bool,
     ) -> Self {
         Self {
             name: ctx.name.clone(),
@@ -698,6 +906,7 @@ impl SourceKafkaContext {
                 "source.{}.last_commit_timestamp_seconds",
                 ctx.name
             )),
+            bounded: bounded.then(Hooks::default),
         }
     }
 
@@ -767,6 +976,80 @@ impl SourceKafkaContext {
         }
         debug!(source = %self.name, ms = t0.elapsed().as_millis() as u64, "committed positions read");
         Ok(())
+    }
+}
+
+impl SourceKafkaContext {
+    /// Bounded: positions each newly assigned partition at its planned
+    /// start (`committed`: where the exactly-once sinks' output or the group
+    /// left off, else `start_from`; the exactly-once sinks recover every
+    /// partition either way), and returns the assignments for the
+    /// consume loop with the offset each starts at. A partition that did not
+    /// exist when the run started is assigned with no start (it is paused).
+    fn start_bounded(
+        &self,
+        hooks: &Hooks,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<Vec<Change>, ClientError> {
+        let plan = hooks
+            .plan()
+            .ok_or_else(|| ClientError("bounded: partitions assigned before the plan".into()))?;
+        // Every exactly-once sink recovers the partitions and learns where
+        // its committed output ends (it skips what it holds, whatever the
+        // start); only `committed` starts there.
+        self.start_at_committed_output(consumer, tpl)?;
+        // Partitions of `committed` no sink knows: the group's offset.
+        let mut unknown = TopicPartitionList::new();
+        for e in tpl.elements() {
+            if let Some(p) = plan.get(e.topic(), e.partition())
+                && p.start == PlannedStart::Committed
+                && !matches!(e.offset(), Offset::Offset(_))
+            {
+                unknown.add_partition(e.topic(), e.partition());
+            }
+        }
+        let group = if unknown.count() > 0 {
+            group_committed(consumer, &unknown)?
+        } else {
+            HashMap::new()
+        };
+        let mut changes = Vec::with_capacity(tpl.count());
+        let tps: Vec<(Tp, Offset)> = tpl
+            .elements()
+            .iter()
+            .map(|e| ((e.topic().to_owned(), e.partition()), e.offset()))
+            .collect();
+        for (tp, offset) in tps {
+            let (topic, partition) = (&tp.0, tp.1);
+            let Some(p) = plan.get(topic, partition) else {
+                warn!(source = %self.name, topic, partition, "bounded: a partition created after the run started is not read");
+                changes.push(Change::Assigned { tp, start: None });
+                continue;
+            };
+            let (position, start) = match p.start {
+                PlannedStart::At(o) => (Offset::Offset(o), o),
+                PlannedStart::Beginning => (Offset::Beginning, p.low),
+                PlannedStart::Committed => match (offset, group.get(&tp)) {
+                    (Offset::Offset(o), _) => (Offset::Offset(o), o),
+                    (_, Some(&o)) => (Offset::Offset(o), o),
+                    (_, None) => match self.start_from {
+                        StartFrom::Earliest => (Offset::Beginning, p.low),
+                        StartFrom::Latest => (Offset::End, p.high),
+                    },
+                },
+            };
+            tpl.set_partition_offset(topic, partition, position)
+                .map_err(|e| {
+                    ClientError(format!("setting the start of {topic}/{partition}: {e}"))
+                })?;
+            info!(source = %self.name, topic, partition, start, end = p.end, "bounded: reading partition");
+            changes.push(Change::Assigned {
+                tp,
+                start: Some(start),
+            });
+        }
+        Ok(changes)
     }
 }
 
@@ -851,8 +1134,13 @@ impl ClientContext for SourceKafkaContext {
     /// `read_committed`, the high watermark otherwise) minus the group's
     /// committed offset, i.e. the figure Kafka's consumer-group tool shows
     /// as LAG. Unknown (-1, e.g. nothing committed yet) counts as 0.
+    ///
+    /// Bounded: also hands the consume loop the partitions whose fetch
+    /// position librdkafka reports with its queue empty (see
+    /// [`bounded`](super::bounded)).
     fn stats(&self, statistics: Statistics) {
         let mut lag = 0;
+        let mut fetched = Vec::new();
         for (topic, t) in &statistics.topics {
             for p in t.partitions.values().filter(|p| p.partition >= 0) {
                 let value = p.consumer_lag.max(0);
@@ -860,9 +1148,20 @@ impl ClientContext for SourceKafkaContext {
                 self.metrics
                     .gauge(&format!("source.{}.lag.{topic}.{}", self.name, p.partition))
                     .store(value, Ordering::Relaxed);
+                if self.bounded.is_some() && p.fetchq_cnt == 0 && p.next_offset >= 0 {
+                    fetched.push(((topic.clone(), p.partition), p.next_offset));
+                }
             }
         }
         self.lag.store(lag, Ordering::Relaxed);
+        if let Some(hooks) = &self.bounded
+            && !fetched.is_empty()
+        {
+            hooks.set_fetched(Fetched {
+                time: statistics.time,
+                parts: fetched,
+            });
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -894,13 +1193,22 @@ impl ConsumerContext for SourceKafkaContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
-                if let Err(e) = self.start_at_committed_output(consumer, tpl) {
-                    // Reading from anywhere else could duplicate or skip
-                    // output: take nothing, and stop the source.
-                    self.errors.fetch_add(1, Ordering::Relaxed);
-                    *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.0);
-                    return;
-                }
+                let started = match &self.bounded {
+                    Some(hooks) => self.start_bounded(hooks, consumer, tpl),
+                    None => self
+                        .start_at_committed_output(consumer, tpl)
+                        .map(|()| Vec::new()),
+                };
+                let changes = match started {
+                    Ok(changes) => changes,
+                    Err(e) => {
+                        // Reading from anywhere else could duplicate or skip
+                        // output: take nothing, and stop the source.
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.0);
+                        return;
+                    }
+                };
                 self.link.assign(&tps);
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl).map(|_| ())
@@ -912,10 +1220,16 @@ impl ConsumerContext for SourceKafkaContext {
                     warn!(source = %self.name, error = %e, "assigning partitions failed");
                 }
                 self.link.set_group_metadata(consumer.group_metadata());
+                if let Some(hooks) = &self.bounded {
+                    hooks.push(changes);
+                }
                 self.post_rebalance(consumer, &Rebalance::Assign(tpl));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                if let Some(hooks) = &self.bounded {
+                    hooks.push(tps.iter().cloned().map(Change::Revoked));
+                }
                 let busy = self.link.revoke(&tps, REVOKE_WAIT);
                 if !busy.is_empty() {
                     warn!(source = %self.name, partitions = ?busy, "revoking while a sink is still committing; the next owner's store check settles it");

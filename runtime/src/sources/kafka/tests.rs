@@ -118,6 +118,7 @@ fn config(
         flush_when_idle: true,
         commit_interval: "50ms".parse().unwrap(),
         start_from: StartFrom::Earliest,
+        bounded: None,
         kafka: Default::default(),
     }
 }
@@ -730,4 +731,350 @@ async fn a_producer_cannot_forge_the_hosts_headers() {
     assert_eq!(metrics.get("source.forged.host_headers_dropped"), 2);
     ctx.shutdown.cancel();
     timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+}
+
+/// `config` with `bounded = { start, end }`.
+fn bounded_config(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    start: BoundStart,
+    end: BoundEnd,
+) -> KafkaSourceConfig {
+    KafkaSourceConfig {
+        bounded: Some(Bounded { start, end }),
+        ..config(bootstrap, topic, group, 100, "20ms")
+    }
+}
+
+/// `{ "<topic>:<p>" = offset }`.
+fn offsets(topic: &str, entries: &[(i32, i64)]) -> PartitionOffsets {
+    PartitionOffsets(
+        entries
+            .iter()
+            .map(|&(p, o)| ((topic.to_owned(), p), o))
+            .collect(),
+    )
+}
+
+/// Receives every batch until the source closes its output (a bounded
+/// source does when it ends), releasing each; returns the events.
+async fn receive_to_the_end(rx: &mut mpsc::Receiver<Batch>) -> Vec<Seen> {
+    timeout(WAIT, async {
+        let mut events = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            events.extend(seen(&batch));
+            batch.release();
+        }
+        events
+    })
+    .await
+    .expect("the bounded source ends and closes its output")
+}
+
+/// `(partition, offset)` of `events`, sorted.
+fn positions(events: &[Seen]) -> Vec<(i32, i64)> {
+    let mut out: Vec<(i32, i64)> = events.iter().map(|e| (e.partition, e.offset)).collect();
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_end_at_start_leaves_later_records_unread() {
+    let mock = cluster("b-end", 3);
+    let bootstrap = mock.bootstrap_servers();
+    let placed = produce(&bootstrap, "b-end", 0..300).await;
+    let (ctx, metrics) = context("backfill");
+    let (tx, mut rx) = mpsc::channel(4);
+    let source = tokio::spawn(run(
+        bounded_config(
+            &bootstrap,
+            "b-end",
+            "g-b-end",
+            BoundStart::Earliest,
+            BoundEnd::EndAtStart,
+        ),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    // The first batch comes after the ends were fixed: what is produced
+    // from now on is past them.
+    let first = timeout(WAIT, rx.recv())
+        .await
+        .expect("a first batch")
+        .expect("source ended early");
+    let mut events = seen(&first);
+    first.release();
+    let later = produce(&bootstrap, "b-end", 300..400).await;
+    events.extend(receive_to_the_end(&mut rx).await);
+    timeout(WAIT, source)
+        .await
+        .expect("the source ends on its own")
+        .unwrap()
+        .expect("a bounded run ends with Ok");
+    assert!(!ctx.shutdown.is_cancelled(), "no shutdown was needed");
+
+    let mut expected = placed.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        positions(&events),
+        expected,
+        "every record there at the start, once"
+    );
+    let keys: std::collections::HashSet<&[u8]> =
+        events.iter().filter_map(|e| e.key.as_deref()).collect();
+    assert!(
+        (300..400).all(|i| !keys.contains(format!("k{i}").as_bytes())),
+        "a record produced after the start was read"
+    );
+    assert_eq!(later.len(), 100);
+
+    // Committed at the ends fixed at the start, not at today's ends.
+    let (committed, end) = committed_and_end(&bootstrap, "g-b-end", "b-end", 3);
+    let mut at_start = vec![0i64; 3];
+    for (p, o) in &placed {
+        at_start[*p as usize] = at_start[*p as usize].max(o + 1);
+    }
+    assert_eq!(committed, at_start);
+    assert_eq!(end.iter().sum::<i64>(), 400);
+    let ranges = metrics.ranges().all();
+    assert_eq!(ranges.len(), 3);
+    for r in &ranges {
+        assert_eq!((r.source.as_str(), r.topic.as_str()), ("backfill", "b-end"));
+        assert_eq!((r.start, r.end), (0, at_start[r.partition as usize]));
+        assert_eq!(r.events, r.end as u64);
+        assert!(r.complete);
+    }
+    assert_eq!(
+        metrics.gauge_value("source.backfill.bounded_partitions_left"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_offset_tables_fix_each_partitions_range() {
+    let mock = cluster("b-tab", 3);
+    let bootstrap = mock.bootstrap_servers();
+    let placed = produce(&bootstrap, "b-tab", 0..300).await;
+    let mut count = [0i64; 3];
+    for (p, _) in &placed {
+        count[*p as usize] += 1;
+    }
+    assert!(count.iter().all(|&n| n >= 30), "{count:?}");
+    let (ctx, metrics) = context("tab");
+    let (tx, mut rx) = mpsc::channel(4);
+    let source = tokio::spawn(run(
+        bounded_config(
+            &bootstrap,
+            "b-tab",
+            "g-b-tab",
+            BoundStart::Offsets(offsets("b-tab", &[(0, 10), (1, 0), (2, 7)])),
+            // Partition 2: an empty range, done at once.
+            BoundEnd::Offsets(offsets("b-tab", &[(0, 25), (1, 30), (2, 7)])),
+        ),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    let events = receive_to_the_end(&mut rx).await;
+    timeout(WAIT, source)
+        .await
+        .expect("the source ends on its own")
+        .unwrap()
+        .expect("a bounded run ends with Ok");
+    let expected: Vec<(i32, i64)> = (10..25)
+        .map(|o| (0, o))
+        .chain((0..30).map(|o| (1, o)))
+        .collect();
+    assert_eq!(positions(&events), expected);
+    let ranges: Vec<(i32, i64, i64, u64, bool)> = metrics
+        .ranges()
+        .all()
+        .iter()
+        .map(|r| (r.partition, r.start, r.end, r.events, r.complete))
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![
+            (0, 10, 25, 15, true),
+            (1, 0, 30, 30, true),
+            (2, 7, 7, 0, true)
+        ]
+    );
+    let (committed, _) = committed_and_end(&bootstrap, "g-b-tab", "b-tab", 3);
+    assert_eq!(committed, vec![25, 30, -1], "nothing read of partition 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_time_end_with_no_later_record_is_the_end_at_start() {
+    let mock = cluster("b-time", 2);
+    let bootstrap = mock.bootstrap_servers();
+    let placed = produce(&bootstrap, "b-time", 0..50).await;
+    let (ctx, _metrics) = context("time");
+    let (tx, mut rx) = mpsc::channel(4);
+    // No record is this recent: each partition ends at its high watermark.
+    let tomorrow = chrono::Utc::now().timestamp_millis() + 86_400_000;
+    let source = tokio::spawn(run(
+        bounded_config(
+            &bootstrap,
+            "b-time",
+            "g-b-time",
+            BoundStart::Committed,
+            BoundEnd::Time(tomorrow),
+        ),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    let first = timeout(WAIT, rx.recv())
+        .await
+        .expect("a first batch")
+        .expect("source ended early");
+    let mut events = seen(&first);
+    first.release();
+    produce(&bootstrap, "b-time", 50..80).await;
+    events.extend(receive_to_the_end(&mut rx).await);
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    let mut expected = placed;
+    expected.sort_unstable();
+    assert_eq!(positions(&events), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_empty_ranges_end_at_once() {
+    let mock = cluster("b-empty", 2);
+    let bootstrap = mock.bootstrap_servers();
+    // Nothing in the topic: the end at the start is 0.
+    let (ctx, metrics) = context("empty");
+    let (tx, mut rx) = mpsc::channel(4);
+    let source = tokio::spawn(run(
+        bounded_config(
+            &bootstrap,
+            "b-empty",
+            "g-b-empty",
+            BoundStart::Committed,
+            BoundEnd::EndAtStart,
+        ),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    assert!(receive_to_the_end(&mut rx).await.is_empty());
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    let ranges: Vec<(i32, i64, i64, bool)> = metrics
+        .ranges()
+        .all()
+        .iter()
+        .map(|r| (r.partition, r.start, r.end, r.complete))
+        .collect();
+    assert_eq!(ranges, vec![(0, 0, 0, true), (1, 0, 0, true)]);
+
+    // Records there, but a start time later than all of them: empty too.
+    produce(&bootstrap, "b-empty", 0..20).await;
+    let (ctx, _metrics) = context("late");
+    let (tx, mut rx) = mpsc::channel(4);
+    let later = chrono::Utc::now().timestamp_millis() + 86_400_000;
+    let source = tokio::spawn(run(
+        bounded_config(
+            &bootstrap,
+            "b-empty",
+            "g-b-empty-2",
+            BoundStart::Time(later),
+            BoundEnd::EndAtStart,
+        ),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    assert!(receive_to_the_end(&mut rx).await.is_empty());
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_tables_must_match_the_topics_partitions() {
+    let mock = cluster("b-bad", 2);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "b-bad", 0..10).await;
+    let cases = [
+        (
+            BoundStart::Earliest,
+            BoundEnd::Offsets(offsets("b-bad", &[(0, 5)])),
+            "`bounded.end` gives no offset for \"b-bad:1\"",
+        ),
+        (
+            BoundStart::Offsets(offsets("b-bad", &[(0, 0), (1, 0), (2, 0)])),
+            BoundEnd::EndAtStart,
+            "`bounded.start` names \"b-bad:2\", which does not exist (`b-bad` has 2 partitions)",
+        ),
+        (
+            BoundStart::Offsets(offsets("b-bad", &[(0, 500), (1, 0)])),
+            BoundEnd::Offsets(offsets("b-bad", &[(0, 900), (1, 9)])),
+            "`bounded.start` of \"b-bad:0\" is 500, past the partition's end of log",
+        ),
+    ];
+    for (start, end, expected) in cases {
+        let (ctx, _metrics) = context("bad");
+        let (tx, _rx) = mpsc::channel(4);
+        let err = timeout(
+            WAIT,
+            run(
+                bounded_config(&bootstrap, "b-bad", "g-b-bad", start, end),
+                tx,
+                ctx,
+                SourceLink::new("s"),
+            ),
+        )
+        .await
+        .expect("fails at once")
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(err.starts_with("source `bad`: "), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_before_the_end_stops_a_bounded_source_as_usual() {
+    let mock = cluster("b-stop", 1);
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, "b-stop", 0..50).await;
+    let (ctx, metrics) = context("stop");
+    let (tx, mut rx) = mpsc::channel(4);
+    // The end is past the log: the run waits for records that never come.
+    let source = tokio::spawn(run(
+        bounded_config(
+            &bootstrap,
+            "b-stop",
+            "g-b-stop",
+            BoundStart::Earliest,
+            BoundEnd::Offsets(offsets("b-stop", &[(0, 1000)])),
+        ),
+        tx,
+        ctx.clone(),
+        SourceLink::new("s"),
+    ));
+    let mut read = 0;
+    timeout(WAIT, async {
+        while read < 50 {
+            let batch = rx.recv().await.expect("source ended early");
+            read += batch.len();
+            batch.release();
+        }
+    })
+    .await
+    .expect("every record there is read");
+    ctx.shutdown.cancel();
+    assert!(receive_to_the_end(&mut rx).await.is_empty());
+    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    let (committed, _) = committed_and_end(&bootstrap, "g-b-stop", "b-stop", 1);
+    assert_eq!(committed, vec![50]);
+    let ranges = metrics.ranges().all();
+    assert_eq!(
+        ranges
+            .iter()
+            .map(|r| (r.start, r.next, r.end, r.events, r.complete))
+            .collect::<Vec<_>>(),
+        vec![(0, 50, 1000, 50, false)]
+    );
 }

@@ -406,7 +406,7 @@ fn duckdb(
         )
     };
     let _ = writeln!(out, "CREATE OR REPLACE VIEW \"{table}\" AS");
-    let _ = write!(out, "SELECT\n");
+    let _ = writeln!(out, "SELECT");
     let text = config.format != FileFormat::Parquet;
     let mut all: Vec<String> = columns
         .columns

@@ -306,7 +306,7 @@ pub(crate) enum TableOut {
         header: Vec<u8>,
     },
     /// Parquet files written with these properties.
-    Parquet(::parquet::file::properties::WriterProperties),
+    Parquet(Box<::parquet::file::properties::WriterProperties>),
 }
 
 /// A sink's table: its columns, how rows are written, and the row being
@@ -328,13 +328,13 @@ impl Table {
             return Ok(None);
         };
         let out = match config.format {
-            FileFormat::Parquet => TableOut::Parquet(
+            FileFormat::Parquet => TableOut::Parquet(Box::new(
                 config
                     .parquet
                     .unwrap_or_default()
                     .properties(config.compression(), config.compression_level)
                     .map_err(|e| Invalid(format!("`compression_level`: {e}")))?,
-            ),
+            )),
             format => {
                 let dialect = if format == FileFormat::Tsv {
                     delimited::Dialect::Tsv
