@@ -543,6 +543,20 @@ async fn run(config: &Path, exit_when_idle: Option<Duration>, no_status: bool) -
     Ok(0)
 }
 
+/// The configuration of `object_store` sink `sink`.
+fn object_store_sink<'c>(
+    config: &'c crate::config::Config,
+    sink: &str,
+) -> Result<&'c crate::sinks::object_store::ObjectStoreSinkConfig> {
+    let Some(def) = config.sinks.get(sink) else {
+        bail!("no sink named `{sink}` in {}", config.file.display());
+    };
+    def.kind
+        .as_any()
+        .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
+        .with_context(|| format!("sink `{sink}` is not an object_store sink"))
+}
+
 /// `sluice ddl`: prints the table definition over a sink's output.
 fn ddl(
     config: &Path,
@@ -553,16 +567,7 @@ fn ddl(
     let Some(config) = load_or_report(config) else {
         return Ok(2);
     };
-    let Some(def) = config.sinks.get(sink) else {
-        bail!("no sink named `{sink}` in {}", config.file.display());
-    };
-    let Some(os) = def
-        .kind
-        .as_any()
-        .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
-    else {
-        bail!("sink `{sink}` is not an object_store sink");
-    };
+    let os = object_store_sink(&config, sink)?;
     let sql = crate::sinks::object_store::table::ddl::ddl(sink, os, dialect, options)?;
     print!("{sql}");
     Ok(0)
@@ -573,16 +578,7 @@ async fn lake_verify(config: &Path, sink: &str) -> Result<i32> {
     let Some(config) = load_or_report(config) else {
         return Ok(2);
     };
-    let Some(def) = config.sinks.get(sink) else {
-        bail!("no sink named `{sink}` in {}", config.file.display());
-    };
-    let Some(os) = def
-        .kind
-        .as_any()
-        .downcast_ref::<crate::sinks::object_store::ObjectStoreSinkConfig>()
-    else {
-        bail!("sink `{sink}` is not an object_store sink");
-    };
+    let os = object_store_sink(&config, sink)?;
     let report = crate::sinks::object_store::verify::verify(sink, os)
         .await
         .map_err(|e| anyhow::anyhow!("verifying sink `{sink}`: {e}"))?;
