@@ -550,6 +550,17 @@ impl Sink {
                     continue;
                 }
             }
+            // A table's row, before any file is opened for it: a value that
+            // does not fit (`on_type_mismatch = "dead_letter"`) keeps the
+            // event out of every file.
+            if let Some(table) = &mut self.table
+                && let Err(mismatch) = table.fill(&event)
+            {
+                unwritable.push((index, mismatch.to_string()));
+                continue;
+            }
+            // The event goes into its directory: its time counts for the
+            // directory's `_SUCCESS` marker.
             if let Some(markers) = &mut self.markers {
                 let time = super::path::event_time_ms(&event, wall_ms);
                 if markers.observe(
@@ -564,15 +575,6 @@ impl Sink {
                     batch.ack.fail();
                     continue;
                 }
-            }
-            // A table's row, before any file is opened for it: a value that
-            // does not fit (`on_type_mismatch = "dead_letter"`) keeps the
-            // event out of every file.
-            if let Some(table) = &mut self.table
-                && let Err(mismatch) = table.fill(&event)
-            {
-                unwritable.push((index, mismatch.to_string()));
-                continue;
             }
             // One lookup decides: no file, a file to roll first, or a file
             // to append to.

@@ -2,7 +2,6 @@
 //! see the rules in the module docs of [`super`].
 
 use chrono::{DateTime, NaiveDateTime};
-use serde_json::Value;
 
 use super::ColumnType;
 use super::row::{Cell, Mismatch, Row};
@@ -85,38 +84,59 @@ pub(super) fn from_int(kind: ColumnType, v: i64, row: &mut Row) -> Result<(), Mi
     Ok(())
 }
 
-/// Converts a (non-null) JSON value found at a `json:` path.
-pub(super) fn from_json(kind: ColumnType, v: &Value, row: &mut Row) -> Result<(), Mismatch> {
-    let cell = match (kind, v) {
-        (ColumnType::String | ColumnType::Binary, Value::String(s)) => {
-            row.push_bytes(s.as_bytes());
+/// Converts the JSON text of a value found at a `json:` path (as written
+/// in the body; `null` is a null).
+pub(super) fn from_json_text(kind: ColumnType, raw: &[u8], row: &mut Row) -> Result<(), Mismatch> {
+    let text_like = matches!(
+        kind,
+        ColumnType::String | ColumnType::Json | ColumnType::Binary
+    );
+    let cell = match raw.first() {
+        Some(b'n') => Cell::Null,
+        Some(b'"') => {
+            if kind == ColumnType::Json {
+                row.push_bytes(raw);
+                return Ok(());
+            }
+            // Borrowed when it has no escapes.
+            let owned: String;
+            let s: &str = match serde_json::from_slice::<&str>(raw) {
+                Ok(s) => s,
+                Err(_) => {
+                    owned = serde_json::from_slice(raw).map_err(|_| Mismatch::not(raw, "JSON"))?;
+                    &owned
+                }
+            };
+            return from_bytes(kind, s.as_bytes(), row);
+        }
+        // Objects, arrays, booleans and numbers as text: as written.
+        _ if text_like => {
+            row.push_bytes(raw);
             return Ok(());
         }
-        (ColumnType::String | ColumnType::Binary | ColumnType::Json, _) => {
-            let start = row.buf.len() as u32;
-            // Writing a `Value` into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut row.buf, v);
-            row.close_bytes(start);
-            return Ok(());
+        Some(b't') if kind == ColumnType::Boolean => Cell::Bool(true),
+        Some(b'f') if kind == ColumnType::Boolean => Cell::Bool(false),
+        Some(b'-' | b'0'..=b'9') => {
+            let text = std::str::from_utf8(raw).unwrap_or_default();
+            match kind {
+                ColumnType::Int => Cell::Int(i64::from(
+                    text.parse::<i32>()
+                        .map_err(|_| Mismatch::not(raw, "a 32-bit integer"))?,
+                )),
+                ColumnType::Long | ColumnType::Timestamp => Cell::Int(
+                    text.parse::<i64>()
+                        .map_err(|_| Mismatch::not(raw, "a 64-bit integer"))?,
+                ),
+                ColumnType::Double => Cell::Double(
+                    text.parse::<f64>()
+                        .map_err(|_| Mismatch::not(raw, "a number"))?,
+                ),
+                _ => return Err(Mismatch::not(raw, "a boolean")),
+            }
         }
-        (_, Value::String(s)) => return from_bytes(kind, s.as_bytes(), row),
-        (ColumnType::Int, Value::Number(n)) => Cell::Int(i64::from(
-            n.as_i64()
-                .and_then(|i| i32::try_from(i).ok())
-                .ok_or_else(|| Mismatch::not(n.to_string().as_bytes(), "a 32-bit integer"))?,
-        )),
-        (ColumnType::Long | ColumnType::Timestamp, Value::Number(n)) => Cell::Int(
-            n.as_i64()
-                .ok_or_else(|| Mismatch::not(n.to_string().as_bytes(), "a 64-bit integer"))?,
-        ),
-        (ColumnType::Double, Value::Number(n)) => Cell::Double(
-            n.as_f64()
-                .ok_or_else(|| Mismatch::not(n.to_string().as_bytes(), "a number"))?,
-        ),
-        (ColumnType::Boolean, Value::Bool(b)) => Cell::Bool(*b),
-        (_, other) => {
+        _ => {
             return Err(Mismatch::not(
-                other.to_string().as_bytes(),
+                raw,
                 match kind {
                     ColumnType::Boolean => "a boolean",
                     ColumnType::Timestamp => "a time",

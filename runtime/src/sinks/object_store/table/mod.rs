@@ -41,7 +41,8 @@
 //! (JSON text in a string column). A value converts to its column's type
 //! when it means the same: a JSON number or a decimal text to a number,
 //! `true`/`false` to a boolean, epoch milliseconds or an RFC 3339 text to a
-//! timestamp, any JSON to `json`, any text to `string`. A value that does
+//! timestamp, any JSON to `json`, any text to `string` (a JSON object,
+//! array, number or boolean at a path as its text in the body). A value that does
 //! not ([`Mismatch`]: text that is no number, bytes that are not UTF-8 for a
 //! `string`, a body that is not JSON for a `json:` column) follows the
 //! sink's `on_type_mismatch`: `"null"` (the default) writes a null in that
@@ -70,7 +71,7 @@ use super::format::FileFormat;
 use crate::event::EventRef;
 use crate::keys::Invalid;
 use crate::metrics::Counter;
-use path::JsonPath;
+use path::{JsonPath, PathTree};
 
 /// One `[[sinks.<name>.columns]]` entry as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -166,7 +167,8 @@ pub(crate) enum Source {
     Timestamp,
     Headers,
     Header(String),
-    Json(JsonPath),
+    /// A `json:` path: the slot of its value in the spec's [`PathTree`].
+    Json(usize),
     /// Converted once, when the config loads.
     Const(Cell, Vec<u8>),
 }
@@ -185,6 +187,8 @@ pub(crate) struct Columns {
     pub columns: Vec<Column>,
     /// Whether some column reads the body as JSON (parsed once per event).
     pub reads_json: bool,
+    /// Every `json:` path, found in one pass over a body.
+    pub paths: PathTree,
     pub on_mismatch: OnMismatch,
     /// The Arrow schema of the Parquet files.
     pub schema: Arc<Schema>,
@@ -200,6 +204,7 @@ impl Columns {
             ));
         }
         let mut columns = Vec::with_capacity(defs.len());
+        let mut paths = PathTree::default();
         for (i, def) in defs.iter().enumerate() {
             let at = || format!("`columns[{i}]` (`{}`)", def.name);
             check_name(&def.name).map_err(|why| Invalid(format!("`columns[{i}].name`: {why}")))?;
@@ -212,7 +217,7 @@ impl Columns {
                     at()
                 )));
             }
-            let source = parse_source(&def.from, def.kind)
+            let source = parse_source(&def.from, def.kind, &mut paths)
                 .map_err(|why| Invalid(format!("{}: `from` = {:?}: {why}", at(), def.from)))?;
             columns.push(Column {
                 name: def.name.clone(),
@@ -230,6 +235,7 @@ impl Columns {
         Ok(Self {
             columns,
             reads_json,
+            paths,
             on_mismatch,
             schema,
         })
@@ -253,7 +259,7 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn parse_source(from: &str, kind: ColumnType) -> Result<Source, String> {
+fn parse_source(from: &str, kind: ColumnType, paths: &mut PathTree) -> Result<Source, String> {
     let numeric_meta = |source: Source| match kind {
         ColumnType::Boolean | ColumnType::Binary | ColumnType::Json => Err(format!(
             "a number cannot be a `{kind}` column (use long, int, double, string or timestamp)"
@@ -282,7 +288,7 @@ fn parse_source(from: &str, kind: ColumnType) -> Result<Source, String> {
                 }
                 Source::Header(name.to_owned())
             } else if let Some(path) = from.strip_prefix("json:") {
-                Source::Json(JsonPath::parse(path)?)
+                Source::Json(paths.add(&JsonPath::parse(path)?))
             } else if let Some(text) = from.strip_prefix("const:") {
                 let mut row = Row::new(1);
                 convert::from_bytes(kind, text.as_bytes(), &mut row)

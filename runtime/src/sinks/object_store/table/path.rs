@@ -1,7 +1,19 @@
 //! JSON paths of `json:` columns: `tag.desc`, `items[0].id`, `[2]`,
-//! `["a.b"]` (a field whose name holds `.`, `[` or `"`).
+//! `["a.b"]` (a field whose name holds `.`, `[` or `"`), and the
+//! [`PathTree`] that finds all of a spec's paths in one pass over a body.
+//!
+//! The body is not built into a JSON tree: one streaming parse descends only
+//! into the fields and array elements some path names, skips the rest
+//! (still checking it is JSON), and records where each path's value lies in
+//! the body. A value is then converted straight from its text. Building a
+//! `serde_json::Value` per event instead cost more than the whole Parquet
+//! encoding (measured in the `pipeline` bench).
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// One step into a JSON value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,38 +86,268 @@ impl JsonPath {
         }
         Ok(Self(steps))
     }
+}
 
-    /// The value at this path in `root`, if there is one.
-    pub fn get<'v>(&self, root: &'v Value) -> Option<&'v Value> {
-        let mut at = root;
-        for step in &self.0 {
+/// Where one path's value lies in a body: a byte range, if it is there.
+pub(crate) type Span = Option<(u32, u32)>;
+
+/// Every `json:` path of a spec, merged into one tree; a leaf is the slot
+/// its value's span goes into.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct PathTree {
+    fields: Vec<(String, PathTree)>,
+    indexes: Vec<(usize, PathTree)>,
+    slot: Option<usize>,
+    slots: usize,
+}
+
+impl PathTree {
+    /// Adds `path`, whose value goes into the next slot; returns that slot.
+    pub fn add(&mut self, path: &JsonPath) -> usize {
+        let slot = self.slots;
+        self.slots += 1;
+        let mut at = &mut *self;
+        for step in &path.0 {
             at = match step {
-                Step::Field(name) => at.as_object()?.get(name)?,
-                Step::Index(i) => at.as_array()?.get(*i)?,
+                Step::Field(name) => {
+                    let i = match at.fields.iter().position(|(n, _)| n == name) {
+                        Some(i) => i,
+                        None => {
+                            at.fields.push((name.clone(), PathTree::default()));
+                            at.fields.len() - 1
+                        }
+                    };
+                    &mut at.fields[i].1
+                }
+                Step::Index(index) => {
+                    let i = match at.indexes.iter().position(|(n, _)| n == index) {
+                        Some(i) => i,
+                        None => {
+                            at.indexes.push((*index, PathTree::default()));
+                            at.indexes.len() - 1
+                        }
+                    };
+                    &mut at.indexes[i].1
+                }
             };
         }
-        Some(at)
+        at.slot = Some(slot);
+        slot
+    }
+
+    /// Finds every path's value in `body`: `spans[slot]` is its byte range,
+    /// or `None` when the path is absent. An error if `body` is not JSON.
+    pub fn find(&self, body: &[u8], spans: &mut Vec<Span>) -> Result<(), serde_json::Error> {
+        spans.clear();
+        spans.resize(self.slots, None);
+        let mut de = serde_json::Deserializer::from_slice(body);
+        Seek {
+            node: self,
+            base: body.as_ptr() as usize,
+            spans,
+            below_only: false,
+        }
+        .deserialize(&mut de)?;
+        de.end()
+    }
+}
+
+/// Descends into one node of the tree while deserializing.
+struct Seek<'t, 's> {
+    node: &'t PathTree,
+    /// Address of the body's first byte: spans are offsets from it.
+    base: usize,
+    spans: &'s mut Vec<Span>,
+    /// The node's own value is recorded already: only look below it.
+    below_only: bool,
+}
+
+impl Seek<'_, '_> {
+    fn record(&mut self, raw: &RawValue) {
+        if let Some(slot) = self.node.slot {
+            let text = raw.get();
+            let start = (text.as_ptr() as usize).saturating_sub(self.base) as u32;
+            self.spans[slot] = Some((start, start + text.len() as u32));
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seek<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(mut self, de: D) -> Result<(), D::Error> {
+        if self.node.slot.is_none() || self.below_only {
+            return de.deserialize_any(self);
+        }
+        // A leaf: its text, borrowed from the body; deeper paths below it
+        // are found in that text.
+        let raw: &'de RawValue = <&RawValue as de::Deserialize>::deserialize(de)?;
+        self.record(raw);
+        if !(self.node.fields.is_empty() && self.node.indexes.is_empty()) {
+            let mut inner = serde_json::Deserializer::from_str(raw.get());
+            let below = Seek {
+                node: self.node,
+                base: self.base,
+                spans: self.spans,
+                below_only: true,
+            };
+            below.deserialize(&mut inner).map_err(de::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        de.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for Seek<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self.node.fields.iter().find(|(n, _)| *n == key) {
+                Some((_, child)) => map.next_value_seed(Seek {
+                    node: child,
+                    base: self.base,
+                    spans: &mut *self.spans,
+                    below_only: false,
+                })?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            let more = match self.node.indexes.iter().find(|(n, _)| *n == i) {
+                Some((_, child)) => seq
+                    .next_element_seed(Seek {
+                        node: child,
+                        base: self.base,
+                        spans: &mut *self.spans,
+                        below_only: false,
+                    })?
+                    .is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    // A scalar where a path wanted an object or array: the path is absent.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
+    /// The text at each of `paths` in `body`.
+    fn find(paths: &[&str], body: &str) -> Vec<Option<String>> {
+        let mut tree = PathTree::default();
+        for p in paths {
+            tree.add(&JsonPath::parse(p).unwrap());
+        }
+        let mut spans = Vec::new();
+        tree.find(body.as_bytes(), &mut spans).unwrap();
+        spans
+            .iter()
+            .map(|s| s.map(|(a, b)| body[a as usize..b as usize].to_owned()))
+            .collect()
+    }
+
     #[test]
-    fn paths_walk_objects_and_arrays() {
-        let v = json!({"tag": {"desc": "x"}, "items": [{"id": 1}, {"id": 2}], "a.b": true});
-        let get = |p: &str| JsonPath::parse(p).unwrap().get(&v).cloned();
-        assert_eq!(get("tag.desc"), Some(json!("x")));
-        assert_eq!(get("items[1].id"), Some(json!(2)));
-        assert_eq!(get("[\"a.b\"]"), Some(json!(true)));
-        assert_eq!(get("items[5].id"), None);
-        assert_eq!(get("tag.missing"), None);
-        assert_eq!(get("tag.desc.deeper"), None);
-        let arr = json!([10, 20, 30]);
-        assert_eq!(JsonPath::parse("[2]").unwrap().get(&arr), Some(&json!(30)));
+    fn one_pass_finds_every_path_and_skips_the_rest() {
+        let body = r#"{"skip": {"deep": [1, {"x": 2}]}, "tag": {"desc": "x\"y", "n": 1.50},
+            "items": [{"id": 1}, {"id": 2}], "a.b": true, "esc\u0061pe": 7}"#;
+        assert_eq!(
+            find(
+                &[
+                    "tag.desc",
+                    "items[1].id",
+                    "[\"a.b\"]",
+                    "items[5].id",
+                    "tag.missing",
+                    "tag.desc.deeper",
+                    "tag",
+                    "tag.n",
+                    "escape",
+                    "items"
+                ],
+                body
+            ),
+            [
+                Some(r#""x\"y""#.into()),
+                Some("2".into()),
+                Some("true".into()),
+                None,
+                None,
+                None,
+                Some(r#"{"desc": "x\"y", "n": 1.50}"#.into()),
+                Some("1.50".into()),
+                Some("7".into()),
+                Some(r#"[{"id": 1}, {"id": 2}]"#.into()),
+            ]
+        );
+        assert_eq!(find(&["[2]"], "[10, 20, 30]"), [Some("30".to_owned())]);
+        assert_eq!(find(&["a.b"], r#"{"a": 5}"#), [None]);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_an_error() {
+        let mut tree = PathTree::default();
+        tree.add(&JsonPath::parse("a").unwrap());
+        let mut spans = Vec::new();
+        for bad in ["", "{", r#"{"a": 1} x"#, r#"{"b": [1,}"#, "plain text"] {
+            assert!(tree.find(bad.as_bytes(), &mut spans).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,9 +3,8 @@
 
 use std::fmt;
 
-use serde_json::Value;
-
 use super::convert;
+use super::path::Span;
 use super::{Column, ColumnType, Columns, OnMismatch, Source};
 use crate::event::EventRef;
 use sluice_batch::NO_TIMESTAMP;
@@ -62,8 +61,8 @@ impl fmt::Display for Mismatch {
 pub(crate) struct Row {
     pub cells: Vec<Cell>,
     pub buf: Vec<u8>,
-    /// The body parsed as JSON, when a column reads it (reused).
-    json: Option<Value>,
+    /// Where each `json:` path's value lies in the body (reused).
+    spans: Vec<Span>,
 }
 
 impl Row {
@@ -72,7 +71,7 @@ impl Row {
         Self {
             cells: Vec::with_capacity(columns),
             buf: Vec::new(),
-            json: None,
+            spans: Vec::new(),
         }
     }
 
@@ -120,16 +119,11 @@ impl Row {
         self.cells.clear();
         self.buf.clear();
         let json_error = if columns.reads_json {
-            match serde_json::from_slice::<Value>(event.body()) {
-                Ok(v) => {
-                    self.json = Some(v);
-                    None
-                }
-                Err(e) => {
-                    self.json = None;
-                    Some(format!("the value is not JSON ({e})"))
-                }
-            }
+            columns
+                .paths
+                .find(event.body(), &mut self.spans)
+                .err()
+                .map(|e| format!("the value is not JSON ({e})"))
         } else {
             None
         };
@@ -185,16 +179,12 @@ impl Row {
                 Some(value) => convert::from_bytes(kind, value, self),
                 None => self.null(),
             },
-            Source::Json(path) => {
-                // Taken out so the row's buffer can be written meanwhile.
-                let json = self.json.take();
-                let result = match json.as_ref().and_then(|v| path.get(v)) {
-                    None | Some(Value::Null) => self.null(),
-                    Some(v) => convert::from_json(kind, v, self),
-                };
-                self.json = json;
-                result
-            }
+            Source::Json(slot) => match self.spans.get(*slot).copied().flatten() {
+                None => self.null(),
+                Some((start, end)) => {
+                    convert::from_json_text(kind, &event.body()[start as usize..end as usize], self)
+                }
+            },
             Source::Const(cell, bytes) => {
                 match cell {
                     Cell::Bytes { .. } => self.push_bytes(bytes),
