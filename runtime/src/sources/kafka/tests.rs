@@ -19,7 +19,7 @@ use super::*;
 use crate::delivery::SourceLink;
 use crate::event::{Ack, Batch};
 use crate::metrics::Metrics;
-use crate::sources::SourceContext;
+use crate::sources::{SourceContext, SourceError};
 use crate::units::HumanDuration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -757,6 +757,62 @@ fn offsets(topic: &str, entries: &[(i32, i64)]) -> PartitionOffsets {
     )
 }
 
+/// A bounded source running on the mock cluster, and its output.
+struct BoundedRun {
+    source: tokio::task::JoinHandle<Result<(), SourceError>>,
+    rx: mpsc::Receiver<Batch>,
+    ctx: SourceContext,
+    metrics: Arc<Metrics>,
+}
+
+impl BoundedRun {
+    /// Starts source `name` of group `group` over `topic`, bounded by
+    /// `start` and `end`.
+    fn start(
+        bootstrap: &str,
+        (name, topic, group): (&str, &str, &str),
+        start: BoundStart,
+        end: BoundEnd,
+    ) -> Self {
+        let (ctx, metrics) = context(name);
+        let (tx, rx) = mpsc::channel(4);
+        let source = tokio::spawn(run(
+            bounded_config(bootstrap, topic, group, start, end),
+            tx,
+            ctx.clone(),
+            SourceLink::new("s"),
+        ));
+        Self {
+            source,
+            rx,
+            ctx,
+            metrics,
+        }
+    }
+
+    /// The events of the first batch (released).
+    async fn first_batch(&mut self) -> Vec<Seen> {
+        let first = timeout(WAIT, self.rx.recv())
+            .await
+            .expect("a first batch")
+            .expect("source ended early");
+        let events = seen(&first);
+        first.release();
+        events
+    }
+
+    /// Every further event, until the source ends on its own with `Ok`.
+    async fn finish(&mut self) -> Vec<Seen> {
+        let events = receive_to_the_end(&mut self.rx).await;
+        timeout(WAIT, &mut self.source)
+            .await
+            .expect("the source ends on its own")
+            .unwrap()
+            .expect("a bounded run ends with Ok");
+        events
+    }
+}
+
 /// Receives every batch until the source closes its output (a bounded
 /// source does when it ends), releasing each; returns the events.
 async fn receive_to_the_end(rx: &mut mpsc::Receiver<Batch>) -> Vec<Seen> {
@@ -784,36 +840,22 @@ async fn bounded_end_at_start_leaves_later_records_unread() {
     let mock = cluster("b-end", 3);
     let bootstrap = mock.bootstrap_servers();
     let placed = produce(&bootstrap, "b-end", 0..300).await;
-    let (ctx, metrics) = context("backfill");
-    let (tx, mut rx) = mpsc::channel(4);
-    let source = tokio::spawn(run(
-        bounded_config(
-            &bootstrap,
-            "b-end",
-            "g-b-end",
-            BoundStart::Earliest,
-            BoundEnd::EndAtStart,
-        ),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
+    let mut bounded = BoundedRun::start(
+        &bootstrap,
+        ("backfill", "b-end", "g-b-end"),
+        BoundStart::Earliest,
+        BoundEnd::EndAtStart,
+    );
     // The first batch comes after the ends were fixed: what is produced
     // from now on is past them.
-    let first = timeout(WAIT, rx.recv())
-        .await
-        .expect("a first batch")
-        .expect("source ended early");
-    let mut events = seen(&first);
-    first.release();
+    let mut events = bounded.first_batch().await;
     let later = produce(&bootstrap, "b-end", 300..400).await;
-    events.extend(receive_to_the_end(&mut rx).await);
-    timeout(WAIT, source)
-        .await
-        .expect("the source ends on its own")
-        .unwrap()
-        .expect("a bounded run ends with Ok");
-    assert!(!ctx.shutdown.is_cancelled(), "no shutdown was needed");
+    events.extend(bounded.finish().await);
+    assert!(
+        !bounded.ctx.shutdown.is_cancelled(),
+        "no shutdown was needed"
+    );
+    let metrics = &bounded.metrics;
 
     let mut expected = placed.clone();
     expected.sort_unstable();
@@ -862,27 +904,15 @@ async fn bounded_offset_tables_fix_each_partitions_range() {
         count[*p as usize] += 1;
     }
     assert!(count.iter().all(|&n| n >= 30), "{count:?}");
-    let (ctx, metrics) = context("tab");
-    let (tx, mut rx) = mpsc::channel(4);
-    let source = tokio::spawn(run(
-        bounded_config(
-            &bootstrap,
-            "b-tab",
-            "g-b-tab",
-            BoundStart::Offsets(offsets("b-tab", &[(0, 10), (1, 0), (2, 7)])),
-            // Partition 2: an empty range, done at once.
-            BoundEnd::Offsets(offsets("b-tab", &[(0, 25), (1, 30), (2, 7)])),
-        ),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
-    let events = receive_to_the_end(&mut rx).await;
-    timeout(WAIT, source)
-        .await
-        .expect("the source ends on its own")
-        .unwrap()
-        .expect("a bounded run ends with Ok");
+    let mut bounded = BoundedRun::start(
+        &bootstrap,
+        ("tab", "b-tab", "g-b-tab"),
+        BoundStart::Offsets(offsets("b-tab", &[(0, 10), (1, 0), (2, 7)])),
+        // Partition 2: an empty range, done at once.
+        BoundEnd::Offsets(offsets("b-tab", &[(0, 25), (1, 30), (2, 7)])),
+    );
+    let events = bounded.finish().await;
+    let metrics = &bounded.metrics;
     let expected: Vec<(i32, i64)> = (10..25)
         .map(|o| (0, o))
         .chain((0..30).map(|o| (1, o)))
@@ -911,31 +941,17 @@ async fn bounded_time_end_with_no_later_record_is_the_end_at_start() {
     let mock = cluster("b-time", 2);
     let bootstrap = mock.bootstrap_servers();
     let placed = produce(&bootstrap, "b-time", 0..50).await;
-    let (ctx, _metrics) = context("time");
-    let (tx, mut rx) = mpsc::channel(4);
     // No record is this recent: each partition ends at its high watermark.
     let tomorrow = chrono::Utc::now().timestamp_millis() + 86_400_000;
-    let source = tokio::spawn(run(
-        bounded_config(
-            &bootstrap,
-            "b-time",
-            "g-b-time",
-            BoundStart::Committed,
-            BoundEnd::Time(tomorrow),
-        ),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
-    let first = timeout(WAIT, rx.recv())
-        .await
-        .expect("a first batch")
-        .expect("source ended early");
-    let mut events = seen(&first);
-    first.release();
+    let mut bounded = BoundedRun::start(
+        &bootstrap,
+        ("time", "b-time", "g-b-time"),
+        BoundStart::Committed,
+        BoundEnd::Time(tomorrow),
+    );
+    let mut events = bounded.first_batch().await;
     produce(&bootstrap, "b-time", 50..80).await;
-    events.extend(receive_to_the_end(&mut rx).await);
-    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    events.extend(bounded.finish().await);
     let mut expected = placed;
     expected.sort_unstable();
     assert_eq!(positions(&events), expected);
@@ -946,23 +962,15 @@ async fn bounded_empty_ranges_end_at_once() {
     let mock = cluster("b-empty", 2);
     let bootstrap = mock.bootstrap_servers();
     // Nothing in the topic: the end at the start is 0.
-    let (ctx, metrics) = context("empty");
-    let (tx, mut rx) = mpsc::channel(4);
-    let source = tokio::spawn(run(
-        bounded_config(
-            &bootstrap,
-            "b-empty",
-            "g-b-empty",
-            BoundStart::Committed,
-            BoundEnd::EndAtStart,
-        ),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
-    assert!(receive_to_the_end(&mut rx).await.is_empty());
-    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
-    let ranges: Vec<(i32, i64, i64, bool)> = metrics
+    let mut bounded = BoundedRun::start(
+        &bootstrap,
+        ("empty", "b-empty", "g-b-empty"),
+        BoundStart::Committed,
+        BoundEnd::EndAtStart,
+    );
+    assert!(bounded.finish().await.is_empty());
+    let ranges: Vec<(i32, i64, i64, bool)> = bounded
+        .metrics
         .ranges()
         .all()
         .iter()
@@ -972,23 +980,14 @@ async fn bounded_empty_ranges_end_at_once() {
 
     // Records there, but a start time later than all of them: empty too.
     produce(&bootstrap, "b-empty", 0..20).await;
-    let (ctx, _metrics) = context("late");
-    let (tx, mut rx) = mpsc::channel(4);
     let later = chrono::Utc::now().timestamp_millis() + 86_400_000;
-    let source = tokio::spawn(run(
-        bounded_config(
-            &bootstrap,
-            "b-empty",
-            "g-b-empty-2",
-            BoundStart::Time(later),
-            BoundEnd::EndAtStart,
-        ),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
-    assert!(receive_to_the_end(&mut rx).await.is_empty());
-    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    let mut bounded = BoundedRun::start(
+        &bootstrap,
+        ("late", "b-empty", "g-b-empty-2"),
+        BoundStart::Time(later),
+        BoundEnd::EndAtStart,
+    );
+    assert!(bounded.finish().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1039,34 +1038,20 @@ async fn a_shutdown_before_the_end_stops_a_bounded_source_as_usual() {
     let mock = cluster("b-stop", 1);
     let bootstrap = mock.bootstrap_servers();
     produce(&bootstrap, "b-stop", 0..50).await;
-    let (ctx, metrics) = context("stop");
-    let (tx, mut rx) = mpsc::channel(4);
     // The end is past the log: the run waits for records that never come.
-    let source = tokio::spawn(run(
-        bounded_config(
-            &bootstrap,
-            "b-stop",
-            "g-b-stop",
-            BoundStart::Earliest,
-            BoundEnd::Offsets(offsets("b-stop", &[(0, 1000)])),
-        ),
-        tx,
-        ctx.clone(),
-        SourceLink::new("s"),
-    ));
+    let mut bounded = BoundedRun::start(
+        &bootstrap,
+        ("stop", "b-stop", "g-b-stop"),
+        BoundStart::Earliest,
+        BoundEnd::Offsets(offsets("b-stop", &[(0, 1000)])),
+    );
     let mut read = 0;
-    timeout(WAIT, async {
-        while read < 50 {
-            let batch = rx.recv().await.expect("source ended early");
-            read += batch.len();
-            batch.release();
-        }
-    })
-    .await
-    .expect("every record there is read");
-    ctx.shutdown.cancel();
-    assert!(receive_to_the_end(&mut rx).await.is_empty());
-    timeout(WAIT, source).await.unwrap().unwrap().unwrap();
+    while read < 50 {
+        read += bounded.first_batch().await.len();
+    }
+    bounded.ctx.shutdown.cancel();
+    assert!(bounded.finish().await.is_empty());
+    let metrics = &bounded.metrics;
     let (committed, _) = committed_and_end(&bootstrap, "g-b-stop", "b-stop", 1);
     assert_eq!(committed, vec![50]);
     let ranges = metrics.ranges().all();
