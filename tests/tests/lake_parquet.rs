@@ -40,7 +40,7 @@ use sluice_tests::{
 const EVENTS: usize = 30_000;
 const PARTITIONS: i32 = 3;
 /// How long the records take to produce: both kills land mid-stream.
-const STREAM: Duration = Duration::from_secs(36);
+const STREAM: Duration = Duration::from_secs(48);
 /// Event time of record 0: 2026-01-01T00:00:00Z.
 const BASE_MS: i64 = 1_767_225_600_000;
 /// Event times span 150 minutes: hours 00 and 01 whole, 02 half.
