@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use util::files_under;
+
+mod util;
 
 const EVENTS: u64 = 2000;
 
@@ -165,14 +168,14 @@ channels = ["p", "c", "t"]
     run(&config);
 
     // Files: hidden until complete, named by format and compression.
-    let mut names: Vec<String> = walk(&out)
+    let mut names: Vec<String> = files_under(&out)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     for (kind, suffix) in [("p", ".parquet"), ("c", ".csv.zst"), ("t", ".tsv")] {
-        let files = walk(&out.join(format!("kind={kind}")));
+        let files = files_under(&out.join(format!("kind={kind}")));
         assert_eq!(
             files.len(),
             3,
@@ -248,7 +251,7 @@ channels = ["p", "c", "t"]
             assert_eq!(row["label"], label.as_str(), "{view}");
             assert_eq!(row["score"], n as f64 + 0.5, "{view}");
             assert_eq!(row["odd"], true);
-            assert_eq!(row["raw_key"], hex(format!("k{n}").as_bytes()), "{view}");
+            assert_eq!(row["raw_key"], hex::encode(format!("k{n}")), "{view}");
             assert_eq!(row["source"], "gen");
             assert_eq!(row["kind"], view);
             assert!(row["at"].as_i64().unwrap() > 1_700_000_000_000);
@@ -321,9 +324,9 @@ format = "jsonl"
         assert_eq!(line["headers"]["sluice.dead_letter.sink"], "p");
     }
     assert!(
-        walk(&out).is_empty(),
+        files_under(&out).is_empty(),
         "nothing fits, no file: {:?}",
-        walk(&out)
+        files_under(&out)
     );
 
     // Without `dead_letter` the policy is refused where it is written.
@@ -370,25 +373,4 @@ format = "jsonl"
             "{want}: {stderr}"
         );
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Every file under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -159,7 +159,9 @@ roll_size = "192KiB"
 roll_interval = "2s"
 success_markers = true
 allowed_lateness = "1m"
-marker_idle_timeout = "3s"
+# Longer than a restart's rebalance and catch-up (6 s session timeout): a
+# partition still catching up must not count as idle.
+marker_idle_timeout = "20s"
 s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http = true, access_key_id = "test", secret_access_key = "test" }}
 
 [sinks.lake.parquet]
@@ -307,7 +309,7 @@ async fn parquet_lake_exactly_once_across_kills_read_by_duckdb_and_pyarrow() -> 
             let marker = |hr: &str| {
                 object_store::path::Path::from(format!("{prefix}/dt=2026-01-01/hr={hr}/_SUCCESS"))
             };
-            wait_for("the markers of hours 00 and 01", Duration::from_secs(30), || {
+            wait_for("the markers of hours 00 and 01", Duration::from_secs(60), || {
             let (store, m0, m1) = (&store, marker("00"), marker("01"));
             async move { Ok(store.head(&m0).await.is_ok() && store.head(&m1).await.is_ok()) }
         })

@@ -15,7 +15,10 @@
 //!   back). A partition that has delivered nothing for
 //!   `marker_idle_timeout` does not hold it back (it is caught up, or gone
 //!   to another agent); when every partition is idle the watermark is the
-//!   latest time of any;
+//!   latest time of any. That is a judgement on silence alone: a partition
+//!   silent longer than the timeout while it still has data (a slow catch-up
+//!   after a restart) lets its hours be marked early, so the timeout should
+//!   stay well above a rebalance;
 //! - and no file of that directory is still open: every file written into
 //!   it is visible (exactly-once: committed).
 //!
@@ -176,6 +179,20 @@ impl Markers {
 
     /// Directories complete by time (the caller checks their files).
     pub fn due(&mut self, now: Instant) -> Vec<String> {
+        // Checked after every batch: while no waiting directory could be
+        // due even by the latest time any partition delivered (the
+        // watermark can only be lower), skip asking the source's link.
+        let earliest = self.pending.values().min().copied();
+        let latest = self
+            .seen
+            .values()
+            .flat_map(|p| p.values())
+            .map(|s| s.latest_ms)
+            .max();
+        match (earliest, latest) {
+            (Some(end), Some(latest)) if end.saturating_add(self.lateness_ms) <= latest => {}
+            _ => return Vec::new(),
+        }
         let Some(watermark) = self.watermark(now) else {
             return Vec::new();
         };
@@ -225,15 +242,20 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
-    fn markers() -> Markers {
+    /// Hourly markers, idle after 30 s.
+    fn markers_with(lateness: Duration, link: Option<Arc<SourceLink>>) -> Markers {
         Markers::new(
             "s",
             Period::Hour,
-            Duration::from_secs(60),
+            lateness,
             Duration::from_secs(30),
-            None,
+            link,
             Counter::default(),
         )
+    }
+
+    fn markers() -> Markers {
+        markers_with(Duration::from_secs(60), None)
     }
 
     #[test]
@@ -262,14 +284,7 @@ mod tests {
     fn an_assigned_partition_that_delivered_nothing_holds_the_watermark_back() {
         let link = SourceLink::new("src");
         link.assign(&[("t".into(), 0), ("t".into(), 1)]);
-        let mut m = Markers::new(
-            "s",
-            Period::Hour,
-            Duration::ZERO,
-            Duration::from_secs(30),
-            Some(link.clone()),
-            Counter::default(),
-        );
+        let mut m = markers_with(Duration::ZERO, Some(link.clone()));
         let t0 = Instant::now();
         m.observe("hr=00", "t", 0, 10, t0);
         m.observe("hr=05", "t", 0, 5 * H, t0);
@@ -281,14 +296,7 @@ mod tests {
             "silent too long"
         );
         // Once it delivers, its time counts.
-        let mut m = Markers::new(
-            "s",
-            Period::Hour,
-            Duration::ZERO,
-            Duration::from_secs(30),
-            Some(link.clone()),
-            Counter::default(),
-        );
+        let mut m = markers_with(Duration::ZERO, Some(link.clone()));
         m.observe("hr=00", "t", 0, 10, t0);
         m.observe("hr=05", "t", 0, 5 * H, t0);
         m.observe("hr=00", "t", 1, 20, t0);
@@ -297,14 +305,7 @@ mod tests {
         assert_eq!(m.due(t0), ["hr=00"]);
         // A revoked partition no longer counts.
         link.revoke(&[("t".into(), 1)], Duration::ZERO);
-        let mut m = Markers::new(
-            "s",
-            Period::Hour,
-            Duration::ZERO,
-            Duration::from_secs(30),
-            Some(link),
-            Counter::default(),
-        );
+        let mut m = markers_with(Duration::ZERO, Some(link));
         m.observe("hr=00", "t", 0, 10, t0);
         m.observe("hr=05", "t", 0, 5 * H, t0);
         assert_eq!(m.due(t0), ["hr=00"]);

@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 use super::commit::{CommitLog, Created, Intent, Record};
 use super::config::ObjectStoreSinkConfig;
 use super::error::StoreError;
+use super::format::Format;
 use super::intake::{Drain, Intake, Next};
 use super::journal::Journal;
 use super::markers::Markers;
@@ -234,6 +235,16 @@ struct Written {
     bytes: u64,
 }
 
+/// How a sink's events become file bytes. One per sink, reached for every
+/// event: kept inline rather than boxed, whatever its variants' sizes.
+#[allow(clippy::large_enum_variant)]
+enum Encoding {
+    /// `text` or `jsonl` records.
+    Record(Format),
+    /// The rows of a table format (parquet, csv, tsv).
+    Table(Table),
+}
+
 /// The last file key rendered and what it was rendered from; see
 /// [`Sink::render_key`].
 #[derive(Default)]
@@ -261,8 +272,8 @@ pub struct Sink {
     max_open_files: usize,
     /// Where events that can never be written go.
     dead_letter: crate::sinks::dead_letter::DeadLetter,
-    /// The table of a table format (parquet, csv, tsv).
-    table: Option<Table>,
+    /// How events become file bytes.
+    encoding: Encoding,
     /// `_SUCCESS` markers, if asked for.
     markers: Option<Markers>,
     /// Why the sink must stop (an event that can never be written, and no
@@ -395,11 +406,17 @@ impl Sink {
                     message: format!("`path`: {e}"),
                 }
             })?;
-        let table =
-            Table::from_config(config, ctx.counter("type_mismatches")).map_err(|e| SinkError {
-                sink: ctx.name.clone(),
-                message: e.0,
-            })?;
+        let encoding = match config.format.record() {
+            Some(format) => Encoding::Record(format),
+            None => Encoding::Table(
+                Table::from_config(config, ctx.counter("type_mismatches")).map_err(|e| {
+                    SinkError {
+                        sink: ctx.name.clone(),
+                        message: e.0,
+                    }
+                })?,
+            ),
+        };
         let markers = match (config.success_markers, template.period()) {
             (true, Some(period)) => Some(Markers::new(
                 &ctx.name,
@@ -413,7 +430,7 @@ impl Sink {
         };
         Ok(Self {
             name: ctx.name.clone(),
-            table,
+            encoding,
             markers,
             settings: FileSettings {
                 format: config.format,
@@ -553,7 +570,7 @@ impl Sink {
             // A table's row, before any file is opened for it: a value that
             // does not fit (`on_type_mismatch = "dead_letter"`) keeps the
             // event out of every file.
-            if let Some(table) = &mut self.table
+            if let Encoding::Table(table) = &mut self.encoding
                 && let Err(mismatch) = table.fill(&event)
             {
                 unwritable.push((index, mismatch.to_string()));
@@ -685,7 +702,7 @@ impl Sink {
         if !self.dead_letter.configured() {
             return None;
         }
-        if let Some(table) = &mut self.table
+        if let Encoding::Table(table) = &mut self.encoding
             && let Err(mismatch) = table.fill(event)
         {
             return Some(mismatch.to_string());
@@ -746,8 +763,8 @@ impl Sink {
             }
             Err(e) => Err(e),
         };
-        let header = match &self.table {
-            Some(Table {
+        let header = match &self.encoding {
+            Encoding::Table(Table {
                 out: TableOut::Delimited { header, .. },
                 ..
             }) => header.as_slice(),
@@ -830,35 +847,42 @@ impl Sink {
             file.acks.push(batch.ack.clone());
             file.batch_seq = self.batch_seq;
         }
-        let appended = match (&self.table, self.settings.format.record()) {
-            (Some(table), _) => match &table.out {
-                TableOut::Parquet(_) => file.append_row(&table.row, offset, now),
-                TableOut::Delimited { dialect, .. } => {
-                    self.encoded.clear();
-                    dialect.encode(&table.columns, &table.row, &mut self.encoded);
-                    file.append(&self.encoded, offset, now)
+        // Appended, with the bytes it counts for.
+        let encoded = &mut self.encoded;
+        let appended = match &self.encoding {
+            Encoding::Table(Table {
+                out: TableOut::Parquet(_),
+                row,
+                ..
+            }) => file.append_row(row, offset, now).map(|()| row.size()),
+            Encoding::Table(Table {
+                out: TableOut::Delimited { dialect, .. },
+                columns,
+                row,
+                ..
+            }) => {
+                encoded.clear();
+                dialect.encode(columns, row, encoded);
+                file.append(encoded, offset, now)
+                    .map(|()| encoded.len() as u64)
+            }
+            Encoding::Record(format) => {
+                encoded.clear();
+                format.encode(event, encoded);
+                file.append(encoded, offset, now)
+                    .map(|()| encoded.len() as u64)
+            }
+        };
+        let size = match appended {
+            Ok(size) => size,
+            Err(e) => {
+                if let Some(file) = self.take_file() {
+                    self.abandon(file, e).await;
                 }
-            },
-            (None, Some(format)) => {
-                self.encoded.clear();
-                format.encode(event, &mut self.encoded);
-                file.append(&self.encoded, offset, now)
+                self.break_partition(topic, partition, offset).await;
+                return;
             }
-            (None, None) => Err(StoreError::permanent(
-                "internal error: a table format without its table",
-            )),
         };
-        let size = match (&self.table, &appended) {
-            (Some(table), Ok(())) if matches!(table.out, TableOut::Parquet(_)) => table.row.size(),
-            _ => self.encoded.len() as u64,
-        };
-        if let Err(e) = appended {
-            if let Some(file) = self.take_file() {
-                self.abandon(file, e).await;
-            }
-            self.break_partition(topic, partition, offset).await;
-            return;
-        }
         written.events += 1;
         written.bytes += size;
         let full = self.policy.full(file);
@@ -918,11 +942,11 @@ impl Sink {
 
     /// A new file's encoder: a Parquet writer, or the file compression.
     fn encoder(&self) -> Result<Encoder, StoreError> {
-        if let Some(Table {
+        if let Encoding::Table(Table {
             out: TableOut::Parquet(properties),
             columns,
             ..
-        }) = &self.table
+        }) = &self.encoding
         {
             return ParquetFile::new(columns, (**properties).clone())
                 .map(|p| Encoder::Parquet(Box::new(std::sync::Mutex::new(p))))

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 
 use super::{ColumnType, Columns};
-use crate::sinks::object_store::config::ObjectStoreSinkConfig;
+use crate::sinks::object_store::config::{ObjectStoreSinkConfig, Scheme};
 use crate::sinks::object_store::format::{Compression, FileFormat};
 
 /// The engine whose SQL is written.
@@ -135,10 +135,14 @@ impl Layout {
         let location = match &options.location {
             Some(l) => l.trim_end_matches('/').to_owned(),
             None => {
-                let mut l = config.url.trim_end_matches('/').to_owned();
-                if let Some(local) = l.strip_prefix("file://") {
-                    l = local.to_owned();
-                }
+                // A local directory is named by its path, as engines take it.
+                let mut l = match config.parse_url() {
+                    Ok((Scheme::File, url)) => url
+                        .to_file_path()
+                        .map_or_else(|()| url.path().to_owned(), |p| p.display().to_string()),
+                    _ => config.url.clone(),
+                };
+                l.truncate(l.trim_end_matches('/').len());
                 for c in &location {
                     l.push('/');
                     l.push_str(c);

@@ -64,7 +64,7 @@ use std::sync::atomic::Ordering;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Deserialize;
 
-pub(crate) use row::{Cell, ColumnMismatch, Row};
+pub(crate) use row::{Cell, ColumnMismatch, Mismatch, Row};
 
 use super::config::ObjectStoreSinkConfig;
 use super::format::FileFormat;
@@ -259,11 +259,33 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn parse_source(from: &str, kind: ColumnType, paths: &mut PathTree) -> Result<Source, String> {
+/// Why a column's `from` cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FromError {
+    #[error(
+        "expected `key`, `value`, `topic`, `partition`, `offset`, `timestamp`, `headers`, `header:NAME`, `json:PATH` or `const:TEXT`"
+    )]
+    Unknown,
+    #[error("a number cannot be a `{0}` column (use long, int, double, string or timestamp)")]
+    NumberAs(ColumnType),
+    #[error("all headers are a JSON object: make the column `json` or `string`, not `{0}`")]
+    HeadersAs(ColumnType),
+    #[error("`header:` needs a header name")]
+    NoHeaderName,
+    #[error(transparent)]
+    Path(#[from] path::PathError),
+    #[error("the constant does not fit type `{kind}`: {mismatch}")]
+    Constant {
+        kind: ColumnType,
+        mismatch: Mismatch,
+    },
+}
+
+fn parse_source(from: &str, kind: ColumnType, paths: &mut PathTree) -> Result<Source, FromError> {
     let numeric_meta = |source: Source| match kind {
-        ColumnType::Boolean | ColumnType::Binary | ColumnType::Json => Err(format!(
-            "a number cannot be a `{kind}` column (use long, int, double, string or timestamp)"
-        )),
+        ColumnType::Boolean | ColumnType::Binary | ColumnType::Json => {
+            Err(FromError::NumberAs(kind))
+        }
         _ => Ok(source),
     };
     let source = match from {
@@ -275,16 +297,12 @@ fn parse_source(from: &str, kind: ColumnType, paths: &mut PathTree) -> Result<So
         "timestamp" => numeric_meta(Source::Timestamp)?,
         "headers" => match kind {
             ColumnType::String | ColumnType::Json => Source::Headers,
-            _ => {
-                return Err(format!(
-                    "all headers are a JSON object: make the column `json` or `string`, not `{kind}`"
-                ));
-            }
+            _ => return Err(FromError::HeadersAs(kind)),
         },
         _ => {
             if let Some(name) = from.strip_prefix("header:") {
                 if name.is_empty() {
-                    return Err("`header:` needs a header name".into());
+                    return Err(FromError::NoHeaderName);
                 }
                 Source::Header(name.to_owned())
             } else if let Some(path) = from.strip_prefix("json:") {
@@ -292,11 +310,11 @@ fn parse_source(from: &str, kind: ColumnType, paths: &mut PathTree) -> Result<So
             } else if let Some(text) = from.strip_prefix("const:") {
                 let mut row = Row::new(1);
                 convert::from_bytes(kind, text.as_bytes(), &mut row)
-                    .map_err(|m| format!("the constant does not fit type `{kind}`: {}", m.why))?;
+                    .map_err(|mismatch| FromError::Constant { kind, mismatch })?;
                 let cell = row.cells[0];
                 Source::Const(cell, row.buf)
             } else {
-                return Err("expected `key`, `value`, `topic`, `partition`, `offset`, `timestamp`, `headers`, `header:NAME`, `json:PATH` or `const:TEXT`".into());
+                return Err(FromError::Unknown);
             }
         }
     };
@@ -325,14 +343,12 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// The table of a table-format `config`, if it is one.
+    /// The table of a table-format `config` (its `columns`).
     pub fn from_config(
         config: &ObjectStoreSinkConfig,
         mismatches: Counter,
-    ) -> Result<Option<Self>, Invalid> {
-        let Some(columns) = config.table()? else {
-            return Ok(None);
-        };
+    ) -> Result<Self, Invalid> {
+        let columns = Columns::parse(&config.columns, config.on_type_mismatch)?;
         let out = match config.format {
             FileFormat::Parquet => TableOut::Parquet(Box::new(
                 config
@@ -354,12 +370,12 @@ impl Table {
                 TableOut::Delimited { dialect, header }
             }
         };
-        Ok(Some(Self {
+        Ok(Self {
             row: Row::new(columns.columns.len()),
             columns,
             out,
             mismatches,
-        }))
+        })
     }
 
     /// Fills the row from `event`; see [`Row::fill`]. Mismatches are counted.

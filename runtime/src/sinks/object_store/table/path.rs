@@ -26,11 +26,30 @@ enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JsonPath(Vec<Step>);
 
+/// Why a JSON path does not parse (byte positions count from its start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PathError {
+    #[error("`json:` needs a path, e.g. `json:tag.desc` or `json:items[0].id`")]
+    Empty,
+    #[error("`[` at byte {0} is never closed")]
+    Unclosed(usize),
+    #[error("quoted name at byte {0} is never closed")]
+    UnclosedQuote(usize),
+    #[error("`[{0}]` is not an array index (use `[\"name\"]` for a field)")]
+    NotAnIndex(String),
+    #[error("empty field name at byte {0}")]
+    EmptyName(usize),
+    #[error("expected `.` or `[` at byte {0}")]
+    Expected(usize),
+    #[error("the path ends with `.`")]
+    TrailingDot,
+}
+
 impl JsonPath {
     /// Parses `path`; the error says what is wrong and where.
-    pub fn parse(path: &str) -> Result<Self, String> {
+    pub fn parse(path: &str) -> Result<Self, PathError> {
         if path.is_empty() {
-            return Err("`json:` needs a path, e.g. `json:tag.desc` or `json:items[0].id`".into());
+            return Err(PathError::Empty);
         }
         let bytes = path.as_bytes();
         let mut steps = Vec::new();
@@ -42,22 +61,20 @@ impl JsonPath {
                     let close = path[i..]
                         .find(']')
                         .map(|c| i + c)
-                        .ok_or_else(|| format!("`[` at byte {i} is never closed"))?;
+                        .ok_or(PathError::Unclosed(i))?;
                     let inner = &path[i + 1..close];
                     if inner.starts_with('"') {
                         // A quoted field name ends at the `"]` after it.
                         let end = path[i + 2..]
                             .find("\"]")
                             .map(|c| i + 2 + c)
-                            .ok_or_else(|| format!("quoted name at byte {i} is never closed"))?;
+                            .ok_or(PathError::UnclosedQuote(i))?;
                         steps.push(Step::Field(path[i + 2..end].to_owned()));
                         i = end + 2;
                     } else {
-                        let index = inner.parse::<usize>().map_err(|_| {
-                            format!(
-                                "`[{inner}]` is not an array index (use `[\"name\"]` for a field)"
-                            )
-                        })?;
+                        let index = inner
+                            .parse::<usize>()
+                            .map_err(|_| PathError::NotAnIndex(inner.to_owned()))?;
                         steps.push(Step::Index(index));
                         i = close + 1;
                     }
@@ -65,14 +82,14 @@ impl JsonPath {
                 }
                 b'.' => {
                     if expect_name {
-                        return Err(format!("empty field name at byte {i}"));
+                        return Err(PathError::EmptyName(i));
                     }
                     expect_name = true;
                     i += 1;
                 }
                 _ => {
                     if !expect_name {
-                        return Err(format!("expected `.` or `[` at byte {i}"));
+                        return Err(PathError::Expected(i));
                     }
                     let end = path[i..].find(['.', '[']).map_or(path.len(), |c| i + c);
                     steps.push(Step::Field(path[i..end].to_owned()));
@@ -82,7 +99,7 @@ impl JsonPath {
             }
         }
         if expect_name {
-            return Err("the path ends with `.`".into());
+            return Err(PathError::TrailingDot);
         }
         Ok(Self(steps))
     }
@@ -361,7 +378,7 @@ mod tests {
             ("a[0]b", "expected `.` or `[`"),
             (".a", "empty field name"),
         ] {
-            let err = JsonPath::parse(path).unwrap_err();
+            let err = JsonPath::parse(path).unwrap_err().to_string();
             assert!(err.contains(why), "{path}: {err}");
         }
     }
