@@ -451,6 +451,30 @@ fn a_bounded_source_loads_and_its_sinks_must_release_without_more_input() {
     assert!(err.message.contains("`u` is not in `topics`"), "{err}");
 }
 
+/// A generator with `count` and standard input end on their own and wait
+/// until everything they sent is acknowledged: like a bounded Kafka source,
+/// they cannot feed a sink that holds its last file open until more input.
+#[test]
+fn finite_generators_and_stdin_feed_only_sinks_that_release_without_more_input() {
+    let lake = |source: &str, roll: &str| {
+        format!(
+            "[sources.gen]\n{source}\nchannels = [\"lake\"]\n\n[channels.lake]\ntype = \"memory\"\n\n[sinks.lake]\ntype = \"object_store\"\nchannel = \"lake\"\nurl = \"file:///tmp/lake\"\n{roll}\n"
+        )
+    };
+    let by_size = "roll_size = \"1MiB\"";
+    for source in ["type = \"generator\"\ncount = 1000", "type = \"stdin\""] {
+        let err = single_error(&lake(source, by_size));
+        assert_eq!(err.key, "sinks.lake", "{err}");
+        assert!(err.message.contains("`gen`"), "{err}");
+        assert!(err.message.contains("roll_interval"), "{err}");
+        let config = parse_str(&lake(source, "roll_size = \"1MiB\"\nroll_idle = \"2s\"")).unwrap();
+        assert!(config.sources["gen"].kind.bounded(), "{source}");
+    }
+    // Without `count` a generator runs until shutdown, which flushes.
+    let endless = parse_str(&lake("type = \"generator\"\nrate = 10", by_size)).unwrap();
+    assert!(!endless.sources["gen"].kind.bounded());
+}
+
 const EXACTLY_ONCE_KAFKA: &str = r#"
 [sources.tx]
 type = "kafka"

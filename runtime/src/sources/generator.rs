@@ -101,6 +101,11 @@ impl super::Source for GeneratorSourceConfig {
         false
     }
 
+    /// With `count` it ends on its own, once all it generated is delivered.
+    fn bounded(&self) -> bool {
+        self.count > 0
+    }
+
     fn run(
         &self,
         output: mpsc::Sender<Batch>,

@@ -87,10 +87,10 @@ pub trait Source: Debug + Send + Sync + Any {
     fn uses_embedded_broker(&self) -> bool {
         false
     }
-    /// Whether it reads a range fixed when it starts and then ends on its
-    /// own, once everything it read is delivered (a `kafka` source with
-    /// `bounded`): the sinks it feeds must release what they hold without
-    /// waiting for more events.
+    /// Whether it ends on its own, once everything it read is delivered (a
+    /// `kafka` source with `bounded`, a `generator` with `count`, `stdin`):
+    /// the sinks it feeds must release what they hold without waiting for
+    /// more events, or the run would never end.
     fn bounded(&self) -> bool {
         false
     }

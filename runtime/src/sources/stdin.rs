@@ -83,6 +83,11 @@ impl super::Source for StdinSourceConfig {
         false
     }
 
+    /// It ends at the end of its input, once all it read is delivered.
+    fn bounded(&self) -> bool {
+        true
+    }
+
     fn run(
         &self,
         output: mpsc::Sender<Batch>,
