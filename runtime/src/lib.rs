@@ -56,3 +56,5 @@ pub use sluice_plugin_host::{lookup, plugin};
 
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod wait;

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod util;
+use util::wait_for;
+
 const LINES: u32 = 50_000;
 /// Killed runs, and how many acknowledged batches each waits for first.
 const KILL_AFTER_ACKS: [usize; 3] = [5, 40, 90];
@@ -146,14 +149,6 @@ fn output_offsets(dir: &Path) -> (Vec<i64>, usize) {
         }
     }
     (offsets, files)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

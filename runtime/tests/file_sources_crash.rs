@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod util;
+use util::wait_for;
+
 const LINES: usize = 60_000;
 /// A rotation (taildir), a new file (spooldir) every this many lines.
 const ROTATE_EVERY: usize = 7_000;
@@ -136,14 +139,6 @@ fn output(dir: &Path) -> Vec<(String, i32, i64)> {
         }
     }
     out
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Appends `LINES` numbered lines to `logs/app.log`, 100 at a time about

@@ -321,22 +321,11 @@ fn stop_with(
 
 /// Every file under `dir` (recursively) whose content contains `needle`.
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
+    crate::files_under(dir)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read(path)
                 .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
+        })
+        .collect()
 }

@@ -24,6 +24,7 @@ use anyhow::{Context, Result, bail};
 use object_store::ObjectStore;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -389,6 +390,83 @@ impl Deadline {
         tokio::time::sleep(every).await;
         Ok(())
     }
+}
+
+/// Polls `done` every 20 ms until it holds; fails naming `what` once
+/// `limit` has passed.
+pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+    let mut wait = Deadline::new(what, limit);
+    while !done() {
+        wait.tick(Duration::from_millis(20)).await?;
+    }
+    Ok(())
+}
+
+/// One record for [`produce_paced`].
+#[derive(Debug, Default)]
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: String,
+    /// `None`: the producer's partitioner picks it.
+    pub partition: Option<i32>,
+    /// `None`: the time it is produced.
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Produces `count` records, record `i` made by `make(i)`, paced evenly
+/// over `over` (the next `step` records are sent whenever their time has
+/// come), so a pipeline started before is mid-stream throughout. Returns
+/// where each landed: (partition, offset), in the order produced.
+pub async fn produce_paced(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    over: Duration,
+    step: usize,
+    mut make: impl FnMut(usize) -> Record,
+) -> Result<Vec<(i32, i64)>> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set(
+            "queue.buffering.max.messages",
+            count.max(100_000).to_string(),
+        )
+        .create()?;
+    let start = Instant::now();
+    let mut pending = Vec::with_capacity(count);
+    for i in 0..count {
+        if i % step == 0 {
+            let due = start + over.mul_f64(i as f64 / count as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let r = make(i);
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &r.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = FutureRecord::to(topic).payload(&r.payload).headers(headers);
+        if let Some(key) = &r.key {
+            record = record.key(key);
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        if let Some(ts) = r.timestamp {
+            record = record.timestamp(ts);
+        }
+        pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    let mut placed = Vec::with_capacity(count);
+    for p in pending {
+        let d = p.await?.map_err(|(e, _)| e)?;
+        placed.push((d.partition, d.offset));
+    }
+    Ok(placed)
 }
 
 /// The offsets `group` has committed on `topic`'s partitions `0..partitions`.

@@ -26,9 +26,9 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, TopicPartitionList};
-use sluice_tests::{create_topic, plugin, s3, services, unique};
+use sluice_tests::stream::{Record, produce_paced};
+use sluice_tests::{create_topic, files_under, plugin, s3, services, unique};
 
 const EVENTS: usize = 40_000;
 const PARTITIONS: i32 = 4;
@@ -146,48 +146,25 @@ roll_interval = "1s"
 
 /// Produces the lines, paced over [`STREAM`].
 async fn produce(bootstrap: &str, topic: &str) -> Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "100000")
-        .create()?;
-    let start = Instant::now();
-    let mut pending = Vec::with_capacity(EVENTS);
-    for i in 0..EVENTS {
-        if i % 500 == 0 {
-            let due = start + STREAM.mul_f64(i as f64 / EVENTS as f64);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let line = if malformed(i) {
+    produce_paced(bootstrap, topic, EVENTS, STREAM, 500, |i| Record {
+        key: Some(i.to_string()),
+        payload: if malformed(i) {
             format!("id-{i:07}")
         } else {
             format!("id-{i:07}|{i}")
-        };
-        let key = i.to_string();
-        let record = FutureRecord::to(topic).key(&key).payload(&line);
-        pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
-    }
-    for p in pending {
-        p.await?.map_err(|(e, _)| e)?;
-    }
+        },
+        ..Record::default()
+    })
+    .await?;
     Ok(())
 }
 
 /// Visible (complete) files under `dir`, recursively.
 fn count_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.to_string_lossy().ends_with(".inprogress") {
-                n += 1;
-            }
-        }
-    }
-    n
+    files_under(dir)
+        .iter()
+        .filter(|path| !path.to_string_lossy().ends_with(".inprogress"))
+        .count()
 }
 
 /// The id of each line of `text` that holds one (its first `id-NNNNNNN`).
@@ -233,22 +210,13 @@ impl Tally {
     /// Reads the visible files under `dir`; returns in-progress ones.
     fn scan_dir(&mut self, dir: &Path) -> Result<Vec<String>> {
         let mut in_progress = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry?.path();
-                let name = path.display().to_string();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if name.ends_with(".inprogress") {
-                    in_progress.push(name);
-                } else if !self.read.contains(&name) {
-                    let bytes = std::fs::read(&path)?;
-                    self.add(name, &bytes);
-                }
+        for path in files_under(dir) {
+            let name = path.display().to_string();
+            if name.ends_with(".inprogress") {
+                in_progress.push(name);
+            } else if !self.read.contains(&name) {
+                let bytes = std::fs::read(&path)?;
+                self.add(name, &bytes);
             }
         }
         Ok(in_progress)

@@ -33,8 +33,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_tests::stream::{Record, produce_paced};
 use sluice_tests::{Services, committed_end, create_topic, published_end, s3, services, unique};
 
 const EVENTS: usize = 200_000;
@@ -140,36 +139,16 @@ s3 = {{ endpoint = "{s3}", region = "us-east-1", path_style = true, allow_http =
 
 /// Produces the events, paced over [`STREAM`]; returns where each id landed.
 async fn produce(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "200000")
-        .create()?;
-    let start = Instant::now();
-    let mut pending = Vec::with_capacity(EVENTS);
-    for i in 0..EVENTS {
-        if i % 1000 == 0 {
-            let due = start + STREAM.mul_f64(i as f64 / EVENTS as f64);
-            tokio::time::sleep_until(due.into()).await;
-        }
+    produce_paced(bootstrap, topic, EVENTS, STREAM, 1000, |i| {
         let id = format!("id-{i:07}");
-        let bucket = (i % 3).to_string();
-        let record =
-            FutureRecord::to(topic)
-                .key(&id)
-                .payload(&id)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "bucket",
-                    value: Some(&bucket),
-                }));
-        pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
-    }
-    let mut placed = Vec::with_capacity(EVENTS);
-    for p in pending {
-        let d = p.await?.map_err(|(e, _)| e)?;
-        placed.push((d.partition, d.offset));
-    }
-    Ok(placed)
+        Record {
+            key: Some(id.clone()),
+            payload: id,
+            headers: vec![("bucket", (i % 3).to_string())],
+            ..Record::default()
+        }
+    })
+    .await
 }
 
 /// How often a partition's chain passed from one agent process to another:

@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::metrics::Metrics;
 use sluice::topology::{self, RunOptions};
 use sluice_tests::stream::Deadline;
-use sluice_tests::{create_topic, plugin, services, unique};
+use sluice_tests::{create_topic, files_under, plugin, services, unique};
 use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 200_000;
@@ -160,30 +160,22 @@ channel = "rejects"
     // Read every file back.
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut versions_seen: HashSet<String> = HashSet::new();
-    let mut stack = vec![out.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(!name.starts_with('.'), "in-progress file left: {name}");
-            for line in std::fs::read_to_string(&path)?.lines() {
-                let record: serde_json::Value = serde_json::from_str(line)?;
-                let body = record["value"].as_str().expect("text body").to_string();
-                let lineage = record["headers"]["sluice.lineage"]
-                    .as_str()
-                    .expect("every event is stamped");
-                let version = lineage
-                    .strip_prefix("stage@")
-                    .unwrap_or_else(|| panic!("one version of one plugin, got `{lineage}`"));
-                assert!(!version.contains(';'), "one version per event: {lineage}");
-                assert!(deployed.contains(version), "unknown version {version}");
-                versions_seen.insert(version.to_string());
-                *seen.entry(body).or_default() += 1;
-            }
+    for path in files_under(&out) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "in-progress file left: {name}");
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let record: serde_json::Value = serde_json::from_str(line)?;
+            let body = record["value"].as_str().expect("text body").to_string();
+            let lineage = record["headers"]["sluice.lineage"]
+                .as_str()
+                .expect("every event is stamped");
+            let version = lineage
+                .strip_prefix("stage@")
+                .unwrap_or_else(|| panic!("one version of one plugin, got `{lineage}`"));
+            assert!(!version.contains(';'), "one version per event: {lineage}");
+            assert!(deployed.contains(version), "unknown version {version}");
+            versions_seen.insert(version.to_string());
+            *seen.entry(body).or_default() += 1;
         }
     }
     let missing = (0..EVENTS)

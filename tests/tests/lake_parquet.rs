@@ -23,16 +23,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
+use sluice_tests::stream::{Deadline, Record, produce_paced};
 use sluice_tests::{
     committed_end, create_topic, mirror, published_end, read_lake, s3, services, unique,
 };
@@ -173,46 +172,14 @@ row_group_rows = 400
 /// Produces the records, paced over [`STREAM`]; returns each one's
 /// (partition, offset).
 async fn produce(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .create()?;
-    let start = Instant::now();
-    let mut pending = Vec::with_capacity(EVENTS);
-    for i in 0..EVENTS {
-        if i % 500 == 0 {
-            let due = start + STREAM.mul_f64(i as f64 / EVENTS as f64);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let body = value_of(i).to_string();
-        let trace = format!("t-{i}");
-        let key = key_of(i);
-        let mut record = FutureRecord::to(topic)
-            .payload(&body)
-            .partition(i as i32 % PARTITIONS)
-            .timestamp(time_of(i))
-            .headers(
-                OwnedHeaders::new()
-                    .insert(Header {
-                        key: "trace",
-                        value: Some(&trace),
-                    })
-                    .insert(Header {
-                        key: "source",
-                        value: Some("pos"),
-                    }),
-            );
-        if let Some(k) = &key {
-            record = record.key(k);
-        }
-        pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
-    }
-    let mut placed = Vec::with_capacity(EVENTS);
-    for p in pending {
-        let d = p.await?.map_err(|(e, _)| e)?;
-        placed.push((d.partition, d.offset));
-    }
-    Ok(placed)
+    produce_paced(bootstrap, topic, EVENTS, STREAM, 500, |i| Record {
+        key: key_of(i),
+        payload: value_of(i).to_string(),
+        partition: Some(i as i32 % PARTITIONS),
+        timestamp: Some(time_of(i)),
+        headers: vec![("trace", format!("t-{i}")), ("source", "pos".to_owned())],
+    })
+    .await
 }
 
 /// The topic's end offsets.
@@ -227,22 +194,6 @@ fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>> {
                 .1)
         })
         .collect()
-}
-
-/// Waits until `check` holds, polling every 250 ms, for at most `limit`.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await? {
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,60 +214,53 @@ async fn parquet_lake_exactly_once_across_kills_read_by_duckdb_and_pyarrow() -> 
         async move { produce(&kafka, &topic).await }
     });
     let mut agent = sluice_tests::spawn_agent(AGENT_ENV, &config, &log)?;
-    let outcome =
-        async {
-            // Two kills, each once the agent has committed more than before.
-            let mut kills = 0;
-            let mut last = 0;
-            while kills < 2 {
-                let deadline = Instant::now() + Duration::from_secs(60);
-                let committed = loop {
-                    let mut sum = 0;
-                    for p in 0..PARTITIONS {
-                        sum += committed_end(&store, &prefix, &topic, p).await?;
-                    }
-                    if sum > last + 1500 {
-                        break sum;
-                    }
-                    ensure!(Instant::now() < deadline, "no new commit within a minute");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                };
-                last = committed;
-                ensure!(
-                    !producing.is_finished(),
-                    "the stream ended before kill {}",
-                    kills + 1
-                );
-                agent.kill()?;
-                agent.wait()?;
-                kills += 1;
-                agent = sluice_tests::spawn_agent(AGENT_ENV, &config, &log)?;
-            }
-            let placed = producing.await??;
-            let ends = high_watermarks(&s.kafka, &topic)?;
-            wait_for("every record published", Duration::from_secs(120), || {
-                let (store, prefix, topic, ends) = (&store, &prefix, &topic, &ends);
-                async move {
-                    for (p, end) in ends.iter().enumerate() {
-                        if published_end(store, prefix, topic, p as i32).await? < *end {
-                            return Ok(false);
-                        }
-                    }
-                    Ok(true)
+    let outcome = async {
+        // Two kills, each once the agent has committed more than before.
+        let mut kills = 0;
+        let mut last = 0;
+        while kills < 2 {
+            let mut wait = Deadline::new("a new commit", Duration::from_secs(60));
+            let committed = loop {
+                let mut sum = 0;
+                for p in 0..PARTITIONS {
+                    sum += committed_end(&store, &prefix, &topic, p).await?;
                 }
-            })
-            .await?;
-            let marker = |hr: &str| {
-                object_store::path::Path::from(format!("{prefix}/dt=2026-01-01/hr={hr}/_SUCCESS"))
+                if sum > last + 1500 {
+                    break sum;
+                }
+                wait.tick(Duration::from_millis(250)).await?;
             };
-            wait_for("the markers of hours 00 and 01", Duration::from_secs(60), || {
-            let (store, m0, m1) = (&store, marker("00"), marker("01"));
-            async move { Ok(store.head(&m0).await.is_ok() && store.head(&m1).await.is_ok()) }
-        })
-        .await?;
-            check(&store, &prefix, &placed, work.path()).await
+            last = committed;
+            ensure!(
+                !producing.is_finished(),
+                "the stream ended before kill {}",
+                kills + 1
+            );
+            agent.kill()?;
+            agent.wait()?;
+            kills += 1;
+            agent = sluice_tests::spawn_agent(AGENT_ENV, &config, &log)?;
         }
-        .await;
+        let placed = producing.await??;
+        let ends = high_watermarks(&s.kafka, &topic)?;
+        let mut wait = Deadline::new("every record published", Duration::from_secs(120));
+        for (p, end) in ends.iter().enumerate() {
+            while published_end(&store, &prefix, &topic, p as i32).await? < *end {
+                wait.tick(Duration::from_millis(250)).await?;
+            }
+        }
+        let marker = |hr: &str| {
+            object_store::path::Path::from(format!("{prefix}/dt=2026-01-01/hr={hr}/_SUCCESS"))
+        };
+        let mut wait = Deadline::new("the markers of hours 00 and 01", Duration::from_secs(60));
+        for m in [marker("00"), marker("01")] {
+            while store.head(&m).await.is_err() {
+                wait.tick(Duration::from_millis(250)).await?;
+            }
+        }
+        check(&store, &prefix, &placed, work.path()).await
+    }
+    .await;
     let _ = agent.kill();
     let _ = agent.wait();
     if outcome.is_err() {

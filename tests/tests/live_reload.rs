@@ -19,13 +19,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use sluice::metrics::Metrics;
 use sluice::topology::{self, RunOptions};
-use sluice_tests::stream::{Producer, parse_id};
-use sluice_tests::{create_topic, plugin, services, unique};
+use sluice_tests::stream::{Producer, parse_id, until};
+use sluice_tests::{create_topic, files_under, plugin, services, unique};
 use tokio_util::sync::CancellationToken;
 
 const A_EVENTS: usize = 6_000;
@@ -187,17 +187,13 @@ fn deploy(path: &Path, text: &str) {
 /// Every record (key, value) in the visible `jsonl` files under `dir`.
 fn records(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('_') || name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            out.extend(records(&path));
+    for path in files_under(dir) {
+        // Bookkeeping (`_sluice/`) and in-progress (hidden) files are not output.
+        let hidden = path.strip_prefix(dir).is_ok_and(|rel| {
+            rel.iter()
+                .any(|c| c.to_string_lossy().starts_with(['_', '.']))
+        });
+        if hidden {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -221,18 +217,6 @@ fn counts(records: &[(String, String)]) -> HashMap<usize, usize> {
         *counts.entry(parse_id(key).unwrap()).or_default() += 1;
     }
     counts
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        ensure!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 /// The `generation` of plugin `name` in the status file.
@@ -282,19 +266,19 @@ async fn a_live_reload_changes_only_what_changed_and_loses_nothing() -> Result<(
     let b = Producer::spawn(&n.kafka, &n.topic_b, B_EVENTS, 100, true)?;
     let c = Producer::spawn(&n.kafka, &n.topic_c, C_EVENTS, 150, true)?;
     let m = metrics.clone();
-    wait_for("the lake's first files", Duration::from_secs(60), || {
+    until("the lake's first files", Duration::from_secs(60), || {
         m.get("sink.lake.files_written") > 0 && m.get("sink.bsink.files_written") > 0
     })
     .await?;
 
     // 1. A broken file is refused; the pipelines run on.
     deploy(&file, "[sources.a\ntype = \"kafka\"\n");
-    wait_for("the refusal", Duration::from_secs(30), || {
+    until("the refusal", Duration::from_secs(30), || {
         m.get("config.reloads_rejected") == 1
     })
     .await?;
     let read = m.get("source.a.events");
-    wait_for(
+    until(
         "events read after the refusal",
         Duration::from_secs(30),
         || m.get("source.a.events") > read,
@@ -307,7 +291,7 @@ async fn a_live_reload_changes_only_what_changed_and_loses_nothing() -> Result<(
     // A valid file whose plugin cannot start with its new settings is
     // refused before anything changes.
     deploy(&file, &config(&n, dir.path(), 0));
-    wait_for("the second refusal", Duration::from_secs(60), || {
+    until("the second refusal", Duration::from_secs(60), || {
         m.get("config.reloads_rejected") == 2
     })
     .await?;
@@ -323,7 +307,7 @@ async fn a_live_reload_changes_only_what_changed_and_loses_nothing() -> Result<(
         "the stream must still run"
     );
     deploy(&file, &config(&n, dir.path(), 2));
-    wait_for("the reload", Duration::from_secs(120), || {
+    until("the reload", Duration::from_secs(120), || {
         m.get("config.reloads") == 1
     })
     .await?;
@@ -348,7 +332,7 @@ async fn a_live_reload_changes_only_what_changed_and_loses_nothing() -> Result<(
     .map(|c| (c.to_string(), m.get(&format!("{c}.starts"))))
     .collect();
     deploy(&file, &config(&n, dir.path(), 3));
-    wait_for("the second reload", Duration::from_secs(60), || {
+    until("the second reload", Duration::from_secs(60), || {
         m.get("config.reloads") == 2
     })
     .await?;
@@ -374,7 +358,7 @@ async fn a_live_reload_changes_only_what_changed_and_loses_nothing() -> Result<(
     drop(b);
     let lake = dir.path().join("lake");
     let csink = dir.path().join("csink");
-    wait_for("every event in the lakes", Duration::from_secs(120), || {
+    until("every event in the lakes", Duration::from_secs(120), || {
         counts(&records(&lake)).len() == A_EVENTS && counts(&records(&csink)).len() == C_EVENTS
     })
     .await?;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -22,19 +22,8 @@ use sluice::metrics::Metrics;
 use sluice::plugin::Registry;
 use sluice::plugin::engine::PluginEngine;
 use sluice::plugin::reload::{WatchSet, WatchedTable};
+use sluice_tests::stream::until;
 use sluice_tests::{create_topic, services, unique};
-
-/// Polls `done` every 10 ms until it holds, failing after `within`.
-async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Replaces `path` atomically, the way an operator should deploy a table.
 fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
@@ -110,10 +99,10 @@ async fn a_file_table_is_reloaded_when_its_file_changes() -> anyhow::Result<()> 
         &cards_path,
         "card,home,limit\n4111,Berlin,750\n5500,Paris,900\n6011,Madrid,300\n",
     )?;
-    eventually("the changed file is loaded", WATCH_WITHIN, || {
+    until("the changed file is loaded", WATCH_WITHIN, || {
         cards.len() == 3
     })
-    .await;
+    .await?;
     let good = [
         (
             "4111",
@@ -135,12 +124,12 @@ async fn a_file_table_is_reloaded_when_its_file_changes() -> anyhow::Result<()> 
     // A file without the key column is refused; the previous content stays.
     replace_file(&cards_path, "number,home,limit\n4111,Berlin,1\n")?;
     replace_file(&marks_path, "id,n\nmark,1\n")?;
-    eventually(
+    until(
         "the watcher has handled the malformed file",
         WATCH_WITHIN,
         || row(&marks, "mark").is_some_and(|r| r["n"] == "1"),
     )
-    .await;
+    .await?;
     assert_eq!(cards.len(), 3, "a malformed file must not be swapped in");
     for (key, value) in &good {
         assert_eq!(row(&cards, key).as_ref(), Some(value), "key {key}");
@@ -148,10 +137,10 @@ async fn a_file_table_is_reloaded_when_its_file_changes() -> anyhow::Result<()> 
 
     // The refusal did not stop the watcher: the next valid file lands.
     replace_file(&cards_path, "card,home,limit\n4111,Berlin,1000\n")?;
-    eventually("the next valid file is loaded", WATCH_WITHIN, || {
+    until("the next valid file is loaded", WATCH_WITHIN, || {
         cards.len() == 1
     })
-    .await;
+    .await?;
     assert_eq!(
         row(&cards, "4111"),
         Some(json!({"card": "4111", "home": "Berlin", "limit": "1000"}))
@@ -212,12 +201,12 @@ async fn a_kafka_table_follows_a_compacted_topic() -> anyhow::Result<()> {
                 .iter()
                 .all(|(k, v)| table.get(k).as_deref() == Some(v.as_str()))
     };
-    eventually(
+    until(
         "every key is read from the beginning",
         Duration::from_secs(30),
         || matches(&table, &expected),
     )
-    .await;
+    .await?;
 
     // An update, a tombstone with an empty value and one with no value at all.
     let updated = json!({"card": "card-3", "home": "elsewhere"}).to_string();
@@ -245,12 +234,12 @@ async fn a_kafka_table_follows_a_compacted_topic() -> anyhow::Result<()> {
     expected.insert("card-3".into(), updated);
     expected.remove("card-7");
     expected.remove("card-11");
-    eventually(
+    until(
         "the update and both deletions are applied",
         Duration::from_secs(30),
         || matches(&table, &expected),
     )
-    .await;
+    .await?;
     assert_eq!(table.get("card-7"), None);
     assert_eq!(table.get("card-11"), None);
     assert_eq!(

@@ -1109,16 +1109,6 @@ mod tests {
         Batch::new(events, Ack::new(id, ack_tx.clone()))
     }
 
-    async fn wait_until(condition: impl Fn() -> bool) {
-        timeout(WAIT, async {
-            while !condition() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("condition reached in time");
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retries_until_the_broker_is_back() {
         let mock = MockCluster::new(1).unwrap();
@@ -1133,7 +1123,7 @@ mod tests {
         tx.send(one_event_batch(1, &ack_tx)).await.unwrap();
 
         // librdkafka gives up after message.timeout.ms; the sink tries again.
-        wait_until(|| metrics.get("sink.flaky.retries") >= 1).await;
+        crate::wait::until("a retry", WAIT, || metrics.get("sink.flaky.retries") >= 1).await;
         assert!(
             ack_rx.try_recv().is_err(),
             "not acknowledged while undelivered"

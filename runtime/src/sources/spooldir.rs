@@ -759,6 +759,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::wait::until;
 
     const WAIT: Duration = Duration::from_secs(30);
 
@@ -812,16 +813,6 @@ mod tests {
         out
     }
 
-    async fn until(what: impl Fn() -> bool) {
-        timeout(WAIT, async {
-            while !what() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("condition not reached in time");
-    }
-
     #[tokio::test]
     async fn ingests_quiet_files_in_order_then_renames_them() {
         let spool = tempfile::tempdir().unwrap();
@@ -860,7 +851,10 @@ mod tests {
                 ("b2 without newline".into(), b_text),
             ]
         );
-        until(|| metrics.get("source.spool.files_completed") == 2).await;
+        until("two files completed", WAIT, || {
+            metrics.get("source.spool.files_completed") == 2
+        })
+        .await;
         assert!(spool.path().join("a.log.COMPLETED").exists());
         assert!(spool.path().join("b.log.COMPLETED").exists());
         assert!(spool.path().join("skip.tmp").exists() && spool.path().join(".hidden").exists());
@@ -900,7 +894,10 @@ mod tests {
         f.write_all(b"2\n3").unwrap();
         drop(f);
         got.extend(receive(&mut rx, 2).await);
-        until(|| metrics.get("source.spool.files_completed") == 1).await;
+        until("a file completed", WAIT, || {
+            metrics.get("source.spool.files_completed") == 1
+        })
+        .await;
         assert_eq!(
             got.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
             ["1", "2", "3"]
@@ -954,7 +951,10 @@ mod tests {
             .iter()
             .map(|l| l.len() as u64 + 1)
             .sum::<u64>();
-        until(|| position() == after_12).await;
+        until("the position after 12 lines", WAIT, || {
+            position() == after_12
+        })
+        .await;
         task.abort();
         let _ = task.await;
         drop(held);
@@ -967,7 +967,10 @@ mod tests {
         let rest = receive(&mut rx, 3800).await;
         delivered.extend(rest.into_iter().map(|(b, _)| b));
         assert_eq!(delivered, lines);
-        until(|| metrics.get("source.spool.files_completed") == 1).await;
+        until("a file completed", WAIT, || {
+            metrics.get("source.spool.files_completed") == 1
+        })
+        .await;
         shutdown.cancel();
         timeout(WAIT, task).await.unwrap().unwrap().unwrap();
     }

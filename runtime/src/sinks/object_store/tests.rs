@@ -19,6 +19,7 @@ use crate::channels::ChannelSender;
 use crate::channels::memory::{Capacity, channel};
 use crate::event::{Ack, AckReport, Batch};
 use crate::metrics::Metrics;
+use crate::wait::until;
 
 // 2024-03-05T07:08:09.123Z
 const TS: i64 = 1_709_622_489_123;
@@ -157,7 +158,7 @@ impl Harness {
 
     /// Waits until the sink has taken `n` events in.
     async fn until_events(&self, n: u64) {
-        until(&format!("{n} events written"), || {
+        until(&format!("{n} events written"), WAIT, || {
             self.metric("events") >= n
         })
         .await;
@@ -202,17 +203,6 @@ impl Harness {
     }
 }
 
-/// Waits for a condition the sink makes true (never a fixed sleep).
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
@@ -243,7 +233,7 @@ fn local_files(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 async fn rolls_by_count_with_deterministic_names() {
     let mut h = Harness::memory("url = \"memory://out\"\nroll_count = 3\npath = \"%{topic}\"");
     h.send(events("logs", 2, 10..17, TS), 1).await;
-    until("two full files", || h.metric("files_written") == 2).await;
+    until("two full files", WAIT, || h.metric("files_written") == 2).await;
     let objects = h.objects().await;
     assert_eq!(
         objects.keys().collect::<Vec<_>>(),

@@ -21,6 +21,7 @@ use crate::event::{Ack, Batch};
 use crate::metrics::Metrics;
 use crate::sources::{SourceContext, SourceError};
 use crate::units::HumanDuration;
+use crate::wait::until;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -159,17 +160,6 @@ fn committed_and_end(
         })
         .collect();
     (committed, end)
-}
-
-/// Waits (bounded) until `condition` holds, checking every few milliseconds.
-async fn wait_until(condition: impl Fn() -> bool) {
-    timeout(WAIT, async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("condition reached in time");
 }
 
 /// An event as received, owned.
@@ -341,7 +331,10 @@ async fn never_commits_past_an_unacknowledged_batch() {
     // librdkafka's consumer lag counts from the committed offset: the held
     // batch and everything after it.
     let lag = metrics.gauge("source.held.lag");
-    wait_until(|| lag.load(std::sync::atomic::Ordering::Relaxed) == 70).await;
+    until("a lag of 70", WAIT, || {
+        lag.load(std::sync::atomic::Ordering::Relaxed) == 70
+    })
+    .await;
 
     // Shutdown waits for the held batch; failing it lets the source finish
     // without ever committing past it.
@@ -389,7 +382,10 @@ async fn cuts_batches_by_count() {
     assert_eq!(sizes, vec![10, 10, 10]);
 
     // The last 5 records wait for the (hour-long) timer, or for shutdown.
-    wait_until(|| metrics.get("source.count.events") == 35).await;
+    until("35 events", WAIT, || {
+        metrics.get("source.count.events") == 35
+    })
+    .await;
     ctx.shutdown.cancel();
     let last = timeout(WAIT, rx.recv())
         .await
@@ -521,7 +517,10 @@ async fn stays_correct_when_a_second_member_joins() {
     };
     let source_a = tokio::spawn(run(member(), tx_a, ctx_a.clone(), SourceLink::new("a")));
     let (task_a, keys_a) = collect_keys(rx_a);
-    wait_until(|| keys_a.lock().unwrap().len() >= 300).await;
+    until("300 keys at the first member", WAIT, || {
+        keys_a.lock().unwrap().len() >= 300
+    })
+    .await;
 
     // A second member joins: the group rebalances, the first member commits
     // what it delivered and gives up partitions.
@@ -540,7 +539,7 @@ async fn stays_correct_when_a_second_member_joins() {
         all.dedup();
         all.len()
     };
-    wait_until(|| distinct() == 600).await;
+    until("600 distinct keys", WAIT, || distinct() == 600).await;
     let (committed, end) = timeout(WAIT, async {
         loop {
             let b = bootstrap.clone();

@@ -10,6 +10,7 @@ use tokio::time::timeout;
 
 use super::*;
 use crate::metrics::Metrics;
+use crate::wait::until;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -116,16 +117,6 @@ fn ms(rfc3339: &str) -> i64 {
     DateTime::parse_from_rfc3339(rfc3339)
         .unwrap()
         .timestamp_millis()
-}
-
-async fn until(what: impl Fn() -> bool) {
-    timeout(WAIT, async {
-        while !what() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("condition not reached in time");
 }
 
 /// `msg` framed by octet counting.
@@ -400,7 +391,10 @@ async fn shutdown_closes_connections_hands_on_what_was_read_and_waits_for_acks()
         .await
         .unwrap();
     let metrics = s.metrics.clone();
-    until(|| metrics.get("source.logs.messages") == 2).await;
+    until("two messages", WAIT, || {
+        metrics.get("source.logs.messages") == 2
+    })
+    .await;
     s.shutdown.cancel();
     // The open batch is handed on, the partial message with it.
     let batch = timeout(WAIT, s.rx.recv()).await.unwrap().unwrap();
@@ -431,7 +425,10 @@ async fn a_batch_not_delivered_is_counted() {
     batch.ack.fail();
     drop(batch);
     let metrics = s.metrics.clone();
-    until(|| metrics.get("source.logs.undelivered_batches") == 1).await;
+    until("an undelivered batch", WAIT, || {
+        metrics.get("source.logs.undelivered_batches") == 1
+    })
+    .await;
     s.stop().await;
 }
 
