@@ -1,5 +1,7 @@
 //! A stream of numbered events for the fault tests, and the tally of what
-//! reached the output.
+//! reached the output; also the paced producer of the crash tests
+//! ([`produce_paced`]) and the bounded waits every end-to-end test polls
+//! with ([`Deadline`], [`until`]).
 //!
 //! [`Producer`] sends events `ev-00000000`, `ev-00000001`, ... (the id is the
 //! key and the body) at a steady rate, so a pipeline started before it is
@@ -405,12 +407,15 @@ pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) 
 /// One record for [`produce_paced`].
 #[derive(Debug, Default)]
 pub struct Record {
+    /// `None`: a record without a key.
     pub key: Option<String>,
+    /// The value.
     pub payload: String,
     /// `None`: the producer's partitioner picks it.
     pub partition: Option<i32>,
     /// `None`: the time it is produced.
     pub timestamp: Option<i64>,
+    /// (name, value) pairs, in order.
     pub headers: Vec<(&'static str, String)>,
 }
 
