@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod util;
-use util::wait_for;
+use util::wait_until;
 
 const LINES: u32 = 50_000;
 /// Killed runs, and how many acknowledged batches each waits for first.
@@ -164,7 +164,7 @@ fn acknowledged_lines_survive_repeated_sigkill() {
     for (run, acks) in KILL_AFTER_ACKS.iter().enumerate() {
         let log = dir.path().join(format!("run{run}.log"));
         let mut child = start(&config_path, &log);
-        wait_for(
+        wait_until(
             &format!("{acks} acknowledged batches in run {run}"),
             Duration::from_secs(60),
             || acknowledged(&log).len() >= *acks,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod util;
-use util::wait_for;
+use util::wait_until;
 
 const LINES: usize = 60_000;
 /// A rotation (taildir), a new file (spooldir) every this many lines.
@@ -243,7 +243,7 @@ fn crash_and_finish(
     for (run, after) in KILL_AFTER.iter().enumerate() {
         let log = dir.join(format!("run{run}.log"));
         let Agent(child) = &mut start(&config_path, &log);
-        wait_for(
+        wait_until(
             &format!("{after} committed lines in run {run}"),
             Duration::from_secs(60),
             || output(&out).len() >= *after,
