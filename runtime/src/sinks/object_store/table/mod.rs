@@ -185,9 +185,8 @@ pub(crate) struct Column {
 #[derive(Debug, Clone)]
 pub(crate) struct Columns {
     pub columns: Vec<Column>,
-    /// Whether some column reads the body as JSON (parsed once per event).
-    pub reads_json: bool,
-    /// Every `json:` path, found in one pass over a body.
+    /// Every `json:` path, found in one pass over a body (none: the body
+    /// is not parsed).
     pub paths: PathTree,
     pub on_mismatch: OnMismatch,
     /// The Arrow schema of the Parquet files.
@@ -225,7 +224,6 @@ impl Columns {
                 source,
             });
         }
-        let reads_json = columns.iter().any(|c| matches!(c.source, Source::Json(_)));
         let schema = Arc::new(Schema::new(
             columns
                 .iter()
@@ -234,7 +232,6 @@ impl Columns {
         ));
         Ok(Self {
             columns,
-            reads_json,
             paths,
             on_mismatch,
             schema,

@@ -108,48 +108,56 @@ impl JsonPath {
 /// Where one path's value lies in a body: a byte range, if it is there.
 pub(crate) type Span = Option<(u32, u32)>;
 
-/// Every `json:` path of a spec, merged into one tree; a leaf is the slot
-/// its value's span goes into.
+/// Every `json:` path of a spec, merged into one tree; a node a path ends
+/// at holds the slot its value's span goes into.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct PathTree {
-    fields: Vec<(String, PathTree)>,
-    indexes: Vec<(usize, PathTree)>,
-    slot: Option<usize>,
+    root: Node,
+    /// How many distinct paths (slots) there are.
     slots: usize,
 }
 
+/// One place in the body: the fields and array elements some path goes on
+/// to, and the slot of the path that ends here, if one does.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Node {
+    fields: Vec<(String, Node)>,
+    indexes: Vec<(usize, Node)>,
+    slot: Option<usize>,
+}
+
+/// The child of `children` under `key`, added if missing.
+fn child<'n, K: PartialEq + Clone>(children: &'n mut Vec<(K, Node)>, key: &K) -> &'n mut Node {
+    let i = match children.iter().position(|(k, _)| k == key) {
+        Some(i) => i,
+        None => {
+            children.push((key.clone(), Node::default()));
+            children.len() - 1
+        }
+    };
+    &mut children[i].1
+}
+
 impl PathTree {
-    /// Adds `path`, whose value goes into the next slot; returns that slot.
+    /// Adds `path` and returns the slot its value goes into; a path added
+    /// before keeps its slot, so columns reading the same path share it.
     pub fn add(&mut self, path: &JsonPath) -> usize {
-        let slot = self.slots;
-        self.slots += 1;
-        let mut at = &mut *self;
+        let mut at = &mut self.root;
         for step in &path.0 {
             at = match step {
-                Step::Field(name) => {
-                    let i = match at.fields.iter().position(|(n, _)| n == name) {
-                        Some(i) => i,
-                        None => {
-                            at.fields.push((name.clone(), PathTree::default()));
-                            at.fields.len() - 1
-                        }
-                    };
-                    &mut at.fields[i].1
-                }
-                Step::Index(index) => {
-                    let i = match at.indexes.iter().position(|(n, _)| n == index) {
-                        Some(i) => i,
-                        None => {
-                            at.indexes.push((*index, PathTree::default()));
-                            at.indexes.len() - 1
-                        }
-                    };
-                    &mut at.indexes[i].1
-                }
+                Step::Field(name) => child(&mut at.fields, name),
+                Step::Index(index) => child(&mut at.indexes, index),
             };
         }
-        at.slot = Some(slot);
-        slot
+        *at.slot.get_or_insert_with(|| {
+            self.slots += 1;
+            self.slots - 1
+        })
+    }
+
+    /// Whether no path was added (no column reads the body as JSON).
+    pub fn is_empty(&self) -> bool {
+        self.slots == 0
     }
 
     /// Finds every path's value in `body`: `spans[slot]` is its byte range,
@@ -159,7 +167,7 @@ impl PathTree {
         spans.resize(self.slots, None);
         let mut de = serde_json::Deserializer::from_slice(body);
         Seek {
-            node: self,
+            node: &self.root,
             base: body.as_ptr() as usize,
             spans,
             below_only: false,
@@ -171,7 +179,7 @@ impl PathTree {
 
 /// Descends into one node of the tree while deserializing.
 struct Seek<'t, 's> {
-    node: &'t PathTree,
+    node: &'t Node,
     /// Address of the body's first byte: spans are offsets from it.
     base: usize,
     spans: &'s mut Vec<Span>,
@@ -179,7 +187,17 @@ struct Seek<'t, 's> {
     below_only: bool,
 }
 
-impl Seek<'_, '_> {
+impl<'t> Seek<'t, '_> {
+    /// Descends into `node`, a child of this one.
+    fn descend(&mut self, node: &'t Node) -> Seek<'t, '_> {
+        Seek {
+            node,
+            base: self.base,
+            spans: self.spans,
+            below_only: false,
+        }
+    }
+
     fn record(&mut self, raw: &RawValue) {
         if let Some(slot) = self.node.slot {
             let text = raw.get();
@@ -243,15 +261,10 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
         f.write_str("JSON")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match self.node.fields.iter().find(|(n, _)| *n == key) {
-                Some((_, child)) => map.next_value_seed(Seek {
-                    node: child,
-                    base: self.base,
-                    spans: &mut *self.spans,
-                    below_only: false,
-                })?,
+                Some((_, child)) => map.next_value_seed(self.descend(child))?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -260,18 +273,11 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
         loop {
             let more = match self.node.indexes.iter().find(|(n, _)| *n == i) {
-                Some((_, child)) => seq
-                    .next_element_seed(Seek {
-                        node: child,
-                        base: self.base,
-                        spans: &mut *self.spans,
-                        below_only: false,
-                    })?
-                    .is_some(),
+                Some((_, child)) => seq.next_element_seed(self.descend(child))?.is_some(),
                 None => seq.next_element::<IgnoredAny>()?.is_some(),
             };
             if !more {
@@ -309,14 +315,15 @@ mod tests {
     /// The text at each of `paths` in `body`.
     fn find(paths: &[&str], body: &str) -> Vec<Option<String>> {
         let mut tree = PathTree::default();
-        for p in paths {
-            tree.add(&JsonPath::parse(p).unwrap());
-        }
+        let slots: Vec<usize> = paths
+            .iter()
+            .map(|p| tree.add(&JsonPath::parse(p).unwrap()))
+            .collect();
         let mut spans = Vec::new();
         tree.find(body.as_bytes(), &mut spans).unwrap();
-        spans
+        slots
             .iter()
-            .map(|s| s.map(|(a, b)| body[a as usize..b as usize].to_owned()))
+            .map(|&slot| spans[slot].map(|(a, b)| body[a as usize..b as usize].to_owned()))
             .collect()
     }
 
@@ -355,6 +362,19 @@ mod tests {
         );
         assert_eq!(find(&["[2]"], "[10, 20, 30]"), [Some("30".to_owned())]);
         assert_eq!(find(&["a.b"], r#"{"a": 5}"#), [None]);
+    }
+
+    #[test]
+    fn columns_with_the_same_path_each_get_its_value() {
+        assert_eq!(
+            find(&["a", "b", "a", "b.c"], r#"{"a": 1, "b": {"c": 2}}"#),
+            [
+                Some("1".to_owned()),
+                Some(r#"{"c": 2}"#.to_owned()),
+                Some("1".to_owned()),
+                Some("2".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Row {
     pub fn fill(&mut self, columns: &Columns, event: &EventRef<'_>) -> Result<u32, ColumnMismatch> {
         self.cells.clear();
         self.buf.clear();
-        let json_error = if columns.reads_json {
+        let json_error = if !columns.paths.is_empty() {
             columns
                 .paths
                 .find(event.body(), &mut self.spans)
