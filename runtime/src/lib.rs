@@ -56,5 +56,6 @@ pub use sluice_plugin_host::{lookup, plugin};
 
 #[cfg(test)]
 mod fuzz;
+mod http_server;
 #[cfg(test)]
 mod wait;

@@ -80,14 +80,9 @@ impl Admin {
         metrics: Arc<Metrics>,
         phase: Arc<PhaseCell>,
     ) -> Result<Self> {
-        let std_listener = std::net::TcpListener::bind(admin.listen)
+        let listener = crate::http_server::listen(admin.listen)
             .with_context(|| format!("admin endpoint: binding {}", admin.listen))?;
-        std_listener
-            .set_nonblocking(true)
-            .context("admin endpoint: setting the socket non-blocking")?;
-        let local_addr = std_listener.local_addr().context("admin endpoint")?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)
-            .context("admin endpoint: registering the socket")?;
+        let local_addr = listener.local_addr().context("admin endpoint")?;
         let state = Arc::new(State {
             view: ArcSwap::from_pointee(View::of(config)),
             metrics,

@@ -1,22 +1,18 @@
-//! The admin endpoint's HTTP/1.1 server: routing, the bearer token, and
-//! bounds on what a client can make it do (connections at once, time to
-//! send the request head).
+//! The admin endpoint's routes and bearer token, served by the shared
+//! [`crate::http_server`] (which bounds connections at once and the time
+//! to send a request head).
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+
+use crate::http_server::{OnStop, Serving};
 
 use super::State;
 use super::exposition;
@@ -24,57 +20,24 @@ use super::exposition;
 /// A response body: whole, or streamed (`/tap`).
 pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
-/// Longest a client may take to send a request's head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `listener` until `stop` fires.
+/// Serves `listener` until `stop` fires; requests in progress then end.
 pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     max_connections: usize,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.cancelled() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(component = "admin", error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
+    let serving = Serving {
+        label: "admin".into(),
+        max_connections,
+        tls: None,
+        on_stop: OnStop::Close,
+    };
+    crate::http_server::serve(listener, serving, stop, move |req| {
         let state = state.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => if let Err(e) = result {
-                    debug!(component = "admin", %peer, error = %e, "connection ended");
-                },
-                _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-        });
-    }
+        async move { route(&state, req).await }
+    })
+    .await;
 }
 
 /// Answers one request.

@@ -39,8 +39,9 @@
 //! before the sink wrote them.
 //!
 //! **Bounds**: `max_connections` served at once (more wait to be
-//! accepted), 10 s for a TLS handshake and for a request head,
-//! `max_body_bytes` per body.
+//! accepted, in an accept queue as long as the kernel allows: Linux's
+//! `net.core.somaxconn`), 10 s for a TLS handshake and for a request head,
+//! `max_body_bytes` per body. The server is [`crate::http_server`].
 //!
 //! Metrics: `source.<name>.events`, `.bytes`, `.batches`,
 //! `.undelivered_batches`, `.requests`, `.requests_rejected` (every 4xx),
@@ -48,7 +49,6 @@
 
 pub mod decode;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,25 +59,18 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tokio::sync::mpsc;
+use tracing::info;
 
 use self::decode::Format;
 use super::batcher;
 use super::{SourceContext, SourceError};
 use crate::event::{Ack, Batch, BatchBuf, NewEvent};
+use crate::http_server::{self, OnStop, Serving};
 use crate::keys::Token;
 use crate::metrics::{Counter, DELIVERY_BUCKETS, Histogram};
 use crate::units::{ByteSize, HumanDuration};
-
-/// Longest a client may take to send a request's head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[sources.<name>]` with `type = "http"`; see the module docs.
 #[derive(Debug, Clone, Deserialize)]
@@ -352,8 +345,11 @@ pub(crate) async fn run(
         source_name: ctx.name.clone(),
         message,
     };
-    let listener = TcpListener::bind(&config.listen)
-        .await
+    let addr: SocketAddr = config
+        .listen
+        .parse()
+        .map_err(|e| err(format!("listen `{}`: {e}", config.listen)))?;
+    let listener = http_server::listen(addr)
         .map_err(|e| err(format!("listening on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| err(e.to_string()))?;
     if let Some(bound) = bound {
@@ -379,79 +375,20 @@ pub(crate) async fn run(
         delivery: ctx.histogram("delivery_seconds", DELIVERY_BUCKETS),
         config,
     });
-    let slots = Arc::new(Semaphore::new(intake.config.max_connections));
-    let connections = TaskTracker::new();
-    let stop = ctx.shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stop.cancelled() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(source = %ctx.name, error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => break,
-        };
-        let (intake, stop, tls) = (intake.clone(), stop.clone(), tls.clone());
-        connections.spawn(async move {
-            let _permit = permit;
-            match tls {
-                // A client gets as long for the handshake as for a request head.
-                Some(tls) => match tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => serve(stream, peer, intake, stop).await,
-                    Ok(Err(e)) => {
-                        debug!(source = %intake.name, %peer, error = %e, "TLS handshake failed")
-                    }
-                    Err(_) => debug!(source = %intake.name, %peer, "TLS handshake timed out"),
-                },
-                None => serve(stream, peer, intake, stop).await,
-            }
-        });
-    }
-    // Requests in progress are answered; their batches are delivered first.
-    drop(listener);
-    connections.close();
-    connections.wait().await;
+    let serving = Serving {
+        label: format!("source {}", ctx.name),
+        max_connections: intake.config.max_connections,
+        tls,
+        // Requests in progress are answered; their batches are delivered first.
+        on_stop: OnStop::Answer,
+    };
+    http_server::serve(listener, serving, ctx.shutdown.clone(), move |req| {
+        let intake = intake.clone();
+        async move { handle(&intake, req).await }
+    })
+    .await;
     info!(source = %ctx.name, "http source stopped");
     Ok(())
-}
-
-/// Serves one connection until it closes or shutdown.
-async fn serve<S>(
-    stream: S,
-    peer: SocketAddr,
-    intake: Arc<Intake>,
-    stop: tokio_util::sync::CancellationToken,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let intake = intake.clone();
-        async move { Ok::<_, Infallible>(handle(&intake, req).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => if let Err(e) = result {
-            debug!(%peer, error = %e, "connection ended");
-        },
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
 }
 
 fn answer(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -208,6 +208,72 @@ async fn a_full_pipeline_answers_503_and_everything_resent_is_delivered() {
     s.stop().await;
 }
 
+/// Clients past `max_connections` wait in the kernel's accept queue, so a
+/// burst of them has to fit there. With the standard library's queue of
+/// 128, a burst arriving while every slot was busy had its connections
+/// dropped or, through SYN cookies, reset.
+#[tokio::test]
+async fn a_burst_of_clients_waits_in_the_listen_queue_while_every_slot_is_busy() {
+    let mut s = start("max_connections = 1", 1024).await;
+    let addr = s.addr;
+    // One request holds the only slot: its batch is not released yet.
+    let first = tokio::spawn(post(addr, "text/plain", "first\n"));
+    let held = timeout(WAIT, s.rx.recv()).await.unwrap().unwrap();
+    // The kernel caps any queue at net.core.somaxconn.
+    let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(4096);
+    let burst = 400.min(cap - 1);
+    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..burst {
+        let connected = connected.clone();
+        clients.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            connected.fetch_add(1, Ordering::Relaxed);
+            let body = format!("e{i}\n");
+            let req = request("POST", "/events", &[], body.as_bytes());
+            stream.write_all(&req).await.unwrap();
+            let mut raw = Vec::new();
+            timeout(WAIT, stream.read_to_end(&mut raw))
+                .await
+                .unwrap()
+                .unwrap();
+            parse(&raw).0
+        });
+    }
+    // Every client is connected, though none can be accepted yet.
+    let queued = timeout(WAIT, async {
+        while connected.load(Ordering::Relaxed) < burst {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        queued.is_ok(),
+        "{} of {burst} clients connected while the only slot was busy",
+        connected.load(Ordering::Relaxed)
+    );
+    held.release();
+    let drained = tokio::spawn(async move {
+        let mut got = 0;
+        while got < burst {
+            let batch = timeout(WAIT, s.rx.recv()).await.unwrap().unwrap();
+            got += batch.events.len();
+            batch.release();
+        }
+        s
+    });
+    assert_eq!(timeout(WAIT, first).await.unwrap().unwrap().0, 200);
+    while let Some(status) = timeout(WAIT, clients.join_next()).await.unwrap() {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let s = timeout(WAIT, drained).await.unwrap().unwrap();
+    assert_eq!(s.metrics.get("source.intake.events"), burst as u64 + 1);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn bad_requests_get_the_status_and_the_reason() {
     let mut s = start("max_body_bytes = \"64B\"\nformat = \"ndjson\"", 4).await;
