@@ -1,10 +1,18 @@
 //! Sink groups through the `sluice` binary: a failover group whose
 //! primary cannot start carries on with its standby (the agent does not
-//! stop), and a load-balancing group spreads batches over its sinks;
+//! stop) and starts the primary again, which takes the batches back once
+//! it can run; a load-balancing group spreads batches over its sinks;
 //! nothing is lost either way.
 
+mod util;
+
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use util::wait_until;
 
 const EVENTS: usize = 20_000;
 
@@ -59,6 +67,20 @@ fn lines(path: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// The numbers both sinks wrote, sorted, once each wrote some.
+fn both_took_batches(a: &Path, b: &Path) -> Vec<u64> {
+    let (a, b) = (lines(a), lines(b));
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both sinks took batches: {} and {}",
+        a.len(),
+        b.len()
+    );
+    let mut all: Vec<u64> = a.into_iter().chain(b).collect();
+    all.sort_unstable();
+    all
+}
+
 #[test]
 fn failover_carries_on_when_the_primary_sink_cannot_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,6 +102,69 @@ fn failover_carries_on_when_the_primary_sink_cannot_run() {
 }
 
 #[test]
+fn a_stopped_primary_starts_again_after_its_penalty_and_takes_the_batches_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later");
+    let text = config(
+        dir.path(),
+        "processor = \"failover\"\nmax_backoff = \"1s\"",
+        &later.display().to_string(),
+    )
+    .replace(&format!("count = {EVENTS}"), "count = 0\nrate = 2000");
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-status"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running sluice");
+    let (tx, lines_rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    // The primary's directory is missing: it stops, the standby takes over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("the group carries on without it"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(e) => panic!("{e} before the primary stopped; log:\n{}", log.join("\n")),
+        }
+    }
+    // Its directory appears: after its penalty it runs, and takes batches.
+    std::fs::create_dir(&later).unwrap();
+    let primary = later.join("primary.txt");
+    wait_until("the primary to write", Duration::from_secs(60), || {
+        std::fs::metadata(&primary).is_ok_and(|m| m.len() > 0)
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut status = None;
+    wait_until("exit after SIGTERM", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    log.extend(lines_rx.iter());
+    let log = log.join("\n");
+    assert!(status.unwrap().success(), "{log}");
+    assert!(log.contains("a member sink started again"), "{log}");
+    let all = both_took_batches(&primary, &dir.path().join("standby.txt"));
+    // Every event generated, once: the numbers run from 0 without a gap.
+    assert_eq!(all, (0..all.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
 fn load_balance_spreads_batches_and_loses_none() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
@@ -95,16 +180,10 @@ fn load_balance_spreads_batches_and_loses_none() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = lines(&dir.path().join("primary.txt"));
-    let b = lines(&dir.path().join("standby.txt"));
-    assert!(
-        !a.is_empty() && !b.is_empty(),
-        "both sinks took batches: {} and {}",
-        a.len(),
-        b.len()
+    let all = both_took_batches(
+        &dir.path().join("primary.txt"),
+        &dir.path().join("standby.txt"),
     );
-    let mut all: Vec<u64> = a.into_iter().chain(b).collect();
-    all.sort_unstable();
     assert_eq!(all, (0..EVENTS as u64).collect::<Vec<_>>());
 }
 

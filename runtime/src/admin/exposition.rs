@@ -385,6 +385,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Batches a member sink of a group failed and the group gave to another member.",
     ),
     (
+        "sluice_sink_group_member_restarts_total",
+        Kind::Counter,
+        "Member sinks of a group started again after they stopped with an error.",
+    ),
+    (
         "sluice_channel_commits_total",
         Kind::Counter,
         "Offset commits of a kafka channel's consumer.",

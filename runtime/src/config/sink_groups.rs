@@ -23,10 +23,13 @@
 //! A batch a sink fails is given to another; its source's acknowledgement
 //! waits until one delivered it, so nothing is lost (a batch may be
 //! written twice if a sink failed it after writing part of it:
-//! at-least-once, as in Flume). A member sink that stops with an error no
-//! longer stops the agent while another member is running; the group stops
-//! it when none is left. Exactly-once sinks cannot be members (their
-//! committed positions are their own).
+//! at-least-once, as in Flume). A member sink that stops with an error
+//! (one that cannot open its store, say) does not stop the agent: it is
+//! started again after a penalty that doubles from 1 s up to
+//! `max_backoff`, as Flume's processors try a failed sink again, and is
+//! counted in `sluice_sink_group_member_restarts_total`. The group stops
+//! the agent only when every member is down at once. Exactly-once sinks
+//! cannot be members (their committed positions are their own).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -74,7 +77,9 @@ pub struct SinkGroupDef {
     /// Default `true` (`failover` always does).
     #[serde(default = "default_true")]
     pub backoff: bool,
-    /// Longest backoff of a failing sink (it doubles from 1 s). Default `"30s"`.
+    /// Longest backoff of a sink that failed a batch, and longest penalty
+    /// before a member that stopped starts again (both double from 1 s).
+    /// Default `"30s"`.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: HumanDuration,
 }

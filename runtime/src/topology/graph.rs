@@ -660,22 +660,37 @@ impl Graph {
             .map(str::to_owned);
         let mut member_rx: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
         let mut members = Vec::new();
+        let (revive, revived) = tokio::sync::mpsc::unbounded_channel();
         if let Some(group) = &group {
             let def = &config.sink_groups[group];
             for sink in def.by_priority() {
-                let (tx, rx) =
-                    crate::channels::memory::channel(crate::channels::memory::Capacity {
-                        events: 1,
-                        bytes: 1,
-                    });
+                let (tx, rx) = sink_group::member_channel();
                 member_rx.insert(sink.clone(), rx);
                 members.push(sink_group::Member::new(&sink, tx, &self.shared.metrics));
             }
         }
-        let dead: BTreeMap<String, Arc<std::sync::atomic::AtomicBool>> = members
-            .iter()
-            .map(|m| (m.name.clone(), m.dead.clone()))
-            .collect();
+        // What supervises each member (see `sink_group::supervise`).
+        let mut supervision: BTreeMap<String, sink_group::Supervision> = match &group {
+            Some(group) => members
+                .iter()
+                .enumerate()
+                .map(|(index, m)| {
+                    let s = sink_group::Supervision {
+                        index,
+                        dead: m.dead.clone(),
+                        revive: revive.clone(),
+                        max_backoff: config.sink_groups[group].max_backoff.get(),
+                        restarts: self
+                            .shared
+                            .metrics
+                            .counter(&format!("sink_group.{group}.member_restarts")),
+                    };
+                    (m.name.clone(), s)
+                })
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        drop(revive);
         for (sink, def) in config.sinks.iter().filter(|(_, d)| d.channel == name) {
             let rx = match member_rx.remove(sink) {
                 Some(rx) => Some(rx),
@@ -721,32 +736,33 @@ impl Graph {
                 state_dir: Some(config.data_dir.join("sinks").join(sink)),
                 dead_letter,
             };
-            let task = def.kind.run(rx, ctx);
-            let failures = self.failures.clone();
-            let member = dead.get(sink).cloned();
-            let sink_name = sink.clone();
-            self.sinks.insert(
-                sink.clone(),
-                tokio::spawn(async move {
-                    match (task.await, member) {
-                        (Ok(()), _) => {}
-                        // A group member's failure is the group's to handle.
-                        (Err(e), Some(dead)) => {
-                            tracing::error!(sink = %sink_name, error = %e, "a sink of a group stopped; the group carries on without it");
-                            dead.store(true, Ordering::Release);
-                        }
-                        (Err(e), None) => {
+            let task = match supervision.remove(sink) {
+                // A group member's failure is the group's to handle.
+                Some(s) => tokio::spawn(sink_group::supervise(def.kind.clone(), rx, ctx, s)),
+                None => {
+                    let task = def.kind.run(rx, ctx);
+                    let failures = self.failures.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = task.await {
                             let _ = failures.send(e.into());
                         }
-                    }
-                }),
-            );
+                    })
+                }
+            };
+            self.sinks.insert(sink.clone(), task);
             self.starts("sink", sink);
         }
         if let (Some(group), Some(rx)) = (group, receiver.take()) {
             let def = config.sink_groups[&group].clone();
             let failures = self.failures.clone();
-            let run = sink_group::run(group.clone(), def, rx, members, self.shared.metrics.clone());
+            let run = sink_group::run(
+                group.clone(),
+                def,
+                rx,
+                members,
+                revived,
+                self.shared.metrics.clone(),
+            );
             self.sinks.insert(
                 format!("group:{group}"),
                 tokio::spawn(async move {

@@ -6,9 +6,12 @@
 //! Each batch handed to a member is a copy with an acknowledgement of the
 //! group's own; the original acknowledgement is released only when a
 //! member delivered the batch. A member that fails it is backed off and the
-//! batch goes to another member; a member whose channel is gone (its task
-//! ended) is dead for the rest of the run. Only when every member is dead
-//! does the group fail, and the agent with it.
+//! batch goes to another member. A member whose task stops with an error
+//! is down: [`supervise`] starts it again after a penalty that doubles
+//! from 1 s up to `max_backoff` (as Flume's processors try a failed sink
+//! again), on a new member channel it hands the group. Only when every
+//! member is down at once does the group fail, and the agent with it: the
+//! batches it held go back to their sources.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -23,17 +26,30 @@ use crate::channels::{ChannelReceiver, ChannelSender};
 use crate::config::sink_groups::{Processor, Selector, SinkGroupDef};
 use crate::event::{Ack, AckReport, Batch, BatchBuf};
 use crate::metrics::{Counter, Metrics};
+use crate::sinks::{Sink, SinkContext};
 
 /// First backoff of a member that failed a batch.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// How often availability is looked at again while no member is available.
 const RECHECK: Duration = Duration::from_millis(100);
 
+/// The channel between a group and one member: a batch at a time, so a
+/// batch waits in the group, not in a member that may fail.
+pub(super) fn member_channel() -> (ChannelSender, ChannelReceiver) {
+    crate::channels::memory::channel(crate::channels::memory::Capacity {
+        events: 1,
+        bytes: 1,
+    })
+}
+
+/// A member started again: its index in the group and its new channel.
+pub(super) type Revived = (usize, ChannelSender);
+
 /// One member sink as the group sees it.
 pub(super) struct Member {
     pub name: String,
     pub tx: ChannelSender,
-    /// Set when the member's task ended.
+    /// Set while the member's task is down; cleared when it is revived.
     pub dead: Arc<AtomicBool>,
     /// The member's `sink.<name>.failing` gauge (retrying its store).
     failing: crate::metrics::Gauge,
@@ -128,6 +144,7 @@ pub(super) async fn run(
     def: SinkGroupDef,
     mut input: ChannelReceiver,
     members: Vec<Member>,
+    mut revived: mpsc::UnboundedReceiver<Revived>,
     metrics: Arc<Metrics>,
 ) -> Result<(), GroupFailed> {
     let mut d = Dispatch {
@@ -202,11 +219,66 @@ pub(super) async fn run(
                 None => input_open = false,
             },
             Some(r) = reports.recv() => on_report(&mut d, &mut pending, &mut queue, r),
+            Some((i, tx)) = revived.recv() => {
+                let m = &mut d.members[i];
+                m.tx = tx;
+                m.dead.store(false, Ordering::Release);
+                info!(group = %d.group, sink = %m.name, "a member sink started again");
+            }
             _ = tokio::time::sleep(RECHECK), if !idle || !pending.is_empty() => {}
         }
     }
     info!(group = %d.group, "sink group stopped");
     Ok(())
+}
+
+/// How [`supervise`] reaches its group.
+pub(super) struct Supervision {
+    /// The member's index in the group.
+    pub index: usize,
+    pub dead: Arc<AtomicBool>,
+    /// Where a revived member's channel goes; closed once the group ended.
+    pub revive: mpsc::UnboundedSender<Revived>,
+    /// The group's `max_backoff`: the longest penalty.
+    pub max_backoff: Duration,
+    /// `sink_group.<group>.member_restarts`.
+    pub restarts: Counter,
+}
+
+/// Runs member sink `kind` on `input` until its channel ends; each time it
+/// stops with an error instead, marks it down and starts it again after a
+/// penalty on a new channel, until the group has ended. The penalty
+/// doubles from 1 s up to `max_backoff` and is 1 s again after a run that
+/// lasted longer than `max_backoff`.
+pub(super) async fn supervise(
+    kind: Arc<dyn Sink>,
+    mut input: ChannelReceiver,
+    ctx: SinkContext,
+    s: Supervision,
+) {
+    let mut penalty = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let Err(e) = kind.run(input, ctx.clone()).await else {
+            return; // its channel ended: the group is done with it
+        };
+        s.dead.store(true, Ordering::Release);
+        if started.elapsed() > s.max_backoff {
+            penalty = FIRST_BACKOFF;
+        }
+        error!(sink = %ctx.name, error = %e, restart_in = ?penalty, "a sink of a group stopped; the group carries on without it and starts it again after a penalty");
+        tokio::select! {
+            _ = tokio::time::sleep(penalty) => {}
+            _ = s.revive.closed() => return,
+        }
+        penalty = (penalty * 2).min(s.max_backoff);
+        let (tx, rx) = member_channel();
+        if s.revive.send((s.index, tx)).is_err() {
+            return;
+        }
+        s.restarts.fetch_add(1, Ordering::Relaxed);
+        input = rx;
+    }
 }
 
 fn on_report(
@@ -245,6 +317,7 @@ mod tests {
         task: tokio::task::JoinHandle<Result<(), GroupFailed>>,
         metrics: Arc<Metrics>,
         dead: Vec<Arc<AtomicBool>>,
+        revive: mpsc::UnboundedSender<Revived>,
     }
 
     fn start(def: &str, names: &[&str]) -> Harness {
@@ -265,7 +338,8 @@ mod tests {
             members.push(Member::new(name, tx, &metrics));
         }
         let dead = members.iter().map(|m| m.dead.clone()).collect();
-        let task = tokio::spawn(run("g".into(), def, rx, members, metrics.clone()));
+        let (revive, revived) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run("g".into(), def, rx, members, revived, metrics.clone()));
         let (acks_tx, acks) = mpsc::unbounded_channel();
         Harness {
             input,
@@ -275,6 +349,7 @@ mod tests {
             task,
             metrics,
             dead,
+            revive,
         }
     }
 
@@ -380,5 +455,91 @@ mod tests {
         assert!(!h.report().await.delivered);
         let failed = timeout(WAIT, h.task).await.unwrap().unwrap();
         assert!(failed.is_err());
+    }
+
+    /// A sink that stops with an error on its first run and delivers every
+    /// batch on the next.
+    #[derive(Debug, Default)]
+    struct FailsFirst {
+        runs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Sink for FailsFirst {
+        fn guarantee(&self) -> crate::sinks::Guarantee {
+            crate::sinks::Guarantee::AtLeastOnce
+        }
+
+        fn run(
+            &self,
+            mut input: ChannelReceiver,
+            ctx: SinkContext,
+        ) -> futures::future::BoxFuture<'static, Result<(), crate::sinks::SinkError>> {
+            let first = self.runs.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    return Err(crate::sinks::SinkError {
+                        sink: ctx.name,
+                        message: "cannot open its store".into(),
+                    });
+                }
+                while let Some(batch) = input.recv().await {
+                    batch.release();
+                }
+                Ok(())
+            })
+        }
+
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_that_stopped_starts_again_after_its_penalty_and_takes_batches_back() {
+        let mut h = start(
+            "sinks = [\"a\", \"b\"]\nprocessor = \"failover\"",
+            &["a", "b"],
+        );
+        let input = std::mem::replace(&mut h.members[0], member_channel().1);
+        let ctx = SinkContext {
+            name: "a".into(),
+            metrics: h.metrics.clone(),
+            embedded_bootstrap: None,
+            link: None,
+            state_dir: None,
+            dead_letter: None,
+        };
+        let supervision = Supervision {
+            index: 0,
+            dead: h.dead[0].clone(),
+            revive: h.revive.clone(),
+            max_backoff: Duration::from_secs(1),
+            restarts: h.metrics.counter("sink_group.g.member_restarts"),
+        };
+        let supervisor = tokio::spawn(supervise(
+            Arc::new(FailsFirst::default()),
+            input,
+            ctx,
+            supervision,
+        ));
+        // `a` stopped at once: `b` takes the batch, whichever saw it first.
+        h.send(1).await;
+        let batch = h.take(1).await;
+        assert_eq!(id_of(&batch), 1);
+        batch.release();
+        assert!(h.report().await.delivered);
+        // After its penalty `a` runs again, and takes the next batch itself.
+        let (metrics, dead) = (h.metrics.clone(), h.dead[0].clone());
+        crate::wait::until("`a` to start again", WAIT, || {
+            metrics.get("sink_group.g.member_restarts") == 1 && !dead.load(Ordering::Acquire)
+        })
+        .await;
+        // (Nothing releases what reaches `b` now: only `a` can deliver it.)
+        h.send(2).await;
+        assert!(h.report().await.delivered);
+        // The group ends: so does the supervisor.
+        drop(h.input);
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+        timeout(WAIT, supervisor).await.unwrap().unwrap();
     }
 }
