@@ -36,6 +36,11 @@
 //!   offset (committed only once every sink acknowledged, so it never runs
 //!   ahead of any of them). The exactly-once sinks skip what they hold.
 //!
+//! The source also publishes which partitions still have records it has
+//! not read ([`SourceLink::set_behind`]), from librdkafka's statistics, so
+//! an object-store sink's `_SUCCESS` markers do not take a partition that
+//! is quiet because it is held back for one that is caught up.
+//!
 //! The consumer's group metadata is published here too, for a transactional
 //! Kafka sink that sends offsets to its transaction. Such a sink writes the
 //! consumer group's committed offsets itself, atomically with its output; the
@@ -89,6 +94,8 @@ pub struct SourceLink {
     rewind_wanted: tokio::sync::Notify,
     offsets_in_transactions: AtomicBool,
     co_fed: AtomicBool,
+    /// Partitions with records not read yet, as last reported.
+    behind: Mutex<Vec<Tp>>,
 }
 
 impl std::fmt::Debug for SourceLink {
@@ -132,7 +139,22 @@ impl SourceLink {
             rewind_wanted: tokio::sync::Notify::new(),
             offsets_in_transactions: AtomicBool::new(false),
             co_fed: AtomicBool::new(false),
+            behind: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The source's latest report of the assigned partitions that still
+    /// have records it has not read (it replaces the previous one).
+    pub(crate) fn set_behind(&self, parts: Vec<Tp>) {
+        *self.behind.lock().unwrap_or_else(|e| e.into_inner()) = parts;
+    }
+
+    /// The partitions last reported to have records not read yet.
+    pub(crate) fn behind(&self) -> Vec<Tp> {
+        self.behind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The source's name.

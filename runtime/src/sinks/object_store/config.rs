@@ -126,7 +126,8 @@ pub struct ObjectStoreSinkConfig {
     pub allowed_lateness: HumanDuration,
 
     /// A source partition that delivered nothing for this long no longer
-    /// holds the `_SUCCESS` watermark back (it is caught up). Default `"1m"`.
+    /// holds the `_SUCCESS` watermark back (it is caught up), unless its
+    /// Kafka source reports records of it not read yet. Default `"1m"`.
     #[serde(default = "default_marker_idle_timeout")]
     pub marker_idle_timeout: HumanDuration,
 

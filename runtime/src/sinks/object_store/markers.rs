@@ -14,10 +14,13 @@
 //!   a partition still catching up after a restart holds the watermark
 //!   back). A partition that has delivered nothing for
 //!   `marker_idle_timeout` does not hold it back (it is caught up, or gone
-//!   to another agent); when every partition is idle the watermark is the
-//!   latest time of any. That is a judgement on silence alone: a partition
-//!   silent longer than the timeout while it still has data (a slow catch-up
-//!   after a restart) lets its hours be marked early, so the timeout should
+//!   to another agent), unless that source's statistics (every
+//!   `statistics.interval.ms`) show records of it not read yet: a partition
+//!   quiet because it is held back (backpressure, a slow catch-up after a
+//!   restart or a store outage) keeps its hours open. When every partition
+//!   is idle the watermark is the latest time of any. Without such a source
+//!   (several sources, or a bounded run, whose partitions stop short of
+//!   their ends) idleness is judged on silence alone, so the timeout should
 //!   stay well above a rebalance;
 //! - and no file of that directory is still open: every file written into
 //!   it is visible (exactly-once: committed).
@@ -148,33 +151,38 @@ impl Markers {
     }
 
     /// The low watermark now, if any partition delivered and no assigned
-    /// partition that has not is still within its idle timeout.
+    /// partition that has not is still within its idle timeout or behind.
     fn watermark(&mut self, now: Instant) -> Option<i64> {
+        let mut behind = Vec::new();
         if let Some(link) = &self.link {
             let owned = link.owned();
+            behind = link.behind();
+            behind.retain(|tp| owned.contains(tp));
             self.silent.retain(|tp, _| owned.contains(tp));
-            for (topic, partition) in owned {
-                let delivered = self
-                    .seen
-                    .get(&topic)
-                    .is_some_and(|p| p.contains_key(&partition));
+            for tp in owned {
+                let delivered = self.seen.get(&tp.0).is_some_and(|p| p.contains_key(&tp.1));
                 if delivered {
-                    self.silent.remove(&(topic, partition));
+                    self.silent.remove(&tp);
                     continue;
                 }
-                let since = *self.silent.entry((topic, partition)).or_insert(now);
-                if now.duration_since(since) < self.idle {
+                let since = *self.silent.entry(tp.clone()).or_insert(now);
+                if now.duration_since(since) < self.idle || behind.contains(&tp) {
                     return None;
                 }
             }
         }
-        let all = self.seen.values().flat_map(|p| p.values());
+        let is_behind =
+            |topic: &str, partition: i32| behind.iter().any(|(t, p)| t == topic && *p == partition);
+        let all = self
+            .seen
+            .iter()
+            .flat_map(|(t, parts)| parts.iter().map(move |(p, s)| (t.as_str(), *p, s)));
         let active = all
             .clone()
-            .filter(|s| now.duration_since(s.at) < self.idle)
-            .map(|s| s.latest_ms)
+            .filter(|(t, p, s)| now.duration_since(s.at) < self.idle || is_behind(t, *p))
+            .map(|(_, _, s)| s.latest_ms)
             .min();
-        active.or_else(|| all.map(|s| s.latest_ms).max())
+        active.or_else(|| all.map(|(_, _, s)| s.latest_ms).max())
     }
 
     /// Directories complete by time (the caller checks their files).
@@ -309,5 +317,41 @@ mod tests {
         m.observe("hr=00", "t", 0, 10, t0);
         m.observe("hr=05", "t", 0, 5 * H, t0);
         assert_eq!(m.due(t0), ["hr=00"]);
+    }
+
+    #[test]
+    fn a_quiet_partition_its_source_reports_behind_holds_the_watermark_back() {
+        let link = SourceLink::new("src");
+        link.assign(&[("t".into(), 0), ("t".into(), 1)]);
+        let (t0, later) = (Instant::now(), Instant::now() + Duration::from_secs(40));
+        // Partition 1 delivered into hour 0, then went quiet for longer than
+        // the idle timeout while partition 0 went on to hour 5.
+        let mut m = markers_with(Duration::ZERO, Some(link.clone()));
+        m.observe("hr=00", "t", 1, 10, t0);
+        m.observe("hr=00", "t", 0, 10, t0);
+        m.observe("hr=05", "t", 0, 5 * H, later);
+        // Its source still has records of it to read: hour 0 stays open.
+        link.set_behind(vec![("t".into(), 1)]);
+        assert!(m.due(later).is_empty());
+        // Caught up, its silence is idleness again.
+        link.set_behind(Vec::new());
+        assert_eq!(m.due(later), ["hr=00"]);
+        // The same for an assigned partition that delivered nothing yet.
+        let mut m = markers_with(Duration::ZERO, Some(link.clone()));
+        m.observe("hr=00", "t", 0, 10, t0);
+        m.observe("hr=05", "t", 0, 5 * H, t0);
+        assert!(m.due(t0).is_empty(), "partition 1 is assigned and silent");
+        link.set_behind(vec![("t".into(), 1)]);
+        assert!(m.due(later).is_empty());
+        link.set_behind(Vec::new());
+        assert_eq!(m.due(later), ["hr=00"]);
+        // A partition no longer assigned here does not count, behind or not.
+        link.set_behind(vec![("t".into(), 1)]);
+        link.revoke(&[("t".into(), 1)], Duration::ZERO);
+        let mut m = markers_with(Duration::ZERO, Some(link));
+        m.observe("hr=00", "t", 1, 10, t0);
+        m.observe("hr=00", "t", 0, 10, t0);
+        m.observe("hr=05", "t", 0, 5 * H, later);
+        assert_eq!(m.due(later), ["hr=00"]);
     }
 }

@@ -55,6 +55,10 @@ pub async fn run(
         &bootstrap,
         config.start_from,
         config.bounded.is_some(),
+        !matches!(
+            config.kafka.get("isolation.level"),
+            Some(crate::kafka::KafkaValue::Str(level)) if level.trim() == "read_uncommitted"
+        ),
     );
     let consumer: StreamConsumer<SourceKafkaContext> = config
         .client_config(&bootstrap, &format!("sluice-{}", ctx.name))
@@ -874,6 +878,9 @@ pub(crate) struct SourceKafkaContext {
     last_commit: Gauge,
     /// A bounded run's plan and what the callbacks tell its consume loop.
     pub(super) bounded: Option<Hooks>,
+    /// `isolation.level` is `read_committed` (librdkafka's default): a
+    /// partition ends at its last stable offset, not its high watermark.
+    read_committed: bool,
 }
 
 impl SourceKafkaContext {
@@ -883,8 +890,10 @@ impl SourceKafkaContext {
         bootstrap: &str,
         start_from: StartFrom,
         bounded: bool,
+        read_committed: bool,
     ) -> Self {
         Self {
+            read_committed,
             name: ctx.name.clone(),
             start_from,
             link,
@@ -1124,6 +1133,21 @@ where
     }
 }
 
+/// Whether a partition's statistics show records the source has not read:
+/// some fetched and not handed on yet, or its fetch position short of the
+/// partition's end (the last stable offset under `read_committed`, the
+/// high watermark otherwise). Unknown offsets (-1) show none. The fetch
+/// position, not the last record handed on, is compared: it steps over
+/// transaction markers, which no record follows.
+fn has_unread(p: &rdkafka::statistics::Partition, read_committed: bool) -> bool {
+    let end = if read_committed {
+        p.ls_offset
+    } else {
+        p.hi_offset
+    };
+    p.fetchq_cnt > 0 || (p.next_offset >= 0 && end >= 0 && p.next_offset < end)
+}
+
 impl ClientContext for SourceKafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         crate::kafka::log_librdkafka(&self.name, level, fac, message);
@@ -1135,12 +1159,16 @@ impl ClientContext for SourceKafkaContext {
     /// committed offset, i.e. the figure Kafka's consumer-group tool shows
     /// as LAG. Unknown (-1, e.g. nothing committed yet) counts as 0.
     ///
+    /// Unbounded: tells the link which assigned partitions still have
+    /// records not read ([`has_unread`]), for `_SUCCESS` markers.
+    ///
     /// Bounded: also hands the consume loop the partitions whose fetch
     /// position librdkafka reports with its queue empty (see
     /// [`bounded`](super::bounded)).
     fn stats(&self, statistics: Statistics) {
         let mut lag = 0;
         let mut fetched = Vec::new();
+        let mut behind = Vec::new();
         for (topic, t) in &statistics.topics {
             for p in t.partitions.values().filter(|p| p.partition >= 0) {
                 let value = p.consumer_lag.max(0);
@@ -1151,9 +1179,17 @@ impl ClientContext for SourceKafkaContext {
                 if self.bounded.is_some() && p.fetchq_cnt == 0 && p.next_offset >= 0 {
                     fetched.push(((topic.clone(), p.partition), p.next_offset));
                 }
+                if p.desired && has_unread(p, self.read_committed) {
+                    behind.push((topic.clone(), p.partition));
+                }
             }
         }
         self.lag.store(lag, Ordering::Relaxed);
+        // A bounded run's partitions stop at their ends, short of the
+        // partitions' own: they are never caught up, yet end.
+        if self.bounded.is_none() {
+            self.link.set_behind(behind);
+        }
         if let Some(hooks) = &self.bounded
             && !fetched.is_empty()
         {
@@ -1326,6 +1362,83 @@ impl ConsumerContext for SourceKafkaContext {
             self.health.check(&e);
             warn!(source = %self.name, error = %e, offsets = ?offsets.to_topic_map(), "offset commit failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod unread_tests {
+    use rdkafka::statistics::{Partition, Topic};
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn partition(next: i64, fetched: i64, ls: i64, hi: i64) -> Partition {
+        Partition {
+            desired: true,
+            next_offset: next,
+            fetchq_cnt: fetched,
+            ls_offset: ls,
+            hi_offset: hi,
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn statistics_tell_the_link_which_assigned_partitions_are_behind() {
+        let ctx = SourceContext {
+            name: "s".into(),
+            metrics: Metrics::new(),
+            shutdown: Default::default(),
+            embedded_bootstrap: None,
+            state_dir: std::env::temp_dir(),
+        };
+        let mut topic = Topic::default();
+        for (id, mut p) in [
+            (0, partition(90, 0, 100, 100)),
+            (1, partition(100, 0, 100, 100)),
+            // Known to the client but not assigned to it.
+            (
+                2,
+                Partition {
+                    desired: false,
+                    ..partition(5, 0, 100, 100)
+                },
+            ),
+            // librdkafka's internal partition of unassigned messages.
+            (-1, partition(0, 3, 100, 100)),
+        ] {
+            p.partition = id;
+            topic.partitions.insert(id, p);
+        }
+        let mut statistics = Statistics::default();
+        statistics.topics.insert("t".into(), topic);
+        let link = SourceLink::new("s");
+        let context =
+            SourceKafkaContext::new(&ctx, link.clone(), "x:1", StartFrom::Earliest, false, true);
+        context.stats(statistics.clone());
+        assert_eq!(link.behind(), [("t".to_owned(), 0)]);
+        // A bounded run's partitions stop short of their ends: none reported.
+        let link = SourceLink::new("b");
+        let context =
+            SourceKafkaContext::new(&ctx, link.clone(), "x:1", StartFrom::Earliest, true, true);
+        context.stats(statistics);
+        assert!(link.behind().is_empty());
+    }
+
+    #[test]
+    fn a_partition_is_behind_while_records_wait_to_be_fetched_or_handed_on() {
+        // Fetched up to its end, nothing waiting: caught up.
+        assert!(!has_unread(&partition(100, 0, 100, 100), true));
+        // Records short of the end, or fetched and not handed on yet.
+        assert!(has_unread(&partition(90, 0, 100, 100), true));
+        assert!(has_unread(&partition(100, 5, 100, 100), true));
+        // An open transaction: read_committed ends at the last stable
+        // offset, read_uncommitted at the high watermark.
+        assert!(!has_unread(&partition(100, 0, 100, 120), true));
+        assert!(has_unread(&partition(100, 0, 100, 120), false));
+        // Offsets not known yet tell nothing.
+        assert!(!has_unread(&partition(-1001, 0, 100, 100), true));
+        assert!(!has_unread(&partition(100, 0, -1, -1), true));
     }
 }
 
