@@ -3,11 +3,8 @@
 //! TLS handshake and for a request head, and an orderly stop.
 //!
 //! A connection past the bound is not refused: it waits in the kernel's
-//! accept queue until a slot frees, as a busy server's clients expect. So
-//! [`listen`] asks for the longest queue the kernel allows. The standard
-//! library (and tokio) ask for 128, and a burst of clients arriving while
-//! every slot was busy lost connections: SYNs dropped once the queue was
-//! full, and connections reset whose SYN cookie came back to a full queue.
+//! accept queue until a slot frees, as a busy server's clients expect,
+//! which is why servers bind with [`crate::listener::listen`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,7 +18,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,25 +26,6 @@ use tracing::{debug, warn};
 
 /// Longest a client may take for a TLS handshake or a request's head.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The accept queue asked for. Linux caps it at `net.core.somaxconn`
-/// (4096 by default since Linux 5.4), so this means "as long as allowed";
-/// the queue costs nothing until clients wait in it.
-const BACKLOG: u32 = 65_535;
-
-/// Binds `addr` with the longest accept queue the kernel allows.
-pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // A restarted server binds its port again while old connections of
-    // it linger in TIME_WAIT, as every server does.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
 
 /// What becomes of requests in progress when the server stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

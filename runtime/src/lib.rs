@@ -57,5 +57,6 @@ pub use sluice_plugin_host::{lookup, plugin};
 #[cfg(test)]
 mod fuzz;
 mod http_server;
+mod listener;
 #[cfg(test)]
 mod wait;

@@ -80,7 +80,7 @@ impl Admin {
         metrics: Arc<Metrics>,
         phase: Arc<PhaseCell>,
     ) -> Result<Self> {
-        let listener = crate::http_server::listen(admin.listen)
+        let listener = crate::listener::listen(admin.listen)
             .with_context(|| format!("admin endpoint: binding {}", admin.listen))?;
         let local_addr = listener.local_addr().context("admin endpoint")?;
         let state = Arc::new(State {

@@ -349,7 +349,7 @@ pub(crate) async fn run(
         .listen
         .parse()
         .map_err(|e| err(format!("listen `{}`: {e}", config.listen)))?;
-    let listener = http_server::listen(addr)
+    let listener = crate::listener::listen(addr)
         .map_err(|e| err(format!("listening on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| err(e.to_string()))?;
     if let Some(bound) = bound {

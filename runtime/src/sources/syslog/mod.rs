@@ -48,6 +48,8 @@
 //! **TCP framing** ([`framing`], RFC 6587), chosen per message by its first
 //! byte: a digit means octet counting (`<len> <msg>`), anything else (`<`)
 //! a message ending at `\n` or NUL. Senders may mix both on one connection.
+//! While the pipeline pushes back, connections stop being read and new
+//! ones wait in the accept queue ([`crate::listener`]).
 //!
 //! **Events**: body = the MSG part of the message, bytes as sent (an RFC
 //! 5424 UTF-8 BOM removed; for RFC 3164 what follows `TAG[PID]: `); no
@@ -308,8 +310,7 @@ pub(crate) async fn run(
     let mut ingest = Ingest::new(&config, output, &ctx);
     let closed = match config.protocol {
         Protocol::Tcp => {
-            let listener = TcpListener::bind(addr)
-                .await
+            let listener = crate::listener::listen(addr)
                 .map_err(|e| err(format!("listening on {addr} (tcp): {e}")))?;
             let local = listener.local_addr().map_err(|e| err(e.to_string()))?;
             if let Some(bound) = bound {
