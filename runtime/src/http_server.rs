@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 /// Longest a client may take for a TLS handshake or a request's head.
-pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What becomes of requests in progress when the server stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,7 @@ pub(crate) struct Serving {
     pub max_connections: usize,
     /// Serve HTTPS with this.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Whether requests in progress are answered when it stops.
     pub on_stop: OnStop,
 }
 

@@ -41,7 +41,8 @@
 //! **Bounds**: `max_connections` served at once (more wait to be
 //! accepted, in an accept queue as long as the kernel allows: Linux's
 //! `net.core.somaxconn`), 10 s for a TLS handshake and for a request head,
-//! `max_body_bytes` per body. The server is [`crate::http_server`].
+//! `max_body_bytes` per body. The server is `http_server`, shared with the
+//! admin endpoint.
 //!
 //! Metrics: `source.<name>.events`, `.bytes`, `.batches`,
 //! `.undelivered_batches`, `.requests`, `.requests_rejected` (every 4xx),

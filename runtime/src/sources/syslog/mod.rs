@@ -49,7 +49,7 @@
 //! byte: a digit means octet counting (`<len> <msg>`), anything else (`<`)
 //! a message ending at `\n` or NUL. Senders may mix both on one connection.
 //! While the pipeline pushes back, connections stop being read and new
-//! ones wait in the accept queue ([`crate::listener`]).
+//! ones wait in the accept queue (as long as the kernel allows).
 //!
 //! **Events**: body = the MSG part of the message, bytes as sent (an RFC
 //! 5424 UTF-8 BOM removed; for RFC 3164 what follows `TAG[PID]: `); no
