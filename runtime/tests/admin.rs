@@ -7,11 +7,12 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use util::{Log, Process};
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "t0ken-for-tests";
@@ -45,16 +46,8 @@ fn config(dir: &Path) -> PathBuf {
 
 /// A running agent; SIGKILLed if the test fails before stopping it.
 struct Agent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    child: Process,
+    log: Log,
 }
 
 impl Agent {
@@ -75,36 +68,10 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = Log::follow(child.stderr.take().unwrap());
         Self {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Log lines until one satisfies `find`; its value.
-    fn wait_for_log<T>(&mut self, what: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no log line {what}; log:\n{}", self.log.join("\n")));
-            let found = find(&line);
-            self.log.push(line);
-            if let Some(v) = found {
-                return v;
-            }
+            child: Process(child),
+            log,
         }
     }
 }
@@ -184,7 +151,7 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
     let mut agent = Agent::start(&config, dir.path());
 
     // JSON logs: the endpoint names its address (port 0 was asked for).
-    let addr = agent.wait_for_log("naming the admin address", |line| {
+    let addr = agent.log.wait_for("naming the admin address", |line| {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
         let fields = &v["fields"];
@@ -346,16 +313,16 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
 
     // SIGHUP reloads the configuration; the file is unchanged, so nothing
     // is rebuilt.
-    let pid = agent.child.id() as libc::pid_t;
+    let pid = agent.child.0.id() as libc::pid_t;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let message = |line: &str| -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
         v["fields"]["message"].as_str().map(str::to_owned)
     };
-    agent.wait_for_log("the SIGHUP", |l| {
+    agent.log.wait_for("the SIGHUP", |l| {
         message(l).filter(|m| m.starts_with("SIGHUP"))
     });
-    agent.wait_for_log("the unchanged reload", |l| {
+    agent.log.wait_for("the unchanged reload", |l| {
         message(l).filter(|m| m.contains("no component did"))
     });
     let (_, metrics) = get(&addr, "/metrics", Some(TOKEN));
@@ -371,13 +338,11 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
     // SIGTERM, as an orchestrator stops a pod: a graceful, successful exit.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = wait_until("exit after SIGTERM", Duration::from_secs(60), || {
-        agent.child.try_wait().unwrap()
+        agent.child.0.try_wait().unwrap()
     });
-    while let Ok(line) = agent.lines.recv_timeout(Duration::from_secs(5)) {
-        agent.log.push(line);
-    }
-    assert!(status.success(), "{status}; log:\n{}", agent.log.join("\n"));
-    for line in &agent.log {
+    agent.log.rest(Duration::from_secs(5));
+    assert!(status.success(), "{status}; log:\n{}", agent.log.text());
+    for line in &agent.log.seen {
         assert!(
             !line.contains('\u{1b}'),
             "ANSI escapes in a log that is no terminal: {line}"
@@ -415,7 +380,7 @@ fn scrape_with_prometheus(dir: &Path, agent: &str) {
         ),
     )
     .unwrap();
-    let mut server = Command::new(prometheus)
+    let server = Command::new(prometheus)
         .arg(format!(
             "--config.file={}",
             dir.join("prometheus.yml").display()
@@ -429,14 +394,7 @@ fn scrape_with_prometheus(dir: &Path, agent: &str) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(&mut server);
+    let _server = Process(server);
     let api = format!("127.0.0.1:{port}");
     let query = |q: &str| -> Option<f64> {
         let (code, body) =

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod util;
-use util::wait_until;
+use util::{Process, wait_until};
 
 const LINES: usize = 60_000;
 /// A rotation (taildir), a new file (spooldir) every this many lines.
@@ -80,21 +80,10 @@ roll_interval = "300ms"
     )
 }
 
-/// A running `sluice`, killed if the test fails while it runs (so a failed
-/// test leaves no agent behind).
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn start(config: &Path, log: &Path) -> Agent {
-    Agent(
+/// Starts `sluice run`, killed if the test fails while it runs (so a
+/// failed test leaves no agent behind).
+fn start(config: &Path, log: &Path) -> Process {
+    Process(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .arg("--no-status")
@@ -242,7 +231,7 @@ fn crash_and_finish(
     let out = dir.join("out");
     for (run, after) in KILL_AFTER.iter().enumerate() {
         let log = dir.join(format!("run{run}.log"));
-        let Agent(child) = &mut start(&config_path, &log);
+        let Process(child) = &mut start(&config_path, &log);
         wait_until(
             &format!("{after} committed lines in run {run}"),
             Duration::from_secs(60),
@@ -263,7 +252,7 @@ fn crash_and_finish(
 
     // The last run: until every line is committed, then a clean stop.
     let log = dir.join("final.log");
-    let Agent(child) = &mut start(&config_path, &log);
+    let Process(child) = &mut start(&config_path, &log);
     let wait = wait_for_lines(&out, child, &log);
     // SAFETY: kill(2) on the child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

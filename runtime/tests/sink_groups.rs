@@ -6,13 +6,11 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use util::wait_until;
+use util::{Log, Process, wait_until};
 
 const EVENTS: usize = 20_000;
 
@@ -113,35 +111,20 @@ fn a_stopped_primary_starts_again_after_its_penalty_and_takes_the_batches_back()
     .replace(&format!("count = {EVENTS}"), "count = 0\nrate = 2000");
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--no-status"])
-        .arg(&path)
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running sluice");
-    let (tx, lines_rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
+    let Process(child) = &mut Process(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--no-status"])
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running sluice"),
+    );
+    let mut log = Log::follow(child.stderr.take().unwrap());
     // The primary's directory is missing: it stops, the standby takes over.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !log
-        .iter()
-        .any(|l: &String| l.contains("the group carries on without it"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines_rx.recv_timeout(left) {
-            Ok(line) => log.push(line),
-            Err(e) => panic!("{e} before the primary stopped; log:\n{}", log.join("\n")),
-        }
-    }
+    log.wait_for("of the primary stopping", |l| {
+        l.contains("the group carries on without it").then_some(())
+    });
     // Its directory appears: after its penalty it runs, and takes batches.
     std::fs::create_dir(&later).unwrap();
     let primary = later.join("primary.txt");
@@ -155,8 +138,8 @@ fn a_stopped_primary_starts_again_after_its_penalty_and_takes_the_batches_back()
         status = child.try_wait().unwrap();
         status.is_some()
     });
-    log.extend(lines_rx.iter());
-    let log = log.join("\n");
+    log.rest(Duration::from_secs(5));
+    let log = log.text();
     assert!(status.unwrap().success(), "{log}");
     assert!(log.contains("a member sink started again"), "{log}");
     let all = both_took_batches(&primary, &dir.path().join("standby.txt"));

@@ -49,6 +49,80 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut
     }
 }
 
+/// A child process that is ended (SIGKILL) when dropped, unless it has
+/// exited: a failing test leaves nothing running.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A child process's log: its lines read on a thread as they come, and
+/// the ones taken so far (to show when a test fails).
+pub struct Log {
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line taken so far.
+    pub seen: Vec<String>,
+}
+
+impl Log {
+    /// Follows `stream` (a child's stderr) until it closes.
+    pub fn follow(stream: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Takes lines until one satisfies `find`, and returns its value;
+    /// panics naming `what`, with the log so far, after 120 s.
+    pub fn wait_for<T>(&mut self, what: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line {what}; log:\n{}", self.text()));
+            let found = find(&line);
+            self.seen.push(line);
+            if let Some(v) = found {
+                return v;
+            }
+        }
+    }
+
+    /// Takes the lines still coming, until the stream closes or none came
+    /// for `quiet`.
+    pub fn rest(&mut self, quiet: std::time::Duration) {
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.seen.push(line);
+        }
+    }
+
+    /// The lines taken so far.
+    pub fn text(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
 /// Replaces `path` with `bytes` the way a deployment should: write a
 /// temporary file beside it, then rename it over the old one.
 pub fn deploy(path: &std::path::Path, bytes: &[u8]) {

@@ -658,45 +658,39 @@ impl Graph {
             .find(|(_, d)| d.channel == name)
             .and_then(|(sink, _)| config.group_of(sink))
             .map(str::to_owned);
-        let mut member_rx: BTreeMap<String, ChannelReceiver> = BTreeMap::new();
+        // Each member's channel from the group, and what restarts it (see
+        // `sink_group::supervise`).
+        let mut member_ends: BTreeMap<String, (ChannelReceiver, sink_group::Supervision)> =
+            BTreeMap::new();
         let mut members = Vec::new();
         let (revive, revived) = tokio::sync::mpsc::unbounded_channel();
         if let Some(group) = &group {
             let def = &config.sink_groups[group];
+            let restarts = self
+                .shared
+                .metrics
+                .counter(&format!("sink_group.{group}.member_restarts"));
             for sink in def.by_priority() {
                 let (tx, rx) = sink_group::member_channel();
-                member_rx.insert(sink.clone(), rx);
-                members.push(sink_group::Member::new(&sink, tx, &self.shared.metrics));
+                let member = sink_group::Member::new(&sink, tx, &self.shared.metrics);
+                let supervision = sink_group::Supervision {
+                    index: members.len(),
+                    dead: member.dead.clone(),
+                    revive: revive.clone(),
+                    max_backoff: def.max_backoff.get(),
+                    restarts: restarts.clone(),
+                };
+                member_ends.insert(sink, (rx, supervision));
+                members.push(member);
             }
         }
-        // What supervises each member (see `sink_group::supervise`).
-        let mut supervision: BTreeMap<String, sink_group::Supervision> = match &group {
-            Some(group) => members
-                .iter()
-                .enumerate()
-                .map(|(index, m)| {
-                    let s = sink_group::Supervision {
-                        index,
-                        dead: m.dead.clone(),
-                        revive: revive.clone(),
-                        max_backoff: config.sink_groups[group].max_backoff.get(),
-                        restarts: self
-                            .shared
-                            .metrics
-                            .counter(&format!("sink_group.{group}.member_restarts")),
-                    };
-                    (m.name.clone(), s)
-                })
-                .collect(),
-            None => BTreeMap::new(),
-        };
         drop(revive);
         for (sink, def) in config.sinks.iter().filter(|(_, d)| d.channel == name) {
-            let rx = match member_rx.remove(sink) {
-                Some(rx) => Some(rx),
-                None => receiver.take(),
-            }
-            .ok_or_else(|| anyhow!("channel `{name}` has more than one sink"))?;
+            let (rx, supervision) = match member_ends.remove(sink) {
+                Some((rx, s)) => (Some(rx), Some(s)),
+                None => (receiver.take(), None),
+            };
+            let rx = rx.ok_or_else(|| anyhow!("channel `{name}` has more than one sink"))?;
             let link = match config.sources_feeding(name)[..] {
                 [source] => Some(self.link(source)),
                 _ => None,
@@ -736,7 +730,7 @@ impl Graph {
                 state_dir: Some(config.data_dir.join("sinks").join(sink)),
                 dead_letter,
             };
-            let task = match supervision.remove(sink) {
+            let task = match supervision {
                 // A group member's failure is the group's to handle.
                 Some(s) => tokio::spawn(sink_group::supervise(def.kind.clone(), rx, ctx, s)),
                 None => {
