@@ -62,6 +62,26 @@ impl Drop for Process {
     }
 }
 
+impl Process {
+    /// Waits up to `timeout` for the child to exit; `None` if it is still
+    /// running then.
+    pub fn exit_within(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// A child process's log: its lines read on a thread as they come, and
 /// the ones taken so far (to show when a test fails).
 pub struct Log {
@@ -109,10 +129,13 @@ impl Log {
         }
     }
 
-    /// Takes the lines still coming, until the stream closes or none came
-    /// for `quiet`.
+    /// Takes the lines still coming, until the stream closes, none came
+    /// for `quiet`, or (a child still running and logging) 30 s passed.
     pub fn rest(&mut self, quiet: std::time::Duration) {
-        while let Ok(line) = self.lines.recv_timeout(quiet) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline
+            && let Ok(line) = self.lines.recv_timeout(quiet)
+        {
             self.seen.push(line);
         }
     }

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use super::processor::{self, Dispatch};
 use super::routes::{Route, RouteTable};
 use super::sink_group;
+use super::stopping;
 use crate::channels::{ChannelReceiver, OpenContext};
 use crate::config::Config;
 use crate::delivery::SourceLink;
@@ -129,7 +130,7 @@ pub(super) struct Graph {
     next_id: u64,
     /// Tasks of sources a reload was stopping when the run shut down:
     /// [`Graph::drain`] awaits them with the others.
-    stopping: Vec<JoinHandle<()>>,
+    stopping: Vec<(String, JoinHandle<()>)>,
     watcher: Option<reload::Watcher>,
 }
 
@@ -480,16 +481,16 @@ impl Graph {
             s.stop.cancel();
         }
         let mut waiting = std::mem::take(&mut self.stopping);
-        for (_, s) in sources {
-            let _ = s.processor.await;
-            waiting.push(s.source);
+        for (name, s) in sources {
+            let _ = stopping::watched("processor", &name, s.processor).await;
+            waiting.push((name, s.source));
         }
         self.routes.clear();
-        for (_, sink) in std::mem::take(&mut self.sinks) {
-            let _ = sink.await;
+        for (name, sink) in std::mem::take(&mut self.sinks) {
+            let _ = stopping::watched("sink", &name, sink).await;
         }
-        for source in waiting {
-            let _ = source.await;
+        for (name, source) in waiting {
+            let _ = stopping::watched("source", &name, source).await;
         }
         for (name, channel) in std::mem::take(&mut self.channels) {
             settle(&name, channel).await;
@@ -903,13 +904,13 @@ impl Graph {
             _ = &mut processor => {}
             () = shutdown.cancelled() => {
                 let _ = processor.await;
-                self.stopping.push(source);
+                self.stopping.push((name.to_owned(), source));
                 return;
             }
         }
         tokio::select! {
             _ = &mut source => {}
-            () = shutdown.cancelled() => self.stopping.push(source),
+            () = shutdown.cancelled() => self.stopping.push((name.to_owned(), source)),
         }
     }
 }

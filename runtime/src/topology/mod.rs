@@ -29,6 +29,7 @@ pub mod processor;
 pub mod routes;
 mod sink_group;
 pub mod status;
+mod stopping;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<Arc<Metrics>> {
     };
     let result = run_pipelines(config, options, &phase, admin.as_ref()).await;
     if let Some(admin) = admin {
-        admin.stop().await;
+        stopping::watched("admin endpoint", "admin", admin.stop()).await;
     }
     result
 }
@@ -92,6 +93,9 @@ async fn run_pipelines(
 ) -> Result<Arc<Metrics>> {
     let metrics = options.metrics.clone();
     let shutdown = options.shutdown.clone();
+    // From here a signal drains what has started (plugins may take seconds
+    // to compile) rather than killing the process.
+    stop_on_signal(shutdown.clone());
     let embedded = Embedded::start(&config, &metrics, &shutdown)?;
 
     std::fs::create_dir_all(&config.data_dir)
@@ -128,7 +132,6 @@ async fn run_pipelines(
             shutdown.clone(),
         ))
     });
-    stop_on_signal(shutdown.clone());
     phase.set(Phase::Running);
 
     let mut errors = Vec::new();
@@ -223,7 +226,7 @@ impl Embedded {
     /// stops (the sources reading it have ended by now).
     async fn finish(self, errors: &mut Vec<anyhow::Error>) {
         if let Some(task) = self.feed {
-            match task.await {
+            match stopping::watched("embedded feed", "embedded_broker", task).await {
                 Ok(Ok(n)) => tracing::info!(events = n, "embedded feed finished"),
                 Ok(Err(e)) => errors.push(e.into()),
                 Err(e) => errors.push(anyhow!("embedded feed task: {e}")),
@@ -231,7 +234,8 @@ impl Embedded {
         }
         if let Some(broker) = self.broker {
             // The last reference: stopping the cluster joins its thread.
-            let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
+            let stopped = tokio::task::spawn_blocking(move || drop(broker));
+            let _ = stopping::watched("embedded broker", "embedded_broker", stopped).await;
         }
     }
 }
@@ -275,37 +279,55 @@ fn compile_cache_key(data_dir: &std::path::Path) -> Option<CacheKey> {
 }
 
 /// On the first SIGINT or SIGTERM, shuts down gracefully; on the second,
-/// exits at once.
+/// exits at once. The handlers are in place when this returns, so a signal
+/// arriving once the run has begun never meets the default (fatal) action.
 fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // SIGINT is Ctrl-C; SIGTERM is what Kubernetes, systemd and
+        // `docker stop` send.
+        let (mut int, mut term) = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => (int, term),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    "no SIGINT/SIGTERM handler ({e}): a signal stops the run without draining it"
+                );
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let received = tokio::select! {
+                    r = int.recv() => r.is_some(),
+                    r = term.recv() => r.is_some(),
+                };
+                if !received {
+                    return;
+                }
+                if !first {
+                    std::process::exit(130);
+                }
+                first = false;
+                tracing::info!("interrupted; shutting down gracefully (interrupt again to abort)");
+                shutdown.cancel();
+            }
+        });
+    }
+    #[cfg(not(unix))]
     tokio::spawn(async move {
-        if stop_requested().await {
+        if tokio::signal::ctrl_c().await.is_ok() {
             tracing::info!("interrupted; shutting down gracefully (interrupt again to abort)");
             shutdown.cancel();
-            if stop_requested().await {
+            if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
             }
         }
     });
-}
-
-/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM (what Kubernetes, systemd
-/// and `docker stop` send); `false` if no handler could be installed.
-async fn stop_requested() -> bool {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return tokio::signal::ctrl_c().await.is_ok();
-        };
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.is_ok(),
-            _ = term.recv() => true,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.is_ok()
-    }
 }
 
 #[cfg(test)]
