@@ -4,6 +4,8 @@
 //! - [`properties`]: the librdkafka property table of a component (one
 //!   table per component; values inline, from a file or from the
 //!   environment; secrets never logged);
+//! - [`closing`]: a client's close at shutdown, bounded so it cannot hold
+//!   the stop;
 //! - [`errors`]: which client errors are permanent, and the [`Health`] of a
 //!   client that stops its component on one;
 //! - `offsets`: acknowledged offsets per partition, and what may be
@@ -15,6 +17,7 @@
 //! The source, the sinks, the channel and the lookups depend on this module,
 //! never on each other.
 
+pub mod closing;
 pub mod errors;
 pub mod offsets;
 pub mod properties;

@@ -78,6 +78,7 @@ use crate::channels::{
     OpenContext,
 };
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
+use crate::kafka::closing;
 use crate::kafka::errors::ClientError;
 use crate::kafka::errors::{Health, Role, describe_error};
 use crate::kafka::offsets::{Reported, Tp, Tracker};
@@ -673,7 +674,7 @@ async fn commit_loop(
             }
         }
     }
-    let closed = tokio::task::spawn_blocking(move || {
+    let closed = closing::off_runtime(closing::CLOSE_LIMIT, move || {
         let offsets = consumer.context().tracker().unconfirmed();
         let result = if offsets.is_empty() {
             Ok(())

@@ -24,6 +24,7 @@ use super::config::{KafkaSourceConfig, StartFrom};
 use crate::delivery::SourceLink;
 use crate::event::{Ack, AckReport, Batch, BatchBuf, NewEvent};
 use crate::event::{DEAD_LETTER_PLUGIN, DEAD_LETTER_REASON, is_host_header};
+use crate::kafka::closing;
 use crate::kafka::errors::ClientError;
 use crate::kafka::errors::{Health, Role, describe_error};
 use crate::kafka::offsets::{Reported, Tp, Tracker};
@@ -786,7 +787,9 @@ impl Source {
 
 /// Commits synchronously what is not yet known committed, and closes the
 /// consumer, off the async runtime (closing leaves the group and may run a
-/// last rebalance callback). A failed final commit (typically "rebalance in
+/// last rebalance callback), waiting for that at most
+/// [`closing::CLOSE_LIMIT`] (a broker that does not answer must not hold
+/// the stop). A failed final commit (typically "rebalance in
 /// progress" when members of a group stop together) is logged and counted,
 /// not returned: the events after the last successful commit are read again
 /// next time, which at-least-once allows.
@@ -801,7 +804,7 @@ async fn close(
         consumer.context().tracker().unconfirmed()
     };
     let commits = metrics.commits.clone();
-    let closed = tokio::task::spawn_blocking(move || {
+    let closed = closing::off_runtime(closing::CLOSE_LIMIT, move || {
         let result = if offsets.is_empty() {
             Ok(())
         } else {
@@ -1108,6 +1111,21 @@ fn resume_at(
     }
 }
 
+/// Runs `wait` (a blocking wait inside a librdkafka callback, which runs
+/// inside `recv()` on a runtime worker) with the worker's other tasks handed
+/// to another thread meanwhile: a task queued on this worker may be what
+/// the wait waits for. Runs it as is off a multi-threaded runtime (the
+/// consumer's close, on a blocking thread).
+fn off_worker<T>(wait: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
 /// Runs `future` to completion from a synchronous librdkafka callback, which
 /// runs inside `recv()` on a runtime worker.
 fn block_on<F: std::future::Future + Send>(future: F) -> Result<F::Output, ClientError>
@@ -1266,18 +1284,39 @@ impl ConsumerContext for SourceKafkaContext {
                 if let Some(hooks) = &self.bounded {
                     hooks.push(tps.iter().cloned().map(Change::Revoked));
                 }
-                let busy = self.link.revoke(&tps, REVOKE_WAIT);
+                // A sink's commit in progress ends on a runtime worker: this
+                // worker's queued tasks (a sink's among them) must move on.
+                let busy = off_worker(|| self.link.revoke(&tps, REVOKE_WAIT));
                 if !busy.is_empty() {
                     warn!(source = %self.name, partitions = ?busy, "revoking while a sink is still committing; the next owner's store check settles it");
                 }
+                // What is left is counted before unassigning: when the
+                // consumer closes, librdkafka may end the group as soon as
+                // the last partition is unassigned, and a request to the
+                // group served after that gets no answer (`assignment()`
+                // would wait for good, and the close with it).
+                let left = consumer.assignment().map(|a| {
+                    if cooperative {
+                        a.count().saturating_sub(tps.len())
+                    } else {
+                        0
+                    }
+                });
                 let unassigned = if cooperative {
                     consumer.incremental_unassign(tpl).map(|_| ())
                 } else {
                     consumer.unassign()
                 };
-                if let Err(e) = unassigned {
-                    self.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(source = %self.name, error = %e, "unassigning partitions failed");
+                match unassigned {
+                    Ok(()) => {
+                        if let Ok(left) = left {
+                            self.assigned.store(left as i64, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(source = %self.name, error = %e, "unassigning partitions failed");
+                    }
                 }
                 self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
             }
@@ -1318,8 +1357,13 @@ impl ConsumerContext for SourceKafkaContext {
         info!(source = %self.name, partitions = ?tps, "partitions revoked");
     }
 
+    /// After a rebalance: the assigned-partitions gauge (counted by
+    /// [`Self::rebalance`] itself for a revocation, which must not ask the
+    /// consumer once it unassigned), and the log.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Ok(assignment) = consumer.assignment() {
+        if !matches!(rebalance, Rebalance::Revoke(_))
+            && let Ok(assignment) = consumer.assignment()
+        {
             self.assigned
                 .store(assignment.count() as i64, Ordering::Relaxed);
         }

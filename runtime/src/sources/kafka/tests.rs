@@ -503,7 +503,7 @@ async fn stays_correct_when_a_second_member_joins() {
     let bootstrap = mock.bootstrap_servers();
     produce(&bootstrap, "shared", 0..300).await;
 
-    let (ctx_a, _) = context("a");
+    let (ctx_a, metrics_a) = context("a");
     let (tx_a, rx_a) = mpsc::channel(4);
     // The mock coordinator waits up to a session timeout for members to
     // rejoin; keep it short.
@@ -524,7 +524,7 @@ async fn stays_correct_when_a_second_member_joins() {
 
     // A second member joins: the group rebalances, the first member commits
     // what it delivered and gives up partitions.
-    let (ctx_b, _) = context("b");
+    let (ctx_b, metrics_b) = context("b");
     let (tx_b, rx_b) = mpsc::channel(4);
     let source_b = tokio::spawn(run(member(), tx_b, ctx_b.clone(), SourceLink::new("b")));
     let (task_b, keys_b) = collect_keys(rx_b);
@@ -557,6 +557,19 @@ async fn stays_correct_when_a_second_member_joins() {
     .expect("the group commits the end of every partition");
     assert_eq!(end.iter().sum::<i64>(), 600);
     assert_eq!(committed, end);
+    // Each member's gauge counts what it holds after the revocation and the
+    // new assignment: the three partitions, split between the two.
+    let assigned = || {
+        [
+            metrics_a.gauge_value("source.a.assigned_partitions"),
+            metrics_b.gauge_value("source.b.assigned_partitions"),
+        ]
+    };
+    until("the partitions split between the members", WAIT, || {
+        let [a, b] = assigned();
+        a > 0 && b > 0 && a + b == 3
+    })
+    .await;
 
     ctx_a.shutdown.cancel();
     ctx_b.shutdown.cancel();
