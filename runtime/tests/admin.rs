@@ -336,15 +336,9 @@ fn a_running_agent_is_probed_scraped_and_tapped() {
     );
 
     // SIGTERM, as an orchestrator stops a pod: a graceful, successful exit.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = agent.child.exit_within(Duration::from_secs(60));
-    agent.log.rest(Duration::from_secs(5));
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "still running 60 s after SIGTERM; log:\n{}",
-            agent.log.text()
-        )
-    });
+    let status = agent
+        .child
+        .terminate(&mut agent.log, Duration::from_secs(60));
     assert!(status.success(), "{status}; log:\n{}", agent.log.text());
     for line in &agent.log.seen {
         assert!(

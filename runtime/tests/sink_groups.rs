@@ -111,7 +111,7 @@ fn a_stopped_primary_starts_again_after_its_penalty_and_takes_the_batches_back()
     .replace(&format!("count = {EVENTS}"), "count = 0\nrate = 2000");
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, text).unwrap();
-    let Process(child) = &mut Process(
+    let mut agent = Process(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--no-status"])
             .arg(&path)
@@ -120,7 +120,7 @@ fn a_stopped_primary_starts_again_after_its_penalty_and_takes_the_batches_back()
             .spawn()
             .expect("running sluice"),
     );
-    let mut log = Log::follow(child.stderr.take().unwrap());
+    let mut log = Log::follow(agent.0.stderr.take().unwrap());
     // The primary's directory is missing: it stops, the standby takes over.
     log.wait_for("of the primary stopping", |l| {
         l.contains("the group carries on without it").then_some(())
@@ -131,16 +131,9 @@ fn a_stopped_primary_starts_again_after_its_penalty_and_takes_the_batches_back()
     wait_until("the primary to write", Duration::from_secs(60), || {
         std::fs::metadata(&primary).is_ok_and(|m| m.len() > 0)
     });
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let mut status = None;
-    wait_until("exit after SIGTERM", Duration::from_secs(60), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    log.rest(Duration::from_secs(5));
+    let status = agent.terminate(&mut log, Duration::from_secs(60));
     let log = log.text();
-    assert!(status.unwrap().success(), "{log}");
+    assert!(status.success(), "{log}");
     assert!(log.contains("a member sink started again"), "{log}");
     let all = both_took_batches(&primary, &dir.path().join("standby.txt"));
     // Every event generated, once: the numbers run from 0 without a gap.

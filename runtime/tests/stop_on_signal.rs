@@ -69,14 +69,7 @@ roll_interval = "1s"
         },
     );
 
-    assert_eq!(
-        unsafe { libc::kill(agent.0.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = agent.exit_within(Duration::from_secs(30));
-    log.rest(Duration::from_secs(2));
-    let status =
-        status.unwrap_or_else(|| panic!("still running 30 s after SIGTERM; log:\n{}", log.text()));
+    let status = agent.terminate(&mut log, Duration::from_secs(30));
     assert!(status.success(), "{status}; log:\n{}", log.text());
     assert!(
         log.seen.iter().any(|l| l.contains("\"stopped\"")),

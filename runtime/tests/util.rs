@@ -63,6 +63,26 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Sends SIGTERM, as an orchestrator stops a pod, and waits up to
+    /// `limit` for the exit; then takes the rest of `log`. Fails the test,
+    /// showing the log, if the child is still running.
+    pub fn terminate(
+        &mut self,
+        log: &mut Log,
+        limit: std::time::Duration,
+    ) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.0.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.exit_within(limit);
+        log.rest(std::time::Duration::from_secs(5));
+        status.unwrap_or_else(|| {
+            panic!(
+                "still running {limit:?} after SIGTERM; log:\n{}",
+                log.text()
+            )
+        })
+    }
+
     /// Waits up to `timeout` for the child to exit; `None` if it is still
     /// running then.
     pub fn exit_within(
